@@ -1,0 +1,283 @@
+/*
+ * vfile backend ABI: the contract between libvfile and a key-value store driver.
+ *
+ * A backend is a shared module (etcd.so, consul.so) exporting exactly one symbol,
+ * vf_backend_entry(), which returns a static struct vf_kv_ops. The loader reads
+ * abi_version FIRST and refuses the module unless it equals VF_KV_ABI_VERSION.
+ * Bump VF_KV_ABI_VERSION on ANY change to a struct in this file; slots are only
+ * ever appended; a NULL slot means "not supported" (the caller gets VF_ENOTSUP).
+ *
+ * Model:
+ *  - Keys are NUL-terminated strings; values are byte strings (stored with a NUL
+ *    after the last byte, for convenience). Every value read carries mod_rev (etcd
+ *    mod_revision, Consul ModifyIndex) and create_rev (create_revision/CreateIndex).
+ *    "expected version" 0 means "the key must not exist".
+ *  - A lease (etcd lease, Consul session) is kept alive by the backend's own thread
+ *    unless granted with VF_LEASE_MANUAL; its loss is reported once through the
+ *    callback given at grant. Keys put with a lease vanish when it ends.
+ *  - A lock is a lease-lock: held until released or until its lease ends. Its fence
+ *    (VF_CMP_LOCK_HELD in a txn) makes a write by a holder that lost it fail.
+ *    Waiters block without polling and are woken in FIFO order, one at a time.
+ *  - A watch delivers typed events for a prefix, in store order, on a backend
+ *    thread; VF_EV_RESYNC means history is gone: re-list, then continue.
+ *
+ * Thread-safety: every slot may be called concurrently from any number of threads
+ * on one struct vf_kv, except close() (no call may be running or start after it)
+ * and watch_stop() on a watch whose callback is the caller. Callbacks (watch
+ * events, lease loss) run on backend threads; they may call any slot except
+ * close() and watch_stop() of their own watch, and should return promptly.
+ *
+ * Memory: results (_r) are malloc'ed by the backend and freed by the caller with
+ * the vf_kv_*_free() helpers below. Event data is valid only during the callback.
+ */
+#ifndef VFILE_KV_H
+#define VFILE_KV_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <libconfig.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VF_KV_ABI_VERSION 1
+
+/* Status codes: append only, never renumber. */
+enum vf_status {
+	VF_OK = 0,
+	VF_ENOTFOUND = -1,   /* key (or lease) does not exist */
+	VF_ECONFLICT = -2,   /* a compare failed: someone else won; nothing was written */
+	VF_EUNCERTAIN = -3,  /* request sent, no answer: it may or may not have applied */
+	VF_EUNAVAIL = -4,    /* could not reach the store (nothing was applied) */
+	VF_EPROTO = -5,      /* the store answered something we do not understand */
+	VF_ENOMEM = -6,      /* out of memory */
+	VF_ENOTSUP = -7,     /* the backend does not support this (NULL slot) */
+	VF_EABI = -8,        /* module ABI version mismatch or missing entry symbol */
+	VF_EAUTH = -9,       /* authentication or permission refused */
+	VF_ELIMIT = -10,     /* a store limit was exceeded (txn ops, request size) */
+	VF_EBUSY = -11,      /* try-lock: the lock is held by someone else */
+	VF_ETIMEDOUT = -12,  /* a bounded wait (lock, state) ran out */
+	VF_EINVAL = -13,     /* invalid argument or configuration */
+	VF_ELEASE = -14,     /* the lease is gone (expired or revoked) */
+};
+
+/* A one-line error: code is an enum vf_status, msg never contains '\n'. */
+struct vf_err {
+	int code;
+	long http_status; /* the store's HTTP status when there was one, else 0 */
+	char msg[256];
+};
+
+/* One key as read from the store. */
+struct vf_kv_pair {
+	char *key;
+	char *value;        /* value_len bytes followed by a NUL */
+	size_t value_len;
+	int64_t mod_rev;    /* version of the last write */
+	int64_t create_rev; /* version of the write that created the key */
+};
+
+/* The keys under a prefix, sorted by key, and the store revision they were read at. */
+struct vf_kv_list {
+	struct vf_kv_pair *items;
+	size_t count;
+	int64_t revision; /* etcd header revision / Consul X-Consul-Index */
+};
+
+/* A lease. Backends embed this first in their own struct. */
+struct vf_kv_lease {
+	char id[64]; /* printable id (etcd lease id in hex, Consul session id) */
+	int ttl_s;   /* TTL granted by the store */
+};
+#define VF_LEASE_MANUAL 0x1u /* no automatic keep-alive: the caller calls lease_keepalive */
+typedef void (*vf_kv_lease_lost_fn)(struct vf_kv_lease *lease, void *arg);
+
+/* A held lock. Backends embed this first in their own struct. */
+struct vf_kv_lock {
+	char *key;     /* the store key that proves ownership */
+	int64_t fence; /* fencing token: grows with every acquisition of the same name */
+};
+
+/* Transactions: if every compare holds, every op is applied, atomically. */
+enum vf_kv_cmp_kind {
+	VF_CMP_VALUE_EQ = 1,   /* key exists and its value equals value/value_len */
+	VF_CMP_VERSION_EQ = 2, /* key's mod_rev equals mod_rev (0: key absent) */
+	VF_CMP_ABSENT = 3,     /* key does not exist */
+	VF_CMP_LOCK_HELD = 4,  /* lock is still held by its owner (the fence) */
+};
+struct vf_kv_cmp {
+	enum vf_kv_cmp_kind kind;
+	const char *key; /* unused for VF_CMP_LOCK_HELD */
+	const char *value;
+	size_t value_len;
+	int64_t mod_rev;
+	const struct vf_kv_lock *lock;
+};
+enum vf_kv_op_kind {
+	VF_OP_PUT = 1,    /* put key=value (attached to lease if not NULL) */
+	VF_OP_DELETE = 2, /* delete key (absent is fine) */
+	VF_OP_GET = 3,    /* read key into the result (absent: found = 0) */
+	VF_OP_UNLOCK = 4, /* release lock as part of the txn; caller still frees it with unlock() */
+};
+struct vf_kv_op {
+	enum vf_kv_op_kind kind;
+	const char *key;
+	const char *value;
+	size_t value_len;
+	struct vf_kv_lease *lease;
+	struct vf_kv_lock *lock;
+};
+/* One entry per op, in op order. For VF_OP_GET: found and pair; for PUT: pair.mod_rev. */
+struct vf_kv_result {
+	int found;
+	struct vf_kv_pair pair;
+};
+struct vf_kv_txn_result {
+	struct vf_kv_result *results; /* nops entries when the txn committed */
+	size_t count;
+	int64_t revision; /* the store revision of the commit */
+};
+
+/* Watch events (valid during the callback only). */
+enum vf_kv_event_type {
+	VF_EV_PUT = 1,
+	VF_EV_DELETE = 2, /* value empty; mod_rev is the revision of the delete */
+	VF_EV_RESYNC = 3, /* history lost: re-list; events continue after revision */
+};
+struct vf_kv_event {
+	enum vf_kv_event_type type;
+	const char *key;
+	const char *value;
+	size_t value_len;
+	int64_t mod_rev;
+	int64_t create_rev;
+	int64_t revision; /* store revision this event belongs to */
+};
+/* Return 0 to go on, non-zero to stop the watch (the backend then ends its thread). */
+typedef int (*vf_kv_watch_fn)(const struct vf_kv_event *ev, void *arg);
+struct vf_kv_watch;
+
+/* Capability bits. */
+#define VF_KV_CAP_WATCH_HISTORY 0x1u /* watch can start at an arbitrary past revision */
+#define VF_KV_CAP_COMPACT 0x2u       /* compact() discards history */
+#define VF_KV_CAP_SHORT_LEASE 0x4u   /* leases shorter than 10 s */
+
+/* The handle. Backends embed this first in their own struct. */
+struct vf_kv {
+	const struct vf_kv_ops *ops;
+	unsigned int max_txn_ops; /* largest compares + ops a txn may hold */
+	int min_lease_ttl_s;      /* shortest TTL the store grants */
+};
+
+struct vf_kv_ops {
+	unsigned int abi_version; /* VF_KV_ABI_VERSION: always the first member */
+	const char *name;         /* "etcd", "consul" */
+	unsigned int caps;        /* VF_KV_CAP_* */
+
+	/* Once per process, before any open / after every close. May be NULL. */
+	int (*global_init)(struct vf_err *err);
+	void (*global_fini)(void);
+
+	/* Open a handle from the backend's config group (cfg may be NULL: defaults).
+	 * Does not contact the store: an unreachable store is reported by the calls. */
+	int (*open)(const config_setting_t *cfg, struct vf_kv **kv_r, struct vf_err *err);
+	/* Close the handle: stops watches and keep-alives; does not revoke leases. */
+	void (*close)(struct vf_kv *kv);
+
+	/* Read one key; VF_ENOTFOUND if absent. */
+	int (*get)(struct vf_kv *kv, const char *key, struct vf_kv_pair *pair_r, struct vf_err *err);
+	/* Read every key starting with prefix (only those). */
+	int (*list)(struct vf_kv *kv, const char *prefix, struct vf_kv_list *list_r,
+		    struct vf_err *err);
+	/* Unconditional put; lease may be NULL; *mod_rev_r (may be NULL) gets the new version. */
+	int (*put)(struct vf_kv *kv, const char *key, const char *value, size_t value_len,
+		   struct vf_kv_lease *lease, int64_t *mod_rev_r, struct vf_err *err);
+	/* Put only if the key's mod_rev == expect (0: absent); else VF_ECONFLICT. */
+	int (*cas)(struct vf_kv *kv, const char *key, const char *value, size_t value_len,
+		   int64_t expect, struct vf_kv_lease *lease, int64_t *mod_rev_r,
+		   struct vf_err *err);
+	/* Delete; VF_ENOTFOUND if absent. */
+	int (*del)(struct vf_kv *kv, const char *key, struct vf_err *err);
+	/* Delete only if the key's mod_rev == expect; else VF_ECONFLICT. */
+	int (*cas_del)(struct vf_kv *kv, const char *key, int64_t expect, struct vf_err *err);
+	/* All-or-nothing: VF_OK and res_r (may be NULL) on commit, VF_ECONFLICT if a
+	 * compare failed, VF_ELIMIT if ncmp + nops > max_txn_ops. */
+	int (*txn)(struct vf_kv *kv, const struct vf_kv_cmp *cmps, size_t ncmp,
+		   const struct vf_kv_op *ops, size_t nops, struct vf_kv_txn_result *res_r,
+		   struct vf_err *err);
+
+	/* Leases. ttl_s below min_lease_ttl_s is VF_EINVAL. lost (may be NULL) is called
+	 * once, from a backend thread, when keep-alive finds the lease gone. */
+	int (*lease_grant)(struct vf_kv *kv, int ttl_s, unsigned int flags,
+			   vf_kv_lease_lost_fn lost, void *arg, struct vf_kv_lease **lease_r,
+			   struct vf_err *err);
+	/* One renewal now; VF_ELEASE if the lease is gone. */
+	int (*lease_keepalive)(struct vf_kv *kv, struct vf_kv_lease *lease, struct vf_err *err);
+	/* Revoke (keys attached to it vanish, its locks are released) and free. */
+	int (*lease_revoke)(struct vf_kv *kv, struct vf_kv_lease **lease, struct vf_err *err);
+
+	/* Acquire the lock called name, owned through lease. timeout_ms 0: try once
+	 * (VF_EBUSY if held); < 0: wait forever; else VF_ETIMEDOUT after it. The nreads
+	 * keys in reads are read in the same round trip as the acquisition, into
+	 * reads_r[i] (found = 0 if absent); reads may be NULL when nreads is 0. */
+	int (*lock)(struct vf_kv *kv, struct vf_kv_lease *lease, const char *name, int timeout_ms,
+		    const char *const *reads, size_t nreads, struct vf_kv_result *reads_r,
+		    struct vf_kv_lock **lock_r, struct vf_err *err);
+	/* Release (if still held and not already released by a VF_OP_UNLOCK) and free. */
+	int (*unlock)(struct vf_kv *kv, struct vf_kv_lock **lock, struct vf_err *err);
+
+	/* Watch every key under prefix, from revision after_rev + 1 (0: from now). A
+	 * dropped stream is resumed without gap or duplicate; if that is impossible the
+	 * callback gets VF_EV_RESYNC. */
+	int (*watch_start)(struct vf_kv *kv, const char *prefix, int64_t after_rev,
+			   vf_kv_watch_fn fn, void *arg, struct vf_kv_watch **watch_r,
+			   struct vf_err *err);
+	/* Stop the watch, join its thread, free it. */
+	void (*watch_stop)(struct vf_kv *kv, struct vf_kv_watch **watch);
+
+	/* Discard history up to revision (VF_KV_CAP_COMPACT; tests and operators). */
+	int (*compact)(struct vf_kv *kv, int64_t revision, struct vf_err *err);
+};
+
+/* The one symbol a backend module exports. */
+typedef const struct vf_kv_ops *(*vf_backend_entry_fn)(void);
+const struct vf_kv_ops *vf_backend_entry(void);
+#define VF_BACKEND_ENTRY "vf_backend_entry"
+
+/* Helpers shared by backends and callers. */
+static inline void vf_kv_pair_clear(struct vf_kv_pair *p)
+{
+	free(p->key);
+	free(p->value);
+	p->key = p->value = NULL;
+	p->value_len = 0;
+}
+static inline void vf_kv_list_clear(struct vf_kv_list *l)
+{
+	for (size_t i = 0; i < l->count; i++)
+		vf_kv_pair_clear(&l->items[i]);
+	free(l->items);
+	l->items = NULL;
+	l->count = 0;
+}
+static inline void vf_kv_results_clear(struct vf_kv_result *r, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		vf_kv_pair_clear(&r[i].pair);
+		r[i].found = 0;
+	}
+}
+static inline void vf_kv_txn_result_clear(struct vf_kv_txn_result *t)
+{
+	vf_kv_results_clear(t->results, t->count);
+	free(t->results);
+	t->results = NULL;
+	t->count = 0;
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VFILE_KV_H */

@@ -1,0 +1,132 @@
+/*
+ * Private helpers of libvfile shared by the library and the backend modules
+ * (which link libvfile): errors, logging, a growable buffer, base64, JSON
+ * accessors over yajl trees, and an HTTP client over libcurl with endpoint
+ * failover and the unavailable/uncertain split.
+ */
+#ifndef VFILE_COMMON_INT_H
+#define VFILE_COMMON_INT_H
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <pthread.h>
+#include <curl/curl.h>
+#include <yajl/yajl_tree.h>
+#include <yajl/yajl_gen.h>
+
+#include "vfile/kv.h"
+
+#define VF_PRINTF(a, b) __attribute__((format(printf, a, b)))
+
+/* ---- errors ---- */
+/* Set err (may be NULL) to code and a one-line message; returns code. */
+int vf_err_set(struct vf_err *err, int code, const char *fmt, ...) VF_PRINTF(3, 4);
+/* Prefix the message already in err with "what: ". Returns err->code. */
+int vf_err_prefix(struct vf_err *err, const char *fmt, ...) VF_PRINTF(2, 3);
+const char *vf_strerror(int code);
+
+/* ---- logging ---- */
+enum vf_log_level { VF_LOG_ERR = 0, VF_LOG_WARN, VF_LOG_INFO, VF_LOG_DEBUG };
+void vf_log(int level, const char *fmt, ...) VF_PRINTF(2, 3);
+void vf_log_set_level(int level);
+int vf_log_get_level(void);
+/* target: "stderr" or "syslog". */
+int vf_log_set_target(const char *target, const char *ident);
+
+/* ---- growable buffer ---- */
+struct vf_buf {
+	char *data; /* always NUL-terminated when non-NULL */
+	size_t len;
+	size_t cap;
+};
+int vf_buf_add(struct vf_buf *b, const void *p, size_t n);
+int vf_buf_printf(struct vf_buf *b, const char *fmt, ...) VF_PRINTF(2, 3);
+void vf_buf_free(struct vf_buf *b);
+
+/* ---- base64 (standard alphabet, padded) ---- */
+char *vf_b64_encode(const void *data, size_t len);
+/* Decodes into a malloc'ed NUL-terminated buffer. VF_EPROTO on bad input. */
+int vf_b64_decode(const char *in, char **out_r, size_t *len_r);
+
+/* ---- JSON ---- */
+/* yajl_tree_get with a path given as varargs, NULL-terminated. */
+yajl_val vf_json_get(yajl_val root, ...);
+/* An integer that may be a JSON number or string; absent (NULL) gives 0. */
+int vf_json_int64(yajl_val v, int64_t *out);
+/* A string value or NULL. */
+const char *vf_json_str(yajl_val v);
+/* Parse text (len bytes, need not be NUL-terminated) into a tree. */
+int vf_json_parse(const char *text, size_t len, yajl_val *tree_r, struct vf_err *err);
+/* Generator helpers: one call per token, errors latched in the generator. */
+void vf_jgen_str(yajl_gen g, const char *s);
+void vf_jgen_strn(yajl_gen g, const char *s, size_t n);
+void vf_jgen_int(yajl_gen g, long long v);
+/* Take the generator's output as a malloc'ed string. */
+int vf_jgen_finish(yajl_gen g, char **out_r, size_t *len_r, struct vf_err *err);
+
+/* ---- HTTP ---- */
+struct vf_http_cfg {
+	char **endpoints;  /* "http://127.0.0.1:2379", tried in order */
+	size_t nendpoints;
+	long connect_timeout_ms;
+	long timeout_ms;   /* per request, unless the request says otherwise */
+	char *cacert;      /* TLS: CA bundle, client certificate and key (may be NULL) */
+	char *cert;
+	char *key;
+};
+struct vf_http;
+
+struct vf_http_req {
+	const char *method;      /* "GET", "POST", "PUT", "DELETE" */
+	const char *path;        /* appended to the endpoint */
+	const char *body;        /* may be NULL */
+	size_t body_len;
+	const char *const *headers; /* NULL-terminated "Name: value" list, may be NULL */
+	long timeout_ms;         /* 0: the configured one; < 0: none (streams) */
+	int idempotent;          /* a read: retried on the next endpoint after a lost answer */
+	const char *want_header; /* capture this response header into resp->header */
+	/* Streaming: if set, body bytes go here instead of resp->body; return the
+	 * number taken (anything else aborts). */
+	size_t (*on_data)(const char *p, size_t n, void *arg);
+	void *arg;
+	volatile int *cancel;    /* non-zero aborts the transfer (checked ~1/s and on data) */
+};
+struct vf_http_resp {
+	long status;
+	struct vf_buf body;
+	char *header; /* value of want_header, or NULL */
+	int endpoint; /* index of the endpoint that answered */
+};
+
+int vf_http_new(const struct vf_http_cfg *cfg, struct vf_http **h_r, struct vf_err *err);
+void vf_http_free(struct vf_http **h);
+/* VF_OK when an HTTP status was received (any status); VF_EUNAVAIL when no
+ * endpoint could be reached (nothing sent); VF_EUNCERTAIN when a non-idempotent
+ * request was sent and no complete answer came; VF_ETIMEDOUT never. */
+int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_resp *resp,
+	       struct vf_err *err);
+void vf_http_resp_free(struct vf_http_resp *resp);
+/* Free a string array of n entries. */
+void vf_strv_free(char **v, size_t n);
+
+/* ---- config helpers (libconfig) ---- */
+/* Read an optional string / int / bool setting of group cfg (may be NULL).
+ * A wrong type is VF_EINVAL naming file, line and setting. Strings are copied. */
+int vf_cfg_str(const config_setting_t *cfg, const char *name, const char *def, char **out_r,
+	       struct vf_err *err);
+int vf_cfg_int(const config_setting_t *cfg, const char *name, int def, int *out_r,
+	       struct vf_err *err);
+int vf_cfg_bool(const config_setting_t *cfg, const char *name, int def, int *out_r,
+		struct vf_err *err);
+/* A string or a list/array of strings ("a" or ["a","b"]). */
+int vf_cfg_strv(const config_setting_t *cfg, const char *name, const char *def, char ***out_r,
+		size_t *n_r, struct vf_err *err);
+/* Refuse settings of group cfg not named in known (NULL-terminated). */
+int vf_cfg_known(const config_setting_t *cfg, const char *const *known, struct vf_err *err);
+/* "file:line: " for messages about setting s (empty when unknown). */
+void vf_cfg_where(const config_setting_t *s, char *buf, size_t size);
+
+/* ---- time ---- */
+int64_t vf_now_ms(void); /* CLOCK_MONOTONIC in ms */
+
+#endif /* VFILE_COMMON_INT_H */

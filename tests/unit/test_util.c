@@ -1,0 +1,127 @@
+/* Unit tests of the shared helpers: base64, JSON accessors, errors, config. */
+#include <config.h>
+
+#include <string.h>
+
+#include "test_int.h"
+#include "common_int.h"
+
+static void test_b64_roundtrip(void)
+{
+	const char *samples[] = {"", "a", "ab", "abc", "vols/a", "\xff\x00z"};
+	size_t lens[] = {0, 1, 2, 3, 6, 3};
+
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		char *enc = vf_b64_encode(samples[i], lens[i]), *dec;
+		size_t n;
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(enc);
+		CU_ASSERT_EQUAL(vf_b64_decode(enc, &dec, &n), VF_OK);
+		CU_ASSERT_EQUAL(n, lens[i]);
+		CU_ASSERT(memcmp(dec, samples[i], n) == 0);
+		CU_ASSERT_EQUAL(dec[n], '\0');
+		free(enc);
+		free(dec);
+	}
+}
+
+static void test_b64_known(void)
+{
+	char *enc = vf_b64_encode("vols/a", 6), *dec;
+	size_t n;
+
+	CU_ASSERT_STRING_EQUAL(enc, "dm9scy9h");
+	free(enc);
+	CU_ASSERT_EQUAL(vf_b64_decode("djE=", &dec, &n), VF_OK);
+	CU_ASSERT_EQUAL(n, 2);
+	CU_ASSERT_STRING_EQUAL(dec, "v1");
+	free(dec);
+	CU_ASSERT_EQUAL(vf_b64_decode("abc", &dec, &n), VF_EPROTO);
+	CU_ASSERT_PTR_NULL(dec);
+	CU_ASSERT_EQUAL(vf_b64_decode("@@@@", &dec, &n), VF_EPROTO);
+}
+
+static void test_json_int64(void)
+{
+	yajl_val t;
+	int64_t v;
+
+	CU_ASSERT_EQUAL_FATAL(
+		vf_json_parse("{\"a\":\"42\",\"b\":7,\"c\":\"x\",\"d\":{\"e\":\"-3\"}}", 41, &t, NULL),
+		VF_OK);
+	CU_ASSERT_EQUAL(vf_json_int64(vf_json_get(t, "a", NULL), &v), VF_OK);
+	CU_ASSERT_EQUAL(v, 42);
+	CU_ASSERT_EQUAL(vf_json_int64(vf_json_get(t, "b", NULL), &v), VF_OK);
+	CU_ASSERT_EQUAL(v, 7);
+	CU_ASSERT_EQUAL(vf_json_int64(vf_json_get(t, "c", NULL), &v), VF_EPROTO);
+	CU_ASSERT_EQUAL(vf_json_int64(vf_json_get(t, "missing", NULL), &v), VF_OK);
+	CU_ASSERT_EQUAL(v, 0);
+	CU_ASSERT_EQUAL(vf_json_int64(vf_json_get(t, "d", "e", NULL), &v), VF_OK);
+	CU_ASSERT_EQUAL(v, -3);
+	yajl_tree_free(t);
+}
+
+static void test_json_malformed(void)
+{
+	struct vf_err err = {0};
+	yajl_val t;
+
+	CU_ASSERT_EQUAL(vf_json_parse("{\"a\":", 5, &t, &err), VF_EPROTO);
+	CU_ASSERT_PTR_NULL(t);
+	CU_ASSERT(strstr(err.msg, "malformed JSON") != NULL);
+}
+
+static void test_err_oneline(void)
+{
+	struct vf_err err;
+
+	CU_ASSERT_EQUAL(vf_err_set(&err, VF_EUNAVAIL, "a\nb %d", 3), VF_EUNAVAIL);
+	CU_ASSERT_STRING_EQUAL(err.msg, "a b 3");
+	vf_err_prefix(&err, "ctx");
+	CU_ASSERT_STRING_EQUAL(err.msg, "ctx: a b 3");
+	CU_ASSERT_STRING_EQUAL(vf_strerror(VF_ECONFLICT), "compare failed");
+}
+
+static void test_cfg_types(void)
+{
+	config_t c;
+	struct vf_err err = {0};
+	char *s = NULL, **v = NULL;
+	size_t n;
+	int i;
+
+	config_init(&c);
+	CU_ASSERT_FATAL(config_read_string(&c, "g = { a = \"x\"; b = 5;\n c = [\"p\", \"q\"]; d = 1; }") ==
+			CONFIG_TRUE);
+	config_setting_t *g = config_lookup(&c, "g");
+	CU_ASSERT_EQUAL(vf_cfg_str(g, "a", NULL, &s, &err), VF_OK);
+	CU_ASSERT_STRING_EQUAL(s, "x");
+	free(s);
+	CU_ASSERT_EQUAL(vf_cfg_int(g, "b", 0, &i, &err), VF_OK);
+	CU_ASSERT_EQUAL(i, 5);
+	CU_ASSERT_EQUAL(vf_cfg_strv(g, "c", NULL, &v, &n, &err), VF_OK);
+	CU_ASSERT_EQUAL(n, 2);
+	CU_ASSERT_STRING_EQUAL(v[1], "q");
+	vf_strv_free(v, n);
+	CU_ASSERT_EQUAL(vf_cfg_str(g, "d", NULL, &s, &err), VF_EINVAL);
+	CU_ASSERT(strstr(err.msg, "line 2") != NULL);
+	CU_ASSERT(strstr(err.msg, "g.d") != NULL);
+	CU_ASSERT(strstr(err.msg, "must be a string") != NULL);
+	const char *known[] = {"a", "b", "c", NULL};
+	CU_ASSERT_EQUAL(vf_cfg_known(g, known, &err), VF_EINVAL);
+	CU_ASSERT(strstr(err.msg, "unknown setting 'g.d'") != NULL);
+	config_destroy(&c);
+}
+
+void vf_test_register_util(void);
+void vf_test_register_util(void)
+{
+	CU_pSuite s = CU_add_suite("util", NULL, NULL);
+
+	VF_ADD_TEST(s, test_b64_roundtrip);
+	VF_ADD_TEST(s, test_b64_known);
+	VF_ADD_TEST(s, test_json_int64);
+	VF_ADD_TEST(s, test_json_malformed);
+	VF_ADD_TEST(s, test_err_oneline);
+	VF_ADD_TEST(s, test_cfg_types);
+}
