@@ -1,0 +1,952 @@
+/* Test server harness: real etcd / Consul on free loopback ports (see harness.h). */
+#include <config.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define SRV_STOP_GRACE_MS 5000
+#define SRV_MAX_PIDS 64
+
+static pthread_mutex_t srv_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct vf_srv *srv_live;
+/* Process groups of live servers, read by the signal handler. */
+static volatile pid_t srv_pgids[SRV_MAX_PIDS];
+static pthread_once_t srv_once = PTHREAD_ONCE_INIT;
+
+static int64_t srv_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void srv_nap_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+static void srv_why(char *why, size_t whylen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (why == NULL || whylen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(why, whylen, fmt, ap);
+	va_end(ap);
+	for (char *p = why; *p; p++)
+		if (*p == '\n')
+			*p = ' ';
+}
+
+/* ---- cleanup of live servers ---- */
+
+static void srv_pgid_add(pid_t pid)
+{
+	for (int i = 0; i < SRV_MAX_PIDS; i++)
+		if (srv_pgids[i] == 0) {
+			srv_pgids[i] = pid;
+			return;
+		}
+}
+
+static void srv_pgid_del(pid_t pid)
+{
+	for (int i = 0; i < SRV_MAX_PIDS; i++)
+		if (srv_pgids[i] == pid)
+			srv_pgids[i] = 0;
+}
+
+void vf_srv_kill_all(void)
+{
+	for (int i = 0; i < SRV_MAX_PIDS; i++) {
+		pid_t p = srv_pgids[i];
+
+		if (p > 0)
+			kill(-p, SIGKILL);
+	}
+}
+
+static void srv_on_signal(int sig)
+{
+	vf_srv_kill_all();
+	/* SA_RESETHAND restored the default action: die of the same signal. */
+	raise(sig);
+}
+
+static void srv_atexit(void)
+{
+	for (;;) {
+		struct vf_srv *s;
+
+		pthread_mutex_lock(&srv_mu);
+		s = srv_live;
+		pthread_mutex_unlock(&srv_mu);
+		if (s == NULL)
+			break;
+		vf_srv_stop(&s);
+	}
+}
+
+static void srv_install(void)
+{
+	static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGABRT, SIGSEGV, SIGBUS, SIGQUIT};
+	struct sigaction sa, old;
+
+	atexit(srv_atexit);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = srv_on_signal;
+	sa.sa_flags = SA_RESETHAND;
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		/* Leave handlers of sanitizers and the test program alone. */
+		if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == SIG_DFL &&
+		    !(old.sa_flags & SA_SIGINFO))
+			sigaction(sigs[i], &sa, NULL);
+	}
+}
+
+static void srv_register(struct vf_srv *srv)
+{
+	pthread_mutex_lock(&srv_mu);
+	srv->next = srv_live;
+	srv_live = srv;
+	pthread_mutex_unlock(&srv_mu);
+}
+
+static void srv_unregister(struct vf_srv *srv)
+{
+	pthread_mutex_lock(&srv_mu);
+	for (struct vf_srv **pp = &srv_live; *pp; pp = &(*pp)->next)
+		if (*pp == srv) {
+			*pp = srv->next;
+			break;
+		}
+	pthread_mutex_unlock(&srv_mu);
+}
+
+static int srv_rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st, (void)flag, (void)ftw;
+	remove(path);
+	return 0;
+}
+
+static void srv_rmrf(const char *dir)
+{
+	if (dir[0] != '\0')
+		nftw(dir, srv_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* ---- small helpers ---- */
+
+int vf_srv_free_port(void)
+{
+	struct sockaddr_in a;
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int port = -1;
+
+	if (fd < 0)
+		return -1;
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+		port = ntohs(a.sin_port);
+	close(fd);
+	return port;
+}
+
+/* 32 random hex digits shaped as a UUID (Consul wants UUIDs for tokens). */
+static void srv_gen_secret(char *out, size_t size)
+{
+	unsigned char r[16];
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0 || read(fd, r, sizeof(r)) != (ssize_t)sizeof(r)) {
+		for (size_t i = 0; i < sizeof(r); i++)
+			r[i] = (unsigned char)(rand() ^ (int)srv_now_ms() ^ (int)getpid());
+	}
+	if (fd >= 0)
+		close(fd);
+	snprintf(out, size, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+	         r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12],
+	         r[13], r[14], r[15]);
+}
+
+/*
+ * One HTTP/1.0-style request on a fresh loopback connection ("Connection: close"),
+ * bounded by timeout_ms. Returns the HTTP status (> 0) with the body in body_r
+ * (NUL-terminated, truncated to size), or -1.
+ */
+static int srv_http(int port, const char *method, const char *path, const char *header,
+                    const char *body, int timeout_ms, char *body_r, size_t size)
+{
+	struct sockaddr_in a;
+	char req[4096], resp[65536];
+	size_t got = 0;
+	int64_t deadline = srv_now_ms() + timeout_ms;
+	int fd, n, status = -1;
+	const char *p;
+
+	if (body_r && size)
+		body_r[0] = '\0';
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -1;
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	a.sin_port = htons((uint16_t)port);
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0 && errno != EINPROGRESS)
+		goto out;
+	n = snprintf(req, sizeof(req),
+	             "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n%s%s"
+	             "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+	             method, path, port, header ? header : "", header ? "\r\n" : "",
+	             body ? strlen(body) : 0, body ? body : "");
+	if (n < 0 || (size_t)n >= sizeof(req))
+		goto out;
+	for (int off = 0; off < n;) {
+		struct pollfd pfd = {fd, POLLOUT, 0};
+		int left = (int)(deadline - srv_now_ms());
+		ssize_t w;
+
+		if (left <= 0 || poll(&pfd, 1, left) <= 0)
+			goto out;
+		w = send(fd, req + off, (size_t)(n - off), MSG_NOSIGNAL);
+		if (w < 0 && errno != EAGAIN && errno != EINTR)
+			goto out;
+		if (w > 0)
+			off += (int)w;
+	}
+	for (;;) {
+		struct pollfd pfd = {fd, POLLIN, 0};
+		int left = (int)(deadline - srv_now_ms());
+		ssize_t r;
+
+		if (left <= 0 || poll(&pfd, 1, left) <= 0)
+			goto out;
+		r = recv(fd, resp + got, sizeof(resp) - 1 - got, 0);
+		if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
+			break;
+		if (r > 0)
+			got += (size_t)r;
+		if (got == sizeof(resp) - 1)
+			break;
+	}
+	resp[got] = '\0';
+	if (sscanf(resp, "HTTP/%*d.%*d %d", &status) != 1)
+		status = -1;
+	p = strstr(resp, "\r\n\r\n");
+	if (p && body_r && size)
+		snprintf(body_r, size, "%s", p + 4);
+out:
+	close(fd);
+	return status;
+}
+
+/* The string or number value of "name" in a flat JSON text (first occurrence). */
+static int srv_json_field(const char *json, const char *name, char *out, size_t size)
+{
+	char pat[64];
+	const char *p;
+	size_t n = 0;
+
+	snprintf(pat, sizeof(pat), "\"%s\"", name);
+	p = strstr(json, pat);
+	if (p == NULL || size == 0)
+		return -1;
+	p += strlen(pat);
+	while (*p == ' ' || *p == ':')
+		p++;
+	if (*p == '"')
+		p++;
+	while (*p && *p != '"' && *p != ',' && *p != '}' && n + 1 < size)
+		out[n++] = *p++;
+	out[n] = '\0';
+	return 0;
+}
+
+static void srv_log_tail(const struct vf_srv *srv, int i, char *out, size_t size)
+{
+	char path[4200], buf[8192];
+	FILE *f;
+	size_t n;
+	char *line, *end;
+
+	snprintf(out, size, "(no log)");
+	vf_srv_log(srv, i, path, sizeof(path));
+	f = fopen(path, "r");
+	if (f == NULL)
+		return;
+	fseek(f, 0, SEEK_END);
+	if (ftell(f) > (long)sizeof(buf) - 1)
+		fseek(f, -(long)sizeof(buf) + 1, SEEK_END);
+	else
+		fseek(f, 0, SEEK_SET);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = '\0';
+	end = buf + n;
+	line = end;
+	while (line > buf && line[-1] != '\n')
+		line--;
+	snprintf(out, size, "last log line of %.200s: %.300s", path, line);
+}
+
+const char *vf_srv_log(const struct vf_srv *srv, int i, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s/%s.log", srv->dir, srv->m[i].name);
+	return buf;
+}
+
+static int srv_find_bin(int kind, char *out, size_t size)
+{
+	const char *name = kind == VF_SRV_ETCD ? "etcd" : "consul";
+	const char *env = getenv(kind == VF_SRV_ETCD ? "ETCD" : "CONSUL");
+	const char *path = getenv("PATH");
+	char buf[4096];
+
+	if (env && *env) {
+		snprintf(out, size, "%s", env);
+		return access(out, X_OK) == 0 ? 0 : -1;
+	}
+	snprintf(buf, sizeof(buf), "%s:/usr/local/bin:/usr/bin", path ? path : "");
+	for (char *save = NULL, *d = strtok_r(buf, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+		snprintf(out, size, "%s/%s", *d ? d : ".", name);
+		if (access(out, X_OK) == 0)
+			return 0;
+	}
+	snprintf(out, size, "%s", name);
+	return -1;
+}
+
+/* ---- processes ---- */
+
+static int srv_member_argv(struct vf_srv *srv, int i, char **argv, size_t max, char *store,
+                           size_t storelen)
+{
+	struct vf_srv_member *m = &srv->m[i];
+	size_t n = 0, used = 0;
+
+#define ARG(...)                                                                                   \
+	do {                                                                                       \
+		int w_ = snprintf(store + used, storelen - used, __VA_ARGS__);                     \
+		if (w_ < 0 || (size_t)w_ >= storelen - used || n + 1 >= max)                       \
+			return -1;                                                                 \
+		argv[n++] = store + used;                                                          \
+		used += (size_t)w_ + 1;                                                            \
+	} while (0)
+
+	ARG("%s", srv->bin);
+	if (srv->kind == VF_SRV_ETCD) {
+		char cluster[1024];
+		size_t cl = 0;
+
+		for (int j = 0; j < srv->nmembers; j++)
+			cl += (size_t)snprintf(cluster + cl, sizeof(cluster) - cl,
+			                       "%s%s=http://127.0.0.1:%d", j ? "," : "",
+			                       srv->m[j].name, srv->m[j].peer_port);
+		ARG("--name");
+		ARG("%s", m->name);
+		ARG("--data-dir");
+		ARG("%s/%s.data", srv->dir, m->name);
+		ARG("--listen-client-urls");
+		ARG("http://127.0.0.1:%d", m->client_port);
+		ARG("--advertise-client-urls");
+		ARG("http://127.0.0.1:%d", m->client_port);
+		ARG("--listen-peer-urls");
+		ARG("http://127.0.0.1:%d", m->peer_port);
+		ARG("--initial-advertise-peer-urls");
+		ARG("http://127.0.0.1:%d", m->peer_port);
+		ARG("--initial-cluster");
+		ARG("%s", cluster);
+		ARG("--initial-cluster-state");
+		ARG("new");
+		ARG("--initial-cluster-token");
+		ARG("vfile-test-%d", srv->m[0].peer_port);
+		/* Fast elections: minimum lease TTL becomes ceil(1.5 x 500 ms) = 1 s. */
+		ARG("--election-timeout");
+		ARG("500");
+		ARG("--heartbeat-interval");
+		ARG("50");
+		ARG("--log-level");
+		ARG("warn");
+		ARG("--logger");
+		ARG("zap");
+	} else {
+		ARG("agent");
+		ARG("-config-file");
+		ARG("%s/consul.json", srv->dir);
+	}
+	argv[n] = NULL;
+	return 0;
+#undef ARG
+}
+
+static int srv_spawn(struct vf_srv *srv, int i, char *why, size_t whylen)
+{
+	struct vf_srv_member *m = &srv->m[i];
+	char store[8192], logp[4200];
+	char *argv[64];
+	pid_t parent = getpid(), pid;
+	int logfd;
+
+	if (srv_member_argv(srv, i, argv, 64, store, sizeof(store)) != 0) {
+		srv_why(why, whylen, "%s: command line too long", srv->bin);
+		return -1;
+	}
+	vf_srv_log(srv, i, logp, sizeof(logp));
+	logfd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (logfd < 0) {
+		srv_why(why, whylen, "cannot open %s: %s", logp, strerror(errno));
+		return -1;
+	}
+	pid = fork();
+	if (pid < 0) {
+		srv_why(why, whylen, "fork: %s", strerror(errno));
+		close(logfd);
+		return -1;
+	}
+	if (pid == 0) {
+		int nul = open("/dev/null", O_RDONLY);
+
+		setpgid(0, 0);
+		/* Die with the test: the harness must never leave servers behind. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+		if (nul >= 0)
+			dup2(nul, 0);
+		dup2(logfd, 1);
+		dup2(logfd, 2);
+		execv(argv[0], argv);
+		dprintf(2, "harness: cannot run %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	setpgid(pid, pid);
+	close(logfd);
+	m->pid = pid;
+	m->stopped = 0;
+	srv_pgid_add(pid);
+	return 0;
+}
+
+/* Reap member i if it exited; returns 1 if it is gone. */
+static int srv_reaped(struct vf_srv *srv, int i, int *status_r)
+{
+	struct vf_srv_member *m = &srv->m[i];
+	int st = 0;
+
+	if (m->pid <= 0)
+		return 1;
+	if (waitpid(m->pid, &st, WNOHANG) == m->pid) {
+		kill(-m->pid, SIGKILL); /* stray children of the group */
+		srv_pgid_del(m->pid);
+		m->pid = 0;
+		if (status_r)
+			*status_r = st;
+		return 1;
+	}
+	return 0;
+}
+
+static void srv_member_stop(struct vf_srv *srv, int i, int sig)
+{
+	struct vf_srv_member *m = &srv->m[i];
+	int64_t deadline = srv_now_ms() + SRV_STOP_GRACE_MS;
+
+	if (m->pid <= 0)
+		return;
+	kill(-m->pid, sig);
+	if (m->stopped && sig != SIGKILL)
+		kill(-m->pid, SIGCONT);
+	m->stopped = 0;
+	while (!srv_reaped(srv, i, NULL)) {
+		if (srv_now_ms() > deadline) {
+			kill(-m->pid, SIGKILL);
+			waitpid(m->pid, NULL, 0);
+			srv_pgid_del(m->pid);
+			m->pid = 0;
+			break;
+		}
+		srv_nap_ms(10);
+	}
+}
+
+/* ---- readiness ---- */
+
+static int srv_member_ready(struct vf_srv *srv, int i)
+{
+	struct vf_srv_member *m = &srv->m[i];
+	char body[8192], v[128], hdr[200] = "";
+
+	if (srv->kind == VF_SRV_ETCD) {
+		if (srv_http(m->client_port, "POST", "/v3/maintenance/status", NULL, "{}", 1000,
+		             body, sizeof(body)) != 200)
+			return 0;
+		if (srv_json_field(body, "leader", v, sizeof(v)) != 0 || strcmp(v, "0") == 0)
+			return 0;
+		if (srv_http(m->client_port, "GET", "/health", NULL, NULL, 1000, body,
+		             sizeof(body)) != 200)
+			return 0;
+		return strstr(body, "\"true\"") != NULL;
+	}
+	if (srv_http(m->client_port, "GET", "/v1/status/leader", NULL, NULL, 1000, body,
+	             sizeof(body)) != 200)
+		return 0;
+	if (strlen(body) < 4) /* "" */
+		return 0;
+	if (srv->opts.auth)
+		snprintf(hdr, sizeof(hdr), "X-Consul-Token: %s", srv->admin_secret);
+	/* Sessions need the node in the catalog: wait for the leader to register it. */
+	if (srv_http(m->client_port, "GET", "/v1/catalog/node/n0", hdr[0] ? hdr : NULL, NULL, 1000,
+	             body, sizeof(body)) != 200)
+		return 0;
+	return strstr(body, "\"Node\"") != NULL;
+}
+
+/* Wait until every running member is ready, or one exits, or the deadline. */
+static int srv_wait_ready(struct vf_srv *srv, char *why, size_t whylen)
+{
+	int limit = srv->opts.ready_timeout_ms > 0 ? srv->opts.ready_timeout_ms : 30000;
+	int64_t deadline = srv_now_ms() + limit;
+
+	for (;;) {
+		int ready = 1;
+
+		for (int i = 0; i < srv->nmembers; i++) {
+			int st = 0;
+			char tail[600];
+
+			if (srv->m[i].pid <= 0)
+				continue;
+			if (srv_reaped(srv, i, &st)) {
+				srv_log_tail(srv, i, tail, sizeof(tail));
+				srv_why(why, whylen,
+				        "%s member %s exited (status %d) while starting; %s",
+				        srv->bin, srv->m[i].name,
+				        WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), tail);
+				return -1;
+			}
+			if (!srv_member_ready(srv, i))
+				ready = 0;
+		}
+		if (ready)
+			return 0;
+		if (srv_now_ms() > deadline) {
+			char tail[600];
+
+			srv_log_tail(srv, 0, tail, sizeof(tail));
+			srv_why(why, whylen, "%s not ready within %d ms; %s", srv->bin, limit,
+			        tail);
+			return -1;
+		}
+		srv_nap_ms(50);
+	}
+}
+
+/* ---- auth setup ---- */
+
+static int srv_call(struct vf_srv *srv, const char *method, const char *path, const char *hdr,
+                    const char *body, char *out, size_t outlen, char *why, size_t whylen)
+{
+	char buf[8192];
+	int st;
+
+	/* Retried within a bound: right after bootstrap the ACL system may not be ready. */
+	for (int64_t deadline = srv_now_ms() + 10000;;) {
+		st = srv_http(srv->m[0].client_port, method, path, hdr, body, 3000, buf,
+		              sizeof(buf));
+		if (st == 200)
+			break;
+		if (srv_now_ms() > deadline) {
+			srv_why(why, whylen, "%s %s: HTTP %d: %.200s", method, path, st, buf);
+			return -1;
+		}
+		srv_nap_ms(100);
+	}
+	if (out)
+		snprintf(out, outlen, "%s", buf);
+	return 0;
+}
+
+static int srv_etcd_auth(struct vf_srv *srv, char *why, size_t whylen)
+{
+	char body[512];
+	/* "AA==" is "\0": key "\0" with range_end "\0" covers every key. */
+	static const char grant[] =
+	        "{\"name\":\"vfile\",\"perm\":{\"permType\":\"READWRITE\",\"key\":\"AA==\","
+	        "\"range_end\":\"AA==\"}}";
+
+	snprintf(body, sizeof(body), "{\"name\":\"root\",\"password\":\"%s\"}", srv->admin_secret);
+	if (srv_call(srv, "POST", "/v3/auth/user/add", NULL, body, NULL, 0, why, whylen) ||
+	    srv_call(srv, "POST", "/v3/auth/user/grant", NULL,
+	             "{\"user\":\"root\",\"role\":\"root\"}", NULL, 0, why, whylen) ||
+	    srv_call(srv, "POST", "/v3/auth/role/add", NULL, "{\"name\":\"vfile\"}", NULL, 0, why,
+	             whylen) ||
+	    srv_call(srv, "POST", "/v3/auth/role/grant", NULL, grant, NULL, 0, why, whylen))
+		return -1;
+	snprintf(body, sizeof(body), "{\"name\":\"vfile\",\"password\":\"%s\"}", srv->user_secret);
+	if (srv_call(srv, "POST", "/v3/auth/user/add", NULL, body, NULL, 0, why, whylen) ||
+	    srv_call(srv, "POST", "/v3/auth/user/grant", NULL,
+	             "{\"user\":\"vfile\",\"role\":\"vfile\"}", NULL, 0, why, whylen) ||
+	    srv_call(srv, "POST", "/v3/auth/enable", NULL, "{}", NULL, 0, why, whylen))
+		return -1;
+	return 0;
+}
+
+static int srv_consul_auth(struct vf_srv *srv, char *why, size_t whylen)
+{
+	char hdr[200], out[8192];
+	static const char policy[] =
+	        "{\"Name\":\"vfile\",\"Rules\":\"key_prefix \\\"\\\" { policy = \\\"write\\\" } "
+	        "session_prefix \\\"\\\" { policy = \\\"write\\\" } "
+	        "node_prefix \\\"\\\" { policy = \\\"read\\\" }\"}";
+	char token[300];
+
+	snprintf(hdr, sizeof(hdr), "X-Consul-Token: %s", srv->admin_secret);
+	if (srv_call(srv, "PUT", "/v1/acl/policy", hdr, policy, NULL, 0, why, whylen))
+		return -1;
+	snprintf(token, sizeof(token),
+	         "{\"Description\":\"vfile tests\",\"SecretID\":\"%s\","
+	         "\"Policies\":[{\"Name\":\"vfile\"}]}",
+	         srv->user_secret);
+	if (srv_call(srv, "PUT", "/v1/acl/token", hdr, token, out, sizeof(out), why, whylen))
+		return -1;
+	if (strstr(out, srv->user_secret) == NULL) {
+		srv_why(why, whylen,
+		        "consul: created ACL token does not carry the requested SecretID");
+		return -1;
+	}
+	return 0;
+}
+
+static int srv_consul_config(struct vf_srv *srv, char *why, size_t whylen)
+{
+	char path[4200];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/consul.json", srv->dir);
+	f = fopen(path, "w");
+	if (f == NULL) {
+		srv_why(why, whylen, "cannot write %s: %s", path, strerror(errno));
+		return -1;
+	}
+	fprintf(f,
+	        "{\"server\": true, \"bootstrap_expect\": 1, \"node_name\": \"n0\",\n"
+	        " \"data_dir\": \"%s/n0.data\", \"bind_addr\": \"127.0.0.1\",\n"
+	        " \"client_addr\": \"127.0.0.1\", \"disable_host_node_id\": true,\n"
+	        " \"disable_update_check\": true, \"log_level\": \"warn\",\n"
+	        " \"performance\": {\"raft_multiplier\": 1},\n"
+	        " \"ports\": {\"http\": %d, \"dns\": -1, \"grpc\": -1, \"https\": -1,\n"
+	        "   \"serf_lan\": %d, \"serf_wan\": %d, \"server\": %d}",
+	        srv->dir, srv->m[0].client_port, srv->m[0].serf_lan_port, srv->m[0].serf_wan_port,
+	        srv->m[0].peer_port);
+	if (srv->opts.auth)
+		fprintf(f,
+		        ",\n \"acl\": {\"enabled\": true, \"default_policy\": \"deny\",\n"
+		        "   \"down_policy\": \"extend-cache\",\n"
+		        "   \"tokens\": {\"master\": \"%s\", \"agent\": \"%s\"}}",
+		        srv->admin_secret, srv->admin_secret);
+	fprintf(f, "}\n");
+	if (fclose(f) != 0) {
+		srv_why(why, whylen, "cannot write %s", path);
+		return -1;
+	}
+	return 0;
+}
+
+static char *srv_strdupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *srv_strdupf(const char *fmt, ...)
+{
+	va_list ap;
+	char *s = NULL;
+
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		s = NULL;
+	va_end(ap);
+	return s;
+}
+
+static int srv_make_configs(struct vf_srv *srv)
+{
+	char eps[1024], wrong[80];
+	size_t n = 0;
+	int tmo = srv->opts.timeout_ms > 0 ? srv->opts.timeout_ms : 2000;
+
+	for (int i = 0; i < srv->nmembers; i++)
+		n += (size_t)snprintf(eps + n, sizeof(eps) - n, "%s\"http://127.0.0.1:%d\"",
+		                      i ? ", " : "", srv->m[i].client_port);
+	srv->config = srv_strdupf("endpoints = [%s]; timeout_ms = %d;", eps, tmo);
+	if (srv->config == NULL)
+		return -1;
+	if (!srv->opts.auth)
+		return 0;
+	srv_gen_secret(wrong, sizeof(wrong));
+	if (srv->kind == VF_SRV_ETCD) {
+		srv->auth_config[1] = srv_strdupf("%s username = \"vfile\"; password = \"%s\";",
+		                                  srv->config, srv->user_secret);
+		srv->auth_config[0] = srv_strdupf("%s username = \"vfile\"; password = \"%s\";",
+		                                  srv->config, wrong);
+	} else {
+		srv->auth_config[1] =
+		        srv_strdupf("%s token = \"%s\";", srv->config, srv->user_secret);
+		srv->auth_config[0] = srv_strdupf("%s token = \"%s\";", srv->config, wrong);
+	}
+	return srv->auth_config[0] && srv->auth_config[1] ? 0 : -1;
+}
+
+/* ---- public API ---- */
+
+static int srv_pick_ports(struct vf_srv *srv)
+{
+	for (int i = 0; i < srv->nmembers; i++) {
+		struct vf_srv_member *m = &srv->m[i];
+
+		m->client_port = vf_srv_free_port();
+		m->peer_port = vf_srv_free_port();
+		if (srv->kind == VF_SRV_CONSUL) {
+			m->serf_lan_port = vf_srv_free_port();
+			m->serf_wan_port = vf_srv_free_port();
+		}
+		if (m->client_port < 0 || m->peer_port < 0 || m->serf_lan_port < 0 ||
+		    m->serf_wan_port < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int srv_launch(struct vf_srv *srv, char *why, size_t whylen)
+{
+	if (srv->kind == VF_SRV_CONSUL && srv_consul_config(srv, why, whylen) != 0)
+		return -1;
+	for (int i = 0; i < srv->nmembers; i++)
+		if (srv->m[i].pid <= 0 && srv_spawn(srv, i, why, whylen) != 0)
+			return -1;
+	return srv_wait_ready(srv, why, whylen);
+}
+
+int vf_srv_start(int kind, const struct vf_srv_opts *opts, struct vf_srv **srv_r, char *why,
+                 size_t whylen)
+{
+	struct vf_srv *srv;
+	char tmpl[] = "/tmp/vfile-srv-XXXXXX";
+	const char *tmpdir = getenv("TMPDIR");
+
+	*srv_r = NULL;
+	pthread_once(&srv_once, srv_install);
+	srv = calloc(1, sizeof(*srv));
+	if (srv == NULL) {
+		srv_why(why, whylen, "out of memory");
+		return -1;
+	}
+	srv->kind = kind;
+	if (opts)
+		srv->opts = *opts;
+	srv->opts.password = NULL; /* copied below; the caller's string is borrowed */
+	srv->nmembers = kind == VF_SRV_ETCD && opts && opts->members > 1 ? opts->members : 1;
+	if (srv->nmembers > VF_SRV_MAX_MEMBERS) {
+		srv_why(why, whylen, "at most %d members", VF_SRV_MAX_MEMBERS);
+		free(srv);
+		return -1;
+	}
+	for (int i = 0; i < srv->nmembers; i++)
+		snprintf(srv->m[i].name, sizeof(srv->m[i].name), "n%d", i);
+	if (srv_find_bin(kind, srv->bin, sizeof(srv->bin)) != 0) {
+		srv_why(why, whylen, "%s server binary not found (set $%s or install it)", srv->bin,
+		        kind == VF_SRV_ETCD ? "ETCD" : "CONSUL");
+		free(srv);
+		return -1;
+	}
+	if (tmpdir && *tmpdir && strlen(tmpdir) < sizeof(srv->dir) - 32)
+		snprintf(srv->dir, sizeof(srv->dir), "%s/vfile-srv-XXXXXX", tmpdir);
+	else
+		snprintf(srv->dir, sizeof(srv->dir), "%s", tmpl);
+	if (mkdtemp(srv->dir) == NULL) {
+		srv_why(why, whylen, "mkdtemp %s: %s", srv->dir, strerror(errno));
+		free(srv);
+		return -1;
+	}
+	srv_gen_secret(srv->admin_secret, sizeof(srv->admin_secret));
+	if (opts && opts->password)
+		snprintf(srv->user_secret, sizeof(srv->user_secret), "%s", opts->password);
+	else
+		srv_gen_secret(srv->user_secret, sizeof(srv->user_secret));
+	srv_register(srv);
+	/* A port picked free may be taken before the server binds it: one more try. */
+	for (int attempt = 0;; attempt++) {
+		if (srv_pick_ports(srv) != 0) {
+			srv_why(why, whylen, "cannot find free loopback ports");
+			goto fail;
+		}
+		if (srv_launch(srv, why, whylen) == 0)
+			break;
+		for (int i = 0; i < srv->nmembers; i++)
+			srv_member_stop(srv, i, SIGKILL);
+		if (attempt == 1 || strstr(why, "in use") == NULL)
+			goto fail;
+	}
+	if (srv->opts.auth) {
+		int rc = kind == VF_SRV_ETCD ? srv_etcd_auth(srv, why, whylen)
+		                             : srv_consul_auth(srv, why, whylen);
+		if (rc != 0)
+			goto fail;
+	}
+	if (srv_make_configs(srv) != 0) {
+		srv_why(why, whylen, "out of memory");
+		goto fail;
+	}
+	*srv_r = srv;
+	return 0;
+fail:
+	vf_srv_stop(&srv);
+	return -1;
+}
+
+void vf_srv_stop(struct vf_srv **srvp)
+{
+	struct vf_srv *srv = *srvp;
+
+	if (srv == NULL)
+		return;
+	*srvp = NULL;
+	srv_unregister(srv);
+	for (int i = 0; i < srv->nmembers; i++)
+		srv_member_stop(srv, i, SIGTERM);
+	srv_rmrf(srv->dir);
+	free(srv->config);
+	free(srv->auth_config[0]);
+	free(srv->auth_config[1]);
+	memset(srv->user_secret, 0, sizeof(srv->user_secret));
+	memset(srv->admin_secret, 0, sizeof(srv->admin_secret));
+	free(srv);
+}
+
+static int srv_signal_all(struct vf_srv *srv, int sig, int stopped)
+{
+	int rc = 0;
+
+	for (int i = 0; i < srv->nmembers; i++) {
+		if (srv->m[i].pid <= 0)
+			continue;
+		if (kill(-srv->m[i].pid, sig) != 0)
+			rc = -1;
+		else
+			srv->m[i].stopped = stopped;
+	}
+	return rc;
+}
+
+int vf_srv_pause(struct vf_srv *srv)
+{
+	return srv_signal_all(srv, SIGSTOP, 1);
+}
+
+int vf_srv_resume(struct vf_srv *srv)
+{
+	return srv_signal_all(srv, SIGCONT, 0);
+}
+
+int vf_srv_kill(struct vf_srv *srv)
+{
+	for (int i = 0; i < srv->nmembers; i++)
+		srv_member_stop(srv, i, SIGKILL);
+	return 0;
+}
+
+int vf_srv_restart(struct vf_srv *srv, char *why, size_t whylen)
+{
+	for (int i = 0; i < srv->nmembers; i++)
+		srv_member_stop(srv, i, SIGTERM);
+	return srv_launch(srv, why, whylen);
+}
+
+int vf_srv_member_kill(struct vf_srv *srv, int i)
+{
+	if (i < 0 || i >= srv->nmembers)
+		return -1;
+	srv_member_stop(srv, i, SIGKILL);
+	return 0;
+}
+
+int vf_srv_member_restart(struct vf_srv *srv, int i, char *why, size_t whylen)
+{
+	if (i < 0 || i >= srv->nmembers) {
+		srv_why(why, whylen, "no member %d", i);
+		return -1;
+	}
+	srv_member_stop(srv, i, SIGTERM);
+	if (srv_spawn(srv, i, why, whylen) != 0)
+		return -1;
+	return srv_wait_ready(srv, why, whylen);
+}
+
+int vf_srv_leader(struct vf_srv *srv)
+{
+	char body[8192], id[64], leader[64];
+
+	if (srv->kind == VF_SRV_CONSUL)
+		return srv->m[0].pid > 0 ? 0 : -1;
+	for (int i = 0; i < srv->nmembers; i++) {
+		if (srv->m[i].pid <= 0 || srv->m[i].stopped)
+			continue;
+		if (srv_http(srv->m[i].client_port, "POST", "/v3/maintenance/status", NULL, "{}",
+		             1000, body, sizeof(body)) != 200)
+			continue;
+		if (srv_json_field(body, "member_id", id, sizeof(id)) != 0 ||
+		    srv_json_field(body, "leader", leader, sizeof(leader)) != 0)
+			continue;
+		if (strcmp(id, leader) == 0)
+			return i;
+	}
+	return -1;
+}
+
+const char *vf_srv_config(const struct vf_srv *srv)
+{
+	return srv->config;
+}
+
+const char *vf_srv_auth_config(const struct vf_srv *srv, int good)
+{
+	return srv->auth_config[good ? 1 : 0];
+}
+
+const char *vf_srv_backend_name(const struct vf_srv *srv)
+{
+	return srv->kind == VF_SRV_ETCD ? "etcd" : "consul";
+}
+
+const char *vf_srv_secret(const struct vf_srv *srv)
+{
+	return srv->user_secret;
+}

@@ -1,0 +1,98 @@
+/*
+ * Test server harness: starts real etcd / Consul servers for the tests on free
+ * loopback ports, with temporary data dirs, and always stops them.
+ *
+ *  - Ports are picked by binding 127.0.0.1:0; readiness is polled with a deadline
+ *    (etcd: a leader in /v3/maintenance/status and /health true; Consul: a leader
+ *    and the node registered in the catalog). No fixed sleeps.
+ *  - Each server process runs in its own process group with its output in
+ *    <data dir>/<member>.log. Live servers are killed (whole process group) and
+ *    their data dirs removed at exit, on SIGINT/SIGTERM/SIGABRT/SIGSEGV, and, by
+ *    PR_SET_PDEATHSIG, when the thread that started them dies: call vf_srv_start
+ *    from a thread that lives as long as the server (normally the main thread).
+ *  - Server binaries: $ETCD / $CONSUL, else PATH, else /usr/local/bin.
+ *
+ * Not thread-safe per server: drive one struct vf_srv from one thread at a time.
+ */
+#ifndef VFILE_TEST_HARNESS_H
+#define VFILE_TEST_HARNESS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+enum { VF_SRV_ETCD = 1, VF_SRV_CONSUL = 2 };
+
+#define VF_SRV_MAX_MEMBERS 5
+
+struct vf_srv_opts {
+	int auth;             /* 1: start with authentication / ACLs enabled */
+	const char *password; /* etcd: password of user "vfile" (NULL: generated) */
+	int members;          /* etcd: cluster size (0/1: single member; up to 5) */
+	int timeout_ms;       /* timeout_ms written into the config snippet (0: 2000) */
+	int ready_timeout_ms; /* bound on start/restart readiness (0: 30000) */
+};
+
+/* One server process (an etcd member, or the Consul agent). */
+struct vf_srv_member {
+	char name[16];                    /* "n0", "n1", ... */
+	pid_t pid;                        /* 0 when not running; also the process group id */
+	int stopped;                      /* SIGSTOPped */
+	int client_port;                  /* etcd client URL port / Consul HTTP port */
+	int peer_port;                    /* etcd peer port / Consul server RPC port */
+	int serf_lan_port, serf_wan_port; /* Consul only */
+};
+
+struct vf_srv {
+	int kind; /* VF_SRV_ETCD or VF_SRV_CONSUL */
+	struct vf_srv_opts opts;
+	char bin[4096];
+	char dir[4096]; /* temp root: per-member data dirs, logs and config files */
+	int nmembers;
+	struct vf_srv_member m[VF_SRV_MAX_MEMBERS];
+	char user_secret[80];  /* etcd password of "vfile" / Consul token with KV rights */
+	char admin_secret[80]; /* etcd root password / Consul master token */
+	char *config;          /* snippet without credentials */
+	char *auth_config[2];  /* [0]: wrong credentials, [1]: right ones */
+	struct vf_srv *next;   /* live-server registry */
+};
+
+/* Start a server (or cluster). On failure returns -1 with a one-line reason in why. */
+int vf_srv_start(int kind, const struct vf_srv_opts *opts, struct vf_srv **srv_r, char *why,
+                 size_t whylen);
+/* Stop (SIGTERM, SIGKILL after 5 s), reap, remove the data dir, free, clear *srv. */
+void vf_srv_stop(struct vf_srv **srv);
+
+/* Freeze / thaw every member (SIGSTOP / SIGCONT of the process groups). */
+int vf_srv_pause(struct vf_srv *srv);
+int vf_srv_resume(struct vf_srv *srv);
+/* SIGKILL every member, keep the data. */
+int vf_srv_kill(struct vf_srv *srv);
+/* Stop (if running) and start again with the same ports and data, wait until ready. */
+int vf_srv_restart(struct vf_srv *srv, char *why, size_t whylen);
+
+/* Cluster members (etcd, opts.members > 1; also valid with one member). */
+int vf_srv_member_kill(struct vf_srv *srv, int i);
+int vf_srv_member_restart(struct vf_srv *srv, int i, char *why, size_t whylen);
+/* Index of the current leader among running members, -1 if none answers. */
+int vf_srv_leader(struct vf_srv *srv);
+
+/* libconfig settings for the backend group, e.g.
+ * endpoints = ["http://127.0.0.1:P"]; timeout_ms = 2000; */
+const char *vf_srv_config(const struct vf_srv *srv);
+/* The same with credentials: good = 1 right ones, 0 wrong ones (etcd: username /
+ * password; Consul: token). NULL if the server was started without auth. */
+const char *vf_srv_auth_config(const struct vf_srv *srv, int good);
+/* "etcd" / "consul": the backend module and config group name. */
+const char *vf_srv_backend_name(const struct vf_srv *srv);
+/* The secret the good config carries (tests check it never shows in messages). */
+const char *vf_srv_secret(const struct vf_srv *srv);
+/* Path of member i's log file (for failure messages). */
+const char *vf_srv_log(const struct vf_srv *srv, int i, char *buf, size_t size);
+
+/* Kill every live server now (async-signal-safe part of the cleanup). */
+void vf_srv_kill_all(void);
+
+/* A free loopback TCP port, or -1. */
+int vf_srv_free_port(void);
+
+#endif /* VFILE_TEST_HARNESS_H */
