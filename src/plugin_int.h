@@ -1,0 +1,103 @@
+/*
+ * The Docker volume plugin protocol: a pure request decoder (bytes -> struct) and
+ * an HTTP/1.1 server over a unix socket (libmicrohttpd).
+ *
+ * Endpoints (POST, JSON bodies; every answer is HTTP 200 with a JSON object whose
+ * "Err" is "" on success or a one-line message; an unknown path is HTTP 404 with
+ * {"Err": "unknown endpoint ..."}):
+ *   /Plugin.Activate            -> {"Implements":["VolumeDriver"]}
+ *   /VolumeDriver.Create        {Name, Opts}  -> {}
+ *   /VolumeDriver.Remove        {Name}        -> {}
+ *   /VolumeDriver.Mount         {Name, ID}    -> {Mountpoint}
+ *   /VolumeDriver.Unmount       {Name, ID}    -> {}
+ *   /VolumeDriver.Path          {Name}        -> {Mountpoint}
+ *   /VolumeDriver.Get           {Name}        -> {Volume:{Name, Mountpoint, Status}}
+ *   /VolumeDriver.List          {}            -> {Volumes:[...]}
+ *   /VolumeDriver.Capabilities  {}            -> {"Capabilities":{"Scope":"global"}}
+ *   /VFile.Status, /VFile.KVDump (admin, used by vfilectl)
+ * Bodies over VF_PLUGIN_MAX_BODY are refused while they are received.
+ */
+#ifndef VFILE_PLUGIN_INT_H
+#define VFILE_PLUGIN_INT_H
+
+#include <stddef.h>
+#include <yajl/yajl_gen.h>
+
+#include "vfile/vfile.h"
+
+#define VF_PLUGIN_MAX_BODY (64 * 1024)
+#define VF_PLUGIN_ID_MAX 256
+#define VF_PLUGIN_CONTENT_TYPE "application/vnd.docker.plugins.v1+json"
+
+enum vf_plugin_ep {
+	VF_EP_UNKNOWN = 0,
+	VF_EP_ACTIVATE,
+	VF_EP_CREATE,
+	VF_EP_REMOVE,
+	VF_EP_MOUNT,
+	VF_EP_UNMOUNT,
+	VF_EP_PATH,
+	VF_EP_GET,
+	VF_EP_LIST,
+	VF_EP_CAPABILITIES,
+	VF_EP_STATUS,
+	VF_EP_KVDUMP,
+};
+
+/* A decoded request. Every string is owned by the request. */
+struct vf_plugin_req {
+	enum vf_plugin_ep ep;
+	char *name;          /* volume name (Create..Get), validated */
+	char *id;            /* mount id (Mount, Unmount), validated */
+	struct vf_opt *opts; /* Create options (key/value point into opt_strs) */
+	size_t nopts;
+	char **opt_strs; /* 2 * nopts strings: key0, value0, key1, ... */
+};
+
+/* The endpoint a path names (VF_EP_UNKNOWN if none) and back. */
+enum vf_plugin_ep vf_plugin_ep_from_path(const char *path);
+const char *vf_plugin_ep_path(enum vf_plugin_ep ep);
+
+/* Decode one request: path, then len body bytes (need not be NUL-terminated; may be
+ * empty for endpoints without fields). known_opts: the option names Create accepts
+ * (NULL: any). Pure: no I/O, no global state.
+ * VF_ENOTFOUND for an unknown path, VF_ELIMIT for a body over VF_PLUGIN_MAX_BODY,
+ * VF_EINVAL for malformed JSON, missing or invalid fields; err says which. */
+int vf_plugin_decode(const char *path, const char *body, size_t len, const char *const *known_opts,
+                     struct vf_plugin_req *req_r, struct vf_err *err);
+void vf_plugin_req_clear(struct vf_plugin_req *req);
+
+/* [A-Za-z0-9][A-Za-z0-9_.-]{0,127}; 1 if valid. */
+int vf_plugin_name_valid(const char *name);
+
+/* The server. The handler answers one decoded request (never Activate or
+ * Capabilities, which the server answers): it adds its fields to g, inside the
+ * response object the server opened (the server adds "Err"). It returns VF_OK, or
+ * an error whose err->msg becomes the "Err" answer. Called concurrently from
+ * connection threads. */
+typedef int (*vf_plugin_handler_fn)(void *arg, const struct vf_plugin_req *req, yajl_gen g,
+                                    struct vf_err *err);
+
+struct vf_plugin_server_cfg {
+	const char *socket_path;
+	const char *socket_group; /* NULL: unchanged */
+	int socket_mode;          /* e.g. 0660 */
+	int idle_timeout_s;       /* close idle connections after this (0: 60) */
+	const char *const *known_opts;
+	vf_plugin_handler_fn handler;
+	void *arg;
+};
+struct vf_plugin_server;
+
+/* Create the socket (a stale one is replaced; a live one is refused) and serve. */
+int vf_plugin_server_start(const struct vf_plugin_server_cfg *cfg, struct vf_plugin_server **srv_r,
+                           struct vf_err *err);
+/* Stop accepting connections, then wait up to timeout_ms for requests in flight.
+ * Returns the number still running. */
+int vf_plugin_server_drain(struct vf_plugin_server *srv, int timeout_ms);
+/* Requests being served now. */
+int vf_plugin_server_inflight(struct vf_plugin_server *srv);
+/* Stop, close and unlink the socket, free. */
+void vf_plugin_server_stop(struct vf_plugin_server **srv);
+
+#endif /* VFILE_PLUGIN_INT_H */
