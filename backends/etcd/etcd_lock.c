@@ -1,0 +1,342 @@
+/*
+ * Lease-locks on KV primitives (not /v3/lock/lock, see WIRE.md 1.6).
+ *
+ * Lock name N, lease L: the waiter key is "N/<L in hex>", attached to L. The
+ * owner is the waiter with the smallest create_revision; the fence is the
+ * owner's create_revision (VF_CMP_LOCK_HELD compares CREATE(waiter) == fence).
+ * A waiter that is not the owner watches only its predecessor (the greatest
+ * create_revision below its own) for a DELETE, then re-checks: FIFO, no polling,
+ * no herd. Locks are not re-entrant: locking N twice through the same lease
+ * finds the waiter key already there and fails with VF_EBUSY.
+ */
+#include <config.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "etcd_int.h"
+
+/* Delete key only if its create_revision is still fence. VF_ECONFLICT if not. */
+static int lock_fenced_delete(struct etcd_kv *ek, const char *key, int64_t fence,
+                              struct vf_err *err)
+{
+	char what[300], *body = NULL;
+	size_t len;
+	yajl_val tree = NULL;
+	int rc;
+
+	snprintf(what, sizeof(what), "unlock %s", key);
+	rc = etcd_build_cas_del(key, 0, fence, &body, &len, err);
+	if (rc == VF_OK)
+		rc = etcd_rpc(ek, "/v3/kv/txn", body, len, 0, 0, &tree, what, err);
+	if (rc == VF_OK && !etcd_txn_succeeded(tree))
+		rc = vf_err_set(err, VF_ECONFLICT, "%s: not held any more", what);
+	yajl_tree_free(tree);
+	free(body);
+	return rc;
+}
+
+/* Fill reads_r from responses[first..first+nreads) of tree. */
+static int lock_fill_reads(yajl_val tree, size_t first, size_t nreads, struct vf_kv_result *reads_r,
+                           struct vf_err *err)
+{
+	for (size_t i = 0; i < nreads; i++) {
+		int rc = etcd_parse_first(etcd_txn_resp(tree, first + i, "response_range"),
+		                          &reads_r[i].pair, err);
+
+		reads_r[i].found = rc == VF_OK;
+		if (rc != VF_OK && rc != VF_ENOTFOUND) {
+			vf_kv_results_clear(reads_r, nreads);
+			return rc;
+		}
+	}
+	return VF_OK;
+}
+
+/* ---- waiting for a key's deletion ---- */
+
+struct lock_wd {
+	struct etcd_stream stream;
+	const char *key;
+	int deleted; /* saw the DELETE */
+	int recheck; /* the watch was cancelled (compaction): look again */
+	int failed;  /* in-band error or unexpected cancel */
+	struct vf_err err;
+};
+
+static int lock_wd_msg(yajl_val msg, void *arg)
+{
+	struct lock_wd *wd = arg;
+	struct etcd_wmsg m;
+
+	if (etcd_parse_wmsg(msg, &m, &wd->err) != VF_OK) {
+		wd->failed = 1;
+		return 1;
+	}
+	if (m.error || (m.canceled && m.compact_revision == 0)) {
+		vf_err_set(&wd->err, m.error ? VF_EUNAVAIL : VF_EPROTO, "wait for %s: watch: %s",
+		           wd->key, m.reason ? m.reason : "cancelled");
+		if (m.reason && (strstr(m.reason, "auth") || strstr(m.reason, "user name")))
+			wd->err.code = VF_EAUTH;
+		wd->failed = 1;
+		return 1;
+	}
+	if (m.canceled) {
+		wd->recheck = 1;
+		return 1;
+	}
+	for (size_t i = 0; m.events && i < m.events->u.array.len; i++) {
+		const char *type =
+		        vf_json_str(vf_json_get(m.events->u.array.values[i], "type", NULL));
+
+		if (type && strcmp(type, "DELETE") == 0) {
+			wd->deleted = 1;
+			return 1;
+		}
+	}
+	return VF_OK;
+}
+
+static size_t lock_wd_data(const char *p, size_t n, void *arg)
+{
+	struct lock_wd *wd = arg;
+
+	if (wd->deleted || wd->recheck || wd->failed)
+		return 0;
+	if (etcd_stream_feed(&wd->stream, p, n, lock_wd_msg, wd, &wd->err) != VF_OK)
+		return 0;
+	return n;
+}
+
+int etcd_wait_delete(struct etcd_kv *ek, const char *key, int64_t after_rev, int64_t deadline_ms,
+                     struct vf_err *err)
+{
+	char *body = NULL;
+	size_t len;
+	int rc, reauthed = 0;
+
+	rc = etcd_build_watch(key, strlen(key), NULL, 0, after_rev + 1, &body, &len, err);
+	while (rc == VF_OK) {
+		struct lock_wd wd = {{{0}}, key, 0, 0, 0, {0}};
+		struct vf_http_req req = {0};
+		struct vf_http_resp resp;
+		unsigned long gen = 0;
+		int64_t now = vf_now_ms();
+		int reauth = 0;
+
+		if (deadline_ms >= 0 && now >= deadline_ms) {
+			rc = vf_err_set(err, VF_ETIMEDOUT, "wait for %s: timed out", key);
+			break;
+		}
+		req.path = "/v3/watch";
+		req.body = body;
+		req.body_len = len;
+		req.idempotent = 1;
+		req.timeout_ms = deadline_ms >= 0 ? (long)(deadline_ms - now) : -1;
+		req.on_data = lock_wd_data;
+		req.arg = &wd;
+		rc = etcd_request(ek, &req, &resp, &gen, err);
+		if (wd.deleted || wd.recheck) {
+			rc = VF_OK;
+		} else if (wd.failed) {
+			rc = vf_err_set(err, wd.err.code ? wd.err.code : VF_EPROTO, "%s",
+			                wd.err.msg);
+			if (rc == VF_EAUTH && ek->username && !reauthed) {
+				etcd_auth_invalidate(ek, gen);
+				reauthed = 1;
+				rc = VF_OK;
+				etcd_stream_free(&wd.stream);
+				vf_http_resp_free(&resp);
+				continue;
+			}
+		} else if (rc == VF_OK && resp.status != 200) {
+			char what[300];
+
+			snprintf(what, sizeof(what), "wait for %s", key);
+			rc = etcd_map_error(resp.status, wd.stream.buf.data, wd.stream.buf.len, 1,
+			                    &reauth, what, err);
+			if (reauth && ek->username && !reauthed) {
+				etcd_auth_invalidate(ek, gen);
+				reauthed = 1;
+				rc = VF_OK;
+				etcd_stream_free(&wd.stream);
+				vf_http_resp_free(&resp);
+				continue;
+			}
+		} else if (deadline_ms >= 0 && vf_now_ms() >= deadline_ms) {
+			rc = vf_err_set(err, VF_ETIMEDOUT, "wait for %s: timed out", key);
+		} else if (rc == VF_OK) {
+			/* The stream ended without news: watch again. */
+			etcd_stream_free(&wd.stream);
+			vf_http_resp_free(&resp);
+			continue;
+		}
+		etcd_stream_free(&wd.stream);
+		vf_http_resp_free(&resp);
+		break;
+	}
+	free(body);
+	return rc;
+}
+
+/* ---- lock / unlock ---- */
+
+int etcd_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *name, int timeout_ms,
+              const char *const *reads, size_t nreads, struct vf_kv_result *reads_r,
+              struct vf_kv_lock **lock_r, struct vf_err *err)
+{
+	struct etcd_kv *ek = (struct etcd_kv *)kv;
+	struct etcd_lock *lk = NULL;
+	struct vf_buf prefix = {0}, waiter = {0};
+	struct vf_kv_pair me = {0}, owner = {0};
+	char what[300], *body = NULL;
+	size_t len;
+	yajl_val tree = NULL;
+	int64_t deadline = timeout_ms > 0 ? vf_now_ms() + timeout_ms : -1;
+	int rc, ours = 0, waited = 0;
+
+	*lock_r = NULL;
+	if (nreads && reads_r)
+		memset(reads_r, 0, nreads * sizeof(*reads_r));
+	if (lease == NULL || name == NULL || *name == '\0' || (nreads && (!reads || !reads_r)))
+		return vf_err_set(err, VF_EINVAL, "lock %s: needs a lease and a name",
+		                  name ? name : "(null)");
+	if (nreads + 3 > kv->max_txn_ops)
+		return vf_err_set(err, VF_ELIMIT, "lock %s: %zu reads exceed etcd's txn limit",
+		                  name, nreads);
+	snprintf(what, sizeof(what), "lock %s", name);
+	if (vf_buf_printf(&prefix, "%s/", name) != VF_OK ||
+	    vf_buf_printf(&waiter, "%s/%s", name, lease->id) != VF_OK) {
+		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
+		goto out;
+	}
+
+	/* One round trip: enqueue (if not there yet), read our key, the owner, the reads. */
+	rc = etcd_build_lock_acquire(waiter.data, prefix.data, etcd_lease_id(lease), reads, nreads,
+	                             &body, &len, err);
+	if (rc == VF_OK)
+		rc = etcd_rpc(ek, "/v3/kv/txn", body, len, 0, 0, &tree, what, err);
+	if (rc != VF_OK)
+		goto out;
+	if (!etcd_txn_succeeded(tree)) {
+		rc = vf_err_set(err, VF_EBUSY,
+		                "%s: already held or awaited through lease %s (locks are not "
+		                "re-entrant)",
+		                what, lease->id);
+		goto out;
+	}
+	ours = 1;
+	if (etcd_parse_first(etcd_txn_resp(tree, 1, "response_range"), &me, err) != VF_OK ||
+	    etcd_parse_first(etcd_txn_resp(tree, 2, "response_range"), &owner, err) != VF_OK) {
+		rc = vf_err_set(err, VF_EPROTO, "%s: etcd did not return the waiter keys", what);
+		goto out;
+	}
+	if (owner.create_rev != me.create_rev) {
+		int64_t rev = etcd_header_revision(tree);
+
+		if (timeout_ms == 0) {
+			rc = vf_err_set(err, VF_EBUSY, "%s: held by %s", what, owner.key);
+			goto out;
+		}
+		/* Wait for our predecessor to go, then look again (it may have had one). */
+		for (;;) {
+			struct vf_kv_pair pred = {0}, self = {0};
+
+			yajl_tree_free(tree);
+			tree = NULL;
+			free(body);
+			rc = etcd_build_lock_pred(waiter.data, prefix.data, me.create_rev, &body,
+			                          &len, err);
+			if (rc == VF_OK)
+				rc = etcd_rpc(ek, "/v3/kv/txn", body, len, 1, 0, &tree, what, err);
+			if (rc != VF_OK)
+				goto out;
+			rev = etcd_header_revision(tree);
+			if (etcd_parse_first(etcd_txn_resp(tree, 0, "response_range"), &self,
+			                     NULL) != VF_OK ||
+			    self.create_rev != me.create_rev) {
+				vf_kv_pair_clear(&self);
+				ours = 0;
+				rc = vf_err_set(err, VF_ELEASE,
+				                "%s: our waiter key vanished (lease %s ended)",
+				                what, lease->id);
+				goto out;
+			}
+			vf_kv_pair_clear(&self);
+			if (etcd_parse_first(etcd_txn_resp(tree, 1, "response_range"), &pred,
+			                     NULL) != VF_OK)
+				break; /* no predecessor: we own it */
+			rc = etcd_wait_delete(ek, pred.key, rev, deadline, err);
+			vf_kv_pair_clear(&pred);
+			if (rc == VF_ETIMEDOUT)
+				vf_err_set(err, rc, "%s: timed out after %d ms", what, timeout_ms);
+			if (rc != VF_OK)
+				goto out;
+		}
+		waited = 1;
+	}
+	if (nreads && !waited) {
+		rc = lock_fill_reads(tree, 3, nreads, reads_r, err);
+	} else if (nreads) {
+		/* Re-read under the fence: the reads reflect the state at acquisition. */
+		yajl_tree_free(tree);
+		tree = NULL;
+		free(body);
+		rc = etcd_build_lock_reread(waiter.data, prefix.data, me.create_rev, reads, nreads,
+		                            &body, &len, err);
+		if (rc == VF_OK)
+			rc = etcd_rpc(ek, "/v3/kv/txn", body, len, 1, 0, &tree, what, err);
+		if (rc == VF_OK && !etcd_txn_succeeded(tree)) {
+			ours = 0;
+			rc = vf_err_set(err, VF_ELEASE,
+			                "%s: lost before the reads (lease %s ended)", what,
+			                lease->id);
+		}
+		if (rc == VF_OK)
+			rc = lock_fill_reads(tree, 1, nreads, reads_r, err);
+	}
+	if (rc != VF_OK)
+		goto out;
+	lk = calloc(1, sizeof(*lk));
+	if (lk == NULL) {
+		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
+		goto out;
+	}
+	lk->base.key = waiter.data;
+	lk->base.fence = me.create_rev;
+	waiter.data = NULL;
+	*lock_r = &lk->base;
+	ours = 0;
+out:
+	if (ours && me.create_rev) /* give our place back; the lease would drop it anyway */
+		lock_fenced_delete(ek, waiter.data, me.create_rev, NULL);
+	if (rc != VF_OK && nreads && reads_r)
+		vf_kv_results_clear(reads_r, nreads);
+	vf_kv_pair_clear(&me);
+	vf_kv_pair_clear(&owner);
+	yajl_tree_free(tree);
+	free(body);
+	vf_buf_free(&prefix);
+	vf_buf_free(&waiter);
+	return rc;
+}
+
+int etcd_unlock(struct vf_kv *kv, struct vf_kv_lock **lock, struct vf_err *err)
+{
+	struct etcd_kv *ek = (struct etcd_kv *)kv;
+	struct etcd_lock *lk;
+	int rc = VF_OK;
+
+	if (lock == NULL || *lock == NULL)
+		return VF_OK;
+	lk = (struct etcd_lock *)*lock;
+	*lock = NULL;
+	if (!lk->released) {
+		rc = lock_fenced_delete(ek, lk->base.key, lk->base.fence, err);
+		if (rc == VF_ECONFLICT) /* released by its lease ending: nothing to do */
+			rc = VF_OK;
+	}
+	free(lk->base.key);
+	free(lk);
+	return rc;
+}
