@@ -1,0 +1,996 @@
+/* The "sftp" file-server driver (the default).
+ *
+ * Manager side: one sshd per volume (OpenSSH's /usr/sbin/sshd, a child process run
+ * with -D -e -f <generated sshd_config>), in sftp-only mode: internal-sftp is the only
+ * thing a session can run, confined with ChrootDirectory to <export_root>/<vol>,
+ * whose files live in <export_root>/<vol>/data (sshd wants the chroot directory
+ * root-owned and not writable by others, so the writable data is one level down).
+ * Public-key authentication only, with the cluster key pair; a cluster host key.
+ * It listens on listen_addr, on a free port of port_range. Per-volume run dir:
+ * <state_dir>/sftp/<vol>/ {sshd_config, authorized_keys, sshd.log, sshd.pid}.
+ *
+ * Host side: sshfs (FUSE) mounts user@addr:/data with the cluster private key and a
+ * known_hosts file holding the cluster host key (HostKeyAlias, so any port matches);
+ * unmount with fusermount3 -u (or fusermount -u).
+ *
+ * A restarted vfiled adopts the sshd it left running (pid file + /proc cmdline check),
+ * so clients are not cut off by a daemon restart.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <dirent.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "common_int.h"
+#include "fs_int.h"
+
+#define SFTP_HOST_ALIAS "vfile-cluster"
+
+struct sftp_srv {
+	char *vol;
+	pid_t pid;   /* sshd; 0 while starting */
+	int adopted; /* left by an earlier vfiled: not our child */
+	int port;
+	int busy; /* a start/stop/running runs for this volume */
+	struct sftp_srv *next;
+};
+
+struct sftp_fs {
+	struct fs_base base;
+	char *state_dir;
+	char *export_root;
+	char *listen_addr;
+	char *advertise_addr; /* what start() returns (default: listen_addr) */
+	char *user;
+	char *private_key, *public_key, *host_key, *host_public_key;
+	char *sshd, *sshfs, *fusermount;
+	char **sshfs_opts;
+	size_t nsshfs_opts;
+	int port_lo, port_hi, port_next;
+	int start_timeout_ms, mount_timeout_ms, stop_timeout_ms;
+	int chroot;
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	struct sftp_srv *srvs;
+};
+
+/* ---- per-volume slots ---- */
+
+static struct sftp_srv *sftp_acquire(struct sftp_fs *fs, const char *vol)
+{
+	struct sftp_srv *s;
+
+	pthread_mutex_lock(&fs->mu);
+	for (;;) {
+		for (s = fs->srvs; s && strcmp(s->vol, vol) != 0; s = s->next)
+			;
+		if (s == NULL || !s->busy)
+			break;
+		pthread_cond_wait(&fs->cond, &fs->mu);
+	}
+	if (s == NULL && (s = calloc(1, sizeof(*s))) != NULL) {
+		if ((s->vol = strdup(vol)) == NULL) {
+			free(s);
+			s = NULL;
+		} else {
+			s->next = fs->srvs;
+			fs->srvs = s;
+		}
+	}
+	if (s)
+		s->busy = 1;
+	pthread_mutex_unlock(&fs->mu);
+	return s;
+}
+
+static void sftp_release(struct sftp_fs *fs, struct sftp_srv *s)
+{
+	pthread_mutex_lock(&fs->mu);
+	s->busy = 0;
+	if (s->pid == 0) {
+		struct sftp_srv **p = &fs->srvs;
+
+		while (*p != s)
+			p = &(*p)->next;
+		*p = s->next;
+		free(s->vol);
+		free(s);
+	}
+	pthread_cond_broadcast(&fs->cond);
+	pthread_mutex_unlock(&fs->mu);
+}
+
+/* ---- paths and processes ---- */
+
+static int sftp_path(char *buf, size_t size, struct vf_err *err, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+static int sftp_path(char *buf, size_t size, struct vf_err *err, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, size, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= size)
+		return vf_err_set(err, VF_EINVAL, "path too long: %s...", buf);
+	return VF_OK;
+}
+
+/* Is pid an sshd running with our config file? (for adopted servers and stale pids) */
+static int sftp_pid_is_ours(pid_t pid, const char *conf)
+{
+	char path[64], *cmd = NULL, state = '?';
+	size_t len = 0;
+	int ours = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+	if ((f = fopen(path, "re")) != NULL) {
+		/* "pid (comm) S ...": the state follows the last ')' */
+		char line[512], *p;
+
+		if (fgets(line, sizeof(line), f) && (p = strrchr(line, ')')) != NULL)
+			state = p[2];
+		fclose(f);
+	}
+	if (state == '?' || state == 'Z' || state == 'X')
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%ld/cmdline", (long)pid);
+	if (vf_fs_read_file(path, &cmd, &len, NULL) != VF_OK)
+		return 0;
+	for (size_t i = 0; i < len; i += strlen(cmd + i) + 1)
+		if (strcmp(cmd + i, conf) == 0)
+			ours = 1;
+	free(cmd);
+	return ours;
+}
+
+static int sftp_alive(struct sftp_fs *fs, struct sftp_srv *s)
+{
+	char conf[PATH_MAX];
+	int st;
+
+	if (s->pid <= 0)
+		return 0;
+	if (!s->adopted) {
+		if (waitpid(s->pid, &st, WNOHANG) == 0)
+			return 1;
+		return 0; /* exited (now reaped) */
+	}
+	if (sftp_path(conf, sizeof(conf), NULL, "%s/sftp/%s/sshd_config", fs->state_dir, s->vol))
+		return 0;
+	return sftp_pid_is_ours(s->pid, conf);
+}
+
+/* Kill the per-connection sshd processes (they run in their own sessions, so the
+ * listener's process group does not reach them), then the listener. */
+static void sftp_kill(struct sftp_fs *fs, struct sftp_srv *s)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	int64_t deadline;
+
+	while (d && (e = readdir(d)) != NULL) {
+		char path[300], line[512], *p;
+		long pid, ppid = 0;
+		FILE *f;
+
+		if ((pid = strtol(e->d_name, &p, 10)) <= 0 || *p != '\0')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+		if ((f = fopen(path, "re")) == NULL)
+			continue;
+		if (fgets(line, sizeof(line), f) && (p = strrchr(line, ')')) != NULL)
+			sscanf(p + 2, "%*c %ld", &ppid);
+		fclose(f);
+		if (ppid == (long)s->pid)
+			kill((pid_t)pid, SIGKILL);
+	}
+	if (d)
+		closedir(d);
+	if (!s->adopted) {
+		vf_fs_kill_wait(s->pid, fs->stop_timeout_ms);
+		return;
+	}
+	kill(s->pid, SIGTERM);
+	deadline = vf_now_ms() + fs->stop_timeout_ms;
+	while (sftp_alive(fs, s) && vf_now_ms() < deadline) {
+		struct timespec ts = {0, 20 * 1000 * 1000};
+		nanosleep(&ts, NULL); /* not our child: no pidfd wait, poll with a deadline */
+	}
+	if (sftp_alive(fs, s))
+		kill(s->pid, SIGKILL);
+}
+
+/* A server left by an earlier vfiled: adopt it if its pid file names a live sshd
+ * running our config for this volume. Fills s->pid/port/adopted. */
+static void sftp_adopt(struct sftp_fs *fs, struct sftp_srv *s)
+{
+	char path[PATH_MAX], conf[PATH_MAX], *text = NULL, *p;
+	long pid;
+	int port = 0;
+
+	if (sftp_path(path, sizeof(path), NULL, "%s/sftp/%s/sshd.pid", fs->state_dir, s->vol) ||
+	    sftp_path(conf, sizeof(conf), NULL, "%s/sftp/%s/sshd_config", fs->state_dir, s->vol))
+		return;
+	if (vf_fs_read_file(path, &text, NULL, NULL) != VF_OK)
+		return;
+	pid = strtol(text, &p, 10);
+	free(text);
+	if (pid <= 0 || !sftp_pid_is_ours((pid_t)pid, conf))
+		return;
+	if (vf_fs_read_file(conf, &text, NULL, NULL) != VF_OK)
+		return;
+	p = strstr(text, "\nPort ");
+	if (p)
+		port = atoi(p + 6);
+	free(text);
+	if (port <= 0)
+		return;
+	s->pid = (pid_t)pid;
+	s->port = port;
+	s->adopted = 1;
+	vf_log(VF_LOG_INFO, "volume %s: adopted running sshd (pid %ld, port %d)", s->vol, pid,
+	       port);
+}
+
+/* ---- start ---- */
+
+/* sshd's ChrootDirectory refuses a path with a component not owned by root or
+ * writable by group/others: say so before sshd does it in its log. */
+static int sftp_check_chroot(const char *dir, struct vf_err *err)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	if (realpath(dir, path) == NULL)
+		return vf_err_set(err, VF_EINVAL, "export dir %s: %s", dir, strerror(errno));
+	for (;;) {
+		const char *c = path[0] ? path : "/";
+		char *slash;
+
+		if (stat(c, &st) != 0)
+			return vf_err_set(err, VF_EINVAL, "export dir %s: %s", c, strerror(errno));
+		if (st.st_uid != 0 || (st.st_mode & 022))
+			return vf_err_set(err, VF_EINVAL,
+			                  "export_root path component %s is not owned by root or "
+			                  "is writable by group/others: sshd's ChrootDirectory "
+			                  "refuses it",
+			                  c);
+		if (path[0] == '\0' || (slash = strrchr(path, '/')) == NULL)
+			break;
+		*slash = '\0';
+	}
+	return VF_OK;
+}
+
+static int sftp_prepare_export(struct sftp_fs *fs, const char *vol, struct vf_err *err)
+{
+	char dir[PATH_MAX], data[PATH_MAX];
+	struct passwd *pw;
+	int rc;
+
+	if ((rc = sftp_path(dir, sizeof(dir), err, "%s/%s", fs->export_root, vol)) ||
+	    (rc = sftp_path(data, sizeof(data), err, "%s/%s/data", fs->export_root, vol)))
+		return rc;
+	if ((rc = vf_fs_mkdirs(dir, 0755, err)) != VF_OK || (rc = vf_fs_mkdirs(data, 0755, err)))
+		return vf_err_prefix(err, "volume %s", vol);
+	if (fs->chroot && geteuid() == 0) {
+		if (chmod(dir, 0755) != 0)
+			return vf_err_set(err, VF_EINVAL, "volume %s: chmod %s: %s", vol, dir,
+			                  strerror(errno));
+		pw = getpwnam(fs->user);
+		if (pw == NULL)
+			return vf_err_set(err, VF_EINVAL, "volume %s: no such user '%s'", vol,
+			                  fs->user);
+		struct stat st;
+		if (stat(data, &st) == 0 && st.st_uid != pw->pw_uid &&
+		    chown(data, pw->pw_uid, pw->pw_gid) != 0)
+			return vf_err_set(err, VF_EINVAL, "volume %s: chown %s: %s", vol, data,
+			                  strerror(errno));
+		if ((rc = sftp_check_chroot(dir, err)) != VF_OK)
+			return vf_err_prefix(err, "volume %s", vol);
+	}
+	return VF_OK;
+}
+
+static int sftp_write_config(struct sftp_fs *fs, const char *vol, const char *rundir, int port,
+                             struct vf_err *err)
+{
+	struct vf_buf b = {0};
+	char *key = NULL, path[PATH_MAX];
+	int rc;
+
+	/* authorized_keys: the cluster public key(s), restricted. */
+	rc = vf_fs_read_file(fs->public_key, &key, NULL, err);
+	if (rc != VF_OK)
+		return vf_err_prefix(err, "volume %s: fileserver.public_key", vol);
+	for (char *save = NULL, *line = strtok_r(key, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save))
+		if (line[0] && line[0] != '#')
+			vf_buf_printf(&b, "restrict %s\n", line);
+	free(key);
+	if (b.len == 0) {
+		vf_buf_free(&b);
+		return vf_err_set(err, VF_EINVAL, "volume %s: %s holds no public key", vol,
+		                  fs->public_key);
+	}
+	if ((rc = sftp_path(path, sizeof(path), err, "%s/authorized_keys", rundir)) ||
+	    (rc = vf_fs_write_file(path, b.data, b.len, 0600, err))) {
+		vf_buf_free(&b);
+		return rc;
+	}
+	vf_buf_free(&b);
+
+	vf_buf_printf(&b, "# Generated by vfiled for volume %s; rewritten on every start.\n", vol);
+	vf_buf_printf(&b, "\nPort %d\nListenAddress %s\n", port, fs->listen_addr);
+	vf_buf_printf(&b, "HostKey %s\nPidFile none\n", fs->host_key);
+	vf_buf_printf(&b, "AuthorizedKeysFile %s/authorized_keys\n", rundir);
+	vf_buf_printf(&b, "AuthorizedPrincipalsFile none\nAuthorizedKeysCommand none\n");
+	vf_buf_printf(&b, "StrictModes no\nUsePAM no\nPubkeyAuthentication yes\n"
+	                  "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+	                  "HostbasedAuthentication no\nPermitEmptyPasswords no\n");
+	vf_buf_printf(&b, "PermitRootLogin %s\nAllowUsers %s\n",
+	              strcmp(fs->user, "root") == 0 ? "prohibit-password" : "no", fs->user);
+	vf_buf_printf(&b, "AllowTcpForwarding no\nAllowStreamLocalForwarding no\n"
+	                  "AllowAgentForwarding no\nGatewayPorts no\nX11Forwarding no\n"
+	                  "PermitTTY no\nPermitTunnel no\nPermitUserRC no\n"
+	                  "PermitUserEnvironment no\nPrintMotd no\nPrintLastLog no\n"
+	                  "ClientAliveInterval 15\nClientAliveCountMax 3\nLogLevel INFO\n");
+	vf_buf_printf(&b, "Subsystem sftp internal-sftp\n");
+	if (fs->chroot)
+		vf_buf_printf(&b, "ChrootDirectory %s/%s\nForceCommand internal-sftp -d /data\n",
+		              fs->export_root, vol);
+	else
+		vf_buf_printf(&b, "ForceCommand internal-sftp -d %s/%s/data\n", fs->export_root,
+		              vol);
+	if (b.data == NULL)
+		return vf_err_set(err, VF_ENOMEM, "out of memory");
+	rc = sftp_path(path, sizeof(path), err, "%s/sshd_config", rundir);
+	if (rc == VF_OK)
+		rc = vf_fs_write_file(path, b.data, b.len, 0600, err);
+	vf_buf_free(&b);
+	return rc;
+}
+
+/* Port free on listen_addr? (sshd binds with SO_REUSEADDR too) */
+static int sftp_port_free(const char *addr, int port)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+	                         .ai_flags = AI_NUMERICHOST | AI_PASSIVE};
+	struct addrinfo *ai = NULL;
+	char ps[16];
+	int fd, ok = 0, one = 1;
+
+	snprintf(ps, sizeof(ps), "%d", port);
+	if (getaddrinfo(addr, ps, &hints, &ai) != 0)
+		return 0;
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0) {
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		ok = bind(fd, ai->ai_addr, ai->ai_addrlen) == 0;
+		close(fd);
+	}
+	freeaddrinfo(ai);
+	return ok;
+}
+
+/* Reserve a port: not used by another of our servers and free to bind. */
+static int sftp_pick_port(struct sftp_fs *fs, const int *avoid, size_t navoid)
+{
+	int span = fs->port_hi - fs->port_lo + 1, port = 0;
+
+	pthread_mutex_lock(&fs->mu);
+	for (int i = 0; i < span && port == 0; i++) {
+		int p = fs->port_lo + (fs->port_next + i) % span, used = 0;
+
+		for (struct sftp_srv *s = fs->srvs; s && !used; s = s->next)
+			used = s->port == p;
+		for (size_t k = 0; k < navoid && !used; k++)
+			used = avoid[k] == p;
+		if (!used && sftp_port_free(fs->listen_addr, p)) {
+			port = p;
+			fs->port_next = (fs->port_next + i + 1) % span;
+		}
+	}
+	pthread_mutex_unlock(&fs->mu);
+	return port;
+}
+
+/* Connect to the server's port (listen_addr, or loopback for a wildcard). */
+static int sftp_port_open(const char *listen_addr, int port)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST};
+	struct addrinfo *ai = NULL;
+	const char *addr = listen_addr;
+	char ps[16];
+	int fd, ok = 0;
+
+	if (strcmp(addr, "0.0.0.0") == 0)
+		addr = "127.0.0.1";
+	else if (strcmp(addr, "::") == 0)
+		addr = "::1";
+	snprintf(ps, sizeof(ps), "%d", port);
+	if (getaddrinfo(addr, ps, &hints, &ai) != 0)
+		return 0;
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0) {
+		ok = connect(fd, ai->ai_addr, ai->ai_addrlen) == 0;
+		close(fd);
+	}
+	freeaddrinfo(ai);
+	return ok;
+}
+
+/* The last line of the sshd log (for error messages). */
+static void sftp_log_tail(const char *rundir, char *buf, size_t size)
+{
+	char path[PATH_MAX], *text = NULL;
+
+	buf[0] = '\0';
+	if (sftp_path(path, sizeof(path), NULL, "%s/sshd.log", rundir) == VF_OK &&
+	    vf_fs_read_file(path, &text, NULL, NULL) == VF_OK)
+		vf_fs_last_line(text, buf, size);
+	free(text);
+}
+
+/* One attempt: spawn sshd on port and wait until it accepts connections.
+ * VF_EBUSY when the port was taken under us (try another). */
+static int sftp_spawn_one(struct sftp_fs *fs, struct sftp_srv *s, const char *rundir, int port,
+                          struct vf_err *err)
+{
+	char conf[PATH_MAX], logp[PATH_MAX], pidp[PATH_MAX], tail[160], pidtxt[32];
+	const char *argv[] = {fs->sshd, "-D", "-e", "-f", conf, NULL};
+	int64_t deadline;
+	int logfd, rc, st;
+	pid_t pid;
+
+	if ((rc = sftp_path(conf, sizeof(conf), err, "%s/sshd_config", rundir)) ||
+	    (rc = sftp_path(logp, sizeof(logp), err, "%s/sshd.log", rundir)) ||
+	    (rc = sftp_path(pidp, sizeof(pidp), err, "%s/sshd.pid", rundir)))
+		return rc;
+	if ((rc = sftp_write_config(fs, s->vol, rundir, port, err)) != VF_OK)
+		return rc;
+	logfd = open(logp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (logfd < 0)
+		return vf_err_set(err, VF_EINVAL, "volume %s: cannot open %s: %s", s->vol, logp,
+		                  strerror(errno));
+	rc = vf_fs_spawn(argv, NULL, logfd, logfd, &pid, err);
+	close(logfd);
+	if (rc != VF_OK)
+		return vf_err_prefix(err, "volume %s", s->vol);
+	deadline = vf_now_ms() + fs->start_timeout_ms;
+	for (;;) {
+		if (sftp_port_open(fs->listen_addr, port)) {
+			s->pid = pid;
+			s->port = port;
+			s->adopted = 0;
+			snprintf(pidtxt, sizeof(pidtxt), "%ld\n", (long)pid);
+			vf_fs_write_file(pidp, pidtxt, strlen(pidtxt), 0600, NULL);
+			return VF_OK;
+		}
+		if (vf_fs_wait(pid, 0, &st) == VF_OK) {
+			sftp_log_tail(rundir, tail, sizeof(tail));
+			if (strstr(tail, "in use") || strstr(tail, "Cannot bind any address"))
+				return VF_EBUSY;
+			return vf_err_set(err, VF_EINVAL, "volume %s: sshd exited at start: %s",
+			                  s->vol, tail[0] ? tail : "(no message)");
+		}
+		if (vf_now_ms() >= deadline)
+			break;
+		struct timespec ts = {0, 20 * 1000 * 1000};
+		nanosleep(&ts, NULL); /* poll the port with a deadline */
+	}
+	vf_fs_kill_wait(pid, 1000);
+	sftp_log_tail(rundir, tail, sizeof(tail));
+	return vf_err_set(err, VF_ETIMEDOUT,
+	                  "volume %s: sshd did not accept connections on %s:%d within %d ms: %s",
+	                  s->vol, fs->listen_addr, port, fs->start_timeout_ms,
+	                  tail[0] ? tail : "(no message)");
+}
+
+static int sftp_check_file(const char *what, const char *path, struct vf_err *err)
+{
+	if (access(path, R_OK) != 0)
+		return vf_err_set(err, VF_EINVAL, "fileserver.%s %s: %s", what, path,
+		                  strerror(errno));
+	return VF_OK;
+}
+
+static int sftp_start(void *arg, const char *vol, const char *info_json, char **addr_r, int *port_r,
+                      struct vf_err *err)
+{
+	struct sftp_fs *fs = arg;
+	struct sftp_srv *s;
+	char rundir[PATH_MAX];
+	int rc, tried[8];
+	size_t ntried = 0;
+
+	*addr_r = NULL;
+	*port_r = 0;
+	if (vf_fs_vol_check(vol, err) != VF_OK)
+		return VF_EINVAL;
+	if ((s = sftp_acquire(fs, vol)) == NULL)
+		return vf_err_set(err, VF_ENOMEM, "out of memory");
+	if (s->pid == 0)
+		sftp_adopt(fs, s);
+	if (s->pid > 0 && sftp_alive(fs, s)) {
+		rc = VF_OK; /* already serving: same answer */
+		goto out;
+	}
+	if (s->pid > 0)
+		vf_log(VF_LOG_WARN, "volume %s: sshd (pid %ld) had exited; restarting", vol,
+		       (long)s->pid);
+	s->pid = 0;
+	s->port = 0;
+	if (fs->chroot && geteuid() != 0) {
+		rc = vf_err_set(err, VF_EINVAL,
+		                "volume %s: the sftp driver's ChrootDirectory needs vfiled to run "
+		                "as root (or set fileserver.chroot = false: no confinement)",
+		                vol);
+		goto out;
+	}
+	if ((rc = sftp_check_file("host_key", fs->host_key, err)) ||
+	    (rc = sftp_check_file("public_key", fs->public_key, err)) ||
+	    (rc = sftp_prepare_export(fs, vol, err)) ||
+	    (rc = sftp_path(rundir, sizeof(rundir), err, "%s/sftp/%s", fs->state_dir, vol)) ||
+	    (rc = vf_fs_mkdirs(rundir, 0700, err)))
+		goto out;
+	if (geteuid() == 0 && access("/run/sshd", F_OK) != 0)
+		mkdir("/run/sshd", 0755); /* sshd's privilege separation directory */
+	do {
+		int port = sftp_pick_port(fs, tried, ntried);
+
+		if (port == 0) {
+			rc = vf_err_set(err, VF_EBUSY, "volume %s: no free port in %d-%d on %s",
+			                vol, fs->port_lo, fs->port_hi, fs->listen_addr);
+			goto out;
+		}
+		tried[ntried++] = port;
+		rc = sftp_spawn_one(fs, s, rundir, port, err);
+	} while (rc == VF_EBUSY && ntried < sizeof(tried) / sizeof(tried[0]));
+	if (rc == VF_EBUSY)
+		rc = vf_err_set(err, VF_EBUSY, "volume %s: ports kept being taken (last %d)", vol,
+		                tried[ntried - 1]);
+	if (rc == VF_OK)
+		vf_log(VF_LOG_INFO, "volume %s: sftp server (pid %ld) on %s:%d", vol, (long)s->pid,
+		       fs->listen_addr, s->port);
+out:
+	if (rc == VF_OK) {
+		*port_r = s->port;
+		if ((*addr_r = strdup(fs->advertise_addr)) == NULL)
+			rc = vf_err_set(err, VF_ENOMEM, "out of memory");
+	}
+	sftp_release(fs, s);
+	return rc;
+}
+
+static int sftp_stop(void *arg, const char *vol, const char *info_json, struct vf_err *err)
+{
+	struct sftp_fs *fs = arg;
+	struct sftp_srv *s;
+	char pidp[PATH_MAX];
+
+	if (vf_fs_vol_check(vol, err) != VF_OK)
+		return VF_EINVAL;
+	if ((s = sftp_acquire(fs, vol)) == NULL)
+		return vf_err_set(err, VF_ENOMEM, "out of memory");
+	if (s->pid == 0)
+		sftp_adopt(fs, s);
+	if (s->pid > 0) {
+		if (s->adopted || sftp_alive(fs, s))
+			sftp_kill(fs, s);
+		vf_log(VF_LOG_INFO, "volume %s: sftp server (pid %ld) stopped", vol, (long)s->pid);
+	}
+	if (sftp_path(pidp, sizeof(pidp), NULL, "%s/sftp/%s/sshd.pid", fs->state_dir, vol) == VF_OK)
+		unlink(pidp);
+	s->pid = 0;
+	s->port = 0;
+	sftp_release(fs, s);
+	return VF_OK;
+}
+
+static int sftp_running(void *arg, const char *vol)
+{
+	struct sftp_fs *fs = arg;
+	struct sftp_srv *s;
+	int alive;
+
+	if (vf_fs_vol_check(vol, NULL) != VF_OK || (s = sftp_acquire(fs, vol)) == NULL)
+		return 0;
+	if (s->pid == 0)
+		sftp_adopt(fs, s);
+	alive = sftp_alive(fs, s);
+	if (!alive) {
+		s->pid = 0;
+		s->port = 0;
+	}
+	sftp_release(fs, s);
+	return alive;
+}
+
+/* ---- host side ---- */
+
+static int sftp_mount(void *arg, const char *vol, const char *info_json, const char *mountpoint,
+                      struct vf_err *err)
+{
+	struct sftp_fs *fs = arg;
+	char *addr = NULL, *hostkey = NULL, *out = NULL, *errout = NULL;
+	char dir[PATH_MAX], kh[PATH_MAX], remote[PATH_MAX + 300], line[160];
+	char o_port[32], o_id[PATH_MAX + 32], o_kh[PATH_MAX + 32];
+	struct vf_buf khtext = {0};
+	const char **argv = NULL;
+	int port, rc, status, k = 0;
+
+	if (vf_fs_vol_check(vol, err) != VF_OK)
+		return VF_EINVAL;
+	if (vf_fs_is_mounted(mountpoint))
+		return VF_OK;
+	if ((rc = vf_fs_info_server(info_json, &addr, &port, err)) != VF_OK) {
+		vf_err_prefix(err, "volume %s", vol);
+		goto out;
+	}
+	if (port <= 0) {
+		rc = vf_err_set(err, VF_EPROTO, "volume %s: file server has no port", vol);
+		goto out;
+	}
+	/* known_hosts: the cluster host key under a fixed alias (any address/port). */
+	if ((rc = sftp_check_file("private_key", fs->private_key, err)) ||
+	    (rc = vf_fs_read_file(fs->host_public_key, &hostkey, NULL, err)))
+		goto out;
+	for (char *save = NULL, *l = strtok_r(hostkey, "\n", &save); l;
+	     l = strtok_r(NULL, "\n", &save))
+		if (l[0] && l[0] != '#')
+			vf_buf_printf(&khtext, "%s %s\n", SFTP_HOST_ALIAS, l);
+	if (khtext.len == 0) {
+		rc = vf_err_set(err, VF_EINVAL, "fileserver.host_public_key %s holds no key",
+		                fs->host_public_key);
+		goto out;
+	}
+	if ((rc = sftp_path(dir, sizeof(dir), err, "%s/sftp-client", fs->state_dir)) ||
+	    (rc = vf_fs_mkdirs(dir, 0700, err)) ||
+	    (rc = sftp_path(kh, sizeof(kh), err, "%s/known_hosts", dir)) ||
+	    (rc = vf_fs_write_file(kh, khtext.data, khtext.len, 0644, err)))
+		goto out;
+	snprintf(remote, sizeof(remote), strchr(addr, ':') ? "%s@[%s]:%s%s%s%s" : "%s@%s:%s%s%s%s",
+	         fs->user, addr, fs->chroot ? "/data" : fs->export_root, fs->chroot ? "" : "/",
+	         fs->chroot ? "" : vol, fs->chroot ? "" : "/data");
+	snprintf(o_port, sizeof(o_port), "port=%d", port);
+	snprintf(o_id, sizeof(o_id), "IdentityFile=%s", fs->private_key);
+	snprintf(o_kh, sizeof(o_kh), "UserKnownHostsFile=%s", kh);
+	argv = calloc(40 + 2 * fs->nsshfs_opts, sizeof(char *));
+	if (argv == NULL) {
+		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
+		goto out;
+	}
+	argv[k++] = fs->sshfs;
+	argv[k++] = remote;
+	argv[k++] = mountpoint;
+	const char *opts[] = {o_port,
+	                      o_id,
+	                      "IdentitiesOnly=yes",
+	                      o_kh,
+	                      "GlobalKnownHostsFile=/dev/null",
+	                      "StrictHostKeyChecking=yes",
+	                      "HostKeyAlias=" SFTP_HOST_ALIAS,
+	                      "BatchMode=yes",
+	                      "PasswordAuthentication=no",
+	                      "ConnectTimeout=10",
+	                      "ServerAliveInterval=5",
+	                      "ServerAliveCountMax=3",
+	                      "reconnect",
+	                      "LogLevel=ERROR",
+	                      geteuid() == 0 ? "allow_other" : NULL};
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
+		if (opts[i]) {
+			argv[k++] = "-o";
+			argv[k++] = opts[i];
+		}
+	for (size_t i = 0; i < fs->nsshfs_opts; i++) {
+		argv[k++] = "-o";
+		argv[k++] = fs->sshfs_opts[i];
+	}
+	rc = vf_fs_run(argv, NULL, fs->mount_timeout_ms, &status, &out, &errout, err);
+	if (rc != VF_OK) {
+		vf_err_prefix(err, "volume %s: mount at %s", vol, mountpoint);
+		goto out;
+	}
+	if (status != 0) {
+		rc = vf_err_set(err, VF_EINVAL, "volume %s: sshfs %s:%d failed (exit %d): %s", vol,
+		                addr, port, status,
+		                vf_fs_last_line(errout, line, sizeof(line))[0] ? line
+		                                                               : "(no message)");
+		goto out;
+	}
+	if (vf_fs_wait_mounted(mountpoint, 1, fs->mount_timeout_ms) != VF_OK) {
+		rc = vf_err_set(err, VF_ETIMEDOUT, "volume %s: sshfs did not mount %s within %d ms",
+		                vol, mountpoint, fs->mount_timeout_ms);
+		goto out;
+	}
+	vf_log(VF_LOG_INFO, "volume %s: mounted %s:%d at %s", vol, addr, port, mountpoint);
+out:
+	free(argv);
+	free(addr);
+	free(hostkey);
+	free(out);
+	free(errout);
+	vf_buf_free(&khtext);
+	return rc;
+}
+
+static int sftp_unmount(void *arg, const char *vol, const char *mountpoint, struct vf_err *err)
+{
+	struct sftp_fs *fs = arg;
+	const char *argv[] = {fs->fusermount, "-u", mountpoint, NULL};
+	char *errout = NULL, line[160];
+	int rc, status;
+
+	if (!vf_fs_is_mounted(mountpoint))
+		return VF_OK;
+	rc = vf_fs_run(argv, NULL, fs->mount_timeout_ms, &status, NULL, &errout, err);
+	if (rc != VF_OK) {
+		vf_err_prefix(err, "volume %s: unmount %s", vol, mountpoint);
+	} else if (status != 0 && vf_fs_is_mounted(mountpoint)) {
+		rc = vf_err_set(err, VF_EBUSY, "volume %s: %s -u %s failed (exit %d): %s", vol,
+		                fs->fusermount, mountpoint, status,
+		                vf_fs_last_line(errout, line, sizeof(line))[0] ? line
+		                                                               : "(no message)");
+	} else if (vf_fs_wait_mounted(mountpoint, 0, fs->mount_timeout_ms) != VF_OK) {
+		rc = vf_err_set(err, VF_ETIMEDOUT, "volume %s: %s still mounted after %d ms", vol,
+		                mountpoint, fs->mount_timeout_ms);
+	} else {
+		vf_log(VF_LOG_INFO, "volume %s: unmounted %s", vol, mountpoint);
+	}
+	free(errout);
+	return rc;
+}
+
+static const struct vf_fs_ops sftp_ops = {
+        .start = sftp_start,
+        .stop = sftp_stop,
+        .running = sftp_running,
+        .mount = sftp_mount,
+        .unmount = sftp_unmount,
+};
+
+/* ---- open/close ---- */
+
+static void sftp_close(void *arg)
+{
+	struct sftp_fs *fs = arg;
+
+	while (fs->srvs) {
+		struct sftp_srv *s = fs->srvs;
+
+		fs->srvs = s->next;
+		free(s->vol);
+		free(s);
+	}
+	free(fs->state_dir);
+	free(fs->export_root);
+	free(fs->listen_addr);
+	free(fs->advertise_addr);
+	free(fs->user);
+	free(fs->private_key);
+	free(fs->public_key);
+	free(fs->host_key);
+	free(fs->host_public_key);
+	free(fs->sshd);
+	free(fs->sshfs);
+	free(fs->fusermount);
+	if (fs->sshfs_opts)
+		vf_strv_free(fs->sshfs_opts, fs->nsshfs_opts);
+	pthread_mutex_destroy(&fs->mu);
+	pthread_cond_destroy(&fs->cond);
+	free(fs);
+}
+
+static int sftp_cfg_path(const config_setting_t *grp, const char *name, const char *def,
+                         char **out_r, struct vf_err *err)
+{
+	int rc = vf_cfg_str(grp, name, def, out_r, err);
+
+	if (rc != VF_OK)
+		return rc;
+	if ((*out_r)[0] != '/')
+		rc = vf_fs_cfg_bad(grp, name, err, "must be an absolute path");
+	/* sshfs splits -o values on ',' and ssh_config on whitespace */
+	else if (strpbrk(*out_r, ", \t\n"))
+		rc = vf_fs_cfg_bad(grp, name, err, "must not contain commas or spaces");
+	if (rc != VF_OK) {
+		free(*out_r);
+		*out_r = NULL;
+	}
+	return rc;
+}
+
+static int sftp_cfg_addr(const config_setting_t *grp, const char *name, const char *def,
+                         char **out_r, struct vf_err *err)
+{
+	struct addrinfo hints = {.ai_flags = AI_NUMERICHOST}, *ai = NULL;
+	int rc = vf_cfg_str(grp, name, def, out_r, err);
+
+	if (rc != VF_OK || *out_r == NULL)
+		return rc;
+	if (getaddrinfo(*out_r, NULL, &hints, &ai) != 0)
+		return vf_fs_cfg_bad(grp, name, err, "'%s' is not a numeric IP address", *out_r);
+	freeaddrinfo(ai);
+	return VF_OK;
+}
+
+static char *sftp_pub_of(const char *key)
+{
+	size_t n = strlen(key) + 5;
+	char *p = malloc(n);
+
+	if (p)
+		snprintf(p, n, "%s.pub", key);
+	return p;
+}
+
+static int sftp_open(const config_setting_t *grp, const char *state_dir, void **arg_r,
+                     struct vf_err *err)
+{
+	static const char *const known[] = {"driver",
+	                                    "export_root",
+	                                    "listen_addr",
+	                                    "advertise_addr",
+	                                    "port_range",
+	                                    "user",
+	                                    "private_key",
+	                                    "public_key",
+	                                    "host_key",
+	                                    "host_public_key",
+	                                    "sshd",
+	                                    "sshfs",
+	                                    "fusermount",
+	                                    "sshfs_options",
+	                                    "chroot",
+	                                    "start_timeout_ms",
+	                                    "mount_timeout_ms",
+	                                    "stop_timeout_ms",
+	                                    NULL};
+	struct sftp_fs *fs;
+	struct passwd *pw;
+	char *range = NULL, *fm = NULL, *end;
+	long lo, hi;
+	int rc;
+
+	if ((rc = vf_cfg_known(grp, known, err)) != VF_OK)
+		return rc;
+	if ((fs = calloc(1, sizeof(*fs))) == NULL)
+		return vf_err_set(err, VF_ENOMEM, "out of memory");
+	fs->base.drv = &fs_sftp_driver;
+	pthread_mutex_init(&fs->mu, NULL);
+	pthread_cond_init(&fs->cond, NULL);
+	if ((fs->state_dir = strdup(state_dir)) == NULL) {
+		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
+		goto out;
+	}
+	if ((rc = sftp_cfg_path(grp, "export_root", "/var/lib/vfile/export", &fs->export_root,
+	                        err)) ||
+	    (rc = sftp_cfg_addr(grp, "listen_addr", "127.0.0.1", &fs->listen_addr, err)) ||
+	    (rc = sftp_cfg_addr(grp, "advertise_addr", NULL, &fs->advertise_addr, err)) ||
+	    (rc = vf_cfg_str(grp, "port_range", "20000-20999", &range, err)) ||
+	    (rc = vf_cfg_str(grp, "user", NULL, &fs->user, err)) ||
+	    (rc = sftp_cfg_path(grp, "private_key", VF_SYSCONFDIR "/vfile/cluster_key",
+	                        &fs->private_key, err)))
+		goto out;
+	if ((fs->public_key = sftp_pub_of(fs->private_key)) == NULL ||
+	    (fs->host_key = strdup(VF_SYSCONFDIR "/vfile/host_key")) == NULL) {
+		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
+		goto out;
+	}
+	if ((rc = sftp_cfg_path(grp, "public_key", fs->public_key, &end, err)) != VF_OK)
+		goto out;
+	free(fs->public_key);
+	fs->public_key = end;
+	if ((rc = sftp_cfg_path(grp, "host_key", fs->host_key, &end, err)) != VF_OK)
+		goto out;
+	free(fs->host_key);
+	fs->host_key = end;
+	if ((fs->host_public_key = sftp_pub_of(fs->host_key)) == NULL) {
+		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
+		goto out;
+	}
+	if ((rc = sftp_cfg_path(grp, "host_public_key", fs->host_public_key, &end, err)) != VF_OK)
+		goto out;
+	free(fs->host_public_key);
+	fs->host_public_key = end;
+	if ((rc = vf_cfg_str(grp, "sshd", "/usr/sbin/sshd", &fs->sshd, err)) ||
+	    (rc = vf_cfg_str(grp, "sshfs", "sshfs", &fs->sshfs, err)) ||
+	    (rc = vf_cfg_str(grp, "fusermount", NULL, &fm, err)) ||
+	    (rc = vf_cfg_strv(grp, "sshfs_options", NULL, &fs->sshfs_opts, &fs->nsshfs_opts,
+	                      err)) ||
+	    (rc = vf_cfg_bool(grp, "chroot", 1, &fs->chroot, err)) ||
+	    (rc = vf_cfg_int(grp, "start_timeout_ms", 10000, &fs->start_timeout_ms, err)) ||
+	    (rc = vf_cfg_int(grp, "mount_timeout_ms", 20000, &fs->mount_timeout_ms, err)) ||
+	    (rc = vf_cfg_int(grp, "stop_timeout_ms", 5000, &fs->stop_timeout_ms, err)))
+		goto out;
+	if (fs->sshd[0] != '/') {
+		rc = vf_fs_cfg_bad(grp, "sshd", err, "must be an absolute path");
+		goto out;
+	}
+	if (fs->start_timeout_ms <= 0 || fs->mount_timeout_ms <= 0 || fs->stop_timeout_ms <= 0) {
+		rc = vf_fs_cfg_bad(grp,
+		                   fs->start_timeout_ms <= 0   ? "start_timeout_ms"
+		                   : fs->mount_timeout_ms <= 0 ? "mount_timeout_ms"
+		                                               : "stop_timeout_ms",
+		                   err, "must be > 0 (milliseconds)");
+		goto out;
+	}
+	/* port_range: "LO-HI" within 1..65535 */
+	lo = strtol(range, &end, 10);
+	hi = *end == '-' ? strtol(end + 1, &end, 10) : -1;
+	if (*end != '\0' || lo < 1 || hi > 65535 || lo > hi) {
+		rc = vf_fs_cfg_bad(grp, "port_range", err,
+		                   "'%s' is not a range \"LO-HI\" of ports (1-65535, LO <= HI)",
+		                   range);
+		goto out;
+	}
+	fs->port_lo = (int)lo;
+	fs->port_hi = (int)hi;
+	fs->port_next = (int)(getpid() % (hi - lo + 1));
+	for (size_t i = 0; i < fs->nsshfs_opts; i++)
+		if (fs->sshfs_opts[i][0] == '\0') {
+			rc = vf_fs_cfg_bad(grp, "sshfs_options", err, "empty option");
+			goto out;
+		}
+	if (fs->user == NULL) {
+		pw = getpwuid(geteuid());
+		if (pw == NULL) {
+			rc = vf_fs_cfg_bad(grp, "user", err, "uid %ld has no user name: set it",
+			                   (long)geteuid());
+			goto out;
+		}
+		fs->user = strdup(pw->pw_name);
+	}
+	if (fs->advertise_addr == NULL) {
+		if (strcmp(fs->listen_addr, "0.0.0.0") == 0 || strcmp(fs->listen_addr, "::") == 0) {
+			rc = vf_fs_cfg_bad(grp, "advertise_addr", err,
+			                   "required when listen_addr is a wildcard (%s)",
+			                   fs->listen_addr);
+			goto out;
+		}
+		fs->advertise_addr = strdup(fs->listen_addr);
+	}
+	/* fusermount3 on bookworm (fuse3), fusermount on older systems */
+	if (fm == NULL && (fm = vf_fs_which("fusermount3")) == NULL &&
+	    (fm = vf_fs_which("fusermount")) == NULL)
+		fm = strdup("fusermount");
+	fs->fusermount = fm;
+	fm = NULL;
+	if (fs->user == NULL || fs->advertise_addr == NULL || fs->fusermount == NULL)
+		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
+out:
+	free(range);
+	free(fm);
+	if (rc != VF_OK) {
+		sftp_close(fs);
+		return rc;
+	}
+	*arg_r = fs;
+	return VF_OK;
+}
+
+const struct fs_driver fs_sftp_driver = {
+        .name = "sftp",
+        .ops = &sftp_ops,
+        .open = sftp_open,
+        .close = sftp_close,
+};
