@@ -1,0 +1,1638 @@
+/*
+ * Consul backend driver (consul.so) for Consul 1.8's HTTP API: KV, /v1/txn,
+ * sessions as leases, session locks with check-session fencing, and a prefix
+ * watch built from blocking queries plus a diff of listings (Consul keeps no
+ * event history). Wire details: /work/shared/WIRE.md section 2.
+ *
+ * Mapping:
+ *  - versions are ModifyIndex / CreateIndex; a list's revision is X-Consul-Index.
+ *  - every write goes through /v1/txn (one round trip) because the plain KV PUT
+ *    answers only true/false and we must return the new ModifyIndex.
+ *  - a vf lease is up to two sessions with the same TTL: one with Behavior
+ *    "release" (its id is the lease id; locks use it) and one with Behavior
+ *    "delete", created on the first put attached to the lease, so that keys put
+ *    with the lease vanish when it ends while locks are merely released.
+ *  - a key put with a lease is "lock"ed by the delete session (txn verb "lock").
+ *  - the lock called N is the key N, locked by the release session; its fence is
+ *    the key's ModifyIndex after the acquisition (grows with every acquisition
+ *    even if the key is deleted in between, unlike LockIndex); VF_CMP_LOCK_HELD
+ *    is "check-session" on N, which fails once the lock is released or the
+ *    session invalidated.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "consul_int.h"
+
+#define CONSUL_DEFAULT_ADDR "http://127.0.0.1:8500"
+#define CONSUL_TXN_RETRIES 8 /* get <-> check-not-exists conversions per call */
+
+struct consul_held; /* a lock name held by this handle (in-process exclusion) */
+
+struct consul_kv {
+	struct vf_kv base;
+	struct vf_http *http;
+	char *token_hdr; /* "X-Consul-Token: ..." (never logged) or NULL */
+	const char *hdrs[2];
+	int consistent;
+	int lock_delay_ms;
+	int session_ttl_s;
+	int watch_wait_s;
+	long timeout_ms;
+	char holder[128]; /* value written into lock keys: host:pid */
+
+	pthread_mutex_t mu;
+	pthread_cond_t cv;      /* keep-alive thread wake-up, lease busy flags */
+	pthread_cond_t lock_cv; /* in-process lock hand-off */
+	struct consul_lease *leases;
+	struct consul_held *held;
+	pthread_t ka_thread;
+	int ka_started;
+	int ka_stop;
+	unsigned long seq;
+};
+
+struct consul_lease {
+	struct vf_kv_lease base; /* base.id = the release session */
+	char del_id[64];         /* the delete session, "" until first needed */
+	unsigned int flags;
+	vf_kv_lease_lost_fn lost;
+	void *arg;
+	int64_t next_ms; /* next renewal (monotonic ms) */
+	int busy;        /* the keep-alive thread is renewing it */
+	int gone;        /* found gone: lost reported */
+	struct consul_lease *next;
+};
+
+struct consul_lock {
+	struct vf_kv_lock base; /* base.key = the lock name = the Consul key */
+	char sid[64];
+	int released; /* by a VF_OP_UNLOCK in a txn */
+};
+
+struct consul_held {
+	char *name;
+	char sid[64];
+	struct consul_held *next;
+};
+
+struct consul_watch {
+	struct consul_kv *ck;
+	char *prefix;
+	vf_kv_watch_fn fn;
+	void *arg;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	volatile int cancel;
+	int resync_first;
+	struct vf_kv_list last;
+	int64_t index;
+};
+
+static struct consul_kv *consul_of(struct vf_kv *kv)
+{
+	return (struct consul_kv *)kv;
+}
+
+/* ---- HTTP ---- */
+
+/* One request; *resp is filled when VF_OK (any HTTP status). */
+static int consul_http(struct consul_kv *ck, const char *method, const char *path, const char *body,
+                       size_t body_len, int idempotent, long timeout_ms, volatile int *cancel,
+                       struct vf_http_resp *resp, struct vf_err *err)
+{
+	struct vf_http_req req = {
+	        .method = method,
+	        .path = path,
+	        .body = body,
+	        .body_len = body_len,
+	        .headers = ck->hdrs,
+	        .timeout_ms = timeout_ms,
+	        .idempotent = idempotent,
+	        .want_header = "X-Consul-Index",
+	        .cancel = cancel,
+	};
+
+	return vf_http_do(ck->http, &req, resp, err);
+}
+
+static int consul_kv_path(struct vf_buf *b, const char *key, const char *query)
+{
+	int rc = vf_buf_add(b, "/v1/kv/", 7);
+
+	if (rc == VF_OK)
+		rc = consul_key_escape(b, key);
+	if (rc == VF_OK && query && *query)
+		rc = vf_buf_printf(b, "%s", query);
+	return rc;
+}
+
+/* ---- transactions ---- */
+
+#define CONSUL_ROLLED_BACK 1
+
+/* Send a txn. VF_OK: committed, res[nops] filled (caller clears). CONSUL_ROLLED_BACK:
+ * *errs_r holds the reasons (caller frees). Else a vf error. */
+static int consul_txn_send(struct consul_kv *ck, const struct consul_txn_op *ops, size_t nops,
+                           struct vf_kv_result *res, int64_t *rev_r,
+                           struct consul_txn_error **errs_r, size_t *nerrs_r, struct vf_err *err)
+{
+	struct vf_http_resp resp = {0};
+	char *body = NULL;
+	size_t len;
+	int rc, write = 0;
+
+	*errs_r = NULL;
+	*nerrs_r = 0;
+	for (size_t i = 0; i < nops; i++)
+		write |= ops[i].verb == CONSUL_SET || ops[i].verb == CONSUL_DELETE ||
+		         ops[i].verb == CONSUL_LOCK || ops[i].verb == CONSUL_UNLOCK ||
+		         ops[i].verb == CONSUL_CAS;
+	rc = consul_txn_build(ops, nops, &body, &len, err);
+	if (rc != VF_OK)
+		goto out;
+	rc = consul_http(ck, "PUT", ck->consistent && !write ? "/v1/txn?consistent" : "/v1/txn",
+	                 body, len, !write, 0, NULL, &resp, err);
+	if (rc != VF_OK)
+		goto out;
+	if (resp.status == 200) {
+		rc = consul_txn_results_parse(resp.body.data ? resp.body.data : "", resp.body.len,
+		                              ops, nops, res, rev_r, err);
+	} else if (resp.status == 409) {
+		rc = consul_txn_errors_parse(resp.body.data ? resp.body.data : "", resp.body.len,
+		                             errs_r, nerrs_r, err);
+		if (rc == VF_OK)
+			rc = CONSUL_ROLLED_BACK;
+	} else {
+		rc = consul_status_error(resp.status, resp.body.data, resp.body.len, write,
+		                         nops ? ops[0].key : "txn", err);
+		if (rc == VF_ENOTFOUND)
+			rc = vf_err_set(err, VF_EPROTO, "txn %s: HTTP 404", ops[0].key);
+	}
+out:
+	vf_http_resp_free(&resp);
+	free(body);
+	return rc;
+}
+
+/* The vf code of a rolled-back txn, ignoring errors at ops where ignore[i] is set. */
+static int consul_txn_fail_rc(const struct consul_txn_op *ops, const struct consul_txn_error *e,
+                              size_t n, struct vf_err *err)
+{
+	const struct consul_txn_error *pick = NULL;
+	int rank = -1;
+
+	for (size_t i = 0; i < n; i++) {
+		int r = e[i].kind == CONSUL_FAIL_BAD_SESSION ? 4
+		        : e[i].kind == CONSUL_FAIL_DENIED    ? 3
+		        : e[i].kind == CONSUL_FAIL_OTHER     ? 2
+		                                             : 1;
+		if (r > rank)
+			rank = r, pick = &e[i];
+	}
+	if (pick == NULL)
+		return vf_err_set(err, VF_EPROTO, "txn rolled back without a reason");
+	const char *key = ops[pick->op_index].key;
+	switch (pick->kind) {
+	case CONSUL_FAIL_BAD_SESSION:
+		return vf_err_set(err, VF_ELEASE, "%s: lease is gone (%s)", key, pick->what);
+	case CONSUL_FAIL_DENIED:
+		return vf_err_set(err, VF_EAUTH, "%s: Consul ACL refused it (%s): check the token",
+		                  key, pick->what);
+	case CONSUL_FAIL_OTHER:
+		return vf_err_set(err, VF_EINVAL, "%s: Consul refused the txn: %s", key,
+		                  pick->what);
+	case CONSUL_FAIL_LOCK_HELD:
+		return vf_err_set(err, VF_ECONFLICT, "%s: held by another lease", key);
+	case CONSUL_FAIL_NOT_HELD:
+	case CONSUL_FAIL_SESSION:
+		return vf_err_set(err, VF_ECONFLICT, "%s: lock no longer held: %s", key,
+		                  pick->what);
+	default:
+		return vf_err_set(err, VF_ECONFLICT, "%s: compare failed: %s", key, pick->what);
+	}
+}
+
+/* Pick get-tree for read op i when no later op's key starts with its key, so
+ * that its run of results is unambiguous; else get (fails on a missing key,
+ * then converted to check-not-exists and retried). Consul 1.8.7 has no
+ * get-or-empty verb ("unknown KV verb", observed). */
+static void consul_choose_read_verbs(struct consul_txn_op *ops, size_t nops, const int *is_read)
+{
+	for (size_t i = 0; i < nops; i++) {
+		size_t kl;
+
+		if (!is_read[i])
+			continue;
+		kl = strlen(ops[i].key);
+		ops[i].verb = CONSUL_GET_TREE;
+		for (size_t j = i + 1; j < nops; j++)
+			if (strncmp(ops[j].key, ops[i].key, kl) == 0)
+				ops[i].verb = CONSUL_GET;
+	}
+}
+
+/* Run ops, flipping reads of missing keys to check-not-exists (and back when
+ * they exist again) until the txn commits or fails for another reason. Each
+ * attempt is atomic on its own, so the committed one is a consistent read. */
+static int consul_txn_run(struct consul_kv *ck, struct consul_txn_op *ops, size_t nops,
+                          const int *is_read, struct vf_kv_result *res, int64_t *rev_r,
+                          struct consul_txn_error **errs_r, size_t *nerrs_r, struct vf_err *err)
+{
+	int rc = VF_OK;
+
+	for (int attempt = 0; attempt < CONSUL_TXN_RETRIES; attempt++) {
+		int flip = 1;
+
+		rc = consul_txn_send(ck, ops, nops, res, rev_r, errs_r, nerrs_r, err);
+		if (rc != CONSUL_ROLLED_BACK)
+			return rc;
+		for (size_t i = 0; i < *nerrs_r && flip; i++) {
+			const struct consul_txn_error *e = &(*errs_r)[i];
+
+			flip = e->op_index < nops && is_read[e->op_index] &&
+			       ((e->kind == CONSUL_FAIL_MISSING &&
+			         ops[e->op_index].verb == CONSUL_GET) ||
+			        (e->kind == CONSUL_FAIL_COMPARE &&
+			         ops[e->op_index].verb == CONSUL_CHECK_NOT_EXISTS));
+		}
+		if (!flip)
+			return rc;
+		for (size_t i = 0; i < *nerrs_r; i++) {
+			struct consul_txn_op *op = &ops[(*errs_r)[i].op_index];
+
+			op->verb = op->verb == CONSUL_GET ? CONSUL_CHECK_NOT_EXISTS : CONSUL_GET;
+		}
+		free(*errs_r);
+		*errs_r = NULL;
+		*nerrs_r = 0;
+	}
+	return vf_err_set(err, VF_ECONFLICT, "%s: reads kept changing under the txn",
+	                  nops ? ops[0].key : "txn");
+}
+
+/* A txn whose outcome is all the caller needs; res may be NULL when no op
+ * yields something the caller keeps. */
+static int consul_txn_simple(struct consul_kv *ck, struct consul_txn_op *ops, size_t nops,
+                             struct vf_kv_result *res, struct consul_txn_error **errs_r,
+                             size_t *nerrs_r, struct vf_err *err)
+{
+	struct vf_kv_result local[4];
+	int is_read[4] = {0};
+	int64_t rev;
+	int rc;
+
+	rc = consul_txn_run(ck, ops, nops, is_read, res ? res : local, &rev, errs_r, nerrs_r, err);
+	if (rc == VF_OK && res == NULL)
+		vf_kv_results_clear(local, nops);
+	return rc;
+}
+
+/* ---- KV ---- */
+
+static int consul_get(struct vf_kv *kv, const char *key, struct vf_kv_pair *pair_r,
+                      struct vf_err *err)
+{
+	struct consul_kv *ck = consul_of(kv);
+	struct vf_http_resp resp = {0};
+	struct vf_buf path = {0};
+	int rc;
+
+	memset(pair_r, 0, sizeof(*pair_r));
+	if (consul_kv_path(&path, key, ck->consistent ? "?consistent" : NULL) != VF_OK) {
+		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
+		goto out;
+	}
+	rc = consul_http(ck, "GET", path.data, NULL, 0, 1, 0, NULL, &resp, err);
+	if (rc != VF_OK)
+		goto out;
+	if (resp.status == 200)
+		rc = consul_get_parse(resp.body.data ? resp.body.data : "", resp.body.len, key,
+		                      pair_r, err);
+	else if (resp.status == 404)
+		rc = vf_err_set(err, VF_ENOTFOUND, "key %s not found", key);
+	else
+		rc = consul_status_error(resp.status, resp.body.data, resp.body.len, 0, key, err);
+out:
+	vf_http_resp_free(&resp);
+	vf_buf_free(&path);
+	return rc;
+}
+
+/* List prefix; with index > 0 a blocking query waiting up to wait_ms. */
+static int consul_list_ex(struct consul_kv *ck, const char *prefix, int64_t index, long wait_ms,
+                          volatile int *cancel, struct vf_kv_list *list_r, struct vf_err *err)
+{
+	struct vf_http_resp resp = {0};
+	struct vf_buf path = {0}, q = {0};
+	long timeout = 0;
+	int rc;
+
+	memset(list_r, 0, sizeof(*list_r));
+	rc = vf_buf_printf(&q, "?recurse%s", ck->consistent ? "&consistent" : "");
+	if (rc == VF_OK && index > 0) {
+		rc = vf_buf_printf(&q, "&index=%" PRId64 "&wait=%ldms", index, wait_ms);
+		/* Consul adds up to wait/16 of jitter. */
+		timeout = wait_ms + wait_ms / 16 + ck->timeout_ms;
+	}
+	if (rc == VF_OK)
+		rc = consul_kv_path(&path, prefix, q.data);
+	if (rc != VF_OK) {
+		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
+		goto out;
+	}
+	rc = consul_http(ck, "GET", path.data, NULL, 0, 1, timeout, cancel, &resp, err);
+	if (rc != VF_OK)
+		goto out;
+	if (resp.status == 200)
+		rc = consul_list_parse(resp.body.data ? resp.body.data : "", resp.body.len, prefix,
+		                       list_r, err);
+	else if (resp.status != 404) /* 404: nothing under prefix */
+		rc = consul_status_error(resp.status, resp.body.data, resp.body.len, 0,
+		                         *prefix ? prefix : "(all keys)", err);
+	list_r->revision = consul_index_parse(resp.header);
+out:
+	vf_http_resp_free(&resp);
+	vf_buf_free(&path);
+	vf_buf_free(&q);
+	return rc;
+}
+
+static int consul_list(struct vf_kv *kv, const char *prefix, struct vf_kv_list *list_r,
+                       struct vf_err *err)
+{
+	return consul_list_ex(consul_of(kv), prefix, 0, 0, NULL, list_r, err);
+}
+
+static int consul_lease_del_session(struct consul_kv *ck, struct consul_lease *cl, char *sid,
+                                    struct vf_err *err);
+
+/* put / cas: [compare?] + set (or lock by the lease's delete session). */
+static int consul_write(struct consul_kv *ck, const char *key, const char *value, size_t value_len,
+                        int cas, int64_t expect, struct vf_kv_lease *lease, int64_t *mod_rev_r,
+                        struct vf_err *err)
+{
+	struct consul_txn_op ops[2];
+	struct vf_kv_result res[2];
+	struct consul_txn_error *errs = NULL;
+	char sid[64] = "";
+	size_t n = 0, nerrs;
+	int rc;
+
+	if (lease) {
+		rc = consul_lease_del_session(ck, (struct consul_lease *)lease, sid, err);
+		if (rc != VF_OK)
+			return vf_err_prefix(err, "put %s", key);
+	}
+	if (cas)
+		ops[n++] = (struct consul_txn_op){.verb = expect ? CONSUL_CHECK_INDEX
+		                                                 : CONSUL_CHECK_NOT_EXISTS,
+		                                  .key = key,
+		                                  .index = expect};
+	ops[n++] = (struct consul_txn_op){.verb = lease ? CONSUL_LOCK : CONSUL_SET,
+	                                  .key = key,
+	                                  .value = value,
+	                                  .value_len = value_len,
+	                                  .session = lease ? sid : NULL};
+	rc = consul_txn_simple(ck, ops, n, res, &errs, &nerrs, err);
+	if (rc == VF_OK) {
+		if (mod_rev_r)
+			*mod_rev_r = res[n - 1].pair.mod_rev;
+		vf_kv_results_clear(res, n);
+	} else if (rc == CONSUL_ROLLED_BACK) {
+		rc = consul_txn_fail_rc(ops, errs, nerrs, err);
+	}
+	free(errs);
+	return rc;
+}
+
+static int consul_put(struct vf_kv *kv, const char *key, const char *value, size_t value_len,
+                      struct vf_kv_lease *lease, int64_t *mod_rev_r, struct vf_err *err)
+{
+	return consul_write(consul_of(kv), key, value, value_len, 0, 0, lease, mod_rev_r, err);
+}
+
+static int consul_cas(struct vf_kv *kv, const char *key, const char *value, size_t value_len,
+                      int64_t expect, struct vf_kv_lease *lease, int64_t *mod_rev_r,
+                      struct vf_err *err)
+{
+	return consul_write(consul_of(kv), key, value, value_len, 1, expect, lease, mod_rev_r, err);
+}
+
+/* del: [get, delete] in one txn, so a missing key is VF_ENOTFOUND (Consul's DELETE
+ * says true for missing keys). cas_del: [check-index, delete] (delete-cas says
+ * true for a missing key). */
+static int consul_delete(struct consul_kv *ck, const char *key, int cas, int64_t expect,
+                         struct vf_err *err)
+{
+	struct consul_txn_op ops[2];
+	struct consul_txn_error *errs = NULL;
+	size_t n = 0, nerrs;
+	int rc;
+
+	if (!cas)
+		ops[n++] = (struct consul_txn_op){.verb = CONSUL_GET, .key = key};
+	else
+		ops[n++] = (struct consul_txn_op){.verb = expect ? CONSUL_CHECK_INDEX
+		                                                 : CONSUL_CHECK_NOT_EXISTS,
+		                                  .key = key,
+		                                  .index = expect};
+	if (!cas || expect)
+		ops[n++] = (struct consul_txn_op){.verb = CONSUL_DELETE, .key = key};
+	rc = consul_txn_simple(ck, ops, n, NULL, &errs, &nerrs, err);
+	if (rc == CONSUL_ROLLED_BACK) {
+		if (!cas && nerrs && errs[0].kind == CONSUL_FAIL_MISSING)
+			rc = vf_err_set(err, VF_ENOTFOUND, "key %s not found", key);
+		else
+			rc = consul_txn_fail_rc(ops, errs, nerrs, err);
+	}
+	free(errs);
+	return rc;
+}
+
+static int consul_del(struct vf_kv *kv, const char *key, struct vf_err *err)
+{
+	return consul_delete(consul_of(kv), key, 0, 0, err);
+}
+
+static int consul_cas_del(struct vf_kv *kv, const char *key, int64_t expect, struct vf_err *err)
+{
+	return consul_delete(consul_of(kv), key, 1, expect, err);
+}
+
+/* VF_CMP_VALUE_EQ: Consul has no value compare. Read the key, compare the value
+ * here, and guard the txn with check-index on the ModifyIndex read: atomic,
+ * since the index changes with any write. Costs one extra round trip per
+ * VALUE_EQ compare (only when one is used). */
+static int consul_value_eq_index(struct consul_kv *ck, const struct vf_kv_cmp *c, int64_t *index_r,
+                                 struct vf_err *err)
+{
+	struct vf_kv_pair p;
+	int rc = consul_get(&ck->base, c->key, &p, err);
+
+	if (rc == VF_ENOTFOUND)
+		return vf_err_set(err, VF_ECONFLICT, "%s: compare failed: key absent", c->key);
+	if (rc != VF_OK)
+		return rc;
+	if (p.value_len != c->value_len ||
+	    (c->value_len && memcmp(p.value, c->value, c->value_len)))
+		rc = vf_err_set(err, VF_ECONFLICT, "%s: compare failed: value differs", c->key);
+	*index_r = p.mod_rev;
+	vf_kv_pair_clear(&p);
+	return rc;
+}
+
+static int consul_txn(struct vf_kv *kv, const struct vf_kv_cmp *cmps, size_t ncmp,
+                      const struct vf_kv_op *vops, size_t nops, struct vf_kv_txn_result *res_r,
+                      struct vf_err *err)
+{
+	struct consul_kv *ck = consul_of(kv);
+	size_t n = ncmp + nops, nerrs = 0;
+	struct consul_txn_op *ops = NULL;
+	struct vf_kv_result *res = NULL;
+	struct consul_txn_error *errs = NULL;
+	char(*sids)[64] = NULL;
+	int *is_read = NULL;
+	int64_t rev = 0;
+	int rc = VF_OK;
+
+	if (res_r)
+		memset(res_r, 0, sizeof(*res_r));
+	if (n > CONSUL_MAX_TXN_OPS)
+		return vf_err_set(err, VF_ELIMIT,
+		                  "txn of %zu compares and ops exceeds Consul's limit of %d", n,
+		                  CONSUL_MAX_TXN_OPS);
+	if (n == 0)
+		return VF_OK;
+	ops = calloc(n, sizeof(*ops));
+	res = calloc(n, sizeof(*res));
+	is_read = calloc(n, sizeof(*is_read));
+	sids = calloc(n, sizeof(*sids));
+	if (!ops || !res || !is_read || !sids) {
+		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < ncmp && rc == VF_OK; i++) {
+		const struct vf_kv_cmp *c = &cmps[i];
+		struct consul_txn_op *op = &ops[i];
+		const struct consul_lock *lk = (const struct consul_lock *)c->lock;
+
+		op->key = c->key;
+		switch (c->kind) {
+		case VF_CMP_VALUE_EQ:
+			op->verb = CONSUL_CHECK_INDEX;
+			rc = consul_value_eq_index(ck, c, &op->index, err);
+			break;
+		case VF_CMP_VERSION_EQ:
+			op->verb = c->mod_rev ? CONSUL_CHECK_INDEX : CONSUL_CHECK_NOT_EXISTS;
+			op->index = c->mod_rev;
+			break;
+		case VF_CMP_ABSENT:
+			op->verb = CONSUL_CHECK_NOT_EXISTS;
+			break;
+		case VF_CMP_LOCK_HELD:
+			if (lk == NULL) {
+				rc = vf_err_set(err, VF_EINVAL, "txn: lock compare without a lock");
+				break;
+			}
+			op->verb = CONSUL_CHECK_SESSION;
+			op->key = lk->base.key;
+			op->session = lk->sid;
+			if (lk->released)
+				rc = vf_err_set(err, VF_ECONFLICT, "%s: lock already released",
+				                lk->base.key);
+			break;
+		default:
+			rc = vf_err_set(err, VF_EINVAL, "txn: unknown compare kind %d", c->kind);
+		}
+		if (rc == VF_OK && op->key == NULL)
+			rc = vf_err_set(err, VF_EINVAL, "txn: compare %zu without a key", i);
+	}
+	for (size_t i = 0; i < nops && rc == VF_OK; i++) {
+		const struct vf_kv_op *o = &vops[i];
+		struct consul_txn_op *op = &ops[ncmp + i];
+		const struct consul_lock *lk = (const struct consul_lock *)o->lock;
+
+		op->key = o->key;
+		switch (o->kind) {
+		case VF_OP_PUT:
+			op->verb = o->lease ? CONSUL_LOCK : CONSUL_SET;
+			op->value = o->value;
+			op->value_len = o->value_len;
+			if (o->lease) {
+				rc = consul_lease_del_session(ck, (struct consul_lease *)o->lease,
+				                              sids[ncmp + i], err);
+				op->session = sids[ncmp + i];
+			}
+			break;
+		case VF_OP_DELETE:
+			op->verb = CONSUL_DELETE;
+			break;
+		case VF_OP_GET:
+			is_read[ncmp + i] = 1;
+			break;
+		case VF_OP_UNLOCK:
+			if (lk == NULL) {
+				rc = vf_err_set(err, VF_EINVAL, "txn: unlock without a lock");
+				break;
+			}
+			op->verb = CONSUL_UNLOCK;
+			op->key = lk->base.key;
+			op->session = lk->sid;
+			op->value = ck->holder;
+			op->value_len = strlen(ck->holder);
+			break;
+		default:
+			rc = vf_err_set(err, VF_EINVAL, "txn: unknown op kind %d", o->kind);
+		}
+		if (rc == VF_OK && op->key == NULL)
+			rc = vf_err_set(err, VF_EINVAL, "txn: op %zu without a key", i);
+	}
+	if (rc != VF_OK)
+		goto out;
+	consul_choose_read_verbs(ops, n, is_read);
+	rc = consul_txn_run(ck, ops, n, is_read, res, &rev, &errs, &nerrs, err);
+	if (rc == CONSUL_ROLLED_BACK) {
+		rc = consul_txn_fail_rc(ops, errs, nerrs, err);
+		goto out;
+	}
+	if (rc != VF_OK)
+		goto out;
+	for (size_t i = 0; i < nops; i++)
+		if (vops[i].kind == VF_OP_UNLOCK)
+			((struct consul_lock *)vops[i].lock)->released = 1;
+	if (res_r) {
+		res_r->results = calloc(nops ? nops : 1, sizeof(*res_r->results));
+		if (res_r->results == NULL) {
+			rc = vf_err_set(err, VF_ENOMEM, "out of memory");
+			goto out;
+		}
+		for (size_t i = 0; i < nops; i++) {
+			res_r->results[i] = res[ncmp + i];
+			memset(&res[ncmp + i], 0, sizeof(res[0]));
+			if (vops[i].kind != VF_OP_GET && vops[i].kind != VF_OP_PUT) {
+				vf_kv_pair_clear(&res_r->results[i].pair);
+				res_r->results[i].found = 0;
+			}
+		}
+		res_r->count = nops;
+		res_r->revision = rev;
+	}
+out:
+	if (res)
+		vf_kv_results_clear(res, n);
+	free(res);
+	free(ops);
+	free(is_read);
+	free(sids);
+	free(errs);
+	return rc;
+}
+
+/* ---- sessions (leases) ---- */
+
+static int consul_session_create(struct consul_kv *ck, int ttl_s, const char *behavior, char *id,
+                                 size_t idsz, struct vf_err *err)
+{
+	struct vf_http_resp resp = {0};
+	char name[192], *body = NULL;
+	size_t len;
+	unsigned long seq;
+	int rc;
+
+	pthread_mutex_lock(&ck->mu);
+	seq = ++ck->seq;
+	pthread_mutex_unlock(&ck->mu);
+	snprintf(name, sizeof(name), "vfile-%s-%s-%lu", ck->holder, behavior, seq);
+	rc = consul_session_body(name, ttl_s, behavior, ck->lock_delay_ms, &body, &len, err);
+	if (rc != VF_OK)
+		goto out;
+	rc = consul_http(ck, "PUT", "/v1/session/create", body, len, 0, 0, NULL, &resp, err);
+	if (rc != VF_OK)
+		goto out;
+	if (resp.status == 200)
+		rc = consul_session_create_parse(resp.body.data ? resp.body.data : "",
+		                                 resp.body.len, id, idsz, err);
+	else
+		rc = consul_status_error(resp.status, resp.body.data, resp.body.len, 1,
+		                         "session create", err);
+out:
+	vf_http_resp_free(&resp);
+	free(body);
+	return rc;
+}
+
+static int consul_session_destroy(struct consul_kv *ck, const char *id, struct vf_err *err)
+{
+	struct vf_http_resp resp = {0};
+	char path[128];
+	int rc;
+
+	snprintf(path, sizeof(path), "/v1/session/destroy/%s", id);
+	rc = consul_http(ck, "PUT", path, NULL, 0, 1, 0, NULL, &resp, err);
+	if (rc == VF_OK && resp.status != 200)
+		rc = consul_status_error(resp.status, resp.body.data, resp.body.len, 1, path, err);
+	vf_http_resp_free(&resp);
+	return rc;
+}
+
+/* VF_ELEASE when the session is gone; *ttl_r = the TTL Consul answered. */
+static int consul_session_renew(struct consul_kv *ck, const char *id, int *ttl_r,
+                                struct vf_err *err)
+{
+	struct vf_http_resp resp = {0};
+	char path[128];
+	int rc;
+
+	snprintf(path, sizeof(path), "/v1/session/renew/%s", id);
+	rc = consul_http(ck, "PUT", path, NULL, 0, 1, 0, NULL, &resp, err);
+	if (rc != VF_OK)
+		goto out;
+	if (resp.status == 200)
+		rc = consul_session_ttl_parse(resp.body.data ? resp.body.data : "", resp.body.len,
+		                              ttl_r, err);
+	else
+		rc = consul_status_error(resp.status, resp.body.data, resp.body.len, 0,
+		                         "session renew", err);
+	if (rc == VF_ENOTFOUND)
+		rc = vf_err_set(err, VF_ELEASE, "lease %s is gone (session expired or destroyed)",
+		                id);
+out:
+	vf_http_resp_free(&resp);
+	return rc;
+}
+
+static int consul_lease_del_session(struct consul_kv *ck, struct consul_lease *cl, char *sid,
+                                    struct vf_err *err)
+{
+	char id[64];
+	int rc;
+
+	pthread_mutex_lock(&ck->mu);
+	snprintf(sid, 64, "%s", cl->del_id);
+	pthread_mutex_unlock(&ck->mu);
+	if (*sid)
+		return VF_OK;
+	rc = consul_session_create(ck, cl->base.ttl_s, "delete", id, sizeof(id), err);
+	if (rc != VF_OK)
+		return rc;
+	pthread_mutex_lock(&ck->mu);
+	if (cl->del_id[0] == '\0') {
+		snprintf(cl->del_id, sizeof(cl->del_id), "%s", id);
+		id[0] = '\0';
+	}
+	snprintf(sid, 64, "%s", cl->del_id);
+	pthread_mutex_unlock(&ck->mu);
+	if (id[0]) /* lost a race with another thread: drop ours */
+		consul_session_destroy(ck, id, NULL);
+	return VF_OK;
+}
+
+/* Renew both sessions of a lease. */
+static int consul_lease_renew(struct consul_kv *ck, struct consul_lease *cl, int *ttl_r,
+                              struct vf_err *err)
+{
+	char del_id[64];
+	int ttl2 = 0, rc;
+
+	pthread_mutex_lock(&ck->mu);
+	snprintf(del_id, sizeof(del_id), "%s", cl->del_id);
+	pthread_mutex_unlock(&ck->mu);
+	rc = consul_session_renew(ck, cl->base.id, ttl_r, err);
+	if (rc == VF_OK && del_id[0])
+		rc = consul_session_renew(ck, del_id, &ttl2, err);
+	if (rc == VF_OK && ttl2 && ttl2 < *ttl_r)
+		*ttl_r = ttl2;
+	return rc;
+}
+
+static void *consul_keepalive_main(void *arg)
+{
+	struct consul_kv *ck = arg;
+
+	pthread_mutex_lock(&ck->mu);
+	while (!ck->ka_stop) {
+		struct consul_lease *due = NULL;
+		int64_t now = vf_now_ms(), next = now + 60000;
+
+		for (struct consul_lease *l = ck->leases; l; l = l->next) {
+			if (l->gone || (l->flags & VF_LEASE_MANUAL))
+				continue;
+			if (l->next_ms <= now) {
+				due = l;
+				break;
+			}
+			if (l->next_ms < next)
+				next = l->next_ms;
+		}
+		if (due == NULL) {
+			struct timespec ts;
+
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			int64_t wait = next - now;
+			ts.tv_sec += wait / 1000;
+			ts.tv_nsec += (wait % 1000) * 1000000;
+			if (ts.tv_nsec >= 1000000000)
+				ts.tv_sec++, ts.tv_nsec -= 1000000000;
+			pthread_cond_timedwait(&ck->cv, &ck->mu, &ts);
+			continue;
+		}
+		due->busy = 1;
+		pthread_mutex_unlock(&ck->mu);
+
+		struct vf_err e = {0};
+		int ttl = 0, rc = consul_lease_renew(ck, due, &ttl, &e);
+
+		pthread_mutex_lock(&ck->mu);
+		due->busy = 0;
+		if (rc == VF_OK) {
+			if (ttl > 0)
+				due->base.ttl_s = ttl;
+			due->next_ms = vf_now_ms() + (int64_t)due->base.ttl_s * 500;
+		} else if (rc == VF_ELEASE) {
+			vf_kv_lease_lost_fn fn = due->lost;
+			void *fa = due->arg;
+			char id[64], other[64];
+
+			due->gone = 1;
+			snprintf(id, sizeof(id), "%s", due->base.id);
+			snprintf(other, sizeof(other), "%s", due->del_id);
+			pthread_cond_broadcast(&ck->cv);
+			pthread_mutex_unlock(&ck->mu);
+			vf_log(VF_LOG_WARN, "consul: lease %s lost: %s", id, e.msg);
+			/* Make the loss whole: end the other session too. */
+			consul_session_destroy(ck, id, NULL);
+			if (other[0])
+				consul_session_destroy(ck, other, NULL);
+			if (fn)
+				fn(&due->base, fa); /* due may be revoked from here on */
+			pthread_mutex_lock(&ck->mu);
+			continue;
+		} else {
+			vf_log(VF_LOG_WARN, "consul: lease %s: renewal failed, retrying: %s",
+			       due->base.id, e.msg);
+			due->next_ms = vf_now_ms() + 1000;
+		}
+		pthread_cond_broadcast(&ck->cv);
+	}
+	pthread_mutex_unlock(&ck->mu);
+	return NULL;
+}
+
+static int consul_lease_grant(struct vf_kv *kv, int ttl_s, unsigned int flags,
+                              vf_kv_lease_lost_fn lost, void *arg, struct vf_kv_lease **lease_r,
+                              struct vf_err *err)
+{
+	struct consul_kv *ck = consul_of(kv);
+	struct consul_lease *cl;
+	int rc;
+
+	*lease_r = NULL;
+	if (ttl_s <= 0 && ck->session_ttl_s > 0)
+		ttl_s = ck->session_ttl_s;
+	if (ttl_s < CONSUL_MIN_TTL_S || ttl_s > CONSUL_MAX_TTL_S)
+		return vf_err_set(
+		        err, VF_EINVAL,
+		        "lease TTL %d s refused: Consul session TTLs must be between %d s "
+		        "(minimum) and %d s",
+		        ttl_s, CONSUL_MIN_TTL_S, CONSUL_MAX_TTL_S);
+	cl = calloc(1, sizeof(*cl));
+	if (cl == NULL)
+		return vf_err_set(err, VF_ENOMEM, "out of memory");
+	rc = consul_session_create(ck, ttl_s, "release", cl->base.id, sizeof(cl->base.id), err);
+	if (rc != VF_OK) {
+		free(cl);
+		return vf_err_prefix(err, "lease grant");
+	}
+	cl->base.ttl_s = ttl_s;
+	cl->flags = flags;
+	cl->lost = lost;
+	cl->arg = arg;
+	cl->next_ms = vf_now_ms() + (int64_t)ttl_s * 500;
+	pthread_mutex_lock(&ck->mu);
+	cl->next = ck->leases;
+	ck->leases = cl;
+	if (!(flags & VF_LEASE_MANUAL) && !ck->ka_started) {
+		if (pthread_create(&ck->ka_thread, NULL, consul_keepalive_main, ck) == 0)
+			ck->ka_started = 1;
+		else
+			rc = vf_err_set(err, VF_ENOMEM, "cannot start the keep-alive thread");
+	}
+	pthread_cond_broadcast(&ck->cv);
+	pthread_mutex_unlock(&ck->mu);
+	if (rc != VF_OK) {
+		struct vf_kv_lease *l = &cl->base;
+		kv->ops->lease_revoke(kv, &l, NULL);
+		return rc;
+	}
+	*lease_r = &cl->base;
+	return VF_OK;
+}
+
+static int consul_lease_keepalive(struct vf_kv *kv, struct vf_kv_lease *lease, struct vf_err *err)
+{
+	struct consul_kv *ck = consul_of(kv);
+	struct consul_lease *cl = (struct consul_lease *)lease;
+	int ttl = 0, rc = consul_lease_renew(ck, cl, &ttl, err);
+
+	pthread_mutex_lock(&ck->mu);
+	if (rc == VF_OK) {
+		if (ttl > 0)
+			cl->base.ttl_s = ttl;
+		cl->next_ms = vf_now_ms() + (int64_t)cl->base.ttl_s * 500;
+	}
+	pthread_mutex_unlock(&ck->mu);
+	return rc;
+}
+
+static int consul_lease_revoke(struct vf_kv *kv, struct vf_kv_lease **lease, struct vf_err *err)
+{
+	struct consul_kv *ck = consul_of(kv);
+	struct consul_lease *cl = (struct consul_lease *)*lease;
+	int rc = VF_OK;
+
+	if (cl == NULL)
+		return VF_OK;
+	*lease = NULL;
+	pthread_mutex_lock(&ck->mu);
+	while (cl->busy)
+		pthread_cond_wait(&ck->cv, &ck->mu);
+	for (struct consul_lease **pp = &ck->leases; *pp; pp = &(*pp)->next)
+		if (*pp == cl) {
+			*pp = cl->next;
+			break;
+		}
+	pthread_mutex_unlock(&ck->mu);
+	/* Delete session first: its keys vanish before the locks are released. */
+	if (cl->del_id[0])
+		rc = consul_session_destroy(ck, cl->del_id, err);
+	int rc2 = consul_session_destroy(ck, cl->base.id, rc == VF_OK ? err : NULL);
+	if (rc == VF_OK)
+		rc = rc2;
+	if (rc != VF_OK)
+		vf_err_prefix(err, "revoke lease %s", cl->base.id);
+	free(cl);
+	return rc;
+}
+
+/* ---- locks ---- */
+
+/* In-process exclusion: Consul lets a session re-acquire a lock it holds, so
+ * two threads locking the same name through one lease must be kept apart here. */
+static int consul_held_take(struct consul_kv *ck, const char *name, const char *sid,
+                            int64_t deadline, struct vf_err *err)
+{
+	struct consul_held *h = NULL;
+	int rc = VF_OK;
+
+	pthread_mutex_lock(&ck->mu);
+	for (;;) {
+		for (h = ck->held; h; h = h->next)
+			if (strcmp(h->name, name) == 0 && strcmp(h->sid, sid) == 0)
+				break;
+		if (h == NULL)
+			break;
+		if (deadline == 0) {
+			rc = vf_err_set(err, VF_EBUSY, "lock %s is held (by this lease)", name);
+			break;
+		}
+		if (deadline < 0) {
+			pthread_cond_wait(&ck->lock_cv, &ck->mu);
+			continue;
+		}
+		int64_t left = deadline - vf_now_ms();
+		if (left <= 0) {
+			rc = vf_err_set(err, VF_ETIMEDOUT, "lock %s: timed out waiting", name);
+			break;
+		}
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += left / 1000;
+		ts.tv_nsec += (left % 1000) * 1000000;
+		if (ts.tv_nsec >= 1000000000)
+			ts.tv_sec++, ts.tv_nsec -= 1000000000;
+		pthread_cond_timedwait(&ck->lock_cv, &ck->mu, &ts);
+	}
+	if (rc == VF_OK) {
+		h = calloc(1, sizeof(*h));
+		if (h == NULL || (h->name = strdup(name)) == NULL) {
+			free(h);
+			rc = vf_err_set(err, VF_ENOMEM, "out of memory");
+		} else {
+			snprintf(h->sid, sizeof(h->sid), "%s", sid);
+			h->next = ck->held;
+			ck->held = h;
+		}
+	}
+	pthread_mutex_unlock(&ck->mu);
+	return rc;
+}
+
+static void consul_held_drop(struct consul_kv *ck, const char *name, const char *sid)
+{
+	pthread_mutex_lock(&ck->mu);
+	for (struct consul_held **pp = &ck->held; *pp; pp = &(*pp)->next) {
+		struct consul_held *h = *pp;
+
+		if (strcmp(h->name, name) == 0 && strcmp(h->sid, sid) == 0) {
+			*pp = h->next;
+			free(h->name);
+			free(h);
+			break;
+		}
+	}
+	pthread_cond_broadcast(&ck->lock_cv);
+	pthread_mutex_unlock(&ck->mu);
+}
+
+/* Block (Consul blocking query, no polling) until the lock key has no Session
+ * or the deadline passes. */
+static int consul_lock_wait(struct consul_kv *ck, const char *name, int64_t deadline,
+                            int64_t *index, struct vf_err *err)
+{
+	struct vf_http_resp resp = {0};
+	struct vf_buf path = {0};
+	char sid[64];
+	int rc;
+
+	for (;;) {
+		long wait_ms = 60000, timeout;
+		int reset;
+
+		if (deadline >= 0) {
+			int64_t left = deadline - vf_now_ms();
+			if (left <= 0)
+				return vf_err_set(err, VF_ETIMEDOUT, "lock %s: timed out waiting",
+				                  name);
+			if (left < wait_ms)
+				wait_ms = (long)left;
+		}
+		timeout = wait_ms + wait_ms / 16 + ck->timeout_ms;
+		vf_buf_free(&path);
+		rc = consul_kv_path(&path, name, NULL);
+		if (rc == VF_OK && *index > 0)
+			rc = vf_buf_printf(&path, "?index=%" PRId64 "&wait=%ldms", *index, wait_ms);
+		if (rc != VF_OK) {
+			rc = vf_err_set(err, VF_ENOMEM, "out of memory");
+			break;
+		}
+		rc = consul_http(ck, "GET", path.data, NULL, 0, 1, *index > 0 ? timeout : 0, NULL,
+		                 &resp, err);
+		if (rc != VF_OK)
+			break;
+		if (resp.status == 404) {
+			rc = VF_OK;
+			break;
+		}
+		if (resp.status != 200) {
+			rc = consul_status_error(resp.status, resp.body.data, resp.body.len, 0,
+			                         name, err);
+			break;
+		}
+		rc = consul_get_session_parse(resp.body.data ? resp.body.data : "", resp.body.len,
+		                              name, sid, sizeof(sid), err);
+		if (rc == VF_ENOTFOUND || (rc == VF_OK && sid[0] == '\0')) {
+			rc = VF_OK;
+			break;
+		}
+		if (rc != VF_OK)
+			break;
+		*index = consul_next_index(*index, consul_index_parse(resp.header), &reset);
+		vf_http_resp_free(&resp);
+	}
+	vf_http_resp_free(&resp);
+	vf_buf_free(&path);
+	return rc;
+}
+
+/*
+ * Acquire: one txn [lock N by the lease's release session, read each key]. If
+ * the lock is held, block on the lock key with a blocking query until its
+ * Session is gone, then retry the txn.
+ *
+ * Fairness, honestly: Consul has no lock queue. Every waiter blocks on the key
+ * and all of them wake when it is released (the herd is bounded by the number
+ * of waiters: one txn each, one wins, the others block again); the order of
+ * acquisition among waiters of different processes is not FIFO. Waiters in
+ * this process sharing one lease queue on a condition variable instead.
+ */
+static int consul_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *name,
+                       int timeout_ms, const char *const *reads, size_t nreads,
+                       struct vf_kv_result *reads_r, struct vf_kv_lock **lock_r, struct vf_err *err)
+{
+	struct consul_kv *ck = consul_of(kv);
+	struct consul_txn_op *ops = NULL;
+	struct vf_kv_result *res = NULL;
+	struct consul_txn_error *errs = NULL;
+	struct consul_lock *lk = NULL;
+	int *is_read = NULL;
+	int64_t deadline, index = 0, rev;
+	size_t n = nreads + 1, nerrs = 0;
+	int rc, held = 0;
+
+	*lock_r = NULL;
+	for (size_t i = 0; i < nreads && reads_r; i++)
+		memset(&reads_r[i], 0, sizeof(reads_r[i]));
+	if (lease == NULL || name == NULL || *name == '\0')
+		return vf_err_set(err, VF_EINVAL, "lock: a name and a lease are required");
+	if (n > CONSUL_MAX_TXN_OPS)
+		return vf_err_set(err, VF_ELIMIT, "lock %s: %zu reads exceed Consul's txn limit",
+		                  name, nreads);
+	deadline = timeout_ms > 0 ? vf_now_ms() + timeout_ms : timeout_ms < 0 ? -1 : 0;
+	rc = consul_held_take(ck, name, lease->id, deadline, err);
+	if (rc != VF_OK)
+		return rc;
+	held = 1;
+	ops = calloc(n, sizeof(*ops));
+	res = calloc(n, sizeof(*res));
+	is_read = calloc(n, sizeof(*is_read));
+	lk = calloc(1, sizeof(*lk));
+	if (!ops || !res || !is_read || !lk || !(lk->base.key = strdup(name))) {
+		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
+		goto out;
+	}
+	snprintf(lk->sid, sizeof(lk->sid), "%s", lease->id);
+	ops[0] = (struct consul_txn_op){.verb = CONSUL_LOCK,
+	                                .key = name,
+	                                .value = ck->holder,
+	                                .value_len = strlen(ck->holder),
+	                                .session = lk->sid};
+	for (size_t i = 0; i < nreads; i++) {
+		ops[i + 1].key = reads[i];
+		is_read[i + 1] = 1;
+	}
+	consul_choose_read_verbs(ops, n, is_read);
+	for (;;) {
+		rc = consul_txn_run(ck, ops, n, is_read, res, &rev, &errs, &nerrs, err);
+		if (rc == VF_OK)
+			break;
+		if (rc != CONSUL_ROLLED_BACK)
+			goto out;
+		int only_held = 1;
+		for (size_t i = 0; i < nerrs; i++)
+			only_held &= errs[i].op_index == 0 && errs[i].kind == CONSUL_FAIL_LOCK_HELD;
+		if (!only_held) {
+			rc = consul_txn_fail_rc(ops, errs, nerrs, err);
+			if (rc == VF_ELEASE)
+				vf_err_set(err, VF_ELEASE, "lock %s: lease %s is gone", name,
+				           lease->id);
+			goto out;
+		}
+		free(errs);
+		errs = NULL;
+		if (timeout_ms == 0) {
+			rc = vf_err_set(err, VF_EBUSY, "lock %s is held by another lease", name);
+			goto out;
+		}
+		rc = consul_lock_wait(ck, name, deadline, &index, err);
+		if (rc != VF_OK)
+			goto out;
+	}
+	lk->base.fence = res[0].pair.mod_rev;
+	for (size_t i = 0; i < nreads && reads_r; i++) {
+		reads_r[i] = res[i + 1];
+		memset(&res[i + 1], 0, sizeof(res[0]));
+	}
+	*lock_r = &lk->base;
+	lk = NULL;
+	held = 0;
+out:
+	if (held)
+		consul_held_drop(ck, name, lease->id);
+	if (res)
+		vf_kv_results_clear(res, n);
+	if (lk)
+		free(lk->base.key);
+	free(lk);
+	free(res);
+	free(ops);
+	free(is_read);
+	free(errs);
+	return rc;
+}
+
+static int consul_unlock(struct vf_kv *kv, struct vf_kv_lock **lock, struct vf_err *err)
+{
+	struct consul_kv *ck = consul_of(kv);
+	struct consul_lock *lk = (struct consul_lock *)*lock;
+	struct consul_txn_error *errs = NULL;
+	size_t nerrs = 0;
+	int rc = VF_OK;
+
+	if (lk == NULL)
+		return VF_OK;
+	*lock = NULL;
+	if (!lk->released) {
+		struct consul_txn_op op = {.verb = CONSUL_UNLOCK,
+		                           .key = lk->base.key,
+		                           .value = ck->holder,
+		                           .value_len = strlen(ck->holder),
+		                           .session = lk->sid};
+
+		rc = consul_txn_simple(ck, &op, 1, NULL, &errs, &nerrs, err);
+		if (rc == CONSUL_ROLLED_BACK) {
+			/* Not held any more (lease gone or lock lost): nothing to release. */
+			rc = consul_txn_fail_rc(&op, errs, nerrs, err);
+			if (rc == VF_ECONFLICT || rc == VF_ELEASE)
+				rc = VF_OK;
+		}
+	}
+	consul_held_drop(ck, lk->base.key, lk->sid);
+	free(errs);
+	free(lk->base.key);
+	free(lk);
+	return rc;
+}
+
+/* ---- watch ---- */
+
+/* Wait up to ms, or until the watch is cancelled. Returns non-zero if cancelled. */
+static int consul_watch_pause(struct consul_watch *w, int64_t ms)
+{
+	struct timespec ts;
+	int cancelled;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000)
+		ts.tv_sec++, ts.tv_nsec -= 1000000000;
+	pthread_mutex_lock(&w->mu);
+	if (!w->cancel)
+		pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+	cancelled = w->cancel;
+	pthread_mutex_unlock(&w->mu);
+	return cancelled;
+}
+
+static int consul_watch_emit(struct consul_watch *w, const struct vf_kv_list *old_l,
+                             const struct vf_kv_list *new_l, size_t *nev_r)
+{
+	struct consul_event *ev = NULL;
+	size_t n = 0;
+	int stop = 0;
+
+	*nev_r = 0;
+	if (consul_list_diff(old_l, new_l, &ev, &n) != VF_OK)
+		return 0;
+	for (size_t i = 0; i < n && !stop && !w->cancel; i++) {
+		struct vf_kv_event e = {.type = ev[i].type, .key = ev[i].pair->key};
+
+		if (ev[i].type == VF_EV_PUT) {
+			e.value = ev[i].pair->value;
+			e.value_len = ev[i].pair->value_len;
+			e.mod_rev = ev[i].pair->mod_rev;
+			e.create_rev = ev[i].pair->create_rev;
+			e.revision = ev[i].pair->mod_rev;
+		} else {
+			e.value = "";
+			e.mod_rev = new_l->revision;
+			e.revision = new_l->revision;
+		}
+		stop = w->fn(&e, w->arg);
+	}
+	free(ev);
+	*nev_r = n;
+	return stop;
+}
+
+/*
+ * The loop: blocking query on the prefix from the last index; diff the new
+ * listing against the previous one (PUT for new or changed ModifyIndex, DELETE
+ * for keys gone). Index rules from Consul's docs: index backwards → reset to 0
+ * and RESYNC; never below 1; token bucket (burst 2, 1/s) against returns that
+ * changed nothing. After an error: back off, then re-list and diff against the
+ * last listing (no gap, no duplicate for the key state).
+ */
+static void *consul_watch_main(void *arg)
+{
+	struct consul_watch *w = arg;
+	struct consul_kv *ck = w->ck;
+	double tokens = 2;
+	int64_t last_refill = vf_now_ms(), backoff = 0;
+	int stop = 0, failing = 0;
+
+	if (w->resync_first) {
+		struct vf_kv_event e = {.type = VF_EV_RESYNC,
+		                        .key = w->prefix,
+		                        .value = "",
+		                        .revision = w->last.revision};
+		stop = w->fn(&e, w->arg);
+	}
+	while (!stop && !w->cancel) {
+		struct vf_kv_list nl;
+		struct vf_err e = {0};
+		size_t nev = 0;
+		int reset, rc;
+
+		rc = consul_list_ex(ck, w->prefix, w->index, (long)ck->watch_wait_s * 1000,
+		                    &w->cancel, &nl, &e);
+		if (w->cancel) {
+			vf_kv_list_clear(&nl);
+			break;
+		}
+		if (rc != VF_OK) {
+			if (!failing)
+				vf_log(VF_LOG_WARN, "consul: watch %s: %s; retrying", w->prefix,
+				       e.msg);
+			failing = 1;
+			backoff = backoff ? backoff * 2 : 200;
+			if (backoff > 5000)
+				backoff = 5000;
+			w->index = 0; /* re-list at once when back */
+			if (consul_watch_pause(w, backoff))
+				break;
+			continue;
+		}
+		if (failing)
+			vf_log(VF_LOG_INFO, "consul: watch %s: store reachable again", w->prefix);
+		failing = 0;
+		backoff = 0;
+		/* The docs' reset rule compares with the index asked with; after a
+		 * re-list (index 0) compare with the last listing instead. */
+		consul_next_index(w->last.revision, nl.revision, &reset);
+		if (reset) {
+			struct vf_kv_event re = {.type = VF_EV_RESYNC,
+			                         .key = w->prefix,
+			                         .value = "",
+			                         .revision = nl.revision};
+
+			vf_log(VF_LOG_INFO,
+			       "consul: watch %s: index went back from %" PRId64 " to %" PRId64
+			       ": resync",
+			       w->prefix, w->last.revision, nl.revision);
+			vf_kv_list_clear(&w->last);
+			w->last = nl;
+			w->index = 0;
+			stop = w->fn(&re, w->arg);
+			continue;
+		}
+		stop = consul_watch_emit(w, &w->last, &nl, &nev);
+		vf_kv_list_clear(&w->last);
+		w->last = nl;
+		w->index = nl.revision < 1 ? 1 : nl.revision;
+		if (nev == 0 && !stop) {
+			int64_t now = vf_now_ms();
+
+			tokens += (double)(now - last_refill) / 1000.0;
+			last_refill = now;
+			if (tokens > 2)
+				tokens = 2;
+			if (tokens < 1 && consul_watch_pause(w, (int64_t)((1 - tokens) * 1000)))
+				break;
+			if (tokens < 1) {
+				tokens = 1;
+				last_refill = vf_now_ms();
+			}
+			tokens -= 1;
+		}
+	}
+	return NULL;
+}
+
+static int consul_watch_start(struct vf_kv *kv, const char *prefix, int64_t after_rev,
+                              vf_kv_watch_fn fn, void *arg, struct vf_kv_watch **watch_r,
+                              struct vf_err *err)
+{
+	struct consul_kv *ck = consul_of(kv);
+	struct consul_watch *w;
+	int rc;
+
+	*watch_r = NULL;
+	if (fn == NULL || prefix == NULL)
+		return vf_err_set(err, VF_EINVAL, "watch: a prefix and a callback are required");
+	w = calloc(1, sizeof(*w));
+	if (w == NULL || (w->prefix = strdup(prefix)) == NULL) {
+		free(w);
+		return vf_err_set(err, VF_ENOMEM, "out of memory");
+	}
+	w->ck = ck;
+	w->fn = fn;
+	w->arg = arg;
+	pthread_mutex_init(&w->mu, NULL);
+	{
+		pthread_condattr_t ca;
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&w->cv, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+	/* The baseline listing: events are what changes after it. Consul has no
+	 * history: if the prefix already moved past after_rev, the caller re-lists. */
+	rc = consul_list_ex(ck, prefix, 0, 0, NULL, &w->last, err);
+	if (rc != VF_OK) {
+		vf_err_prefix(err, "watch %s", prefix);
+		goto fail;
+	}
+	w->index = w->last.revision < 1 ? 1 : w->last.revision;
+	w->resync_first = after_rev > 0 && w->last.revision > after_rev;
+	if (pthread_create(&w->thread, NULL, consul_watch_main, w) != 0) {
+		rc = vf_err_set(err, VF_ENOMEM, "watch %s: cannot start a thread", prefix);
+		goto fail;
+	}
+	*watch_r = (struct vf_kv_watch *)w;
+	return VF_OK;
+fail:
+	vf_kv_list_clear(&w->last);
+	pthread_cond_destroy(&w->cv);
+	pthread_mutex_destroy(&w->mu);
+	free(w->prefix);
+	free(w);
+	return rc;
+}
+
+static void consul_watch_stop(struct vf_kv *kv, struct vf_kv_watch **watch)
+{
+	struct consul_watch *w = (struct consul_watch *)*watch;
+
+	if (w == NULL)
+		return;
+	*watch = NULL;
+	pthread_mutex_lock(&w->mu);
+	w->cancel = 1;
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	pthread_join(w->thread, NULL);
+	vf_kv_list_clear(&w->last);
+	pthread_cond_destroy(&w->cv);
+	pthread_mutex_destroy(&w->mu);
+	free(w->prefix);
+	free(w);
+}
+
+/* ---- open / close ---- */
+
+static const char *const consul_known[] = {
+        "endpoints", "token",       "timeout_ms",    "connect_timeout_ms", "cacert",       "cert",
+        "key",       "consistency", "lock_delay_ms", "session_ttl_s",      "watch_wait_s", NULL,
+};
+
+/* Refuse value of setting name unless lo <= v <= hi, naming file:line:setting. */
+static int consul_cfg_range(const config_setting_t *cfg, const char *name, int v, int lo, int hi,
+                            const char *why, struct vf_err *err)
+{
+	char where[256] = "";
+
+	if (v >= lo && v <= hi)
+		return VF_OK;
+	vf_cfg_where(cfg ? config_setting_get_member(cfg, name) : NULL, where, sizeof(where));
+	return vf_err_set(err, VF_EINVAL, "%ssetting 'consul.%s' = %d is out of range (%d..%d%s%s)",
+	                  where, name, v, lo, hi, why ? ": " : "", why ? why : "");
+}
+
+static int consul_open(const config_setting_t *cfg, struct vf_kv **kv_r, struct vf_err *err)
+{
+	struct consul_kv *ck = NULL;
+	struct vf_http_cfg hc = {0};
+	char *token = NULL, *consistency = NULL, *addr = NULL;
+	const char *env_addr = getenv("CONSUL_HTTP_ADDR");
+	int timeout_ms, connect_ms, rc;
+	char host[64] = "host";
+
+	*kv_r = NULL;
+	rc = vf_cfg_known(cfg, consul_known, err);
+	if (rc != VF_OK)
+		return rc;
+	ck = calloc(1, sizeof(*ck));
+	if (ck == NULL)
+		return vf_err_set(err, VF_ENOMEM, "out of memory");
+	if (env_addr && *env_addr && strstr(env_addr, "://") == NULL) {
+		const char *ssl = getenv("CONSUL_HTTP_SSL");
+		int tls = ssl && (strcmp(ssl, "true") == 0 || strcmp(ssl, "1") == 0);
+
+		if (asprintf(&addr, "%s://%s", tls ? "https" : "http", env_addr) < 0) {
+			addr = NULL;
+			rc = vf_err_set(err, VF_ENOMEM, "out of memory");
+			goto fail;
+		}
+	}
+	if ((rc = vf_cfg_strv(cfg, "endpoints",
+	                      addr                      ? addr
+	                      : (env_addr && *env_addr) ? env_addr
+	                                                : CONSUL_DEFAULT_ADDR,
+	                      &hc.endpoints, &hc.nendpoints, err)) != VF_OK ||
+	    (rc = vf_cfg_str(cfg, "token", getenv("CONSUL_HTTP_TOKEN"), &token, err)) != VF_OK ||
+	    (rc = vf_cfg_int(cfg, "timeout_ms", 5000, &timeout_ms, err)) != VF_OK ||
+	    (rc = vf_cfg_int(cfg, "connect_timeout_ms", 2000, &connect_ms, err)) != VF_OK ||
+	    (rc = vf_cfg_str(cfg, "cacert", NULL, &hc.cacert, err)) != VF_OK ||
+	    (rc = vf_cfg_str(cfg, "cert", NULL, &hc.cert, err)) != VF_OK ||
+	    (rc = vf_cfg_str(cfg, "key", NULL, &hc.key, err)) != VF_OK ||
+	    (rc = vf_cfg_str(cfg, "consistency", "default", &consistency, err)) != VF_OK ||
+	    (rc = vf_cfg_int(cfg, "lock_delay_ms", 0, &ck->lock_delay_ms, err)) != VF_OK ||
+	    (rc = vf_cfg_int(cfg, "session_ttl_s", 0, &ck->session_ttl_s, err)) != VF_OK ||
+	    (rc = vf_cfg_int(cfg, "watch_wait_s", 60, &ck->watch_wait_s, err)) != VF_OK)
+		goto fail;
+	if ((rc = consul_cfg_range(cfg, "timeout_ms", timeout_ms, 1, 3600000, NULL, err)) ||
+	    (rc = consul_cfg_range(cfg, "connect_timeout_ms", connect_ms, 1, 3600000, NULL, err)) ||
+	    (rc = consul_cfg_range(cfg, "lock_delay_ms", ck->lock_delay_ms, 0, 60000,
+	                           "Consul's LockDelay is at most 60 s", err)) ||
+	    (rc = consul_cfg_range(cfg, "watch_wait_s", ck->watch_wait_s, 1, 300,
+	                           "blocking queries wait at most 5 minutes", err)))
+		goto fail;
+	if (ck->session_ttl_s != 0 &&
+	    (rc = consul_cfg_range(cfg, "session_ttl_s", ck->session_ttl_s, CONSUL_MIN_TTL_S,
+	                           CONSUL_MAX_TTL_S, "Consul's minimum session TTL is 10 s", err)))
+		goto fail;
+	if (strcmp(consistency, "default") == 0) {
+		ck->consistent = 0;
+	} else if (strcmp(consistency, "consistent") == 0) {
+		ck->consistent = 1;
+	} else {
+		char where[256] = "";
+
+		vf_cfg_where(config_setting_get_member(cfg, "consistency"), where, sizeof(where));
+		rc = vf_err_set(err, VF_EINVAL,
+		                "%ssetting 'consul.consistency' must be \"default\" or "
+		                "\"consistent\", not \"%s\"",
+		                where, consistency);
+		goto fail;
+	}
+	for (size_t i = 0; i < hc.nendpoints; i++)
+		if (strncmp(hc.endpoints[i], "http://", 7) &&
+		    strncmp(hc.endpoints[i], "https://", 8)) {
+			char where[256] = "";
+
+			vf_cfg_where(cfg ? config_setting_get_member(cfg, "endpoints") : NULL,
+			             where, sizeof(where));
+			rc = vf_err_set(err, VF_EINVAL,
+			                "%ssetting 'consul.endpoints': '%s' is not an http:// or "
+			                "https:// URL",
+			                where, hc.endpoints[i]);
+			goto fail;
+		}
+	hc.timeout_ms = timeout_ms;
+	hc.connect_timeout_ms = connect_ms;
+	ck->timeout_ms = timeout_ms;
+	rc = vf_http_new(&hc, &ck->http, err);
+	if (rc != VF_OK)
+		goto fail;
+	if (token && *token) {
+		if (asprintf(&ck->token_hdr, "X-Consul-Token: %s", token) < 0) {
+			ck->token_hdr = NULL;
+			rc = vf_err_set(err, VF_ENOMEM, "out of memory");
+			goto fail;
+		}
+		ck->hdrs[0] = ck->token_hdr;
+	}
+	gethostname(host, sizeof(host) - 1);
+	snprintf(ck->holder, sizeof(ck->holder), "%s:%ld", host, (long)getpid());
+	pthread_mutex_init(&ck->mu, NULL);
+	{
+		pthread_condattr_t ca;
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&ck->cv, &ca);
+		pthread_cond_init(&ck->lock_cv, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+	ck->base.ops = vf_backend_entry();
+	ck->base.max_txn_ops = CONSUL_MAX_TXN_OPS;
+	ck->base.min_lease_ttl_s = CONSUL_MIN_TTL_S;
+	*kv_r = &ck->base;
+	rc = VF_OK;
+	goto out;
+fail:
+	if (ck) {
+		vf_http_free(&ck->http);
+		free(ck->token_hdr);
+		free(ck);
+	}
+out:
+	if (token) {
+		memset(token, 0, strlen(token));
+		free(token);
+	}
+	free(consistency);
+	free(addr);
+	vf_strv_free(hc.endpoints, hc.nendpoints);
+	free(hc.cacert);
+	free(hc.cert);
+	free(hc.key);
+	return rc;
+}
+
+static void consul_close(struct vf_kv *kv)
+{
+	struct consul_kv *ck = consul_of(kv);
+
+	if (ck == NULL)
+		return;
+	pthread_mutex_lock(&ck->mu);
+	ck->ka_stop = 1;
+	pthread_cond_broadcast(&ck->cv);
+	pthread_mutex_unlock(&ck->mu);
+	if (ck->ka_started)
+		pthread_join(ck->ka_thread, NULL);
+	/* Leases are not revoked: they expire by TTL. Free what the caller did not. */
+	while (ck->leases) {
+		struct consul_lease *l = ck->leases;
+
+		ck->leases = l->next;
+		free(l);
+	}
+	while (ck->held) {
+		struct consul_held *h = ck->held;
+
+		ck->held = h->next;
+		free(h->name);
+		free(h);
+	}
+	vf_http_free(&ck->http);
+	if (ck->token_hdr) {
+		memset(ck->token_hdr, 0, strlen(ck->token_hdr));
+		free(ck->token_hdr);
+	}
+	pthread_cond_destroy(&ck->cv);
+	pthread_cond_destroy(&ck->lock_cv);
+	pthread_mutex_destroy(&ck->mu);
+	free(ck);
+}
+
+static int consul_global_init(struct vf_err *err)
+{
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		return vf_err_set(err, VF_ENOMEM, "curl_global_init failed");
+	return VF_OK;
+}
+
+static void consul_global_fini(void)
+{
+	curl_global_cleanup();
+}
+
+static const struct vf_kv_ops consul_ops = {
+        .abi_version = VF_KV_ABI_VERSION,
+        .name = "consul",
+        .caps = 0, /* no watch history, no compaction, no leases under 10 s */
+        .global_init = consul_global_init,
+        .global_fini = consul_global_fini,
+        .open = consul_open,
+        .close = consul_close,
+        .get = consul_get,
+        .list = consul_list,
+        .put = consul_put,
+        .cas = consul_cas,
+        .del = consul_del,
+        .cas_del = consul_cas_del,
+        .txn = consul_txn,
+        .lease_grant = consul_lease_grant,
+        .lease_keepalive = consul_lease_keepalive,
+        .lease_revoke = consul_lease_revoke,
+        .lock = consul_lock,
+        .unlock = consul_unlock,
+        .watch_start = consul_watch_start,
+        .watch_stop = consul_watch_stop,
+        .compact = NULL,
+};
+
+const struct vf_kv_ops *vf_backend_entry(void)
+{
+	return &consul_ops;
+}

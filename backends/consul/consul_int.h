@@ -1,0 +1,121 @@
+/*
+ * Consul backend: the pure parse/build layer (consul_json.c, no I/O, linked
+ * directly by tests/unit/test_consul.c) and the types the driver (consul.c)
+ * shares with it.
+ */
+#ifndef VFILE_CONSUL_INT_H
+#define VFILE_CONSUL_INT_H
+
+#include "common_int.h"
+
+#define CONSUL_MAX_TXN_OPS 64 /* Consul up to 1.13 (128 from 1.14) */
+#define CONSUL_MIN_TTL_S 10   /* session TTL must be 10 s .. 24 h */
+#define CONSUL_MAX_TTL_S 86400
+
+/* One KV operation of a /v1/txn body. */
+enum consul_verb {
+	CONSUL_SET = 1,
+	CONSUL_DELETE,
+	CONSUL_GET,
+	CONSUL_GET_TREE,
+	CONSUL_CHECK_INDEX,
+	CONSUL_CHECK_NOT_EXISTS,
+	CONSUL_CHECK_SESSION,
+	CONSUL_LOCK,
+	CONSUL_UNLOCK,
+	CONSUL_CAS,
+};
+struct consul_txn_op {
+	enum consul_verb verb;
+	const char *key;
+	const char *value; /* SET, CAS, LOCK, UNLOCK (may be NULL: empty) */
+	size_t value_len;
+	int64_t index;       /* CHECK_INDEX, CAS */
+	const char *session; /* LOCK, UNLOCK, CHECK_SESSION */
+};
+
+/* How many results op produces in a committed txn: 0, 1, or -1 (get-tree: a
+ * run of entries whose keys start with op->key). */
+int consul_verb_nresults(enum consul_verb verb);
+const char *consul_verb_name(enum consul_verb verb);
+
+/* Build the JSON body of PUT /v1/txn. */
+int consul_txn_build(const struct consul_txn_op *ops, size_t nops, char **body_r, size_t *len_r,
+                     struct vf_err *err);
+
+/* A parsed entry of a KV answer (GET /v1/kv, txn Results[].KV). */
+int consul_entry_parse(yajl_val v, struct vf_kv_pair *pair_r, struct vf_err *err);
+/* GET /v1/kv/<key>: the array answer; the entry whose Key is key. VF_ENOTFOUND if none. */
+int consul_get_parse(const char *body, size_t len, const char *key, struct vf_kv_pair *pair_r,
+                     struct vf_err *err);
+/* GET /v1/kv/<prefix>?recurse: the entries under prefix only, sorted by key. */
+int consul_list_parse(const char *body, size_t len, const char *prefix, struct vf_kv_list *list_r,
+                      struct vf_err *err);
+/* The Session holding key (sid_r = "" when none). VF_ENOTFOUND if no entry. */
+int consul_get_session_parse(const char *body, size_t len, const char *key, char *sid_r,
+                             size_t sidsz, struct vf_err *err);
+/* X-Consul-Index header value (NULL/garbage: 0). */
+int64_t consul_index_parse(const char *hdr);
+
+/* A 200 txn answer mapped onto the ops that were sent: res[i] for op i is filled
+ * for GET/GET_TREE (found + pair: the entry whose key is exactly op->key) and for
+ * SET/LOCK/UNLOCK/CAS/CHECK_* (pair.key, mod_rev, create_rev; found = 1).
+ * *revision_r = the largest ModifyIndex seen. */
+int consul_txn_results_parse(const char *body, size_t len, const struct consul_txn_op *ops,
+                             size_t nops, struct vf_kv_result *res, int64_t *revision_r,
+                             struct vf_err *err);
+
+/* The errors of a 409 txn answer. */
+enum consul_txn_fail {
+	CONSUL_FAIL_OTHER = 0,
+	CONSUL_FAIL_MISSING,     /* get: key doesn't exist */
+	CONSUL_FAIL_COMPARE,     /* check-index, check-not-exists, cas, delete-cas */
+	CONSUL_FAIL_SESSION,     /* check-session failed (lock lost or released) */
+	CONSUL_FAIL_LOCK_HELD,   /* lock: held by another session */
+	CONSUL_FAIL_NOT_HELD,    /* unlock: not held by this session */
+	CONSUL_FAIL_BAD_SESSION, /* invalid session (gone) */
+	CONSUL_FAIL_DENIED,      /* ACL */
+};
+struct consul_txn_error {
+	size_t op_index;
+	enum consul_txn_fail kind;
+	char what[160];
+};
+int consul_txn_errors_parse(const char *body, size_t len, struct consul_txn_error **errs_r,
+                            size_t *n_r, struct vf_err *err);
+enum consul_txn_fail consul_txn_fail_classify(const char *what);
+
+/* Map a non-2xx HTTP answer to a vf status with a one-line message naming what. */
+int consul_status_error(long status, const char *body, size_t len, int write, const char *what,
+                        struct vf_err *err);
+
+/* Sessions. */
+int consul_session_body(const char *name, int ttl_s, const char *behavior, int lock_delay_ms,
+                        char **body_r, size_t *len_r, struct vf_err *err);
+/* {"ID":"..."} → id (size idsz). */
+int consul_session_create_parse(const char *body, size_t len, char *id, size_t idsz,
+                                struct vf_err *err);
+/* renew/info answer: [ {..., "TTL":"15s"} ] → ttl in seconds; VF_ENOTFOUND on []. */
+int consul_session_ttl_parse(const char *body, size_t len, int *ttl_s_r, struct vf_err *err);
+/* "15s", "1m30s", "500ms" → whole seconds (rounded down, at least 0). */
+int consul_duration_s(const char *s, int *out_r);
+
+/* Escape a key for a URL path: every byte but [A-Za-z0-9._~/-] as %XX. */
+int consul_key_escape(struct vf_buf *b, const char *key);
+
+/* Watch: events that take listing old to listing new (both sorted by key).
+ * Returns them in index order (PUT by ModifyIndex, then DELETEs at new->revision). */
+struct consul_event {
+	enum vf_kv_event_type type;
+	const struct vf_kv_pair *pair; /* PUT: into new; DELETE: into old */
+	int64_t mod_rev;
+};
+int consul_list_diff(const struct vf_kv_list *old_l, const struct vf_kv_list *new_l,
+                     struct consul_event **ev_r, size_t *n_r);
+
+/* Blocking-query index rules (Consul docs, features/blocking): given the index
+ * we asked with and the one returned, the next index to ask with; *reset_r = 1
+ * when the index went backwards (history gone: the caller emits RESYNC). */
+int64_t consul_next_index(int64_t prev, int64_t got, int *reset_r);
+
+#endif /* VFILE_CONSUL_INT_H */
