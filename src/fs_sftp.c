@@ -153,9 +153,18 @@ static int sftp_pid_is_ours(pid_t pid, const char *conf)
 	snprintf(path, sizeof(path), "/proc/%ld/cmdline", (long)pid);
 	if (vf_fs_read_file(path, &cmd, &len, NULL) != VF_OK)
 		return 0;
-	for (size_t i = 0; i < len; i += strlen(cmd + i) + 1)
-		if (strcmp(cmd + i, conf) == 0)
-			ours = 1;
+	/* sshd rewrites its title ("sshd: /usr/sbin/sshd -D -e -f CONF [listener] ..."),
+	 * so look for "-f CONF" in the arguments joined with spaces. */
+	for (size_t i = 0; i < len; i++)
+		if (cmd[i] == '\0')
+			cmd[i] = ' ';
+	char *hit = strstr(cmd, "-f ");
+	while (hit && !ours) {
+		size_t n = strlen(conf);
+
+		ours = strncmp(hit + 3, conf, n) == 0 && (hit[3 + n] == ' ' || hit[3 + n] == '\0');
+		hit = strstr(hit + 3, "-f ");
+	}
 	free(cmd);
 	return ours;
 }

@@ -1,0 +1,415 @@
+/* Live test of the sftp file-server driver: a real sshd per volume, real sshfs
+ * mounts. Needs root, /usr/sbin/sshd, sshfs, ssh/sftp/ssh-keygen and /dev/fuse;
+ * without them it skips (fails under CI=true). */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#include "test_int.h"
+#include "common_int.h"
+#include "fs_int.h"
+
+static char tmp[PATH_MAX];    /* keys, state, mountpoints */
+static char export[PATH_MAX]; /* the export root: root-owned path (not under /tmp) */
+static char mnt[2][PATH_MAX + 16];
+static char key[PATH_MAX + 32], otherkey[PATH_MAX + 32], known[PATH_MAX + 64];
+static const struct vf_fs_ops *ops;
+static void *fsarg;
+static config_t cfg;
+static char *srv_addr;
+static int srv_port;
+
+static int run(const char *const *argv, char **out_r, char **err_r)
+{
+	int status = -1;
+
+	if (vf_fs_run(argv, NULL, 20000, &status, out_r, err_r, NULL) != VF_OK)
+		return -1;
+	return status;
+}
+
+/* Always leave the machine clean: lazy-unmount, kill the servers, remove dirs. */
+static void cleanup(void)
+{
+	for (int i = 0; i < 2; i++)
+		if (mnt[i][0] && vf_fs_is_mounted(mnt[i])) {
+			const char *argv[] = {"fusermount3", "-u", "-z", mnt[i], NULL};
+			run(argv, NULL, NULL);
+		}
+	if (tmp[0]) {
+		char pidf[PATH_MAX + 64], *txt = NULL;
+
+		snprintf(pidf, sizeof(pidf), "%s/state/sftp/vol1/sshd.pid", tmp);
+		if (vf_fs_read_file(pidf, &txt, NULL, NULL) == VF_OK && atoi(txt) > 0)
+			kill(atoi(txt), SIGKILL);
+		free(txt);
+		const char *argv[] = {"rm", "-rf", tmp, NULL};
+		run(argv, NULL, NULL);
+	}
+	if (export[0]) {
+		const char *argv[] = {"rm", "-rf", export, NULL};
+		run(argv, NULL, NULL);
+	}
+	tmp[0] = export[0] = '\0';
+}
+
+static void on_signal(int sig)
+{
+	cleanup();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static int have(const char *prog)
+{
+	char *p = vf_fs_which(prog);
+
+	free(p);
+	return p != NULL;
+}
+
+static void put(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fputs(text, f);
+	CU_ASSERT_EQUAL(fclose(f), 0);
+}
+
+static char *slurp(const char *path)
+{
+	char *data = NULL;
+
+	vf_fs_read_file(path, &data, NULL, NULL);
+	return data;
+}
+
+/* ssh options every client command of the test uses */
+#define SSH_OPTS(keyfile)                                                                          \
+	"-i", keyfile, "-o", "IdentitiesOnly=yes", "-o", known, "-o",                              \
+	        "HostKeyAlias=vfile-cluster", "-o", "StrictHostKeyChecking=yes", "-o",             \
+	        "BatchMode=yes", "-o", "ConnectTimeout=10"
+
+static void test_start(void)
+{
+	struct vf_err err = {0};
+	char *addr = NULL;
+	int port = 0;
+
+	CU_ASSERT_EQUAL(ops->running(fsarg, "vol1"), 0);
+	CU_ASSERT_EQUAL_FATAL(ops->start(fsarg, "vol1", "{\"name\":\"vol1\",\"options\":{}}",
+	                                 &srv_addr, &srv_port, &err),
+	                      VF_OK);
+	if (err.msg[0])
+		fprintf(stderr, "\n  %s\n", err.msg);
+	CU_ASSERT_STRING_EQUAL(srv_addr, "127.0.0.1");
+	CU_ASSERT(srv_port >= 21000 && srv_port <= 21999);
+	CU_ASSERT_EQUAL(ops->running(fsarg, "vol1"), 1);
+	/* starting again answers the same server */
+	CU_ASSERT_EQUAL(ops->start(fsarg, "vol1", "{}", &addr, &port, &err), VF_OK);
+	CU_ASSERT_EQUAL(port, srv_port);
+	free(addr);
+	/* the generated config is sftp-only and confined */
+	char conf[PATH_MAX + 64], *text;
+	snprintf(conf, sizeof(conf), "%s/state/sftp/vol1/sshd_config", tmp);
+	text = slurp(conf);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+	CU_ASSERT(strstr(text, "ForceCommand internal-sftp") != NULL);
+	CU_ASSERT(strstr(text, "ChrootDirectory ") != NULL);
+	CU_ASSERT(strstr(text, "PasswordAuthentication no") != NULL);
+	CU_ASSERT(strstr(text, "AllowTcpForwarding no") != NULL);
+	free(text);
+}
+
+static void test_mount_twice(void)
+{
+	struct vf_err err = {0};
+	char info[256], path[PATH_MAX + 64], *data;
+
+	snprintf(info, sizeof(info),
+	         "{\"name\":\"vol1\",\"options\":{},\"server\":{\"node\":\"n1\",\"addr\":\"%s\","
+	         "\"port\":%d}}",
+	         srv_addr, srv_port);
+	for (int i = 0; i < 2; i++) {
+		CU_ASSERT_EQUAL_FATAL(ops->mount(fsarg, "vol1", info, mnt[i], &err), VF_OK);
+		if (err.msg[0])
+			fprintf(stderr, "\n  %s\n", err.msg);
+		CU_ASSERT_EQUAL(vf_fs_is_mounted(mnt[i]), 1);
+	}
+	/* mounting again is a no-op */
+	CU_ASSERT_EQUAL(ops->mount(fsarg, "vol1", info, mnt[0], &err), VF_OK);
+	/* write through one, read through the other, and find it in the export */
+	snprintf(path, sizeof(path), "%s/hello.txt", mnt[0]);
+	put(path, "written through mount 0\n");
+	snprintf(path, sizeof(path), "%s/hello.txt", mnt[1]);
+	data = slurp(path);
+	CU_ASSERT_PTR_NOT_NULL(data);
+	if (data)
+		CU_ASSERT_STRING_EQUAL(data, "written through mount 0\n");
+	free(data);
+	snprintf(path, sizeof(path), "%s/sub", mnt[1]);
+	CU_ASSERT_EQUAL(mkdir(path, 0755), 0);
+	snprintf(path, sizeof(path), "%s/sub/b", mnt[1]);
+	put(path, "b");
+	snprintf(path, sizeof(path), "%s/vol1/data/sub/b", export);
+	data = slurp(path);
+	CU_ASSERT_PTR_NOT_NULL(data);
+	if (data)
+		CU_ASSERT_STRING_EQUAL(data, "b");
+	free(data);
+	/* a mount with a bad address fails with a message, and does not mount */
+	CU_ASSERT_EQUAL(ops->mount(fsarg, "vol1",
+	                           "{\"server\":{\"addr\":\"127.0.0.1\",\"port\":1}}", tmp, &err),
+	                VF_EINVAL);
+	CU_ASSERT(strstr(err.msg, "sshfs") != NULL);
+	CU_ASSERT_EQUAL(vf_fs_is_mounted(tmp), 0);
+}
+
+static void test_jail(void)
+{
+	char port[16], marker[PATH_MAX + 32], cmd[PATH_MAX + 64], *out = NULL, *errout = NULL;
+	char batch[PATH_MAX + 32], dest[PATH_MAX + 32];
+	int st;
+
+	snprintf(port, sizeof(port), "%d", srv_port);
+	/* a shell command does not run: ForceCommand runs internal-sftp instead */
+	snprintf(marker, sizeof(marker), "%s/pwned", tmp);
+	snprintf(cmd, sizeof(cmd), "echo pwned-output; touch %s", marker);
+	{
+		const char *argv[] = {"ssh", SSH_OPTS(key), "-p", port, "root@127.0.0.1",
+		                      cmd,   NULL};
+		st = run(argv, &out, &errout);
+	}
+	CU_ASSERT(st >= 0);
+	CU_ASSERT_PTR_NOT_NULL(out);
+	CU_ASSERT(out == NULL || strstr(out, "pwned-output") == NULL);
+	CU_ASSERT_NOT_EQUAL(access(marker, F_OK), 0);
+	free(out);
+	free(errout);
+	out = errout = NULL;
+	/* a password (or keyboard-interactive) login is refused */
+	{
+		const char *argv[] = {"ssh",
+		                      SSH_OPTS(key),
+		                      "-o",
+		                      "PubkeyAuthentication=no",
+		                      "-o",
+		                      "PreferredAuthentications=password,keyboard-interactive",
+		                      "-p",
+		                      port,
+		                      "root@127.0.0.1",
+		                      "true",
+		                      NULL};
+		st = run(argv, NULL, &errout);
+	}
+	CU_ASSERT_EQUAL(st, 255);
+	CU_ASSERT(errout && strstr(errout, "Permission denied") != NULL);
+	free(errout);
+	errout = NULL;
+	/* another key is refused */
+	{
+		const char *argv[] = {
+		        "ssh", SSH_OPTS(otherkey), "-p", port, "root@127.0.0.1", "true", NULL};
+		st = run(argv, NULL, &errout);
+	}
+	CU_ASSERT_EQUAL(st, 255);
+	CU_ASSERT(errout && strstr(errout, "Permission denied") != NULL);
+	free(errout);
+	errout = NULL;
+	/* no TCP forwarding through the server */
+	{
+		char to[32];
+
+		snprintf(to, sizeof(to), "127.0.0.1:%d", srv_port);
+		const char *argv[] = {"ssh", SSH_OPTS(key),    "-p", port, "-W",
+		                      to,    "root@127.0.0.1", NULL};
+		st = run(argv, NULL, NULL);
+	}
+	CU_ASSERT_NOT_EQUAL(st, 0);
+	/* sftp: inside the volume works; outside the jail does not exist */
+	snprintf(batch, sizeof(batch), "%s/batch", tmp);
+	snprintf(dest, sizeof(dest), "%s/stolen", tmp);
+	put(batch, "ls /data\n");
+	{
+		const char *argv[] = {"sftp", SSH_OPTS(key),    "-P", port, "-b",
+		                      batch,  "root@127.0.0.1", NULL};
+		st = run(argv, &out, NULL);
+	}
+	CU_ASSERT_EQUAL(st, 0);
+	CU_ASSERT(out && strstr(out, "hello.txt") != NULL);
+	free(out);
+	out = NULL;
+	const char *escapes[] = {"ls /etc\n", "get /etc/passwd STOLEN\n",
+	                         "get ../../etc/passwd STOLEN\n",
+	                         "get /data/../../../etc/passwd STOLEN\n", "ls /proc\n"};
+	for (size_t i = 0; i < sizeof(escapes) / sizeof(escapes[0]); i++) {
+		char line[PATH_MAX + 64];
+		const char *s = strstr(escapes[i], "STOLEN");
+
+		if (s)
+			snprintf(line, sizeof(line), "%.*s%s\n", (int)(s - escapes[i]), escapes[i],
+			         dest);
+		else
+			snprintf(line, sizeof(line), "%s", escapes[i]);
+		put(batch, line);
+		const char *argv[] = {"sftp", SSH_OPTS(key),    "-P", port, "-b",
+		                      batch,  "root@127.0.0.1", NULL};
+		st = run(argv, NULL, NULL);
+		if (st == 0)
+			fprintf(stderr, "\n  escape succeeded: %s", line);
+		CU_ASSERT_NOT_EQUAL(st, 0);
+		CU_ASSERT_NOT_EQUAL(access(dest, F_OK), 0);
+	}
+}
+
+static void test_adopt(void)
+{
+	/* a restarted vfiled adopts the server it left running */
+	struct vf_err err = {0};
+	char *addr = NULL;
+	int port = 0;
+
+	vf_fs_close(fsarg);
+	fsarg = NULL;
+	char state[PATH_MAX + 16];
+	snprintf(state, sizeof(state), "%s/state2", tmp);
+	CU_ASSERT_EQUAL_FATAL(
+	        vf_fs_open(config_lookup(&cfg, "fileserver"), state, &ops, &fsarg, &err), VF_OK);
+	/* another state dir knows nothing about it */
+	CU_ASSERT_EQUAL(ops->running(fsarg, "vol1"), 0);
+	vf_fs_close(fsarg);
+	fsarg = NULL;
+	snprintf(state, sizeof(state), "%s/state", tmp);
+	CU_ASSERT_EQUAL_FATAL(
+	        vf_fs_open(config_lookup(&cfg, "fileserver"), state, &ops, &fsarg, &err), VF_OK);
+	CU_ASSERT_EQUAL(ops->running(fsarg, "vol1"), 1);
+	CU_ASSERT_EQUAL(ops->start(fsarg, "vol1", "{}", &addr, &port, &err), VF_OK);
+	CU_ASSERT_EQUAL(port, srv_port);
+	free(addr);
+}
+
+static void test_stop_unmount(void)
+{
+	struct vf_err err = {0};
+	char path[PATH_MAX + 64];
+	int fd;
+
+	CU_ASSERT_EQUAL(ops->stop(fsarg, "vol1", "{}", &err), VF_OK);
+	CU_ASSERT_EQUAL(ops->running(fsarg, "vol1"), 0);
+	CU_ASSERT_EQUAL(ops->stop(fsarg, "vol1", "{}", &err), VF_OK); /* again: fine */
+	/* nothing listens any more */
+	snprintf(path, sizeof(path), "%s/state/sftp/vol1/sshd.pid", tmp);
+	CU_ASSERT_NOT_EQUAL(access(path, F_OK), 0);
+	for (int i = 0; i < 2; i++) {
+		CU_ASSERT_EQUAL(ops->unmount(fsarg, "vol1", mnt[i], &err), VF_OK);
+		if (err.msg[0])
+			fprintf(stderr, "\n  %s\n", err.msg);
+		CU_ASSERT_EQUAL(vf_fs_is_mounted(mnt[i]), 0);
+	}
+	CU_ASSERT_EQUAL(ops->unmount(fsarg, "vol1", mnt[0], &err), VF_OK); /* again: fine */
+	/* the data stays in the export */
+	snprintf(path, sizeof(path), "%s/vol1/data/hello.txt", export);
+	fd = open(path, O_RDONLY);
+	CU_ASSERT(fd >= 0);
+	if (fd >= 0)
+		close(fd);
+	free(srv_addr);
+	srv_addr = NULL;
+}
+
+static int suite_init(void)
+{
+	char text[8 * PATH_MAX], state[PATH_MAX + 16], pub[PATH_MAX + 64];
+	struct vf_err err = {0};
+	struct stat st;
+
+	if (geteuid() != 0)
+		vf_test_unavailable("the sftp driver test needs root (sshd ChrootDirectory, FUSE)");
+	if (access("/usr/sbin/sshd", X_OK) != 0 || !have("sshfs") || !have("ssh") ||
+	    !have("sftp") || !have("ssh-keygen") || access("/dev/fuse", R_OK | W_OK) != 0 ||
+	    (!have("fusermount3") && !have("fusermount")))
+		vf_test_unavailable("sshd, sshfs, ssh, sftp, ssh-keygen or /dev/fuse missing "
+		                    "(apt-get install openssh-server sshfs fuse3)");
+	snprintf(tmp, sizeof(tmp), "/tmp/vfile-sftp.XXXXXX");
+	if (mkdtemp(tmp) == NULL)
+		return -1;
+	/* ChrootDirectory wants root-owned components not writable by others: /run */
+	if (stat("/run", &st) != 0 || st.st_uid != 0 || (st.st_mode & 022))
+		vf_test_unavailable("/run is not a root-owned 0755 directory");
+	snprintf(export, sizeof(export), "/run/vfile-sftp-export.XXXXXX");
+	if (mkdtemp(export) == NULL)
+		return -1;
+	atexit(cleanup);
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	signal(SIGABRT, on_signal);
+	snprintf(key, sizeof(key), "%s/cluster_key", tmp);
+	snprintf(otherkey, sizeof(otherkey), "%s/other_key", tmp);
+	char hostkey[PATH_MAX + 32];
+	snprintf(hostkey, sizeof(hostkey), "%s/host_key", tmp);
+	const char *keys[] = {key, otherkey, hostkey};
+	for (int i = 0; i < 3; i++) {
+		const char *argv[] = {"ssh-keygen", "-q",         "-t", "ed25519", "-N", "",
+		                      "-C",         "vfile-test", "-f", keys[i],   NULL};
+		if (run(argv, NULL, NULL) != 0)
+			vf_test_unavailable("ssh-keygen failed");
+	}
+	for (int i = 0; i < 2; i++) {
+		snprintf(mnt[i], sizeof(mnt[i]), "%s/mnt%d", tmp, i);
+		mkdir(mnt[i], 0755);
+	}
+	snprintf(state, sizeof(state), "%s/state", tmp);
+	snprintf(known, sizeof(known), "UserKnownHostsFile=%s/sftp-client/known_hosts", state);
+	snprintf(pub, sizeof(pub), "%s.pub", key);
+	snprintf(text, sizeof(text),
+	         "fileserver = {\n driver = \"sftp\";\n export_root = \"%s\";\n"
+	         " listen_addr = \"127.0.0.1\";\n port_range = \"21000-21999\";\n"
+	         " private_key = \"%s\";\n public_key = \"%s\";\n host_key = \"%s\";\n"
+	         " start_timeout_ms = 10000;\n mount_timeout_ms = 15000;\n};\n",
+	         export, key, pub, hostkey);
+	config_init(&cfg);
+	if (config_read_string(&cfg, text) != CONFIG_TRUE)
+		return -1;
+	if (vf_fs_open(config_lookup(&cfg, "fileserver"), state, &ops, &fsarg, &err) != VF_OK) {
+		fprintf(stderr, "vf_fs_open: %s\n", err.msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int suite_clean(void)
+{
+	struct vf_err err = {0};
+
+	if (fsarg) {
+		ops->stop(fsarg, "vol1", "{}", &err);
+		for (int i = 0; i < 2; i++)
+			ops->unmount(fsarg, "vol1", mnt[i], &err);
+		vf_fs_close(fsarg);
+	}
+	free(srv_addr);
+	config_destroy(&cfg);
+	cleanup();
+	return 0;
+}
+
+void vf_test_register(void)
+{
+	CU_pSuite s = CU_add_suite("sftp", suite_init, suite_clean);
+
+	if (s == NULL)
+		vf_test_abort("suite sftp");
+	VF_ADD_TEST(s, test_start);
+	VF_ADD_TEST(s, test_mount_twice);
+	VF_ADD_TEST(s, test_jail);
+	VF_ADD_TEST(s, test_adopt);
+	VF_ADD_TEST(s, test_stop_unmount);
+}
