@@ -1,0 +1,1499 @@
+/*
+ * Backend conformance suite: one body of tests run against every backend, on a
+ * real server started by the harness, through the loader. The backend comes from
+ * $VFILE_CONFORMANCE_BACKEND (default etcd). Backend differences are handled only
+ * through kv->caps bits, kv->min_lease_ttl_s and kv->max_txn_ops.
+ *
+ * Every case is bounded: a watchdog thread kills the servers and fails the
+ * program when a case overruns. Under valgrind (or VFILE_VALGRIND=1) deadlines
+ * and the request timeout are widened, no case is skipped.
+ */
+#include <config.h>
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "test_int.h"
+#include "harness.h"
+#include "vfile/kv.h"
+#include "vfile/vfile.h"
+
+/* ---- globals of the run ---- */
+static const char *cf_name;      /* backend name */
+static struct vf_srv *cf_srv;    /* the shared server */
+static struct vf_backend *cf_be; /* the loaded module */
+static struct vf_kv *cf_kv;      /* the shared handle */
+static const struct vf_kv_ops *cf_ops;
+static char cf_prefix[64];       /* unique per run, ends in '/' */
+static int cf_slow = 1;          /* deadline multiplier (valgrind) */
+static int cf_timeout_ms = 2000; /* request timeout in the backend config */
+
+/* ---- time and the watchdog ---- */
+static int64_t cf_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void cf_nap_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+	nanosleep(&ts, NULL);
+}
+
+static pthread_mutex_t cf_dog_mu = PTHREAD_MUTEX_INITIALIZER;
+static const char *cf_dog_case;
+static int64_t cf_dog_deadline;
+
+static void *cf_dog_main(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		pthread_mutex_lock(&cf_dog_mu);
+		if (cf_dog_deadline && cf_now_ms() > cf_dog_deadline) {
+			fprintf(stderr, "\nTIMEOUT: case %s ran past its bound; killing servers\n",
+			        cf_dog_case);
+			fflush(stderr);
+			vf_srv_kill_all();
+			_exit(1);
+		}
+		pthread_mutex_unlock(&cf_dog_mu);
+		cf_nap_ms(200);
+	}
+	return NULL;
+}
+
+/* Start a case: it must finish within bound_s seconds (times cf_slow). */
+static void cf_case(const char *name, int bound_s)
+{
+	pthread_mutex_lock(&cf_dog_mu);
+	cf_dog_case = name;
+	cf_dog_deadline = cf_now_ms() + (int64_t)bound_s * 1000 * cf_slow;
+	pthread_mutex_unlock(&cf_dog_mu);
+	printf("\n  [%s] ", name);
+	fflush(stdout);
+}
+
+/* A note in the verbose output (measurements). */
+static void cf_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void cf_note(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("; ");
+	fflush(stdout);
+}
+
+/* ---- assertions that print the backend's message ---- */
+#define CF_RC(expr, want)                                                                          \
+	do {                                                                                       \
+		int rc_ = (expr);                                                                  \
+		if (rc_ != (want))                                                                 \
+			fprintf(stderr, "\n%s:%d: %s = %d (%s), want %d: %s\n", __FILE__,          \
+			        __LINE__, #expr, rc_, vf_strerror(rc_), (want), err.msg);          \
+		CU_ASSERT_EQUAL(rc_, (want));                                                      \
+	} while (0)
+#define CF_RC_FATAL(expr, want)                                                                    \
+	do {                                                                                       \
+		int rc_ = (expr);                                                                  \
+		if (rc_ != (want))                                                                 \
+			fprintf(stderr, "\n%s:%d: %s = %d (%s), want %d: %s\n", __FILE__,          \
+			        __LINE__, #expr, rc_, vf_strerror(rc_), (want), err.msg);          \
+		CU_ASSERT_EQUAL_FATAL(rc_, (want));                                                \
+	} while (0)
+#define CF_OK(expr) CF_RC(expr, VF_OK)
+#define CF_OK_FATAL(expr) CF_RC_FATAL(expr, VF_OK)
+
+/* base + name, under this run's prefix. */
+static const char *cf_key(char *buf, size_t size, const char *cas, const char *name)
+{
+	snprintf(buf, size, "%s%s/%s", cf_prefix, cas, name);
+	return buf;
+}
+
+/* Open a handle from a config snippet for the backend's group. */
+static int cf_open(const char *snippet, struct vf_kv **kv_r, struct vf_err *err)
+{
+	config_t cfg;
+	char *text = NULL;
+	int rc;
+
+	config_init(&cfg);
+	if (asprintf(&text, "%s = { %s };", cf_name, snippet) < 0) {
+		config_destroy(&cfg);
+		return VF_ENOMEM;
+	}
+	if (config_read_string(&cfg, text) != CONFIG_TRUE) {
+		snprintf(err->msg, sizeof(err->msg), "bad config snippet: %s",
+		         config_error_text(&cfg));
+		rc = VF_EINVAL;
+	} else {
+		rc = vf_backend_open(cf_be, config_lookup(&cfg, cf_name), kv_r, err);
+	}
+	config_destroy(&cfg);
+	free(text);
+	return rc;
+}
+
+static int cf_get_str(struct vf_kv *kv, const char *key, char *val, size_t size, int64_t *mod_rev_r,
+                      struct vf_err *err)
+{
+	struct vf_kv_pair p = {0};
+	int rc = kv->ops->get(kv, key, &p, err);
+
+	if (rc == VF_OK) {
+		snprintf(val, size, "%s", p.value ? p.value : "");
+		if (mod_rev_r)
+			*mod_rev_r = p.mod_rev;
+	}
+	vf_kv_pair_clear(&p);
+	return rc;
+}
+
+/* Poll get(key) until it returns want, within ms; returns the last rc. */
+static int cf_wait_get(struct vf_kv *kv, const char *key, int want, int ms, int64_t *took_r)
+{
+	int64_t t0 = cf_now_ms(), deadline = t0 + ms;
+	struct vf_err err = {0};
+	int rc;
+
+	for (;;) {
+		struct vf_kv_pair p = {0};
+
+		rc = kv->ops->get(kv, key, &p, &err);
+		vf_kv_pair_clear(&p);
+		if (rc == want || cf_now_ms() > deadline)
+			break;
+		cf_nap_ms(50);
+	}
+	if (took_r)
+		*took_r = cf_now_ms() - t0;
+	return rc;
+}
+
+/* ---- 1. get / put / delete / list ---- */
+static void test_kv_basic(void)
+{
+	static const char *const names[] = {"p/a", "p/ab", "pa", "p0", "p/b/c"};
+	struct vf_err err = {0};
+	struct vf_kv_pair p = {0};
+	struct vf_kv_list l = {0};
+	char k[256], k2[256];
+	int64_t r1 = 0, r2 = 0, rev[5] = {0};
+	const char bin[] = {'a', '\0', 'b', '\xff', '\n'};
+
+	cf_case("kv_basic", 30);
+	for (size_t i = 0; i < 5; i++) {
+		CF_OK(cf_ops->put(cf_kv, cf_key(k, sizeof(k), "basic", names[i]), names[i],
+		                  strlen(names[i]), NULL, &rev[i], &err));
+		CU_ASSERT(rev[i] > 0);
+		if (i > 0)
+			CU_ASSERT(rev[i] > rev[i - 1]);
+	}
+	/* A prefix list holds exactly the keys under it, sorted. */
+	CF_OK_FATAL(cf_ops->list(cf_kv, cf_key(k, sizeof(k), "basic", "p/"), &l, &err));
+	CU_ASSERT(l.revision >= rev[4]);
+	CU_ASSERT_EQUAL_FATAL(l.count, 3);
+	CU_ASSERT_STRING_EQUAL(l.items[0].key, cf_key(k, sizeof(k), "basic", "p/a"));
+	CU_ASSERT_STRING_EQUAL(l.items[1].key, cf_key(k, sizeof(k), "basic", "p/ab"));
+	CU_ASSERT_STRING_EQUAL(l.items[2].key, cf_key(k, sizeof(k), "basic", "p/b/c"));
+	CU_ASSERT_STRING_EQUAL(l.items[1].value, "p/ab");
+	CU_ASSERT_EQUAL(l.items[1].value_len, 4);
+	CU_ASSERT_EQUAL(l.items[1].mod_rev, rev[1]);
+	CU_ASSERT_EQUAL(l.items[1].create_rev, rev[1]);
+	vf_kv_list_clear(&l);
+	/* "p/a/" matches nothing: not "p/a", not "p/ab". An empty list is not an error. */
+	CF_OK(cf_ops->list(cf_kv, cf_key(k, sizeof(k), "basic", "p/a/"), &l, &err));
+	CU_ASSERT_EQUAL(l.count, 0);
+	CU_ASSERT(l.revision > 0);
+	vf_kv_list_clear(&l);
+	CF_OK(cf_ops->list(cf_kv, cf_key(k, sizeof(k), "basic", "p"), &l, &err));
+	CU_ASSERT_EQUAL(l.count, 5);
+	for (size_t i = 1; i < l.count; i++)
+		CU_ASSERT(strcmp(l.items[i - 1].key, l.items[i].key) < 0);
+	vf_kv_list_clear(&l);
+
+	/* put / get versions: create_rev stays, mod_rev grows. */
+	cf_key(k, sizeof(k), "basic", "v");
+	CF_OK(cf_ops->put(cf_kv, k, "one", 3, NULL, &r1, &err));
+	CF_OK(cf_ops->put(cf_kv, k, "two", 3, NULL, &r2, &err));
+	CU_ASSERT(r2 > r1);
+	CF_OK_FATAL(cf_ops->get(cf_kv, k, &p, &err));
+	CU_ASSERT_STRING_EQUAL(p.key, k);
+	CU_ASSERT_STRING_EQUAL(p.value, "two");
+	CU_ASSERT_EQUAL(p.value_len, 3);
+	CU_ASSERT_EQUAL(p.mod_rev, r2);
+	CU_ASSERT_EQUAL(p.create_rev, r1);
+	vf_kv_pair_clear(&p);
+
+	/* Missing keys. */
+	CF_RC(cf_ops->get(cf_kv, cf_key(k2, sizeof(k2), "basic", "missing"), &p, &err),
+	      VF_ENOTFOUND);
+	CU_ASSERT(err.msg[0] != '\0');
+	CF_RC(cf_ops->del(cf_kv, k2, &err), VF_ENOTFOUND);
+	CF_OK(cf_ops->del(cf_kv, k, &err));
+	CF_RC(cf_ops->get(cf_kv, k, &p, &err), VF_ENOTFOUND);
+	CF_RC(cf_ops->del(cf_kv, k, &err), VF_ENOTFOUND);
+
+	/* Binary value with an embedded NUL, and an empty value. */
+	cf_key(k, sizeof(k), "basic", "bin");
+	CF_OK(cf_ops->put(cf_kv, k, bin, sizeof(bin), NULL, NULL, &err));
+	CF_OK_FATAL(cf_ops->get(cf_kv, k, &p, &err));
+	CU_ASSERT_EQUAL_FATAL(p.value_len, sizeof(bin));
+	CU_ASSERT(memcmp(p.value, bin, sizeof(bin)) == 0);
+	CU_ASSERT_EQUAL(p.value[sizeof(bin)], '\0');
+	vf_kv_pair_clear(&p);
+	cf_key(k, sizeof(k), "basic", "empty");
+	CF_OK(cf_ops->put(cf_kv, k, "", 0, NULL, NULL, &err));
+	CF_OK_FATAL(cf_ops->get(cf_kv, k, &p, &err));
+	CU_ASSERT_EQUAL(p.value_len, 0);
+	CU_ASSERT_PTR_NOT_NULL(p.value);
+	vf_kv_pair_clear(&p);
+}
+
+/* ---- 2. compare-and-swap ---- */
+static void test_cas(void)
+{
+	struct vf_err err = {0};
+	char k[256], nk[256], v[64];
+	int64_t r1 = 0, r2 = 0, r3 = 0, got = 0, unused = 0;
+
+	cf_case("cas", 30);
+	cf_key(k, sizeof(k), "cas", "k");
+	CF_OK(cf_ops->cas(cf_kv, k, "v1", 2, 0, NULL, &r1, &err));
+	CU_ASSERT(r1 > 0);
+	CF_RC(cf_ops->cas(cf_kv, k, "v2", 2, 0, NULL, &unused, &err), VF_ECONFLICT);
+	CF_OK(cf_get_str(cf_kv, k, v, sizeof(v), &got, &err));
+	CU_ASSERT_STRING_EQUAL(v, "v1");
+	CU_ASSERT_EQUAL(got, r1);
+
+	CF_OK(cf_ops->put(cf_kv, k, "v2", 2, NULL, &r2, &err));
+	CU_ASSERT(r2 > r1);
+	CF_RC(cf_ops->cas(cf_kv, k, "bad", 3, r1, NULL, NULL, &err), VF_ECONFLICT);
+	CF_OK(cf_get_str(cf_kv, k, v, sizeof(v), &got, &err));
+	CU_ASSERT_STRING_EQUAL(v, "v2");
+	CU_ASSERT_EQUAL(got, r2);
+
+	CF_OK(cf_ops->cas(cf_kv, k, "v3", 2, r2, NULL, &r3, &err));
+	CU_ASSERT(r3 > r2);
+	CF_OK(cf_get_str(cf_kv, k, v, sizeof(v), &got, &err));
+	CU_ASSERT_STRING_EQUAL(v, "v3");
+	CU_ASSERT_EQUAL(got, r3);
+
+	/* An expected version on a missing key fails. */
+	CF_RC(cf_ops->cas(cf_kv, cf_key(nk, sizeof(nk), "cas", "nokey"), "x", 1, r3, NULL, NULL,
+	                  &err),
+	      VF_ECONFLICT);
+	CF_RC(cf_ops->get(cf_kv, nk, &(struct vf_kv_pair){0}, &err), VF_ENOTFOUND);
+
+	/* cas_del: stale fails and keeps the key, fresh deletes it. */
+	CF_RC(cf_ops->cas_del(cf_kv, k, r2, &err), VF_ECONFLICT);
+	CF_OK(cf_get_str(cf_kv, k, v, sizeof(v), NULL, &err));
+	CU_ASSERT_STRING_EQUAL(v, "v3");
+	CF_OK(cf_ops->cas_del(cf_kv, k, r3, &err));
+	CF_RC(cf_get_str(cf_kv, k, v, sizeof(v), NULL, &err), VF_ENOTFOUND);
+	{
+		int rc = cf_ops->cas_del(cf_kv, k, r3, &err);
+
+		CU_ASSERT(rc == VF_ECONFLICT || rc == VF_ENOTFOUND);
+	}
+}
+
+/* ---- 3. transactions ---- */
+static void test_txn(void)
+{
+	struct vf_err err = {0};
+	struct vf_kv_txn_result res = {0};
+	char a[256], b[256], c[256], d[256], miss[256], v[64];
+	int64_t ra = 0, rb = 0;
+
+	cf_case("txn", 60);
+	cf_key(a, sizeof(a), "txn", "a");
+	cf_key(b, sizeof(b), "txn", "b");
+	cf_key(c, sizeof(c), "txn", "c");
+	cf_key(d, sizeof(d), "txn", "d");
+	cf_key(miss, sizeof(miss), "txn", "missing");
+	CF_OK_FATAL(cf_ops->put(cf_kv, a, "1", 1, NULL, &ra, &err));
+
+	/* VALUE_EQ + ABSENT hold: three puts commit together. */
+	{
+		struct vf_kv_cmp cmps[] = {
+		        {.kind = VF_CMP_VALUE_EQ, .key = a, .value = "1", .value_len = 1},
+		        {.kind = VF_CMP_ABSENT, .key = b}};
+		struct vf_kv_op ops[] = {
+		        {.kind = VF_OP_PUT, .key = a, .value = "2", .value_len = 1},
+		        {.kind = VF_OP_PUT, .key = b, .value = "x", .value_len = 1},
+		        {.kind = VF_OP_PUT, .key = c, .value = "y", .value_len = 1}};
+
+		CF_OK_FATAL(cf_ops->txn(cf_kv, cmps, 2, ops, 3, &res, &err));
+		CU_ASSERT_EQUAL_FATAL(res.count, 3);
+		CU_ASSERT(res.revision > ra);
+		for (size_t i = 0; i < 3; i++)
+			CU_ASSERT(res.results[i].pair.mod_rev > ra);
+		rb = res.results[1].pair.mod_rev;
+		vf_kv_txn_result_clear(&res);
+	}
+	/* One failing compare among holding ones: nothing is written. */
+	{
+		struct vf_kv_cmp cmps[] = {
+		        {.kind = VF_CMP_VALUE_EQ, .key = a, .value = "2", .value_len = 1},
+		        {.kind = VF_CMP_VERSION_EQ, .key = b, .mod_rev = rb + 1000}};
+		struct vf_kv_op ops[] = {
+		        {.kind = VF_OP_PUT, .key = a, .value = "3", .value_len = 1},
+		        {.kind = VF_OP_PUT, .key = b, .value = "z", .value_len = 1},
+		        {.kind = VF_OP_PUT, .key = d, .value = "w", .value_len = 1}};
+
+		CF_RC(cf_ops->txn(cf_kv, cmps, 2, ops, 3, &res, &err), VF_ECONFLICT);
+		vf_kv_txn_result_clear(&res);
+		CF_OK(cf_get_str(cf_kv, a, v, sizeof(v), NULL, &err));
+		CU_ASSERT_STRING_EQUAL(v, "2");
+		CF_OK(cf_get_str(cf_kv, b, v, sizeof(v), NULL, &err));
+		CU_ASSERT_STRING_EQUAL(v, "x");
+		CF_RC(cf_get_str(cf_kv, d, v, sizeof(v), NULL, &err), VF_ENOTFOUND);
+	}
+	/* ABSENT on an existing key fails; VALUE_EQ on a missing key fails. */
+	{
+		struct vf_kv_cmp cmp1 = {.kind = VF_CMP_ABSENT, .key = c};
+		struct vf_kv_cmp cmp2 = {
+		        .kind = VF_CMP_VALUE_EQ, .key = miss, .value = "", .value_len = 0};
+		struct vf_kv_op op = {.kind = VF_OP_PUT, .key = d, .value = "w", .value_len = 1};
+
+		CF_RC(cf_ops->txn(cf_kv, &cmp1, 1, &op, 1, NULL, &err), VF_ECONFLICT);
+		CF_RC(cf_ops->txn(cf_kv, &cmp2, 1, &op, 1, NULL, &err), VF_ECONFLICT);
+		CF_RC(cf_get_str(cf_kv, d, v, sizeof(v), NULL, &err), VF_ENOTFOUND);
+	}
+	/* VERSION_EQ holds; GET ops return values (absent: found = 0); DELETE applies. */
+	{
+		struct vf_kv_cmp cmps[] = {{.kind = VF_CMP_VERSION_EQ, .key = b, .mod_rev = rb},
+		                           {.kind = VF_CMP_VERSION_EQ, .key = d, .mod_rev = 0}};
+		struct vf_kv_op ops[] = {
+		        {.kind = VF_OP_GET, .key = a},
+		        {.kind = VF_OP_GET, .key = miss},
+		        {.kind = VF_OP_PUT, .key = b, .value = "z", .value_len = 1},
+		        {.kind = VF_OP_DELETE, .key = c}};
+
+		CF_OK_FATAL(cf_ops->txn(cf_kv, cmps, 2, ops, 4, &res, &err));
+		CU_ASSERT_EQUAL_FATAL(res.count, 4);
+		CU_ASSERT_EQUAL(res.results[0].found, 1);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(res.results[0].pair.value);
+		CU_ASSERT_STRING_EQUAL(res.results[0].pair.value, "2");
+		CU_ASSERT_EQUAL(res.results[0].pair.value_len, 1);
+		CU_ASSERT_EQUAL(res.results[0].pair.mod_rev, rb);
+		CU_ASSERT_EQUAL(res.results[1].found, 0);
+		CU_ASSERT(res.results[2].pair.mod_rev > rb);
+		vf_kv_txn_result_clear(&res);
+		CF_OK(cf_get_str(cf_kv, b, v, sizeof(v), NULL, &err));
+		CU_ASSERT_STRING_EQUAL(v, "z");
+		CF_RC(cf_get_str(cf_kv, c, v, sizeof(v), NULL, &err), VF_ENOTFOUND);
+	}
+	/* The limit: max_txn_ops ops commit, one more is VF_ELIMIT and writes nothing. */
+	{
+		size_t n = cf_kv->max_txn_ops + 1;
+		struct vf_kv_op *ops = calloc(n, sizeof(*ops));
+		char(*keys)[128] = calloc(n, sizeof(*keys));
+		struct vf_kv_list l = {0};
+		char lim[256];
+
+		CU_ASSERT_FATAL(cf_kv->max_txn_ops >= 4);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(ops);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(keys);
+		for (size_t i = 0; i < n; i++) {
+			snprintf(keys[i], sizeof(keys[i]), "%stxnlim/big/%04zu", cf_prefix, i);
+			ops[i] = (struct vf_kv_op){
+			        .kind = VF_OP_PUT, .key = keys[i], .value = "v", .value_len = 1};
+		}
+		CF_RC(cf_ops->txn(cf_kv, NULL, 0, ops, n, NULL, &err), VF_ELIMIT);
+		CU_ASSERT(err.msg[0] != '\0');
+		CF_OK(cf_ops->list(cf_kv, cf_key(lim, sizeof(lim), "txnlim", "big/"), &l, &err));
+		CU_ASSERT_EQUAL(l.count, 0);
+		vf_kv_list_clear(&l);
+		CF_OK(cf_ops->txn(cf_kv, NULL, 0, ops, n - 1, NULL, &err));
+		CF_OK(cf_ops->list(cf_kv, cf_key(lim, sizeof(lim), "txnlim", "big/"), &l, &err));
+		CU_ASSERT_EQUAL(l.count, n - 1);
+		vf_kv_list_clear(&l);
+		cf_note("max_txn_ops %u", cf_kv->max_txn_ops);
+		free(ops);
+		free(keys);
+	}
+}
+
+/* ---- 4. leases ---- */
+static void test_lease_revoke(void)
+{
+	struct vf_err err = {0};
+	struct vf_kv_lease *l = NULL;
+	char k[256], v[64];
+	int64_t took = 0;
+
+	cf_case("lease_revoke", 30);
+	if (cf_kv->min_lease_ttl_s > 1) {
+		CF_RC(cf_ops->lease_grant(cf_kv, cf_kv->min_lease_ttl_s - 1, 0, NULL, NULL, &l,
+		                          &err),
+		      VF_EINVAL);
+		CU_ASSERT_PTR_NULL(l);
+	}
+	CF_OK_FATAL(cf_ops->lease_grant(cf_kv, cf_kv->min_lease_ttl_s, 0, NULL, NULL, &l, &err));
+	CU_ASSERT(l->ttl_s >= cf_kv->min_lease_ttl_s);
+	CU_ASSERT(l->id[0] != '\0');
+	cf_key(k, sizeof(k), "lease", "revoked");
+	CF_OK(cf_ops->put(cf_kv, k, "x", 1, l, NULL, &err));
+	CF_OK(cf_get_str(cf_kv, k, v, sizeof(v), NULL, &err));
+	CF_OK(cf_ops->lease_revoke(cf_kv, &l, &err));
+	CU_ASSERT_PTR_NULL(l);
+	CU_ASSERT_EQUAL(cf_wait_get(cf_kv, k, VF_ENOTFOUND, 3000 * cf_slow, &took), VF_ENOTFOUND);
+	cf_note("key gone %" PRId64 " ms after revoke", took);
+}
+
+static void test_lease_expiry_keepalive(void)
+{
+	struct vf_err err = {0};
+	struct vf_kv_lease *manual = NULL, *kept = NULL;
+	char k1[256], k2[256], v[64];
+	int ttl = cf_kv->min_lease_ttl_s;
+	int64_t t0, took = 0, until;
+
+	cf_case("lease_expiry_keepalive", 6 * ttl + 30);
+	CF_OK_FATAL(cf_ops->lease_grant(cf_kv, ttl, VF_LEASE_MANUAL, NULL, NULL, &manual, &err));
+	CF_OK_FATAL(cf_ops->lease_grant(cf_kv, ttl, 0, NULL, NULL, &kept, &err));
+	cf_key(k1, sizeof(k1), "lease", "expires");
+	cf_key(k2, sizeof(k2), "lease", "kept");
+	t0 = cf_now_ms();
+	CF_OK(cf_ops->put(cf_kv, k1, "x", 1, manual, NULL, &err));
+	CF_OK(cf_ops->put(cf_kv, k2, "y", 1, kept, NULL, &err));
+	/* The manual lease's key vanishes within 2 x TTL (+ slack), not before ~TTL. */
+	CU_ASSERT_EQUAL(
+	        cf_wait_get(cf_kv, k1, VF_ENOTFOUND, (2 * ttl * 1000 + 3000) * cf_slow, &took),
+	        VF_ENOTFOUND);
+	took = cf_now_ms() - t0;
+	cf_note("manual lease key (ttl %d s) gone after %" PRId64 " ms", ttl, took);
+	CU_ASSERT(took >= ttl * 1000 * 8 / 10);
+	CF_RC(cf_ops->lease_keepalive(cf_kv, manual, &err), VF_ELEASE);
+	/* The kept-alive key outlives 2 x TTL. */
+	until = t0 + 2 * ttl * 1000 + 1000;
+	while (cf_now_ms() < until) {
+		CF_OK(cf_get_str(cf_kv, k2, v, sizeof(v), NULL, &err));
+		cf_nap_ms(200);
+	}
+	CF_OK(cf_get_str(cf_kv, k2, v, sizeof(v), NULL, &err));
+	CU_ASSERT_STRING_EQUAL(v, "y");
+	CF_OK(cf_ops->lease_keepalive(cf_kv, kept, &err));
+	cf_ops->lease_revoke(cf_kv, &manual, &err);
+	CU_ASSERT_PTR_NULL(manual);
+	CF_OK(cf_ops->lease_revoke(cf_kv, &kept, &err));
+	CU_ASSERT_EQUAL(cf_wait_get(cf_kv, k2, VF_ENOTFOUND, 3000 * cf_slow, NULL), VF_ENOTFOUND);
+}
+
+/* ---- 5. locks ---- */
+#define CF_LOCK_THREADS 4
+#define CF_LOCK_ROUNDS 250
+
+struct cf_locker {
+	int idx;
+	int done, errors;
+	char msg[300];
+};
+static pthread_mutex_t cf_lk_mu = PTHREAD_MUTEX_INITIALIZER;
+static int cf_lk_inside; /* holders right now: must never exceed 1 */
+static int cf_lk_overlaps;
+static int64_t cf_lk_fence; /* last fence seen */
+static int cf_lk_fence_bad;
+
+static int cf_lease_ttl(void)
+{
+	return cf_kv->min_lease_ttl_s > 5 ? cf_kv->min_lease_ttl_s : 5;
+}
+
+static void *cf_locker_main(void *arg)
+{
+	struct cf_locker *lk = arg;
+	struct vf_err err = {0};
+	struct vf_kv_lease *lease = NULL;
+	char name[256], ctr[256], buf[32];
+
+	cf_key(name, sizeof(name), "lock", "excl");
+	cf_key(ctr, sizeof(ctr), "lock", "counter");
+	if (cf_ops->lease_grant(cf_kv, cf_lease_ttl(), 0, NULL, NULL, &lease, &err) != VF_OK) {
+		lk->errors++;
+		snprintf(lk->msg, sizeof(lk->msg), "lease_grant: %s", err.msg);
+		return NULL;
+	}
+	for (int i = 0; i < CF_LOCK_ROUNDS; i++) {
+		struct vf_kv_lock *lock = NULL;
+		struct vf_kv_pair p = {0};
+		long n = 0;
+		int rc;
+
+		rc = cf_ops->lock(cf_kv, lease, name, 60000 * cf_slow, NULL, 0, NULL, &lock, &err);
+		if (rc != VF_OK) {
+			lk->errors++;
+			snprintf(lk->msg, sizeof(lk->msg), "lock: %s", err.msg);
+			break;
+		}
+		pthread_mutex_lock(&cf_lk_mu);
+		if (++cf_lk_inside != 1)
+			cf_lk_overlaps++;
+		if (lock->fence <= cf_lk_fence)
+			cf_lk_fence_bad++;
+		cf_lk_fence = lock->fence;
+		pthread_mutex_unlock(&cf_lk_mu);
+		rc = cf_ops->get(cf_kv, ctr, &p, &err);
+		if (rc == VF_OK)
+			n = strtol(p.value, NULL, 10);
+		vf_kv_pair_clear(&p);
+		if (rc == VF_OK || rc == VF_ENOTFOUND) {
+			snprintf(buf, sizeof(buf), "%ld", n + 1);
+			rc = cf_ops->put(cf_kv, ctr, buf, strlen(buf), NULL, NULL, &err);
+		}
+		if (rc != VF_OK) {
+			lk->errors++;
+			snprintf(lk->msg, sizeof(lk->msg), "counter: %s", err.msg);
+		}
+		pthread_mutex_lock(&cf_lk_mu);
+		cf_lk_inside--;
+		pthread_mutex_unlock(&cf_lk_mu);
+		if (cf_ops->unlock(cf_kv, &lock, &err) != VF_OK) {
+			lk->errors++;
+			snprintf(lk->msg, sizeof(lk->msg), "unlock: %s", err.msg);
+		}
+		if (rc != VF_OK)
+			break;
+		lk->done++;
+	}
+	cf_ops->lease_revoke(cf_kv, &lease, &err);
+	return NULL;
+}
+
+static void test_lock_exclusion(void)
+{
+	struct cf_locker lk[CF_LOCK_THREADS];
+	pthread_t th[CF_LOCK_THREADS];
+	struct vf_err err = {0};
+	char ctr[256], v[64];
+	int64_t t0 = cf_now_ms();
+
+	cf_case("lock_exclusion", 600);
+	for (int i = 0; i < CF_LOCK_THREADS; i++) {
+		lk[i] = (struct cf_locker){.idx = i};
+		CU_ASSERT_EQUAL_FATAL(pthread_create(&th[i], NULL, cf_locker_main, &lk[i]), 0);
+	}
+	for (int i = 0; i < CF_LOCK_THREADS; i++) {
+		pthread_join(th[i], NULL);
+		if (lk[i].errors)
+			fprintf(stderr, "\nlocker %d: %d errors, last: %s\n", i, lk[i].errors,
+			        lk[i].msg);
+		CU_ASSERT_EQUAL(lk[i].errors, 0);
+		CU_ASSERT_EQUAL(lk[i].done, CF_LOCK_ROUNDS);
+	}
+	cf_note("%d x %d locked increments in %" PRId64 " ms", CF_LOCK_THREADS, CF_LOCK_ROUNDS,
+	        cf_now_ms() - t0);
+	CU_ASSERT_EQUAL(cf_lk_overlaps, 0);
+	CU_ASSERT_EQUAL(cf_lk_fence_bad, 0);
+	CF_OK(cf_get_str(cf_kv, cf_key(ctr, sizeof(ctr), "lock", "counter"), v, sizeof(v), NULL,
+	                 &err));
+	CU_ASSERT_EQUAL(strtol(v, NULL, 10), CF_LOCK_THREADS * CF_LOCK_ROUNDS);
+}
+
+static void test_lock_try_and_reads(void)
+{
+	struct vf_err err = {0};
+	struct vf_kv_lease *la = NULL, *lb = NULL;
+	struct vf_kv_lock *a = NULL, *b = NULL;
+	struct vf_kv_result rr[2] = {{0}};
+	char name[256], r1[256], r2[256], x[256], v[64];
+	const char *reads[2] = {r1, r2};
+	int64_t t0, rr1 = 0, took;
+
+	cf_case("lock_try_and_reads", 60);
+	cf_key(name, sizeof(name), "lock", "try");
+	cf_key(r1, sizeof(r1), "lock", "read1");
+	cf_key(r2, sizeof(r2), "lock", "read2-missing");
+	cf_key(x, sizeof(x), "lock", "fenced");
+	CF_OK_FATAL(cf_ops->put(cf_kv, r1, "seen", 4, NULL, &rr1, &err));
+	CF_OK_FATAL(cf_ops->lease_grant(cf_kv, cf_lease_ttl(), 0, NULL, NULL, &la, &err));
+	CF_OK_FATAL(cf_ops->lease_grant(cf_kv, cf_lease_ttl(), 0, NULL, NULL, &lb, &err));
+
+	/* Acquire with reads: the values come back with the acquisition. */
+	CF_OK_FATAL(cf_ops->lock(cf_kv, la, name, 10000 * cf_slow, reads, 2, rr, &a, &err));
+	CU_ASSERT(a->fence > 0);
+	CU_ASSERT_PTR_NOT_NULL(a->key);
+	CU_ASSERT_EQUAL(rr[0].found, 1);
+	CU_ASSERT_EQUAL(rr[0].pair.value_len, 4);
+	if (rr[0].pair.value)
+		CU_ASSERT_STRING_EQUAL(rr[0].pair.value, "seen");
+	CU_ASSERT_EQUAL(rr[0].pair.mod_rev, rr1);
+	CU_ASSERT_EQUAL(rr[1].found, 0);
+	vf_kv_results_clear(rr, 2);
+
+	/* Held: a try fails fast with VF_EBUSY, a bounded wait times out. */
+	t0 = cf_now_ms();
+	CF_RC(cf_ops->lock(cf_kv, lb, name, 0, NULL, 0, NULL, &b, &err), VF_EBUSY);
+	took = cf_now_ms() - t0;
+	CU_ASSERT_PTR_NULL(b);
+	CU_ASSERT(took < 1000 * cf_slow);
+	t0 = cf_now_ms();
+	CF_RC(cf_ops->lock(cf_kv, lb, name, 700, NULL, 0, NULL, &b, &err), VF_ETIMEDOUT);
+	cf_note("try-lock on a held lock %" PRId64 " ms, 700 ms wait ran %" PRId64 " ms", took,
+	        cf_now_ms() - t0);
+	CU_ASSERT(cf_now_ms() - t0 >= 650);
+	CU_ASSERT(cf_now_ms() - t0 < 700 + 2000 * cf_slow);
+	CU_ASSERT_PTR_NULL(b);
+
+	/* The fence of a held lock guards a txn. */
+	{
+		struct vf_kv_cmp cmp = {.kind = VF_CMP_LOCK_HELD, .lock = a};
+		struct vf_kv_op op = {.kind = VF_OP_PUT, .key = x, .value = "a", .value_len = 1};
+
+		CF_OK(cf_ops->txn(cf_kv, &cmp, 1, &op, 1, NULL, &err));
+		CF_OK(cf_get_str(cf_kv, x, v, sizeof(v), NULL, &err));
+		CU_ASSERT_STRING_EQUAL(v, "a");
+	}
+	CF_OK(cf_ops->unlock(cf_kv, &a, &err));
+	CU_ASSERT_PTR_NULL(a);
+	/* Released: the try now succeeds, with a larger fence. */
+	CF_OK(cf_ops->lock(cf_kv, lb, name, 0, NULL, 0, NULL, &b, &err));
+	if (b)
+		CF_OK(cf_ops->unlock(cf_kv, &b, &err));
+	CF_OK(cf_ops->lease_revoke(cf_kv, &la, &err));
+	CF_OK(cf_ops->lease_revoke(cf_kv, &lb, &err));
+}
+
+/* ---- 6. a lock lost with its lease; UNLOCK in a txn ---- */
+struct cf_waiter {
+	struct vf_kv_lease *lease;
+	const char *name;
+	int started, returned, rc;
+	int64_t at;
+	struct vf_kv_lock *lock;
+	char msg[256];
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+};
+
+static void *cf_waiter_main(void *arg)
+{
+	struct cf_waiter *w = arg;
+	struct vf_err err = {0};
+	struct vf_kv_lock *lock = NULL;
+	int rc;
+
+	pthread_mutex_lock(&w->mu);
+	w->started = 1;
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	rc = cf_ops->lock(cf_kv, w->lease, w->name, 30000 * cf_slow, NULL, 0, NULL, &lock, &err);
+	pthread_mutex_lock(&w->mu);
+	w->rc = rc;
+	w->lock = lock;
+	w->at = cf_now_ms();
+	snprintf(w->msg, sizeof(w->msg), "%s", err.msg);
+	w->returned = 1;
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+static void test_lock_lease_loss(void)
+{
+	struct vf_err err = {0};
+	struct vf_kv_lease *la = NULL, *lb = NULL, *lc = NULL;
+	struct vf_kv_lock *a = NULL, *c = NULL;
+	struct cf_waiter w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+	char name[256], x[256], v[64];
+	pthread_t th;
+	int64_t t_revoke, deadline;
+	int returned_early;
+
+	cf_case("lock_lease_loss", 90);
+	cf_key(name, sizeof(name), "lock", "lost");
+	cf_key(x, sizeof(x), "lock", "lost-data");
+	CF_OK_FATAL(cf_ops->lease_grant(cf_kv, cf_lease_ttl(), 0, NULL, NULL, &la, &err));
+	CF_OK_FATAL(cf_ops->lease_grant(cf_kv, cf_lease_ttl(), 0, NULL, NULL, &lb, &err));
+	CF_OK_FATAL(cf_ops->lease_grant(cf_kv, cf_lease_ttl(), 0, NULL, NULL, &lc, &err));
+	CF_OK_FATAL(cf_ops->lock(cf_kv, la, name, 10000 * cf_slow, NULL, 0, NULL, &a, &err));
+
+	w.lease = lb;
+	w.name = name;
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&th, NULL, cf_waiter_main, &w), 0);
+	pthread_mutex_lock(&w.mu);
+	while (!w.started)
+		pthread_cond_wait(&w.cv, &w.mu);
+	pthread_mutex_unlock(&w.mu);
+	/* While A holds it, the waiter must stay blocked (checked for 500 ms). */
+	deadline = cf_now_ms() + 500;
+	pthread_mutex_lock(&w.mu);
+	while (!w.returned && cf_now_ms() < deadline) {
+		pthread_mutex_unlock(&w.mu);
+		cf_nap_ms(20);
+		pthread_mutex_lock(&w.mu);
+	}
+	returned_early = w.returned;
+	pthread_mutex_unlock(&w.mu);
+	CU_ASSERT_EQUAL(returned_early, 0);
+	CF_RC(cf_ops->lock(cf_kv, lc, name, 0, NULL, 0, NULL, &c, &err), VF_EBUSY);
+
+	/* A's lease goes: the lock is lost and the waiter gets it, bounded. */
+	t_revoke = cf_now_ms();
+	CF_OK(cf_ops->lease_revoke(cf_kv, &la, &err));
+	pthread_mutex_lock(&w.mu);
+	while (!w.returned)
+		pthread_cond_wait(&w.cv, &w.mu); /* bounded by the waiter's own timeout */
+	pthread_mutex_unlock(&w.mu);
+	pthread_join(th, NULL);
+	if (w.rc != VF_OK)
+		fprintf(stderr, "\nwaiter: %s\n", w.msg);
+	CU_ASSERT_EQUAL(w.rc, VF_OK);
+	cf_note("waiter acquired %" PRId64 " ms after the holder's lease was revoked",
+	        w.at - t_revoke);
+	CU_ASSERT(w.at - t_revoke < 5000 * cf_slow);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(w.lock);
+	CU_ASSERT(w.lock->fence > a->fence);
+
+	/* A write fenced by A's lost lock fails and lands nothing. */
+	{
+		struct vf_kv_cmp cmp = {.kind = VF_CMP_LOCK_HELD, .lock = a};
+		struct vf_kv_op op = {.kind = VF_OP_PUT, .key = x, .value = "a", .value_len = 1};
+
+		CF_RC(cf_ops->txn(cf_kv, &cmp, 1, &op, 1, NULL, &err), VF_ECONFLICT);
+		CF_RC(cf_get_str(cf_kv, x, v, sizeof(v), NULL, &err), VF_ENOTFOUND);
+	}
+	cf_ops->unlock(cf_kv, &a, &err); /* lost: any status, but it is freed */
+	CU_ASSERT_PTR_NULL(a);
+
+	/* UNLOCK inside a fenced txn releases B's lock together with the write. */
+	{
+		struct vf_kv_cmp cmp = {.kind = VF_CMP_LOCK_HELD, .lock = w.lock};
+		struct vf_kv_op ops[] = {
+		        {.kind = VF_OP_PUT, .key = x, .value = "b", .value_len = 1},
+		        {.kind = VF_OP_UNLOCK, .lock = w.lock}};
+
+		CF_OK(cf_ops->txn(cf_kv, &cmp, 1, ops, 2, NULL, &err));
+		CF_OK(cf_get_str(cf_kv, x, v, sizeof(v), NULL, &err));
+		CU_ASSERT_STRING_EQUAL(v, "b");
+	}
+	CF_OK(cf_ops->lock(cf_kv, lc, name, 0, NULL, 0, NULL, &c, &err));
+	CF_OK(cf_ops->unlock(cf_kv, &w.lock, &err)); /* already released: just freed */
+	CU_ASSERT_PTR_NULL(w.lock);
+	if (c) {
+		struct vf_kv_cmp cmp = {.kind = VF_CMP_LOCK_HELD, .lock = c};
+		struct vf_kv_op op = {.kind = VF_OP_PUT, .key = x, .value = "c", .value_len = 1};
+
+		/* B's late unlock must not have released C's lock. */
+		CF_OK(cf_ops->txn(cf_kv, &cmp, 1, &op, 1, NULL, &err));
+		CF_OK(cf_ops->unlock(cf_kv, &c, &err));
+	}
+	CF_OK(cf_ops->lease_revoke(cf_kv, &lb, &err));
+	CF_OK(cf_ops->lease_revoke(cf_kv, &lc, &err));
+}
+
+/* ---- 7/8. watches ---- */
+#define CF_MAX_EV 256
+#define CF_MAX_MIRROR 64
+struct cf_ev {
+	int type;
+	char key[160];
+	char val[64];
+	size_t len;
+	int64_t mod_rev;
+};
+struct cf_watch {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	const char *prefix;
+	struct cf_ev ev[CF_MAX_EV];
+	int n, resyncs, overflow, list_errors;
+	/* The prefix as the events describe it; re-listed on RESYNC. */
+	int mn;
+	char mkey[CF_MAX_MIRROR][160];
+	char mval[CF_MAX_MIRROR][64];
+};
+
+static void cf_watch_init(struct cf_watch *w, const char *prefix)
+{
+	memset(w, 0, sizeof(*w));
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	w->prefix = prefix;
+}
+
+static void cf_watch_fini(struct cf_watch *w)
+{
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->cv);
+}
+
+static void cf_mirror_set(struct cf_watch *w, const char *key, const char *val)
+{
+	int i;
+
+	for (i = 0; i < w->mn; i++)
+		if (strcmp(w->mkey[i], key) == 0)
+			break;
+	if (val == NULL) {
+		if (i < w->mn) {
+			w->mn--;
+			memmove(w->mkey[i], w->mkey[i + 1],
+			        sizeof(w->mkey[0]) * (size_t)(w->mn - i));
+			memmove(w->mval[i], w->mval[i + 1],
+			        sizeof(w->mval[0]) * (size_t)(w->mn - i));
+		}
+		return;
+	}
+	if (i == w->mn) {
+		if (w->mn == CF_MAX_MIRROR) {
+			w->overflow++;
+			return;
+		}
+		w->mn++;
+		snprintf(w->mkey[i], sizeof(w->mkey[i]), "%s", key);
+	}
+	snprintf(w->mval[i], sizeof(w->mval[i]), "%s", val);
+}
+
+/* Replace the mirror with a fresh listing (caller holds w->mu or is single). */
+static int cf_mirror_relist(struct cf_watch *w, int64_t *rev_r)
+{
+	struct vf_kv_list l = {0};
+	struct vf_err err = {0};
+	int rc = cf_ops->list(cf_kv, w->prefix, &l, &err);
+
+	if (rc != VF_OK)
+		return rc;
+	w->mn = 0;
+	for (size_t i = 0; i < l.count; i++)
+		cf_mirror_set(w, l.items[i].key, l.items[i].value);
+	if (rev_r)
+		*rev_r = l.revision;
+	vf_kv_list_clear(&l);
+	return VF_OK;
+}
+
+static int cf_watch_cb(const struct vf_kv_event *ev, void *arg)
+{
+	struct cf_watch *w = arg;
+
+	pthread_mutex_lock(&w->mu);
+	if (w->n < CF_MAX_EV) {
+		struct cf_ev *e = &w->ev[w->n++];
+
+		e->type = ev->type;
+		snprintf(e->key, sizeof(e->key), "%s", ev->key ? ev->key : "");
+		e->len = ev->value_len;
+		snprintf(e->val, sizeof(e->val), "%.*s",
+		         (int)(ev->value_len < 63 ? ev->value_len : 63),
+		         ev->value ? ev->value : "");
+		e->mod_rev = ev->type == VF_EV_RESYNC ? ev->revision : ev->mod_rev;
+	} else {
+		w->overflow++;
+	}
+	if (ev->type == VF_EV_PUT) {
+		char val[64];
+
+		snprintf(val, sizeof(val), "%.*s", (int)(ev->value_len < 63 ? ev->value_len : 63),
+		         ev->value ? ev->value : "");
+		cf_mirror_set(w, ev->key, val);
+	} else if (ev->type == VF_EV_DELETE) {
+		cf_mirror_set(w, ev->key, NULL);
+	} else if (ev->type == VF_EV_RESYNC) {
+		w->resyncs++;
+		if (cf_mirror_relist(w, NULL) != VF_OK)
+			w->list_errors++;
+	}
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	return 0;
+}
+
+/* Wait until pred holds on the collected events, within ms. Returns 1 if it did. */
+static int cf_watch_wait(struct cf_watch *w, int (*pred)(struct cf_watch *, const void *),
+                         const void *arg, int ms)
+{
+	int64_t deadline = cf_now_ms() + (int64_t)ms * cf_slow;
+	int ok;
+
+	pthread_mutex_lock(&w->mu);
+	while (!(ok = pred(w, arg))) {
+		struct timespec ts;
+		int64_t left = deadline - cf_now_ms();
+
+		if (left <= 0)
+			break;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += (time_t)(left / 1000);
+		ts.tv_nsec += (long)(left % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+	}
+	pthread_mutex_unlock(&w->mu);
+	return ok;
+}
+
+static int cf_pred_count(struct cf_watch *w, const void *arg)
+{
+	return w->n >= *(const int *)arg;
+}
+
+/* The PUT of key with value has been seen (by event or by a RESYNC re-list). */
+static int cf_pred_mirror_has(struct cf_watch *w, const void *arg)
+{
+	const char *const *kv = arg;
+
+	for (int i = 0; i < w->mn; i++)
+		if (strcmp(w->mkey[i], kv[0]) == 0 && strcmp(w->mval[i], kv[1]) == 0)
+			return 1;
+	return 0;
+}
+
+/* Events from index from on are exactly want (type, key, value), revisions rising. */
+struct cf_want {
+	int type;
+	const char *key;
+	const char *val;
+};
+static void cf_check_seq(struct cf_watch *w, int from, const struct cf_want *want, int n,
+                         const char *what)
+{
+	int bad = 0;
+
+	pthread_mutex_lock(&w->mu);
+	if (w->n - from != n) {
+		fprintf(stderr, "\n%s: %d events, want %d\n", what, w->n - from, n);
+		bad = 1;
+	}
+	for (int i = 0; i < n && from + i < w->n; i++) {
+		const struct cf_ev *e = &w->ev[from + i];
+
+		if (e->type != want[i].type || strcmp(e->key, want[i].key) != 0 ||
+		    (want[i].type == VF_EV_PUT && strcmp(e->val, want[i].val) != 0) ||
+		    (from + i > 0 && e->mod_rev <= w->ev[from + i - 1].mod_rev)) {
+			fprintf(stderr, "\n%s: event %d is %d %s=%s @%" PRId64 ", want %d %s=%s\n",
+			        what, i, e->type, e->key, e->val, e->mod_rev, want[i].type,
+			        want[i].key, want[i].val ? want[i].val : "");
+			bad = 1;
+		}
+	}
+	pthread_mutex_unlock(&w->mu);
+	CU_ASSERT_EQUAL(bad, 0);
+}
+
+/* The mirror built from events equals a fresh listing. */
+static void cf_check_mirror(struct cf_watch *w, const char *what)
+{
+	struct cf_watch fresh;
+	int bad = 0;
+
+	cf_watch_init(&fresh, w->prefix);
+	CU_ASSERT_EQUAL_FATAL(cf_mirror_relist(&fresh, NULL), VF_OK);
+	pthread_mutex_lock(&w->mu);
+	if (fresh.mn != w->mn)
+		bad = 1;
+	/* Same set of key=value pairs (the watched view is in event order). */
+	for (int i = 0; !bad && i < fresh.mn; i++) {
+		int found = 0;
+
+		for (int j = 0; j < w->mn; j++)
+			if (strcmp(fresh.mkey[i], w->mkey[j]) == 0 &&
+			    strcmp(fresh.mval[i], w->mval[j]) == 0)
+				found = 1;
+		if (!found)
+			bad = 1;
+	}
+	if (bad) {
+		fprintf(stderr, "\n%s: watched view (%d keys) differs from the store (%d keys)\n",
+		        what, w->mn, fresh.mn);
+		for (int i = 0; i < w->mn; i++)
+			fprintf(stderr, "  watched %s=%s\n", w->mkey[i], w->mval[i]);
+		for (int i = 0; i < fresh.mn; i++)
+			fprintf(stderr, "  store   %s=%s\n", fresh.mkey[i], fresh.mval[i]);
+	}
+	pthread_mutex_unlock(&w->mu);
+	cf_watch_fini(&fresh);
+	CU_ASSERT_EQUAL(bad, 0);
+}
+
+/* Write, then wait for the event (works for history and diff-based watches). */
+static void cf_step(struct cf_watch *w, const char *key, const char *val, int64_t *rev_r)
+{
+	struct vf_err err = {0};
+	int want;
+
+	pthread_mutex_lock(&w->mu);
+	want = w->n + 1;
+	pthread_mutex_unlock(&w->mu);
+	if (val)
+		CF_OK(cf_ops->put(cf_kv, key, val, strlen(val), NULL, rev_r, &err));
+	else
+		CF_OK(cf_ops->del(cf_kv, key, &err));
+	CU_ASSERT(cf_watch_wait(w, cf_pred_count, &want, 15000));
+}
+
+static void test_watch_order(void)
+{
+	struct vf_err err = {0};
+	struct cf_watch w, h;
+	struct vf_kv_watch *wh = NULL, *hh = NULL;
+	char base[128], a[256], b[256], c[256], d[256], outside[256];
+	int64_t r0 = 0, ra1 = 0, ra2 = 0, rb = 0;
+	int history = (cf_ops->caps & VF_KV_CAP_WATCH_HISTORY) != 0;
+
+	cf_case("watch_order", 90);
+	cf_key(base, sizeof(base), "watch", "");
+	cf_key(a, sizeof(a), "watch", "a");
+	cf_key(b, sizeof(b), "watch", "b");
+	cf_key(c, sizeof(c), "watch", "c");
+	cf_key(d, sizeof(d), "watch", "d");
+	snprintf(outside, sizeof(outside), "%swatchX", cf_prefix);
+	cf_watch_init(&w, base);
+	CF_OK_FATAL(cf_ops->put(cf_kv, cf_key(c, sizeof(c), "watch", "seed"), "s", 1, NULL, NULL,
+	                        &err));
+	cf_key(c, sizeof(c), "watch", "c");
+	CF_OK_FATAL(cf_mirror_relist(&w, &r0));
+	CU_ASSERT(r0 > 0);
+	CF_OK_FATAL(cf_ops->watch_start(cf_kv, base, r0, cf_watch_cb, &w, &wh, &err));
+
+	/* Step by step: each write's event, with its version. */
+	cf_step(&w, a, "1", &ra1);
+	CF_OK(cf_ops->put(cf_kv, outside, "no", 2, NULL, NULL, &err)); /* not under base */
+	cf_step(&w, a, "2", &ra2);
+	cf_step(&w, a, NULL, NULL);
+	cf_step(&w, b, "x", &rb);
+	{
+		const struct cf_want want[] = {{VF_EV_PUT, a, "1"},
+		                               {VF_EV_PUT, a, "2"},
+		                               {VF_EV_DELETE, a, NULL},
+		                               {VF_EV_PUT, b, "x"}};
+
+		cf_check_seq(&w, 0, want, 4, "watch steps");
+		pthread_mutex_lock(&w.mu);
+		if (w.n >= 4) {
+			CU_ASSERT_EQUAL(w.ev[0].mod_rev, ra1);
+			CU_ASSERT_EQUAL(w.ev[1].mod_rev, ra2);
+			CU_ASSERT(w.ev[2].mod_rev > ra2 && w.ev[2].mod_rev < rb);
+			CU_ASSERT_EQUAL(w.ev[3].mod_rev, rb);
+			CU_ASSERT_EQUAL(w.ev[3].len, 1);
+		}
+		pthread_mutex_unlock(&w.mu);
+	}
+	if (history) {
+		/* A burst without waiting: every version, in order. */
+		const struct cf_want all[] = {{VF_EV_PUT, a, "1"},     {VF_EV_PUT, a, "2"},
+		                              {VF_EV_DELETE, a, NULL}, {VF_EV_PUT, b, "x"},
+		                              {VF_EV_PUT, c, "1"},     {VF_EV_PUT, c, "2"},
+		                              {VF_EV_DELETE, c, NULL}, {VF_EV_PUT, d, "y"}};
+		int eight = 8;
+
+		CF_OK(cf_ops->put(cf_kv, c, "1", 1, NULL, NULL, &err));
+		CF_OK(cf_ops->put(cf_kv, c, "2", 1, NULL, NULL, &err));
+		CF_OK(cf_ops->del(cf_kv, c, &err));
+		CF_OK(cf_ops->put(cf_kv, d, "y", 1, NULL, NULL, &err));
+		CU_ASSERT(cf_watch_wait(&w, cf_pred_count, &eight, 15000));
+		cf_check_seq(&w, 0, all, 8, "watch burst");
+		/* A watch from the old revision replays the same history. */
+		cf_watch_init(&h, base);
+		CF_OK(cf_ops->watch_start(cf_kv, base, r0, cf_watch_cb, &h, &hh, &err));
+		CU_ASSERT(cf_watch_wait(&h, cf_pred_count, &eight, 15000));
+		cf_check_seq(&h, 0, all, 8, "watch replay from old revision");
+		if (hh)
+			cf_ops->watch_stop(cf_kv, &hh);
+		CU_ASSERT_PTR_NULL(hh);
+		cf_watch_fini(&h);
+		pthread_mutex_lock(&w.mu);
+		CU_ASSERT_EQUAL(w.resyncs, 0);
+		pthread_mutex_unlock(&w.mu);
+	} else {
+		cf_note("no VF_KV_CAP_WATCH_HISTORY: burst and replay not checked");
+	}
+	cf_check_mirror(&w, "watch view");
+	cf_ops->watch_stop(cf_kv, &wh);
+	CU_ASSERT_PTR_NULL(wh);
+	/* Stopped: no more events. */
+	{
+		int n0 = w.n;
+
+		CF_OK(cf_ops->put(cf_kv, a, "after-stop", 10, NULL, NULL, &err));
+		CF_OK(cf_get_str(cf_kv, a, outside, sizeof(outside), NULL, &err));
+		CU_ASSERT_EQUAL(w.n, n0);
+	}
+	cf_watch_fini(&w);
+}
+
+static void test_watch_resume(void)
+{
+	struct vf_err err = {0};
+	struct cf_watch w;
+	struct vf_kv_watch *wh = NULL;
+	char base[128], k1[256], k2[256], end[256], why[512];
+	const char *endkv[2];
+	int64_t r0 = 0, t0;
+	int n_before, history = (cf_ops->caps & VF_KV_CAP_WATCH_HISTORY) != 0;
+
+	cf_case("watch_resume", 120);
+	cf_key(base, sizeof(base), "resume", "");
+	cf_key(k1, sizeof(k1), "resume", "k1");
+	cf_key(k2, sizeof(k2), "resume", "k2");
+	cf_key(end, sizeof(end), "resume", "end");
+	endkv[0] = end;
+	endkv[1] = "done";
+	cf_watch_init(&w, base);
+	CF_OK_FATAL(cf_mirror_relist(&w, &r0));
+	CF_OK_FATAL(cf_ops->watch_start(cf_kv, base, r0, cf_watch_cb, &w, &wh, &err));
+	cf_step(&w, k1, "before", NULL);
+
+	/* Cut every stream: restart the server (same ports, same data). */
+	t0 = cf_now_ms();
+	if (vf_srv_restart(cf_srv, why, sizeof(why)) != 0) {
+		fprintf(stderr, "\nrestart: %s\n", why);
+		CU_FAIL_FATAL("server restart");
+	}
+	cf_note("server restarted in %" PRId64 " ms", cf_now_ms() - t0);
+	pthread_mutex_lock(&w.mu);
+	n_before = w.n;
+	pthread_mutex_unlock(&w.mu);
+	/* Written while the watch is (probably) still reconnecting. */
+	CF_OK(cf_ops->put(cf_kv, k2, "a", 1, NULL, NULL, &err));
+	CF_OK(cf_ops->put(cf_kv, k2, "b", 1, NULL, NULL, &err));
+	CF_OK(cf_ops->del(cf_kv, k2, &err));
+	CF_OK(cf_ops->put(cf_kv, k1, "after", 5, NULL, NULL, &err));
+	CF_OK(cf_ops->put(cf_kv, end, "done", 4, NULL, NULL, &err));
+	CU_ASSERT(cf_watch_wait(&w, cf_pred_mirror_has, endkv, 30000));
+	cf_note("resumed %" PRId64 " ms after the restart began", cf_now_ms() - t0);
+	if (history) {
+		const struct cf_want want[] = {{VF_EV_PUT, k2, "a"},
+		                               {VF_EV_PUT, k2, "b"},
+		                               {VF_EV_DELETE, k2, NULL},
+		                               {VF_EV_PUT, k1, "after"},
+		                               {VF_EV_PUT, end, "done"}};
+
+		cf_check_seq(&w, n_before, want, 5, "watch resumed after restart");
+		CU_ASSERT_EQUAL(w.resyncs, 0);
+	} else {
+		cf_note("no history: %d RESYNC, view checked against the store", w.resyncs);
+	}
+	CU_ASSERT_EQUAL(w.list_errors, 0);
+	cf_check_mirror(&w, "watch view after restart");
+	cf_ops->watch_stop(cf_kv, &wh);
+	cf_watch_fini(&w);
+}
+
+static int cf_pred_resync(struct cf_watch *w, const void *arg)
+{
+	(void)arg;
+	return w->resyncs > 0;
+}
+
+static void test_watch_compact(void)
+{
+	struct vf_err err = {0};
+	struct cf_watch w;
+	struct vf_kv_watch *wh = NULL;
+	char base[128], x[256];
+	int64_t r1 = 0, r2 = 0, r3 = 0;
+
+	cf_case("watch_compact", 60);
+	if (!(cf_ops->caps & VF_KV_CAP_COMPACT)) {
+		cf_note("no VF_KV_CAP_COMPACT: nothing to check");
+		CU_PASS("no compaction");
+		return;
+	}
+	cf_key(base, sizeof(base), "compact", "");
+	cf_key(x, sizeof(x), "compact", "x");
+	CF_OK_FATAL(cf_ops->put(cf_kv, x, "1", 1, NULL, &r1, &err));
+	CF_OK_FATAL(cf_ops->put(cf_kv, x, "2", 1, NULL, &r2, &err));
+	CF_OK_FATAL(cf_ops->put(cf_kv, x, "3", 1, NULL, &r3, &err));
+	CF_OK_FATAL(cf_ops->compact(cf_kv, r3, &err));
+	/* A watcher that stopped at r1 comes back after the compaction: RESYNC. */
+	cf_watch_init(&w, base);
+	CF_OK_FATAL(cf_ops->watch_start(cf_kv, base, r1, cf_watch_cb, &w, &wh, &err));
+	CU_ASSERT(cf_watch_wait(&w, cf_pred_resync, NULL, 15000));
+	pthread_mutex_lock(&w.mu);
+	CU_ASSERT(w.n >= 1);
+	if (w.n >= 1) {
+		CU_ASSERT_EQUAL(w.ev[0].type, VF_EV_RESYNC);
+		CU_ASSERT(w.ev[0].mod_rev >= r3);
+	}
+	CU_ASSERT_EQUAL(w.resyncs, 1);
+	pthread_mutex_unlock(&w.mu);
+	/* After the RESYNC, events continue. */
+	cf_step(&w, x, "4", NULL);
+	{
+		const char *want[2] = {x, "4"};
+
+		CU_ASSERT(cf_watch_wait(&w, cf_pred_mirror_has, want, 100));
+		pthread_mutex_lock(&w.mu);
+		CU_ASSERT_EQUAL(w.ev[w.n - 1].type, VF_EV_PUT);
+		CU_ASSERT_STRING_EQUAL(w.ev[w.n - 1].val, "4");
+		pthread_mutex_unlock(&w.mu);
+	}
+	cf_check_mirror(&w, "view after compaction resync");
+	cf_ops->watch_stop(cf_kv, &wh);
+	cf_watch_fini(&w);
+}
+
+/* ---- 9. the store stopped or killed ---- */
+static int cf_bound_ms(void)
+{
+	return (cf_timeout_ms + 2000) * cf_slow;
+}
+
+static void cf_expect_down(const char *k, const char *what)
+{
+	struct vf_err err = {0};
+	struct vf_kv_pair p = {0};
+	struct vf_kv_list l = {0};
+	int64_t t0;
+	int rc;
+
+	t0 = cf_now_ms();
+	rc = cf_ops->get(cf_kv, k, &p, &err);
+	vf_kv_pair_clear(&p);
+	cf_note("%s: get %s in %" PRId64 " ms", what, vf_strerror(rc), cf_now_ms() - t0);
+	CU_ASSERT_EQUAL(rc, VF_EUNAVAIL);
+	CU_ASSERT(cf_now_ms() - t0 <= cf_bound_ms());
+	CU_ASSERT(err.msg[0] != '\0');
+
+	t0 = cf_now_ms();
+	rc = cf_ops->list(cf_kv, k, &l, &err);
+	vf_kv_list_clear(&l);
+	CU_ASSERT_EQUAL(rc, VF_EUNAVAIL);
+	CU_ASSERT(cf_now_ms() - t0 <= cf_bound_ms());
+
+	t0 = cf_now_ms();
+	rc = cf_ops->put(cf_kv, k, "lost?", 5, NULL, NULL, &err);
+	cf_note("put %s in %" PRId64 " ms", vf_strerror(rc), cf_now_ms() - t0);
+	CU_ASSERT(rc == VF_EUNAVAIL || rc == VF_EUNCERTAIN);
+	CU_ASSERT(cf_now_ms() - t0 <= cf_bound_ms());
+
+	t0 = cf_now_ms();
+	rc = cf_ops->cas(cf_kv, k, "cas?", 4, 1, NULL, NULL, &err);
+	CU_ASSERT(rc == VF_EUNAVAIL || rc == VF_EUNCERTAIN);
+	CU_ASSERT(cf_now_ms() - t0 <= cf_bound_ms());
+}
+
+/* After the store is back, the same handle works again (bounded poll). */
+static void cf_expect_back(const char *k, const char *what)
+{
+	struct vf_err err = {0};
+	int64_t t0 = cf_now_ms(), deadline = t0 + 15000 * cf_slow;
+	int rc, tries = 0;
+
+	do {
+		tries++;
+		rc = cf_ops->put(cf_kv, k, "back", 4, NULL, NULL, &err);
+		if (rc != VF_OK)
+			cf_nap_ms(100);
+	} while (rc != VF_OK && cf_now_ms() < deadline);
+	CF_OK(rc);
+	cf_note("%s: put ok after %d tries, %" PRId64 " ms", what, tries, cf_now_ms() - t0);
+	{
+		char v[64];
+
+		CF_OK(cf_get_str(cf_kv, k, v, sizeof(v), NULL, &err));
+		CU_ASSERT_STRING_EQUAL(v, "back");
+	}
+}
+
+static void test_unavail_paused(void)
+{
+	struct vf_err err = {0};
+	char k[256];
+
+	cf_case("unavail_paused", 120);
+	cf_key(k, sizeof(k), "down", "paused");
+	CF_OK_FATAL(cf_ops->put(cf_kv, k, "before", 6, NULL, NULL, &err));
+	CU_ASSERT_EQUAL_FATAL(vf_srv_pause(cf_srv), 0);
+	cf_expect_down(k, "paused");
+	CU_ASSERT_EQUAL(vf_srv_resume(cf_srv), 0);
+	cf_expect_back(k, "resumed");
+}
+
+static void test_unavail_killed(void)
+{
+	struct vf_err err = {0};
+	char k[256], k2[256], v[64], why[512];
+
+	cf_case("unavail_killed", 120);
+	cf_key(k, sizeof(k), "down", "killed");
+	cf_key(k2, sizeof(k2), "down", "kept");
+	CF_OK_FATAL(cf_ops->put(cf_kv, k2, "kept", 4, NULL, NULL, &err));
+	CU_ASSERT_EQUAL_FATAL(vf_srv_kill(cf_srv), 0);
+	cf_expect_down(k, "killed");
+	if (vf_srv_restart(cf_srv, why, sizeof(why)) != 0) {
+		fprintf(stderr, "\nrestart: %s\n", why);
+		CU_FAIL_FATAL("server restart");
+	}
+	cf_expect_back(k, "restarted");
+	CF_OK(cf_get_str(cf_kv, k2, v, sizeof(v), NULL, &err));
+	CU_ASSERT_STRING_EQUAL(v, "kept");
+}
+
+/* ---- 10. authentication ---- */
+static void cf_expect_auth_fail(struct vf_kv *kv, const char *k, const char *secret,
+                                const char *what)
+{
+	struct vf_err err = {0};
+	struct vf_kv_pair p = {0};
+	int rc;
+
+	rc = kv->ops->get(kv, k, &p, &err);
+	vf_kv_pair_clear(&p);
+	cf_note("%s: get %s: %s", what, vf_strerror(rc), err.msg);
+	CU_ASSERT_EQUAL(rc, VF_EAUTH);
+	CU_ASSERT(err.msg[0] != '\0');
+	CU_ASSERT(strstr(err.msg, secret) == NULL);
+	memset(&err, 0, sizeof(err));
+	rc = kv->ops->put(kv, k, "x", 1, NULL, NULL, &err);
+	CU_ASSERT_EQUAL(rc, VF_EAUTH);
+	CU_ASSERT(strstr(err.msg, secret) == NULL);
+}
+
+static void test_auth(void)
+{
+	struct vf_srv *srv = NULL;
+	struct vf_srv_opts o = {.auth = 1, .timeout_ms = cf_timeout_ms};
+	struct vf_err err = {0};
+	struct vf_kv *good = NULL, *bad = NULL, *none = NULL;
+	char why[512], k[256], v[64];
+	const char *badcfg, *wrong;
+
+	cf_case("auth", 120);
+	if (vf_srv_start(cf_srv->kind, &o, &srv, why, sizeof(why)) != 0) {
+		fprintf(stderr, "\nauth server: %s\n", why);
+		CU_FAIL_FATAL("cannot start a server with auth");
+	}
+	cf_key(k, sizeof(k), "auth", "k");
+	CF_OK_FATAL(cf_open(vf_srv_auth_config(srv, 1), &good, &err));
+	CF_OK_FATAL(cf_open(vf_srv_auth_config(srv, 0), &bad, &err));
+	CF_OK_FATAL(cf_open(vf_srv_config(srv), &none, &err));
+
+	CF_OK(good->ops->put(good, k, "ok", 2, NULL, NULL, &err));
+	CF_OK(cf_get_str(good, k, v, sizeof(v), NULL, &err));
+	CU_ASSERT_STRING_EQUAL(v, "ok");
+
+	/* The wrong secret as written in the bad config, to check messages for it. */
+	badcfg = vf_srv_auth_config(srv, 0);
+	wrong = strrchr(badcfg, '=');
+	{
+		char secret[128] = "";
+
+		if (wrong)
+			sscanf(wrong, "= \"%127[^\"]\"", secret);
+		CU_ASSERT(secret[0] != '\0');
+		cf_expect_auth_fail(bad, k, vf_srv_secret(srv), "wrong secret");
+		if (secret[0]) {
+			struct vf_err e2 = {0};
+
+			bad->ops->get(bad, k, &(struct vf_kv_pair){0}, &e2);
+			CU_ASSERT(strstr(e2.msg, secret) == NULL);
+		}
+	}
+	cf_expect_auth_fail(none, k, vf_srv_secret(srv), "no credentials");
+	/* The right credentials still work after the failures. */
+	CF_OK(cf_get_str(good, k, v, sizeof(v), NULL, &err));
+	CU_ASSERT_STRING_EQUAL(v, "ok");
+	good->ops->close(good);
+	bad->ops->close(bad);
+	none->ops->close(none);
+	vf_srv_stop(&srv);
+}
+
+/* ---- registration ---- */
+static int cf_suite_init(void)
+{
+	return 0;
+}
+
+static void cf_cleanup(void)
+{
+	if (cf_kv) {
+		cf_ops->close(cf_kv);
+		cf_kv = NULL;
+	}
+	vf_backend_unload(&cf_be);
+	vf_srv_stop(&cf_srv);
+}
+
+void vf_test_register(void)
+{
+	const char *name = getenv("VFILE_CONFORMANCE_BACKEND");
+	const char *vg = getenv("VFILE_VALGRIND"), *pre = getenv("LD_PRELOAD");
+	const char *dir = getenv("VFILE_BACKEND_DIR");
+	struct vf_srv_opts o = {0};
+	struct vf_err err = {0};
+	char why[512], path[1024], suite[64];
+	pthread_t dog;
+	CU_pSuite s;
+	int kind;
+
+	cf_name = name && *name ? name : "etcd";
+	if ((vg && strcmp(vg, "1") == 0) || (pre && strstr(pre, "vgpreload"))) {
+		cf_slow = 5;
+		cf_timeout_ms = 5000;
+	}
+	kind = strcmp(cf_name, "consul") == 0 ? VF_SRV_CONSUL : VF_SRV_ETCD;
+	if (strcmp(cf_name, "etcd") != 0 && strcmp(cf_name, "consul") != 0) {
+		fprintf(stderr, "conformance: unknown backend '%s' (etcd or consul)\n", cf_name);
+		exit(2);
+	}
+	/* A module that was not built is a skip, even under CI (configure chose so). */
+	snprintf(path, sizeof(path), "%s/%s.so", dir && *dir ? dir : ".libs", cf_name);
+	if (access(path, R_OK) != 0) {
+		printf("SKIP: backend module %s was not built\n", path);
+		exit(77);
+	}
+	if (vf_backend_load(cf_name, NULL, &cf_be, &err) != VF_OK) {
+		fprintf(stderr, "conformance: %s\n", err.msg);
+		exit(1);
+	}
+	cf_ops = vf_backend_ops(cf_be);
+	o.timeout_ms = cf_timeout_ms;
+	if (vf_srv_start(kind, &o, &cf_srv, why, sizeof(why)) != 0) {
+		vf_backend_unload(&cf_be);
+		vf_test_unavailable(why);
+	}
+	atexit(cf_cleanup);
+	if (cf_open(vf_srv_config(cf_srv), &cf_kv, &err) != VF_OK) {
+		fprintf(stderr, "conformance: open %s with {%s}: %s\n", cf_name,
+		        vf_srv_config(cf_srv), err.msg);
+		exit(1);
+	}
+	snprintf(cf_prefix, sizeof(cf_prefix), "conf-%ld-%ld/", (long)getpid(), (long)time(NULL));
+	printf("conformance: backend %s (%s), caps 0x%x, max_txn_ops %u, min_lease_ttl_s %d, "
+	       "server %s\n",
+	       cf_name, vf_backend_path(cf_be), cf_ops->caps, cf_kv->max_txn_ops,
+	       cf_kv->min_lease_ttl_s, vf_srv_config(cf_srv));
+	if (pthread_create(&dog, NULL, cf_dog_main, NULL) == 0)
+		pthread_detach(dog);
+
+	snprintf(suite, sizeof(suite), "conformance-%s", cf_name);
+	s = CU_add_suite(suite, cf_suite_init, NULL);
+	if (s == NULL)
+		vf_test_abort(suite);
+	VF_ADD_TEST(s, test_kv_basic);
+	VF_ADD_TEST(s, test_cas);
+	VF_ADD_TEST(s, test_txn);
+	VF_ADD_TEST(s, test_lease_revoke);
+	VF_ADD_TEST(s, test_lease_expiry_keepalive);
+	VF_ADD_TEST(s, test_lock_try_and_reads);
+	VF_ADD_TEST(s, test_lock_lease_loss);
+	VF_ADD_TEST(s, test_lock_exclusion);
+	VF_ADD_TEST(s, test_watch_order);
+	VF_ADD_TEST(s, test_watch_compact);
+	VF_ADD_TEST(s, test_watch_resume);
+	VF_ADD_TEST(s, test_unavail_paused);
+	VF_ADD_TEST(s, test_unavail_killed);
+	VF_ADD_TEST(s, test_auth);
+}
