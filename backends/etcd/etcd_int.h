@@ -26,6 +26,7 @@ struct etcd_lease {
 	int is_lost;         /* loss detected (reported once) */
 	int busy;            /* the keep-alive thread runs its lost callback */
 	int revoked;         /* revoked from within its own lost callback */
+	int retrying;        /* renewals are failing (logged once) */
 	struct etcd_lease *next;
 };
 

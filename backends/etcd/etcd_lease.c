@@ -137,6 +137,9 @@ static void *lease_thread(void *arg)
 		if ((l = lease_find(ek, due, id)) == NULL || l->is_lost)
 			continue; /* revoked meanwhile */
 		if (rc == VF_OK) {
+			if (l->retrying)
+				vf_log(VF_LOG_INFO, "etcd: lease %s renewed again", l->base.id);
+			l->retrying = 0;
 			l->deadline_ms = now + ttl * 1000;
 			l->next_ms = now + ttl * 1000 / 3;
 			l->base.ttl_s = (int)ttl;
@@ -145,8 +148,11 @@ static void *lease_thread(void *arg)
 		} else {
 			int64_t t = vf_now_ms();
 
-			vf_log(VF_LOG_WARN, "etcd: lease %s: renewal failed, retrying: %s",
+			/* Warn once per outage, not at every retry. */
+			vf_log(l->retrying ? VF_LOG_DEBUG : VF_LOG_WARN,
+			       "etcd: lease %s: renewal failed, retrying until its TTL ends: %s",
 			       l->base.id, err.msg);
+			l->retrying = 1;
 			if (t >= l->deadline_ms)
 				lease_report_lost(ek, l, err.msg);
 			else
