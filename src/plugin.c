@@ -633,11 +633,11 @@ int vf_plugin_server_start(const struct vf_plugin_server_cfg *cfg, struct vf_plu
 	srv->mhd = MHD_start_daemon(
 	        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC |
 	                MHD_USE_ERROR_LOG,
-	        0, NULL, NULL, plugin_access, srv, MHD_OPTION_LISTEN_SOCKET, srv->listen_fd,
-	        MHD_OPTION_NOTIFY_COMPLETED, plugin_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT,
+	        0, NULL, NULL, plugin_access, srv, MHD_OPTION_EXTERNAL_LOGGER, plugin_mhd_log, srv,
+	        MHD_OPTION_LISTEN_SOCKET, srv->listen_fd, MHD_OPTION_NOTIFY_COMPLETED,
+	        plugin_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT,
 	        (unsigned int)(cfg->idle_timeout_s > 0 ? cfg->idle_timeout_s : 60),
-	        MHD_OPTION_CONNECTION_LIMIT, 256U, MHD_OPTION_EXTERNAL_LOGGER, plugin_mhd_log, srv,
-	        MHD_OPTION_END);
+	        MHD_OPTION_CONNECTION_LIMIT, 256U, MHD_OPTION_END);
 	if (srv->mhd == NULL) {
 		rc = vf_err_set(err, VF_EINVAL, "plugin socket %s: cannot start the HTTP server",
 		                cfg->socket_path);

@@ -1,0 +1,641 @@
+/*
+ * vfiled: the vfile daemon on every host. Reads vfile.conf, opens the backend and
+ * the file-server driver, joins the volume manager (managers also run watchers,
+ * reconciler and file servers) and serves the Docker volume plugin protocol on a
+ * unix socket. SIGTERM/SIGINT: drain and exit 0; SIGHUP: reload log settings.
+ *
+ * Exit status: 0 clean stop (or --check-config ok), 1 runtime failure, 2 bad
+ * usage or configuration.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <curl/curl.h>
+
+#include "common_int.h"
+#include "config_int.h"
+#include "daemon_int.h"
+#include "fs_int.h"
+#include "plugin_int.h"
+#include "volume_int.h"
+
+struct vfd {
+	struct vf_conf *conf;
+	char *node_id;
+	char *node_addr;
+	int manager;
+	struct vfd_etcd *etcd;
+	struct vf_backend *be;
+	struct vf_kv *kv;
+	const struct vf_fs_ops *fs;
+	void *fs_arg;
+	struct vf_ctx *ctx;
+	struct vf_plugin_server *srv;
+};
+
+static void vfd_usage(FILE *f)
+{
+	fprintf(f, "usage: vfiled [-c FILE] [--check-config] [--version]\n"
+	           "  -c, --config FILE   configuration (default " VF_CONF_DEFAULT_FILE ")\n"
+	           "  --check-config      validate the configuration, backend and file-server\n"
+	           "                      driver settings, then exit 0 (valid) or 2\n"
+	           "  --version           print the version and exit\n");
+}
+
+/* ---- role = auto: ask dockerd ---- */
+
+static size_t vfd_sink(char *p, size_t size, size_t n, void *arg)
+{
+	struct vf_buf *b = arg;
+
+	if (b->len > 4 * 1024 * 1024)
+		return 0;
+	return vf_buf_add(b, p, size * n) == VF_OK ? size * n : 0;
+}
+
+/* GET /info on dockerd's socket: manager iff an active swarm node with control. */
+static int vfd_swarm_role(struct vfd *d, struct vf_err *err)
+{
+	struct vf_conf *c = d->conf;
+	struct vf_buf body = {0};
+	yajl_val t = NULL;
+	long status = 0;
+	CURL *h = curl_easy_init();
+	CURLcode cc;
+	int rc;
+
+	if (h == NULL)
+		return vf_err_set(err, VF_ENOMEM, "out of memory");
+	curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, c->docker_socket);
+	curl_easy_setopt(h, CURLOPT_URL, "http://localhost/info");
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)c->request_timeout_ms);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, vfd_sink);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
+	cc = curl_easy_perform(h);
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(h);
+	if (cc != CURLE_OK) {
+		rc = vf_err_set(err, VF_EUNAVAIL, "role = auto: cannot ask dockerd at %s: %s",
+		                c->docker_socket, curl_easy_strerror(cc));
+		goto out;
+	}
+	if (status != 200 || body.data == NULL ||
+	    vf_json_parse(body.data, body.len, &t, NULL) != VF_OK) {
+		rc = vf_err_set(err, VF_EPROTO, "role = auto: dockerd at %s answered HTTP %ld",
+		                c->docker_socket, status);
+		goto out;
+	}
+	const char *state = vf_json_str(vf_json_get(t, "Swarm", "LocalNodeState", NULL));
+	const char *nid = vf_json_str(vf_json_get(t, "Swarm", "NodeID", NULL));
+	const char *addr = vf_json_str(vf_json_get(t, "Swarm", "NodeAddr", NULL));
+	yajl_val ctl = vf_json_get(t, "Swarm", "ControlAvailable", NULL);
+
+	if (state == NULL || strcmp(state, "active") != 0 || nid == NULL || nid[0] == '\0') {
+		rc = vf_err_set(err, VF_EINVAL,
+		                "role = auto: dockerd at %s is not an active swarm node "
+		                "(LocalNodeState '%s'): join a swarm or set role to manager or "
+		                "worker",
+		                c->docker_socket, state ? state : "?");
+		goto out;
+	}
+	d->manager = ctl != NULL && YAJL_IS_TRUE(ctl);
+	if (!c->node_id_set) {
+		free(d->node_id);
+		d->node_id = strdup(nid);
+	}
+	if (addr && addr[0]) {
+		free(d->node_addr);
+		d->node_addr = strdup(addr);
+	}
+	if (d->node_id == NULL || d->node_addr == NULL) {
+		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
+		goto out;
+	}
+	vf_log(VF_LOG_INFO, "role = auto: swarm node %s (%s) is a %s", nid, d->node_addr,
+	       d->manager ? "manager" : "worker");
+	rc = VF_OK;
+out:
+	yajl_tree_free(t);
+	vf_buf_free(&body);
+	return rc;
+}
+
+/* ---- embedded etcd ---- */
+
+/* Point the etcd group's endpoints at the embedded member. */
+static int vfd_embedded_endpoints(struct vfd *d, struct vf_err *err)
+{
+	struct vf_conf *c = d->conf;
+	config_setting_t *g = config_lookup(&c->cfg, "etcd"), *ep, *s;
+
+	if (g == NULL)
+		g = config_setting_add(config_root_setting(&c->cfg), "etcd", CONFIG_TYPE_GROUP);
+	if (g == NULL)
+		return vf_err_set(err, VF_ENOMEM, "out of memory");
+	if (config_setting_get_member(g, "endpoints"))
+		config_setting_remove(g, "endpoints");
+	ep = config_setting_add(g, "endpoints", CONFIG_TYPE_ARRAY);
+	s = ep ? config_setting_add(ep, NULL, CONFIG_TYPE_STRING) : NULL;
+	if (s == NULL || config_setting_set_string(s, c->embedded.client_url) != CONFIG_TRUE)
+		return vf_err_set(err, VF_ENOMEM, "out of memory");
+	if (strcmp(c->backend_name, "etcd") == 0)
+		c->backend_group = g;
+	return VF_OK;
+}
+
+/* ---- request handling ---- */
+
+static void vfd_gen_mountpoint(struct vfd *d, yajl_gen g, const char *name, int mounted)
+{
+	char path[4096];
+
+	vf_jgen_str(g, "Mountpoint");
+	if (mounted) {
+		snprintf(path, sizeof(path), "%s/%s", d->conf->mount_root, name);
+		vf_jgen_str(g, path);
+	} else {
+		vf_jgen_str(g, "");
+	}
+}
+
+static int vfd_mounted_here(struct vfd *d, const struct vf_volume *v)
+{
+	for (size_t i = 0; i < v->nclients; i++)
+		if (strcmp(v->clients[i], d->node_id) == 0)
+			return 1;
+	return 0;
+}
+
+/* Emit a parsed JSON value as is. */
+static void vfd_gen_tree(yajl_gen g, yajl_val v)
+{
+	if (v == NULL || YAJL_IS_NULL(v)) {
+		yajl_gen_null(g);
+	} else if (YAJL_IS_STRING(v)) {
+		vf_jgen_str(g, v->u.string);
+	} else if (YAJL_IS_INTEGER(v)) {
+		vf_jgen_int(g, YAJL_GET_INTEGER(v));
+	} else if (YAJL_IS_NUMBER(v)) {
+		yajl_gen_number(g, v->u.number.r, strlen(v->u.number.r));
+	} else if (YAJL_IS_TRUE(v) || YAJL_IS_FALSE(v)) {
+		yajl_gen_bool(g, YAJL_IS_TRUE(v));
+	} else if (YAJL_IS_OBJECT(v)) {
+		yajl_gen_map_open(g);
+		for (size_t i = 0; i < v->u.object.len; i++) {
+			vf_jgen_str(g, v->u.object.keys[i]);
+			vfd_gen_tree(g, v->u.object.values[i]);
+		}
+		yajl_gen_map_close(g);
+	} else if (YAJL_IS_ARRAY(v)) {
+		yajl_gen_array_open(g);
+		for (size_t i = 0; i < v->u.array.len; i++)
+			vfd_gen_tree(g, v->u.array.values[i]);
+		yajl_gen_array_close(g);
+	} else {
+		yajl_gen_null(g);
+	}
+}
+
+static void vfd_gen_volume(struct vfd *d, yajl_gen g, const struct vf_volume *v, int status)
+{
+	yajl_val info = NULL;
+
+	yajl_gen_map_open(g);
+	vf_jgen_str(g, "Name");
+	vf_jgen_str(g, v->name);
+	vfd_gen_mountpoint(d, g, v->name, vfd_mounted_here(d, v));
+	if (status) {
+		vf_jgen_str(g, "Status");
+		yajl_gen_map_open(g);
+		vf_jgen_str(g, "state");
+		vf_jgen_str(g, v->state ? v->state : "");
+		vf_jgen_str(g, "gref");
+		vf_jgen_int(g, v->gref);
+		vf_jgen_str(g, "clients");
+		yajl_gen_array_open(g);
+		for (size_t i = 0; i < v->nclients; i++)
+			vf_jgen_str(g, v->clients[i]);
+		yajl_gen_array_close(g);
+		if (v->info_json &&
+		    vf_json_parse(v->info_json, strlen(v->info_json), &info, NULL) == VF_OK) {
+			yajl_val server = vf_json_get(info, "server", NULL);
+			yajl_val opts = vf_json_get(info, "options", NULL);
+
+			vf_jgen_str(g, "server");
+			vfd_gen_tree(g, server);
+			if (opts) {
+				vf_jgen_str(g, "options");
+				vfd_gen_tree(g, opts);
+			}
+		}
+		yajl_gen_map_close(g);
+	}
+	yajl_gen_map_close(g);
+	yajl_tree_free(info);
+}
+
+static int vfd_status(struct vfd *d, yajl_gen g, struct vf_err *err)
+{
+	struct vf_volume *vols = NULL;
+	struct vf_kv_lease *lease;
+	size_t n = 0;
+
+	vf_jgen_str(g, "Node");
+	vf_jgen_str(g, d->node_id);
+	vf_jgen_str(g, "Role");
+	vf_jgen_str(g, d->manager ? "manager" : "worker");
+	vf_jgen_str(g, "Backend");
+	vf_jgen_str(g, d->conf->backend);
+	vf_jgen_str(g, "Lease");
+	lease = vf_ctx_lease_get(d->ctx);
+	vf_jgen_str(g, lease ? lease->id : "");
+	vf_ctx_lease_put(d->ctx);
+	vf_jgen_str(g, "Manager");
+	yajl_gen_map_open(g);
+	vf_jgen_str(g, "Watchers");
+	vf_jgen_int(g, d->manager && d->ctx->mgr ? 1 : 0);
+	vf_jgen_str(g, "Servers");
+	yajl_gen_array_open(g);
+	if (d->manager && d->fs->running && vf_volume_list(d->ctx, &vols, &n, err) == VF_OK) {
+		for (size_t i = 0; i < n; i++)
+			if (d->fs->running(d->fs_arg, vols[i].name) == 1)
+				vf_jgen_str(g, vols[i].name);
+		for (size_t i = 0; i < n; i++)
+			vf_volume_clear(&vols[i]);
+		free(vols);
+	}
+	yajl_gen_array_close(g);
+	yajl_gen_map_close(g);
+	if (d->etcd) {
+		vf_jgen_str(g, "EmbeddedEtcd");
+		yajl_gen_map_open(g);
+		vf_jgen_str(g, "URL");
+		vf_jgen_str(g, d->conf->embedded.client_url);
+		vf_jgen_str(g, "Pid");
+		vf_jgen_int(g, vfd_etcd_pid(d->etcd));
+		vf_jgen_str(g, "Restarts");
+		vf_jgen_int(g, vfd_etcd_restarts(d->etcd));
+		yajl_gen_map_close(g);
+	}
+	return VF_OK;
+}
+
+static int vfd_kvdump(struct vfd *d, yajl_gen g, struct vf_err *err)
+{
+	struct vf_kv_list l = {0};
+	int rc = d->kv->ops->list(d->kv, d->conf->prefix, &l, err);
+
+	if (rc != VF_OK)
+		return vf_err_prefix(err, "cannot list %s", d->conf->prefix);
+	vf_jgen_str(g, "Keys");
+	yajl_gen_array_open(g);
+	for (size_t i = 0; i < l.count; i++) {
+		yajl_gen_map_open(g);
+		vf_jgen_str(g, "Key");
+		vf_jgen_str(g, l.items[i].key);
+		vf_jgen_str(g, "Value");
+		vf_jgen_strn(g, l.items[i].value ? l.items[i].value : "", l.items[i].value_len);
+		vf_jgen_str(g, "ModRev");
+		vf_jgen_int(g, l.items[i].mod_rev);
+		yajl_gen_map_close(g);
+	}
+	yajl_gen_array_close(g);
+	vf_kv_list_clear(&l);
+	return VF_OK;
+}
+
+static int vfd_handle(void *arg, const struct vf_plugin_req *req, yajl_gen g, struct vf_err *err)
+{
+	struct vfd *d = arg;
+	struct vf_volume v = {0};
+	struct vf_volume *vols = NULL;
+	char *path = NULL;
+	size_t n = 0;
+	int rc = VF_OK;
+
+	switch (req->ep) {
+	case VF_EP_CREATE:
+		rc = vf_volume_create(d->ctx, req->name, req->opts, req->nopts, err);
+		break;
+	case VF_EP_REMOVE:
+		rc = vf_volume_remove(d->ctx, req->name, err);
+		break;
+	case VF_EP_MOUNT:
+		rc = vf_volume_mount(d->ctx, req->name, req->id, &path, err);
+		if (rc == VF_OK) {
+			vf_jgen_str(g, "Mountpoint");
+			vf_jgen_str(g, path);
+		}
+		break;
+	case VF_EP_UNMOUNT:
+		rc = vf_volume_unmount(d->ctx, req->name, req->id, err);
+		break;
+	case VF_EP_PATH:
+		rc = vf_volume_get(d->ctx, req->name, &v, err);
+		if (rc == VF_OK)
+			vfd_gen_mountpoint(d, g, req->name, vfd_mounted_here(d, &v));
+		break;
+	case VF_EP_GET:
+		rc = vf_volume_get(d->ctx, req->name, &v, err);
+		if (rc == VF_OK) {
+			vf_jgen_str(g, "Volume");
+			vfd_gen_volume(d, g, &v, 1);
+		}
+		break;
+	case VF_EP_LIST:
+		rc = vf_volume_list(d->ctx, &vols, &n, err);
+		if (rc == VF_OK) {
+			vf_jgen_str(g, "Volumes");
+			yajl_gen_array_open(g);
+			for (size_t i = 0; i < n; i++)
+				vfd_gen_volume(d, g, &vols[i], 0);
+			yajl_gen_array_close(g);
+		}
+		break;
+	case VF_EP_STATUS:
+		rc = vfd_status(d, g, err);
+		break;
+	case VF_EP_KVDUMP:
+		rc = vfd_kvdump(d, g, err);
+		break;
+	default:
+		rc = vf_err_set(err, VF_EINVAL, "%s: not handled", vf_plugin_ep_path(req->ep));
+	}
+	if (req->name) {
+		if (rc == VF_OK)
+			vf_log(req->ep == VF_EP_GET || req->ep == VF_EP_PATH ? VF_LOG_DEBUG
+			                                                     : VF_LOG_INFO,
+			       "volume %s: %s%s%s: ok", req->name, vf_plugin_ep_path(req->ep) + 1,
+			       req->id ? " id " : "", req->id ? req->id : "");
+		else
+			vf_log(VF_LOG_WARN, "volume %s: %s%s%s: %s", req->name,
+			       vf_plugin_ep_path(req->ep) + 1, req->id ? " id " : "",
+			       req->id ? req->id : "", err->msg);
+	} else if (rc != VF_OK) {
+		vf_log(VF_LOG_WARN, "%s: %s", vf_plugin_ep_path(req->ep) + 1, err->msg);
+	}
+	for (size_t i = 0; i < n; i++)
+		vf_volume_clear(&vols[i]);
+	free(vols);
+	vf_volume_clear(&v);
+	free(path);
+	return rc;
+}
+
+/* ---- lifecycle ---- */
+
+static void vfd_apply_log(const struct vf_conf *c)
+{
+	vf_log_set_target(c->log_target, "vfiled");
+	vf_log_set_level(c->log_level);
+}
+
+/* SIGHUP: reopen logs and take the new log level/target; the rest needs a restart. */
+static void vfd_reload(struct vfd *d)
+{
+	struct vf_conf *nc = NULL;
+	struct vf_err err = {0};
+
+	if (vf_conf_load(d->conf->file, &nc, &err) != VF_OK) {
+		vf_log(VF_LOG_ERR, "reload: %s (keeping the running configuration)", err.msg);
+		return;
+	}
+	vf_log_set_target("stderr", NULL); /* closes syslog: reopened below if wanted */
+	vfd_apply_log(nc);
+	d->conf->log_level = nc->log_level;
+	vf_log(VF_LOG_INFO,
+	       "reload: %s: log_level %d, log_target %s (other settings need a restart)", nc->file,
+	       nc->log_level, nc->log_target);
+	vf_conf_free(&nc);
+}
+
+/* Wait ms for a signal in set; returns the signal or 0. */
+static int vfd_wait_signal(const sigset_t *set, int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	int sig = sigtimedwait(set, NULL, &ts);
+
+	return sig > 0 ? sig : 0;
+}
+
+static int vfd_check_config(struct vfd *d)
+{
+	struct vf_err err = {0};
+	int rc;
+
+	rc = vf_backend_load(d->conf->backend, d->conf->backend_dir, &d->be, &err);
+	if (rc == VF_OK)
+		rc = vf_backend_open(d->be, d->conf->backend_group, &d->kv, &err);
+	if (rc == VF_OK)
+		rc = vf_fs_open(d->conf->fileserver_group, d->conf->state_dir, &d->fs, &d->fs_arg,
+		                &err);
+	if (rc != VF_OK) {
+		fprintf(stderr, "vfiled: %s\n", err.msg);
+		return 2;
+	}
+	printf("%s: ok (backend %s from %s, node %s, role %s)\n", d->conf->file, d->conf->backend,
+	       vf_backend_path(d->be), d->node_id, vf_conf_role_name(d->conf->role));
+	return 0;
+}
+
+static void vfd_teardown(struct vfd *d)
+{
+	if (d->srv) {
+		int left = vf_plugin_server_drain(d->srv, d->conf->op_timeout_ms + 1000);
+
+		if (left)
+			vf_log(VF_LOG_WARN, "shutdown: %d request(s) still running after %d ms",
+			       left, d->conf->op_timeout_ms + 1000);
+		vf_plugin_server_stop(&d->srv);
+	}
+	vf_ctx_free(&d->ctx); /* stops watchers, revokes the lease (releases its locks) */
+	if (d->fs_arg)
+		vf_fs_close(d->fs_arg);
+	d->fs_arg = NULL;
+	if (d->kv)
+		vf_backend_ops(d->be)->close(d->kv);
+	d->kv = NULL;
+	vf_backend_unload(&d->be);
+	vfd_etcd_stop(&d->etcd);
+}
+
+static int vfd_mkdirs(const char *path, struct vf_err *err)
+{
+	char buf[4096];
+
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (char *p = buf + 1; *p; p++)
+		if (*p == '/') {
+			*p = '\0';
+			mkdir(buf, 0755);
+			*p = '/';
+		}
+	if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+		return vf_err_set(err, VF_EINVAL, "cannot create %s: %s", path, strerror(errno));
+	return VF_OK;
+}
+
+/* Open everything; retries the store until it answers, a signal, or op_timeout. */
+static int vfd_start(struct vfd *d, const sigset_t *sigs, struct vf_err *err)
+{
+	struct vf_conf *c = d->conf;
+	struct vf_ctx_cfg cc = {0};
+	struct vf_plugin_server_cfg sc = {0};
+	int rc;
+
+	if (c->role == VF_ROLE_AUTO) {
+		if ((rc = vfd_swarm_role(d, err)) != VF_OK)
+			return rc;
+	}
+	if ((rc = vfd_mkdirs(c->state_dir, err)) != VF_OK ||
+	    (rc = vfd_mkdirs(c->mount_root, err)) != VF_OK)
+		return rc;
+	if (c->embedded.enabled) {
+		rc = vfd_etcd_start(&c->embedded, d->node_id, 30000, &d->etcd, err);
+		if (rc == VF_OK)
+			rc = vfd_embedded_endpoints(d, err);
+		if (rc != VF_OK)
+			return rc;
+	}
+	if ((rc = vf_backend_load(c->backend, c->backend_dir, &d->be, err)) != VF_OK ||
+	    (rc = vf_backend_open(d->be, c->backend_group, &d->kv, err)) != VF_OK)
+		return rc;
+	if ((rc = vf_fs_open(c->fileserver_group, c->state_dir, &d->fs, &d->fs_arg, err)) != VF_OK)
+		return rc;
+	cc.node_id = d->node_id;
+	cc.node_addr = d->node_addr;
+	cc.prefix = c->prefix;
+	cc.mount_root = c->mount_root;
+	cc.manager = d->manager;
+	cc.lease_ttl_s = c->lease_ttl_s;
+	cc.op_timeout_ms = c->op_timeout_ms;
+	cc.reconcile_ms = c->reconcile_ms;
+	cc.fs = d->fs;
+	cc.fs_arg = d->fs_arg;
+	int64_t until = vf_now_ms() + c->op_timeout_ms;
+	for (;;) {
+		rc = vf_ctx_new(d->kv, &cc, &d->ctx, err);
+		if (rc == VF_OK || (rc != VF_EUNAVAIL && rc != VF_EUNCERTAIN) ||
+		    vf_now_ms() >= until)
+			break;
+		vf_log(VF_LOG_WARN, "%s (retrying)", err->msg);
+		if (vfd_wait_signal(sigs, 1000))
+			return vf_err_set(err, VF_EINVAL, "stopped by a signal while starting");
+	}
+	if (rc != VF_OK)
+		return rc;
+	if (d->manager && (rc = vf_ctx_start_manager(d->ctx, err)) != VF_OK)
+		return rc;
+	sc.socket_path = c->plugin_socket;
+	sc.socket_group = c->socket_group;
+	sc.socket_mode = c->socket_mode;
+	sc.idle_timeout_s = 60;
+	sc.known_opts = vf_volume_known_opts();
+	sc.handler = vfd_handle;
+	sc.arg = d;
+	if ((rc = vf_plugin_server_start(&sc, &d->srv, err)) != VF_OK)
+		return rc;
+	vf_log(VF_LOG_INFO, "node %s (%s): %s, backend %s, serving %s", d->node_id,
+	       d->node_addr[0] ? d->node_addr : "-", d->manager ? "manager" : "worker", c->backend,
+	       c->plugin_socket);
+	return VF_OK;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	        {"config", required_argument, NULL, 'c'},
+	        {"check-config", no_argument, NULL, 'C'},
+	        {"version", no_argument, NULL, 'V'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
+	};
+	const char *file = VF_CONF_DEFAULT_FILE;
+	struct vfd d = {0};
+	struct vf_err err = {0};
+	sigset_t sigs;
+	char host[256];
+	int check = 0, opt, status = 0;
+
+	while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			file = optarg;
+			break;
+		case 'C':
+			check = 1;
+			break;
+		case 'V':
+			printf("vfiled (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION);
+			return 0;
+		case 'h':
+			vfd_usage(stdout);
+			return 0;
+		default:
+			vfd_usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		vfd_usage(stderr);
+		return 2;
+	}
+	if (vf_conf_load(file, &d.conf, &err) != VF_OK ||
+	    vf_conf_check_perms(d.conf, &err) != VF_OK) {
+		fprintf(stderr, "vfiled: %s\n", err.msg);
+		vf_conf_free(&d.conf);
+		return 2;
+	}
+	if (gethostname(host, sizeof(host)) != 0)
+		host[0] = '\0';
+	host[sizeof(host) - 1] = '\0';
+	d.node_id = strdup(d.conf->node_id);
+	d.node_addr = strdup(host);
+	d.manager = d.conf->role == VF_ROLE_MANAGER;
+	curl_global_init(CURL_GLOBAL_ALL);
+	if (check) {
+		status = vfd_check_config(&d);
+		goto out;
+	}
+	vfd_apply_log(d.conf);
+	/* Every thread inherits the mask; signals are taken with sigtimedwait here. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if (vfd_start(&d, &sigs, &err) != VF_OK) {
+		vf_log(VF_LOG_ERR, "cannot start: %s", err.msg);
+		status = 1;
+		goto out;
+	}
+	for (;;) {
+		int sig = vfd_wait_signal(&sigs, 1000);
+
+		if (sig == SIGHUP) {
+			vfd_reload(&d);
+		} else if (sig == SIGTERM || sig == SIGINT) {
+			vf_log(VF_LOG_INFO, "node %s: %s: stopping", d.node_id,
+			       sig == SIGTERM ? "SIGTERM" : "SIGINT");
+			break;
+		}
+	}
+out:
+	vfd_teardown(&d);
+	if (!check && status == 0)
+		vf_log(VF_LOG_INFO, "node %s: stopped", d.node_id);
+	free(d.node_id);
+	free(d.node_addr);
+	vf_conf_free(&d.conf);
+	curl_global_cleanup();
+	return status;
+}
