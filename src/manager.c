@@ -1,0 +1,985 @@
+/*
+ * The volume manager, manager side: one prefix watch per family and process
+ * (start_trigger/, stop_trigger/, server/), a small worker pool that runs the
+ * handlers of different volumes in parallel and those of one volume one at a
+ * time, and a level-triggered reconciler (at start, after every RESYNC and
+ * every reconcile_ms) that lists each family once per pass and finishes what
+ * was left undone. The key semantics and write order are in src/volume.c.
+ */
+#include <config.h>
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "volume_int.h"
+
+#define MGR_WORKERS 4
+#define MGR_NAME (VF_VOLUME_NAME_MAX + 1)
+
+enum mgr_job_kind { JOB_START = 0, JOB_STOP, JOB_CHECK, JOB_RESTART, JOB_IDLE };
+static const char *const mgr_job_names[] = {"start", "stop", "check", "restart", "idle-stop"};
+
+struct mgr_job {
+	char vol[MGR_NAME];
+	int kind;
+	struct mgr_job *next;
+};
+
+struct mgr_idle {
+	char vol[MGR_NAME];
+	int64_t state_rev, gref_rev, server_rev;
+	int seen; /* pass number it was last seen idle */
+};
+
+struct mgr {
+	struct vf_ctx *ctx;
+	pthread_mutex_t mu;
+	pthread_cond_t job_cv, rec_cv;
+	struct mgr_job *head, *tail;
+	char busy[MGR_WORKERS][MGR_NAME];
+	pthread_t workers[MGR_WORKERS];
+	int nworkers;
+	pthread_t rec_thr;
+	int rec_started;
+	struct vf_kv_watch *watches[3];
+	struct mgr_watch_arg *wargs[3];
+	int stop, suspended, rec_req, pass;
+	char **served; /* volumes this process serves */
+	size_t nserved;
+	struct mgr_idle *idle;
+	size_t nidle;
+};
+
+/* ---- served set ---- */
+static int mgr_serves(struct mgr *m, const char *vol)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&m->mu);
+	for (size_t i = 0; i < m->nserved; i++)
+		r |= strcmp(m->served[i], vol) == 0;
+	pthread_mutex_unlock(&m->mu);
+	return r;
+}
+
+static void mgr_served_set(struct mgr *m, const char *vol, int on)
+{
+	pthread_mutex_lock(&m->mu);
+	for (size_t i = 0; i < m->nserved; i++)
+		if (strcmp(m->served[i], vol) == 0) {
+			if (!on) {
+				free(m->served[i]);
+				m->served[i] = m->served[--m->nserved];
+			}
+			pthread_mutex_unlock(&m->mu);
+			return;
+		}
+	if (on) {
+		char **v = realloc(m->served, (m->nserved + 1) * sizeof(*v));
+
+		if (v) {
+			m->served = v;
+			if ((v[m->nserved] = strdup(vol)) != NULL)
+				m->nserved++;
+		}
+	}
+	pthread_mutex_unlock(&m->mu);
+}
+
+static void mgr_fs_stop(struct mgr *m, const char *vol, const char *why)
+{
+	struct vf_ctx *ctx = m->ctx;
+	struct vf_err e = {0};
+
+	vf_log(VF_LOG_INFO, "volume %s: stopping its file server on %s (%s)", vol, ctx->node_id,
+	       why);
+	if (ctx->fs->stop(ctx->fs_arg, vol, NULL, &e) != VF_OK)
+		vf_log(VF_LOG_ERR, "volume %s: file server stop failed: %s", vol, e.msg);
+	mgr_served_set(m, vol, 0);
+}
+
+/* ---- job queue ---- */
+static void mgr_enqueue(struct mgr *m, const char *vol, int kind)
+{
+	struct mgr_job *j;
+
+	if (!vf_volume_name_valid(vol))
+		return;
+	pthread_mutex_lock(&m->mu);
+	if (m->stop)
+		goto out;
+	for (j = m->head; j; j = j->next)
+		if (j->kind == kind && strcmp(j->vol, vol) == 0)
+			goto out; /* already queued and not started: it will read fresh state */
+	j = calloc(1, sizeof(*j));
+	if (j == NULL) {
+		vf_log(VF_LOG_ERR, "volume %s: out of memory queueing a %s job", vol,
+		       mgr_job_names[kind]);
+		goto out;
+	}
+	snprintf(j->vol, sizeof(j->vol), "%s", vol);
+	j->kind = kind;
+	if (m->tail)
+		m->tail->next = j;
+	else
+		m->head = j;
+	m->tail = j;
+	pthread_cond_broadcast(&m->job_cv);
+out:
+	pthread_mutex_unlock(&m->mu);
+}
+
+/* The first queued job whose volume no worker is busy with (caller holds mu). */
+static struct mgr_job *mgr_take(struct mgr *m, int self)
+{
+	struct mgr_job **pp, *j;
+
+	for (pp = &m->head; (j = *pp) != NULL; pp = &j->next) {
+		int busy = 0;
+
+		for (int i = 0; i < m->nworkers; i++)
+			busy |= i != self && strcmp(m->busy[i], j->vol) == 0;
+		if (busy)
+			continue;
+		*pp = j->next;
+		if (m->tail == j) {
+			m->tail = NULL;
+			for (struct mgr_job *x = m->head; x; x = x->next)
+				m->tail = x;
+		}
+		return j;
+	}
+	return NULL;
+}
+
+/* ---- claims ---- */
+enum { C_TRIG = 0, C_MARK, C_CLAIM, C_N };
+
+/* Claim the trigger of family kind (0 start, 1 stop) for vol: 1 won, 0 nothing
+ * to do or another manager won, < 0 a store error. *claim_r: the claim value. */
+static int mgr_claim(struct mgr *m, const char *vol, int stop, char *claim, size_t csize,
+                     char keys[C_N][512], struct vf_kv_lease *lease)
+{
+	struct vf_ctx *ctx = m->ctx;
+	struct vf_kv_op g[C_N];
+	struct vf_kv_txn_result res = {0};
+	struct vf_err e = {0};
+	char mval[32];
+	int64_t t, mk;
+	int rc, orphan = 0;
+
+	vf_vol_key(ctx, keys[C_TRIG], 512, stop ? VK_STOP_TRIGGER : VK_START_TRIGGER, vol);
+	vf_vol_key(ctx, keys[C_MARK], 512, stop ? VK_STOP_MARKER : VK_START_MARKER, vol);
+	vf_vol_key(ctx, keys[C_CLAIM], 512, stop ? VK_STOP_CLAIM : VK_START_CLAIM, vol);
+	for (int i = 0; i < C_N; i++)
+		g[i] = (struct vf_kv_op){.kind = VF_OP_GET, .key = keys[i]};
+	rc = ctx->kv->ops->txn(ctx->kv, NULL, 0, g, C_N, &res, &e);
+	if (rc != VF_OK || res.count != C_N) {
+		vf_log(VF_LOG_WARN, "volume %s: cannot read %s trigger/marker: %s", vol,
+		       stop ? "stop" : "start", e.msg);
+		vf_kv_txn_result_clear(&res);
+		return rc != VF_OK ? rc : VF_EPROTO;
+	}
+	t = vf_vol_num(&res.results[C_TRIG]);
+	mk = vf_vol_num(&res.results[C_MARK]);
+	if (t <= mk) {
+		/* nothing new; but a claim whose claimant's lease died is re-claimable */
+		orphan = mk > 0 && res.results[C_MARK].found && !res.results[C_CLAIM].found;
+		if (!orphan) {
+			vf_kv_txn_result_clear(&res);
+			return 0;
+		}
+		t = mk;
+		vf_log(VF_LOG_WARN,
+		       "volume %s: %s marker %" PRId64 " has no live claim: its "
+		       "manager died; taking it over",
+		       vol, stop ? "stop" : "start", mk);
+	}
+	snprintf(mval, sizeof(mval), "%" PRId64, t);
+	snprintf(claim, csize, "%s %s %" PRId64, ctx->node_id, lease->id, t);
+	struct vf_kv_cmp c[] = {
+	        {.kind = VF_CMP_VERSION_EQ,
+	         .key = keys[C_MARK],
+	         .mod_rev = res.results[C_MARK].found ? res.results[C_MARK].pair.mod_rev : 0},
+	        {.kind = VF_CMP_ABSENT, .key = keys[C_CLAIM]}};
+	struct vf_kv_op o[] = {
+	        {.kind = VF_OP_PUT, .key = keys[C_MARK], .value = mval, .value_len = strlen(mval)},
+	        {.kind = VF_OP_PUT,
+	         .key = keys[C_CLAIM],
+	         .value = claim,
+	         .value_len = strlen(claim),
+	         .lease = lease}};
+
+	vf_kv_txn_result_clear(&res);
+	rc = ctx->kv->ops->txn(ctx->kv, c, orphan ? 2 : 1, o, 2, NULL, &e);
+	if (rc == VF_ECONFLICT)
+		return 0; /* another manager won this trigger */
+	if (rc != VF_OK) {
+		/* uncertain: if it landed, the claim dies with our lease or the
+		 * reconciler of this manager sees it (its value names us) */
+		vf_log(VF_LOG_WARN, "volume %s: claiming %s trigger %" PRId64 ": %s", vol,
+		       stop ? "stop" : "start", t, e.msg);
+		return rc;
+	}
+	vf_log(VF_LOG_DEBUG, "volume %s: %s trigger %" PRId64 " claimed by %s", vol,
+	       stop ? "stop" : "start", t, ctx->node_id);
+	return 1;
+}
+
+/* Mark our claim finished ("done <value>", no lease); or drop it (retry later). */
+static void mgr_claim_end(struct mgr *m, const char *vol, const char *key, const char *claim,
+                          int ok)
+{
+	struct vf_ctx *ctx = m->ctx;
+	const char *sp = strrchr(claim, ' ');
+	char done[64];
+	struct vf_kv_cmp c = {
+	        .kind = VF_CMP_VALUE_EQ, .key = key, .value = claim, .value_len = strlen(claim)};
+	struct vf_kv_op o = {.kind = ok ? VF_OP_PUT : VF_OP_DELETE, .key = key};
+	struct vf_err e = {0};
+	int rc;
+
+	snprintf(done, sizeof(done), "done %s", sp ? sp + 1 : "0");
+	o.value = done;
+	o.value_len = strlen(done);
+	rc = ctx->kv->ops->txn(ctx->kv, &c, 1, &o, 1, NULL, &e);
+	if (rc != VF_OK && rc != VF_ECONFLICT) /* conflict: removed, or our lease ended */
+		vf_log(VF_LOG_WARN, "volume %s: cannot close claim %s: %s", vol, key, e.msg);
+}
+
+/* ---- handlers ---- */
+enum { S_STATE = 0, S_GREF, S_INFO, S_SERVER, S_N };
+
+/* Serve vol here unless it is served already (state lock held throughout). */
+static int mgr_do_start(struct mgr *m, const char *vol, struct vf_kv_lease *lease)
+{
+	struct vf_ctx *ctx = m->ctx;
+	struct vf_kv *kv = ctx->kv;
+	char keys[S_N][512], lname[512], sval[200];
+	const char *reads[S_N];
+	struct vf_kv_result rr[S_N];
+	struct vf_kv_lock *lk = NULL;
+	struct vf_err e = {0};
+	char *addr = NULL, *info = NULL;
+	int port = 0, rc, started = 0;
+
+	memset(rr, 0, sizeof(rr));
+	vf_vol_key(ctx, keys[S_STATE], 512, VK_STATE, vol);
+	vf_vol_key(ctx, keys[S_GREF], 512, VK_GREF, vol);
+	vf_vol_key(ctx, keys[S_INFO], 512, VK_INFO, vol);
+	vf_vol_key(ctx, keys[S_SERVER], 512, VK_SERVER, vol);
+	for (int i = 0; i < S_N; i++)
+		reads[i] = keys[i];
+	snprintf(lname, sizeof(lname), "%slock/state/%s", ctx->prefix, vol);
+	rc = kv->ops->lock(kv, lease, lname, ctx->op_timeout_ms, reads, S_N, rr, &lk, &e);
+	if (rc != VF_OK) {
+		vf_log(VF_LOG_ERR, "volume %s: start: cannot take the state lock: %s", vol, e.msg);
+		goto out;
+	}
+	if (!rr[S_STATE].found) {
+		vf_log(VF_LOG_INFO, "volume %s: start: the volume was removed", vol);
+		goto out;
+	}
+	if (rr[S_STATE].pair.value && strcmp(rr[S_STATE].pair.value, "Mounted") == 0 &&
+	    rr[S_SERVER].found)
+		goto out; /* served already */
+	rc = ctx->fs->start(ctx->fs_arg, vol, rr[S_INFO].found ? rr[S_INFO].pair.value : "{}",
+	                    &addr, &port, &e);
+	if (rc != VF_OK) {
+		vf_log(VF_LOG_ERR, "volume %s: file server start failed on %s: %s", vol,
+		       ctx->node_id, e.msg);
+		goto out;
+	}
+	started = 1;
+	mgr_served_set(m, vol, 1);
+	rc = vf_vol_info_with_server(vol, rr[S_INFO].found ? rr[S_INFO].pair.value : NULL,
+	                             ctx->node_id, addr, port, &info, &e);
+	if (rc != VF_OK)
+		goto out;
+	if (vf_failpoint_hit("mgr.before_start_txn", vol)) {
+		started = 0; /* "died": leave the server to the lease's end */
+		rc = VF_EUNAVAIL;
+		goto out;
+	}
+	snprintf(sval, sizeof(sval), "%s %s", ctx->node_id, lease->id);
+	{
+		struct vf_kv_cmp c[] = {{.kind = VF_CMP_LOCK_HELD, .lock = lk},
+		                        {.kind = VF_CMP_VERSION_EQ,
+		                         .key = keys[S_STATE],
+		                         .mod_rev = rr[S_STATE].pair.mod_rev}};
+		struct vf_kv_op o[] = {{.kind = VF_OP_PUT,
+		                        .key = keys[S_INFO],
+		                        .value = info,
+		                        .value_len = strlen(info)},
+		                       {.kind = VF_OP_PUT,
+		                        .key = keys[S_SERVER],
+		                        .value = sval,
+		                        .value_len = strlen(sval),
+		                        .lease = lease},
+		                       {.kind = VF_OP_PUT,
+		                        .key = keys[S_STATE],
+		                        .value = "Mounted",
+		                        .value_len = 7},
+		                       {.kind = VF_OP_UNLOCK, .lock = lk}};
+
+		rc = kv->ops->txn(kv, c, 2, o, 4, NULL, &e);
+	}
+	if (rc == VF_EUNCERTAIN) {
+		struct vf_kv_pair p = {0};
+
+		if (kv->ops->get(kv, keys[S_SERVER], &p, NULL) == VF_OK &&
+		    strcmp(p.value, sval) == 0)
+			rc = VF_OK;
+		vf_kv_pair_clear(&p);
+	}
+	if (rc != VF_OK) {
+		vf_log(VF_LOG_ERR, "volume %s: cannot record the file server as Mounted: %s", vol,
+		       e.msg);
+		goto out;
+	}
+	started = 0;
+	vf_log(VF_LOG_INFO, "volume %s: Mounted, served by %s at %s:%d", vol, ctx->node_id, addr,
+	       port);
+out:
+	if (started)
+		mgr_fs_stop(m, vol, "start not recorded");
+	if (lk)
+		kv->ops->unlock(kv, &lk, NULL);
+	vf_kv_results_clear(rr, S_N);
+	free(addr);
+	free(info);
+	return rc;
+}
+
+/* Flip Mounted to Ready if gref == 0 (as read, fenced by the gref version). */
+static int mgr_do_stop(struct mgr *m, const char *vol, struct vf_kv_lease *lease)
+{
+	struct vf_ctx *ctx = m->ctx;
+	struct vf_kv *kv = ctx->kv;
+	char keys[S_N][512], lname[512], mine[200];
+	const char *reads[S_N];
+	struct vf_kv_result rr[S_N];
+	struct vf_kv_lock *lk = NULL;
+	struct vf_err e = {0};
+	int rc, served_here;
+
+	memset(rr, 0, sizeof(rr));
+	vf_vol_key(ctx, keys[S_STATE], 512, VK_STATE, vol);
+	vf_vol_key(ctx, keys[S_GREF], 512, VK_GREF, vol);
+	vf_vol_key(ctx, keys[S_INFO], 512, VK_INFO, vol);
+	vf_vol_key(ctx, keys[S_SERVER], 512, VK_SERVER, vol);
+	for (int i = 0; i < S_N; i++)
+		reads[i] = keys[i];
+	snprintf(lname, sizeof(lname), "%slock/state/%s", ctx->prefix, vol);
+	snprintf(mine, sizeof(mine), "%s %s", ctx->node_id, lease->id);
+	rc = kv->ops->lock(kv, lease, lname, ctx->op_timeout_ms, reads, S_N, rr, &lk, &e);
+	if (rc != VF_OK) {
+		vf_log(VF_LOG_ERR, "volume %s: stop: cannot take the state lock: %s", vol, e.msg);
+		goto out;
+	}
+	served_here = rr[S_SERVER].found && strcmp(rr[S_SERVER].pair.value, mine) == 0;
+	if (!rr[S_STATE].found || strcmp(rr[S_STATE].pair.value, "Mounted") != 0) {
+		if (mgr_serves(m, vol) && !served_here)
+			mgr_fs_stop(m, vol, "volume not Mounted");
+		goto out;
+	}
+	if (vf_vol_num(&rr[S_GREF]) > 0)
+		goto out; /* a host mounted it since: keep serving */
+	if (vf_failpoint_hit("mgr.stop_after_read", vol)) {
+		rc = VF_EUNAVAIL;
+		goto out;
+	}
+	{
+		struct vf_kv_cmp c[] = {{.kind = VF_CMP_LOCK_HELD, .lock = lk},
+		                        {.kind = VF_CMP_VERSION_EQ,
+		                         .key = keys[S_GREF],
+		                         .mod_rev = rr[S_GREF].found ? rr[S_GREF].pair.mod_rev : 0},
+		                        {.kind = VF_CMP_VALUE_EQ,
+		                         .key = keys[S_STATE],
+		                         .value = "Mounted",
+		                         .value_len = 7}};
+		struct vf_kv_op o[] = {
+		        {.kind = VF_OP_PUT, .key = keys[S_STATE], .value = "Ready", .value_len = 5},
+		        {.kind = VF_OP_DELETE, .key = keys[S_SERVER]},
+		        {.kind = VF_OP_UNLOCK, .lock = lk}};
+
+		rc = kv->ops->txn(kv, c, 3, o, 3, NULL, &e);
+	}
+	if (rc == VF_ECONFLICT) {
+		vf_log(VF_LOG_INFO,
+		       "volume %s: a host took a reference during the stop: keeping "
+		       "the server",
+		       vol);
+		rc = VF_OK;
+		goto out;
+	}
+	if (rc != VF_OK) {
+		vf_log(VF_LOG_ERR, "volume %s: cannot set state Ready: %s", vol, e.msg);
+		goto out;
+	}
+	vf_log(VF_LOG_INFO, "volume %s: Ready (no host has it mounted)", vol);
+	if (mgr_serves(m, vol))
+		mgr_fs_stop(m, vol, "stopped");
+	/* else: the serving manager sees server/<vol> go and stops its server */
+out:
+	if (lk)
+		kv->ops->unlock(kv, &lk, NULL);
+	vf_kv_results_clear(rr, S_N);
+	return rc;
+}
+
+/* A server this process runs that the store no longer assigns to it: stop it. */
+static void mgr_do_check(struct mgr *m, const char *vol, struct vf_kv_lease *lease)
+{
+	struct vf_ctx *ctx = m->ctx;
+	char key[512], mine[200];
+	struct vf_kv_pair p = {0};
+	struct vf_err e = {0};
+	int rc;
+
+	if (!mgr_serves(m, vol))
+		return;
+	vf_vol_key(ctx, key, sizeof(key), VK_SERVER, vol);
+	snprintf(mine, sizeof(mine), "%s %s", ctx->node_id, lease->id);
+	rc = ctx->kv->ops->get(ctx->kv, key, &p, &e);
+	if (rc == VF_ENOTFOUND || (rc == VF_OK && strcmp(p.value, mine) != 0))
+		mgr_fs_stop(m, vol, "the store no longer names this node as its server");
+	else if (rc != VF_OK)
+		vf_log(VF_LOG_WARN, "volume %s: cannot check its server: %s", vol, e.msg);
+	vf_kv_pair_clear(&p);
+}
+
+/* Mounted, nobody mounts it, nothing pending, for two passes: bump stop_trigger. */
+static void mgr_do_idle(struct mgr *m, const char *vol)
+{
+	struct vf_ctx *ctx = m->ctx;
+	char kg[512], ks[512], kt[512], tval[32];
+	struct vf_kv_op g[] = {{.kind = VF_OP_GET, .key = kg},
+	                       {.kind = VF_OP_GET, .key = ks},
+	                       {.kind = VF_OP_GET, .key = kt}};
+	struct vf_kv_txn_result res = {0};
+	struct vf_err e = {0};
+	int rc;
+
+	vf_vol_key(ctx, kg, sizeof(kg), VK_GREF, vol);
+	vf_vol_key(ctx, ks, sizeof(ks), VK_STATE, vol);
+	vf_vol_key(ctx, kt, sizeof(kt), VK_STOP_TRIGGER, vol);
+	rc = ctx->kv->ops->txn(ctx->kv, NULL, 0, g, 3, &res, &e);
+	if (rc != VF_OK || res.count != 3 || vf_vol_num(&res.results[0]) != 0 ||
+	    !res.results[1].found || strcmp(res.results[1].pair.value, "Mounted") != 0)
+		goto out;
+	snprintf(tval, sizeof(tval), "%" PRId64, vf_vol_num(&res.results[2]) + 1);
+	struct vf_kv_cmp c[] = {
+	        {.kind = VF_CMP_VERSION_EQ,
+	         .key = kg,
+	         .mod_rev = res.results[0].found ? res.results[0].pair.mod_rev : 0},
+	        {.kind = VF_CMP_VALUE_EQ, .key = ks, .value = "Mounted", .value_len = 7},
+	        {.kind = VF_CMP_VERSION_EQ,
+	         .key = kt,
+	         .mod_rev = res.results[2].found ? res.results[2].pair.mod_rev : 0}};
+	struct vf_kv_op o = {
+	        .kind = VF_OP_PUT, .key = kt, .value = tval, .value_len = strlen(tval)};
+
+	if (ctx->kv->ops->txn(ctx->kv, c, 3, &o, 1, NULL, &e) == VF_OK)
+		vf_log(VF_LOG_WARN, "volume %s: served with no host mounting it: asked for a stop",
+		       vol);
+out:
+	vf_kv_txn_result_clear(&res);
+}
+
+static void mgr_run(struct mgr *m, const struct mgr_job *j)
+{
+	struct vf_ctx *ctx = m->ctx;
+	struct vf_kv_lease *lease = vf_ctx_lease_get(ctx);
+	char keys[C_N][512], claim[256];
+	int suspended, won;
+
+	pthread_mutex_lock(&m->mu);
+	suspended = m->suspended;
+	pthread_mutex_unlock(&m->mu);
+	if (lease == NULL || suspended)
+		goto out;
+	switch (j->kind) {
+	case JOB_START:
+	case JOB_STOP:
+		won = mgr_claim(m, j->vol, j->kind == JOB_STOP, claim, sizeof(claim), keys, lease);
+		if (won <= 0)
+			break;
+		if (vf_failpoint_hit(j->kind == JOB_STOP ? "mgr.after_claim_stop"
+		                                         : "mgr.after_claim_start",
+		                     j->vol))
+			break; /* "died" holding the claim */
+		if (j->kind == JOB_START)
+			won = mgr_do_start(m, j->vol, lease);
+		else
+			won = mgr_do_stop(m, j->vol, lease);
+		/* a failed handler drops its claim: the reconciler retries it */
+		mgr_claim_end(m, j->vol, keys[C_CLAIM], claim, won == VF_OK);
+		break;
+	case JOB_RESTART:
+		mgr_do_start(m, j->vol, lease);
+		break;
+	case JOB_CHECK:
+		mgr_do_check(m, j->vol, lease);
+		break;
+	case JOB_IDLE:
+		mgr_do_idle(m, j->vol);
+		break;
+	}
+out:
+	vf_ctx_lease_put(ctx);
+}
+
+struct mgr_worker_arg {
+	struct mgr *m;
+	int self;
+};
+
+static void *mgr_worker(void *arg)
+{
+	struct mgr *m = ((struct mgr_worker_arg *)arg)->m;
+	int self = ((struct mgr_worker_arg *)arg)->self;
+
+	free(arg);
+	pthread_mutex_lock(&m->mu);
+	while (!m->stop) {
+		struct mgr_job *j = mgr_take(m, self);
+
+		if (j == NULL) {
+			pthread_cond_wait(&m->job_cv, &m->mu);
+			continue;
+		}
+		snprintf(m->busy[self], MGR_NAME, "%s", j->vol);
+		pthread_mutex_unlock(&m->mu);
+		mgr_run(m, j);
+		free(j);
+		pthread_mutex_lock(&m->mu);
+		m->busy[self][0] = '\0';
+		pthread_cond_broadcast(&m->job_cv);
+	}
+	pthread_mutex_unlock(&m->mu);
+	return NULL;
+}
+
+/* ---- watches ---- */
+struct mgr_watch_arg {
+	struct mgr *m;
+	int family;
+};
+
+static void mgr_request_reconcile(struct mgr *m)
+{
+	pthread_mutex_lock(&m->mu);
+	m->rec_req = 1;
+	pthread_cond_broadcast(&m->rec_cv);
+	pthread_mutex_unlock(&m->mu);
+}
+
+static int mgr_watch_cb(const struct vf_kv_event *ev, void *arg)
+{
+	struct mgr_watch_arg *wa = arg;
+	struct mgr *m = wa->m;
+	char pre[512];
+	size_t plen;
+
+	if (ev->type == VF_EV_RESYNC) {
+		vf_log(VF_LOG_WARN, "watch of %s%s/ lost history: reconciling", m->ctx->prefix,
+		       vf_vol_family[wa->family]);
+		mgr_request_reconcile(m);
+		return 0;
+	}
+	plen = (size_t)snprintf(pre, sizeof(pre), "%s%s/", m->ctx->prefix,
+	                        vf_vol_family[wa->family]);
+	if (strncmp(ev->key, pre, plen) != 0)
+		return 0;
+	const char *vol = ev->key + plen;
+
+	switch (wa->family) {
+	case VK_START_TRIGGER:
+		if (ev->type == VF_EV_PUT)
+			mgr_enqueue(m, vol, JOB_START);
+		break;
+	case VK_STOP_TRIGGER:
+		if (ev->type == VF_EV_PUT)
+			mgr_enqueue(m, vol, JOB_STOP);
+		break;
+	case VK_SERVER:
+		if (mgr_serves(m, vol))
+			mgr_enqueue(m, vol, JOB_CHECK);
+		break;
+	}
+	return 0;
+}
+
+/* ---- reconciler ---- */
+static const struct vf_kv_pair *mgr_find(const struct vf_kv_list *l, const char *key)
+{
+	size_t lo = 0, hi = l->count;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = strcmp(l->items[mid].key, key);
+
+		if (c == 0)
+			return &l->items[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+static int64_t mgr_num(const struct vf_kv_pair *p)
+{
+	return p && p->value ? strtoll(p->value, NULL, 10) : 0;
+}
+
+static int mgr_pending(const struct vf_kv_pair *t, const struct vf_kv_pair *mk,
+                       const struct vf_kv_pair *claim)
+{
+	if (mgr_num(t) > mgr_num(mk))
+		return 1;
+	return mk && mgr_num(mk) > 0 && claim == NULL; /* orphaned claim */
+}
+
+static int mgr_live_claim(const struct vf_kv_pair *claim)
+{
+	return claim && strncmp(claim->value, "done ", 5) != 0;
+}
+
+static void mgr_idle_note(struct mgr *m, const char *vol, const struct vf_kv_pair *s,
+                          const struct vf_kv_pair *g, const struct vf_kv_pair *srv)
+{
+	int64_t sr = s->mod_rev, gr = g ? g->mod_rev : 0, vr = srv->mod_rev;
+
+	for (size_t i = 0; i < m->nidle; i++) {
+		struct mgr_idle *x = &m->idle[i];
+
+		if (strcmp(x->vol, vol) != 0)
+			continue;
+		if (x->seen == m->pass - 1 && x->state_rev == sr && x->gref_rev == gr &&
+		    x->server_rev == vr)
+			mgr_enqueue(m, vol, JOB_IDLE);
+		x->state_rev = sr;
+		x->gref_rev = gr;
+		x->server_rev = vr;
+		x->seen = m->pass;
+		return;
+	}
+	struct mgr_idle *v = realloc(m->idle, (m->nidle + 1) * sizeof(*v));
+
+	if (v == NULL)
+		return;
+	m->idle = v;
+	snprintf(v[m->nidle].vol, MGR_NAME, "%s", vol);
+	v[m->nidle].state_rev = sr;
+	v[m->nidle].gref_rev = gr;
+	v[m->nidle].server_rev = vr;
+	v[m->nidle].seen = m->pass;
+	m->nidle++;
+}
+
+enum {
+	L_STATE = 0,
+	L_GREF,
+	L_CLIENT,
+	L_STRIG,
+	L_SMARK,
+	L_SCLAIM,
+	L_PTRIG,
+	L_PMARK,
+	L_PCLAIM,
+	L_SERVER,
+	L_N
+};
+static const int mgr_lfam[L_N] = {VK_STATE,         VK_GREF,         -1,
+                                  VK_START_TRIGGER, VK_START_MARKER, VK_START_CLAIM,
+                                  VK_STOP_TRIGGER,  VK_STOP_MARKER,  VK_STOP_CLAIM,
+                                  VK_SERVER};
+
+int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
+{
+	struct mgr *m = ctx->mgr;
+	struct vf_kv_list l[L_N];
+	char pre[L_N][512], mine[200];
+	int rc = VF_OK;
+
+	if (m == NULL)
+		return vf_err_set(err, VF_EINVAL, "node %s is not a manager", ctx->node_id);
+	memset(l, 0, sizeof(l));
+	for (int i = 0; i < L_N; i++)
+		snprintf(pre[i], 512, "%s%s/", ctx->prefix,
+		         mgr_lfam[i] < 0 ? "client" : vf_vol_family[mgr_lfam[i]]);
+	/* one list per family per pass */
+	for (int i = 0; i < L_N && rc == VF_OK; i++) {
+		rc = ctx->kv->ops->list(ctx->kv, pre[i], &l[i], err);
+		if (rc != VF_OK)
+			vf_err_prefix(err, "reconcile: cannot list %s", pre[i]);
+	}
+	if (rc != VF_OK)
+		goto out;
+	pthread_rwlock_rdlock(&ctx->lease_rw);
+	snprintf(mine, sizeof(mine), "%s %s", ctx->node_id, ctx->lease_id);
+	pthread_rwlock_unlock(&ctx->lease_rw);
+	m->pass++;
+	for (size_t i = 0; i < l[L_STATE].count; i++) {
+		const struct vf_kv_pair *s = &l[L_STATE].items[i], *f[L_N];
+		const char *vol = s->key + strlen(pre[L_STATE]);
+		char k[1024];
+		size_t nclients = 0, lo = 0, hi = l[L_CLIENT].count;
+
+		if (!vf_volume_name_valid(vol))
+			continue;
+		for (int x = 1; x < L_N; x++) {
+			f[x] = NULL;
+			if (x == L_CLIENT)
+				continue;
+			snprintf(k, sizeof(k), "%s%s", pre[x], vol);
+			f[x] = mgr_find(&l[x], k);
+		}
+		snprintf(k, sizeof(k), "%s%s/", pre[L_CLIENT], vol);
+		while (lo < hi) {
+			size_t mid = (lo + hi) / 2;
+
+			if (strcmp(l[L_CLIENT].items[mid].key, k) < 0)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		for (; lo < l[L_CLIENT].count &&
+		       strncmp(l[L_CLIENT].items[lo].key, k, strlen(k)) == 0;
+		     lo++)
+			nclients++;
+		int64_t gref = mgr_num(f[L_GREF]);
+		int mounted = strcmp(s->value, "Mounted") == 0;
+		int start_p = mgr_pending(f[L_STRIG], f[L_SMARK], f[L_SCLAIM]);
+		int stop_p = mgr_pending(f[L_PTRIG], f[L_PMARK], f[L_PCLAIM]);
+
+		if (gref != (int64_t)nclients)
+			vf_log(VF_LOG_ERR,
+			       "volume %s: INCONSISTENT: gref is %" PRId64 " but %zu client(s) "
+			       "are listed",
+			       vol, gref, nclients);
+		if (start_p)
+			mgr_enqueue(m, vol, JOB_START);
+		if (stop_p)
+			mgr_enqueue(m, vol, JOB_STOP);
+		if (mounted && f[L_SERVER] == NULL && !mgr_live_claim(f[L_SCLAIM])) {
+			vf_log(VF_LOG_WARN,
+			       "volume %s: Mounted but its server's lease is gone: "
+			       "restarting it",
+			       vol);
+			mgr_enqueue(m, vol, JOB_RESTART);
+		}
+		if (mounted && f[L_SERVER] && gref == 0 && nclients == 0 && !start_p && !stop_p &&
+		    !mgr_live_claim(f[L_SCLAIM]) && !mgr_live_claim(f[L_PCLAIM]))
+			mgr_idle_note(m, vol, s, f[L_GREF], f[L_SERVER]);
+	}
+	/* servers this process runs that the store does not assign to it */
+	pthread_mutex_lock(&m->mu);
+	for (size_t i = 0; i < m->nserved; i++) {
+		char k[1024];
+		const struct vf_kv_pair *p;
+
+		snprintf(k, sizeof(k), "%s%s", pre[L_SERVER], m->served[i]);
+		p = mgr_find(&l[L_SERVER], k);
+		if (p == NULL || strcmp(p->value, mine) != 0) {
+			char vol[MGR_NAME];
+
+			snprintf(vol, sizeof(vol), "%s", m->served[i]);
+			pthread_mutex_unlock(&m->mu);
+			mgr_enqueue(m, vol, JOB_CHECK);
+			pthread_mutex_lock(&m->mu);
+		}
+	}
+	pthread_mutex_unlock(&m->mu);
+out:
+	for (int i = 0; i < L_N; i++)
+		vf_kv_list_clear(&l[i]);
+	return rc;
+}
+
+static void *mgr_reconciler(void *arg)
+{
+	struct mgr *m = arg;
+	struct vf_ctx *ctx = m->ctx;
+
+	pthread_mutex_lock(&m->mu);
+	while (!m->stop) {
+		if (!m->rec_req) {
+			struct timespec ts;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += ctx->reconcile_ms / 1000;
+			ts.tv_nsec += (long)(ctx->reconcile_ms % 1000) * 1000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&m->rec_cv, &m->mu, &ts);
+			if (m->stop)
+				break;
+		}
+		m->rec_req = 0;
+		if (m->suspended)
+			continue;
+		pthread_mutex_unlock(&m->mu);
+		struct vf_err e = {0};
+
+		if (vf_mgr_reconcile_now(ctx, &e) != VF_OK)
+			vf_log(VF_LOG_WARN, "node %s: %s", ctx->node_id, e.msg);
+		pthread_mutex_lock(&m->mu);
+	}
+	pthread_mutex_unlock(&m->mu);
+	return NULL;
+}
+
+/* ---- lifecycle ---- */
+static void mgr_free(struct mgr *m)
+{
+	while (m->head) {
+		struct mgr_job *j = m->head;
+
+		m->head = j->next;
+		free(j);
+	}
+	vf_strv_free(m->served, m->nserved);
+	free(m->idle);
+	pthread_mutex_destroy(&m->mu);
+	pthread_cond_destroy(&m->job_cv);
+	pthread_cond_destroy(&m->rec_cv);
+	free(m);
+}
+
+int vf_mgr_start(struct vf_ctx *ctx, struct vf_err *err)
+{
+	static const int fams[3] = {VK_START_TRIGGER, VK_STOP_TRIGGER, VK_SERVER};
+	struct mgr *m = calloc(1, sizeof(*m));
+	int rc = VF_OK;
+
+	if (m == NULL)
+		return vf_err_set(err, VF_ENOMEM, "node %s: manager: out of memory", ctx->node_id);
+	m->ctx = ctx;
+	pthread_mutex_init(&m->mu, NULL);
+	pthread_cond_init(&m->job_cv, NULL);
+	pthread_cond_init(&m->rec_cv, NULL);
+	m->rec_req = 1; /* the first pass runs at once */
+	ctx->mgr = m;
+	for (int i = 0; i < 3; i++) {
+		struct mgr_watch_arg *wa = calloc(1, sizeof(*wa));
+		char pre[512];
+
+		if (wa == NULL) {
+			rc = vf_err_set(err, VF_ENOMEM, "manager: out of memory");
+			goto fail;
+		}
+		wa->m = m;
+		wa->family = fams[i];
+		snprintf(pre, sizeof(pre), "%s%s/", ctx->prefix, vf_vol_family[fams[i]]);
+		/* the watch runs from now; the first reconcile pass covers the past */
+		rc = ctx->kv->ops->watch_start(ctx->kv, pre, 0, mgr_watch_cb, wa, &m->watches[i],
+		                               err);
+		if (rc != VF_OK) {
+			free(wa);
+			vf_err_prefix(err, "node %s: cannot watch %s", ctx->node_id, pre);
+			goto fail;
+		}
+		m->wargs[i] = wa;
+	}
+	for (int i = 0; i < MGR_WORKERS; i++) {
+		struct mgr_worker_arg *a = calloc(1, sizeof(*a));
+
+		if (a == NULL) {
+			rc = vf_err_set(err, VF_ENOMEM, "manager: out of memory");
+			goto fail;
+		}
+		a->m = m;
+		a->self = i;
+		if (pthread_create(&m->workers[i], NULL, mgr_worker, a) != 0) {
+			free(a);
+			rc = vf_err_set(err, VF_ENOMEM, "node %s: cannot start a worker",
+			                ctx->node_id);
+			goto fail;
+		}
+		m->nworkers++;
+	}
+	if (pthread_create(&m->rec_thr, NULL, mgr_reconciler, m) != 0) {
+		rc = vf_err_set(err, VF_ENOMEM, "node %s: cannot start the reconciler",
+		                ctx->node_id);
+		goto fail;
+	}
+	m->rec_started = 1;
+	vf_log(VF_LOG_INFO, "node %s: manager started (lease %s)", ctx->node_id, ctx->lease_id);
+	return VF_OK;
+fail:
+	vf_mgr_stop(ctx);
+	return rc;
+}
+
+void vf_mgr_stop(struct vf_ctx *ctx)
+{
+	struct mgr *m = ctx->mgr;
+
+	if (m == NULL)
+		return;
+	for (int i = 0; i < 3; i++) {
+		if (m->watches[i])
+			ctx->kv->ops->watch_stop(ctx->kv, &m->watches[i]);
+		free(m->wargs[i]);
+		m->wargs[i] = NULL;
+	}
+	pthread_mutex_lock(&m->mu);
+	m->stop = 1;
+	pthread_cond_broadcast(&m->job_cv);
+	pthread_cond_broadcast(&m->rec_cv);
+	pthread_mutex_unlock(&m->mu);
+	for (int i = 0; i < m->nworkers; i++)
+		pthread_join(m->workers[i], NULL);
+	if (m->rec_started)
+		pthread_join(m->rec_thr, NULL);
+	/* this process no longer serves anything */
+	while (m->nserved > 0) {
+		char vol[MGR_NAME];
+
+		snprintf(vol, sizeof(vol), "%s", m->served[0]);
+		mgr_fs_stop(m, vol, "manager shutting down");
+	}
+	ctx->mgr = NULL;
+	mgr_free(m);
+}
+
+void vf_mgr_lease_lost(struct vf_ctx *ctx)
+{
+	struct mgr *m = ctx->mgr;
+
+	if (m == NULL)
+		return;
+	pthread_mutex_lock(&m->mu);
+	m->suspended = 1;
+	pthread_mutex_unlock(&m->mu);
+	while (m->nserved > 0) {
+		char vol[MGR_NAME];
+
+		pthread_mutex_lock(&m->mu);
+		snprintf(vol, sizeof(vol), "%s", m->nserved ? m->served[0] : "");
+		pthread_mutex_unlock(&m->mu);
+		if (vol[0])
+			mgr_fs_stop(m, vol, "lease lost");
+	}
+}
+
+void vf_mgr_lease_back(struct vf_ctx *ctx)
+{
+	struct mgr *m = ctx->mgr;
+
+	if (m == NULL)
+		return;
+	pthread_mutex_lock(&m->mu);
+	m->suspended = 0;
+	m->rec_req = 1;
+	pthread_cond_broadcast(&m->rec_cv);
+	pthread_mutex_unlock(&m->mu);
+}

@@ -1,0 +1,1475 @@
+/*
+ * The volume manager, host side: create, remove, mount, unmount, get, list,
+ * plus the process context (one lease per process) and failpoints.
+ * The manager side (trigger watchers, handlers, reconciler) is src/manager.c.
+ *
+ * ---- Keys (under cfg->prefix, default "vfile/"), for doc/protocol.pml ----
+ *  state/<vol>          "Ready" | "Mounted"; written only under lock/state/<vol>
+ *                       (create and remove excepted: create needs it absent).
+ *  gref/<vol>           decimal count of hosts with the volume mounted.
+ *  client/<vol>/<node>  {"addr":"<node addr>","ids":["<mount id>",...]}: the host's
+ *                       mount ids live in the store, so they survive a daemon restart.
+ *                       The FIRST id of a host takes the global reference (gref+1);
+ *                       later ids only rewrite this value; the LAST id drops it.
+ *                       gref == number of client keys, always (same txn).
+ *  info/<vol>           {"name":..,"options":{..},"server":{"node":..,"addr":..,"port":N}}
+ *  start_trigger/<vol>, stop_trigger/<vol>  decimal counters bumped by hosts.
+ *  start_marker/<vol>, stop_marker/<vol>    last trigger value a manager claimed.
+ *  start_claim/<vol>, stop_claim/<vol>      "<node> <lease> <value>" put WITH the
+ *                       claimant's lease in the claim txn, rewritten to "done <value>"
+ *                       (no lease) when the handler finished. A marker > 0 whose
+ *                       claim key is ABSENT means the claimant died: re-claimable.
+ *  server/<vol>         "<node> <lease>" of the manager serving the volume, put with
+ *                       its lease: a Mounted state without it = the server died.
+ *  lock/gref/<vol>, lock/state/<vol>        lock names (the backend's own keys).
+ *
+ * ---- Write order ----
+ * mount(H, id):   [local mutex per volume in this process]
+ *   1 lock(gref, reads state,gref,client/H,info,start_trigger,server)
+ *   id already in client/H: unlock, done.  client/H has other ids: txn
+ *   [LOCK_HELD, VERSION_EQ client/H] put client/H(+id), UNLOCK.  (2 round trips)
+ *   warm (state==Mounted and server present): local mount; txn [LOCK_HELD,
+ *   VALUE_EQ state "Mounted", VERSION_EQ gref] put gref+1, put client/H, UNLOCK
+ *   (2 round trips).
+ *   cold: txn [LOCK_HELD, VERSION_EQ start_trigger] put start_trigger+1; watch
+ *   state/<vol> until state==Mounted and server present (bounded by op_timeout);
+ *   local mount; the same final txn. If it fails on "state==Mounted" (a stop
+ *   flipped it) the local mount is undone and the mount retries from 1 (bounded).
+ *   On time-out: txn [LOCK_HELD, VERSION_EQ stop_trigger] put stop_trigger+1 (a
+ *   server started late is stopped), unlock, VF_ETIMEDOUT.
+ * unmount(H, id): 1 lock(gref, reads state,gref,client/H,stop_trigger)
+ *   other ids left: txn [LOCK_HELD, VERSION_EQ client/H] put client/H(-id), UNLOCK.
+ *   last id: local unmount; txn [LOCK_HELD, VERSION_EQ gref, VERSION_EQ client/H,
+ *   VERSION_EQ stop_trigger] put gref-1, delete client/H, put stop_trigger+1 (only
+ *   when gref reaches 0: a stop can only act then), UNLOCK.  (2 round trips)
+ * start (manager, marker won): lock(state, reads state,gref,info,server); removed:
+ *   nothing; Mounted with server: nothing; else fs start; txn [LOCK_HELD,
+ *   VERSION_EQ state] put info(+server), put server (lease), put state=Mounted, UNLOCK.
+ * stop (manager, marker won): lock(state, reads state,gref,server); Mounted and
+ *   gref==0: txn [LOCK_HELD, VERSION_EQ gref (as read), VALUE_EQ state "Mounted"]
+ *   put state=Ready, delete server, UNLOCK; then the serving manager stops its
+ *   server (itself, or on the DELETE of server/<vol> through its server/ watch).
+ * claim: txn [VERSION_EQ marker (as read)] put marker=trigger, put claim (lease),
+ *   only when trigger > marker (strictly up), or when marker > 0 and the claim is
+ *   absent (orphan: [.., ABSENT claim], marker rewritten with the same value).
+ * remove: lock(gref, reads state,gref), lock(state); list client/<vol>/; refuse
+ *   VF_EBUSY naming the hosts while gref > 0 or clients exist; else txn [both
+ *   LOCK_HELD, VERSION_EQ gref] delete every key of the volume (the DELETE of
+ *   server/<vol> makes the serving manager stop a server still running), UNLOCK x2.
+ * create: txn [ABSENT state] put state=Ready, gref=0, info.
+ */
+#include <config.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "volume_int.h"
+
+const char *const vf_vol_family[VK_NKEYS] = {
+        "state",        "gref",        "info",        "start_trigger", "stop_trigger",
+        "start_marker", "stop_marker", "start_claim", "stop_claim",    "server"};
+
+/* ---- failpoints ---- */
+struct fp {
+	char name[64];
+	vf_failpoint_fn fn;
+	void *arg;
+};
+static struct fp fp_tab[16];
+static pthread_mutex_t fp_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void vf_failpoint_set(const char *name, vf_failpoint_fn fn, void *arg)
+{
+	struct fp *free_slot = NULL;
+
+	pthread_mutex_lock(&fp_mu);
+	for (size_t i = 0; i < sizeof(fp_tab) / sizeof(fp_tab[0]); i++) {
+		if (fp_tab[i].fn && strcmp(fp_tab[i].name, name) == 0) {
+			free_slot = &fp_tab[i];
+			break;
+		}
+		if (fp_tab[i].fn == NULL && free_slot == NULL)
+			free_slot = &fp_tab[i];
+	}
+	if (free_slot) {
+		snprintf(free_slot->name, sizeof(free_slot->name), "%s", name);
+		free_slot->fn = fn;
+		free_slot->arg = arg;
+	}
+	pthread_mutex_unlock(&fp_mu);
+}
+
+void vf_failpoint_clear_all(void)
+{
+	pthread_mutex_lock(&fp_mu);
+	memset(fp_tab, 0, sizeof(fp_tab));
+	pthread_mutex_unlock(&fp_mu);
+}
+
+int vf_failpoint_hit(const char *name, const char *vol)
+{
+	vf_failpoint_fn fn = NULL;
+	void *arg = NULL;
+
+	pthread_mutex_lock(&fp_mu);
+	for (size_t i = 0; i < sizeof(fp_tab) / sizeof(fp_tab[0]); i++)
+		if (fp_tab[i].fn && strcmp(fp_tab[i].name, name) == 0) {
+			fn = fp_tab[i].fn;
+			arg = fp_tab[i].arg;
+		}
+	pthread_mutex_unlock(&fp_mu);
+	return fn ? fn(name, vol, arg) : 0;
+}
+
+/* ---- names, options, keys ---- */
+int vf_volume_name_valid(const char *name)
+{
+	size_t n;
+
+	if (name == NULL || !isalnum((unsigned char)name[0]))
+		return 0;
+	for (n = 1; name[n]; n++)
+		if (!isalnum((unsigned char)name[n]) && name[n] != '_' && name[n] != '.' &&
+		    name[n] != '-')
+			return 0;
+	return n <= VF_VOLUME_NAME_MAX;
+}
+
+static int vol_check_name(const char *name, struct vf_err *err)
+{
+	if (vf_volume_name_valid(name))
+		return VF_OK;
+	return vf_err_set(err, VF_EINVAL,
+	                  "invalid volume name '%.140s': use 1 to %d of A-Z a-z 0-9 _ . - starting "
+	                  "with a letter or digit",
+	                  name ? name : "(null)", VF_VOLUME_NAME_MAX);
+}
+
+static const char *const vol_known_opts[] = {"size", "mode", "uid", "gid", "fileserver", NULL};
+
+const char *const *vf_volume_known_opts(void)
+{
+	return vol_known_opts;
+}
+
+static int vol_is_uint(const char *s, const char *suffixes)
+{
+	size_t i = 0;
+
+	if (s == NULL || !isdigit((unsigned char)s[0]))
+		return 0;
+	while (isdigit((unsigned char)s[i]))
+		i++;
+	if (s[i] == '\0')
+		return 1;
+	return suffixes && s[i + 1] == '\0' && strchr(suffixes, s[i]) != NULL;
+}
+
+static int vol_check_opts(const char *name, const struct vf_opt *opts, size_t n, struct vf_err *err)
+{
+	for (size_t i = 0; i < n; i++) {
+		const char *k = opts[i].key, *v = opts[i].value;
+		size_t j;
+
+		for (j = 0; vol_known_opts[j]; j++)
+			if (k && strcmp(k, vol_known_opts[j]) == 0)
+				break;
+		if (vol_known_opts[j] == NULL)
+			return vf_err_set(err, VF_EINVAL,
+			                  "volume %s: unknown option '%.60s' (known: size, mode, "
+			                  "uid, gid, fileserver)",
+			                  name, k ? k : "(null)");
+		for (size_t m = 0; m < i; m++)
+			if (strcmp(opts[m].key, k) == 0)
+				return vf_err_set(err, VF_EINVAL,
+				                  "volume %s: option %s given twice", name, k);
+		if (v == NULL)
+			v = "";
+		if (strcmp(k, "size") == 0 && !vol_is_uint(v, "KMGTkmgt"))
+			return vf_err_set(
+			        err, VF_EINVAL,
+			        "volume %s: size '%.60s' is not a number with an optional "
+			        "K/M/G/T suffix",
+			        name, v);
+		if (strcmp(k, "mode") == 0 && strcmp(v, "rw") != 0 && strcmp(v, "ro") != 0)
+			return vf_err_set(err, VF_EINVAL, "volume %s: mode '%.60s' is not rw or ro",
+			                  name, v);
+		if ((strcmp(k, "uid") == 0 || strcmp(k, "gid") == 0) && !vol_is_uint(v, NULL))
+			return vf_err_set(err, VF_EINVAL, "volume %s: %s '%.60s' is not a number",
+			                  name, k, v);
+		if (strcmp(k, "fileserver") == 0 && v[0] == '\0')
+			return vf_err_set(err, VF_EINVAL, "volume %s: fileserver is empty", name);
+	}
+	return VF_OK;
+}
+
+void vf_vol_key(const struct vf_ctx *ctx, char *buf, size_t size, int family, const char *vol)
+{
+	snprintf(buf, size, "%s%s/%s", ctx->prefix, vf_vol_family[family], vol);
+}
+
+static void vol_client_key(const struct vf_ctx *ctx, char *buf, size_t size, const char *vol,
+                           const char *node)
+{
+	snprintf(buf, size, "%sclient/%s/%s", ctx->prefix, vol, node ? node : "");
+}
+
+static void vol_lock_name(const struct vf_ctx *ctx, char *buf, size_t size, const char *which,
+                          const char *vol)
+{
+	snprintf(buf, size, "%slock/%s/%s", ctx->prefix, which, vol);
+}
+
+int64_t vf_vol_num(const struct vf_kv_result *r)
+{
+	if (r == NULL || !r->found || r->pair.value == NULL)
+		return 0;
+	return strtoll(r->pair.value, NULL, 10);
+}
+
+int vf_vol_need(const struct vf_ctx *ctx, const void *slot, const char *what, struct vf_err *err)
+{
+	if (slot)
+		return VF_OK;
+	return vf_err_set(err, VF_ENOTSUP, "backend %s does not support %s", ctx->kv->ops->name,
+	                  what);
+}
+
+void vf_vol_server_value(struct vf_ctx *ctx, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s %s", ctx->node_id, ctx->lease_id);
+}
+
+static int vol_res_is(const struct vf_kv_result *r, const char *s)
+{
+	return r->found && r->pair.value && strcmp(r->pair.value, s) == 0;
+}
+
+/* ---- JSON documents ---- */
+static int vol_info_gen(const char *vol, const struct vf_opt *opts, size_t nopts, yajl_val optv,
+                        const char *node, const char *addr, int port, char **out_r,
+                        struct vf_err *err)
+{
+	yajl_gen g = yajl_gen_alloc(NULL);
+
+	if (g == NULL)
+		return vf_err_set(err, VF_ENOMEM, "volume %s: out of memory", vol);
+	yajl_gen_map_open(g);
+	vf_jgen_str(g, "name");
+	vf_jgen_str(g, vol);
+	vf_jgen_str(g, "options");
+	yajl_gen_map_open(g);
+	for (size_t i = 0; i < nopts; i++) {
+		vf_jgen_str(g, opts[i].key);
+		vf_jgen_str(g, opts[i].value ? opts[i].value : "");
+	}
+	if (optv && YAJL_IS_OBJECT(optv))
+		for (size_t i = 0; i < optv->u.object.len; i++) {
+			const char *s = vf_json_str(optv->u.object.values[i]);
+
+			vf_jgen_str(g, optv->u.object.keys[i]);
+			vf_jgen_str(g, s ? s : "");
+		}
+	yajl_gen_map_close(g);
+	if (node) {
+		vf_jgen_str(g, "server");
+		yajl_gen_map_open(g);
+		vf_jgen_str(g, "node");
+		vf_jgen_str(g, node);
+		vf_jgen_str(g, "addr");
+		vf_jgen_str(g, addr ? addr : "");
+		vf_jgen_str(g, "port");
+		vf_jgen_int(g, port);
+		yajl_gen_map_close(g);
+	}
+	yajl_gen_map_close(g);
+	return vf_jgen_finish(g, out_r, NULL, err);
+}
+
+int vf_vol_info_with_server(const char *vol, const char *info, const char *node, const char *addr,
+                            int port, char **out_r, struct vf_err *err)
+{
+	yajl_val t = NULL;
+	int rc;
+
+	if (info && info[0] && vf_json_parse(info, strlen(info), &t, NULL) != VF_OK)
+		vf_log(VF_LOG_WARN, "volume %s: info is not JSON; options dropped", vol);
+	rc = vol_info_gen(vol, NULL, 0, t ? vf_json_get(t, "options", NULL) : NULL, node, addr,
+	                  port, out_r, err);
+	yajl_tree_free(t);
+	return rc;
+}
+
+/* The mount ids in a client/<vol>/<node> value. */
+struct vol_ids {
+	char **v;
+	size_t n;
+};
+
+static void vol_ids_free(struct vol_ids *ids)
+{
+	vf_strv_free(ids->v, ids->n);
+	ids->v = NULL;
+	ids->n = 0;
+}
+
+static int vol_ids_parse(const char *vol, const struct vf_kv_result *r, struct vol_ids *ids)
+{
+	yajl_val t = NULL, a;
+	int rc = VF_OK;
+
+	ids->v = NULL;
+	ids->n = 0;
+	if (!r->found)
+		return VF_OK;
+	if (vf_json_parse(r->pair.value, r->pair.value_len, &t, NULL) != VF_OK) {
+		/* a value written by hand or by an older version: one anonymous mount */
+		vf_log(VF_LOG_WARN, "volume %s: client value of %s is not JSON", vol, r->pair.key);
+		ids->v = calloc(1, sizeof(char *));
+		if (ids->v && (ids->v[0] = strdup("?")) != NULL)
+			ids->n = 1;
+		return ids->n ? VF_OK : VF_ENOMEM;
+	}
+	a = vf_json_get(t, "ids", NULL);
+	if (a && YAJL_IS_ARRAY(a) && a->u.array.len) {
+		ids->v = calloc(a->u.array.len, sizeof(char *));
+		if (ids->v == NULL)
+			rc = VF_ENOMEM;
+		for (size_t i = 0; rc == VF_OK && i < a->u.array.len; i++) {
+			const char *s = vf_json_str(a->u.array.values[i]);
+
+			if ((ids->v[ids->n] = strdup(s ? s : "?")) == NULL)
+				rc = VF_ENOMEM;
+			else
+				ids->n++;
+		}
+	}
+	yajl_tree_free(t);
+	return rc;
+}
+
+static int vol_ids_find(const struct vol_ids *ids, const char *id)
+{
+	for (size_t i = 0; i < ids->n; i++)
+		if (strcmp(ids->v[i], id) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* The client value: ids with add appended and skip left out. */
+static int vol_client_value(struct vf_ctx *ctx, const struct vol_ids *ids, const char *add,
+                            const char *skip, char **out_r, struct vf_err *err)
+{
+	yajl_gen g = yajl_gen_alloc(NULL);
+
+	if (g == NULL)
+		return vf_err_set(err, VF_ENOMEM, "out of memory");
+	yajl_gen_map_open(g);
+	vf_jgen_str(g, "addr");
+	vf_jgen_str(g, ctx->node_addr);
+	vf_jgen_str(g, "ids");
+	yajl_gen_array_open(g);
+	for (size_t i = 0; i < ids->n; i++)
+		if (skip == NULL || strcmp(ids->v[i], skip) != 0)
+			vf_jgen_str(g, ids->v[i]);
+	if (add)
+		vf_jgen_str(g, add);
+	yajl_gen_array_close(g);
+	yajl_gen_map_close(g);
+	return vf_jgen_finish(g, out_r, NULL, err);
+}
+
+/* ---- the process context ---- */
+struct vol_local {
+	char name[VF_VOLUME_NAME_MAX + 1];
+	int refs, busy;
+	struct vol_local *next;
+};
+
+void vf_vol_local_enter(struct vf_ctx *ctx, const char *vol)
+{
+	struct vol_local *l;
+
+	pthread_mutex_lock(&ctx->mu);
+	for (l = ctx->locals; l; l = l->next)
+		if (strcmp(l->name, vol) == 0)
+			break;
+	if (l == NULL) {
+		l = calloc(1, sizeof(*l));
+		if (l == NULL) { /* degrade: no local serialisation */
+			pthread_mutex_unlock(&ctx->mu);
+			return;
+		}
+		snprintf(l->name, sizeof(l->name), "%s", vol);
+		l->next = ctx->locals;
+		ctx->locals = l;
+	}
+	l->refs++;
+	while (l->busy)
+		pthread_cond_wait(&ctx->local_cv, &ctx->mu);
+	l->busy = 1;
+	pthread_mutex_unlock(&ctx->mu);
+}
+
+void vf_vol_local_leave(struct vf_ctx *ctx, const char *vol)
+{
+	struct vol_local **pp, *l;
+
+	pthread_mutex_lock(&ctx->mu);
+	for (pp = &ctx->locals; (l = *pp) != NULL; pp = &l->next)
+		if (strcmp(l->name, vol) == 0) {
+			l->busy = 0;
+			if (--l->refs == 0) {
+				*pp = l->next;
+				free(l);
+			}
+			break;
+		}
+	pthread_cond_broadcast(&ctx->local_cv);
+	pthread_mutex_unlock(&ctx->mu);
+}
+
+struct vf_kv_lease *vf_ctx_lease_get(struct vf_ctx *ctx)
+{
+	pthread_rwlock_rdlock(&ctx->lease_rw);
+	return ctx->lease;
+}
+
+void vf_ctx_lease_put(struct vf_ctx *ctx)
+{
+	pthread_rwlock_unlock(&ctx->lease_rw);
+}
+
+static void ctx_lease_lost(struct vf_kv_lease *lease, void *arg)
+{
+	struct vf_ctx *ctx = arg;
+
+	pthread_mutex_lock(&ctx->mu);
+	if (strcmp(lease->id, ctx->lease_id) == 0 && !ctx->stopping) {
+		ctx->lease_lost = 1;
+		pthread_cond_broadcast(&ctx->cv);
+	}
+	pthread_mutex_unlock(&ctx->mu);
+}
+
+static int ctx_grant(struct vf_ctx *ctx, struct vf_err *err)
+{
+	struct vf_kv_lease *l = NULL;
+	int rc = ctx->kv->ops->lease_grant(ctx->kv, ctx->lease_ttl_s, 0, ctx_lease_lost, ctx, &l,
+	                                   err);
+
+	if (rc != VF_OK)
+		return vf_err_prefix(err, "node %s: cannot grant the process lease", ctx->node_id);
+	pthread_mutex_lock(&ctx->mu);
+	ctx->lease = l;
+	snprintf(ctx->lease_id, sizeof(ctx->lease_id), "%s", l->id);
+	ctx->lease_gen++;
+	pthread_mutex_unlock(&ctx->mu);
+	return VF_OK;
+}
+
+/* Waits for lease loss; then stops acting as manager, re-grants, resumes. */
+static void *ctx_lease_thread(void *arg)
+{
+	struct vf_ctx *ctx = arg;
+
+	pthread_mutex_lock(&ctx->mu);
+	for (;;) {
+		while (!ctx->lease_lost && !ctx->stopping)
+			pthread_cond_wait(&ctx->cv, &ctx->mu);
+		if (ctx->stopping)
+			break;
+		pthread_mutex_unlock(&ctx->mu);
+		vf_log(VF_LOG_ERR,
+		       "node %s: LEASE %s LOST: stopping manager duties and this node's file "
+		       "servers, granting a new lease",
+		       ctx->node_id, ctx->lease_id);
+		if (ctx->mgr)
+			vf_mgr_lease_lost(ctx);
+		pthread_rwlock_wrlock(&ctx->lease_rw);
+		if (ctx->lease)
+			ctx->kv->ops->lease_revoke(ctx->kv, &ctx->lease, NULL);
+		ctx->lease = NULL;
+		for (;;) {
+			struct vf_err e = {0};
+			int stop;
+
+			pthread_mutex_lock(&ctx->mu);
+			ctx->lease_lost = 0;
+			stop = ctx->stopping;
+			pthread_mutex_unlock(&ctx->mu);
+			if (stop || ctx_grant(ctx, &e) == VF_OK)
+				break;
+			vf_log(VF_LOG_ERR, "%s (retrying)", e.msg);
+			struct timespec ts = {0, 500000000L};
+
+			nanosleep(&ts, NULL);
+		}
+		pthread_rwlock_unlock(&ctx->lease_rw);
+		if (ctx->lease)
+			vf_log(VF_LOG_WARN, "node %s: new lease %s granted", ctx->node_id,
+			       ctx->lease_id);
+		if (ctx->mgr && ctx->lease)
+			vf_mgr_lease_back(ctx);
+		pthread_mutex_lock(&ctx->mu);
+	}
+	pthread_mutex_unlock(&ctx->mu);
+	return NULL;
+}
+
+int vf_ctx_new(struct vf_kv *kv, const struct vf_ctx_cfg *cfg, struct vf_ctx **ctx_r,
+               struct vf_err *err)
+{
+	struct vf_ctx *ctx;
+	int rc;
+
+	*ctx_r = NULL;
+	if (kv == NULL || cfg == NULL || cfg->node_id == NULL || cfg->node_id[0] == '\0' ||
+	    strchr(cfg->node_id, '/'))
+		return vf_err_set(err, VF_EINVAL,
+		                  "volume manager: a node_id without '/' is needed");
+	if (kv->ops->lock == NULL || kv->ops->txn == NULL || kv->ops->lease_grant == NULL ||
+	    kv->ops->watch_start == NULL || kv->ops->list == NULL || kv->ops->get == NULL)
+		return vf_err_set(err, VF_ENOTSUP,
+		                  "volume manager: backend %s lacks locks, txn, leases, watch or "
+		                  "list",
+		                  kv->ops->name);
+	ctx = calloc(1, sizeof(*ctx));
+	if (ctx == NULL)
+		return vf_err_set(err, VF_ENOMEM, "volume manager: out of memory");
+	ctx->kv = kv;
+	ctx->node_id = strdup(cfg->node_id);
+	ctx->node_addr = strdup(cfg->node_addr ? cfg->node_addr : "");
+	ctx->prefix = strdup(cfg->prefix && cfg->prefix[0] ? cfg->prefix : "vfile/");
+	ctx->mount_root = strdup(cfg->mount_root ? cfg->mount_root : "/var/lib/vfile/mounts");
+	ctx->manager = cfg->manager;
+	ctx->lease_ttl_s = cfg->lease_ttl_s > 0 ? cfg->lease_ttl_s : 10;
+	if (ctx->lease_ttl_s < kv->min_lease_ttl_s)
+		ctx->lease_ttl_s = kv->min_lease_ttl_s;
+	ctx->op_timeout_ms = cfg->op_timeout_ms > 0 ? cfg->op_timeout_ms : 30000;
+	ctx->reconcile_ms = cfg->reconcile_ms > 0 ? cfg->reconcile_ms : 5000;
+	ctx->fs = cfg->fs;
+	ctx->fs_arg = cfg->fs_arg;
+	pthread_rwlock_init(&ctx->lease_rw, NULL);
+	pthread_mutex_init(&ctx->mu, NULL);
+	pthread_cond_init(&ctx->cv, NULL);
+	pthread_cond_init(&ctx->local_cv, NULL);
+	if (!ctx->node_id || !ctx->node_addr || !ctx->prefix || !ctx->mount_root) {
+		rc = vf_err_set(err, VF_ENOMEM, "volume manager: out of memory");
+		goto fail;
+	}
+	rc = ctx_grant(ctx, err);
+	if (rc != VF_OK)
+		goto fail;
+	if (pthread_create(&ctx->lease_thr, NULL, ctx_lease_thread, ctx) != 0) {
+		rc = vf_err_set(err, VF_ENOMEM, "volume manager: cannot start the lease thread");
+		goto fail;
+	}
+	ctx->lease_thr_started = 1;
+	*ctx_r = ctx;
+	return VF_OK;
+fail:
+	vf_ctx_free(&ctx);
+	return rc;
+}
+
+int vf_ctx_start_manager(struct vf_ctx *ctx, struct vf_err *err)
+{
+	if (ctx->fs == NULL || ctx->fs->start == NULL || ctx->fs->stop == NULL)
+		return vf_err_set(err, VF_EINVAL, "node %s: a manager needs file-server start/stop",
+		                  ctx->node_id);
+	if (ctx->mgr)
+		return VF_OK;
+	return vf_mgr_start(ctx, err);
+}
+
+void vf_ctx_free(struct vf_ctx **ctxp)
+{
+	struct vf_ctx *ctx = *ctxp;
+
+	if (ctx == NULL)
+		return;
+	if (ctx->mgr)
+		vf_mgr_stop(ctx);
+	pthread_mutex_lock(&ctx->mu);
+	ctx->stopping = 1;
+	pthread_cond_broadcast(&ctx->cv);
+	pthread_mutex_unlock(&ctx->mu);
+	if (ctx->lease_thr_started)
+		pthread_join(ctx->lease_thr, NULL);
+	if (ctx->lease)
+		ctx->kv->ops->lease_revoke(ctx->kv, &ctx->lease, NULL);
+	while (ctx->locals) {
+		struct vol_local *l = ctx->locals;
+
+		ctx->locals = l->next;
+		free(l);
+	}
+	vf_strv_free(ctx->mounted, ctx->nmounted);
+	pthread_rwlock_destroy(&ctx->lease_rw);
+	pthread_mutex_destroy(&ctx->mu);
+	pthread_cond_destroy(&ctx->cv);
+	pthread_cond_destroy(&ctx->local_cv);
+	free(ctx->node_id);
+	free(ctx->node_addr);
+	free(ctx->prefix);
+	free(ctx->mount_root);
+	free(ctx);
+	*ctxp = NULL;
+}
+
+/* ---- locally mounted volumes ---- */
+static int vol_local_mounted(struct vf_ctx *ctx, const char *vol)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&ctx->mu);
+	for (size_t i = 0; i < ctx->nmounted; i++)
+		r |= strcmp(ctx->mounted[i], vol) == 0;
+	pthread_mutex_unlock(&ctx->mu);
+	return r;
+}
+
+static void vol_local_set(struct vf_ctx *ctx, const char *vol, int on)
+{
+	pthread_mutex_lock(&ctx->mu);
+	for (size_t i = 0; i < ctx->nmounted; i++)
+		if (strcmp(ctx->mounted[i], vol) == 0) {
+			if (!on) {
+				free(ctx->mounted[i]);
+				ctx->mounted[i] = ctx->mounted[--ctx->nmounted];
+			}
+			pthread_mutex_unlock(&ctx->mu);
+			return;
+		}
+	if (on) {
+		char **v = realloc(ctx->mounted, (ctx->nmounted + 1) * sizeof(*v));
+
+		if (v) {
+			ctx->mounted = v;
+			if ((v[ctx->nmounted] = strdup(vol)) != NULL)
+				ctx->nmounted++;
+		}
+	}
+	pthread_mutex_unlock(&ctx->mu);
+}
+
+static int vol_fs_mount(struct vf_ctx *ctx, const char *vol, const char *info, const char *path,
+                        struct vf_err *err)
+{
+	int rc;
+
+	if (ctx->fs == NULL || ctx->fs->mount == NULL)
+		return vf_err_set(err, VF_ENOTSUP, "volume %s: no file-server mount hook", vol);
+	if (mkdir(path, 0755) != 0 && errno != EEXIST && errno != ENOENT)
+		vf_log(VF_LOG_WARN, "volume %s: mkdir %s: %s", vol, path, strerror(errno));
+	rc = ctx->fs->mount(ctx->fs_arg, vol, info, path, err);
+	if (rc != VF_OK)
+		return vf_err_prefix(err, "volume %s: local mount at %s failed", vol, path);
+	vol_local_set(ctx, vol, 1);
+	return VF_OK;
+}
+
+static int vol_fs_unmount(struct vf_ctx *ctx, const char *vol, const char *path, struct vf_err *err)
+{
+	int rc = VF_OK;
+
+	if (ctx->fs && ctx->fs->unmount)
+		rc = ctx->fs->unmount(ctx->fs_arg, vol, path, err);
+	if (rc != VF_OK)
+		return vf_err_prefix(err, "volume %s: local unmount of %s failed", vol, path);
+	vol_local_set(ctx, vol, 0);
+	return VF_OK;
+}
+
+/* ---- waiting for the state, with a watch ---- */
+struct vol_wait {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	const char *key;
+	int changed;
+};
+
+static int vol_wait_cb(const struct vf_kv_event *ev, void *arg)
+{
+	struct vol_wait *w = arg;
+
+	if (ev->type == VF_EV_RESYNC || strcmp(ev->key, w->key) == 0) {
+		pthread_mutex_lock(&w->mu);
+		w->changed = 1;
+		pthread_cond_broadcast(&w->cv);
+		pthread_mutex_unlock(&w->mu);
+	}
+	return 0;
+}
+
+enum { R_STATE = 0, R_GREF, R_CLIENT, R_INFO, R_TRIG, R_SERVER, R_N };
+
+/* Wait until state/<vol> is Mounted with a live server (bounded by deadline);
+ * then rr[R_STATE], rr[R_GREF], rr[R_INFO], rr[R_SERVER] hold fresh reads. */
+static int vol_wait_mounted(struct vf_ctx *ctx, const char *vol, char keys[R_N][512],
+                            int64_t after_rev, int64_t deadline, struct vf_kv_result *rr,
+                            struct vf_err *err)
+{
+	struct vol_wait w = {.key = keys[R_STATE]};
+	struct vf_kv_watch *watch = NULL;
+	int rc;
+
+	pthread_mutex_init(&w.mu, NULL);
+	pthread_cond_init(&w.cv, NULL);
+	rc = ctx->kv->ops->watch_start(ctx->kv, keys[R_STATE], after_rev, vol_wait_cb, &w, &watch,
+	                               err);
+	if (rc != VF_OK) {
+		vf_err_prefix(err, "volume %s: cannot watch %s", vol, keys[R_STATE]);
+		goto out;
+	}
+	for (;;) {
+		struct vf_kv_op ops[] = {{.kind = VF_OP_GET, .key = keys[R_STATE]},
+		                         {.kind = VF_OP_GET, .key = keys[R_GREF]},
+		                         {.kind = VF_OP_GET, .key = keys[R_INFO]},
+		                         {.kind = VF_OP_GET, .key = keys[R_SERVER]}};
+		struct vf_kv_txn_result res = {0};
+		int64_t left;
+
+		pthread_mutex_lock(&w.mu);
+		w.changed = 0;
+		pthread_mutex_unlock(&w.mu);
+		rc = ctx->kv->ops->txn(ctx->kv, NULL, 0, ops, 4, &res, err);
+		if (rc == VF_OK && res.count == 4) {
+			if (!res.results[0].found) {
+				rc = vf_err_set(err, VF_ENOTFOUND,
+				                "volume %s was removed while mounting", vol);
+			} else if (vol_res_is(&res.results[0], "Mounted") && res.results[3].found) {
+				int idx[] = {R_STATE, R_GREF, R_INFO, R_SERVER};
+
+				for (int i = 0; i < 4; i++) {
+					vf_kv_results_clear(&rr[idx[i]], 1);
+					rr[idx[i]] = res.results[i];
+					memset(&res.results[i], 0, sizeof(res.results[i]));
+				}
+				vf_kv_txn_result_clear(&res);
+				goto out;
+			}
+		} else if (rc == VF_EUNAVAIL || rc == VF_EUNCERTAIN) {
+			rc = VF_OK; /* a read: try again on the next wake-up */
+		}
+		vf_kv_txn_result_clear(&res);
+		if (rc != VF_OK)
+			goto out;
+		left = deadline - vf_now_ms();
+		if (left <= 0) {
+			rc = vf_err_set(err, VF_ETIMEDOUT,
+			                "volume %s: no file server came up within %d ms", vol,
+			                ctx->op_timeout_ms);
+			goto out;
+		}
+		pthread_mutex_lock(&w.mu);
+		if (!w.changed) {
+			struct timespec ts;
+			int64_t step =
+			        left < 1000 ? left : 1000; /* also re-reads after a lost store */
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += step / 1000;
+			ts.tv_nsec += (long)(step % 1000) * 1000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&w.cv, &w.mu, &ts);
+		}
+		pthread_mutex_unlock(&w.mu);
+	}
+out:
+	if (watch)
+		ctx->kv->ops->watch_stop(ctx->kv, &watch);
+	pthread_mutex_destroy(&w.mu);
+	pthread_cond_destroy(&w.cv);
+	return rc;
+}
+
+/* Bump a trigger counter under the held gref lock (fenced). */
+static int vol_bump(struct vf_ctx *ctx, struct vf_kv_lock *lk, const char *key,
+                    const struct vf_kv_result *cur, int64_t *rev_r, struct vf_err *err)
+{
+	char val[32];
+	struct vf_kv_cmp c[] = {{.kind = VF_CMP_LOCK_HELD, .lock = lk},
+	                        {.kind = VF_CMP_VERSION_EQ,
+	                         .key = key,
+	                         .mod_rev = cur->found ? cur->pair.mod_rev : 0}};
+	struct vf_kv_op op = {.kind = VF_OP_PUT, .key = key, .value = val};
+	struct vf_kv_txn_result res = {0};
+	int rc;
+
+	op.value_len = (size_t)snprintf(val, sizeof(val), "%" PRId64, vf_vol_num(cur) + 1);
+	rc = ctx->kv->ops->txn(ctx->kv, c, 2, &op, 1, &res, err);
+	if (rc == VF_OK && rev_r)
+		*rev_r = res.revision;
+	vf_kv_txn_result_clear(&res);
+	return rc;
+}
+
+static int64_t vol_left(int64_t deadline)
+{
+	int64_t l = deadline - vf_now_ms();
+
+	return l > 0 ? l : 1;
+}
+
+/* Is mount_id in the client value now? (resolves an uncertain final txn) */
+static int vol_client_has(struct vf_ctx *ctx, const char *vol, const char *key, const char *id,
+                          int *has_r)
+{
+	struct vf_kv_result r = {0};
+	struct vol_ids ids;
+	int rc = ctx->kv->ops->get(ctx->kv, key, &r.pair, NULL);
+
+	if (rc == VF_ENOTFOUND) {
+		*has_r = 0;
+		return VF_OK;
+	}
+	if (rc != VF_OK)
+		return rc;
+	r.found = 1;
+	rc = vol_ids_parse(vol, &r, &ids);
+	*has_r = rc == VF_OK && vol_ids_find(&ids, id) >= 0;
+	vol_ids_free(&ids);
+	vf_kv_results_clear(&r, 1);
+	return rc;
+}
+
+static int vol_mount_once(struct vf_ctx *ctx, const char *vol, const char *id, const char *path,
+                          int64_t deadline, int *retry_r, struct vf_err *err)
+{
+	struct vf_kv *kv = ctx->kv;
+	struct vf_kv_lease *lease = vf_ctx_lease_get(ctx);
+	char keys[R_N][512], lname[512], gval[32];
+	const char *reads[R_N];
+	struct vf_kv_result rr[R_N];
+	struct vf_kv_lock *lk = NULL;
+	struct vol_ids ids = {0};
+	char *cval = NULL;
+	int rc, mounted_here = 0;
+
+	memset(rr, 0, sizeof(rr));
+	*retry_r = 0;
+	vf_vol_key(ctx, keys[R_STATE], 512, VK_STATE, vol);
+	vf_vol_key(ctx, keys[R_GREF], 512, VK_GREF, vol);
+	vol_client_key(ctx, keys[R_CLIENT], 512, vol, ctx->node_id);
+	vf_vol_key(ctx, keys[R_INFO], 512, VK_INFO, vol);
+	vf_vol_key(ctx, keys[R_TRIG], 512, VK_START_TRIGGER, vol);
+	vf_vol_key(ctx, keys[R_SERVER], 512, VK_SERVER, vol);
+	for (int i = 0; i < R_N; i++)
+		reads[i] = keys[i];
+	vol_lock_name(ctx, lname, sizeof(lname), "gref", vol);
+	if (lease == NULL) {
+		rc = vf_err_set(err, VF_ELEASE, "volume %s: node %s has no lease right now", vol,
+		                ctx->node_id);
+		goto out;
+	}
+	rc = kv->ops->lock(kv, lease, lname, (int)vol_left(deadline), reads, R_N, rr, &lk, err);
+	if (rc != VF_OK) {
+		vf_err_prefix(err, "volume %s: cannot take the gref lock", vol);
+		goto out;
+	}
+	if (!rr[R_STATE].found) {
+		rc = vf_err_set(err, VF_ENOTFOUND, "volume %s does not exist", vol);
+		goto out;
+	}
+	rc = vol_ids_parse(vol, &rr[R_CLIENT], &ids);
+	if (rc != VF_OK)
+		goto out;
+	if (ids.n > 0) {
+		/* this host already holds the global reference */
+		if (!vol_local_mounted(ctx, vol)) {
+			rc = vol_fs_mount(ctx, vol, rr[R_INFO].pair.value, path, err);
+			if (rc != VF_OK)
+				goto out;
+		}
+		if (vol_ids_find(&ids, id) >= 0)
+			goto out; /* this id is already counted */
+		rc = vol_client_value(ctx, &ids, id, NULL, &cval, err);
+		if (rc != VF_OK)
+			goto out;
+		struct vf_kv_cmp c[] = {{.kind = VF_CMP_LOCK_HELD, .lock = lk},
+		                        {.kind = VF_CMP_VERSION_EQ,
+		                         .key = keys[R_CLIENT],
+		                         .mod_rev = rr[R_CLIENT].pair.mod_rev}};
+		struct vf_kv_op o[] = {{.kind = VF_OP_PUT,
+		                        .key = keys[R_CLIENT],
+		                        .value = cval,
+		                        .value_len = strlen(cval)},
+		                       {.kind = VF_OP_UNLOCK, .lock = lk}};
+
+		rc = kv->ops->txn(kv, c, 2, o, 2, NULL, err);
+		if (rc == VF_EUNCERTAIN) {
+			int has = 0;
+
+			if (vol_client_has(ctx, vol, keys[R_CLIENT], id, &has) == VF_OK && has)
+				rc = VF_OK;
+		}
+		if (rc != VF_OK)
+			vf_err_prefix(err, "volume %s: cannot add mount id %s", vol, id);
+		goto out;
+	}
+	if (!vol_res_is(&rr[R_STATE], "Mounted") || !rr[R_SERVER].found) {
+		int64_t rev = 0;
+
+		rc = vol_bump(ctx, lk, keys[R_TRIG], &rr[R_TRIG], &rev, err);
+		if (rc != VF_OK) {
+			vf_err_prefix(err, "volume %s: cannot bump %s", vol, keys[R_TRIG]);
+			goto out;
+		}
+		rc = vol_wait_mounted(ctx, vol, keys, rev, deadline, rr, err);
+		if (rc == VF_ETIMEDOUT) {
+			/* a server that comes up late must not run forever */
+			struct vf_kv_result st = {0};
+			char sk[512];
+
+			vf_vol_key(ctx, sk, sizeof(sk), VK_STOP_TRIGGER, vol);
+			if (kv->ops->get(kv, sk, &st.pair, NULL) == VF_OK)
+				st.found = 1;
+			vol_bump(ctx, lk, sk, &st, NULL, NULL);
+			vf_kv_results_clear(&st, 1);
+		}
+		if (rc != VF_OK)
+			goto out;
+	}
+	rc = vol_fs_mount(ctx, vol, rr[R_INFO].pair.value, path, err);
+	if (rc != VF_OK)
+		goto out;
+	mounted_here = 1;
+	if (vf_failpoint_hit("vol.mount_before_txn", vol)) {
+		rc = vf_err_set(err, VF_EUNAVAIL, "volume %s: failpoint vol.mount_before_txn", vol);
+		goto out;
+	}
+	rc = vol_client_value(ctx, &ids, id, NULL, &cval, err);
+	if (rc != VF_OK)
+		goto out;
+	snprintf(gval, sizeof(gval), "%" PRId64, vf_vol_num(&rr[R_GREF]) + 1);
+	{
+		struct vf_kv_cmp c[] = {
+		        {.kind = VF_CMP_LOCK_HELD, .lock = lk},
+		        {.kind = VF_CMP_VALUE_EQ,
+		         .key = keys[R_STATE],
+		         .value = "Mounted",
+		         .value_len = 7},
+		        {.kind = VF_CMP_VERSION_EQ,
+		         .key = keys[R_GREF],
+		         .mod_rev = rr[R_GREF].found ? rr[R_GREF].pair.mod_rev : 0},
+		        {.kind = VF_CMP_VERSION_EQ,
+		         .key = keys[R_CLIENT],
+		         .mod_rev = rr[R_CLIENT].found ? rr[R_CLIENT].pair.mod_rev : 0}};
+		struct vf_kv_op o[] = {{.kind = VF_OP_PUT,
+		                        .key = keys[R_GREF],
+		                        .value = gval,
+		                        .value_len = strlen(gval)},
+		                       {.kind = VF_OP_PUT,
+		                        .key = keys[R_CLIENT],
+		                        .value = cval,
+		                        .value_len = strlen(cval)},
+		                       {.kind = VF_OP_UNLOCK, .lock = lk}};
+
+		rc = kv->ops->txn(kv, c, 4, o, 3, NULL, err);
+	}
+	if (rc == VF_ECONFLICT) {
+		/* the state flipped to Ready under us (a stop won): undo, go again */
+		vf_log(VF_LOG_INFO,
+		       "volume %s: state changed before the reference was taken; "
+		       "retrying",
+		       vol);
+		*retry_r = 1;
+	} else if (rc == VF_EUNCERTAIN) {
+		int has = 0;
+
+		if (vol_client_has(ctx, vol, keys[R_CLIENT], id, &has) == VF_OK && has) {
+			rc = VF_OK;
+			mounted_here = 0;
+		}
+	}
+	if (rc == VF_OK)
+		mounted_here = 0;
+	else
+		vf_err_prefix(err, "volume %s: cannot take the global reference", vol);
+out:
+	if (mounted_here) {
+		struct vf_err e2 = {0};
+
+		if (vol_fs_unmount(ctx, vol, path, &e2) != VF_OK)
+			vf_log(VF_LOG_ERR, "%s", e2.msg);
+	}
+	if (lk)
+		kv->ops->unlock(kv, &lk, NULL);
+	vf_kv_results_clear(rr, R_N);
+	vol_ids_free(&ids);
+	free(cval);
+	vf_ctx_lease_put(ctx);
+	return rc;
+}
+
+int vf_volume_mount(struct vf_ctx *ctx, const char *name, const char *mount_id, char **path_r,
+                    struct vf_err *err)
+{
+	int64_t deadline = vf_now_ms() + ctx->op_timeout_ms;
+	struct vf_buf path = {0};
+	int rc, retry;
+
+	if (path_r)
+		*path_r = NULL;
+	if ((rc = vol_check_name(name, err)) != VF_OK)
+		return rc;
+	if (mount_id == NULL || mount_id[0] == '\0')
+		return vf_err_set(err, VF_EINVAL, "volume %s: empty mount id", name);
+	if (vf_buf_printf(&path, "%s/%s", ctx->mount_root, name) != VF_OK)
+		return vf_err_set(err, VF_ENOMEM, "volume %s: out of memory", name);
+	vf_vol_local_enter(ctx, name);
+	do {
+		rc = vol_mount_once(ctx, name, mount_id, path.data, deadline, &retry, err);
+	} while (rc != VF_OK && retry && vf_now_ms() < deadline);
+	vf_vol_local_leave(ctx, name);
+	if (rc == VF_OK && path_r) {
+		*path_r = path.data;
+		path.data = NULL;
+	}
+	vf_buf_free(&path);
+	return rc;
+}
+
+enum { U_STATE = 0, U_GREF, U_CLIENT, U_TRIG, U_N };
+
+int vf_volume_unmount(struct vf_ctx *ctx, const char *name, const char *mount_id,
+                      struct vf_err *err)
+{
+	struct vf_kv *kv = ctx->kv;
+	struct vf_kv_lease *lease;
+	char keys[U_N][512], lname[512], gval[32], tval[32];
+	const char *reads[U_N];
+	struct vf_kv_result rr[U_N];
+	struct vf_kv_lock *lk = NULL;
+	struct vol_ids ids = {0};
+	struct vf_buf path = {0};
+	char *cval = NULL;
+	int rc;
+
+	if ((rc = vol_check_name(name, err)) != VF_OK)
+		return rc;
+	if (mount_id == NULL || mount_id[0] == '\0')
+		return vf_err_set(err, VF_EINVAL, "volume %s: empty mount id", name);
+	memset(rr, 0, sizeof(rr));
+	vf_vol_key(ctx, keys[U_STATE], 512, VK_STATE, name);
+	vf_vol_key(ctx, keys[U_GREF], 512, VK_GREF, name);
+	vol_client_key(ctx, keys[U_CLIENT], 512, name, ctx->node_id);
+	vf_vol_key(ctx, keys[U_TRIG], 512, VK_STOP_TRIGGER, name);
+	for (int i = 0; i < U_N; i++)
+		reads[i] = keys[i];
+	vol_lock_name(ctx, lname, sizeof(lname), "gref", name);
+	if (vf_buf_printf(&path, "%s/%s", ctx->mount_root, name) != VF_OK)
+		return vf_err_set(err, VF_ENOMEM, "volume %s: out of memory", name);
+	vf_vol_local_enter(ctx, name);
+	lease = vf_ctx_lease_get(ctx);
+	if (lease == NULL) {
+		rc = vf_err_set(err, VF_ELEASE, "volume %s: node %s has no lease right now", name,
+		                ctx->node_id);
+		goto out;
+	}
+	rc = kv->ops->lock(kv, lease, lname, ctx->op_timeout_ms, reads, U_N, rr, &lk, err);
+	if (rc != VF_OK) {
+		vf_err_prefix(err, "volume %s: cannot take the gref lock", name);
+		goto out;
+	}
+	rc = vol_ids_parse(name, &rr[U_CLIENT], &ids);
+	if (rc != VF_OK)
+		goto out;
+	if (vol_ids_find(&ids, mount_id) < 0) {
+		/* not counted (a repeated unmount, or one whose answer was lost) */
+		vf_log(VF_LOG_INFO, "volume %s: mount id %s is not mounted on %s", name, mount_id,
+		       ctx->node_id);
+		if (ids.n == 0 && vol_local_mounted(ctx, name))
+			rc = vol_fs_unmount(ctx, name, path.data, err);
+		goto out;
+	}
+	if (ids.n > 1) {
+		rc = vol_client_value(ctx, &ids, NULL, mount_id, &cval, err);
+		if (rc != VF_OK)
+			goto out;
+		struct vf_kv_cmp c[] = {{.kind = VF_CMP_LOCK_HELD, .lock = lk},
+		                        {.kind = VF_CMP_VERSION_EQ,
+		                         .key = keys[U_CLIENT],
+		                         .mod_rev = rr[U_CLIENT].pair.mod_rev}};
+		struct vf_kv_op o[] = {{.kind = VF_OP_PUT,
+		                        .key = keys[U_CLIENT],
+		                        .value = cval,
+		                        .value_len = strlen(cval)},
+		                       {.kind = VF_OP_UNLOCK, .lock = lk}};
+
+		rc = kv->ops->txn(kv, c, 2, o, 2, NULL, err);
+		if (rc == VF_EUNCERTAIN) {
+			int has = 1;
+
+			if (vol_client_has(ctx, name, keys[U_CLIENT], mount_id, &has) == VF_OK &&
+			    !has)
+				rc = VF_OK;
+		}
+		if (rc != VF_OK)
+			vf_err_prefix(err, "volume %s: cannot drop mount id %s", name, mount_id);
+		goto out;
+	}
+	/* the last id on this host: unmount, drop the global reference */
+	rc = vol_fs_unmount(ctx, name, path.data, err);
+	if (rc != VF_OK)
+		goto out;
+	int64_t g = vf_vol_num(&rr[U_GREF]) - 1;
+
+	if (g < 0) {
+		vf_log(VF_LOG_ERR, "volume %s: gref was %" PRId64 " with client %s listed", name,
+		       g + 1, ctx->node_id);
+		g = 0;
+	}
+	snprintf(gval, sizeof(gval), "%" PRId64, g);
+	snprintf(tval, sizeof(tval), "%" PRId64, vf_vol_num(&rr[U_TRIG]) + 1);
+	{
+		struct vf_kv_cmp c[] = {
+		        {.kind = VF_CMP_LOCK_HELD, .lock = lk},
+		        {.kind = VF_CMP_VERSION_EQ,
+		         .key = keys[U_GREF],
+		         .mod_rev = rr[U_GREF].found ? rr[U_GREF].pair.mod_rev : 0},
+		        {.kind = VF_CMP_VERSION_EQ,
+		         .key = keys[U_CLIENT],
+		         .mod_rev = rr[U_CLIENT].pair.mod_rev},
+		        {.kind = VF_CMP_VERSION_EQ,
+		         .key = keys[U_TRIG],
+		         .mod_rev = rr[U_TRIG].found ? rr[U_TRIG].pair.mod_rev : 0}};
+		struct vf_kv_op o[4] = {{.kind = VF_OP_PUT,
+		                         .key = keys[U_GREF],
+		                         .value = gval,
+		                         .value_len = strlen(gval)},
+		                        {.kind = VF_OP_DELETE, .key = keys[U_CLIENT]}};
+		size_t no = 2;
+
+		if (g == 0)
+			o[no++] = (struct vf_kv_op){.kind = VF_OP_PUT,
+			                            .key = keys[U_TRIG],
+			                            .value = tval,
+			                            .value_len = strlen(tval)};
+		o[no++] = (struct vf_kv_op){.kind = VF_OP_UNLOCK, .lock = lk};
+		rc = kv->ops->txn(kv, c, 4, o, no, NULL, err);
+	}
+	if (rc == VF_EUNCERTAIN) {
+		int has = 1;
+
+		if (vol_client_has(ctx, name, keys[U_CLIENT], mount_id, &has) == VF_OK && !has)
+			rc = VF_OK;
+	}
+	if (rc != VF_OK)
+		vf_err_prefix(err,
+		              "volume %s: unmounted locally but cannot drop the global "
+		              "reference (retry the unmount)",
+		              name);
+out:
+	if (lk)
+		kv->ops->unlock(kv, &lk, NULL);
+	vf_ctx_lease_put(ctx);
+	vf_vol_local_leave(ctx, name);
+	vf_kv_results_clear(rr, U_N);
+	vol_ids_free(&ids);
+	vf_buf_free(&path);
+	free(cval);
+	return rc;
+}
+
+int vf_volume_create(struct vf_ctx *ctx, const char *name, const struct vf_opt *opts, size_t nopts,
+                     struct vf_err *err)
+{
+	char ks[512], kg[512], ki[512];
+	char *info = NULL;
+	int rc;
+
+	if ((rc = vol_check_name(name, err)) != VF_OK)
+		return rc;
+	if ((rc = vol_check_opts(name, opts, nopts, err)) != VF_OK)
+		return rc;
+	rc = vol_info_gen(name, opts, nopts, NULL, NULL, NULL, 0, &info, err);
+	if (rc != VF_OK)
+		return rc;
+	vf_vol_key(ctx, ks, sizeof(ks), VK_STATE, name);
+	vf_vol_key(ctx, kg, sizeof(kg), VK_GREF, name);
+	vf_vol_key(ctx, ki, sizeof(ki), VK_INFO, name);
+	struct vf_kv_cmp c = {.kind = VF_CMP_ABSENT, .key = ks};
+	struct vf_kv_op o[] = {
+	        {.kind = VF_OP_PUT, .key = ks, .value = "Ready", .value_len = 5},
+	        {.kind = VF_OP_PUT, .key = kg, .value = "0", .value_len = 1},
+	        {.kind = VF_OP_PUT, .key = ki, .value = info, .value_len = strlen(info)}};
+
+	rc = ctx->kv->ops->txn(ctx->kv, &c, 1, o, 3, NULL, err);
+	if (rc == VF_ECONFLICT)
+		rc = vf_err_set(err, VF_ECONFLICT, "volume %s already exists", name);
+	else if (rc != VF_OK)
+		vf_err_prefix(err, "volume %s: cannot create", name);
+	free(info);
+	return rc;
+}
+
+int vf_volume_remove(struct vf_ctx *ctx, const char *name, struct vf_err *err)
+{
+	struct vf_kv *kv = ctx->kv;
+	struct vf_kv_lease *lease;
+	char keys[VK_NKEYS][512], lg[512], ls[512], cpre[512];
+	const char *reads[] = {keys[VK_STATE], keys[VK_GREF]};
+	struct vf_kv_result rr[2];
+	struct vf_kv_lock *lkg = NULL, *lks = NULL;
+	struct vf_kv_list cl = {0};
+	int rc;
+
+	if ((rc = vol_check_name(name, err)) != VF_OK)
+		return rc;
+	memset(rr, 0, sizeof(rr));
+	for (int i = 0; i < VK_NKEYS; i++)
+		vf_vol_key(ctx, keys[i], 512, i, name);
+	vol_lock_name(ctx, lg, sizeof(lg), "gref", name);
+	vol_lock_name(ctx, ls, sizeof(ls), "state", name);
+	vol_client_key(ctx, cpre, sizeof(cpre), name, NULL);
+	vf_vol_local_enter(ctx, name);
+	lease = vf_ctx_lease_get(ctx);
+	if (lease == NULL) {
+		rc = vf_err_set(err, VF_ELEASE, "volume %s: node %s has no lease right now", name,
+		                ctx->node_id);
+		goto out;
+	}
+	rc = kv->ops->lock(kv, lease, lg, ctx->op_timeout_ms, reads, 2, rr, &lkg, err);
+	if (rc == VF_OK)
+		rc = kv->ops->lock(kv, lease, ls, ctx->op_timeout_ms, NULL, 0, NULL, &lks, err);
+	if (rc != VF_OK) {
+		vf_err_prefix(err, "volume %s: cannot take the volume locks", name);
+		goto out;
+	}
+	if (!rr[0].found) {
+		rc = vf_err_set(err, VF_ENOTFOUND, "volume %s does not exist", name);
+		goto out;
+	}
+	rc = kv->ops->list(kv, cpre, &cl, err);
+	if (rc != VF_OK) {
+		vf_err_prefix(err, "volume %s: cannot list its clients", name);
+		goto out;
+	}
+	if (vf_vol_num(&rr[1]) > 0 || cl.count > 0) {
+		struct vf_buf hosts = {0};
+
+		for (size_t i = 0; i < cl.count; i++)
+			vf_buf_printf(&hosts, "%s%s", i ? ", " : "",
+			              cl.items[i].key + strlen(cpre));
+		rc = vf_err_set(err, VF_EBUSY, "volume %s is mounted on %" PRId64 " host(s): %s",
+		                name, vf_vol_num(&rr[1]), hosts.data ? hosts.data : "(unknown)");
+		vf_buf_free(&hosts);
+		goto out;
+	}
+	{
+		struct vf_kv_cmp c[] = {{.kind = VF_CMP_LOCK_HELD, .lock = lkg},
+		                        {.kind = VF_CMP_LOCK_HELD, .lock = lks},
+		                        {.kind = VF_CMP_VERSION_EQ,
+		                         .key = keys[VK_GREF],
+		                         .mod_rev = rr[1].found ? rr[1].pair.mod_rev : 0}};
+		struct vf_kv_op o[VK_NKEYS + 2];
+		size_t no = 0;
+
+		for (int i = 0; i < VK_NKEYS; i++)
+			o[no++] = (struct vf_kv_op){.kind = VF_OP_DELETE, .key = keys[i]};
+		o[no++] = (struct vf_kv_op){.kind = VF_OP_UNLOCK, .lock = lks};
+		o[no++] = (struct vf_kv_op){.kind = VF_OP_UNLOCK, .lock = lkg};
+		rc = kv->ops->txn(kv, c, 3, o, no, NULL, err);
+		if (rc == VF_EUNCERTAIN) {
+			struct vf_kv_pair p = {0};
+
+			if (kv->ops->get(kv, keys[VK_STATE], &p, NULL) == VF_ENOTFOUND)
+				rc = VF_OK;
+			vf_kv_pair_clear(&p);
+		}
+		if (rc != VF_OK)
+			vf_err_prefix(err, "volume %s: cannot remove", name);
+	}
+out:
+	if (lks)
+		kv->ops->unlock(kv, &lks, NULL);
+	if (lkg)
+		kv->ops->unlock(kv, &lkg, NULL);
+	vf_ctx_lease_put(ctx);
+	vf_vol_local_leave(ctx, name);
+	vf_kv_results_clear(rr, 2);
+	vf_kv_list_clear(&cl);
+	return rc;
+}
+
+void vf_volume_clear(struct vf_volume *v)
+{
+	if (v == NULL)
+		return;
+	free(v->name);
+	free(v->state);
+	vf_strv_free(v->clients, v->nclients);
+	free(v->info_json);
+	memset(v, 0, sizeof(*v));
+}
+
+static int vol_fill(struct vf_volume *v, const char *name, const char *state, const char *gref,
+                    const char *info)
+{
+	memset(v, 0, sizeof(*v));
+	v->name = strdup(name);
+	v->state = strdup(state ? state : "Ready");
+	v->gref = gref ? strtoll(gref, NULL, 10) : 0;
+	v->info_json = strdup(info ? info : "{}");
+	return v->name && v->state && v->info_json ? VF_OK : VF_ENOMEM;
+}
+
+static int vol_add_client(struct vf_volume *v, const char *node)
+{
+	char **c = realloc(v->clients, (v->nclients + 1) * sizeof(*c));
+
+	if (c == NULL)
+		return VF_ENOMEM;
+	v->clients = c;
+	if ((c[v->nclients] = strdup(node)) == NULL)
+		return VF_ENOMEM;
+	v->nclients++;
+	return VF_OK;
+}
+
+int vf_volume_get(struct vf_ctx *ctx, const char *name, struct vf_volume *vol_r, struct vf_err *err)
+{
+	char ks[512], kg[512], ki[512], cpre[512];
+	struct vf_kv_op o[] = {{.kind = VF_OP_GET, .key = ks},
+	                       {.kind = VF_OP_GET, .key = kg},
+	                       {.kind = VF_OP_GET, .key = ki}};
+	struct vf_kv_txn_result res = {0};
+	struct vf_kv_list cl = {0};
+	int rc;
+
+	memset(vol_r, 0, sizeof(*vol_r));
+	if ((rc = vol_check_name(name, err)) != VF_OK)
+		return rc;
+	vf_vol_key(ctx, ks, sizeof(ks), VK_STATE, name);
+	vf_vol_key(ctx, kg, sizeof(kg), VK_GREF, name);
+	vf_vol_key(ctx, ki, sizeof(ki), VK_INFO, name);
+	vol_client_key(ctx, cpre, sizeof(cpre), name, NULL);
+	rc = ctx->kv->ops->txn(ctx->kv, NULL, 0, o, 3, &res, err);
+	if (rc != VF_OK) {
+		vf_err_prefix(err, "volume %s: cannot read", name);
+		goto out;
+	}
+	if (res.count < 3 || !res.results[0].found) {
+		rc = vf_err_set(err, VF_ENOTFOUND, "volume %s does not exist", name);
+		goto out;
+	}
+	rc = ctx->kv->ops->list(ctx->kv, cpre, &cl, err);
+	if (rc != VF_OK) {
+		vf_err_prefix(err, "volume %s: cannot list its clients", name);
+		goto out;
+	}
+	rc = vol_fill(vol_r, name, res.results[0].pair.value,
+	              res.results[1].found ? res.results[1].pair.value : NULL,
+	              res.results[2].found ? res.results[2].pair.value : NULL);
+	for (size_t i = 0; rc == VF_OK && i < cl.count; i++)
+		rc = vol_add_client(vol_r, cl.items[i].key + strlen(cpre));
+	if (rc != VF_OK) {
+		vf_volume_clear(vol_r);
+		vf_err_set(err, rc, "volume %s: out of memory", name);
+	}
+out:
+	vf_kv_txn_result_clear(&res);
+	vf_kv_list_clear(&cl);
+	return rc;
+}
+
+static const struct vf_kv_pair *vol_list_find(const struct vf_kv_list *l, const char *key)
+{
+	size_t lo = 0, hi = l->count;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = strcmp(l->items[mid].key, key);
+
+		if (c == 0)
+			return &l->items[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+int vf_volume_list(struct vf_ctx *ctx, struct vf_volume **vols_r, size_t *n_r, struct vf_err *err)
+{
+	static const int fam[] = {VK_STATE, VK_GREF, VK_INFO};
+	struct vf_kv_list l[4];
+	struct vf_volume *v = NULL;
+	char pre[4][512];
+	size_t n = 0, ci;
+	int rc = VF_OK;
+
+	*vols_r = NULL;
+	*n_r = 0;
+	memset(l, 0, sizeof(l));
+	for (int i = 0; i < 3; i++)
+		snprintf(pre[i], 512, "%s%s/", ctx->prefix, vf_vol_family[fam[i]]);
+	snprintf(pre[3], 512, "%sclient/", ctx->prefix);
+	for (int i = 0; i < 4 && rc == VF_OK; i++) {
+		rc = ctx->kv->ops->list(ctx->kv, pre[i], &l[i], err);
+		if (rc != VF_OK)
+			vf_err_prefix(err, "cannot list %s", pre[i]);
+	}
+	if (rc != VF_OK)
+		goto out;
+	if (l[0].count && (v = calloc(l[0].count, sizeof(*v))) == NULL) {
+		rc = vf_err_set(err, VF_ENOMEM, "volume list: out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < l[0].count && rc == VF_OK; i++) {
+		const char *name = l[0].items[i].key + strlen(pre[0]);
+		char k[1024];
+		const struct vf_kv_pair *g, *inf;
+
+		if (!vf_volume_name_valid(name))
+			continue;
+		snprintf(k, sizeof(k), "%s%s", pre[1], name);
+		g = vol_list_find(&l[1], k);
+		snprintf(k, sizeof(k), "%s%s", pre[2], name);
+		inf = vol_list_find(&l[2], k);
+		rc = vol_fill(&v[n], name, l[0].items[i].value, g ? g->value : NULL,
+		              inf ? inf->value : NULL);
+		snprintf(k, sizeof(k), "%s%s/", pre[3], name);
+		/* first client key >= "client/<vol>/" */
+		size_t lo = 0, hi = l[3].count;
+
+		while (lo < hi) {
+			size_t mid = (lo + hi) / 2;
+
+			if (strcmp(l[3].items[mid].key, k) < 0)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		for (ci = lo; rc == VF_OK && ci < l[3].count &&
+		              strncmp(l[3].items[ci].key, k, strlen(k)) == 0;
+		     ci++)
+			rc = vol_add_client(&v[n], l[3].items[ci].key + strlen(k));
+		n++;
+	}
+	if (rc != VF_OK) {
+		for (size_t i = 0; i < n; i++)
+			vf_volume_clear(&v[i]);
+		free(v);
+		v = NULL;
+		n = 0;
+		vf_err_set(err, rc, "volume list: out of memory");
+	}
+	*vols_r = v;
+	*n_r = n;
+out:
+	for (int i = 0; i < 4; i++)
+		vf_kv_list_clear(&l[i]);
+	return rc;
+}

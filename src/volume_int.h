@@ -1,0 +1,104 @@
+/* Private to the volume manager (src/volume.c, src/manager.c) and its tests. */
+#ifndef VFILE_VOLUME_INT_H
+#define VFILE_VOLUME_INT_H
+
+#include <pthread.h>
+
+#include "vfile/vfile.h"
+#include "common_int.h"
+
+/* ---- failpoints (tests) ----
+ * A named hook called at a point of the protocol with the volume it is about.
+ * Return 0 to go on, non-zero to make the handler stop right there as if its
+ * process had died (nothing more is written, nothing is undone). */
+typedef int (*vf_failpoint_fn)(const char *name, const char *vol, void *arg);
+/* fn NULL removes the hook. */
+void vf_failpoint_set(const char *name, vf_failpoint_fn fn, void *arg);
+void vf_failpoint_clear_all(void);
+int vf_failpoint_hit(const char *name, const char *vol);
+
+/* Names used:
+ *  mgr.after_claim_start / mgr.after_claim_stop: a marker was just claimed
+ *  mgr.stop_after_read: stop handler holds the state lock and read gref == 0
+ *  mgr.before_start_txn: the server is up, state not yet Mounted
+ *  vol.mount_before_txn: host mounted locally, the gref+1 txn not yet sent */
+
+/* ---- key families ---- */
+enum vol_key {
+	VK_STATE = 0,
+	VK_GREF,
+	VK_INFO,
+	VK_START_TRIGGER,
+	VK_STOP_TRIGGER,
+	VK_START_MARKER,
+	VK_STOP_MARKER,
+	VK_START_CLAIM,
+	VK_STOP_CLAIM,
+	VK_SERVER,
+	VK_NKEYS
+};
+extern const char *const vf_vol_family[VK_NKEYS];
+
+/* One small table entry per volume busy in this process (serialises the
+ * process's own operations on one volume: one lease must not ask twice for
+ * one lock). */
+struct vol_local;
+
+struct vf_ctx {
+	struct vf_kv *kv;
+	char *node_id, *node_addr, *prefix, *mount_root;
+	int manager, lease_ttl_s, op_timeout_ms, reconcile_ms;
+	const struct vf_fs_ops *fs;
+	void *fs_arg;
+
+	/* the process lease: readers use it, the lease thread replaces it */
+	pthread_rwlock_t lease_rw;
+	struct vf_kv_lease *lease;
+	char lease_id[64];
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int lease_lost, stopping;
+	unsigned lease_gen;
+	pthread_t lease_thr;
+	int lease_thr_started;
+
+	/* volumes busy in this process, volumes mounted locally */
+	struct vol_local *locals;
+	pthread_cond_t local_cv;
+	char **mounted;
+	size_t nmounted;
+
+	/* manager side (manager.c) */
+	struct mgr *mgr;
+};
+
+/* Key "<prefix><family>/<vol>" into buf. */
+void vf_vol_key(const struct vf_ctx *ctx, char *buf, size_t size, int family, const char *vol);
+/* Parse a decimal counter value (absent/empty is 0). */
+int64_t vf_vol_num(const struct vf_kv_result *r);
+/* Take/release the process-local per-volume mutex. */
+void vf_vol_local_enter(struct vf_ctx *ctx, const char *vol);
+void vf_vol_local_leave(struct vf_ctx *ctx, const char *vol);
+/* The lease to use now (hold lease_rw for reading around its use). */
+struct vf_kv_lease *vf_ctx_lease_get(struct vf_ctx *ctx);
+void vf_ctx_lease_put(struct vf_ctx *ctx);
+/* A kv slot that may be NULL: VF_ENOTSUP. */
+int vf_vol_need(const struct vf_ctx *ctx, const void *slot, const char *what, struct vf_err *err);
+
+/* info/<vol> with the serving node and address set (options kept). */
+int vf_vol_info_with_server(const char *vol, const char *info, const char *node, const char *addr,
+                            int port, char **out_r, struct vf_err *err);
+/* Value of server/<vol> written by this process under its current lease. */
+void vf_vol_server_value(struct vf_ctx *ctx, char *buf, size_t size);
+
+/* manager.c */
+int vf_mgr_start(struct vf_ctx *ctx, struct vf_err *err);
+void vf_mgr_stop(struct vf_ctx *ctx);
+/* Lease lost: stop every server this process runs (no store access). */
+void vf_mgr_lease_lost(struct vf_ctx *ctx);
+/* New lease: resume and reconcile. */
+void vf_mgr_lease_back(struct vf_ctx *ctx);
+/* Run one reconcile pass now, synchronously (tests). */
+int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err);
+
+#endif

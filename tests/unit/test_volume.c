@@ -1,0 +1,577 @@
+/* Unit tests of the volume manager over memkv: names and options, the mount /
+ * unmount / remove protocol, round-trip budgets, the stop-vs-mount race, and a
+ * manager dying after it won a start marker. Fault injection: test_volume_fault.c. */
+#include <config.h>
+
+#include <pthread.h>
+
+#include "test_volume_util.h"
+
+void vf_test_register_fault(void);
+
+static void test_names(void)
+{
+	char longname[200];
+
+	CU_ASSERT(vf_volume_name_valid("a"));
+	CU_ASSERT(vf_volume_name_valid("Vol_1.data-x"));
+	CU_ASSERT(!vf_volume_name_valid(""));
+	CU_ASSERT(!vf_volume_name_valid("-a"));
+	CU_ASSERT(!vf_volume_name_valid(".a"));
+	CU_ASSERT(!vf_volume_name_valid("a/b"));
+	CU_ASSERT(!vf_volume_name_valid("a b"));
+	CU_ASSERT(!vf_volume_name_valid(NULL));
+	memset(longname, 'x', 128);
+	longname[128] = '\0';
+	CU_ASSERT(vf_volume_name_valid(longname));
+	longname[128] = 'x';
+	longname[129] = '\0';
+	CU_ASSERT(!vf_volume_name_valid(longname));
+}
+
+static void test_bad_input_touches_nothing(void)
+{
+	struct tcluster tc;
+	struct vf_err e = {0};
+	struct vf_opt bad[] = {{"colour", "red"}};
+	struct vf_opt badmode[] = {{"mode", "rwx"}};
+	struct vf_opt good[] = {{"size", "10G"}, {"mode", "ro"}, {"uid", "1000"}};
+	const char *const *known = vf_volume_known_opts();
+	struct vf_volume v;
+	int h;
+
+	tc_init(&tc);
+	h = tc_add(&tc, "h1", 0);
+	memkv_shim_reset(tc.n[h].shim);
+	CU_ASSERT_EQUAL(vf_volume_create(tc.n[h].ctx, "a/b", NULL, 0, &e), VF_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "a/b"));
+	CU_ASSERT_EQUAL(vf_volume_mount(tc.n[h].ctx, "../x", "c1", NULL, &e), VF_EINVAL);
+	CU_ASSERT_EQUAL(vf_volume_remove(tc.n[h].ctx, "", &e), VF_EINVAL);
+	CU_ASSERT_EQUAL(vf_volume_create(tc.n[h].ctx, "v", bad, 1, &e), VF_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "colour"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "fileserver"));
+	CU_ASSERT_EQUAL(vf_volume_create(tc.n[h].ctx, "v", badmode, 1, &e), VF_EINVAL);
+	CU_ASSERT_EQUAL(memkv_shim_total(tc.n[h].shim), 0); /* the store was not touched */
+	CU_ASSERT_STRING_EQUAL(known[0], "size");
+	CU_ASSERT_EQUAL(vf_volume_create(tc.n[h].ctx, "v", good, 3, &e), VF_OK);
+	CU_ASSERT_EQUAL(vf_volume_create(tc.n[h].ctx, "v", NULL, 0, &e), VF_ECONFLICT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "already exists"));
+	CU_ASSERT_EQUAL_FATAL(vf_volume_get(tc.n[h].ctx, "v", &v, &e), VF_OK);
+	CU_ASSERT_STRING_EQUAL(v.state, "Ready");
+	CU_ASSERT_EQUAL(v.gref, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(v.info_json, "\"10G\""));
+	vf_volume_clear(&v);
+	CU_ASSERT_EQUAL(vf_volume_get(tc.n[h].ctx, "nope", &v, &e), VF_ENOTFOUND);
+	CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "nope"));
+	CU_ASSERT_EQUAL(vf_volume_mount(tc.n[h].ctx, "nope", "c1", NULL, &e), VF_ENOTFOUND);
+	tc_free(&tc);
+}
+
+static void test_mount_unmount_refcount(void)
+{
+	struct tcluster tc;
+	struct vf_err e = {0};
+	char *path = NULL, who[64];
+	int m, h1, h2;
+
+	tc_init(&tc);
+	m = tc_add(&tc, "m1", 1);
+	h1 = tc_add(&tc, "h1", 0);
+	h2 = tc_add(&tc, "h2", 0);
+	(void)m;
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h1].ctx, "v", NULL, 0, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h1].ctx, "v", "c1", &path, &e), VF_OK);
+	CU_ASSERT_STRING_EQUAL(path, "/nonexistent/vfile-test/v");
+	free(path);
+	CU_ASSERT(tc_state_is(&tc, "v", "Mounted"));
+	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "v"), 1);
+	CU_ASSERT_STRING_EQUAL(testfs_server(tc.fs, "v", who, sizeof(who)), "m1");
+	CU_ASSERT(testfs_mounted(tc.fs, "v", "h1"));
+	/* a second container on the same host: still one global reference */
+	CU_ASSERT_EQUAL(vf_volume_mount(tc.n[h1].ctx, "v", "c2", NULL, &e), VF_OK);
+	CU_ASSERT_EQUAL(vf_volume_mount(tc.n[h1].ctx, "v", "c2", NULL, &e), VF_OK); /* repeat */
+	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "v"), 1);
+	CU_ASSERT_EQUAL(vf_volume_mount(tc.n[h2].ctx, "v", "c3", NULL, &e), VF_OK);
+	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "v"), 2);
+	CU_ASSERT_EQUAL(testfs_starts(tc.fs, "v"), 1);
+	CU_ASSERT_EQUAL(vf_volume_remove(tc.n[h1].ctx, "v", &e), VF_EBUSY);
+	CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "h1"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "h2"));
+	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h1].ctx, "v", "c1", &e), VF_OK);
+	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "v"), 2);
+	CU_ASSERT(testfs_mounted(tc.fs, "v", "h1"));
+	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h1].ctx, "v", "c2", &e), VF_OK);
+	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h1].ctx, "v", "c2", &e), VF_OK); /* repeat */
+	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "v"), 1);
+	CU_ASSERT(!testfs_mounted(tc.fs, "v", "h1"));
+	CU_ASSERT_EQUAL(testfs_nservers(tc.fs, "v"), 1);
+	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h2].ctx, "v", "c3", &e), VF_OK);
+	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "v"), 0);
+	CU_ASSERT(tc_settled(&tc, "v", 3000));
+	CU_ASSERT(tc_state_is(&tc, "v", "Ready"));
+	CU_ASSERT_EQUAL(vf_volume_remove(tc.n[h1].ctx, "v", &e), VF_OK);
+	CU_ASSERT_EQUAL(memkv_count(tc.st, "vfile/"), 0);
+	CU_ASSERT_EQUAL(vf_volume_remove(tc.n[h1].ctx, "v", &e), VF_ENOTFOUND);
+	CU_ASSERT_EQUAL(testfs_violations(tc.fs), 0);
+	tc_free(&tc);
+}
+
+static void test_prefix_families(void)
+{
+	struct tcluster tc;
+	struct vf_err e = {0};
+	struct vf_volume v, *vols = NULL;
+	size_t n = 0;
+	int h;
+
+	tc_init(&tc);
+	tc_add(&tc, "m1", 1);
+	h = tc_add(&tc, "h1", 0);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h].ctx, "a", NULL, 0, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h].ctx, "ab", NULL, 0, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h].ctx, "a-b", NULL, 0, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h].ctx, "ab", "c1", NULL, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_get(tc.n[h].ctx, "a", &v, &e), VF_OK);
+	CU_ASSERT_EQUAL(v.nclients, 0);
+	vf_volume_clear(&v);
+	/* "a" is not busy because of "ab" */
+	CU_ASSERT_EQUAL(vf_volume_remove(tc.n[h].ctx, "a", &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_list(tc.n[h].ctx, &vols, &n, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(n, 2); /* no phantom volumes from locks, claims, servers */
+	CU_ASSERT_STRING_EQUAL(vols[0].name, "a-b");
+	CU_ASSERT_EQUAL(vols[0].nclients, 0);
+	CU_ASSERT_STRING_EQUAL(vols[1].name, "ab");
+	CU_ASSERT_EQUAL_FATAL(vols[1].nclients, 1);
+	CU_ASSERT_STRING_EQUAL(vols[1].clients[0], "h1");
+	CU_ASSERT_STRING_EQUAL(vols[1].state, "Mounted");
+	for (size_t i = 0; i < n; i++)
+		vf_volume_clear(&vols[i]);
+	free(vols);
+	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h].ctx, "ab", "c1", &e), VF_OK);
+	CU_ASSERT(tc_settled(&tc, "ab", 3000));
+	tc_free(&tc);
+}
+
+/* 5. Warm mount and unmount round trips, counted by the shim. */
+static void test_round_trips(void)
+{
+	struct tcluster tc;
+	struct vf_err e = {0};
+	struct memkv_shim *s;
+	int h1, h2;
+
+	tc_init(&tc);
+	tc_add(&tc, "m1", 1);
+	h1 = tc_add(&tc, "h1", 0);
+	h2 = tc_add(&tc, "h2", 0);
+	s = tc.n[h2].shim;
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h1].ctx, "v", NULL, 0, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h1].ctx, "v", "c1", NULL, &e), VF_OK);
+	memkv_shim_reset(s);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h2].ctx, "v", "c2", NULL, &e), VF_OK);
+	/* lock (+reads) and one txn (+unlock op); unlock() after a txn UNLOCK only frees */
+	CU_ASSERT_EQUAL(memkv_shim_count(s, MEMKV_LOCK), 1);
+	CU_ASSERT_EQUAL(memkv_shim_count(s, MEMKV_TXN), 1);
+	CU_ASSERT(memkv_shim_total(s) - memkv_shim_count(s, MEMKV_UNLOCK) <= 3);
+	CU_ASSERT_EQUAL(memkv_shim_total(s) - memkv_shim_count(s, MEMKV_UNLOCK), 2);
+	memkv_shim_reset(s);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_unmount(tc.n[h2].ctx, "v", "c2", &e), VF_OK);
+	CU_ASSERT_EQUAL(memkv_shim_count(s, MEMKV_LOCK), 1);
+	CU_ASSERT_EQUAL(memkv_shim_count(s, MEMKV_TXN), 1);
+	CU_ASSERT_EQUAL(memkv_shim_total(s) - memkv_shim_count(s, MEMKV_UNLOCK), 2);
+	/* the last unmount (server stop requested) is 2 as well */
+	memkv_shim_reset(tc.n[h1].shim);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_unmount(tc.n[h1].ctx, "v", "c1", &e), VF_OK);
+	CU_ASSERT_EQUAL(
+	        memkv_shim_total(tc.n[h1].shim) - memkv_shim_count(tc.n[h1].shim, MEMKV_UNLOCK), 2);
+	CU_ASSERT(tc_settled(&tc, "v", 3000));
+	tc_free(&tc);
+}
+
+/* ---- 3. stop vs mount ---- */
+struct gate {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int reached, go, armed;
+};
+
+static int gate_fp(const char *name, const char *vol, void *arg)
+{
+	struct gate *g = arg;
+
+	pthread_mutex_lock(&g->mu);
+	if (g->armed) {
+		g->armed = 0;
+		g->reached = 1;
+		pthread_cond_broadcast(&g->cv);
+		int64_t end = vf_now_ms() + 10000;
+
+		while (!g->go && vf_now_ms() < end) {
+			struct timespec ts;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += 1;
+			pthread_cond_timedwait(&g->cv, &g->mu, &ts);
+		}
+	}
+	pthread_mutex_unlock(&g->mu);
+	return 0;
+}
+
+static int gate_wait(struct gate *g, int ms)
+{
+	int64_t end = vf_now_ms() + ms;
+	int r;
+
+	pthread_mutex_lock(&g->mu);
+	while (!g->reached && vf_now_ms() < end) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&g->cv, &g->mu, &ts);
+	}
+	r = g->reached;
+	pthread_mutex_unlock(&g->mu);
+	return r;
+}
+
+static void gate_open(struct gate *g)
+{
+	pthread_mutex_lock(&g->mu);
+	g->go = 1;
+	pthread_cond_broadcast(&g->cv);
+	pthread_mutex_unlock(&g->mu);
+}
+
+struct mount_arg {
+	struct vf_ctx *ctx;
+	const char *vol, *id;
+	int rc;
+	struct vf_err e;
+};
+
+static void *mount_thread(void *arg)
+{
+	struct mount_arg *a = arg;
+
+	a->rc = vf_volume_mount(a->ctx, a->vol, a->id, NULL, &a->e);
+	return NULL;
+}
+
+/* The stop read gref == 0 and is paused before its txn; a mount lands. */
+static void test_stop_vs_mount_stop_paused(void)
+{
+	struct tcluster tc;
+	struct gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 1};
+	struct vf_err e = {0};
+	int h1, h2;
+
+	tc_init(&tc);
+	tc_add(&tc, "m1", 1);
+	h1 = tc_add(&tc, "h1", 0);
+	h2 = tc_add(&tc, "h2", 0);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h1].ctx, "v", NULL, 0, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h1].ctx, "v", "c1", NULL, &e), VF_OK);
+	vf_failpoint_set("mgr.stop_after_read", gate_fp, &g);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_unmount(tc.n[h1].ctx, "v", "c1", &e), VF_OK);
+	CU_ASSERT_FATAL(gate_wait(&g, 5000)); /* the stop handler read gref == 0 */
+	/* a warm mount in between: state is still Mounted */
+	CU_ASSERT_EQUAL(vf_volume_mount(tc.n[h2].ctx, "v", "c2", NULL, &e), VF_OK);
+	gate_open(&g);
+	/* the stop's txn fails on the gref version: the server keeps running */
+	CU_ASSERT(tc_settled(&tc, "v", 3000));
+	tc_sleep_ms(300); /* would a (wrong) stop still land? the state must stay */
+	CU_ASSERT(tc_state_is(&tc, "v", "Mounted"));
+	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "v"), 1);
+	CU_ASSERT_EQUAL(testfs_nservers(tc.fs, "v"), 1);
+	CU_ASSERT(testfs_mounted(tc.fs, "v", "h2"));
+	CU_ASSERT_EQUAL(testfs_violations(tc.fs), 0);
+	tc_free(&tc);
+}
+
+/* The mount is paused after mounting locally; the stop completes; the mount's
+ * gref+1 fails on state==Mounted, undoes, retries and ends mounted. */
+static void test_stop_vs_mount_mount_paused(void)
+{
+	struct tcluster tc;
+	struct gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0};
+	struct mount_arg a = {0};
+	struct vf_err e = {0};
+	pthread_t thr;
+	int h1, h2;
+
+	tc_init(&tc);
+	tc_add(&tc, "m1", 1);
+	h1 = tc_add(&tc, "h1", 0);
+	h2 = tc_add(&tc, "h2", 0);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h1].ctx, "v", NULL, 0, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h1].ctx, "v", "c1", NULL, &e), VF_OK);
+	/* pause the stop so the state is still Mounted when h2 reads it */
+	struct gate gs = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 1};
+
+	vf_failpoint_set("mgr.stop_after_read", gate_fp, &gs);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_unmount(tc.n[h1].ctx, "v", "c1", &e), VF_OK);
+	CU_ASSERT_FATAL(gate_wait(&gs, 5000));
+	g.armed = 1;
+	vf_failpoint_set("vol.mount_before_txn", gate_fp, &g);
+	a.ctx = tc.n[h2].ctx;
+	a.vol = "v";
+	a.id = "c2";
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&thr, NULL, mount_thread, &a), 0);
+	CU_ASSERT_FATAL(gate_wait(&g, 5000)); /* h2 mounted locally, txn not sent */
+	gate_open(&gs);                       /* the stop flips the state to Ready */
+	{
+		int64_t end = vf_now_ms() + 3000;
+
+		while (!tc_state_is(&tc, "v", "Ready") && vf_now_ms() < end)
+			tc_sleep_ms(10);
+	}
+	CU_ASSERT(tc_state_is(&tc, "v", "Ready"));
+	gate_open(&g);
+	pthread_join(thr, NULL);
+	CU_ASSERT_EQUAL(a.rc, VF_OK);
+	if (a.rc != VF_OK)
+		fprintf(stderr, "mount: %s\n", a.e.msg);
+	CU_ASSERT(tc_state_is(&tc, "v", "Mounted"));
+	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "v"), 1);
+	CU_ASSERT(tc_settled(&tc, "v", 3000));
+	CU_ASSERT_EQUAL(testfs_nservers(tc.fs, "v"), 1);
+	CU_ASSERT(testfs_mounted(tc.fs, "v", "h2"));
+	CU_ASSERT_EQUAL(testfs_starts(tc.fs, "v"), 2);
+	CU_ASSERT_EQUAL(testfs_violations(tc.fs), 0);
+	tc_free(&tc);
+}
+
+/* ---- 4. a manager dies right after winning the start marker ---- */
+struct kill_arg {
+	struct tcluster *tc;
+	int killed;
+	char who[64];
+};
+
+static int kill_fp(const char *name, const char *vol, void *arg)
+{
+	struct kill_arg *k = arg;
+	char key[300], *claim, lease[64] = "";
+
+	if (k->killed)
+		return 0;
+	snprintf(key, sizeof(key), "vfile/start_claim/%s", vol);
+	claim = memkv_value(k->tc->st, key);
+	if (claim == NULL || sscanf(claim, "%63s %63s", k->who, lease) != 2) {
+		free(claim);
+		return 0;
+	}
+	free(claim);
+	k->killed = 1;
+	memkv_lease_kill(k->tc->st, lease); /* its claim and locks go with it */
+	return 1;                           /* and the handler stops right here */
+}
+
+static void test_manager_dies_after_claim(void)
+{
+	struct tcluster tc;
+	struct kill_arg k = {0};
+	struct vf_err e = {0};
+	int64_t t0, took;
+	int h;
+
+	tc_init(&tc);
+	tc.reconcile_ms = 200;
+	tc_add(&tc, "m1", 1);
+	tc_add(&tc, "m2", 1);
+	h = tc_add(&tc, "h1", 0);
+	k.tc = &tc;
+	vf_failpoint_set("mgr.after_claim_start", kill_fp, &k);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h].ctx, "v", NULL, 0, &e), VF_OK);
+	t0 = vf_now_ms();
+	CU_ASSERT_EQUAL(vf_volume_mount(tc.n[h].ctx, "v", "c1", NULL, &e), VF_OK);
+	took = vf_now_ms() - t0;
+	CU_ASSERT(k.killed);
+	/* lease TTL (1 s) + one reconcile period, with slack for a loaded machine */
+	CU_ASSERT(took <= 1000 + tc.reconcile_ms + 1500);
+	CU_ASSERT(tc_state_is(&tc, "v", "Mounted"));
+	CU_ASSERT_EQUAL(testfs_nservers(tc.fs, "v"), 1);
+	CU_ASSERT_EQUAL(testfs_starts(tc.fs, "v"), 1);
+	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "v"), 1);
+	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h].ctx, "v", "c1", &e), VF_OK);
+	CU_ASSERT(tc_settled(&tc, "v", 3000));
+	CU_ASSERT_EQUAL(testfs_violations(tc.fs), 0);
+	tc_free(&tc);
+}
+
+/* A manager whose lease ends while it serves: its server stops, another
+ * manager (or itself, with a new lease) restarts it for the hosts. */
+static void test_serving_manager_lease_lost(void)
+{
+	struct tcluster tc;
+	struct vf_err e = {0};
+	char who[64] = "", *sv, lease[64] = "", node[64];
+	int h, ok = 0;
+
+	tc_init(&tc);
+	tc_add(&tc, "m1", 1);
+	tc_add(&tc, "m2", 1);
+	h = tc_add(&tc, "h1", 0);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h].ctx, "v", NULL, 0, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h].ctx, "v", "c1", NULL, &e), VF_OK);
+	sv = memkv_value(tc.st, "vfile/server/v");
+	CU_ASSERT_FATAL(sv != NULL && sscanf(sv, "%63s %63s", node, lease) == 2);
+	free(sv);
+	testfs_node_crash(tc.fs, node); /* the process died with its server */
+	CU_ASSERT_EQUAL(memkv_lease_kill(tc.st, lease), VF_OK);
+	for (int64_t end = vf_now_ms() + 5000; vf_now_ms() < end && !ok;) {
+		sv = memkv_value(tc.st, "vfile/server/v");
+		ok = sv != NULL && testfs_server(tc.fs, "v", who, sizeof(who)) != NULL;
+		free(sv);
+		if (!ok)
+			tc_sleep_ms(20);
+	}
+	CU_ASSERT(ok);
+	CU_ASSERT_EQUAL(testfs_nservers(tc.fs, "v"), 1);
+	CU_ASSERT(tc_state_is(&tc, "v", "Mounted"));
+	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h].ctx, "v", "c1", &e), VF_OK);
+	CU_ASSERT(tc_settled(&tc, "v", 3000));
+	CU_ASSERT_EQUAL(testfs_violations(tc.fs), 0);
+	tc_free(&tc);
+}
+
+/* Many hosts and two managers in threads over memkv: quiescent invariants. */
+struct rnd_arg {
+	struct vf_ctx *ctx;
+	const char *node;
+	unsigned seed;
+	int mounted[4];
+	int fails;
+};
+
+static void *rnd_thread(void *arg)
+{
+	struct rnd_arg *a = arg;
+	static const char *const vols[] = {"v0", "v1", "v2", "v3"};
+
+	for (int i = 0; i < 25; i++) {
+		int v = (int)(rand_r(&a->seed) % 4);
+		struct vf_err e = {0};
+		char id[32];
+
+		snprintf(id, sizeof(id), "%s-c", a->node);
+		if (!a->mounted[v]) {
+			if (vf_volume_mount(a->ctx, vols[v], id, NULL, &e) == VF_OK)
+				a->mounted[v] = 1;
+			else {
+				a->fails++;
+				fprintf(stderr, "mount %s: %s\n", vols[v], e.msg);
+			}
+		} else {
+			if (vf_volume_unmount(a->ctx, vols[v], id, &e) == VF_OK)
+				a->mounted[v] = 0;
+			else {
+				a->fails++;
+				fprintf(stderr, "unmount %s: %s\n", vols[v], e.msg);
+			}
+		}
+	}
+	return NULL;
+}
+
+static void test_concurrent_memkv(void)
+{
+	struct tcluster tc;
+	struct rnd_arg a[4];
+	pthread_t thr[4];
+	struct vf_err e = {0};
+	static const char *const vols[] = {"v0", "v1", "v2", "v3"};
+
+	tc_init(&tc);
+	tc_add(&tc, "m1", 1);
+	tc_add(&tc, "m2", 1);
+	for (int i = 0; i < 4; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "h%d", i);
+		tc_add(&tc, name, 0);
+	}
+	for (int v = 0; v < 4; v++)
+		CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[2].ctx, vols[v], NULL, 0, &e), VF_OK);
+	for (int i = 0; i < 4; i++) {
+		memset(&a[i], 0, sizeof(a[i]));
+		a[i].ctx = tc.n[2 + i].ctx;
+		a[i].node = tc.n[2 + i].name;
+		a[i].seed = 1234u + (unsigned)i;
+		pthread_create(&thr[i], NULL, rnd_thread, &a[i]);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(thr[i], NULL);
+		CU_ASSERT_EQUAL(a[i].fails, 0);
+	}
+	for (int v = 0; v < 4; v++) {
+		int hosts = 0;
+
+		for (int i = 0; i < 4; i++) {
+			hosts += a[i].mounted[v];
+			CU_ASSERT_EQUAL(a[i].mounted[v], testfs_mounted(tc.fs, vols[v], a[i].node));
+		}
+		CU_ASSERT(tc_settled(&tc, vols[v], 5000));
+		CU_ASSERT_EQUAL(tc_clients(&tc, vols[v]), (size_t)hosts);
+		CU_ASSERT(testfs_starts(tc.fs, vols[v]) >= (hosts > 0));
+	}
+	CU_ASSERT_EQUAL(testfs_violations(tc.fs), 0);
+	tc_free(&tc);
+}
+
+/* A RESYNC (compaction) makes the managers reconcile: a trigger written while
+ * no watch saw it is still acted on. */
+static void test_reconcile_missed_trigger(void)
+{
+	struct tcluster tc;
+	struct vf_err e = {0};
+	int h;
+
+	tc_init(&tc);
+	tc.reconcile_ms = 300;
+	h = tc_add(&tc, "h1", 0);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h].ctx, "v", NULL, 0, &e), VF_OK);
+	/* a host bumped the trigger while no manager ran */
+	CU_ASSERT_EQUAL(
+	        tc.n[h].kv->ops->put(tc.n[h].kv, "vfile/start_trigger/v", "1", 1, NULL, NULL, &e),
+	        VF_OK);
+	tc_add(&tc, "m1", 1); /* its first reconcile pass acts on it */
+	{
+		int64_t end = vf_now_ms() + 3000;
+
+		while (!tc_state_is(&tc, "v", "Mounted") && vf_now_ms() < end)
+			tc_sleep_ms(10);
+	}
+	CU_ASSERT(tc_state_is(&tc, "v", "Mounted"));
+	CU_ASSERT_EQUAL(tc_num(&tc, "start_marker", "v"), 1);
+	/* nobody mounts it: the idle rule asks for a stop after two passes */
+	CU_ASSERT(tc_settled(&tc, "v", 5000));
+	CU_ASSERT(tc_state_is(&tc, "v", "Ready"));
+	tc_free(&tc);
+}
+
+void vf_test_register(void)
+{
+	CU_pSuite s = CU_add_suite("volume", NULL, NULL);
+
+	if (s == NULL)
+		vf_test_abort("suite volume");
+	VF_ADD_TEST(s, test_names);
+	VF_ADD_TEST(s, test_bad_input_touches_nothing);
+	VF_ADD_TEST(s, test_mount_unmount_refcount);
+	VF_ADD_TEST(s, test_prefix_families);
+	VF_ADD_TEST(s, test_round_trips);
+	VF_ADD_TEST(s, test_stop_vs_mount_stop_paused);
+	VF_ADD_TEST(s, test_stop_vs_mount_mount_paused);
+	VF_ADD_TEST(s, test_manager_dies_after_claim);
+	VF_ADD_TEST(s, test_serving_manager_lease_lost);
+	VF_ADD_TEST(s, test_concurrent_memkv);
+	VF_ADD_TEST(s, test_reconcile_missed_trigger);
+	vf_test_register_fault();
+}
