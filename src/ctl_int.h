@@ -1,0 +1,55 @@
+/*
+ * vfilectl internals, split from main() so that the unit tests drive them:
+ * argument parsing is a pure function (no I/O, no allocation), and ctl_main()
+ * writes to the streams it is given.
+ */
+#ifndef VFILE_CTL_INT_H
+#define VFILE_CTL_INT_H
+
+#include <stdio.h>
+
+#define CTL_EXIT_OK 0
+#define CTL_EXIT_FAIL 1  /* the operation failed (the daemon's Err, daemon not running) */
+#define CTL_EXIT_USAGE 2 /* unknown command or option, missing NAME, invalid -o */
+
+#define CTL_MAX_OPTS 32
+#define CTL_DEFAULT_SOCKET "/run/docker/plugins/vfile.sock"
+#define CTL_DEFAULT_ID "vfilectl"
+
+enum ctl_cmd {
+	CTL_NONE = 0,
+	CTL_CREATE,
+	CTL_RM,
+	CTL_LS,
+	CTL_INSPECT,
+	CTL_MOUNT,
+	CTL_UNMOUNT,
+	CTL_STATUS,
+	CTL_KVDUMP,
+};
+
+struct ctl_args {
+	const char *socket; /* -s: NULL = from the config, else the default */
+	const char *config; /* -c */
+	int json;           /* --json */
+	int help;           /* --help (global when cmd == CTL_NONE) */
+	long timeout_s;     /* --timeout, 0 = per command default */
+	enum ctl_cmd cmd;
+	const char *name;               /* NAME of create/rm/inspect/mount/unmount */
+	const char *id;                 /* --id of mount/unmount */
+	const char *opts[CTL_MAX_OPTS]; /* create -o "key=value", validated */
+	size_t nopts;
+};
+
+/* Parse argv (argv[0] is the program). CTL_EXIT_OK with *a filled, or
+ * CTL_EXIT_USAGE with a one-line reason in msg. Pointers in *a point into argv. */
+int ctl_parse(int argc, char *const *argv, struct ctl_args *a, char *msg, size_t msgsize);
+
+/* The command's name ("create") and its usage text. */
+const char *ctl_cmd_name(enum ctl_cmd cmd);
+void ctl_usage(FILE *f, enum ctl_cmd cmd);
+
+/* The whole program: parse, talk to vfiled, print; returns the exit code. */
+int ctl_main(int argc, char **argv, FILE *out, FILE *errf);
+
+#endif /* VFILE_CTL_INT_H */
