@@ -220,25 +220,6 @@ static int consul_txn_fail_rc(const struct consul_txn_op *ops, const struct cons
 	}
 }
 
-/* Pick get-tree for read op i when no later op's key starts with its key, so
- * that its run of results is unambiguous; else get (fails on a missing key,
- * then converted to check-not-exists and retried). Consul 1.8.7 has no
- * get-or-empty verb ("unknown KV verb", observed). */
-static void consul_choose_read_verbs(struct consul_txn_op *ops, size_t nops, const int *is_read)
-{
-	for (size_t i = 0; i < nops; i++) {
-		size_t kl;
-
-		if (!is_read[i])
-			continue;
-		kl = strlen(ops[i].key);
-		ops[i].verb = CONSUL_GET_TREE;
-		for (size_t j = i + 1; j < nops; j++)
-			if (strncmp(ops[j].key, ops[i].key, kl) == 0)
-				ops[i].verb = CONSUL_GET;
-	}
-}
-
 /* Run ops, flipping reads of missing keys to check-not-exists (and back when
  * they exist again) until the txn commits or fails for another reason. Each
  * attempt is atomic on its own, so the committed one is a consistent read. */

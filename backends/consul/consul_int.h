@@ -39,6 +39,12 @@ struct consul_txn_op {
 int consul_verb_nresults(enum consul_verb verb);
 const char *consul_verb_name(enum consul_verb verb);
 
+/* Set the verb of each op with is_read[i]: get-tree (absent keys read as not
+ * found, no failure) when no later op's key starts with its key, so that its run
+ * of results is unambiguous; else get (a missing key then fails the txn and the
+ * driver retries with check-not-exists). */
+void consul_choose_read_verbs(struct consul_txn_op *ops, size_t nops, const int *is_read);
+
 /* Build the JSON body of PUT /v1/txn. */
 int consul_txn_build(const struct consul_txn_op *ops, size_t nops, char **body_r, size_t *len_r,
                      struct vf_err *err);

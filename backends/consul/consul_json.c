@@ -49,6 +49,25 @@ int consul_verb_nresults(enum consul_verb verb)
 	}
 }
 
+/* Pick get-tree for read op i when no later op's key starts with its key, so
+ * that its run of results is unambiguous; else get (fails on a missing key,
+ * then converted to check-not-exists and retried). Consul 1.8.7 has no
+ * get-or-empty verb ("unknown KV verb", observed). */
+void consul_choose_read_verbs(struct consul_txn_op *ops, size_t nops, const int *is_read)
+{
+	for (size_t i = 0; i < nops; i++) {
+		size_t kl;
+
+		if (!is_read[i])
+			continue;
+		kl = strlen(ops[i].key);
+		ops[i].verb = CONSUL_GET_TREE;
+		for (size_t j = i + 1; j < nops; j++)
+			if (strncmp(ops[j].key, ops[i].key, kl) == 0)
+				ops[i].verb = CONSUL_GET;
+	}
+}
+
 int consul_txn_build(const struct consul_txn_op *ops, size_t nops, char **body_r, size_t *len_r,
                      struct vf_err *err)
 {
@@ -394,10 +413,11 @@ int consul_status_error(long status, const char *body, size_t len, int write, co
 		rc = vf_err_set(err, VF_ENOTFOUND, "%s: not found", what);
 	else if (status == 413)
 		rc = vf_err_set(err, VF_ELIMIT, "%s: %s", what, n ? text : "request too large");
+	else if (consul_body_has(body, len, "Invalid Session TTL"))
+		rc = vf_err_set(err, VF_EINVAL, "%s: %s", what, text);
 	else if (consul_body_has(body, len, "invalid session") ||
 	         consul_body_has(body, len, "Invalid session"))
-		rc = vf_err_set(err, strstr(text, "TTL") ? VF_EINVAL : VF_ELEASE, "%s: %s", what,
-		                text);
+		rc = vf_err_set(err, VF_ELEASE, "%s: %s", what, text);
 	else if (status == 400)
 		rc = vf_err_set(err, VF_EINVAL, "%s: Consul refused the request: %s", what, text);
 	else if (status == 429 || consul_body_has(body, len, "No cluster leader") ||
