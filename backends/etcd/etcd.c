@@ -336,6 +336,7 @@ static void etcd_close(struct vf_kv *kv)
 		return;
 	etcd_watch_shutdown(ek);
 	etcd_lease_shutdown(ek);
+	etcd_lock_shutdown(ek);
 	etcd_free(ek);
 }
 

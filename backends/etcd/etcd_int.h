@@ -36,6 +36,7 @@ struct etcd_lock {
 };
 
 struct etcd_watch;
+struct etcd_lockkey;
 
 struct etcd_kv {
 	struct vf_kv base; /* first */
@@ -52,6 +53,7 @@ struct etcd_kv {
 	pthread_cond_t cond;
 	struct etcd_lease *leases;
 	struct etcd_watch *watches;
+	struct etcd_lockkey *lock_keys; /* waiter keys held or awaited (etcd_lock.c) */
 	pthread_t ka_thread;
 	int ka_running;
 	int ka_stop;
@@ -85,6 +87,7 @@ int etcd_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *name, int
               const char *const *reads, size_t nreads, struct vf_kv_result *reads_r,
               struct vf_kv_lock **lock_r, struct vf_err *err);
 int etcd_unlock(struct vf_kv *kv, struct vf_kv_lock **lock, struct vf_err *err);
+void etcd_lock_shutdown(struct etcd_kv *ek); /* close(): forget the waiter keys */
 /* Wait (watch, no polling) until key is deleted after revision after_rev, or until
  * deadline_ms (< 0: forever). VF_OK when deleted, VF_ETIMEDOUT, or a store error. */
 int etcd_wait_delete(struct etcd_kv *ek, const char *key, int64_t after_rev, int64_t deadline_ms,

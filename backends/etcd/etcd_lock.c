@@ -6,13 +6,18 @@
  * owner's create_revision (VF_CMP_LOCK_HELD compares CREATE(waiter) == fence).
  * A waiter that is not the owner watches only its predecessor (the greatest
  * create_revision below its own) for a DELETE, then re-checks: FIFO, no polling,
- * no herd. Locks are not re-entrant: locking N twice through the same lease
- * finds the waiter key already there and fails with VF_EBUSY.
+ * no herd.
+ *
+ * Locks are not re-entrant: locking N again through the same lease while this
+ * handle holds or awaits it fails at once with VF_EBUSY (threads that contend for
+ * one lock need a lease each). A waiter key found in the store that this handle
+ * does not know (left by an attempt whose answer was lost) is adopted.
  */
 #include <config.h>
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "etcd_int.h"
 
@@ -181,6 +186,77 @@ int etcd_wait_delete(struct etcd_kv *ek, const char *key, int64_t after_rev, int
 
 /* ---- lock / unlock ---- */
 
+/* The waiter keys this handle holds or awaits: a second lock of the same name
+ * through the same lease is refused at once (locks are not re-entrant), and a
+ * waiter key found in the store but not here is a leftover of an attempt that
+ * failed half-way, which we adopt instead of refusing. */
+struct etcd_lockkey {
+	char *key;
+	struct etcd_lockkey *next;
+};
+
+static int lock_claim(struct etcd_kv *ek, const char *key)
+{
+	struct etcd_lockkey *k;
+	int rc = VF_OK;
+
+	pthread_mutex_lock(&ek->mu);
+	for (k = ek->lock_keys; k; k = k->next)
+		if (strcmp(k->key, key) == 0)
+			break;
+	if (k)
+		rc = VF_EBUSY;
+	else if ((k = calloc(1, sizeof(*k))) == NULL || (k->key = strdup(key)) == NULL) {
+		free(k);
+		rc = VF_ENOMEM;
+	} else {
+		k->next = ek->lock_keys;
+		ek->lock_keys = k;
+	}
+	pthread_mutex_unlock(&ek->mu);
+	return rc;
+}
+
+static void lock_unclaim(struct etcd_kv *ek, const char *key)
+{
+	pthread_mutex_lock(&ek->mu);
+	for (struct etcd_lockkey **p = &ek->lock_keys; *p; p = &(*p)->next)
+		if (strcmp((*p)->key, key) == 0) {
+			struct etcd_lockkey *k = *p;
+
+			*p = k->next;
+			free(k->key);
+			free(k);
+			break;
+		}
+	pthread_mutex_unlock(&ek->mu);
+}
+
+void etcd_lock_shutdown(struct etcd_kv *ek)
+{
+	while (ek->lock_keys) {
+		struct etcd_lockkey *k = ek->lock_keys;
+
+		ek->lock_keys = k->next;
+		free(k->key);
+		free(k);
+	}
+}
+
+/* A store error worth retrying while we wait in the queue. */
+static int lock_transient(int rc)
+{
+	return rc == VF_EUNAVAIL || rc == VF_EUNCERTAIN || rc == VF_EPROTO;
+}
+
+static void lock_sleep_ms(int64_t ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+	while (nanosleep(&ts, &ts) != 0)
+		;
+}
+
 int etcd_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *name, int timeout_ms,
               const char *const *reads, size_t nreads, struct vf_kv_result *reads_r,
               struct vf_kv_lock **lock_r, struct vf_err *err)
@@ -193,7 +269,7 @@ int etcd_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *name, int
 	size_t len;
 	yajl_val tree = NULL;
 	int64_t deadline = timeout_ms > 0 ? vf_now_ms() + timeout_ms : -1;
-	int rc, ours = 0, waited = 0;
+	int rc, ours = 0, waited = 0, claimed = 0, first = 1;
 
 	*lock_r = NULL;
 	if (nreads && reads_r)
@@ -210,6 +286,15 @@ int etcd_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *name, int
 		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
 		goto out;
 	}
+	rc = lock_claim(ek, waiter.data);
+	if (rc != VF_OK) {
+		vf_err_set(
+		        err, rc,
+		        "%s: already held or awaited through lease %s (locks are not re-entrant)",
+		        what, lease->id);
+		goto out;
+	}
+	claimed = 1;
 
 	/* One round trip: enqueue (if not there yet), read our key, the owner, the reads. */
 	rc = etcd_build_lock_acquire(waiter.data, prefix.data, etcd_lease_id(lease), reads, nreads,
@@ -218,19 +303,20 @@ int etcd_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *name, int
 		rc = etcd_rpc(ek, "/v3/kv/txn", body, len, 0, 0, &tree, what, err);
 	if (rc != VF_OK)
 		goto out;
-	if (!etcd_txn_succeeded(tree)) {
-		rc = vf_err_set(err, VF_EBUSY,
-		                "%s: already held or awaited through lease %s (locks are not "
-		                "re-entrant)",
-		                what, lease->id);
-		goto out;
-	}
+	/* Success: we enqueued. Failure: our waiter key was already there, left by an
+	 * attempt that failed half-way (an uncertain write): adopt it. */
+	first = etcd_txn_succeeded(tree) ? 1 : 0;
 	ours = 1;
-	if (etcd_parse_first(etcd_txn_resp(tree, 1, "response_range"), &me, err) != VF_OK ||
-	    etcd_parse_first(etcd_txn_resp(tree, 2, "response_range"), &owner, err) != VF_OK) {
+	if (etcd_parse_first(etcd_txn_resp(tree, first, "response_range"), &me, err) != VF_OK ||
+	    etcd_parse_first(etcd_txn_resp(tree, first + 1, "response_range"), &owner, err) !=
+	            VF_OK) {
 		rc = vf_err_set(err, VF_EPROTO, "%s: etcd did not return the waiter keys", what);
 		goto out;
 	}
+	if (!first)
+		vf_log(VF_LOG_INFO,
+		       "etcd: %s: adopting the waiter key %s left by an earlier attempt", what,
+		       waiter.data);
 	if (owner.create_rev != me.create_rev) {
 		int64_t rev = etcd_header_revision(tree);
 
@@ -238,7 +324,11 @@ int etcd_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *name, int
 			rc = vf_err_set(err, VF_EBUSY, "%s: held by %s", what, owner.key);
 			goto out;
 		}
-		/* Wait for our predecessor to go, then look again (it may have had one). */
+		/* Wait for our predecessor to go, then look again (it may have had one).
+		 * Store errors are retried until the deadline (waiting forever: until the
+		 * store has been unreachable for the lease's TTL, which it cannot survive). */
+		int64_t backoff = 100, failing_since = 0;
+
 		for (;;) {
 			struct vf_kv_pair pred = {0}, self = {0};
 
@@ -249,8 +339,34 @@ int etcd_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *name, int
 			                          &len, err);
 			if (rc == VF_OK)
 				rc = etcd_rpc(ek, "/v3/kv/txn", body, len, 1, 0, &tree, what, err);
+			if (rc == VF_OK)
+				rc = etcd_header_revision(tree) > 0
+				             ? VF_OK
+				             : vf_err_set(err, VF_EPROTO, "%s: no revision", what);
+			if (rc != VF_OK && lock_transient(rc)) {
+				int64_t now = vf_now_ms();
+
+				if (failing_since == 0)
+					failing_since = now;
+				if ((deadline >= 0 && now + backoff >= deadline) ||
+				    (deadline < 0 && now - failing_since > lease->ttl_s * 1000LL)) {
+					if (deadline >= 0)
+						rc = vf_err_set(err, VF_ETIMEDOUT,
+						                "%s: timed out after %d ms (%s)",
+						                what, timeout_ms,
+						                err ? err->msg : "");
+					goto out;
+				}
+				vf_log(VF_LOG_DEBUG, "etcd: %s: retrying: %s", what,
+				       err ? err->msg : "");
+				lock_sleep_ms(backoff);
+				backoff = backoff * 2 > 2000 ? 2000 : backoff * 2;
+				continue;
+			}
 			if (rc != VF_OK)
 				goto out;
+			failing_since = 0;
+			backoff = 100;
 			rev = etcd_header_revision(tree);
 			if (etcd_parse_first(etcd_txn_resp(tree, 0, "response_range"), &self,
 			                     NULL) != VF_OK ||
@@ -270,13 +386,18 @@ int etcd_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *name, int
 			vf_kv_pair_clear(&pred);
 			if (rc == VF_ETIMEDOUT)
 				vf_err_set(err, rc, "%s: timed out after %d ms", what, timeout_ms);
-			if (rc != VF_OK)
+			if (rc != VF_OK && !lock_transient(rc))
 				goto out;
+			/* Deleted, or the stream failed: look again (errors retried above). */
+			if (rc != VF_OK) {
+				lock_sleep_ms(backoff);
+				backoff = backoff * 2 > 2000 ? 2000 : backoff * 2;
+			}
 		}
 		waited = 1;
 	}
 	if (nreads && !waited) {
-		rc = lock_fill_reads(tree, 3, nreads, reads_r, err);
+		rc = lock_fill_reads(tree, first + 2, nreads, reads_r, err);
 	} else if (nreads) {
 		/* Re-read under the fence: the reads reflect the state at acquisition. */
 		yajl_tree_free(tree);
@@ -307,9 +428,12 @@ int etcd_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *name, int
 	waiter.data = NULL;
 	*lock_r = &lk->base;
 	ours = 0;
+	claimed = 0; /* until unlock() */
 out:
 	if (ours && me.create_rev) /* give our place back; the lease would drop it anyway */
 		lock_fenced_delete(ek, waiter.data, me.create_rev, NULL);
+	if (claimed)
+		lock_unclaim(ek, waiter.data);
 	if (rc != VF_OK && nreads && reads_r)
 		vf_kv_results_clear(reads_r, nreads);
 	vf_kv_pair_clear(&me);
@@ -336,6 +460,7 @@ int etcd_unlock(struct vf_kv *kv, struct vf_kv_lock **lock, struct vf_err *err)
 		if (rc == VF_ECONFLICT) /* released by its lease ending: nothing to do */
 			rc = VF_OK;
 	}
+	lock_unclaim(ek, lk->base.key);
 	free(lk->base.key);
 	free(lk);
 	return rc;

@@ -727,7 +727,21 @@ static void test_live_smoke(void)
 	struct vf_kv_lock *lk2 = NULL;
 	CU_ASSERT_EQUAL(ops->lock(kv, lease, "smoke-lock/x", 0, NULL, 0, NULL, &lk2, &err),
 	                VF_EBUSY);
+	CU_ASSERT(strstr(err.msg, "re-entrant") != NULL);
 	CU_ASSERT_EQUAL(ops->unlock(kv, &lk, &err), VF_OK);
+	CU_ASSERT_PTR_NULL(lk);
+	/* A waiter key left by an attempt whose answer was lost is adopted. */
+	char wk[128];
+	snprintf(wk, sizeof(wk), "smoke-lock/y/%s", lease->id);
+	CU_ASSERT_EQUAL(ops->put(kv, wk, "", 0, lease, NULL, &err), VF_OK);
+	rc = ops->lock(kv, lease, "smoke-lock/y", 0, NULL, 0, NULL, &lk, &err);
+	if (rc != VF_OK)
+		fprintf(stderr, "adopt: %s\n", err.msg);
+	CU_ASSERT_EQUAL(rc, VF_OK);
+	CU_ASSERT_FATAL(lk != NULL);
+	CU_ASSERT_STRING_EQUAL(lk->key, wk);
+	CU_ASSERT_EQUAL(ops->unlock(kv, &lk, &err), VF_OK);
+	CU_ASSERT_EQUAL(ops->get(kv, wk, &p, &err), VF_ENOTFOUND);
 	CU_ASSERT_EQUAL(ops->lease_revoke(kv, &lease, &err), VF_OK);
 
 	/* Both watch events (and no event of smokex) arrive, bounded wait. */
