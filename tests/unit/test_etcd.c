@@ -570,6 +570,89 @@ static void test_watch_special(void)
 	vf_buf_free(&te2.log);
 }
 
+/* ---- configuration (through the loader, no server) ---- */
+
+static int cfg_open(const char *text, struct vf_backend **be, struct vf_kv **kv, struct vf_err *err)
+{
+	config_t cfg;
+	int rc;
+
+	*kv = NULL;
+	if (*be == NULL && vf_backend_load("etcd", NULL, be, err) != VF_OK)
+		return -100;
+	config_init(&cfg);
+	if (config_read_string(&cfg, text) != CONFIG_TRUE) {
+		config_destroy(&cfg);
+		return -101;
+	}
+	rc = vf_backend_open(*be, config_lookup(&cfg, "etcd"), kv, err);
+	config_destroy(&cfg);
+	return rc;
+}
+
+static void test_config(void)
+{
+	struct vf_backend *be = NULL;
+	struct vf_kv *kv = NULL;
+	struct vf_err err = {0};
+	const struct vf_kv_ops *ops;
+	struct vf_kv_pair p;
+
+	CU_ASSERT_EQUAL_FATAL(vf_backend_load("etcd", NULL, &be, &err), VF_OK);
+	ops = vf_backend_ops(be);
+	CU_ASSERT_EQUAL(ops->caps,
+	                VF_KV_CAP_WATCH_HISTORY | VF_KV_CAP_COMPACT | VF_KV_CAP_SHORT_LEASE);
+	CU_ASSERT_EQUAL_FATAL(ops->open(NULL, &kv, &err), VF_OK);
+	CU_ASSERT_EQUAL(kv->max_txn_ops, 128);
+	CU_ASSERT_EQUAL(kv->min_lease_ttl_s, 2);
+	CU_ASSERT_PTR_EQUAL(kv->ops, ops);
+	ops->close(kv);
+
+	CU_ASSERT_EQUAL(
+	        cfg_open("etcd = {\n endpoints = \"http://127.0.0.1:1\";\n embedded = true;\n"
+	                 " embedded_data_dir = \"/x\"; embedded_client_url = \"u\";\n"
+	                 " embedded_peer_url = \"p\"; timeout_ms = 700;\n"
+	                 " connect_timeout_ms = 300; };",
+	                 &be, &kv, &err),
+	        VF_OK);
+	CU_ASSERT_FATAL(kv != NULL);
+	/* Nothing listens there: unavailable, quickly, naming the key. */
+	int64_t t0 = vf_now_ms();
+	CU_ASSERT_EQUAL(ops->get(kv, "cfg/a", &p, &err), VF_EUNAVAIL);
+	CU_ASSERT(vf_now_ms() - t0 < 2000);
+	CU_ASSERT(strstr(err.msg, "cfg/a") != NULL);
+	ops->close(kv);
+
+	CU_ASSERT_EQUAL(
+	        cfg_open("etcd = {\n endpoints = \"http://127.0.0.1:1\";\n endpoint = \"x\"; };",
+	                 &be, &kv, &err),
+	        VF_EINVAL);
+	CU_ASSERT(strstr(err.msg, "line 3") != NULL);
+	CU_ASSERT(strstr(err.msg, "etcd.endpoint'") != NULL);
+	CU_ASSERT_EQUAL(cfg_open("etcd = { endpoints = 5; };", &be, &kv, &err), VF_EINVAL);
+	CU_ASSERT(strstr(err.msg, "endpoints") != NULL);
+	CU_ASSERT_EQUAL(cfg_open("etcd = { endpoints = [\"ftp://x\"]; };", &be, &kv, &err),
+	                VF_EINVAL);
+	CU_ASSERT_EQUAL(cfg_open("etcd = { timeout_ms = 0; };", &be, &kv, &err), VF_EINVAL);
+	CU_ASSERT(strstr(err.msg, "timeout_ms") != NULL);
+	CU_ASSERT_EQUAL(cfg_open("etcd = { password = \"s3cret\"; };", &be, &kv, &err), VF_EINVAL);
+	CU_ASSERT(strstr(err.msg, "s3cret") == NULL);
+	CU_ASSERT_EQUAL(cfg_open("etcd = { cert = \"/c\"; };", &be, &kv, &err), VF_EINVAL);
+
+	/* Credentials never show up in messages. */
+	CU_ASSERT_EQUAL(
+	        cfg_open("etcd = { endpoints = [\"http://127.0.0.1:1\", \"http://127.0.0.1:2\"];"
+	                 " username = \"root\"; password = \"s3cret\"; };",
+	                 &be, &kv, &err),
+	        VF_OK);
+	CU_ASSERT_FATAL(kv != NULL);
+	CU_ASSERT_EQUAL(ops->put(kv, "cfg/b", "1", 1, NULL, NULL, &err), VF_EUNAVAIL);
+	CU_ASSERT(strstr(err.msg, "s3cret") == NULL);
+	CU_ASSERT(strstr(err.msg, "cfg/b") != NULL);
+	ops->close(kv);
+	vf_backend_unload(&be);
+}
+
 /* ---- live smoke test ---- */
 
 static pid_t live_pid = -1;
@@ -782,6 +865,10 @@ void vf_test_register(void)
 	VF_ADD_TEST(s, test_watch_events);
 	VF_ADD_TEST(s, test_watch_split_every_byte);
 	VF_ADD_TEST(s, test_watch_special);
+	s = CU_add_suite("etcd_config", NULL, NULL);
+	if (s == NULL)
+		vf_test_abort("suite etcd_config");
+	VF_ADD_TEST(s, test_config);
 	s = CU_add_suite("etcd_live", NULL, NULL);
 	if (s == NULL)
 		vf_test_abort("suite etcd_live");
