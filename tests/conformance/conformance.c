@@ -1131,6 +1131,86 @@ static void test_watch_order(void)
 	cf_watch_fini(&w);
 }
 
+/* The watch's stream is cut by a proxy while the server stays up and takes writes. */
+static void test_watch_cut(void)
+{
+	struct vf_err err = {0};
+	struct cf_watch w;
+	struct vf_kv_watch *wh = NULL;
+	struct vf_kv *pkv = NULL;
+	struct vf_proxy *px = NULL;
+	char base[128], k1[256], k2[256], end[256], why[512], cfg[256];
+	const char *endkv[2];
+	int64_t r0 = 0, t0;
+	int n_before, history = (cf_ops->caps & VF_KV_CAP_WATCH_HISTORY) != 0;
+	int accepted0;
+
+	cf_case("watch_cut", 120);
+	if (vf_proxy_start(cf_srv->m[0].client_port, &px, why, sizeof(why)) != 0) {
+		fprintf(stderr, "\nproxy: %s\n", why);
+		CU_FAIL_FATAL("proxy");
+	}
+	snprintf(cfg, sizeof(cfg), "endpoints = [\"http://127.0.0.1:%d\"]; timeout_ms = %d;",
+	         vf_proxy_port(px), cf_timeout_ms);
+	CF_OK_FATAL(cf_open(cfg, &pkv, &err));
+	cf_key(base, sizeof(base), "cut", "");
+	cf_key(k1, sizeof(k1), "cut", "k1");
+	cf_key(k2, sizeof(k2), "cut", "k2");
+	cf_key(end, sizeof(end), "cut", "end");
+	endkv[0] = end;
+	endkv[1] = "done";
+	cf_watch_init(&w, base);
+	CF_OK_FATAL(cf_mirror_relist(&w, &r0));
+	/* The watch goes through the proxy; the writes go straight to the server. */
+	CF_OK_FATAL(pkv->ops->watch_start(pkv, base, r0, cf_watch_cb, &w, &wh, &err));
+	cf_step(&w, k1, "before", NULL);
+	pthread_mutex_lock(&w.mu);
+	n_before = w.n;
+	pthread_mutex_unlock(&w.mu);
+
+	accepted0 = vf_proxy_accepted(px);
+	t0 = cf_now_ms();
+	vf_proxy_cut(px);
+	CF_OK(cf_ops->put(cf_kv, k2, "a", 1, NULL, NULL, &err));
+	CF_OK(cf_ops->put(cf_kv, k2, "b", 1, NULL, NULL, &err));
+	CF_OK(cf_ops->del(cf_kv, k2, &err));
+	CF_OK(cf_ops->put(cf_kv, k1, "after", 5, NULL, NULL, &err));
+	/* The watcher notices and tries again while the cut lasts (refused). */
+	{
+		int64_t deadline = cf_now_ms() + 15000 * cf_slow;
+
+		while (vf_proxy_accepted(px) == accepted0 && cf_now_ms() < deadline)
+			cf_nap_ms(20);
+		CU_ASSERT(vf_proxy_accepted(px) > accepted0);
+	}
+	pthread_mutex_lock(&w.mu);
+	CU_ASSERT_EQUAL(w.n, n_before); /* nothing can come through the cut */
+	pthread_mutex_unlock(&w.mu);
+	cf_note("watch retried %" PRId64 " ms into the cut", cf_now_ms() - t0);
+	vf_proxy_restore(px);
+	CF_OK(cf_ops->put(cf_kv, end, "done", 4, NULL, NULL, &err));
+	CU_ASSERT(cf_watch_wait(&w, cf_pred_mirror_has, endkv, 30000));
+	cf_note("resumed %" PRId64 " ms after the cut", cf_now_ms() - t0);
+	if (history) {
+		const struct cf_want want[] = {{VF_EV_PUT, k2, "a"},
+		                               {VF_EV_PUT, k2, "b"},
+		                               {VF_EV_DELETE, k2, NULL},
+		                               {VF_EV_PUT, k1, "after"},
+		                               {VF_EV_PUT, end, "done"}};
+
+		cf_check_seq(&w, n_before, want, 5, "watch resumed after a cut stream");
+		CU_ASSERT_EQUAL(w.resyncs, 0);
+	} else {
+		cf_note("no history: %d RESYNC, view checked against the store", w.resyncs);
+	}
+	CU_ASSERT_EQUAL(w.list_errors, 0);
+	cf_check_mirror(&w, "watch view after a cut stream");
+	pkv->ops->watch_stop(pkv, &wh);
+	pkv->ops->close(pkv);
+	vf_proxy_stop(&px);
+	cf_watch_fini(&w);
+}
+
 static void test_watch_resume(void)
 {
 	struct vf_err err = {0};
@@ -1414,6 +1494,24 @@ static void test_auth(void)
 }
 
 /* ---- registration ---- */
+/* $VFILE_CONFORMANCE_CASES: comma-separated test names to run (default: all). */
+static int cf_selected(const char *fn)
+{
+	const char *only = getenv("VFILE_CONFORMANCE_CASES");
+	size_t n = strlen(fn);
+
+	if (only == NULL || *only == '\0')
+		return 1;
+	for (const char *p = only; (p = strstr(p, fn)) != NULL; p += n)
+		if ((p == only || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
+			return 1;
+	return 0;
+}
+#define CF_ADD(s, fn)                                                                              \
+	do {                                                                                       \
+		if (cf_selected(#fn))                                                              \
+			VF_ADD_TEST(s, fn);                                                        \
+	} while (0)
 static int cf_suite_init(void)
 {
 	return 0;
@@ -1485,18 +1583,19 @@ void vf_test_register(void)
 	s = CU_add_suite(suite, cf_suite_init, NULL);
 	if (s == NULL)
 		vf_test_abort(suite);
-	VF_ADD_TEST(s, test_kv_basic);
-	VF_ADD_TEST(s, test_cas);
-	VF_ADD_TEST(s, test_txn);
-	VF_ADD_TEST(s, test_lease_revoke);
-	VF_ADD_TEST(s, test_lease_expiry_keepalive);
-	VF_ADD_TEST(s, test_lock_try_and_reads);
-	VF_ADD_TEST(s, test_lock_lease_loss);
-	VF_ADD_TEST(s, test_lock_exclusion);
-	VF_ADD_TEST(s, test_watch_order);
-	VF_ADD_TEST(s, test_watch_compact);
-	VF_ADD_TEST(s, test_watch_resume);
-	VF_ADD_TEST(s, test_unavail_paused);
-	VF_ADD_TEST(s, test_unavail_killed);
-	VF_ADD_TEST(s, test_auth);
+	CF_ADD(s, test_kv_basic);
+	CF_ADD(s, test_cas);
+	CF_ADD(s, test_txn);
+	CF_ADD(s, test_lease_revoke);
+	CF_ADD(s, test_lease_expiry_keepalive);
+	CF_ADD(s, test_lock_try_and_reads);
+	CF_ADD(s, test_lock_lease_loss);
+	CF_ADD(s, test_lock_exclusion);
+	CF_ADD(s, test_watch_order);
+	CF_ADD(s, test_watch_compact);
+	CF_ADD(s, test_watch_cut);
+	CF_ADD(s, test_watch_resume);
+	CF_ADD(s, test_unavail_paused);
+	CF_ADD(s, test_unavail_killed);
+	CF_ADD(s, test_auth);
 }

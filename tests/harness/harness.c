@@ -950,3 +950,261 @@ const char *vf_srv_secret(const struct vf_srv *srv)
 {
 	return srv->user_secret;
 }
+
+/* ---- TCP proxy ---- */
+
+#define PROXY_MAX_CONN 64
+
+struct vf_proxy {
+	int lfd, port, target;
+	int wake[2]; /* self-pipe: commands for the thread */
+	pthread_t th;
+	pthread_mutex_t mu;
+	int cut, stopping, accepted;
+	int pending_cut; /* drop the open connections at the next turn */
+	int nconn;
+	int cfd[PROXY_MAX_CONN], ufd[PROXY_MAX_CONN];
+	char config[128];
+};
+
+static void proxy_drop(struct vf_proxy *p, int i)
+{
+	/* RST rather than FIN: the client must see the stream die. */
+	struct linger lg = {1, 0};
+
+	setsockopt(p->cfd[i], SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(p->cfd[i]);
+	close(p->ufd[i]);
+	p->nconn--;
+	p->cfd[i] = p->cfd[p->nconn];
+	p->ufd[i] = p->ufd[p->nconn];
+}
+
+static int proxy_connect(int port)
+{
+	struct sockaddr_in a;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -1;
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	a.sin_port = htons((uint16_t)port);
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Copy what is readable on from to to; -1 when the connection is over. */
+static int proxy_pump(int from, int to)
+{
+	char buf[65536];
+	ssize_t n = recv(from, buf, sizeof(buf), MSG_DONTWAIT);
+
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+		return -1;
+	for (ssize_t off = 0; n > 0 && off < n;) {
+		ssize_t w = send(to, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {
+				struct pollfd pfd = {to, POLLOUT, 0};
+
+				if (poll(&pfd, 1, 5000) <= 0)
+					return -1;
+				continue;
+			}
+			return -1;
+		}
+		off += w;
+	}
+	return 0;
+}
+
+static void *proxy_main(void *arg)
+{
+	struct vf_proxy *p = arg;
+
+	for (;;) {
+		struct pollfd pfd[2 + 2 * PROXY_MAX_CONN];
+		int n = 0, stopping, cut;
+
+		pthread_mutex_lock(&p->mu);
+		stopping = p->stopping;
+		cut = p->cut;
+		if (p->pending_cut) {
+			while (p->nconn > 0)
+				proxy_drop(p, 0);
+			p->pending_cut = 0;
+		}
+		pthread_mutex_unlock(&p->mu);
+		if (stopping)
+			break;
+		pfd[n++] = (struct pollfd){p->wake[0], POLLIN, 0};
+		pfd[n++] = (struct pollfd){p->lfd, POLLIN, 0};
+		for (int i = 0; i < p->nconn; i++) {
+			pfd[n++] = (struct pollfd){p->cfd[i], POLLIN, 0};
+			pfd[n++] = (struct pollfd){p->ufd[i], POLLIN, 0};
+		}
+		if (poll(pfd, (nfds_t)n, 1000) < 0 && errno != EINTR)
+			break;
+		if (pfd[0].revents) {
+			char c[64];
+
+			while (read(p->wake[0], c, sizeof(c)) > 0)
+				;
+			continue;
+		}
+		if (pfd[1].revents & POLLIN) {
+			int c = accept4(p->lfd, NULL, NULL, SOCK_CLOEXEC);
+
+			if (c >= 0) {
+				int u = cut || p->nconn == PROXY_MAX_CONN
+				                ? -1
+				                : proxy_connect(p->target);
+
+				pthread_mutex_lock(&p->mu);
+				p->accepted++;
+				pthread_mutex_unlock(&p->mu);
+				if (u < 0) {
+					struct linger lg = {1, 0};
+
+					setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+					close(c);
+				} else {
+					p->cfd[p->nconn] = c;
+					p->ufd[p->nconn] = u;
+					p->nconn++;
+				}
+			}
+		}
+		/* Walk backwards: proxy_drop moves the last connection into slot i. */
+		for (int i = (n - 2) / 2 - 1; i >= 0; i--) {
+			struct pollfd *cp = &pfd[2 + 2 * i], *up = &pfd[3 + 2 * i];
+			int bad = 0;
+
+			if (cp->revents && proxy_pump(cp->fd, up->fd) != 0)
+				bad = 1;
+			if (!bad && up->revents && proxy_pump(up->fd, cp->fd) != 0)
+				bad = 1;
+			if (bad)
+				proxy_drop(p, i);
+		}
+	}
+	while (p->nconn > 0)
+		proxy_drop(p, 0);
+	return NULL;
+}
+
+static void proxy_poke(struct vf_proxy *p)
+{
+	ssize_t r = write(p->wake[1], "x", 1);
+
+	(void)r;
+}
+
+int vf_proxy_start(int target_port, struct vf_proxy **p_r, char *why, size_t whylen)
+{
+	struct vf_proxy *p = calloc(1, sizeof(*p));
+	struct sockaddr_in a;
+	socklen_t len = sizeof(a);
+
+	*p_r = NULL;
+	if (p == NULL) {
+		srv_why(why, whylen, "out of memory");
+		return -1;
+	}
+	p->target = target_port;
+	p->wake[0] = p->wake[1] = -1;
+	pthread_mutex_init(&p->mu, NULL);
+	p->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (p->lfd < 0 || bind(p->lfd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+	    listen(p->lfd, 64) != 0 || getsockname(p->lfd, (struct sockaddr *)&a, &len) != 0 ||
+	    pipe2(p->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+		srv_why(why, whylen, "proxy socket: %s", strerror(errno));
+		goto fail;
+	}
+	p->port = ntohs(a.sin_port);
+	snprintf(p->config, sizeof(p->config),
+	         "endpoints = [\"http://127.0.0.1:%d\"]; timeout_ms = 2000;", p->port);
+	if (pthread_create(&p->th, NULL, proxy_main, p) != 0) {
+		srv_why(why, whylen, "proxy thread: %s", strerror(errno));
+		goto fail;
+	}
+	*p_r = p;
+	return 0;
+fail:
+	if (p->lfd >= 0)
+		close(p->lfd);
+	if (p->wake[0] >= 0) {
+		close(p->wake[0]);
+		close(p->wake[1]);
+	}
+	pthread_mutex_destroy(&p->mu);
+	free(p);
+	return -1;
+}
+
+int vf_proxy_port(const struct vf_proxy *p)
+{
+	return p->port;
+}
+
+const char *vf_proxy_config(const struct vf_proxy *p)
+{
+	return p->config;
+}
+
+void vf_proxy_cut(struct vf_proxy *p)
+{
+	pthread_mutex_lock(&p->mu);
+	p->cut = 1;
+	p->pending_cut = 1;
+	pthread_mutex_unlock(&p->mu);
+	proxy_poke(p);
+}
+
+void vf_proxy_restore(struct vf_proxy *p)
+{
+	pthread_mutex_lock(&p->mu);
+	p->cut = 0;
+	pthread_mutex_unlock(&p->mu);
+	proxy_poke(p);
+}
+
+int vf_proxy_accepted(struct vf_proxy *p)
+{
+	int n;
+
+	pthread_mutex_lock(&p->mu);
+	n = p->accepted;
+	pthread_mutex_unlock(&p->mu);
+	return n;
+}
+
+void vf_proxy_stop(struct vf_proxy **pp)
+{
+	struct vf_proxy *p = *pp;
+
+	if (p == NULL)
+		return;
+	*pp = NULL;
+	pthread_mutex_lock(&p->mu);
+	p->stopping = 1;
+	pthread_mutex_unlock(&p->mu);
+	proxy_poke(p);
+	pthread_join(p->th, NULL);
+	close(p->lfd);
+	close(p->wake[0]);
+	close(p->wake[1]);
+	pthread_mutex_destroy(&p->mu);
+	free(p);
+}

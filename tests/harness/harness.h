@@ -92,6 +92,23 @@ const char *vf_srv_log(const struct vf_srv *srv, int i, char *buf, size_t size);
 /* Kill every live server now (async-signal-safe part of the cleanup). */
 void vf_srv_kill_all(void);
 
+/*
+ * A loopback TCP proxy in front of a server port, to cut client streams while the
+ * server stays up: vf_proxy_cut drops every open connection and, while cut, closes
+ * new ones at once (the client sees a reset); vf_proxy_restore lets them through.
+ * Runs one thread; every call is bounded.
+ */
+struct vf_proxy;
+int vf_proxy_start(int target_port, struct vf_proxy **p_r, char *why, size_t whylen);
+int vf_proxy_port(const struct vf_proxy *p);
+/* Snippet like vf_srv_config, with the proxy as the only endpoint. */
+const char *vf_proxy_config(const struct vf_proxy *p);
+void vf_proxy_cut(struct vf_proxy *p);
+void vf_proxy_restore(struct vf_proxy *p);
+/* Connections accepted so far (including those closed while cut). */
+int vf_proxy_accepted(struct vf_proxy *p);
+void vf_proxy_stop(struct vf_proxy **p);
+
 /* A free loopback TCP port, or -1. */
 int vf_srv_free_port(void);
 
