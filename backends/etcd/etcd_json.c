@@ -758,8 +758,12 @@ int etcd_parse_keepalive(yajl_val tree, int64_t *ttl_r, struct vf_err *err)
 	*ttl_r = 0;
 	if (r == NULL)
 		r = tree;
-	if (vf_json_get(tree, "error", NULL))
-		return etcd_map_error(200, NULL, 0, 1, NULL, "lease keepalive", err);
+	if (vf_json_get(tree, "error", NULL)) { /* in-band stream error */
+		const char *msg = vf_json_str(vf_json_get(tree, "error", "message", NULL));
+
+		return vf_err_set(err, VF_EUNAVAIL, "lease keepalive: etcd: %s",
+		                  msg ? msg : "stream error");
+	}
 	if (!YAJL_IS_OBJECT(r) || vf_json_int64(vf_json_get(r, "TTL", NULL), &ttl) != VF_OK)
 		return vf_err_set(err, VF_EPROTO, "lease keepalive: malformed answer");
 	if (ttl <= 0)

@@ -353,6 +353,13 @@ static void test_parse_lease(void)
 	CU_ASSERT_EQUAL(etcd_parse_keepalive(t, &ttl, &err), VF_ELEASE);
 	CU_ASSERT(strstr(err.msg, "gone") != NULL);
 	yajl_tree_free(t);
+	const char *inband =
+	        "{\"error\":{\"grpc_code\":14,\"http_code\":503,\"message\":\"transport "
+	        "is closing\",\"http_status\":\"Service Unavailable\"}}";
+	CU_ASSERT_EQUAL_FATAL(vf_json_parse(inband, strlen(inband), &t, NULL), VF_OK);
+	CU_ASSERT_EQUAL(etcd_parse_keepalive(t, &ttl, &err), VF_EUNAVAIL);
+	CU_ASSERT(strstr(err.msg, "transport is closing") != NULL);
+	yajl_tree_free(t);
 	t = test_tree("range_one.json"); /* no ID */
 	CU_ASSERT_EQUAL(etcd_parse_lease_grant(t, &id, &gttl, NULL), VF_EPROTO);
 	yajl_tree_free(t);
