@@ -989,9 +989,11 @@ static int consul_lock_wait(struct consul_kv *ck, const char *name, int64_t dead
 
 		if (deadline >= 0) {
 			int64_t left = deadline - vf_now_ms();
-			if (left <= 0)
-				return vf_err_set(err, VF_ETIMEDOUT, "lock %s: timed out waiting",
-				                  name);
+			if (left <= 0) {
+				rc = vf_err_set(err, VF_ETIMEDOUT, "lock %s: timed out waiting",
+				                name);
+				break;
+			}
 			if (left < wait_ms)
 				wait_ms = (long)left;
 		}
