@@ -155,7 +155,7 @@ static struct mgr_job *mgr_take(struct mgr *m, int self)
 }
 
 /* ---- claims ---- */
-enum { C_TRIG = 0, C_MARK, C_CLAIM, C_N };
+enum { C_TRIG = 0, C_MARK, C_CLAIM, C_SERVER, C_N };
 
 /* Claim the trigger of family kind (0 start, 1 stop) for vol: 1 won, 0 nothing
  * to do or another manager won, < 0 a store error. *claim_r: the claim value. */
@@ -166,13 +166,14 @@ static int mgr_claim(struct mgr *m, const char *vol, int stop, char *claim, size
 	struct vf_kv_op g[C_N];
 	struct vf_kv_txn_result res = {0};
 	struct vf_err e = {0};
-	char mval[32];
+	char mval[32], mine[200];
 	int64_t t, mk;
 	int rc, orphan = 0;
 
 	vf_vol_key(ctx, keys[C_TRIG], 512, stop ? VK_STOP_TRIGGER : VK_START_TRIGGER, vol);
 	vf_vol_key(ctx, keys[C_MARK], 512, stop ? VK_STOP_MARKER : VK_START_MARKER, vol);
 	vf_vol_key(ctx, keys[C_CLAIM], 512, stop ? VK_STOP_CLAIM : VK_START_CLAIM, vol);
+	vf_vol_key(ctx, keys[C_SERVER], 512, VK_SERVER, vol);
 	for (int i = 0; i < C_N; i++)
 		g[i] = (struct vf_kv_op){.kind = VF_OP_GET, .key = keys[i]};
 	rc = ctx->kv->ops->txn(ctx->kv, NULL, 0, g, C_N, &res, &e);
@@ -184,6 +185,23 @@ static int mgr_claim(struct mgr *m, const char *vol, int stop, char *claim, size
 	}
 	t = vf_vol_num(&res.results[C_TRIG]);
 	mk = vf_vol_num(&res.results[C_MARK]);
+	snprintf(mine, sizeof(mine), "%s %s ", ctx->node_id, lease->id);
+	if (stop && res.results[C_SERVER].found &&
+	    strncmp(res.results[C_SERVER].pair.value, mine, strlen(mine) - 1) != 0) {
+		/* only the serving manager stops its server (it stops it before the
+		 * state can be Ready, so no other manager can start a second one);
+		 * if it dies, its server key goes and any manager may act */
+		vf_kv_txn_result_clear(&res);
+		return 0;
+	}
+	if (res.results[C_CLAIM].found &&
+	    strncmp(res.results[C_CLAIM].pair.value, mine, strlen(mine)) == 0) {
+		/* our own unfinished claim (an uncertain claim txn that landed): this
+		 * process runs one handler per volume at a time, so nobody works on it */
+		snprintf(claim, csize, "%s", res.results[C_CLAIM].pair.value);
+		vf_kv_txn_result_clear(&res);
+		return 1;
+	}
 	if (t <= mk) {
 		/* nothing new; but a claim whose claimant's lease died is re-claimable */
 		orphan = mk > 0 && res.results[C_MARK].found && !res.results[C_CLAIM].found;
@@ -216,9 +234,17 @@ static int mgr_claim(struct mgr *m, const char *vol, int stop, char *claim, size
 	rc = ctx->kv->ops->txn(ctx->kv, c, orphan ? 2 : 1, o, 2, NULL, &e);
 	if (rc == VF_ECONFLICT)
 		return 0; /* another manager won this trigger */
+	if (rc == VF_EUNCERTAIN) {
+		struct vf_kv_pair p = {0};
+
+		if (ctx->kv->ops->get(ctx->kv, keys[C_CLAIM], &p, NULL) == VF_OK &&
+		    strcmp(p.value, claim) == 0)
+			rc = VF_OK;
+		vf_kv_pair_clear(&p);
+	}
 	if (rc != VF_OK) {
-		/* uncertain: if it landed, the claim dies with our lease or the
-		 * reconciler of this manager sees it (its value names us) */
+		/* uncertain: if it landed, the claim dies with our lease or our next
+		 * pass takes it up again (its value names us) */
 		vf_log(VF_LOG_WARN, "volume %s: claiming %s trigger %" PRId64 ": %s", vol,
 		       stop ? "stop" : "start", t, e.msg);
 		return rc;
@@ -451,42 +477,45 @@ static void mgr_do_check(struct mgr *m, const char *vol, struct vf_kv_lease *lea
 	vf_kv_pair_clear(&p);
 }
 
-/* Mounted, nobody mounts it, nothing pending, for two passes: bump stop_trigger. */
-static void mgr_do_idle(struct mgr *m, const char *vol)
+/* Mounted, nobody mounts it, nothing pending, for two passes: bump stop_trigger.
+ * Only if no host holds the gref lock (a cold mount waiting for the server holds
+ * it): try-lock it, read under it, bump fenced by it. */
+static void mgr_do_idle(struct mgr *m, const char *vol, struct vf_kv_lease *lease)
 {
 	struct vf_ctx *ctx = m->ctx;
-	char kg[512], ks[512], kt[512], tval[32];
-	struct vf_kv_op g[] = {{.kind = VF_OP_GET, .key = kg},
-	                       {.kind = VF_OP_GET, .key = ks},
-	                       {.kind = VF_OP_GET, .key = kt}};
-	struct vf_kv_txn_result res = {0};
+	char kg[512], ks[512], kt[512], lname[512], tval[32];
+	const char *reads[] = {kg, ks, kt};
+	struct vf_kv_result rr[3];
+	struct vf_kv_lock *lk = NULL;
 	struct vf_err e = {0};
-	int rc;
 
+	memset(rr, 0, sizeof(rr));
 	vf_vol_key(ctx, kg, sizeof(kg), VK_GREF, vol);
 	vf_vol_key(ctx, ks, sizeof(ks), VK_STATE, vol);
 	vf_vol_key(ctx, kt, sizeof(kt), VK_STOP_TRIGGER, vol);
-	rc = ctx->kv->ops->txn(ctx->kv, NULL, 0, g, 3, &res, &e);
-	if (rc != VF_OK || res.count != 3 || vf_vol_num(&res.results[0]) != 0 ||
-	    !res.results[1].found || strcmp(res.results[1].pair.value, "Mounted") != 0)
+	snprintf(lname, sizeof(lname), "%slock/gref/%s", ctx->prefix, vol);
+	if (ctx->kv->ops->lock(ctx->kv, lease, lname, 0, reads, 3, rr, &lk, &e) != VF_OK)
+		return; /* busy (a host is at work) or unreachable: next pass */
+	if (vf_vol_num(&rr[0]) != 0 || !rr[1].found || strcmp(rr[1].pair.value, "Mounted") != 0)
 		goto out;
-	snprintf(tval, sizeof(tval), "%" PRId64, vf_vol_num(&res.results[2]) + 1);
-	struct vf_kv_cmp c[] = {
-	        {.kind = VF_CMP_VERSION_EQ,
-	         .key = kg,
-	         .mod_rev = res.results[0].found ? res.results[0].pair.mod_rev : 0},
-	        {.kind = VF_CMP_VALUE_EQ, .key = ks, .value = "Mounted", .value_len = 7},
-	        {.kind = VF_CMP_VERSION_EQ,
-	         .key = kt,
-	         .mod_rev = res.results[2].found ? res.results[2].pair.mod_rev : 0}};
-	struct vf_kv_op o = {
-	        .kind = VF_OP_PUT, .key = kt, .value = tval, .value_len = strlen(tval)};
+	snprintf(tval, sizeof(tval), "%" PRId64, vf_vol_num(&rr[2]) + 1);
+	struct vf_kv_cmp c[] = {{.kind = VF_CMP_LOCK_HELD, .lock = lk},
+	                        {.kind = VF_CMP_VERSION_EQ,
+	                         .key = kg,
+	                         .mod_rev = rr[0].found ? rr[0].pair.mod_rev : 0},
+	                        {.kind = VF_CMP_VERSION_EQ,
+	                         .key = kt,
+	                         .mod_rev = rr[2].found ? rr[2].pair.mod_rev : 0}};
+	struct vf_kv_op o[] = {
+	        {.kind = VF_OP_PUT, .key = kt, .value = tval, .value_len = strlen(tval)},
+	        {.kind = VF_OP_UNLOCK, .lock = lk}};
 
-	if (ctx->kv->ops->txn(ctx->kv, c, 3, &o, 1, NULL, &e) == VF_OK)
+	if (ctx->kv->ops->txn(ctx->kv, c, 3, o, 2, NULL, &e) == VF_OK)
 		vf_log(VF_LOG_WARN, "volume %s: served with no host mounting it: asked for a stop",
 		       vol);
 out:
-	vf_kv_txn_result_clear(&res);
+	ctx->kv->ops->unlock(ctx->kv, &lk, NULL);
+	vf_kv_results_clear(rr, 3);
 }
 
 static void mgr_run(struct mgr *m, const struct mgr_job *j)
@@ -511,21 +540,29 @@ static void mgr_run(struct mgr *m, const struct mgr_job *j)
 		                                         : "mgr.after_claim_start",
 		                     j->vol))
 			break; /* "died" holding the claim */
+		vf_vol_local_enter(ctx, "state", j->vol, 0);
 		if (j->kind == JOB_START)
 			won = mgr_do_start(m, j->vol, lease);
 		else
 			won = mgr_do_stop(m, j->vol, lease);
+		vf_vol_local_leave(ctx, "state", j->vol);
 		/* a failed handler drops its claim: the reconciler retries it */
 		mgr_claim_end(m, j->vol, keys[C_CLAIM], claim, won == VF_OK);
 		break;
 	case JOB_RESTART:
+		vf_vol_local_enter(ctx, "state", j->vol, 0);
 		mgr_do_start(m, j->vol, lease);
+		vf_vol_local_leave(ctx, "state", j->vol);
 		break;
 	case JOB_CHECK:
 		mgr_do_check(m, j->vol, lease);
 		break;
 	case JOB_IDLE:
-		mgr_do_idle(m, j->vol);
+		/* a host operation of this process on the volume: not idle */
+		if (vf_vol_local_enter(ctx, "gref", j->vol, 1)) {
+			mgr_do_idle(m, j->vol, lease);
+			vf_vol_local_leave(ctx, "gref", j->vol);
+		}
 		break;
 	}
 out:
@@ -638,10 +675,13 @@ static int64_t mgr_num(const struct vf_kv_pair *p)
 }
 
 static int mgr_pending(const struct vf_kv_pair *t, const struct vf_kv_pair *mk,
-                       const struct vf_kv_pair *claim)
+                       const struct vf_kv_pair *claim, const char *mine)
 {
 	if (mgr_num(t) > mgr_num(mk))
 		return 1;
+	if (claim && strncmp(claim->value, mine, strlen(mine)) == 0 &&
+	    claim->value[strlen(mine)] == ' ')
+		return 1;                              /* our own claim left unfinished */
 	return mk && mgr_num(mk) > 0 && claim == NULL; /* orphaned claim */
 }
 
@@ -755,8 +795,8 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 			nclients++;
 		int64_t gref = mgr_num(f[L_GREF]);
 		int mounted = strcmp(s->value, "Mounted") == 0;
-		int start_p = mgr_pending(f[L_STRIG], f[L_SMARK], f[L_SCLAIM]);
-		int stop_p = mgr_pending(f[L_PTRIG], f[L_PMARK], f[L_PCLAIM]);
+		int start_p = mgr_pending(f[L_STRIG], f[L_SMARK], f[L_SCLAIM], mine);
+		int stop_p = mgr_pending(f[L_PTRIG], f[L_PMARK], f[L_PCLAIM], mine);
 
 		if (gref != (int64_t)nclients)
 			vf_log(VF_LOG_ERR,

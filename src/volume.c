@@ -255,6 +255,7 @@ static int vol_info_gen(const char *vol, const struct vf_opt *opts, size_t nopts
                         struct vf_err *err)
 {
 	yajl_gen g = yajl_gen_alloc(NULL);
+	int rc;
 
 	if (g == NULL)
 		return vf_err_set(err, VF_ENOMEM, "volume %s: out of memory", vol);
@@ -287,7 +288,9 @@ static int vol_info_gen(const char *vol, const struct vf_opt *opts, size_t nopts
 		yajl_gen_map_close(g);
 	}
 	yajl_gen_map_close(g);
-	return vf_jgen_finish(g, out_r, NULL, err);
+	rc = vf_jgen_finish(g, out_r, NULL, err);
+	yajl_gen_free(g);
+	return rc;
 }
 
 int vf_vol_info_with_server(const char *vol, const char *info, const char *node, const char *addr,
@@ -365,6 +368,7 @@ static int vol_client_value(struct vf_ctx *ctx, const struct vol_ids *ids, const
                             const char *skip, char **out_r, struct vf_err *err)
 {
 	yajl_gen g = yajl_gen_alloc(NULL);
+	int rc;
 
 	if (g == NULL)
 		return vf_err_set(err, VF_ENOMEM, "out of memory");
@@ -380,48 +384,59 @@ static int vol_client_value(struct vf_ctx *ctx, const struct vol_ids *ids, const
 		vf_jgen_str(g, add);
 	yajl_gen_array_close(g);
 	yajl_gen_map_close(g);
-	return vf_jgen_finish(g, out_r, NULL, err);
+	rc = vf_jgen_finish(g, out_r, NULL, err);
+	yajl_gen_free(g);
+	return rc;
 }
 
 /* ---- the process context ---- */
 struct vol_local {
-	char name[VF_VOLUME_NAME_MAX + 1];
+	char name[VF_VOLUME_NAME_MAX + 16];
 	int refs, busy;
 	struct vol_local *next;
 };
 
-void vf_vol_local_enter(struct vf_ctx *ctx, const char *vol)
+int vf_vol_local_enter(struct vf_ctx *ctx, const char *which, const char *vol, int try)
 {
 	struct vol_local *l;
+	char name[sizeof(l->name)];
 
+	snprintf(name, sizeof(name), "%s/%s", which, vol);
 	pthread_mutex_lock(&ctx->mu);
 	for (l = ctx->locals; l; l = l->next)
-		if (strcmp(l->name, vol) == 0)
+		if (strcmp(l->name, name) == 0)
 			break;
 	if (l == NULL) {
 		l = calloc(1, sizeof(*l));
 		if (l == NULL) { /* degrade: no local serialisation */
 			pthread_mutex_unlock(&ctx->mu);
-			return;
+			return 1;
 		}
-		snprintf(l->name, sizeof(l->name), "%s", vol);
+		snprintf(l->name, sizeof(l->name), "%s", name);
 		l->next = ctx->locals;
 		ctx->locals = l;
+	}
+	if (try && l->busy) {
+		pthread_mutex_unlock(&ctx->mu);
+		return 0;
 	}
 	l->refs++;
 	while (l->busy)
 		pthread_cond_wait(&ctx->local_cv, &ctx->mu);
 	l->busy = 1;
 	pthread_mutex_unlock(&ctx->mu);
+	return 1;
 }
 
-void vf_vol_local_leave(struct vf_ctx *ctx, const char *vol)
+void vf_vol_local_leave(struct vf_ctx *ctx, const char *which, const char *vol)
 {
 	struct vol_local **pp, *l;
+	char name[sizeof(l->name)];
 
+	snprintf(name, sizeof(name), "%s/%s", which, vol);
 	pthread_mutex_lock(&ctx->mu);
 	for (pp = &ctx->locals; (l = *pp) != NULL; pp = &l->next)
-		if (strcmp(l->name, vol) == 0) {
+		if (strcmp(l->name, name) == 0) {
 			l->busy = 0;
 			if (--l->refs == 0) {
 				*pp = l->next;
@@ -712,13 +727,16 @@ enum { R_STATE = 0, R_GREF, R_CLIENT, R_INFO, R_TRIG, R_SERVER, R_N };
 /* Wait until state/<vol> is Mounted with a live server (bounded by deadline);
  * then rr[R_STATE], rr[R_GREF], rr[R_INFO], rr[R_SERVER] hold fresh reads. */
 static int vol_wait_mounted(struct vf_ctx *ctx, const char *vol, char keys[R_N][512],
-                            int64_t after_rev, int64_t deadline, struct vf_kv_result *rr,
-                            struct vf_err *err)
+                            int64_t after_rev, int64_t bumped, int64_t deadline,
+                            struct vf_kv_result *rr, int *retry_r, struct vf_err *err)
 {
+	char kmark[512], kclaim[512];
 	struct vol_wait w = {.key = keys[R_STATE]};
 	struct vf_kv_watch *watch = NULL;
 	int rc;
 
+	vf_vol_key(ctx, kmark, sizeof(kmark), VK_START_MARKER, vol);
+	vf_vol_key(ctx, kclaim, sizeof(kclaim), VK_START_CLAIM, vol);
 	pthread_mutex_init(&w.mu, NULL);
 	pthread_cond_init(&w.cv, NULL);
 	rc = ctx->kv->ops->watch_start(ctx->kv, keys[R_STATE], after_rev, vol_wait_cb, &w, &watch,
@@ -731,15 +749,17 @@ static int vol_wait_mounted(struct vf_ctx *ctx, const char *vol, char keys[R_N][
 		struct vf_kv_op ops[] = {{.kind = VF_OP_GET, .key = keys[R_STATE]},
 		                         {.kind = VF_OP_GET, .key = keys[R_GREF]},
 		                         {.kind = VF_OP_GET, .key = keys[R_INFO]},
-		                         {.kind = VF_OP_GET, .key = keys[R_SERVER]}};
+		                         {.kind = VF_OP_GET, .key = keys[R_SERVER]},
+		                         {.kind = VF_OP_GET, .key = kmark},
+		                         {.kind = VF_OP_GET, .key = kclaim}};
 		struct vf_kv_txn_result res = {0};
 		int64_t left;
 
 		pthread_mutex_lock(&w.mu);
 		w.changed = 0;
 		pthread_mutex_unlock(&w.mu);
-		rc = ctx->kv->ops->txn(ctx->kv, NULL, 0, ops, 4, &res, err);
-		if (rc == VF_OK && res.count == 4) {
+		rc = ctx->kv->ops->txn(ctx->kv, NULL, 0, ops, 6, &res, err);
+		if (rc == VF_OK && res.count == 6) {
 			if (!res.results[0].found) {
 				rc = vf_err_set(err, VF_ENOTFOUND,
 				                "volume %s was removed while mounting", vol);
@@ -753,6 +773,14 @@ static int vol_wait_mounted(struct vf_ctx *ctx, const char *vol, char keys[R_N][
 				}
 				vf_kv_txn_result_clear(&res);
 				goto out;
+			} else if (vf_vol_num(&res.results[4]) >= bumped &&
+			           (!res.results[5].found ||
+			            strncmp(res.results[5].pair.value, "done ", 5) == 0)) {
+				/* our start was handled, then the state went back to Ready (a
+				 * stop that was already under way): ask again */
+				*retry_r = 1;
+				rc = vf_err_set(err, VF_ECONFLICT,
+				                "volume %s: stopped again while mounting", vol);
 			}
 		} else if (rc == VF_EUNAVAIL || rc == VF_EUNCERTAIN) {
 			rc = VF_OK; /* a read: try again on the next wake-up */
@@ -924,7 +952,8 @@ static int vol_mount_once(struct vf_ctx *ctx, const char *vol, const char *id, c
 			vf_err_prefix(err, "volume %s: cannot bump %s", vol, keys[R_TRIG]);
 			goto out;
 		}
-		rc = vol_wait_mounted(ctx, vol, keys, rev, deadline, rr, err);
+		rc = vol_wait_mounted(ctx, vol, keys, rev, vf_vol_num(&rr[R_TRIG]) + 1, deadline,
+		                      rr, retry_r, err);
 		if (rc == VF_ETIMEDOUT) {
 			/* a server that comes up late must not run forever */
 			struct vf_kv_result st = {0};
@@ -1026,11 +1055,11 @@ int vf_volume_mount(struct vf_ctx *ctx, const char *name, const char *mount_id, 
 		return vf_err_set(err, VF_EINVAL, "volume %s: empty mount id", name);
 	if (vf_buf_printf(&path, "%s/%s", ctx->mount_root, name) != VF_OK)
 		return vf_err_set(err, VF_ENOMEM, "volume %s: out of memory", name);
-	vf_vol_local_enter(ctx, name);
+	vf_vol_local_enter(ctx, "gref", name, 0);
 	do {
 		rc = vol_mount_once(ctx, name, mount_id, path.data, deadline, &retry, err);
 	} while (rc != VF_OK && retry && vf_now_ms() < deadline);
-	vf_vol_local_leave(ctx, name);
+	vf_vol_local_leave(ctx, "gref", name);
 	if (rc == VF_OK && path_r) {
 		*path_r = path.data;
 		path.data = NULL;
@@ -1069,7 +1098,7 @@ int vf_volume_unmount(struct vf_ctx *ctx, const char *name, const char *mount_id
 	vol_lock_name(ctx, lname, sizeof(lname), "gref", name);
 	if (vf_buf_printf(&path, "%s/%s", ctx->mount_root, name) != VF_OK)
 		return vf_err_set(err, VF_ENOMEM, "volume %s: out of memory", name);
-	vf_vol_local_enter(ctx, name);
+	vf_vol_local_enter(ctx, "gref", name, 0);
 	lease = vf_ctx_lease_get(ctx);
 	if (lease == NULL) {
 		rc = vf_err_set(err, VF_ELEASE, "volume %s: node %s has no lease right now", name,
@@ -1173,7 +1202,7 @@ out:
 	if (lk)
 		kv->ops->unlock(kv, &lk, NULL);
 	vf_ctx_lease_put(ctx);
-	vf_vol_local_leave(ctx, name);
+	vf_vol_local_leave(ctx, "gref", name);
 	vf_kv_results_clear(rr, U_N);
 	vol_ids_free(&ids);
 	vf_buf_free(&path);
@@ -1222,7 +1251,7 @@ int vf_volume_remove(struct vf_ctx *ctx, const char *name, struct vf_err *err)
 	struct vf_kv_result rr[2];
 	struct vf_kv_lock *lkg = NULL, *lks = NULL;
 	struct vf_kv_list cl = {0};
-	int rc;
+	int rc, local_state = 0;
 
 	if ((rc = vol_check_name(name, err)) != VF_OK)
 		return rc;
@@ -1232,16 +1261,19 @@ int vf_volume_remove(struct vf_ctx *ctx, const char *name, struct vf_err *err)
 	vol_lock_name(ctx, lg, sizeof(lg), "gref", name);
 	vol_lock_name(ctx, ls, sizeof(ls), "state", name);
 	vol_client_key(ctx, cpre, sizeof(cpre), name, NULL);
-	vf_vol_local_enter(ctx, name);
+	vf_vol_local_enter(ctx, "gref", name, 0);
 	lease = vf_ctx_lease_get(ctx);
 	if (lease == NULL) {
 		rc = vf_err_set(err, VF_ELEASE, "volume %s: node %s has no lease right now", name,
 		                ctx->node_id);
 		goto out;
 	}
+	/* order: gref lock, then state (as the manager side, which takes state only) */
 	rc = kv->ops->lock(kv, lease, lg, ctx->op_timeout_ms, reads, 2, rr, &lkg, err);
-	if (rc == VF_OK)
+	if (rc == VF_OK) {
+		local_state = vf_vol_local_enter(ctx, "state", name, 0);
 		rc = kv->ops->lock(kv, lease, ls, ctx->op_timeout_ms, NULL, 0, NULL, &lks, err);
+	}
 	if (rc != VF_OK) {
 		vf_err_prefix(err, "volume %s: cannot take the volume locks", name);
 		goto out;
@@ -1296,7 +1328,9 @@ out:
 	if (lkg)
 		kv->ops->unlock(kv, &lkg, NULL);
 	vf_ctx_lease_put(ctx);
-	vf_vol_local_leave(ctx, name);
+	if (local_state)
+		vf_vol_local_leave(ctx, "state", name);
+	vf_vol_local_leave(ctx, "gref", name);
 	vf_kv_results_clear(rr, 2);
 	vf_kv_list_clear(&cl);
 	return rc;

@@ -76,9 +76,11 @@ struct vf_ctx {
 void vf_vol_key(const struct vf_ctx *ctx, char *buf, size_t size, int family, const char *vol);
 /* Parse a decimal counter value (absent/empty is 0). */
 int64_t vf_vol_num(const struct vf_kv_result *r);
-/* Take/release the process-local per-volume mutex. */
-void vf_vol_local_enter(struct vf_ctx *ctx, const char *vol);
-void vf_vol_local_leave(struct vf_ctx *ctx, const char *vol);
+/* Take/release the process-local mutex of lock which ("gref", "state") of vol:
+ * one process never asks twice at once for one store lock (its threads share
+ * one lease). try: do not wait, return 0 if busy. Returns 1 when entered. */
+int vf_vol_local_enter(struct vf_ctx *ctx, const char *which, const char *vol, int try);
+void vf_vol_local_leave(struct vf_ctx *ctx, const char *which, const char *vol);
 /* The lease to use now (hold lease_rw for reading around its use). */
 struct vf_kv_lease *vf_ctx_lease_get(struct vf_ctx *ctx);
 void vf_ctx_lease_put(struct vf_ctx *ctx);
