@@ -366,6 +366,7 @@ static int ctl_body(const struct ctl_args *a, char **body_r)
 {
 	yajl_gen g = yajl_gen_alloc(NULL);
 	size_t len;
+	int rc;
 
 	if (g == NULL)
 		return VF_ENOMEM;
@@ -390,7 +391,9 @@ static int ctl_body(const struct ctl_args *a, char **body_r)
 		yajl_gen_map_close(g);
 	}
 	yajl_gen_map_close(g);
-	return vf_jgen_finish(g, body_r, &len, NULL);
+	rc = vf_jgen_finish(g, body_r, &len, NULL);
+	yajl_gen_free(g);
+	return rc;
 }
 
 /* ---- output ---- */
@@ -426,6 +429,7 @@ static char *ctl_json(yajl_val v, int pretty)
 	yajl_gen g = yajl_gen_alloc(NULL);
 	char *out = NULL;
 	size_t len;
+	int rc;
 
 	if (g == NULL)
 		return NULL;
@@ -434,7 +438,9 @@ static char *ctl_json(yajl_val v, int pretty)
 		yajl_gen_config(g, yajl_gen_indent_string, "  ");
 	}
 	ctl_gen_tree(g, v);
-	if (vf_jgen_finish(g, &out, &len, NULL) != VF_OK)
+	rc = vf_jgen_finish(g, &out, &len, NULL);
+	yajl_gen_free(g);
+	if (rc != VF_OK)
 		return NULL;
 	/* beautify ends with a newline; keep exactly one */
 	while (len > 0 && out[len - 1] == '\n')

@@ -63,16 +63,17 @@ int vf_fs_open(const config_setting_t *grp, const char *state_dir, const struct 
 	rc = vf_cfg_str(grp, "driver", "sftp", &name, err);
 	if (rc != VF_OK)
 		return rc;
-	rc = vf_fs_cfg_bad(grp, "driver", err, "unknown driver '%s' (known: sftp, hooks, none)",
-	                   name);
-	for (const struct fs_driver *const *d = fs_drivers; *d; d++) {
+	rc = VF_ENOTFOUND;
+	for (const struct fs_driver *const *d = fs_drivers; *d && rc == VF_ENOTFOUND; d++) {
 		if (strcmp((*d)->name, name) != 0)
 			continue;
 		rc = (*d)->open(grp, state_dir, arg_r, err);
 		if (rc == VF_OK)
 			*ops_r = (*d)->ops;
-		break;
 	}
+	if (rc == VF_ENOTFOUND)
+		rc = vf_fs_cfg_bad(grp, "driver", err,
+		                   "unknown driver '%s' (known: sftp, hooks, none)", name);
 	free(name);
 	return rc;
 }

@@ -1,11 +1,460 @@
-/* vfilectl: argument parsing (usage errors exit 2), help, output. */
+/* vfilectl: argument parsing (usage errors exit 2), help, and whole commands
+ * against a fake vfiled on a unix socket (tables, --json, the daemon's Err -> 1,
+ * no daemon -> 1 with a clear message). */
 #include <config.h>
 
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
 #include "test_int.h"
+#include "common_int.h"
+#include "ctl_int.h"
+#include "vfile/vfile.h"
 
 void vf_test_register_fs(void);
 
+#define ARGV(...) ((char *[]){"vfilectl", __VA_ARGS__, NULL})
+/* argc of a NULL-terminated vector */
+static int vlen(char **v)
+{
+	int n = 0;
+
+	while (v[n])
+		n++;
+	return n;
+}
+
+static int parse(int argc, char **argv, struct ctl_args *a, char *msg)
+{
+	return ctl_parse(argc, argv, a, msg, 256);
+}
+
+static void test_parse_ok(void)
+{
+	struct ctl_args a;
+	char msg[256];
+	char **v;
+
+	v = ARGV("create", "vol-1", "-o", "size=1G", "--opt=mode=0770");
+	CU_ASSERT_EQUAL(parse(vlen(v), v, &a, msg), CTL_EXIT_OK);
+	CU_ASSERT_EQUAL(a.cmd, CTL_CREATE);
+	CU_ASSERT_STRING_EQUAL(a.name, "vol-1");
+	CU_ASSERT_EQUAL(a.nopts, 2);
+	CU_ASSERT_STRING_EQUAL(a.opts[0], "size=1G");
+	CU_ASSERT_STRING_EQUAL(a.opts[1], "mode=0770");
+	CU_ASSERT_EQUAL(a.json, 0);
+	CU_ASSERT_PTR_NULL(a.socket);
+
+	/* global options before or after the command */
+	v = ARGV("-s", "/tmp/s.sock", "ls", "--json");
+	CU_ASSERT_EQUAL(parse(vlen(v), v, &a, msg), CTL_EXIT_OK);
+	CU_ASSERT_EQUAL(a.cmd, CTL_LS);
+	CU_ASSERT_EQUAL(a.json, 1);
+	CU_ASSERT_STRING_EQUAL(a.socket, "/tmp/s.sock");
+	CU_ASSERT_PTR_NULL(a.name);
+
+	v = ARGV("--config=/etc/x.conf", "mount", "v1");
+	CU_ASSERT_EQUAL(parse(vlen(v), v, &a, msg), CTL_EXIT_OK);
+	CU_ASSERT_EQUAL(a.cmd, CTL_MOUNT);
+	CU_ASSERT_STRING_EQUAL(a.config, "/etc/x.conf");
+	CU_ASSERT_STRING_EQUAL(a.id, CTL_DEFAULT_ID); /* default id */
+
+	v = ARGV("umount", "v1", "--id", "c0ffee", "-t", "5");
+	CU_ASSERT_EQUAL(parse(vlen(v), v, &a, msg), CTL_EXIT_OK);
+	CU_ASSERT_EQUAL(a.cmd, CTL_UNMOUNT);
+	CU_ASSERT_STRING_EQUAL(a.id, "c0ffee");
+	CU_ASSERT_EQUAL(a.timeout_s, 5);
+
+	v = ARGV("remove", "--", "v1");
+	CU_ASSERT_EQUAL(parse(vlen(v), v, &a, msg), CTL_EXIT_OK);
+	CU_ASSERT_EQUAL(a.cmd, CTL_RM);
+	CU_ASSERT_STRING_EQUAL(a.name, "v1");
+
+	v = ARGV("kv-dump");
+	CU_ASSERT_EQUAL(parse(vlen(v), v, &a, msg), CTL_EXIT_OK);
+	CU_ASSERT_EQUAL(a.cmd, CTL_KVDUMP);
+	v = ARGV("status", "-j");
+	CU_ASSERT_EQUAL(parse(vlen(v), v, &a, msg), CTL_EXIT_OK);
+	CU_ASSERT_EQUAL(a.cmd, CTL_STATUS);
+	CU_ASSERT_EQUAL(a.json, 1);
+	v = ARGV("inspect", "A.b_c-9");
+	CU_ASSERT_EQUAL(parse(vlen(v), v, &a, msg), CTL_EXIT_OK);
+	CU_ASSERT_EQUAL(a.cmd, CTL_INSPECT);
+}
+
+static void test_parse_help(void)
+{
+	struct ctl_args a;
+	char msg[256];
+	char **v;
+
+	v = ARGV("--help");
+	CU_ASSERT_EQUAL(parse(vlen(v), v, &a, msg), CTL_EXIT_OK);
+	CU_ASSERT_EQUAL(a.help, 1);
+	CU_ASSERT_EQUAL(a.cmd, CTL_NONE);
+	v = ARGV("create", "--help"); /* help needs no NAME */
+	CU_ASSERT_EQUAL(parse(vlen(v), v, &a, msg), CTL_EXIT_OK);
+	CU_ASSERT_EQUAL(a.help, 1);
+	CU_ASSERT_EQUAL(a.cmd, CTL_CREATE);
+	v = ARGV("help", "status");
+	CU_ASSERT_EQUAL(parse(vlen(v), v, &a, msg), CTL_EXIT_OK);
+	CU_ASSERT_EQUAL(a.help, 1);
+	CU_ASSERT_EQUAL(a.cmd, CTL_STATUS);
+}
+
+/* Usage errors: exit 2 and a message naming the problem. */
+static void expect_usage(char **argv, const char *want)
+{
+	struct ctl_args a;
+	char msg[256];
+
+	CU_ASSERT_EQUAL(parse(vlen(argv), argv, &a, msg), CTL_EXIT_USAGE);
+	if (strstr(msg, want) == NULL) {
+		fprintf(stderr, "\n  '%s' lacks '%s'\n", msg, want);
+		CU_FAIL("usage message");
+	}
+}
+
+static void test_parse_usage_errors(void)
+{
+	expect_usage((char *[]){"vfilectl", NULL}, "no command");
+	expect_usage(ARGV("frobnicate"), "unknown command 'frobnicate'");
+	expect_usage(ARGV("--bogus"), "unknown option '--bogus'");
+	expect_usage(ARGV("ls", "--id"), "unknown option '--id' for ls");
+	expect_usage(ARGV("create"), "create: missing volume NAME");
+	expect_usage(ARGV("inspect"), "missing volume NAME");
+	expect_usage(ARGV("rm", "a", "b"), "unexpected argument 'b'");
+	expect_usage(ARGV("ls", "a"), "ls: unexpected argument 'a'");
+	expect_usage(ARGV("create", "-bad"), "unknown option '-bad'");
+	expect_usage(ARGV("create", "a/b"), "invalid volume name 'a/b'");
+	expect_usage(ARGV("create", "_x"), "invalid volume name");
+	expect_usage(ARGV("create", "v", "-o", "size"), "invalid -o 'size'");
+	expect_usage(ARGV("create", "v", "-o", "=1"), "invalid -o '=1'");
+	expect_usage(ARGV("create", "v", "-o", "colour=red"), "unknown option 'colour'");
+	expect_usage(ARGV("create", "v", "-o", "si ze=1"), "bad character");
+	expect_usage(ARGV("create", "v", "-o", "size=1", "-o", "size=2"), "given twice");
+	expect_usage(ARGV("create", "v", "-o"), "-o needs KEY=VALUE");
+	expect_usage(ARGV("ls", "-o", "size=1"), "unknown option '-o' for ls");
+	expect_usage(ARGV("mount", "v", "--id"), "--id needs a value");
+	expect_usage(ARGV("-s", "ls"), "no command given"); /* "ls" taken as the path */
+	expect_usage(ARGV("-s"), "-s needs a socket path");
+	expect_usage(ARGV("-s", "/a", "-c", "/b", "ls"), "not both");
+	expect_usage(ARGV("-t", "0", "ls"), "invalid --timeout");
+	char longname[VF_VOLUME_NAME_MAX + 2];
+	memset(longname, 'a', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	expect_usage(ARGV("rm", longname), "invalid volume name");
+}
+
+/* ---- whole commands against a fake vfiled ---- */
+
+static char sock_dir[PATH_MAX], sock_path[PATH_MAX + 16];
+static int srv_fd = -1;
+static pthread_t srv_thread;
+static volatile int srv_stop;
+static char last_path[256], last_body[1024];
+static pthread_mutex_t srv_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static const char *fake_answer(const char *path)
+{
+	if (strcmp(path, "/VolumeDriver.List") == 0)
+		return "{\"Volumes\":[{\"Name\":\"alpha\",\"Mountpoint\":\"/var/lib/vfile/mounts/"
+		       "alpha\"},{\"Name\":\"beta-longer-name\",\"Mountpoint\":\"\"}],\"Err\":"
+		       "\"\"}";
+	if (strcmp(path, "/VolumeDriver.Get") == 0)
+		return "{\"Volume\":{\"Name\":\"alpha\",\"Mountpoint\":\"\",\"Status\":{\"state\":"
+		       "\"Mounted\",\"gref\":2,\"clients\":[\"n1\",\"n2\"],\"server\":{\"node\":"
+		       "\"m1\",\"addr\":\"10.0.0.1\",\"port\":20001},\"options\":{\"size\":\"1G\"}}"
+		       "},"
+		       "\"Err\":\"\"}";
+	if (strcmp(path, "/VolumeDriver.Remove") == 0)
+		return "{\"Err\":\"volume alpha is mounted on n1, n2\"}";
+	if (strcmp(path, "/VolumeDriver.Mount") == 0)
+		return "{\"Mountpoint\":\"/var/lib/vfile/mounts/alpha\",\"Err\":\"\"}";
+	if (strcmp(path, "/VFile.Status") == 0)
+		return "{\"Node\":\"n1\",\"Role\":\"manager\",\"Backend\":\"etcd\",\"Lease\":"
+		       "\"42\","
+		       "\"Manager\":{\"Watchers\":1,\"Servers\":[\"alpha\",\"gamma\"]},\"Err\":"
+		       "\"\"}";
+	if (strcmp(path, "/VFile.KVDump") == 0)
+		return "{\"Keys\":[{\"Key\":\"vfile/state/alpha\",\"Value\":\"Mounted\",\"ModRev\":"
+		       "7},{\"Key\":\"vfile/gref/"
+		       "alpha\",\"Value\":\"2\",\"ModRev\":9}],\"Err\":\"\"}";
+	if (strcmp(path, "/VolumeDriver.Unmount") == 0)
+		return "not json";
+	return "{\"Err\":\"\"}";
+}
+
+static void fake_serve_one(int fd)
+{
+	char req[8192], resp[8192], *hdr_end = NULL, *cl;
+	size_t n = 0;
+	long want = -1;
+
+	while (n < sizeof(req) - 1) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		ssize_t r;
+
+		if (poll(&p, 1, 5000) <= 0 || (r = read(fd, req + n, sizeof(req) - 1 - n)) <= 0)
+			break;
+		n += (size_t)r;
+		req[n] = '\0';
+		if (hdr_end == NULL && (hdr_end = strstr(req, "\r\n\r\n")) != NULL) {
+			cl = strcasestr(req, "Content-Length:");
+			want = cl ? strtol(cl + 15, NULL, 10) : 0;
+		}
+		if (hdr_end && (long)(n - (size_t)(hdr_end + 4 - req)) >= want)
+			break;
+	}
+	req[n] = '\0';
+	if (hdr_end == NULL)
+		return;
+	pthread_mutex_lock(&srv_mu);
+	sscanf(req, "POST %255s", last_path);
+	snprintf(last_body, sizeof(last_body), "%s", hdr_end + 4);
+	const char *ans = fake_answer(last_path);
+	pthread_mutex_unlock(&srv_mu);
+	int len = snprintf(resp, sizeof(resp),
+	                   "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+	                   "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+	                   strlen(ans), ans);
+	if (write(fd, resp, (size_t)len) != len)
+		fprintf(stderr, "fake vfiled: short write\n");
+}
+
+static void *fake_vfiled(void *arg)
+{
+	while (!srv_stop) {
+		struct pollfd p = {.fd = srv_fd, .events = POLLIN};
+
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		int fd = accept(srv_fd, NULL, NULL);
+		if (fd < 0)
+			continue;
+		fake_serve_one(fd);
+		close(fd);
+	}
+	return NULL;
+}
+
+/* Run vfilectl with argv; captures stdout/stderr. */
+static int ctl(char **out_r, char **err_r, char **argv)
+{
+	int argc = vlen(argv);
+	size_t no, ne;
+	FILE *o = open_memstream(out_r, &no), *e = open_memstream(err_r, &ne);
+	int rc = ctl_main(argc, argv, o, e);
+
+	fclose(o);
+	fclose(e);
+	return rc;
+}
+
+#define CTL(out, err, ...) ctl(&out, &err, ARGV(__VA_ARGS__))
+
+static void test_run_tables(void)
+{
+	char *out = NULL, *err = NULL;
+
+	CU_ASSERT_EQUAL(CTL(out, err, "-s", sock_path, "ls"), CTL_EXIT_OK);
+	CU_ASSERT_STRING_EQUAL(out, "NAME              MOUNTPOINT\n"
+	                            "alpha             /var/lib/vfile/mounts/alpha\n"
+	                            "beta-longer-name  -\n");
+	CU_ASSERT_STRING_EQUAL(err, "");
+	CU_ASSERT_STRING_EQUAL(last_path, "/VolumeDriver.List");
+	free(out);
+	free(err);
+
+	CU_ASSERT_EQUAL(CTL(out, err, "inspect", "alpha", "--socket", sock_path), CTL_EXIT_OK);
+	CU_ASSERT(strstr(out, "State:       Mounted\n") != NULL);
+	CU_ASSERT(strstr(out, "Refs:        2\n") != NULL);
+	CU_ASSERT(strstr(out, "Hosts:       n1, n2\n") != NULL);
+	CU_ASSERT(strstr(out, "Server:      10.0.0.1:20001 (on m1)\n") != NULL);
+	CU_ASSERT(strstr(out, "Options:     size=1G\n") != NULL);
+	CU_ASSERT_STRING_EQUAL(last_body, "{\"Name\":\"alpha\"}");
+	free(out);
+	free(err);
+
+	CU_ASSERT_EQUAL(CTL(out, err, "-s", sock_path, "status"), CTL_EXIT_OK);
+	CU_ASSERT(strstr(out, "Role:        manager\n") != NULL);
+	CU_ASSERT(strstr(out, "Lease:       42\n") != NULL);
+	CU_ASSERT(strstr(out, "Watchers:    1\n") != NULL);
+	CU_ASSERT(strstr(out, "Servers:     alpha, gamma\n") != NULL);
+	free(out);
+	free(err);
+
+	CU_ASSERT_EQUAL(CTL(out, err, "-s", sock_path, "kv-dump"), CTL_EXIT_OK);
+	CU_ASSERT_STRING_EQUAL(out, "KEY                MODREV  VALUE\n"
+	                            "vfile/state/alpha  7       Mounted\n"
+	                            "vfile/gref/alpha   9       2\n");
+	free(out);
+	free(err);
+
+	CU_ASSERT_EQUAL(CTL(out, err, "-s", sock_path, "mount", "alpha"), CTL_EXIT_OK);
+	CU_ASSERT_STRING_EQUAL(out, "/var/lib/vfile/mounts/alpha\n");
+	CU_ASSERT_STRING_EQUAL(last_body, "{\"Name\":\"alpha\",\"ID\":\"vfilectl\"}");
+	free(out);
+	free(err);
+
+	CU_ASSERT_EQUAL(CTL(out, err, "-s", sock_path, "create", "alpha", "-o", "size=1G", "-o",
+	                    "mode=0770"),
+	                CTL_EXIT_OK);
+	CU_ASSERT_STRING_EQUAL(out, "alpha\n");
+	CU_ASSERT_STRING_EQUAL(last_body,
+	                       "{\"Name\":\"alpha\",\"Opts\":{\"size\":\"1G\",\"mode\":\"0770\"}}");
+	free(out);
+	free(err);
+}
+
+static void test_run_json_and_errors(void)
+{
+	char *out = NULL, *err = NULL;
+
+	/* --json: the daemon's answer, pretty */
+	CU_ASSERT_EQUAL(CTL(out, err, "-s", sock_path, "--json", "status"), CTL_EXIT_OK);
+	CU_ASSERT(strncmp(out, "{\n  \"Node\": \"n1\",\n", 18) == 0);
+	CU_ASSERT(strstr(out, "\n    \"Servers\": [\n      \"alpha\",\n") != NULL);
+	yajl_val t = NULL;
+	CU_ASSERT_EQUAL(vf_json_parse(out, strlen(out), &t, NULL), VF_OK);
+	CU_ASSERT_STRING_EQUAL(vf_json_str(vf_json_get(t, "Backend", NULL)), "etcd");
+	yajl_tree_free(t);
+	free(out);
+	free(err);
+
+	/* the daemon's Err: exit 1, the message on stderr (and the JSON with --json) */
+	CU_ASSERT_EQUAL(CTL(out, err, "-s", sock_path, "rm", "alpha"), CTL_EXIT_FAIL);
+	CU_ASSERT_STRING_EQUAL(out, "");
+	CU_ASSERT_STRING_EQUAL(err, "vfilectl: rm alpha: volume alpha is mounted on n1, n2\n");
+	free(out);
+	free(err);
+	CU_ASSERT_EQUAL(CTL(out, err, "-s", sock_path, "-j", "rm", "alpha"), CTL_EXIT_FAIL);
+	CU_ASSERT(strstr(out, "\"Err\": \"volume alpha is mounted on n1, n2\"") != NULL);
+	free(out);
+	free(err);
+
+	/* a garbled answer */
+	CU_ASSERT_EQUAL(CTL(out, err, "-s", sock_path, "unmount", "alpha", "--id", "c1"),
+	                CTL_EXIT_FAIL);
+	CU_ASSERT(strstr(err, "unexpected answer") != NULL);
+	CU_ASSERT_STRING_EQUAL(last_body, "{\"Name\":\"alpha\",\"ID\":\"c1\"}");
+	free(out);
+	free(err);
+
+	/* no daemon */
+	char nosock[PATH_MAX + 32];
+	snprintf(nosock, sizeof(nosock), "%s/missing.sock", sock_dir);
+	CU_ASSERT_EQUAL(CTL(out, err, "-s", nosock, "ls"), CTL_EXIT_FAIL);
+	char want[PATH_MAX + 96];
+	snprintf(want, sizeof(want), "vfilectl: vfiled is not running (no socket at %s)\n", nosock);
+	CU_ASSERT_STRING_EQUAL(err, want);
+	free(out);
+	free(err);
+	/* a socket file nobody listens on */
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	CU_ASSERT_FATAL(snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/dead.sock", sock_dir) <
+	                (int)sizeof(sa.sun_path));
+	CU_ASSERT_EQUAL(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	close(fd);
+	CU_ASSERT_EQUAL(CTL(out, err, "-s", sa.sun_path, "status"), CTL_EXIT_FAIL);
+	CU_ASSERT(strstr(err, "vfiled is not running (nothing listens on") != NULL);
+	free(out);
+	free(err);
+
+	/* usage errors print the command's usage; help goes to stdout */
+	CU_ASSERT_EQUAL(CTL(out, err, "create"), CTL_EXIT_USAGE);
+	CU_ASSERT(strstr(err, "missing volume NAME") != NULL);
+	CU_ASSERT(strstr(err, "Usage: vfilectl [GLOBAL OPTIONS] create NAME") != NULL);
+	free(out);
+	free(err);
+	CU_ASSERT_EQUAL(CTL(out, err, "--help"), CTL_EXIT_OK);
+	CU_ASSERT(strstr(out, "Usage: vfilectl") != NULL);
+	CU_ASSERT(strstr(out, "kv-dump") != NULL);
+	CU_ASSERT_STRING_EQUAL(err, "");
+	free(out);
+	free(err);
+	CU_ASSERT_EQUAL(CTL(out, err, "unmount", "--help"), CTL_EXIT_OK);
+	CU_ASSERT(strstr(out, "--id ID") != NULL);
+	free(out);
+	free(err);
+
+	/* -c: the socket comes from the config file; a bad file is an error naming it */
+	char conf[PATH_MAX + 32], text[PATH_MAX + 128];
+	snprintf(conf, sizeof(conf), "%s/ctl.conf", sock_dir);
+	snprintf(text, sizeof(text), "backend = \"etcd\";\nplugin_socket = \"%s\";\n", sock_path);
+	FILE *f = fopen(conf, "w");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fputs(text, f);
+	fclose(f);
+	CU_ASSERT_EQUAL(CTL(out, err, "-c", conf, "ls"), CTL_EXIT_OK);
+	CU_ASSERT(strstr(out, "alpha") != NULL);
+	free(out);
+	free(err);
+	f = fopen(conf, "w");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fputs("backend = \"etcd\";\nplugin_socket = 5;\n", f);
+	fclose(f);
+	CU_ASSERT_EQUAL(CTL(out, err, "-c", conf, "ls"), CTL_EXIT_FAIL);
+	CU_ASSERT(strstr(err, "ctl.conf:2") != NULL);
+	CU_ASSERT(strstr(err, "plugin_socket") != NULL);
+	free(out);
+	free(err);
+}
+
+static int ctl_suite_init(void)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+
+	snprintf(sock_dir, sizeof(sock_dir), "/tmp/vfile-test-ctl.XXXXXX");
+	if (mkdtemp(sock_dir) == NULL)
+		return -1;
+	snprintf(sock_path, sizeof(sock_path), "%s/vfile.sock", sock_dir);
+	if (snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock_path) >= (int)sizeof(sa.sun_path))
+		return -1;
+	srv_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (srv_fd < 0 || bind(srv_fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    listen(srv_fd, 8) != 0)
+		return -1;
+	return pthread_create(&srv_thread, NULL, fake_vfiled, NULL) == 0 ? 0 : -1;
+}
+
+static int ctl_suite_clean(void)
+{
+	char path[PATH_MAX + 32];
+
+	srv_stop = 1;
+	pthread_join(srv_thread, NULL);
+	close(srv_fd);
+	unlink(sock_path);
+	snprintf(path, sizeof(path), "%s/dead.sock", sock_dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/ctl.conf", sock_dir);
+	unlink(path);
+	rmdir(sock_dir);
+	return 0;
+}
+
 void vf_test_register(void)
 {
+	CU_pSuite s = CU_add_suite("ctl_parse", NULL, NULL);
+
+	if (s == NULL)
+		vf_test_abort("suite ctl_parse");
+	VF_ADD_TEST(s, test_parse_ok);
+	VF_ADD_TEST(s, test_parse_help);
+	VF_ADD_TEST(s, test_parse_usage_errors);
+	s = CU_add_suite("ctl_run", ctl_suite_init, ctl_suite_clean);
+	if (s == NULL)
+		vf_test_abort("suite ctl_run");
+	VF_ADD_TEST(s, test_run_tables);
+	VF_ADD_TEST(s, test_run_json_and_errors);
 	vf_test_register_fs();
 }
