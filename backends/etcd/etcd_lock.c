@@ -62,7 +62,9 @@ static int lock_fill_reads(yajl_val tree, size_t first, size_t nreads, struct vf
 
 struct lock_wd {
 	struct etcd_stream stream;
+	struct etcd_kv *ek;
 	const char *key;
+	int64_t after_rev;
 	int deleted; /* saw the DELETE */
 	int recheck; /* the watch was cancelled (compaction): look again */
 	int failed;  /* in-band error or unexpected cancel */
@@ -89,6 +91,25 @@ static int lock_wd_msg(yajl_val msg, void *arg)
 	if (m.canceled) {
 		wd->recheck = 1;
 		return 1;
+	}
+	if (m.created && m.revision > wd->after_rev) {
+		/* The store moved on since we looked: a watcher that starts in the past is
+		 * only served by etcd's 100 ms sync loop, so look at the key now instead of
+		 * waiting for that (the watch still covers anything later). */
+		struct vf_kv_pair p;
+		char *body = NULL;
+		size_t len;
+		yajl_val tree = NULL;
+
+		if (etcd_build_range(wd->key, 0, &body, &len, NULL) == VF_OK &&
+		    etcd_rpc(wd->ek, "/v3/kv/range", body, len, 1, 0, &tree, "lock wait", NULL) ==
+		            VF_OK &&
+		    etcd_parse_first(tree, &p, NULL) == VF_ENOTFOUND)
+			wd->deleted = 1;
+		yajl_tree_free(tree);
+		free(body);
+		if (wd->deleted)
+			return 1;
 	}
 	for (size_t i = 0; m.events && i < m.events->u.array.len; i++) {
 		const char *type =
@@ -122,7 +143,7 @@ int etcd_wait_delete(struct etcd_kv *ek, const char *key, int64_t after_rev, int
 
 	rc = etcd_build_watch(key, strlen(key), NULL, 0, after_rev + 1, &body, &len, err);
 	while (rc == VF_OK) {
-		struct lock_wd wd = {{{0}}, key, 0, 0, 0, {0}};
+		struct lock_wd wd = {{{0}}, ek, key, after_rev, 0, 0, 0, {0}};
 		struct vf_http_req req = {0};
 		struct vf_http_resp resp;
 		unsigned long gen = 0;
