@@ -969,8 +969,16 @@ static int vol_mount_once(struct vf_ctx *ctx, const char *vol, const char *id, c
 			goto out;
 	}
 	rc = vol_fs_mount(ctx, vol, rr[R_INFO].pair.value, path, err);
-	if (rc != VF_OK)
+	if (rc != VF_OK) {
+		/* a stop may have taken the server away since the read: then go again */
+		struct vf_kv_pair p = {0};
+
+		if (kv->ops->get(kv, keys[R_SERVER], &p, NULL) != VF_OK ||
+		    strcmp(p.value, rr[R_SERVER].pair.value) != 0)
+			*retry_r = 1;
+		vf_kv_pair_clear(&p);
 		goto out;
+	}
 	mounted_here = 1;
 	if (vf_failpoint_hit("vol.mount_before_txn", vol)) {
 		rc = vf_err_set(err, VF_EUNAVAIL, "volume %s: failpoint vol.mount_before_txn", vol);
