@@ -581,7 +581,10 @@ static void ctl_print_inspect(yajl_val resp, FILE *out)
 	ctl_kv_line(out, "State:", vf_json_get(st, "state", NULL));
 	ctl_kv_line(out, "Refs:", vf_json_get(st, "gref", NULL));
 	ctl_kv_line(out, "Hosts:", vf_json_get(st, "clients", NULL));
-	if (YAJL_IS_OBJECT(server) && vf_json_str(vf_json_get(server, "addr", NULL)) &&
+	const char *state = vf_json_str(vf_json_get(st, "state", NULL));
+	/* info keeps the last server after a stop: show it only while Mounted */
+	if (state && strcmp(state, "Mounted") == 0 && YAJL_IS_OBJECT(server) &&
+	    vf_json_str(vf_json_get(server, "addr", NULL)) &&
 	    vf_json_str(vf_json_get(server, "addr", NULL))[0]) {
 		char port[32], node[256];
 

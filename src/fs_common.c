@@ -494,3 +494,19 @@ out:
 	yajl_tree_free(root);
 	return rc;
 }
+
+char *vf_fs_info_opt(const char *info_json, const char *key)
+{
+	yajl_val root = NULL, v;
+	char *out = NULL;
+
+	if (info_json == NULL || vf_json_parse(info_json, strlen(info_json), &root, NULL) != VF_OK)
+		return NULL;
+	v = vf_json_get(root, "options", key, NULL);
+	if (v == NULL)
+		v = vf_json_get(root, "Options", key, NULL);
+	if (vf_json_str(v))
+		out = strdup(vf_json_str(v));
+	yajl_tree_free(root);
+	return out;
+}

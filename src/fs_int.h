@@ -91,4 +91,7 @@ char *vf_fs_which(const char *prog);
 /* The server address in info_json (see above). */
 int vf_fs_info_server(const char *info_json, char **addr_r, int *port_r, struct vf_err *err);
 
+/* A create option ("options": {key: "value"}) of info_json, malloc'ed, or NULL. */
+char *vf_fs_info_opt(const char *info_json, const char *key);
+
 #endif /* VFILE_FS_INT_H */

@@ -288,10 +288,15 @@ static int sftp_check_chroot(const char *dir, struct vf_err *err)
 	return VF_OK;
 }
 
-static int sftp_prepare_export(struct sftp_fs *fs, const char *vol, struct vf_err *err)
+static int sftp_prepare_export(struct sftp_fs *fs, const char *vol, const char *info_json,
+                               struct vf_err *err)
 {
 	char dir[PATH_MAX], data[PATH_MAX];
+	char *uid = NULL, *gid = NULL;
 	struct passwd *pw;
+	struct stat st;
+	uid_t owner;
+	gid_t group;
 	int rc;
 
 	if ((rc = sftp_path(dir, sizeof(dir), err, "%s/%s", fs->export_root, vol)) ||
@@ -299,23 +304,27 @@ static int sftp_prepare_export(struct sftp_fs *fs, const char *vol, struct vf_er
 		return rc;
 	if ((rc = vf_fs_mkdirs(dir, 0755, err)) != VF_OK || (rc = vf_fs_mkdirs(data, 0755, err)))
 		return vf_err_prefix(err, "volume %s", vol);
-	if (fs->chroot && geteuid() == 0) {
-		if (chmod(dir, 0755) != 0)
-			return vf_err_set(err, VF_EINVAL, "volume %s: chmod %s: %s", vol, dir,
-			                  strerror(errno));
-		pw = getpwnam(fs->user);
-		if (pw == NULL)
-			return vf_err_set(err, VF_EINVAL, "volume %s: no such user '%s'", vol,
-			                  fs->user);
-		struct stat st;
-		if (stat(data, &st) == 0 && st.st_uid != pw->pw_uid &&
-		    chown(data, pw->pw_uid, pw->pw_gid) != 0)
-			return vf_err_set(err, VF_EINVAL, "volume %s: chown %s: %s", vol, data,
-			                  strerror(errno));
-		if ((rc = sftp_check_chroot(dir, err)) != VF_OK)
-			return vf_err_prefix(err, "volume %s", vol);
-	}
-	return VF_OK;
+	if (geteuid() != 0)
+		return VF_OK;
+	if (fs->chroot && chmod(dir, 0755) != 0)
+		return vf_err_set(err, VF_EINVAL, "volume %s: chmod %s: %s", vol, dir,
+		                  strerror(errno));
+	if ((pw = getpwnam(fs->user)) == NULL)
+		return vf_err_set(err, VF_EINVAL, "volume %s: no such user '%s'", vol, fs->user);
+	/* the files belong to the sftp user, or to the create options uid/gid */
+	uid = vf_fs_info_opt(info_json, "uid");
+	gid = vf_fs_info_opt(info_json, "gid");
+	owner = uid ? (uid_t)strtoul(uid, NULL, 10) : pw->pw_uid;
+	group = gid ? (gid_t)strtoul(gid, NULL, 10) : pw->pw_gid;
+	if (stat(data, &st) == 0 && (st.st_uid != owner || st.st_gid != group) &&
+	    chown(data, owner, group) != 0)
+		rc = vf_err_set(err, VF_EINVAL, "volume %s: chown %s to %ld:%ld: %s", vol, data,
+		                (long)owner, (long)group, strerror(errno));
+	free(uid);
+	free(gid);
+	if (rc == VF_OK && fs->chroot && (rc = sftp_check_chroot(dir, err)) != VF_OK)
+		vf_err_prefix(err, "volume %s", vol);
+	return rc;
 }
 
 static int sftp_write_config(struct sftp_fs *fs, const char *vol, const char *rundir, int port,
@@ -556,7 +565,7 @@ static int sftp_start(void *arg, const char *vol, const char *info_json, char **
 	}
 	if ((rc = sftp_check_file("host_key", fs->host_key, err)) ||
 	    (rc = sftp_check_file("public_key", fs->public_key, err)) ||
-	    (rc = sftp_prepare_export(fs, vol, err)) ||
+	    (rc = sftp_prepare_export(fs, vol, info_json, err)) ||
 	    (rc = sftp_path(rundir, sizeof(rundir), err, "%s/sftp/%s", fs->state_dir, vol)) ||
 	    (rc = vf_fs_mkdirs(rundir, 0700, err)))
 		goto out;
@@ -679,6 +688,17 @@ static int sftp_mount(void *arg, const char *vol, const char *info_json, const c
 	snprintf(remote, sizeof(remote), strchr(addr, ':') ? "%s@[%s]:%s%s%s%s" : "%s@%s:%s%s%s%s",
 	         fs->user, addr, fs->chroot ? "/data" : fs->export_root, fs->chroot ? "" : "/",
 	         fs->chroot ? "" : vol, fs->chroot ? "" : "/data");
+	/* create options: mode=ro mounts read-only; uid/gid own the files as shown */
+	char *mode = vf_fs_info_opt(info_json, "mode"), *uid = vf_fs_info_opt(info_json, "uid");
+	char *gid = vf_fs_info_opt(info_json, "gid"), o_uid[40] = "", o_gid[40] = "";
+	int ro = mode && strcmp(mode, "ro") == 0;
+	if (uid)
+		snprintf(o_uid, sizeof(o_uid), "uid=%.30s", uid);
+	if (gid)
+		snprintf(o_gid, sizeof(o_gid), "gid=%.30s", gid);
+	free(mode);
+	free(uid);
+	free(gid);
 	snprintf(o_port, sizeof(o_port), "port=%d", port);
 	snprintf(o_id, sizeof(o_id), "IdentityFile=%s", fs->private_key);
 	snprintf(o_kh, sizeof(o_kh), "UserKnownHostsFile=%s", kh);
@@ -704,7 +724,10 @@ static int sftp_mount(void *arg, const char *vol, const char *info_json, const c
 	                      "ServerAliveCountMax=3",
 	                      "reconnect",
 	                      "LogLevel=ERROR",
-	                      geteuid() == 0 ? "allow_other" : NULL};
+	                      geteuid() == 0 ? "allow_other" : NULL,
+	                      ro ? "ro" : NULL,
+	                      o_uid[0] ? o_uid : NULL,
+	                      o_gid[0] ? o_gid : NULL};
 	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
 		if (opts[i]) {
 			argv[k++] = "-o";

@@ -18,7 +18,7 @@
 
 static char tmp[PATH_MAX];    /* keys, state, mountpoints */
 static char export[PATH_MAX]; /* the export root: root-owned path (not under /tmp) */
-static char mnt[2][PATH_MAX + 16];
+static char mnt[3][PATH_MAX + 16];
 static char key[PATH_MAX + 32], otherkey[PATH_MAX + 32], known[PATH_MAX + 64];
 static const struct vf_fs_ops *ops;
 static void *fsarg;
@@ -38,7 +38,7 @@ static int run(const char *const *argv, char **out_r, char **err_r)
 /* Always leave the machine clean: lazy-unmount, kill the servers, remove dirs. */
 static void cleanup(void)
 {
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < 3; i++)
 		if (mnt[i][0] && vf_fs_is_mounted(mnt[i])) {
 			const char *argv[] = {"fusermount3", "-u", "-z", mnt[i], NULL};
 			run(argv, NULL, NULL);
@@ -46,10 +46,13 @@ static void cleanup(void)
 	if (tmp[0]) {
 		char pidf[PATH_MAX + 64], *txt = NULL;
 
-		snprintf(pidf, sizeof(pidf), "%s/state/sftp/vol1/sshd.pid", tmp);
-		if (vf_fs_read_file(pidf, &txt, NULL, NULL) == VF_OK && atoi(txt) > 0)
-			kill(atoi(txt), SIGKILL);
-		free(txt);
+		for (int v = 1; v <= 2; v++) {
+			snprintf(pidf, sizeof(pidf), "%s/state/sftp/vol%d/sshd.pid", tmp, v);
+			if (vf_fs_read_file(pidf, &txt, NULL, NULL) == VF_OK && atoi(txt) > 0)
+				kill(atoi(txt), SIGKILL);
+			free(txt);
+			txt = NULL;
+		}
 		const char *argv[] = {"rm", "-rf", tmp, NULL};
 		run(argv, NULL, NULL);
 	}
@@ -171,6 +174,35 @@ static void test_mount_twice(void)
 	                VF_EINVAL);
 	CU_ASSERT(strstr(err.msg, "sshfs") != NULL);
 	CU_ASSERT_EQUAL(vf_fs_is_mounted(tmp), 0);
+}
+
+static void test_options(void)
+{
+	/* create options: uid/gid own the files, mode=ro mounts read-only */
+	const char *info0 = "{\"name\":\"vol2\",\"options\":{\"mode\":\"ro\",\"uid\":\"1234\","
+	                    "\"gid\":\"4321\"}}";
+	struct vf_err err = {0};
+	char *addr = NULL, info[512], path[PATH_MAX + 64];
+	struct stat st;
+	int port = 0;
+
+	CU_ASSERT_EQUAL_FATAL(ops->start(fsarg, "vol2", info0, &addr, &port, &err), VF_OK);
+	CU_ASSERT_NOT_EQUAL(port, srv_port);
+	snprintf(path, sizeof(path), "%s/vol2/data", export);
+	CU_ASSERT(stat(path, &st) == 0 && st.st_uid == 1234 && st.st_gid == 4321);
+	snprintf(info, sizeof(info),
+	         "{\"name\":\"vol2\",\"options\":{\"mode\":\"ro\",\"uid\":\"1234\",\"gid\":"
+	         "\"4321\"},\"server\":{\"node\":\"n1\",\"addr\":\"%s\",\"port\":%d}}",
+	         addr, port);
+	free(addr);
+	CU_ASSERT_EQUAL_FATAL(ops->mount(fsarg, "vol2", info, mnt[2], &err), VF_OK);
+	CU_ASSERT(stat(mnt[2], &st) == 0 && st.st_uid == 1234 && st.st_gid == 4321);
+	snprintf(path, sizeof(path), "%s/nope", mnt[2]);
+	errno = 0;
+	CU_ASSERT(open(path, O_WRONLY | O_CREAT, 0644) < 0 && errno == EROFS);
+	CU_ASSERT_EQUAL(ops->unmount(fsarg, "vol2", mnt[2], &err), VF_OK);
+	CU_ASSERT_EQUAL(ops->stop(fsarg, "vol2", "{}", &err), VF_OK);
+	CU_ASSERT_EQUAL(ops->running(fsarg, "vol2"), 0);
 }
 
 static void test_jail(void)
@@ -362,7 +394,7 @@ static int suite_init(void)
 		if (run(argv, NULL, NULL) != 0)
 			vf_test_unavailable("ssh-keygen failed");
 	}
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < 3; i++) {
 		snprintf(mnt[i], sizeof(mnt[i]), "%s/mnt%d", tmp, i);
 		mkdir(mnt[i], 0755);
 	}
@@ -391,7 +423,8 @@ static int suite_clean(void)
 
 	if (fsarg) {
 		ops->stop(fsarg, "vol1", "{}", &err);
-		for (int i = 0; i < 2; i++)
+		ops->stop(fsarg, "vol2", "{}", &err);
+		for (int i = 0; i < 3; i++)
 			ops->unmount(fsarg, "vol1", mnt[i], &err);
 		vf_fs_close(fsarg);
 	}
@@ -409,6 +442,7 @@ void vf_test_register(void)
 		vf_test_abort("suite sftp");
 	VF_ADD_TEST(s, test_start);
 	VF_ADD_TEST(s, test_mount_twice);
+	VF_ADD_TEST(s, test_options);
 	VF_ADD_TEST(s, test_jail);
 	VF_ADD_TEST(s, test_adopt);
 	VF_ADD_TEST(s, test_stop_unmount);
