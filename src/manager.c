@@ -428,10 +428,11 @@ static int mgr_do_stop(struct mgr *m, const char *vol, struct vf_kv_lease *lease
 		                         .value_len = 7}};
 		struct vf_kv_op o[] = {
 		        {.kind = VF_OP_PUT, .key = keys[S_STATE], .value = "Ready", .value_len = 5},
-		        {.kind = VF_OP_DELETE, .key = keys[S_SERVER]},
-		        {.kind = VF_OP_UNLOCK, .lock = lk}};
+		        {.kind = VF_OP_DELETE, .key = keys[S_SERVER]}};
 
-		rc = kv->ops->txn(kv, c, 3, o, 3, NULL, &e);
+		/* no UNLOCK op: the state lock is held until the server is down, so
+		 * no manager can start a second one meanwhile */
+		rc = kv->ops->txn(kv, c, 3, o, 2, NULL, &e);
 	}
 	if (rc == VF_ECONFLICT) {
 		vf_log(VF_LOG_INFO,
