@@ -114,6 +114,14 @@ static void sftp_release(struct sftp_fs *fs, struct sftp_srv *s)
 	pthread_mutex_unlock(&fs->mu);
 }
 
+/* s->port is read by other threads picking ports: write it under the lock. */
+static void sftp_set_port(struct sftp_fs *fs, struct sftp_srv *s, int port)
+{
+	pthread_mutex_lock(&fs->mu);
+	s->port = port;
+	pthread_mutex_unlock(&fs->mu);
+}
+
 /* ---- paths and processes ---- */
 
 static int sftp_path(char *buf, size_t size, struct vf_err *err, const char *fmt, ...)
@@ -252,7 +260,7 @@ static void sftp_adopt(struct sftp_fs *fs, struct sftp_srv *s)
 	if (port <= 0)
 		return;
 	s->pid = (pid_t)pid;
-	s->port = port;
+	sftp_set_port(fs, s, port);
 	s->adopted = 1;
 	vf_log(VF_LOG_INFO, "volume %s: adopted running sshd (pid %ld, port %d)", s->vol, pid,
 	       port);
@@ -409,7 +417,8 @@ static int sftp_port_free(const char *addr, int port)
 }
 
 /* Reserve a port: not used by another of our servers and free to bind. */
-static int sftp_pick_port(struct sftp_fs *fs, const int *avoid, size_t navoid)
+static int sftp_pick_port(struct sftp_fs *fs, struct sftp_srv *self, const int *avoid,
+                          size_t navoid)
 {
 	int span = fs->port_hi - fs->port_lo + 1, port = 0;
 
@@ -418,7 +427,7 @@ static int sftp_pick_port(struct sftp_fs *fs, const int *avoid, size_t navoid)
 		int p = fs->port_lo + (fs->port_next + i) % span, used = 0;
 
 		for (struct sftp_srv *s = fs->srvs; s && !used; s = s->next)
-			used = s->port == p;
+			used = s != self && s->port == p;
 		for (size_t k = 0; k < navoid && !used; k++)
 			used = avoid[k] == p;
 		if (!used && sftp_port_free(fs->listen_addr, p)) {
@@ -426,6 +435,7 @@ static int sftp_pick_port(struct sftp_fs *fs, const int *avoid, size_t navoid)
 			fs->port_next = (fs->port_next + i + 1) % span;
 		}
 	}
+	self->port = port; /* reserved: other starts skip it */
 	pthread_mutex_unlock(&fs->mu);
 	return port;
 }
@@ -496,7 +506,6 @@ static int sftp_spawn_one(struct sftp_fs *fs, struct sftp_srv *s, const char *ru
 	for (;;) {
 		if (sftp_port_open(fs->listen_addr, port)) {
 			s->pid = pid;
-			s->port = port;
 			s->adopted = 0;
 			snprintf(pidtxt, sizeof(pidtxt), "%ld\n", (long)pid);
 			vf_fs_write_file(pidp, pidtxt, strlen(pidtxt), 0600, NULL);
@@ -555,7 +564,7 @@ static int sftp_start(void *arg, const char *vol, const char *info_json, char **
 		vf_log(VF_LOG_WARN, "volume %s: sshd (pid %ld) had exited; restarting", vol,
 		       (long)s->pid);
 	s->pid = 0;
-	s->port = 0;
+	sftp_set_port(fs, s, 0);
 	if (fs->chroot && geteuid() != 0) {
 		rc = vf_err_set(err, VF_EINVAL,
 		                "volume %s: the sftp driver's ChrootDirectory needs vfiled to run "
@@ -572,7 +581,7 @@ static int sftp_start(void *arg, const char *vol, const char *info_json, char **
 	if (geteuid() == 0 && access("/run/sshd", F_OK) != 0)
 		mkdir("/run/sshd", 0755); /* sshd's privilege separation directory */
 	do {
-		int port = sftp_pick_port(fs, tried, ntried);
+		int port = sftp_pick_port(fs, s, tried, ntried);
 
 		if (port == 0) {
 			rc = vf_err_set(err, VF_EBUSY, "volume %s: no free port in %d-%d on %s",
@@ -589,6 +598,8 @@ static int sftp_start(void *arg, const char *vol, const char *info_json, char **
 		vf_log(VF_LOG_INFO, "volume %s: sftp server (pid %ld) on %s:%d", vol, (long)s->pid,
 		       fs->listen_addr, s->port);
 out:
+	if (rc != VF_OK && s->pid == 0)
+		sftp_set_port(fs, s, 0);
 	if (rc == VF_OK) {
 		*port_r = s->port;
 		if ((*addr_r = strdup(fs->advertise_addr)) == NULL)
@@ -618,7 +629,7 @@ static int sftp_stop(void *arg, const char *vol, const char *info_json, struct v
 	if (sftp_path(pidp, sizeof(pidp), NULL, "%s/sftp/%s/sshd.pid", fs->state_dir, vol) == VF_OK)
 		unlink(pidp);
 	s->pid = 0;
-	s->port = 0;
+	sftp_set_port(fs, s, 0);
 	sftp_release(fs, s);
 	return VF_OK;
 }
@@ -636,7 +647,7 @@ static int sftp_running(void *arg, const char *vol)
 	alive = sftp_alive(fs, s);
 	if (!alive) {
 		s->pid = 0;
-		s->port = 0;
+		sftp_set_port(fs, s, 0);
 	}
 	sftp_release(fs, s);
 	return alive;

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -46,8 +47,9 @@ static void cleanup(void)
 	if (tmp[0]) {
 		char pidf[PATH_MAX + 64], *txt = NULL;
 
-		for (int v = 1; v <= 2; v++) {
-			snprintf(pidf, sizeof(pidf), "%s/state/sftp/vol%d/sshd.pid", tmp, v);
+		const char *vols[] = {"vol1", "vol2", "par0", "par1", "par2", "par3"};
+		for (size_t v = 0; v < sizeof(vols) / sizeof(vols[0]); v++) {
+			snprintf(pidf, sizeof(pidf), "%s/state/sftp/%s/sshd.pid", tmp, vols[v]);
 			if (vf_fs_read_file(pidf, &txt, NULL, NULL) == VF_OK && atoi(txt) > 0)
 				kill(atoi(txt), SIGKILL);
 			free(txt);
@@ -203,6 +205,52 @@ static void test_options(void)
 	CU_ASSERT_EQUAL(ops->unmount(fsarg, "vol2", mnt[2], &err), VF_OK);
 	CU_ASSERT_EQUAL(ops->stop(fsarg, "vol2", "{}", &err), VF_OK);
 	CU_ASSERT_EQUAL(ops->running(fsarg, "vol2"), 0);
+}
+
+#define NPAR 4
+struct par {
+	char vol[16];
+	char *addr;
+	int port, rc;
+	struct vf_err err;
+};
+
+static void *par_start(void *arg)
+{
+	struct par *p = arg;
+
+	p->rc = ops->start(fsarg, p->vol, "{}", &p->addr, &p->port, &p->err);
+	return NULL;
+}
+
+static void test_parallel(void)
+{
+	/* starts of different volumes run in parallel and get distinct ports */
+	struct par par[NPAR];
+	pthread_t th[NPAR];
+	struct vf_err err = {0};
+
+	for (int i = 0; i < NPAR; i++) {
+		memset(&par[i], 0, sizeof(par[i]));
+		snprintf(par[i].vol, sizeof(par[i].vol), "par%d", i);
+		CU_ASSERT_EQUAL_FATAL(pthread_create(&th[i], NULL, par_start, &par[i]), 0);
+	}
+	for (int i = 0; i < NPAR; i++)
+		pthread_join(th[i], NULL);
+	for (int i = 0; i < NPAR; i++) {
+		CU_ASSERT_EQUAL(par[i].rc, VF_OK);
+		if (par[i].rc != VF_OK)
+			fprintf(stderr, "\n  %s\n", par[i].err.msg);
+		CU_ASSERT_EQUAL(ops->running(fsarg, par[i].vol), 1);
+		CU_ASSERT_NOT_EQUAL(par[i].port, srv_port);
+		for (int k = 0; k < i; k++)
+			CU_ASSERT_NOT_EQUAL(par[i].port, par[k].port);
+		free(par[i].addr);
+	}
+	for (int i = 0; i < NPAR; i++) {
+		CU_ASSERT_EQUAL(ops->stop(fsarg, par[i].vol, "{}", &err), VF_OK);
+		CU_ASSERT_EQUAL(ops->running(fsarg, par[i].vol), 0);
+	}
 }
 
 static void test_jail(void)
@@ -443,6 +491,7 @@ void vf_test_register(void)
 	VF_ADD_TEST(s, test_start);
 	VF_ADD_TEST(s, test_mount_twice);
 	VF_ADD_TEST(s, test_options);
+	VF_ADD_TEST(s, test_parallel);
 	VF_ADD_TEST(s, test_jail);
 	VF_ADD_TEST(s, test_adopt);
 	VF_ADD_TEST(s, test_stop_unmount);
