@@ -103,9 +103,14 @@ static int lock_wd_msg(yajl_val msg, void *arg)
 
 		if (etcd_build_range(wd->key, 0, &body, &len, NULL) == VF_OK &&
 		    etcd_rpc(wd->ek, "/v3/kv/range", body, len, 1, 0, &tree, "lock wait", NULL) ==
-		            VF_OK &&
-		    etcd_parse_first(tree, &p, NULL) == VF_ENOTFOUND)
-			wd->deleted = 1;
+		            VF_OK) {
+			int rc = etcd_parse_first(tree, &p, NULL);
+
+			if (rc == VF_ENOTFOUND)
+				wd->deleted = 1;
+			else if (rc == VF_OK)
+				vf_kv_pair_clear(&p);
+		}
 		yajl_tree_free(tree);
 		free(body);
 		if (wd->deleted)
