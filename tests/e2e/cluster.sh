@@ -10,7 +10,6 @@ etcd) start_etcd ;;
 consul) start_consul ;;
 esac
 
-not() { ! "$@"; }
 mounted() { awk -v mp="$1" '$5 == mp { f = 1 } END { exit !f }' /proc/self/mountinfo; }
 field() { req "$1" /VolumeDriver.Get "{\"Name\":\"$2\"}" | jget "$3"; }
 state_is() { [ "$(field "$1" "$2" '["Volume"]["Status"]["state"]')" = "$3" ]; }

@@ -45,6 +45,7 @@ e2e_unavailable() {
 	exit 77
 }
 
+not() { ! "$@"; }
 ok() { E2E_PASSES=$((E2E_PASSES + 1)); e2e_log "ok: $*"; }
 fail() { E2E_FAILS=$((E2E_FAILS + 1)); e2e_log "FAIL: $*"; }
 check() { # check "what" cmd...
