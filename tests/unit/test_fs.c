@@ -15,6 +15,7 @@
 #include "test_int.h"
 #include "common_int.h"
 #include "fs_int.h"
+#include "config_int.h"
 
 static char fs_tmp[PATH_MAX];
 
@@ -162,6 +163,15 @@ static void test_cfg_sample(void)
 		fprintf(stderr, "\n  %s\n", err.msg);
 	vf_fs_close(arg);
 	config_destroy(&cfg);
+	/* and the daemon's loader accepts the whole file */
+	struct vf_conf *conf = NULL;
+	rc = vf_conf_load(path, &conf, &err);
+	CU_ASSERT_EQUAL(rc, VF_OK);
+	if (rc != VF_OK)
+		fprintf(stderr, "\n  %s\n", err.msg);
+	else
+		CU_ASSERT_STRING_EQUAL(conf->plugin_socket, "/run/docker/plugins/vfile.sock");
+	vf_conf_free(&conf);
 }
 
 static void test_none(void)
