@@ -18,8 +18,12 @@ chmod 755 "$E2E_DIR"
 
 e2e_log() { printf '%s: %s\n' "$E2E_NAME" "$*" >&2; }
 
+E2E_ON_EXIT=""   # extra shell commands run first at exit
+E2E_MOUNT_DIRS="" # extra directories whose mounts are undone at exit
+E2E_ON_EXIT_LATE="" # extra shell commands run last at exit
 e2e_cleanup() {
-	local p
+	local p d
+	eval "$E2E_ON_EXIT"
 	for p in $E2E_PIDS; do
 		kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null
 	done
@@ -28,9 +32,12 @@ e2e_cleanup() {
 		kill -KILL -- "-$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null
 	done
 	# undo mounts left under our directory (deepest first)
-	awk -v d="$E2E_DIR" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
-		while read -r m; do umount -l "$m" 2>/dev/null; done
+	for d in "$E2E_DIR" $E2E_MOUNT_DIRS; do
+		awk -v d="$d" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
+			while read -r m; do umount -l "$m" 2>/dev/null; done
+	done
 	if [ "${E2E_KEEP:-}" = "" ]; then rm -rf "$E2E_DIR"; else e2e_log "kept $E2E_DIR"; fi
+	eval "$E2E_ON_EXIT_LATE"
 }
 trap e2e_cleanup EXIT
 trap 'exit 1' INT TERM
