@@ -442,6 +442,24 @@ static char *ctl_json(yajl_val v, int pretty)
 	yajl_gen_free(g);
 	if (rc != VF_OK)
 		return NULL;
+	/* yajl beautifies an empty array or object as "[\n\n  ]": write "[]". No raw
+	 * newline can occur inside a JSON string, so this cannot touch values. */
+	size_t w = 0;
+	for (size_t r = 0; r < len; r++) {
+		out[w++] = out[r];
+		if (out[r] != '[' && out[r] != '{')
+			continue;
+		size_t k = r + 1;
+		int nl = 0;
+		while (k < len && (out[k] == ' ' || out[k] == '\n'))
+			nl |= out[k++] == '\n';
+		if (nl && k < len && out[k] == (out[r] == '[' ? ']' : '}')) {
+			out[w++] = out[k];
+			r = k;
+		}
+	}
+	out[w] = '\0';
+	len = w;
 	/* beautify ends with a newline; keep exactly one */
 	while (len > 0 && out[len - 1] == '\n')
 		out[--len] = '\0';

@@ -33,6 +33,7 @@
 #include <dirent.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 
 #include "common_int.h"
@@ -668,8 +669,22 @@ static int sftp_mount(void *arg, const char *vol, const char *info_json, const c
 
 	if (vf_fs_vol_check(vol, err) != VF_OK)
 		return VF_EINVAL;
-	if (vf_fs_is_mounted(mountpoint))
-		return VF_OK;
+	if (vf_fs_is_mounted(mountpoint)) {
+		struct statvfs sv;
+
+		/* statvfs goes to the server (stat may be answered from sshfs' cache) */
+		if (statvfs(mountpoint, &sv) == 0)
+			return VF_OK; /* mounted and answering */
+		/* a dead sshfs (server gone, e.g. restarted elsewhere): drop it, remount */
+		const char *uargv[] = {fs->fusermount, "-u", "-z", mountpoint, NULL};
+		vf_log(VF_LOG_WARN, "volume %s: stale mount at %s (%s): remounting", vol,
+		       mountpoint, strerror(errno));
+		if (vf_fs_run(uargv, NULL, fs->mount_timeout_ms, &status, NULL, NULL, NULL) !=
+		            VF_OK ||
+		    vf_fs_wait_mounted(mountpoint, 0, fs->mount_timeout_ms) != VF_OK)
+			return vf_err_set(err, VF_EBUSY, "volume %s: cannot drop stale mount at %s",
+			                  vol, mountpoint);
+	}
 	if ((rc = vf_fs_info_server(info_json, &addr, &port, err)) != VF_OK) {
 		vf_err_prefix(err, "volume %s", vol);
 		goto out;

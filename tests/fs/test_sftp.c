@@ -47,7 +47,7 @@ static void cleanup(void)
 	if (tmp[0]) {
 		char pidf[PATH_MAX + 64], *txt = NULL;
 
-		const char *vols[] = {"vol1", "vol2", "par0", "par1", "par2", "par3"};
+		const char *vols[] = {"vol1", "vol2", "par0", "par1", "par2", "par3", "blocker"};
 		for (size_t v = 0; v < sizeof(vols) / sizeof(vols[0]); v++) {
 			snprintf(pidf, sizeof(pidf), "%s/state/sftp/%s/sshd.pid", tmp, vols[v]);
 			if (vf_fs_read_file(pidf, &txt, NULL, NULL) == VF_OK && atoi(txt) > 0)
@@ -390,6 +390,28 @@ static void test_stop_unmount(void)
 	/* nothing listens any more */
 	snprintf(path, sizeof(path), "%s/state/sftp/vol1/sshd.pid", tmp);
 	CU_ASSERT_NOT_EQUAL(access(path, F_OK), 0);
+
+	/* the server comes back (on another port): mount() replaces the dead mount */
+	char *addr = NULL, info[256], *data;
+	int port = 0;
+	CU_ASSERT_EQUAL_FATAL(ops->start(fsarg, "blocker", "{}", &addr, &port, &err), VF_OK);
+	free(addr);
+	CU_ASSERT_EQUAL_FATAL(ops->start(fsarg, "vol1", "{}", &addr, &port, &err), VF_OK);
+	CU_ASSERT_NOT_EQUAL(port, srv_port);
+	snprintf(info, sizeof(info), "{\"server\":{\"addr\":\"%s\",\"port\":%d}}", addr, port);
+	free(addr);
+	CU_ASSERT_EQUAL(ops->stop(fsarg, "blocker", "{}", &err), VF_OK);
+	CU_ASSERT_EQUAL(ops->mount(fsarg, "vol1", info, mnt[0], &err), VF_OK);
+	if (err.msg[0])
+		fprintf(stderr, "\n  %s\n", err.msg);
+	snprintf(path, sizeof(path), "%s/hello.txt", mnt[0]);
+	data = slurp(path);
+	CU_ASSERT_PTR_NOT_NULL(data);
+	if (data)
+		CU_ASSERT_STRING_EQUAL(data, "written through mount 0\n");
+	free(data);
+	CU_ASSERT_EQUAL(ops->stop(fsarg, "vol1", "{}", &err), VF_OK);
+	CU_ASSERT_EQUAL(ops->running(fsarg, "vol1"), 0);
 	for (int i = 0; i < 2; i++) {
 		CU_ASSERT_EQUAL(ops->unmount(fsarg, "vol1", mnt[i], &err), VF_OK);
 		if (err.msg[0])

@@ -181,7 +181,8 @@ static const char *fake_answer(const char *path)
 	if (strcmp(path, "/VFile.Status") == 0)
 		return "{\"Node\":\"n1\",\"Role\":\"manager\",\"Backend\":\"etcd\",\"Lease\":"
 		       "\"42\","
-		       "\"Manager\":{\"Watchers\":1,\"Servers\":[\"alpha\",\"gamma\"]},\"Err\":"
+		       "\"Manager\":{\"Watchers\":1,\"Servers\":[\"alpha\",\"gamma\"],\"Empty\":[],"
+		       "\"None\":{}},\"Err\":"
 		       "\"\"}";
 	if (strcmp(path, "/VFile.KVDump") == 0)
 		return "{\"Keys\":[{\"Key\":\"vfile/state/alpha\",\"Value\":\"Mounted\",\"ModRev\":"
@@ -322,6 +323,7 @@ static void test_run_json_and_errors(void)
 	CU_ASSERT_EQUAL(CTL(out, err, "-s", sock_path, "--json", "status"), CTL_EXIT_OK);
 	CU_ASSERT(strncmp(out, "{\n  \"Node\": \"n1\",\n", 18) == 0);
 	CU_ASSERT(strstr(out, "\n    \"Servers\": [\n      \"alpha\",\n") != NULL);
+	CU_ASSERT(strstr(out, "\n    \"Empty\": [],\n    \"None\": {}\n") != NULL);
 	yajl_val t = NULL;
 	CU_ASSERT_EQUAL(vf_json_parse(out, strlen(out), &t, NULL), VF_OK);
 	CU_ASSERT_STRING_EQUAL(vf_json_str(vf_json_get(t, "Backend", NULL)), "etcd");
