@@ -41,7 +41,10 @@ int vf_err_prefix(struct vf_err *err, const char *fmt, ...)
 	vsnprintf(pre, sizeof(pre), fmt, ap);
 	va_end(ap);
 	memcpy(old, err->msg, sizeof(old));
-	snprintf(err->msg, sizeof(err->msg), "%s: %s", pre, old);
+	/* Both parts fit most of the time; when not, the tail of old is cut. */
+	size_t n = strnlen(pre, sizeof(err->msg) - 1);
+	memcpy(err->msg, pre, n);
+	snprintf(err->msg + n, sizeof(err->msg) - n, ": %s", old);
 	err_oneline(err->msg);
 	return err->code;
 }

@@ -2,6 +2,7 @@
 #include <config.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -866,9 +867,51 @@ static int srv_signal_all(struct vf_srv *srv, int sig, int stopped)
 	return rc;
 }
 
+/* True when every thread of pid is stopped (state 'T' in /proc/<pid>/task/<tid>/stat). */
+static int srv_all_threads_stopped(pid_t pid)
+{
+	char path[64], buf[512];
+	struct dirent *de;
+	DIR *d;
+	int all = 1;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	if (d == NULL)
+		return 1; /* gone: nothing left to answer */
+	while (all && (de = readdir(d)) != NULL) {
+		FILE *f;
+		char *p;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/stat", (int)pid, de->d_name);
+		f = fopen(path, "r");
+		if (f == NULL)
+			continue;
+		if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) != NULL && p[1] == ' ')
+			all = (p[2] == 'T' || p[2] == 't');
+		fclose(f);
+	}
+	closedir(d);
+	return all;
+}
+
+/* SIGSTOP takes effect asynchronously: wait (bounded) until every thread has
+ * stopped, so that no request sent after pause() returns is still answered. */
 int vf_srv_pause(struct vf_srv *srv)
 {
-	return srv_signal_all(srv, SIGSTOP, 1);
+	int rc = srv_signal_all(srv, SIGSTOP, 1);
+
+	for (int i = 0; rc == 0 && i < srv->nmembers; i++) {
+		int64_t deadline = srv_now_ms() + 5000;
+
+		if (srv->m[i].pid <= 0)
+			continue;
+		while (!srv_all_threads_stopped(srv->m[i].pid) && srv_now_ms() < deadline)
+			usleep(1000);
+	}
+	return rc;
 }
 
 int vf_srv_resume(struct vf_srv *srv)
