@@ -133,14 +133,10 @@ inline do_start(m, ok)
 	:: atomic { slock == 0 && lease[m] -> slock = m + 1;
 		if
 		:: !exists || (state == MOUNTED && server != 0) -> ok = 1 /* removed, or served */
-#ifndef STOP_DELETES_SERVER
-		:: exists && state == READY && LIVE(server) && server != m + 1 ->
-			slock = 0 /* another manager still runs its server: retry later */
-#endif
 		:: else
 		fi }
 		if
-		:: ok || slock != m + 1
+		:: ok
 		:: else ->
 			fs_start(m);
 			/* txn [LOCK_HELD, VERSION_EQ state]: put info, server (lease),
@@ -155,14 +151,20 @@ inline do_start(m, ok)
 	fi
 }
 
-/* mgr_do_stop: flip Mounted to Ready if gref == 0 */
+/* mgr_do_stop: flip Mounted to Ready if gref == 0, then stop our server; the
+ * state lock is held until the server is down (released in handler_end) */
 inline do_stop(m, ok)
 {
 	ok = 0;
 	if
 	:: atomic { slock == 0 && lease[m] -> slock = m + 1;
 		if
-		:: !exists || state != MOUNTED -> ok = 1
+		:: !exists || state != MOUNTED ->
+			ok = 1;
+			if
+			:: srv[m] && server != m + 1 -> srv[m] = 0 /* "volume not Mounted" */
+			:: else
+			fi
 		:: exists && state == MOUNTED && gref > 0 -> ok = 1 /* keep serving */
 		:: else /* gref == 0 as read */
 		fi }
@@ -170,32 +172,23 @@ inline do_stop(m, ok)
 		:: ok
 		:: else ->
 			/* txn [LOCK_HELD, VERSION_EQ gref, VALUE_EQ state Mounted]:
-			 * state=Ready, UNLOCK */
+			 * state=Ready, delete server/ (no UNLOCK) */
 			atomic {
-				ok = 1; /* ECONFLICT is "a host took a reference": ok */
+				ok = 1; /* ECONFLICT: "a host took a reference": ok */
 				if
 #ifdef ORIGINAL_STOP_RACE
 				:: slock == m + 1 && exists && state == MOUNTED ->
 #else
 				:: slock == m + 1 && exists && state == MOUNTED && gref == 0 ->
 #endif
-					state = READY;
-#ifdef STOP_DELETES_SERVER
-					/* src/manager.c: the txn also deletes server/; the serving
-					 * manager stops its server when it sees the DELETE */
-					server = 0;
-					slock = 0;
-					srv[m] = 0 /* mgr_fs_stop if we serve it */
-#else
-					/* server/ stays until its manager stopped the server */
-					if
-					:: server == m + 1 -> srv[m] = 0; server = 0 /* ours: stop, delete */
-					:: else
-					fi;
-					slock = 0
+					state = READY; server = 0
+#ifdef STOP_ANY_MANAGER
+					; slock = 0 /* the revision before 7d29adf: UNLOCK in the txn */
 #endif
 				:: else
 				fi }
+			/* then mgr_fs_stop if we serve it; unlock */
+			srv[m] = 0
 		fi
 	:: atomic { !lease[m] -> skip }
 	fi
@@ -229,11 +222,24 @@ end_idle:
 			st_pend = 0; st_marked = 1; st_claim = m + 1 };
 		do_start(m, ok);
 		handler_end(m, st_claim, ok)
-	/* ---- stop_trigger PUT / reconciler ---- */
-	:: atomic { lease[m] && exists && (sp_pend || (sp_marked && sp_claim == 0)) ->
-			sp_pend = 0; sp_marked = 1; sp_claim = m + 1 };
+	/* ---- stop_trigger PUT / reconciler: read trigger, marker, claim and
+	 * server/; only the serving manager (or any, when server/ is absent)
+	 * claims; then the claim txn [VERSION_EQ marker (ABSENT claim)] ---- */
+	:: atomic { lease[m] && exists && (sp_pend || (sp_marked && sp_claim == 0)) &&
+		    (server == 0 || server == m + 1
+#ifdef STOP_ANY_MANAGER
+		     || 1
+#endif
+		    ) -> skip };
+		if
+		:: atomic { lease[m] && exists && (sp_pend || (sp_marked && sp_claim == 0)) ->
+			sp_pend = 0; sp_marked = 1; sp_claim = m + 1 }
+		:: atomic { else -> goto idle } /* another manager claimed meanwhile */
+		fi;
 		do_stop(m, ok);
-		handler_end(m, sp_claim, ok)
+		handler_end(m, sp_claim, ok);
+idle:
+		skip
 	/* ---- reconciler: Mounted but the server's lease is gone: restart ---- */
 	:: atomic { lease[m] && exists && state == MOUNTED && server == 0 && !LIVE(st_claim) };
 		do_start(m, ok);
@@ -245,23 +251,13 @@ end_idle:
 			ok = 0 }
 	/* ---- server/ watch or reconciler: a server the store no longer names ---- */
 	:: atomic { lease[m] && srv[m] && server != m + 1 -> srv[m] = 0 }
-#ifndef STOP_DELETES_SERVER
-	/* ---- our server for a Ready or removed volume: stop it, then delete
-	 * server/ (txn [VALUE_EQ server mine]) so that a start may proceed ---- */
-	:: atomic { lease[m] && srv[m] && server == m + 1 && (!exists || state == READY) ->
-			srv[m] = 0 }
-		atomic {
-			if
-			:: server == m + 1 && (!exists || state == READY) -> server = 0
-			:: else
-			fi }
-#endif
 #ifndef NOIDLE
-	/* ---- reconciler: Mounted, served, unused, nothing pending: bump stop ---- */
-	:: atomic { lease[m] && exists && state == MOUNTED && server != 0 && gref == 0 &&
-		    !st_pend && !sp_pend && !LIVE(st_claim) && !LIVE(sp_claim) &&
-		    (!st_marked || st_claim != 0) && (!sp_marked || sp_claim != 0) ->
-			sp_pend = 1 }
+	/* ---- reconciler: Mounted with a server, no host, unchanged for two
+	 * passes: mgr_do_idle try-locks the gref lock (a mounting host holds it),
+	 * reads gref == 0 and Mounted, bumps stop_trigger fenced, unlocks.  The
+	 * reconciler's own list conditions are not modelled (more behaviour) ---- */
+	:: atomic { lease[m] && glock == 0 && exists && state == MOUNTED && gref == 0 &&
+		    !sp_pend -> sp_pend = 1 }
 #endif
 	/* ---- lease lost (zombie noticed it): stop our servers, new lease ---- */
 	:: atomic { !lease[m] -> srv[m] = 0; lease[m] = 1 }
@@ -296,15 +292,14 @@ again:
 			fi }
 		if
 		:: rs == 0 ->
-			/* vol_wait_mounted: re-read on every watch event (and each second);
-			 * then read info and mount locally (works if that server runs) */
+			/* vol_wait_mounted: re-read on every watch event (and each second) */
 			if
-			:: atomic { !exists -> goto mfail }
-			:: atomic { exists && state == MOUNTED && server != 0 ->
-				if
-				:: srv[server - 1] -> hmounted[h] = 1
-				:: else -> goto mfail
-				fi }
+			:: atomic { !exists -> goto mfail } /* "removed while mounting" */
+			:: atomic { exists && state == MOUNTED && server != 0 -> rs = server }
+			:: atomic { exists && !(state == MOUNTED && server != 0) && !st_pend &&
+				    !LIVE(st_claim) -> goto mretry }
+				/* our start was handled (marker >= our bump, claim done or
+				 * gone), then the state went back: ask again */
 #ifndef NOTIMEOUT
 			:: /* time-out: txn [LOCK_HELD, VERSION_EQ stop_trigger] +1 */
 				atomic {
@@ -315,32 +310,35 @@ again:
 					goto mfail }
 #endif
 			fi
-		:: else ->
-			atomic {
-				if
-				:: srv[rs - 1] -> hmounted[h] = 1
-				:: else -> goto mfail
-				fi }
+		:: else
 		fi;
+		/* read info, mount locally: works if that server runs; if it does not
+		 * and server/ changed since the read, go again */
+		atomic {
+			if
+			:: srv[rs - 1] -> hmounted[h] = 1
+			:: !srv[rs - 1] && server != rs -> goto mretry
+			:: else -> goto mfail
+			fi }
 		/* txn [LOCK_HELD, VALUE_EQ state Mounted, VERSION_EQ gref, client]:
-		 * gref+1, put client, UNLOCK.  On a conflict: undo the local mount,
-		 * unlock, run again (bounded) */
+		 * gref+1, put client, UNLOCK.  On a conflict: go again */
 		atomic {
 			if
 			:: glock == h + 1 && exists && state == MOUNTED ->
 				gref++; client[h] = 1; glock = 0; ok = 1;
-				assert(state == MOUNTED && client[h]);
 				goto mounted
-			:: else ->
-				hmounted[h] = 0;
-				if
-				:: glock == h + 1 -> glock = 0
-				:: else
-				fi;
-				if
-				:: tries < RETRIES -> tries++; goto again
-				:: else
-				fi
+			:: else
+			fi }
+mretry: /* undo the local mount, unlock, run vol_mount_once again (bounded) */
+		atomic {
+			hmounted[h] = 0;
+			if
+			:: glock == h + 1 -> glock = 0
+			:: else
+			fi;
+			if
+			:: tries < RETRIES -> tries++; goto again
+			:: else
 			fi }
 mfail:
 		atomic {

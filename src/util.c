@@ -44,7 +44,17 @@ int vf_err_prefix(struct vf_err *err, const char *fmt, ...)
 	/* Both parts fit most of the time; when not, the tail of old is cut. */
 	size_t n = strnlen(pre, sizeof(err->msg) - 1);
 	memcpy(err->msg, pre, n);
-	snprintf(err->msg + n, sizeof(err->msg) - n, ": %s", old);
+	size_t room = sizeof(err->msg) - n - 1, m = strlen(old);
+	if (room >= 2) {
+		memcpy(err->msg + n, ": ", 2);
+		n += 2;
+		room -= 2;
+		if (m > room)
+			m = room;
+		memcpy(err->msg + n, old, m);
+		n += m;
+	}
+	err->msg[n] = '\0';
 	err_oneline(err->msg);
 	return err->code;
 }
