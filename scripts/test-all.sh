@@ -1,21 +1,73 @@
 #!/usr/bin/env bash
 # The test command: install every dependency, build from scratch, run every suite
-# against real servers, print each CUnit summary, then valgrind and distcheck.
+# against real servers (etcd, Consul, sshd/sshfs, dockerd) that the tests start
+# themselves, print each CUnit summary, then the memory, model and packaging checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+top=$(pwd)
+start=$(date +%s)
+step() { printf '\n==== %s (%ss)\n' "$*" $(($(date +%s) - start)); }
+
+step "dependencies"
 bash scripts/install-deps.sh
-export CI=${CI:-}
+
+step "build"
 [ -x configure ] || autoreconf -fi >/dev/null
 [ -f Makefile ] || ./configure -q
 make -j"$(nproc)" >/dev/null
+
+step "make check"
 status=0
 make -j2 check || status=$?
-# CUnit's summaries live in the automake logs: show them.
-for log in $(find tests -name '*.log' ! -name test-suite.log | sort); do
-	echo "==== ${log%.log}"
-	sed -n '/^Run Summary/,/^Elapsed/p;/^SKIP:/p;/^FAIL:/p' "$log"
+
+# CUnit's summaries and the shell suites' tallies live in the automake logs: show
+# them, then one total line.
+summary() {
+	local passed=0 failed=0 log p f
+	for log in $(find tests -name '*.log' ! -name test-suite.log | sort); do
+		echo "---- ${log%.log}"
+		sed -n '/^Run Summary/,/^Elapsed/p;/^SKIP:/p;/^FAIL:/p;/^[0-9]* passed, [0-9]* failed/p' "$log"
+		read -r p f < <(awk '/^ *tests +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+/ {p+=$4; f+=$5}
+			/^[0-9]+ passed, [0-9]+ failed/ {p+=$1; f+=$3}
+			END {print p+0, f+0}' "$log")
+		passed=$((passed + p))
+		failed=$((failed + f))
+	done
+	echo
+	echo "make check: $passed passed, $failed failed"
+}
+summary
+if [ "$status" != 0 ]; then
+	tail -150 test-suite.log 2>/dev/null || true
+	exit "$status"
+fi
+
+for target in valgrind model-check fuzz-smoke; do
+	if make -n "$target" >/dev/null 2>&1; then
+		step "make $target"
+		make "$target"
+	fi
 done
-[ "$status" = 0 ] || { cat test-suite.log 2>/dev/null | tail -100; exit "$status"; }
-make valgrind
-make distcheck >/dev/null
-echo "test-all: all suites passed"
+
+if [ -f scripts/test-sanitizers.sh ]; then
+	step "sanitizers (ASan + UBSan build, make check)"
+	bash scripts/test-sanitizers.sh
+fi
+
+if make -n bench-quick >/dev/null 2>&1; then
+	step "benchmark smoke run"
+	make bench-quick
+fi
+
+if make -n deb-test >/dev/null 2>&1; then
+	step "Debian packages"
+	make deb-test
+fi
+
+step "make distcheck (unit suites only: the server suites ran above)"
+make distcheck TESTS="$(make -s print-unit-tests)" >/tmp/vfile-distcheck.log 2>&1 ||
+	{ tail -60 /tmp/vfile-distcheck.log; exit 1; }
+grep -E '^=+$|archives ready|vfile-.*tar.gz' /tmp/vfile-distcheck.log | head -5
+
+step "done"
+echo "test-all: every suite passed"
