@@ -34,7 +34,7 @@ summary() {
 		failed=$((failed + f))
 	done
 	echo
-	echo "make check: $passed passed, $failed failed"
+	echo "total: $passed passed, $failed failed"
 }
 summary
 if [ "$status" != 0 ]; then
