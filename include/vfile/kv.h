@@ -11,13 +11,17 @@
  *  - Keys are NUL-terminated strings; values are byte strings (stored with a NUL
  *    after the last byte, for convenience). Every value read carries mod_rev (etcd
  *    mod_revision, Consul ModifyIndex) and create_rev (create_revision/CreateIndex).
- *    "expected version" 0 means "the key must not exist".
+ *    "expected version" 0 means "the key must not exist". A put that leaves the
+ *    value unchanged may keep the old mod_rev and send no watch event (Consul).
  *  - A lease (etcd lease, Consul session) is kept alive by the backend's own thread
  *    unless granted with VF_LEASE_MANUAL; its loss is reported once through the
  *    callback given at grant. Keys put with a lease vanish when it ends.
  *  - A lock is a lease-lock: held until released or until its lease ends. Its fence
  *    (VF_CMP_LOCK_HELD in a txn) makes a write by a holder that lost it fail.
- *    Waiters block without polling and are woken in FIFO order, one at a time.
+ *    Waiters block without polling (etcd: FIFO, one woken at a time; Consul: all
+ *    waiters wake on release, one wins). A lease holds a given lock name at most
+ *    once: asking again while this handle holds or awaits it is VF_EBUSY; a waiter
+ *    key left behind by an acquisition whose answer was lost is adopted on retry.
  *  - A watch delivers typed events for a prefix, in store order, on a backend
  *    thread; VF_EV_RESYNC means history is gone: re-list, then continue.
  *
