@@ -96,6 +96,16 @@ byte hdone = 0;    /* hosts finished */
 #define KILL_SERVER(m) srv[m] = 0
 #endif
 
+/* Proposed fix (not yet in src/manager.c, which checks server/ only in the read
+ * before the stop claim: -DSTOP_CLAIM_RACE): mgr_do_stop re-checks server/
+ * under the state lock and leaves a volume served by another manager alone
+ * (an error: the claim is dropped and the serving manager takes it over). */
+#if defined(STOP_CLAIM_RACE) || defined(STOP_ANY_MANAGER)
+#define STOP_NOT_MINE(m) 0
+#else
+#define STOP_NOT_MINE(m) (server != 0 && server != m + 1)
+#endif
+
 inline expire_manager(m)
 {
 	lease[m] = 0;
@@ -166,11 +176,14 @@ inline do_stop(m, ok)
 			:: else
 			fi
 		:: exists && state == MOUNTED && gref > 0 -> ok = 1 /* keep serving */
+		:: exists && state == MOUNTED && gref == 0 && STOP_NOT_MINE(m) ->
+			slock = 0; ok = 3 /* not ours to stop: drop the claim */
 		:: else /* gref == 0 as read */
 		fi }
 		if
-		:: ok
-		:: else ->
+		:: ok == 3 -> ok = 0
+		:: ok == 1
+		:: ok == 0 ->
 			/* txn [LOCK_HELD, VERSION_EQ gref, VALUE_EQ state Mounted]:
 			 * state=Ready, delete server/ (no UNLOCK) */
 			atomic {
@@ -181,14 +194,17 @@ inline do_stop(m, ok)
 #else
 				:: slock == m + 1 && exists && state == MOUNTED && gref == 0 ->
 #endif
-					state = READY; server = 0
+					state = READY; server = 0; ok = 2
 #ifdef STOP_ANY_MANAGER
 					; slock = 0 /* the revision before 7d29adf: UNLOCK in the txn */
 #endif
 				:: else
 				fi }
-			/* then mgr_fs_stop if we serve it; unlock */
-			srv[m] = 0
+			/* then mgr_fs_stop if we serve it (unlock: handler_end) */
+			if
+			:: ok == 2 -> srv[m] = 0; ok = 1
+			:: else
+			fi
 		fi
 	:: atomic { !lease[m] -> skip }
 	fi
@@ -213,7 +229,7 @@ inline handler_end(m, claim, ok)
 
 proctype Manager(byte m)
 {
-	bool ok;
+	byte ok;
 	{
 end_idle:
 	do
@@ -232,9 +248,9 @@ end_idle:
 #endif
 		    ) -> skip };
 		if
-		:: atomic { lease[m] && exists && (sp_pend || (sp_marked && sp_claim == 0)) ->
+		:: atomic { lease[m] && exists && (sp_pend || (sp_marked && sp_claim == 0))  ->
 			sp_pend = 0; sp_marked = 1; sp_claim = m + 1 }
-		:: atomic { else -> goto idle } /* another manager claimed meanwhile */
+		:: else -> goto idle /* another manager claimed meanwhile */
 		fi;
 		do_stop(m, ok);
 		handler_end(m, sp_claim, ok);
