@@ -8,6 +8,7 @@
 
 #include <ctype.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -511,6 +512,9 @@ int consul_duration_s(const char *s, int *out_r)
 			return VF_EPROTO;
 		total += v;
 	}
+	/* "1e30s", "nans", "-5s": out of range, not a TTL (and (int) of them is UB). */
+	if (!(total >= 0 && total <= INT_MAX))
+		return VF_EPROTO;
 	*out_r = (int)total;
 	return VF_OK;
 }
