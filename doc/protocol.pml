@@ -366,6 +366,7 @@ mfail:
 			fi;
 			goto next }
 mounted:
+progress_mounted:
 		/* ================= vf_volume_unmount (or stay mounted) ================= */
 		if
 		:: n == MOUNTS -> goto next
@@ -396,6 +397,7 @@ unmount_again:
 				goto unmount_again
 			fi }
 next:
+progress_next:
 		atomic { rs = 0; ok = 0; tries = 0 }
 	:: n == MOUNTS -> break
 	od;
