@@ -28,6 +28,11 @@
  *                       (the sftp driver leaves it for a restarted daemon to adopt,
  *                       which the model does not restart).  Default: the manager
  *                       host dies with its servers.
+ *   STOP_CLAIM_RACE     src/manager.c as it is: mgr_do_stop does not re-check
+ *                       server/ under the state lock (the default model has that
+ *                       proposed fix): spin finds two servers.
+ *   STOP_ANY_MANAGER    the revision before 7d29adf: any manager claims a stop and
+ *                       the stop txn releases the state lock: two servers.
  *   CRASHES=n  ZOMBIES=n  HOSTEXP=n  MOUNTS=n  RETRIES=n  NOREMOVE  NOIDLE
  */
 
