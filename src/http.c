@@ -270,6 +270,18 @@ int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_
 			vf_buf_free(&url);
 			continue; /* another endpoint may have a good certificate */
 		}
+		/* TLS 1.3: the server checks the client certificate after the client's
+		 * side of the handshake; its refusal arrives as an alert on the first
+		 * read. The request was never processed: an auth error, not an
+		 * uncertain outcome. */
+		if ((cc == CURLE_RECV_ERROR || cc == CURLE_SEND_ERROR) && strstr(curl_msg, "alert") &&
+		    (strstr(curl_msg, "certificate") || strstr(curl_msg, "unknown ca"))) {
+			rc = vf_err_set(err, VF_EAUTH,
+					"%s: TLS: the server refused the client certificate (%s)",
+					url.data, curl_msg);
+			vf_buf_free(&url);
+			continue;
+		}
 		if (http_was_sent(c) && !req->idempotent) {
 			rc = vf_err_set(err, VF_EUNCERTAIN, "%s %s: no answer (%s): outcome unknown",
 					req->method, url.data,
@@ -277,8 +289,11 @@ int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_
 			vf_buf_free(&url);
 			break;
 		}
-		rc = vf_err_set(err, VF_EUNAVAIL, "%s %s: %s", req->method, url.data,
-				curl_msg[0] ? curl_msg : curl_easy_strerror(cc));
+		/* curl keeps the first message of a transfer, which may be a side note
+		 * ("getpeername() failed ..."): name the error itself too. */
+		rc = vf_err_set(err, VF_EUNAVAIL, "%s %s: %s%s%s%s", req->method, url.data,
+				curl_easy_strerror(cc), curl_msg[0] ? " (" : "", curl_msg,
+				curl_msg[0] ? ")" : "");
 		vf_buf_free(&url);
 	}
 	curl_slist_free_all(hdrs);

@@ -371,6 +371,8 @@ static int srv_member_argv(struct vf_srv *srv, int i, char **argv, size_t max, c
 		char cluster[1024];
 		size_t cl = 0;
 
+		const char *scheme = srv->tls_cert ? "https" : "http";
+
 		for (int j = 0; j < srv->nmembers; j++)
 			cl += (size_t)snprintf(cluster + cl, sizeof(cluster) - cl,
 			                       "%s%s=http://127.0.0.1:%d", j ? "," : "",
@@ -380,9 +382,24 @@ static int srv_member_argv(struct vf_srv *srv, int i, char **argv, size_t max, c
 		ARG("--data-dir");
 		ARG("%s/%s.data", srv->dir, m->name);
 		ARG("--listen-client-urls");
-		ARG("http://127.0.0.1:%d", m->client_port);
+		ARG("%s://127.0.0.1:%d", scheme, m->client_port);
 		ARG("--advertise-client-urls");
-		ARG("http://127.0.0.1:%d", m->client_port);
+		ARG("%s://127.0.0.1:%d", scheme, m->client_port);
+		if (srv->tls_cert) {
+			ARG("--cert-file");
+			ARG("%s", srv->tls_cert);
+			ARG("--key-file");
+			ARG("%s", srv->tls_key);
+			if (srv->tls_ca) {
+				ARG("--trusted-ca-file");
+				ARG("%s", srv->tls_ca);
+			}
+			if (srv->opts.tls_client_auth)
+				ARG("--client-cert-auth");
+			/* Plain /health for the harness's readiness poll. */
+			ARG("--listen-metrics-urls");
+			ARG("http://127.0.0.1:%d", m->metrics_port);
+		}
 		ARG("--listen-peer-urls");
 		ARG("http://127.0.0.1:%d", m->peer_port);
 		ARG("--initial-advertise-peer-urls");
@@ -509,6 +526,13 @@ static int srv_member_ready(struct vf_srv *srv, int i)
 	struct vf_srv_member *m = &srv->m[i];
 	char body[8192], v[128], hdr[200] = "";
 
+	if (srv->kind == VF_SRV_ETCD && srv->tls_cert) {
+		/* /health is true only with a leader and a working member. */
+		if (srv_http(m->metrics_port, "GET", "/health", NULL, NULL, 1000, body,
+		             sizeof(body)) != 200)
+			return 0;
+		return strstr(body, "\"true\"") != NULL;
+	}
 	if (srv->kind == VF_SRV_ETCD) {
 		if (srv_http(m->client_port, "POST", "/v3/maintenance/status", NULL, "{}", 1000,
 		             body, sizeof(body)) != 200)
@@ -599,13 +623,46 @@ static int srv_call(struct vf_srv *srv, const char *method, const char *path, co
 	return 0;
 }
 
+/* Standard padded base64 of n bytes into out (size >= 4 * ((n + 2) / 3) + 1). */
+static void srv_b64(const unsigned char *in, size_t n, char *out)
+{
+	static const char tab[] =
+	        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t o = 0;
+
+	for (size_t i = 0; i < n; i += 3) {
+		unsigned v = (unsigned)in[i] << 16 | (i + 1 < n ? (unsigned)in[i + 1] << 8 : 0) |
+		             (i + 2 < n ? in[i + 2] : 0);
+
+		out[o++] = tab[v >> 18 & 63];
+		out[o++] = tab[v >> 12 & 63];
+		out[o++] = i + 1 < n ? tab[v >> 6 & 63] : '=';
+		out[o++] = i + 2 < n ? tab[v & 63] : '=';
+	}
+	out[o] = '\0';
+}
+
 static int srv_etcd_auth(struct vf_srv *srv, char *why, size_t whylen)
 {
-	char body[512];
-	/* "AA==" is "\0": key "\0" with range_end "\0" covers every key. */
-	static const char grant[] =
-	        "{\"name\":\"vfile\",\"perm\":{\"permType\":\"READWRITE\",\"key\":\"AA==\","
-	        "\"range_end\":\"AA==\"}}";
+	char body[512], grant[1024], key64[400], end64[400];
+	unsigned char end[256];
+	size_t plen = srv->acl_prefix ? strlen(srv->acl_prefix) : 0;
+
+	if (plen > 0 && plen < sizeof(end) && (unsigned char)srv->acl_prefix[plen - 1] < 0xff) {
+		/* [prefix, prefix with its last byte + 1): the keys under prefix. */
+		memcpy(end, srv->acl_prefix, plen);
+		end[plen - 1]++;
+		srv_b64((const unsigned char *)srv->acl_prefix, plen, key64);
+		srv_b64(end, plen, end64);
+	} else {
+		/* "AA==" is "\0": key "\0" with range_end "\0" covers every key. */
+		snprintf(key64, sizeof(key64), "AA==");
+		snprintf(end64, sizeof(end64), "AA==");
+	}
+	snprintf(grant, sizeof(grant),
+	         "{\"name\":\"vfile\",\"perm\":{\"permType\":\"READWRITE\",\"key\":\"%s\","
+	         "\"range_end\":\"%s\"}}",
+	         key64, end64);
 
 	snprintf(body, sizeof(body), "{\"name\":\"root\",\"password\":\"%s\"}", srv->admin_secret);
 	if (srv_call(srv, "POST", "/v3/auth/user/add", NULL, body, NULL, 0, why, whylen) ||
@@ -626,12 +683,20 @@ static int srv_etcd_auth(struct vf_srv *srv, char *why, size_t whylen)
 
 static int srv_consul_auth(struct vf_srv *srv, char *why, size_t whylen)
 {
-	char hdr[200], out[8192];
-	static const char policy[] =
-	        "{\"Name\":\"vfile\",\"Rules\":\"key_prefix \\\"\\\" { policy = \\\"write\\\" } "
-	        "session_prefix \\\"\\\" { policy = \\\"write\\\" } "
-	        "node_prefix \\\"\\\" { policy = \\\"read\\\" }\"}";
+	char hdr[200], out[8192], policy[1024];
 	char token[300];
+
+	/* The prefix goes into a JSON string holding HCL: keep it to safe characters. */
+	for (const char *p = srv->acl_prefix; p && *p; p++)
+		if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20) {
+			srv_why(why, whylen, "acl_prefix: unsupported character");
+			return -1;
+		}
+	snprintf(policy, sizeof(policy),
+	         "{\"Name\":\"vfile\",\"Rules\":\"key_prefix \\\"%s\\\" { policy = \\\"write\\\" } "
+	         "session_prefix \\\"\\\" { policy = \\\"write\\\" } "
+	         "node_prefix \\\"\\\" { policy = \\\"read\\\" }\"}",
+	         srv->acl_prefix ? srv->acl_prefix : "");
 
 	snprintf(hdr, sizeof(hdr), "X-Consul-Token: %s", srv->admin_secret);
 	if (srv_call(srv, "PUT", "/v1/acl/policy", hdr, policy, NULL, 0, why, whylen))
@@ -667,10 +732,17 @@ static int srv_consul_config(struct vf_srv *srv, char *why, size_t whylen)
 	        " \"client_addr\": \"127.0.0.1\", \"disable_host_node_id\": true,\n"
 	        " \"disable_update_check\": true, \"log_level\": \"warn\",\n"
 	        " \"performance\": {\"raft_multiplier\": 1},\n"
-	        " \"ports\": {\"http\": %d, \"dns\": -1, \"grpc\": -1, \"https\": -1,\n"
+	        " \"ports\": {\"http\": %d, \"dns\": -1, \"grpc\": -1, \"https\": %d,\n"
 	        "   \"serf_lan\": %d, \"serf_wan\": %d, \"server\": %d}",
-	        srv->dir, srv->m[0].client_port, srv->m[0].serf_lan_port, srv->m[0].serf_wan_port,
-	        srv->m[0].peer_port);
+	        srv->dir, srv->m[0].client_port, srv->tls_cert ? srv->m[0].https_port : -1,
+	        srv->m[0].serf_lan_port, srv->m[0].serf_wan_port, srv->m[0].peer_port);
+	if (srv->tls_cert) {
+		fprintf(f,
+		        ",\n \"cert_file\": \"%s\", \"key_file\": \"%s\", \"ca_file\": \"%s\",\n"
+		        " \"verify_incoming_https\": %s",
+		        srv->tls_cert, srv->tls_key, srv->tls_ca ? srv->tls_ca : srv->tls_cert,
+		        srv->opts.tls_client_auth ? "true" : "false");
+	}
 	if (srv->opts.auth)
 		fprintf(f,
 		        ",\n \"acl\": {\"enabled\": true, \"default_policy\": \"deny\",\n"
@@ -683,6 +755,36 @@ static int srv_consul_config(struct vf_srv *srv, char *why, size_t whylen)
 		return -1;
 	}
 	return 0;
+}
+
+static void srv_free_strings(struct vf_srv *srv)
+{
+	free(srv->tls_cert);
+	free(srv->tls_key);
+	free(srv->tls_ca);
+	free(srv->acl_prefix);
+	srv->tls_cert = srv->tls_key = srv->tls_ca = srv->acl_prefix = NULL;
+}
+
+/* Append a generated secret to the list the log scan reads (see harness.h). */
+static void srv_note_secret(const char *secret)
+{
+	const char *env = getenv("VFILE_SECRETS_LIST");
+	const char *top = getenv("top_builddir");
+	char path[4200];
+	int fd;
+
+	if (env && *env)
+		snprintf(path, sizeof(path), "%s", env);
+	else if (top && *top)
+		snprintf(path, sizeof(path), "%s/tests/harness/secrets.list", top);
+	else
+		return;
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	dprintf(fd, "%s\n", secret); /* best effort */
+	close(fd);
 }
 
 static char *srv_strdupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -705,14 +807,18 @@ static int srv_make_configs(struct vf_srv *srv)
 	int tmo = srv->opts.timeout_ms > 0 ? srv->opts.timeout_ms : 2000;
 
 	for (int i = 0; i < srv->nmembers; i++)
-		n += (size_t)snprintf(eps + n, sizeof(eps) - n, "%s\"http://127.0.0.1:%d\"",
-		                      i ? ", " : "", srv->m[i].client_port);
+		n += (size_t)snprintf(eps + n, sizeof(eps) - n, "%s\"%s://127.0.0.1:%d\"",
+		                      i ? ", " : "", srv->tls_cert ? "https" : "http",
+		                      srv->kind == VF_SRV_CONSUL && srv->tls_cert
+		                              ? srv->m[i].https_port
+		                              : srv->m[i].client_port);
 	srv->config = srv_strdupf("endpoints = [%s]; timeout_ms = %d;", eps, tmo);
 	if (srv->config == NULL)
 		return -1;
 	if (!srv->opts.auth)
 		return 0;
 	srv_gen_secret(wrong, sizeof(wrong));
+	srv_note_secret(wrong);
 	if (srv->kind == VF_SRV_ETCD) {
 		srv->auth_config[1] = srv_strdupf("%s username = \"vfile\"; password = \"%s\";",
 		                                  srv->config, srv->user_secret);
@@ -739,8 +845,14 @@ static int srv_pick_ports(struct vf_srv *srv)
 			m->serf_lan_port = vf_srv_free_port();
 			m->serf_wan_port = vf_srv_free_port();
 		}
+		if (srv->tls_cert) {
+			if (srv->kind == VF_SRV_CONSUL)
+				m->https_port = vf_srv_free_port();
+			else
+				m->metrics_port = vf_srv_free_port();
+		}
 		if (m->client_port < 0 || m->peer_port < 0 || m->serf_lan_port < 0 ||
-		    m->serf_wan_port < 0)
+		    m->serf_wan_port < 0 || m->https_port < 0 || m->metrics_port < 0)
 			return -1;
 	}
 	return 0;
@@ -774,9 +886,32 @@ int vf_srv_start(int kind, const struct vf_srv_opts *opts, struct vf_srv **srv_r
 	if (opts)
 		srv->opts = *opts;
 	srv->opts.password = NULL; /* copied below; the caller's string is borrowed */
+	srv->opts.tls_cert = srv->opts.tls_key = srv->opts.tls_ca = srv->opts.acl_prefix = NULL;
+	if (opts && opts->tls_cert) {
+		if (opts->tls_key == NULL || (kind == VF_SRV_ETCD && opts->auth)) {
+			srv_why(why, whylen,
+			        "TLS needs tls_key, and etcd TLS is not combined with auth");
+			free(srv);
+			return -1;
+		}
+		srv->tls_cert = strdup(opts->tls_cert);
+		srv->tls_key = strdup(opts->tls_key);
+		srv->tls_ca = opts->tls_ca ? strdup(opts->tls_ca) : NULL;
+	}
+	if (opts && opts->acl_prefix)
+		srv->acl_prefix = strdup(opts->acl_prefix);
+	if ((opts && opts->tls_cert && (!srv->tls_cert || !srv->tls_key)) ||
+	    (opts && opts->tls_ca && !srv->tls_ca) ||
+	    (opts && opts->acl_prefix && !srv->acl_prefix)) {
+		srv_why(why, whylen, "out of memory");
+		srv_free_strings(srv);
+		free(srv);
+		return -1;
+	}
 	srv->nmembers = kind == VF_SRV_ETCD && opts && opts->members > 1 ? opts->members : 1;
 	if (srv->nmembers > VF_SRV_MAX_MEMBERS) {
 		srv_why(why, whylen, "at most %d members", VF_SRV_MAX_MEMBERS);
+		srv_free_strings(srv);
 		free(srv);
 		return -1;
 	}
@@ -785,6 +920,7 @@ int vf_srv_start(int kind, const struct vf_srv_opts *opts, struct vf_srv **srv_r
 	if (srv_find_bin(kind, srv->bin, sizeof(srv->bin)) != 0) {
 		srv_why(why, whylen, "%s server binary not found (set $%s or install it)", srv->bin,
 		        kind == VF_SRV_ETCD ? "ETCD" : "CONSUL");
+		srv_free_strings(srv);
 		free(srv);
 		return -1;
 	}
@@ -794,6 +930,7 @@ int vf_srv_start(int kind, const struct vf_srv_opts *opts, struct vf_srv **srv_r
 		snprintf(srv->dir, sizeof(srv->dir), "%s", tmpl);
 	if (mkdtemp(srv->dir) == NULL) {
 		srv_why(why, whylen, "mkdtemp %s: %s", srv->dir, strerror(errno));
+		srv_free_strings(srv);
 		free(srv);
 		return -1;
 	}
@@ -802,6 +939,8 @@ int vf_srv_start(int kind, const struct vf_srv_opts *opts, struct vf_srv **srv_r
 		snprintf(srv->user_secret, sizeof(srv->user_secret), "%s", opts->password);
 	else
 		srv_gen_secret(srv->user_secret, sizeof(srv->user_secret));
+	srv_note_secret(srv->admin_secret);
+	srv_note_secret(srv->user_secret);
 	srv_register(srv);
 	/* A port picked free may be taken before the server binds it: one more try. */
 	for (int attempt = 0;; attempt++) {
@@ -847,6 +986,7 @@ void vf_srv_stop(struct vf_srv **srvp)
 	free(srv->config);
 	free(srv->auth_config[0]);
 	free(srv->auth_config[1]);
+	srv_free_strings(srv);
 	memset(srv->user_secret, 0, sizeof(srv->user_secret));
 	memset(srv->admin_secret, 0, sizeof(srv->admin_secret));
 	free(srv);

@@ -30,6 +30,17 @@ struct vf_srv_opts {
 	int members;          /* etcd: cluster size (0/1: single member; up to 5) */
 	int timeout_ms;       /* timeout_ms written into the config snippet (0: 2000) */
 	int ready_timeout_ms; /* bound on start/restart readiness (0: 30000) */
+	/* TLS (PEM file paths, copied): etcd serves its client URLs over https only (the
+	 * harness polls readiness on a plain --listen-metrics-urls /health); Consul adds
+	 * an HTTPS port next to its HTTP one. vf_srv_config then names the https
+	 * endpoints (the test adds cacert/cert/key). etcd: not combined with auth. */
+	const char *tls_cert, *tls_key; /* server certificate (SAN 127.0.0.1) and key */
+	const char *tls_ca;             /* CA that client certificates must chain to */
+	int tls_client_auth;            /* 1: clients must present a certificate (etcd
+	                                   --client-cert-auth, Consul verify_incoming_https) */
+	/* With auth: the vfile user (etcd role) / token (Consul policy: key_prefix write,
+	 * session_prefix write) is limited to keys under this prefix (NULL: every key). */
+	const char *acl_prefix;
 };
 
 /* One server process (an etcd member, or the Consul agent). */
@@ -40,6 +51,8 @@ struct vf_srv_member {
 	int client_port;                  /* etcd client URL port / Consul HTTP port */
 	int peer_port;                    /* etcd peer port / Consul server RPC port */
 	int serf_lan_port, serf_wan_port; /* Consul only */
+	int https_port;                   /* Consul with TLS: the HTTPS API port */
+	int metrics_port;                 /* etcd with TLS: plain-http /health */
 };
 
 struct vf_srv {
@@ -54,6 +67,7 @@ struct vf_srv {
 	char *config;          /* snippet without credentials */
 	char *auth_config[2];  /* [0]: wrong credentials, [1]: right ones */
 	struct vf_srv *next;   /* live-server registry */
+	char *tls_cert, *tls_key, *tls_ca, *acl_prefix; /* copies of the opts strings */
 };
 
 /* Start a server (or cluster). On failure returns -1 with a one-line reason in why. */
@@ -88,6 +102,10 @@ const char *vf_srv_backend_name(const struct vf_srv *srv);
 const char *vf_srv_secret(const struct vf_srv *srv);
 /* Path of member i's log file (for failure messages). */
 const char *vf_srv_log(const struct vf_srv *srv, int i, char *buf, size_t size);
+
+/* Every secret the harness generates (passwords, tokens) is also appended, one a
+ * line, to $VFILE_SECRETS_LIST if set, else to $top_builddir/tests/harness/secrets.list
+ * when that directory exists: tests/security/secrets.test greps the logs for them. */
 
 /* Kill every live server now (async-signal-safe part of the cleanup). */
 void vf_srv_kill_all(void);
