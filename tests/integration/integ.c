@@ -1,7 +1,10 @@
 /* Shared parts of the integration programs (integ.h). */
 #include <config.h>
 
+#include <dirent.h>
+#include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>

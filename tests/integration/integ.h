@@ -74,4 +74,11 @@ int ig_invariants(const struct ig_probe *p, const char *prefix, const char *vol,
 /* The settle part only. */
 int ig_settled(const struct ig_probe *p, const char *prefix, const char *vol, int settle_ms);
 
+/* dirfs, the file server of vfnode processes (see vfnode.c): is the server file
+ * name (in dir) held by a live process; how many live servers does vol have. */
+int ig_dirfs_live(const char *dir, const char *name);
+int ig_dirfs_servers(const char *dir, const char *vol);
+/* Lines in dir/name (0 if absent). */
+int ig_file_lines(const char *dir, const char *name);
+
 #endif

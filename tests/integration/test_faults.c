@@ -1,0 +1,1019 @@
+/*
+ * Issue 6 fault cases at the library level, with real processes and real stores
+ * ($VFILE_INTEG_BACKEND): every node is a vfnode process (own backend handle and
+ * lease, the dirfs file server), driven through its stdin/stdout and killed with
+ * real SIGKILLs; the store is the harness's real server.
+ *  1. a host killed while holding the gref lock mid-mount
+ *  2. the manager serving a volume killed
+ *  3. a manager killed right after claiming a start marker
+ *  4. (etcd) a 3-member cluster's leader killed during 500 operations from 4 hosts
+ *  5. the store stopped for 10 s: SIGSTOP, then separately kill + restart
+ *  6. (etcd) history compacted while a manager's watches are cut: RESYNC path
+ *  7. the lease (Consul session) of a lock holder invalidated under the lock
+ * Each case ends with ig_invariants on every volume it used and prints its
+ * time to recover ("MEASURE ..." lines, recorded in doc/reliability.md).
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "integ.h"
+#include "common_int.h"
+
+#define FN_MAX 16
+#define FN_VOLS 16
+#define FN_NOANSWER 1000 /* no answer from the node (vf codes are <= 0) */
+
+struct fnode {
+	char name[32];
+	pid_t pid;
+	int in_fd, out_fd;
+	char buf[8192];
+	size_t len;
+	char lease[64];
+	char log[512];
+	char paused[256]; /* the last "paused ..." line */
+	char believed[FN_VOLS][64];
+	int64_t sent_ms;
+	int busy;
+};
+
+static struct fnode *fn_live[FN_MAX];
+static pthread_mutex_t fn_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void fn_kill_all(void)
+{
+	for (int i = 0; i < FN_MAX; i++)
+		if (fn_live[i] && fn_live[i]->pid > 0) {
+			kill(-fn_live[i]->pid, SIGKILL);
+			kill(fn_live[i]->pid, SIGKILL);
+		}
+}
+
+static void fn_register(struct fnode *n, int on)
+{
+	pthread_mutex_lock(&fn_mu);
+	for (int i = 0; i < FN_MAX; i++) {
+		if (on && fn_live[i] == NULL) {
+			fn_live[i] = n;
+			break;
+		}
+		if (!on && fn_live[i] == n)
+			fn_live[i] = NULL;
+	}
+	pthread_mutex_unlock(&fn_mu);
+}
+
+/* One test's setting for its nodes. */
+struct fcase {
+	char prefix[64];
+	char dir[300]; /* dirfs + logs */
+	const char *snippet;
+	int ttl_s, op_timeout_ms, reconcile_ms;
+};
+
+static void fc_init(struct fcase *fc, const char *name)
+{
+	memset(fc, 0, sizeof(*fc));
+	ig_prefix(fc->prefix, sizeof(fc->prefix));
+	snprintf(fc->dir, sizeof(fc->dir), "%s/%s", ig.dir, name);
+	mkdir(fc->dir, 0755);
+	fc->snippet = vf_srv_config(ig.srv);
+	fc->ttl_s = ig.ttl_s;
+	fc->op_timeout_ms = (ig.kind == VF_SRV_CONSUL ? 30000 : 10000) * ig.slow;
+	fc->reconcile_ms = 1000;
+}
+
+/* Read one line (without '\n') within ms; 1 got one, 2 a "paused" line (kept in
+ * n->paused), 0 timed out, -1 EOF. */
+static int fn_line(struct fnode *n, int ms, char *out, size_t size)
+{
+	int64_t end = vf_now_ms() + (int64_t)ms * ig.slow;
+
+	for (;;) {
+		char *nl = memchr(n->buf, '\n', n->len);
+
+		if (nl) {
+			size_t l = (size_t)(nl - n->buf);
+
+			snprintf(out, size, "%.*s", (int)l, n->buf);
+			memmove(n->buf, nl + 1, n->len - l - 1);
+			n->len -= l + 1;
+			if (strncmp(out, "paused ", 7) == 0) {
+				snprintf(n->paused, sizeof(n->paused), "%s", out);
+				return 2;
+			}
+			return 1;
+		}
+		int64_t left = end - vf_now_ms();
+		struct pollfd pf = {.fd = n->out_fd, .events = POLLIN};
+
+		if (left <= 0)
+			return 0;
+		if (poll(&pf, 1, (int)(left > 200 ? 200 : left)) > 0) {
+			ssize_t r = read(n->out_fd, n->buf + n->len, sizeof(n->buf) - 1 - n->len);
+
+			if (r <= 0)
+				return -1;
+			n->len += (size_t)r;
+		}
+	}
+}
+
+static int fn_spawn(struct fnode *n, const struct fcase *fc, const char *name, int manager,
+                    const char *failpoint, const char *extra_env)
+{
+	const char *vfnode = getenv("VFNODE");
+	char exe[1024], line[512];
+	int in[2], out[2];
+	pid_t pid;
+
+	memset(n, 0, sizeof(*n));
+	snprintf(n->name, sizeof(n->name), "%s", name);
+	snprintf(n->log, sizeof(n->log), "%s/%s.log", fc->dir, name);
+	if (vfnode && *vfnode)
+		snprintf(exe, sizeof(exe), "%s", vfnode);
+	else
+		snprintf(exe, sizeof(exe), "%s/tests/integration/vfnode",
+		         getenv("top_builddir") ? getenv("top_builddir") : ".");
+	if (pipe(in) != 0 || pipe(out) != 0)
+		return -1;
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		char num[32];
+		int logfd = open(n->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+
+		setpgid(0, 0);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(in[0], 0);
+		dup2(out[1], 1);
+		if (logfd >= 0)
+			dup2(logfd, 2);
+		close(in[1]);
+		close(out[0]);
+		setenv("VFNODE_BACKEND", ig.backend, 1);
+		setenv("VFNODE_CONFIG", fc->snippet, 1);
+		setenv("VFNODE_PREFIX", fc->prefix, 1);
+		setenv("VFNODE_DIR", fc->dir, 1);
+		snprintf(num, sizeof(num), "%d", fc->ttl_s);
+		setenv("VFNODE_TTL", num, 1);
+		snprintf(num, sizeof(num), "%d", fc->op_timeout_ms);
+		setenv("VFNODE_TIMEOUT_MS", num, 1);
+		snprintf(num, sizeof(num), "%d", fc->reconcile_ms);
+		setenv("VFNODE_RECONCILE_MS", num, 1);
+		if (failpoint)
+			setenv("VFNODE_FAILPOINT", failpoint, 1);
+		else
+			unsetenv("VFNODE_FAILPOINT");
+		if (extra_env) {
+			char kv[256], *eq;
+
+			snprintf(kv, sizeof(kv), "%s", extra_env);
+			if ((eq = strchr(kv, '=')) != NULL) {
+				*eq = '\0';
+				setenv(kv, eq + 1, 1);
+			}
+		}
+		execl(exe, exe, name, manager ? "manager" : "host", (char *)NULL);
+		dprintf(2, "cannot run %s: %s\n", exe, strerror(errno));
+		_exit(127);
+	}
+	setpgid(pid, pid);
+	close(in[0]);
+	close(out[1]);
+	n->pid = pid;
+	n->in_fd = in[1];
+	n->out_fd = out[0];
+	fn_register(n, 1);
+	if (fn_line(n, 30000, line, sizeof(line)) != 1 || strncmp(line, "ready ", 6) != 0) {
+		fprintf(stderr, "\nnode %s did not start (%s); see %s\n", name, line, n->log);
+		return -1;
+	}
+	snprintf(n->lease, sizeof(n->lease), "%.63s", line + 6);
+	return 0;
+}
+
+static void fn_reap(struct fnode *n, int ms)
+{
+	int64_t end = vf_now_ms() + ms;
+	int st;
+
+	while (n->pid > 0) {
+		pid_t r = waitpid(n->pid, &st, WNOHANG);
+
+		if (r == n->pid || (r < 0 && errno == ECHILD))
+			break;
+		if (vf_now_ms() > end) {
+			kill(-n->pid, SIGKILL);
+			kill(n->pid, SIGKILL);
+			waitpid(n->pid, &st, 0);
+			break;
+		}
+		ig_nap_ms(20);
+	}
+	n->pid = 0;
+	fn_register(n, 0);
+	if (n->in_fd > 0)
+		close(n->in_fd);
+	if (n->out_fd > 0)
+		close(n->out_fd);
+	n->in_fd = n->out_fd = -1;
+}
+
+static void fn_kill(struct fnode *n)
+{
+	if (n->pid <= 0)
+		return;
+	kill(-n->pid, SIGKILL);
+	kill(n->pid, SIGKILL);
+	fn_reap(n, 5000);
+	memset(n->believed, 0, sizeof(n->believed));
+}
+
+static void fn_quit(struct fnode *n)
+{
+	if (n->pid <= 0)
+		return;
+	if (write(n->in_fd, "quit\n", 5) != 5)
+		kill(n->pid, SIGKILL);
+	fn_reap(n, 15000);
+}
+
+static int fn_send(struct fnode *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fn_send(struct fnode *n, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	int l;
+
+	va_start(ap, fmt);
+	l = vsnprintf(line, sizeof(line) - 1, fmt, ap);
+	va_end(ap);
+	line[l++] = '\n';
+	n->sent_ms = vf_now_ms();
+	n->busy = 1;
+	return write(n->in_fd, line, (size_t)l) == l ? 0 : -1;
+}
+
+/* The answer to the command in flight: VF_OK, the error code, or -1 (none). */
+static int fn_reply(struct fnode *n, int ms, char *msg, size_t size)
+{
+	char line[1024];
+	int r;
+
+	while ((r = fn_line(n, ms, line, sizeof(line))) == 2)
+		;
+	n->busy = 0;
+	if (r != 1) {
+		snprintf(msg, size, "%s: no answer (%s)", n->name, r == 0 ? "timeout" : "EOF");
+		return FN_NOANSWER;
+	}
+	if (strncmp(line, "ok", 2) == 0) {
+		snprintf(msg, size, "%s", line[2] ? line + 3 : "");
+		return VF_OK;
+	}
+	if (strncmp(line, "err ", 4) == 0) {
+		int code = atoi(line + 4);
+		const char *sp = strchr(line + 4, ' ');
+
+		snprintf(msg, size, "%s", sp ? sp + 1 : "");
+		return code ? code : VF_EPROTO;
+	}
+	snprintf(msg, size, "%s: unexpected line '%s'", n->name, line);
+	return FN_NOANSWER;
+}
+
+static void fn_believe(struct fnode *n, const char *vol, int on)
+{
+	for (int i = 0; i < FN_VOLS; i++)
+		if (strcmp(n->believed[i], vol) == 0) {
+			if (!on)
+				n->believed[i][0] = '\0';
+			return;
+		}
+	for (int i = 0; on && i < FN_VOLS; i++)
+		if (n->believed[i][0] == '\0') {
+			snprintf(n->believed[i], sizeof(n->believed[i]), "%s", vol);
+			return;
+		}
+}
+
+static int fn_believes(const struct fnode *n, const char *vol)
+{
+	for (int i = 0; i < FN_VOLS; i++)
+		if (strcmp(n->believed[i], vol) == 0)
+			return 1;
+	return 0;
+}
+
+/* A command and its answer; mount/unmount keep the node's belief. */
+static int fn_cmd(struct fnode *n, int ms, char *msg, size_t size, const char *cmd, const char *vol,
+                  const char *id)
+{
+	int rc;
+
+	if (fn_send(n, "%s %s %s", cmd, vol, id ? id : "") != 0) {
+		snprintf(msg, size, "%s: cannot write its stdin", n->name);
+		return FN_NOANSWER;
+	}
+	rc = fn_reply(n, ms, msg, size);
+	if (rc == VF_OK && strcmp(cmd, "mount") == 0 && strcmp(id, "probe") != 0)
+		fn_believe(n, vol, 1);
+	if (rc == VF_OK && strcmp(cmd, "unmount") == 0 && strcmp(id, "probe") != 0)
+		fn_believe(n, vol, 0);
+	return rc;
+}
+
+static int fn_log_has(const struct fnode *n, const char *needle)
+{
+	FILE *f = fopen(n->log, "r");
+	char line[2048];
+	int found = 0;
+
+	while (f && !found && fgets(line, sizeof(line), f))
+		found = strstr(line, needle) != NULL;
+	if (f)
+		fclose(f);
+	return found;
+}
+
+/* ---- the probe ---- */
+struct fprobe {
+	struct fcase *fc;
+	struct fnode *nodes;
+	int nn, host;
+};
+
+static int fp_nservers(void *arg, const char *vol)
+{
+	return ig_dirfs_servers(((struct fprobe *)arg)->fc->dir, vol);
+}
+
+static int fp_believers(void *arg, const char *vol)
+{
+	struct fprobe *p = arg;
+	int n = 0;
+
+	for (int i = 0; i < p->nn; i++)
+		n += p->nodes[i].pid > 0 && fn_believes(&p->nodes[i], vol);
+	return n;
+}
+
+static int fp_mount(void *arg, const char *vol, char *msg, size_t size)
+{
+	struct fprobe *p = arg;
+
+	return fn_cmd(&p->nodes[p->host], p->fc->op_timeout_ms + 5000, msg, size, "mount", vol,
+	              "probe");
+}
+
+static int fp_unmount(void *arg, const char *vol, char *msg, size_t size)
+{
+	struct fprobe *p = arg;
+
+	return fn_cmd(&p->nodes[p->host], p->fc->op_timeout_ms + 5000, msg, size, "unmount", vol,
+	              "probe");
+}
+
+static struct ig_probe fp_of(struct fprobe *p)
+{
+	struct ig_probe ip = {fp_nservers, fp_believers, fp_mount, fp_unmount, p};
+
+	return ip;
+}
+
+#define FN_OK(n, cmd, vol, id)                                                                     \
+	do {                                                                                       \
+		char m_[1024];                                                                     \
+		int r_ = fn_cmd((n), fc.op_timeout_ms + 5000, m_, sizeof(m_), (cmd), (vol), (id)); \
+		if (r_ != VF_OK)                                                                   \
+			fprintf(stderr, "\n%s: %s %s %s: %d %s\n", (n)->name, (cmd), (vol),        \
+			        (id) ? (const char *)(id) : "", r_, m_);                           \
+		CU_ASSERT_EQUAL_FATAL(r_, VF_OK);                                                  \
+	} while (0)
+
+static void fc_end(struct fnode *nodes, int nn, struct fcase *fc)
+{
+	for (int i = 0; i < nn; i++)
+		fn_quit(&nodes[i]);
+	CU_ASSERT_EQUAL(ig_file_lines(fc->dir, "violations"), 0);
+	ig_case("", 0);
+}
+
+/* Lease-expiry bound: Consul may invalidate a session up to 2 x TTL late. */
+static int64_t fc_expiry_ms(const struct fcase *fc)
+{
+	return (ig.kind == VF_SRV_CONSUL ? 2L : 1L) * fc->ttl_s * 1000;
+}
+
+/* ---- 1. a host killed holding the gref lock mid-mount ---- */
+static void test_host_killed_holding_lock(void)
+{
+	struct fcase fc;
+	struct fnode n[3];
+	struct fprobe pr;
+	struct ig_probe ip;
+	char msg[1024];
+	int64_t t0, ttr, bound;
+	int rc;
+
+	ig_case("host_killed_holding_lock", 120);
+	fc_init(&fc, "f1");
+	CU_ASSERT_EQUAL_FATAL(fn_spawn(&n[0], &fc, "m1", 1, NULL, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(fn_spawn(&n[1], &fc, "h1", 0, "vol.mount_before_txn:pause", NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(fn_spawn(&n[2], &fc, "h2", 0, NULL, NULL), 0);
+	FN_OK(&n[1], "create", "v", NULL);
+	CU_ASSERT_EQUAL_FATAL(fn_send(&n[1], "mount v c1"), 0);
+	/* h1 mounted locally and holds the gref lock, its gref+1 not sent */
+	rc = fn_line(&n[1], fc.op_timeout_ms, msg, sizeof(msg));
+	CU_ASSERT_FATAL(rc == 2 && strncmp(n[1].paused, "paused vol.mount_before_txn v", 29) == 0);
+	fn_kill(&n[1]);
+	t0 = vf_now_ms();
+	rc = fn_cmd(&n[2], fc.op_timeout_ms + 5000, msg, sizeof(msg), "mount", "v", "c2");
+	ttr = vf_now_ms() - t0;
+	if (rc != VF_OK)
+		fprintf(stderr, "\nh2 mount: %s\n", msg);
+	CU_ASSERT_EQUAL(rc, VF_OK);
+	bound = fc_expiry_ms(&fc) + 3000;
+	ig_note("case 1, host killed holding the gref lock: the next host's mount succeeded "
+	        "%" PRId64 " ms after the kill (bound: lease TTL %d s -> %" PRId64 " ms)",
+	        ttr, fc.ttl_s, bound);
+	CU_ASSERT(ttr <= bound * ig.slow);
+	CU_ASSERT_EQUAL(ig_num(fc.prefix, "gref", "v"), 1);
+	pr = (struct fprobe){&fc, n, 3, 2};
+	ip = fp_of(&pr);
+	CU_ASSERT(ig_invariants(&ip, fc.prefix, "v", 10000));
+	FN_OK(&n[2], "unmount", "v", "c2");
+	CU_ASSERT(ig_settled(&ip, fc.prefix, "v", 10000));
+	fc_end(n, 3, &fc);
+}
+
+/* ---- 2. the serving manager killed ---- */
+static void test_serving_manager_killed(void)
+{
+	struct fcase fc;
+	struct fnode n[3];
+	struct fprobe pr;
+	struct ig_probe ip;
+	char *sv, who[64] = "", now[64] = "";
+	int64_t t0, ttr = -1, bound;
+	int victim, drift = 0;
+
+	ig_case("serving_manager_killed", 120);
+	fc_init(&fc, "f2");
+	CU_ASSERT_EQUAL_FATAL(fn_spawn(&n[0], &fc, "m1", 1, NULL, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(fn_spawn(&n[1], &fc, "m2", 1, NULL, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(fn_spawn(&n[2], &fc, "h1", 0, NULL, NULL), 0);
+	FN_OK(&n[2], "create", "v", NULL);
+	FN_OK(&n[2], "mount", "v", "c1");
+	sv = ig_value(fc.prefix, "server", "v");
+	CU_ASSERT_FATAL(sv != NULL && sscanf(sv, "%63s", who) == 1);
+	free(sv);
+	victim = strcmp(who, "m1") == 0 ? 0 : 1;
+	fn_kill(&n[victim]);
+	t0 = vf_now_ms();
+	bound = fc_expiry_ms(&fc) + fc.reconcile_ms + 3000;
+	while (vf_now_ms() - t0 < bound * ig.slow + 5000) {
+		sv = ig_value(fc.prefix, "server", "v");
+		now[0] = '\0';
+		if (sv)
+			sscanf(sv, "%63s", now);
+		free(sv);
+		drift |= ig_num(fc.prefix, "gref", "v") != 1;
+		if (strcmp(now, n[1 - victim].name) == 0 && ig_dirfs_servers(fc.dir, "v") == 1) {
+			ttr = vf_now_ms() - t0;
+			break;
+		}
+		ig_nap_ms(50);
+	}
+	ig_note("case 2, serving manager %s killed: %s serves again after %" PRId64
+	        " ms (bound: TTL + reconcile period = %" PRId64 " ms)",
+	        who, n[1 - victim].name, ttr, bound);
+	CU_ASSERT(ttr >= 0 && ttr <= bound * ig.slow);
+	CU_ASSERT_EQUAL(drift, 0);
+	CU_ASSERT_EQUAL(ig_num(fc.prefix, "gref", "v"), 1);
+	pr = (struct fprobe){&fc, n, 3, 2};
+	ip = fp_of(&pr);
+	CU_ASSERT(ig_invariants(&ip, fc.prefix, "v", 10000));
+	FN_OK(&n[2], "unmount", "v", "c1");
+	CU_ASSERT(ig_settled(&ip, fc.prefix, "v", 10000));
+	fc_end(n, 3, &fc);
+}
+
+/* ---- 3. a manager killed right after claiming a start marker ---- */
+static void test_manager_killed_after_claim(void)
+{
+	struct fcase fc;
+	struct fnode n[3];
+	struct fprobe pr;
+	struct ig_probe ip;
+	char msg[1024];
+	int64_t t0, took, bound;
+	int rc, dead = 0;
+
+	ig_case("manager_killed_after_claim", 150);
+	fc_init(&fc, "f3");
+	CU_ASSERT_EQUAL_FATAL(fn_spawn(&n[0], &fc, "m1", 1, "mgr.after_claim_start:exit1", NULL),
+	                      0);
+	CU_ASSERT_EQUAL_FATAL(fn_spawn(&n[1], &fc, "m2", 1, "mgr.after_claim_start:exit1", NULL),
+	                      0);
+	CU_ASSERT_EQUAL_FATAL(fn_spawn(&n[2], &fc, "h1", 0, NULL, NULL), 0);
+	FN_OK(&n[2], "create", "v", NULL);
+	t0 = vf_now_ms();
+	rc = fn_cmd(&n[2], fc.op_timeout_ms + 5000, msg, sizeof(msg), "mount", "v", "c1");
+	took = vf_now_ms() - t0;
+	if (rc != VF_OK)
+		fprintf(stderr, "\nh1 mount: %s\n", msg);
+	CU_ASSERT_EQUAL(rc, VF_OK);
+	for (int i = 0; i < 2; i++) {
+		int st;
+
+		if (waitpid(n[i].pid, &st, WNOHANG) == n[i].pid) {
+			CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 137);
+			n[i].pid = 0;
+			fn_register(&n[i], 0);
+			dead++;
+		}
+	}
+	CU_ASSERT_EQUAL(dead, 1); /* exactly the claimant died */
+	bound = fc_expiry_ms(&fc) + fc.reconcile_ms + 3000;
+	ig_note("case 3, manager killed after claiming the start: the waiting mount succeeded "
+	        "after %" PRId64 " ms (bound: TTL + reconcile period = %" PRId64 " ms)",
+	        took, bound);
+	CU_ASSERT(took <= bound * ig.slow);
+	CU_ASSERT_EQUAL(ig_file_lines(fc.dir, "starts.v"), 1);
+	pr = (struct fprobe){&fc, n, 3, 2};
+	ip = fp_of(&pr);
+	CU_ASSERT(ig_invariants(&ip, fc.prefix, "v", 10000));
+	FN_OK(&n[2], "unmount", "v", "c1");
+	CU_ASSERT(ig_settled(&ip, fc.prefix, "v", 10000));
+	fc_end(n, 3, &fc);
+}
+
+/* ---- random operations from several host processes at once ---- */
+struct fops {
+	int total, ok, errors, removed;
+	int64_t worst_ms;
+	char worst[1100];
+};
+
+/* Drive nops random mount/unmount operations over vols from hosts in parallel
+ * (one in flight per host); at_op(i) is called once when i operations are done. */
+static void fn_random_ops(struct fcase *fc, struct fnode *hosts, int nh, const char *const *vols,
+                          int nv, int nops, unsigned seed, struct fops *st,
+                          void (*at_op)(int done, void *arg), void *arg)
+{
+	char cur[FN_MAX][2][512];
+	int sent = 0, done = 0;
+
+	memset(st, 0, sizeof(*st));
+	while (done < nops) {
+		for (int h = 0; h < nh; h++) {
+			if (hosts[h].busy || sent >= nops)
+				continue;
+			const char *vol = vols[rand_r(&seed) % (unsigned)nv];
+			int m = fn_believes(&hosts[h], vol);
+
+			snprintf(cur[h][0], 512, "%s", m ? "unmount" : "mount");
+			snprintf(cur[h][1], 512, "%s", vol);
+			fn_send(&hosts[h], "%s %s c", cur[h][0], vol);
+			sent++;
+		}
+		struct pollfd pf[FN_MAX];
+
+		for (int h = 0; h < nh; h++)
+			pf[h] = (struct pollfd){.fd = hosts[h].busy ? hosts[h].out_fd : -1,
+			                        .events = POLLIN};
+		if (poll(pf, (nfds_t)nh, 500) <= 0) {
+			for (int h = 0; h < nh; h++)
+				if (hosts[h].busy &&
+				    vf_now_ms() - hosts[h].sent_ms > 3L * fc->op_timeout_ms) {
+					fprintf(stderr, "\n%s: %s %s hangs\n", hosts[h].name,
+					        cur[h][0], cur[h][1]);
+					CU_FAIL_FATAL("an operation hangs");
+				}
+			continue;
+		}
+		for (int h = 0; h < nh; h++) {
+			char msg[1024];
+			int64_t d;
+			int rc;
+
+			if (!(pf[h].revents & (POLLIN | POLLHUP)))
+				continue;
+			rc = fn_reply(&hosts[h], 1000, msg, sizeof(msg));
+			d = vf_now_ms() - hosts[h].sent_ms;
+			if (d > st->worst_ms) {
+				st->worst_ms = d;
+				snprintf(st->worst, sizeof(st->worst), "%.31s %.31s %.200s",
+				         hosts[h].name, cur[h][0], cur[h][1]);
+			}
+			done++;
+			st->total++;
+			if (rc == VF_OK) {
+				st->ok++;
+				fn_believe(&hosts[h], cur[h][1], strcmp(cur[h][0], "mount") == 0);
+			} else {
+				st->errors++;
+				if (rc == FN_NOANSWER)
+					CU_FAIL_FATAL("a node stopped answering");
+				if (getenv("VFILE_INTEG_VERBOSE"))
+					fprintf(stderr, "%s %s %s: %s\n", hosts[h].name, cur[h][0],
+					        cur[h][1], msg);
+			}
+			if (at_op)
+				at_op(done, arg);
+		}
+	}
+}
+
+/* An operation that failed may still have landed (outcome uncertain): ask the
+ * host again; an unmount of an id not counted is a no-op, so unmounting every
+ * volume the host does not believe mounted resolves it either way. */
+static void fn_resolve(struct fcase *fc, struct fnode *hosts, int nh, const char *const *vols,
+                       int nv)
+{
+	for (int h = 0; h < nh; h++)
+		for (int v = 0; v < nv; v++) {
+			char msg[1024];
+			int rc;
+
+			if (fn_believes(&hosts[h], vols[v]))
+				continue;
+			rc = fn_cmd(&hosts[h], fc->op_timeout_ms + 5000, msg, sizeof(msg),
+			            "unmount", vols[v], "c");
+			if (rc != VF_OK)
+				fprintf(stderr, "\n%s: resolving unmount %s: %s\n", hosts[h].name,
+				        vols[v], msg);
+			CU_ASSERT_EQUAL(rc, VF_OK);
+		}
+}
+
+/* ---- 4. etcd cluster: the leader killed during 500 operations ---- */
+struct leader_kill {
+	struct vf_srv *srv;
+	int killed, restarted, at_kill, at_restart;
+	int64_t t_kill;
+};
+
+static void lk_at_op(int done, void *arg)
+{
+	struct leader_kill *lk = arg;
+	char why[256];
+
+	if (!lk->killed && done >= lk->at_kill) {
+		lk->killed = vf_srv_leader(lk->srv) + 1;
+		if (lk->killed > 0) {
+			vf_srv_member_kill(lk->srv, lk->killed - 1);
+			lk->t_kill = vf_now_ms();
+			printf("(leader n%d killed after %d ops) ", lk->killed - 1, done);
+			fflush(stdout);
+		}
+	} else if (lk->killed > 0 && !lk->restarted && done >= lk->at_restart) {
+		lk->restarted = 1;
+		if (vf_srv_member_restart(lk->srv, lk->killed - 1, why, sizeof(why)) != 0)
+			fprintf(stderr, "\nrestart: %s\n", why);
+	}
+}
+
+static void test_cluster_leader_killed(void)
+{
+	static const char *const vols[] = {"v0", "v1", "v2", "v3", "v4", "v5"};
+	struct vf_srv_opts o = {0};
+	struct vf_srv *cl = NULL;
+	struct fcase fc;
+	struct fnode n[6];
+	struct fops st;
+	struct fprobe pr;
+	struct ig_probe ip;
+	struct leader_kill lk = {0};
+	char why[512];
+	int64_t t0;
+
+	if (ig.kind != VF_SRV_ETCD) {
+		CU_PASS("etcd only");
+		return;
+	}
+	ig_case("cluster_leader_killed", 240);
+	o.members = 3;
+	o.timeout_ms = ig.req_timeout_ms;
+	if (vf_srv_start(VF_SRV_ETCD, &o, &cl, why, sizeof(why)) != 0) {
+		fprintf(stderr, "\ncluster: %s\n", why);
+		CU_FAIL_FATAL("cannot start a 3-member etcd cluster");
+	}
+	fc_init(&fc, "f4");
+	fc.snippet = vf_srv_config(cl);
+	for (int i = 0; i < 2; i++) {
+		char name[8];
+
+		snprintf(name, sizeof(name), "m%d", i);
+		CU_ASSERT_EQUAL_FATAL(fn_spawn(&n[i], &fc, name, 1, NULL, NULL), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		char name[8];
+
+		snprintf(name, sizeof(name), "h%d", i);
+		CU_ASSERT_EQUAL_FATAL(fn_spawn(&n[2 + i], &fc, name, 0, NULL, NULL), 0);
+	}
+	for (int v = 0; v < 6; v++)
+		FN_OK(&n[2], "create", vols[v], NULL);
+	lk.srv = cl;
+	lk.at_kill = 120;
+	lk.at_restart = 300;
+	t0 = vf_now_ms();
+	fn_random_ops(&fc, &n[2], 4, vols, 6, 500, 99u, &st, lk_at_op, &lk);
+	ig_note("case 4, 3-member etcd, leader killed during 500 ops from 4 hosts: %d ok, %d "
+	        "errors, slowest %" PRId64 " ms (%s), %" PRId64 " ms in all",
+	        st.ok, st.errors, st.worst_ms, st.worst, vf_now_ms() - t0);
+	CU_ASSERT(lk.killed > 0);
+	CU_ASSERT_EQUAL(st.total, 500);
+	/* none waited past its timeout (plus a request's worth of failover) */
+	CU_ASSERT(st.worst_ms <= fc.op_timeout_ms + 3L * ig.req_timeout_ms * ig.slow);
+	fn_resolve(&fc, &n[2], 4, vols, 6);
+	/* the observer reads through the cluster too */
+	{
+		struct vf_kv *save = ig.kv, *ckv = NULL;
+		struct vf_err e = {0};
+
+		CU_ASSERT_EQUAL_FATAL(ig_open(fc.snippet, &ckv, &e), VF_OK);
+		ig.kv = ckv;
+		pr = (struct fprobe){&fc, n, 6, 2};
+		ip = fp_of(&pr);
+		for (int v = 0; v < 6; v++)
+			CU_ASSERT(ig_invariants(&ip, fc.prefix, vols[v], 15000));
+		ig.kv = save;
+		ckv->ops->close(ckv);
+	}
+	fc_end(n, 6, &fc);
+	vf_srv_stop(&cl);
+}
+
+/* ---- 5. the store stopped for 10 s ---- */
+static void fc_store_outage(int kill_it)
+{
+	struct fcase fc;
+	struct fnode n[3];
+	struct fprobe pr;
+	struct ig_probe ip;
+	char msg[1024], why[512], tk[256];
+	struct vf_err e = {0};
+	int64_t t0, t_fail, t_back, ttr_trig = -1, ttr_mount;
+	int rc;
+
+	fc_init(&fc, kill_it ? "f5k" : "f5p");
+	fc.op_timeout_ms = 5000 * ig.slow; /* the failing mount's bound */
+	CU_ASSERT_EQUAL_FATAL(fn_spawn(&n[0], &fc, "m1", 1, NULL, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(fn_spawn(&n[1], &fc, "m2", 1, NULL, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(fn_spawn(&n[2], &fc, "h1", 0, NULL, NULL), 0);
+	FN_OK(&n[2], "create", "v1", NULL);
+	FN_OK(&n[2], "create", "v2", NULL);
+	/* a pending trigger: written while the managers cannot see it */
+	kill(n[0].pid, SIGSTOP);
+	kill(n[1].pid, SIGSTOP);
+	snprintf(tk, sizeof(tk), "%sstart_trigger/v2", fc.prefix);
+	CU_ASSERT_EQUAL(ig.kv->ops->put(ig.kv, tk, "1", 1, NULL, NULL, &e), VF_OK);
+	if (kill_it) {
+		CU_ASSERT_EQUAL_FATAL(vf_srv_kill(ig.srv), 0);
+	} else {
+		CU_ASSERT_EQUAL_FATAL(vf_srv_pause(ig.srv), 0);
+	}
+	t0 = vf_now_ms();
+	kill(n[0].pid, SIGCONT);
+	kill(n[1].pid, SIGCONT);
+	/* requests fail within their timeout, with a clear error */
+	rc = fn_cmd(&n[2], fc.op_timeout_ms + 15000, msg, sizeof(msg), "mount", "v1", "c1");
+	t_fail = vf_now_ms() - t0;
+	printf("(mount during the outage: %s after %" PRId64 " ms) ", msg, t_fail);
+	CU_ASSERT(rc != VF_OK && rc != FN_NOANSWER); /* an error, not a hang */
+	CU_ASSERT(t_fail <= fc.op_timeout_ms + 2L * ig.req_timeout_ms * ig.slow + 1000);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "v1"));
+	while (vf_now_ms() - t0 < 10000)
+		ig_nap_ms(100);
+	if (kill_it) {
+		if (vf_srv_restart(ig.srv, why, sizeof(why)) != 0) {
+			fprintf(stderr, "\nrestart: %s\n", why);
+			CU_FAIL_FATAL("store restart");
+		}
+	} else {
+		CU_ASSERT_EQUAL_FATAL(vf_srv_resume(ig.srv), 0);
+	}
+	t_back = vf_now_ms();
+	/* the pending trigger is handled without restarting the nodes */
+	while (vf_now_ms() - t_back < 60000L * ig.slow) {
+		if (ig_num(fc.prefix, "start_marker", "v2") >= 1 &&
+		    ig_num(fc.prefix, "gref", "v2") == 0) {
+			char *s = ig_value(fc.prefix, "start_claim", "v2");
+			int done = s && strncmp(s, "done ", 5) == 0;
+
+			free(s);
+			if (done) {
+				ttr_trig = vf_now_ms() - t_back;
+				break;
+			}
+		}
+		ig_nap_ms(100);
+	}
+	CU_ASSERT(ttr_trig >= 0);
+	/* and the nodes serve again */
+	fc.op_timeout_ms = (ig.kind == VF_SRV_CONSUL ? 30000 : 10000) * ig.slow;
+	t0 = vf_now_ms();
+	for (;;) {
+		rc = fn_cmd(&n[2], fc.op_timeout_ms + 5000, msg, sizeof(msg), "mount", "v1", "c1");
+		if (rc == VF_OK || vf_now_ms() - t_back > 60000L * ig.slow)
+			break;
+		ig_nap_ms(200);
+	}
+	ttr_mount = vf_now_ms() - t_back;
+	if (rc != VF_OK)
+		fprintf(stderr, "\nmount after the outage: %s\n", msg);
+	CU_ASSERT_EQUAL(rc, VF_OK);
+	ig_note("case 5, store %s for 10 s: a mount during it failed in %" PRId64
+	        " ms (op timeout %d ms); after it the pending trigger was handled in %" PRId64
+	        " ms and the first mount succeeded %" PRId64 " ms after the store was back",
+	        kill_it ? "killed and restarted" : "SIGSTOPped", t_fail, 5000 * ig.slow, ttr_trig,
+	        ttr_mount);
+	pr = (struct fprobe){&fc, n, 3, 2};
+	ip = fp_of(&pr);
+	CU_ASSERT(ig_invariants(&ip, fc.prefix, "v1", 20000));
+	CU_ASSERT(ig_invariants(&ip, fc.prefix, "v2", 20000));
+	FN_OK(&n[2], "unmount", "v1", "c1");
+	CU_ASSERT(ig_settled(&ip, fc.prefix, "v1", 20000));
+	fc_end(n, 3, &fc);
+}
+
+static void test_store_paused(void)
+{
+	ig_case("store_paused_10s", 150);
+	fc_store_outage(0);
+}
+
+static void test_store_killed(void)
+{
+	ig_case("store_killed_10s", 150);
+	fc_store_outage(1);
+}
+
+/* ---- 6. etcd: compaction while a manager's watches are cut ---- */
+static void test_compacted_while_cut(void)
+{
+	struct vf_proxy *px = NULL;
+	struct fcase fc, fm;
+	struct fnode n[2];
+	struct fprobe pr;
+	struct ig_probe ip;
+	struct vf_err e = {0};
+	char why[256], msg[1024], k[256];
+	int64_t rev = 0, t0, ttr;
+	int rc;
+
+	if (!(ig.kv->ops->caps & VF_KV_CAP_COMPACT)) {
+		CU_PASS("no compaction");
+		return;
+	}
+	ig_case("compacted_while_cut", 120);
+	fc_init(&fc, "f6");
+	CU_ASSERT_EQUAL_FATAL(vf_proxy_start(ig.srv->m[0].client_port, &px, why, sizeof(why)), 0);
+	/* the manager reaches the store through the proxy only, with a lease that
+	 * outlives the cut and no periodic pass: only the RESYNC can find the trigger */
+	fm = fc;
+	fm.snippet = vf_proxy_config(px);
+	fm.ttl_s = 20;
+	fm.reconcile_ms = 600000;
+	CU_ASSERT_EQUAL_FATAL(fn_spawn(&n[0], &fm, "m1", 1, NULL, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(fn_spawn(&n[1], &fc, "h1", 0, NULL, NULL), 0);
+	FN_OK(&n[1], "create", "v", NULL);
+	ig_nap_ms(300); /* the manager's first pass is done */
+	vf_proxy_cut(px);
+	CU_ASSERT_EQUAL_FATAL(fn_send(&n[1], "mount v c1"), 0);
+	for (t0 = vf_now_ms();
+	     ig_num(fc.prefix, "start_trigger", "v") < 1 && vf_now_ms() - t0 < 5000L * ig.slow;)
+		ig_nap_ms(20);
+	CU_ASSERT_FATAL(ig_num(fc.prefix, "start_trigger", "v") == 1);
+	snprintf(k, sizeof(k), "%sfiller", fc.prefix);
+	for (int i = 0; i < 5; i++)
+		CU_ASSERT_EQUAL(ig.kv->ops->put(ig.kv, k, "x", 1, NULL, &rev, &e), VF_OK);
+	CU_ASSERT_EQUAL(ig.kv->ops->compact(ig.kv, rev, &e), VF_OK);
+	vf_proxy_restore(px);
+	t0 = vf_now_ms();
+	rc = fn_reply(&n[1], fc.op_timeout_ms + 5000, msg, sizeof(msg));
+	ttr = vf_now_ms() - t0;
+	if (rc != VF_OK)
+		fprintf(stderr, "\nmount: %s\n", msg);
+	CU_ASSERT_EQUAL(rc, VF_OK);
+	if (rc == VF_OK)
+		fn_believe(&n[1], "v", 1);
+	CU_ASSERT(fn_log_has(&n[0], "lost history"));
+	ig_note("case 6, history compacted while the manager's watches were cut: RESYNC, the "
+	        "pending mount completed %" PRId64 " ms after the link was back",
+	        ttr);
+	pr = (struct fprobe){&fc, n, 2, 1};
+	ip = fp_of(&pr);
+	CU_ASSERT(ig_invariants(&ip, fc.prefix, "v", 10000));
+	FN_OK(&n[1], "unmount", "v", "c1");
+	CU_ASSERT(ig_settled(&ip, fc.prefix, "v", 10000));
+	fc_end(n, 2, &fc);
+	vf_proxy_stop(&px);
+}
+
+/* ---- 7. the lease (Consul session) of a lock holder invalidated ---- */
+static void test_session_invalidated_under_lock(void)
+{
+	struct fcase fc;
+	struct fnode n[2];
+	struct fprobe pr;
+	struct ig_probe ip;
+	char msg[1024], why[256], name[64], vol[64], lease[64], gof[400];
+	int64_t t0, took;
+	int rc, fenced;
+
+	ig_case("session_invalidated_under_lock", 120);
+	fc_init(&fc, "f7");
+	CU_ASSERT_EQUAL_FATAL(fn_spawn(&n[0], &fc, "m1", 1, NULL, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(fn_spawn(&n[1], &fc, "h1", 0, "vol.mount_before_txn:pause", NULL), 0);
+	FN_OK(&n[1], "create", "v", NULL);
+	CU_ASSERT_EQUAL_FATAL(fn_send(&n[1], "mount v c1"), 0);
+	rc = fn_line(&n[1], fc.op_timeout_ms, msg, sizeof(msg));
+	CU_ASSERT_FATAL(rc == 2 &&
+	                sscanf(n[1].paused, "paused %63s %63s %63s", name, vol, lease) == 3);
+	CU_ASSERT_EQUAL_FATAL(ig_lease_kill(lease, why, sizeof(why)), VF_OK);
+	/* the lock is gone with the session; let the holder go on */
+	snprintf(gof, sizeof(gof), "%s/go.h1", fc.dir);
+	fclose(fopen(gof, "w"));
+	t0 = vf_now_ms();
+	rc = fn_reply(&n[1], fc.op_timeout_ms + 5000, msg, sizeof(msg));
+	took = vf_now_ms() - t0;
+	if (rc == VF_OK)
+		fn_believe(&n[1], "v", 1);
+	fenced = fn_log_has(&n[1], "state changed before the reference was taken") ||
+	         fn_log_has(&n[1], "cannot take the global reference");
+	ig_note("case 7, lease %s of the gref lock holder invalidated: the fenced write failed "
+	        "(%s), the mount %s after %" PRId64 " ms%s%s",
+	        lease, fenced ? "yes" : "no", rc == VF_OK ? "retried and succeeded" : "failed",
+	        took, rc == VF_OK ? "" : ": ", rc == VF_OK ? "" : msg);
+	CU_ASSERT(fenced);
+	CU_ASSERT(rc != FN_NOANSWER);
+	CU_ASSERT(took <= fc.op_timeout_ms + 2L * ig.req_timeout_ms * ig.slow);
+	pr = (struct fprobe){&fc, n, 2, 1};
+	ip = fp_of(&pr);
+	CU_ASSERT(ig_invariants(&ip, fc.prefix, "v", 20000));
+	if (rc == VF_OK)
+		FN_OK(&n[1], "unmount", "v", "c1");
+	CU_ASSERT(ig_settled(&ip, fc.prefix, "v", 10000));
+	fc_end(n, 2, &fc);
+}
+
+/* ---- registration ---- */
+static int fc_selected(const char *fn)
+{
+	const char *only = getenv("VFILE_INTEG_CASES");
+	char buf[512], *save = NULL;
+
+	if (only == NULL || *only == '\0')
+		return 1;
+	snprintf(buf, sizeof(buf), "%s", only);
+	for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
+		if (strstr(fn, t) != NULL)
+			return 1;
+	return 0;
+}
+#define FC_ADD(s, fn)                                                                              \
+	do {                                                                                       \
+		if (fc_selected(#fn))                                                              \
+			VF_ADD_TEST(s, fn);                                                        \
+	} while (0)
+
+void vf_test_register(void)
+{
+	CU_pSuite s;
+	char name[64];
+
+	ig_setup("integ_faults", 0);
+	atexit(fn_kill_all);
+	signal(SIGPIPE, SIG_IGN);
+	snprintf(name, sizeof(name), "faults-%s", ig.backend);
+	s = CU_add_suite(name, NULL, NULL);
+	if (s == NULL)
+		vf_test_abort(name);
+	FC_ADD(s, test_host_killed_holding_lock);
+	FC_ADD(s, test_serving_manager_killed);
+	FC_ADD(s, test_manager_killed_after_claim);
+	FC_ADD(s, test_session_invalidated_under_lock);
+	FC_ADD(s, test_compacted_while_cut);
+	FC_ADD(s, test_store_paused);
+	FC_ADD(s, test_store_killed);
+	FC_ADD(s, test_cluster_leader_killed);
+}
