@@ -11,12 +11,30 @@
 
 #include "common_int.h"
 #include "config_int.h"
+#include "metrics_int.h"
 
 static const char *const conf_known_top[] = {
-        "node_id",   "role",          "docker_socket", "backend",      "backend_dir",
-        "prefix",    "plugin_socket", "socket_group",  "socket_mode",  "mount_root",
-        "state_dir", "lease_ttl_s",   "op_timeout_ms", "reconcile_ms", "request_timeout_ms",
-        "log_level", "log_target",    "etcd",          "consul",       "fileserver",
+        "node_id",
+        "role",
+        "docker_socket",
+        "backend",
+        "backend_dir",
+        "prefix",
+        "plugin_socket",
+        "socket_group",
+        "socket_mode",
+        "mount_root",
+        "state_dir",
+        "lease_ttl_s",
+        "op_timeout_ms",
+        "reconcile_ms",
+        "request_timeout_ms",
+        "log_level",
+        "log_target",
+        "etcd",
+        "consul",
+        "fileserver",
+        "metrics_listen",
         NULL,
 };
 
@@ -70,6 +88,7 @@ void vf_conf_free(struct vf_conf **confp)
 	free(c->mount_root);
 	free(c->state_dir);
 	free(c->log_target);
+	free(c->metrics_listen);
 	free(c->embedded.data_dir);
 	free(c->embedded.client_url);
 	free(c->embedded.peer_url);
@@ -359,6 +378,22 @@ static int conf_validate(struct vf_conf *c, struct vf_err *err)
 	if ((rc = conf_word(c, root, "log_target", "stderr", targets, &c->log_target, err)) !=
 	    VF_OK)
 		return rc;
+
+	/* metrics: optional "HOST:PORT" */
+	rc = conf_fix_err(c, vf_cfg_str(root, "metrics_listen", NULL, &c->metrics_listen, err),
+	                  err);
+	if (rc != VF_OK)
+		return rc;
+	if (c->metrics_listen) {
+		struct vf_err me = {0};
+
+		if (vf_metrics_listen_valid(c->metrics_listen, &me) != VF_OK)
+			return conf_bad(c, config_setting_get_member(root, "metrics_listen"),
+			                "metrics_listen",
+			                "must be \"HOST:PORT\" (an IPv4 address, "
+			                "or [IPv6]:PORT), e.g. \"127.0.0.1:9105\"",
+			                err);
+	}
 
 	return conf_embedded(c, err);
 }

@@ -22,6 +22,8 @@
  *       embedded_peer_url, embedded_binary are read by vfiled and removed from the
  *       group before it is handed to the driver.
  *   fileserver = {...}  passed to vf_fs_open()
+ *   metrics_listen     string   "HOST:PORT" ("127.0.0.1:9105", "[::1]:9105"): serve
+ *                               Prometheus metrics on GET /metrics (default: off)
  * Errors name file, line and setting.
  */
 #ifndef VFILE_CONFIG_INT_H
@@ -64,7 +66,8 @@ struct vf_conf {
 	int request_timeout_ms;
 	int log_level; /* enum vf_log_level */
 	char *log_target;
-	int has_secret; /* the file holds a password or token */
+	char *metrics_listen; /* NULL: no metrics listener */
+	int has_secret;       /* the file holds a password or token */
 	struct vf_conf_embedded embedded;
 	/* Borrowed from cfg (valid until vf_conf_free): may be NULL. */
 	config_setting_t *backend_group;

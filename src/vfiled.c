@@ -3,6 +3,9 @@
  * the file-server driver, joins the volume manager (managers also run watchers,
  * reconciler and file servers) and serves the Docker volume plugin protocol on a
  * unix socket. SIGTERM/SIGINT: drain and exit 0; SIGHUP: reload log settings.
+ * With metrics_listen, serves Prometheus metrics over HTTP; built with libsystemd,
+ * tells systemd READY=1 once the lease is granted and the socket served, and
+ * STOPPING=1 when it starts to shut down (the unit is then Type=notify).
  *
  * Exit status: 0 clean stop (or --check-config ok), 1 runtime failure, 2 bad
  * usage or configuration.
@@ -18,11 +21,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <curl/curl.h>
+#ifdef HAVE_LIBSYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 
 #include "common_int.h"
 #include "config_int.h"
 #include "daemon_int.h"
 #include "fs_int.h"
+#include "metrics_int.h"
 #include "plugin_int.h"
 #include "volume_int.h"
 
@@ -36,9 +43,80 @@ struct vfd {
 	struct vf_kv *kv;
 	const struct vf_fs_ops *fs;
 	void *fs_arg;
+	struct vf_fs_ops mfs; /* fs with metrics: what the volume manager gets */
 	struct vf_ctx *ctx;
 	struct vf_plugin_server *srv;
+	struct vf_metrics_server *metrics;
 };
+
+/* ---- systemd ---- */
+
+static void vfd_notify(const char *state)
+{
+#ifdef HAVE_LIBSYSTEMD
+	int rc = sd_notify(0, state);
+
+	if (rc < 0)
+		vf_log(VF_LOG_WARN, "sd_notify %s: %s", state, strerror(-rc));
+#else
+	(void)state;
+#endif
+}
+
+/* ---- file-server calls, counted ---- */
+
+static int vfd_mfs_start(void *arg, const char *vol, const char *info_json, char **addr_r,
+                         int *port_r, struct vf_err *err)
+{
+	struct vfd *d = arg;
+	int64_t t0 = vf_now_ms();
+	int rc = d->fs->start(d->fs_arg, vol, info_json, addr_r, port_r, err);
+
+	vf_metrics_observe_ms(VF_H_SERVER_START, vf_now_ms() - t0);
+	vf_metrics_inc(rc == VF_OK ? VF_M_SERVER_STARTS : VF_M_SERVER_START_ERRORS);
+	return rc;
+}
+
+static int vfd_mfs_stop(void *arg, const char *vol, const char *info_json, struct vf_err *err)
+{
+	struct vfd *d = arg;
+	int rc = d->fs->stop(d->fs_arg, vol, info_json, err);
+
+	vf_metrics_inc(rc == VF_OK ? VF_M_SERVER_STOPS : VF_M_SERVER_STOP_ERRORS);
+	return rc;
+}
+
+static int vfd_mfs_running(void *arg, const char *vol)
+{
+	struct vfd *d = arg;
+
+	return d->fs->running(d->fs_arg, vol);
+}
+
+static int vfd_mfs_mount(void *arg, const char *vol, const char *info_json, const char *mountpoint,
+                         struct vf_err *err)
+{
+	struct vfd *d = arg;
+
+	return d->fs->mount(d->fs_arg, vol, info_json, mountpoint, err);
+}
+
+static int vfd_mfs_unmount(void *arg, const char *vol, const char *mountpoint, struct vf_err *err)
+{
+	struct vfd *d = arg;
+
+	return d->fs->unmount(d->fs_arg, vol, mountpoint, err);
+}
+
+/* The driver's vtable with start/stop counted (NULL slots stay NULL). */
+static void vfd_mfs_init(struct vfd *d)
+{
+	d->mfs.start = d->fs->start ? vfd_mfs_start : NULL;
+	d->mfs.stop = d->fs->stop ? vfd_mfs_stop : NULL;
+	d->mfs.running = d->fs->running ? vfd_mfs_running : NULL;
+	d->mfs.mount = d->fs->mount ? vfd_mfs_mount : NULL;
+	d->mfs.unmount = d->fs->unmount ? vfd_mfs_unmount : NULL;
+}
 
 static void vfd_usage(FILE *f)
 {
@@ -319,6 +397,7 @@ static int vfd_handle(void *arg, const struct vf_plugin_req *req, yajl_gen g, st
 	struct vf_volume *vols = NULL;
 	char *path = NULL;
 	size_t n = 0;
+	int64_t t0 = vf_now_ms();
 	int rc = VF_OK;
 
 	switch (req->ep) {
@@ -330,6 +409,8 @@ static int vfd_handle(void *arg, const struct vf_plugin_req *req, yajl_gen g, st
 		break;
 	case VF_EP_MOUNT:
 		rc = vf_volume_mount(d->ctx, req->name, req->id, &path, err);
+		vf_metrics_observe_ms(VF_H_MOUNT, vf_now_ms() - t0);
+		vf_metrics_inc(rc == VF_OK ? VF_M_MOUNTS : VF_M_MOUNT_ERRORS);
 		if (rc == VF_OK) {
 			vf_jgen_str(g, "Mountpoint");
 			vf_jgen_str(g, path);
@@ -337,6 +418,8 @@ static int vfd_handle(void *arg, const struct vf_plugin_req *req, yajl_gen g, st
 		break;
 	case VF_EP_UNMOUNT:
 		rc = vf_volume_unmount(d->ctx, req->name, req->id, err);
+		vf_metrics_observe_ms(VF_H_UNMOUNT, vf_now_ms() - t0);
+		vf_metrics_inc(rc == VF_OK ? VF_M_UNMOUNTS : VF_M_UNMOUNT_ERRORS);
 		break;
 	case VF_EP_PATH:
 		rc = vf_volume_get(d->ctx, req->name, &v, err);
@@ -441,8 +524,10 @@ static int vfd_check_config(struct vfd *d)
 		fprintf(stderr, "vfiled: %s\n", err.msg);
 		return 2;
 	}
-	printf("%s: ok (backend %s from %s, node %s, role %s)\n", d->conf->file, d->conf->backend,
-	       vf_backend_path(d->be), d->node_id, vf_conf_role_name(d->conf->role));
+	printf("%s: ok (backend %s from %s, node %s, role %s%s%s)\n", d->conf->file,
+	       d->conf->backend, vf_backend_path(d->be), d->node_id,
+	       vf_conf_role_name(d->conf->role), d->conf->metrics_listen ? ", metrics on " : "",
+	       d->conf->metrics_listen ? d->conf->metrics_listen : "");
 	return 0;
 }
 
@@ -457,11 +542,12 @@ static void vfd_teardown(struct vfd *d)
 		vf_plugin_server_stop(&d->srv);
 	}
 	vf_ctx_free(&d->ctx); /* stops watchers, revokes the lease (releases its locks) */
+	vf_metrics_server_stop(&d->metrics);
 	if (d->fs_arg)
 		vf_fs_close(d->fs_arg);
 	d->fs_arg = NULL;
 	if (d->kv)
-		vf_backend_ops(d->be)->close(d->kv);
+		d->kv->ops->close(d->kv); /* the metrics shim closes the backend's handle */
 	d->kv = NULL;
 	vf_backend_unload(&d->be);
 	vfd_etcd_stop(&d->etcd);
@@ -508,8 +594,19 @@ static int vfd_start(struct vfd *d, const sigset_t *sigs, struct vf_err *err)
 	if ((rc = vf_backend_load(c->backend, c->backend_dir, &d->be, err)) != VF_OK ||
 	    (rc = vf_backend_open(d->be, c->backend_group, &d->kv, err)) != VF_OK)
 		return rc;
+	if (c->metrics_listen) {
+		struct vf_kv *mkv = NULL;
+
+		if ((rc = vf_metrics_kv_wrap(d->kv, &mkv, err)) != VF_OK)
+			return rc;
+		d->kv = mkv;
+		if ((rc = vf_metrics_server_start(c->metrics_listen, &d->metrics, err)) != VF_OK)
+			return rc;
+		vf_log(VF_LOG_INFO, "metrics on http://%s/metrics", c->metrics_listen);
+	}
 	if ((rc = vf_fs_open(c->fileserver_group, c->state_dir, &d->fs, &d->fs_arg, err)) != VF_OK)
 		return rc;
+	vfd_mfs_init(d);
 	cc.node_id = d->node_id;
 	cc.node_addr = d->node_addr;
 	cc.prefix = c->prefix;
@@ -518,8 +615,8 @@ static int vfd_start(struct vfd *d, const sigset_t *sigs, struct vf_err *err)
 	cc.lease_ttl_s = c->lease_ttl_s;
 	cc.op_timeout_ms = c->op_timeout_ms;
 	cc.reconcile_ms = c->reconcile_ms;
-	cc.fs = d->fs;
-	cc.fs_arg = d->fs_arg;
+	cc.fs = &d->mfs;
+	cc.fs_arg = d;
 	int64_t until = vf_now_ms() + c->op_timeout_ms;
 	for (;;) {
 		rc = vf_ctx_new(d->kv, &cc, &d->ctx, err);
@@ -546,6 +643,7 @@ static int vfd_start(struct vfd *d, const sigset_t *sigs, struct vf_err *err)
 	vf_log(VF_LOG_INFO, "node %s (%s): %s, backend %s, serving %s", d->node_id,
 	       d->node_addr[0] ? d->node_addr : "-", d->manager ? "manager" : "worker", c->backend,
 	       c->plugin_socket);
+	vfd_notify("READY=1");
 	return VF_OK;
 }
 
@@ -626,6 +724,7 @@ int main(int argc, char **argv)
 		} else if (sig == SIGTERM || sig == SIGINT) {
 			vf_log(VF_LOG_INFO, "node %s: %s: stopping", d.node_id,
 			       sig == SIGTERM ? "SIGTERM" : "SIGINT");
+			vfd_notify("STOPPING=1");
 			break;
 		}
 	}

@@ -206,9 +206,12 @@ static void test_conf_secret_perms(void)
 }
 
 void vf_test_register_config(void);
+void vf_test_register_metrics(void);
 void vf_test_register_config(void)
 {
 	CU_pSuite s = CU_add_suite("config", NULL, NULL);
+
+	vf_test_register_metrics();
 
 	if (s == NULL)
 		vf_test_abort("config suite");

@@ -1,0 +1,642 @@
+/* Process-wide metrics: lock-free counters and histograms, a counting shim store
+ * handle, and a Prometheus text exposition served over HTTP (libmicrohttpd). */
+#include <config.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <microhttpd.h>
+
+#include "common_int.h"
+#include "metrics_int.h"
+
+#if MHD_VERSION < 0x00097002
+typedef int metrics_mhd_result;
+#else
+typedef enum MHD_Result metrics_mhd_result;
+#endif
+
+/* ---- storage ---- */
+
+/* Histogram bucket upper bounds in ms (Prometheus "le", printed in seconds). */
+static const int64_t metrics_bounds_ms[] = {1,   5,    10,   25,   50,    100,   250,
+                                            500, 1000, 2500, 5000, 10000, 30000, 60000};
+#define METRICS_NBOUNDS (sizeof(metrics_bounds_ms) / sizeof(metrics_bounds_ms[0]))
+
+struct metrics_hist {
+	atomic_uint_fast64_t buckets[METRICS_NBOUNDS + 1]; /* last: +Inf only */
+	atomic_uint_fast64_t count;
+	atomic_uint_fast64_t sum_ms;
+};
+
+/* Store slots whose errors are counted, and error kinds (index -code). */
+static const char *const metrics_kv_ops[] = {
+        "get",          "list",        "put",
+        "cas",          "del",         "cas_del",
+        "txn",          "lease_grant", "lease_keepalive",
+        "lease_revoke", "lock",        "unlock",
+        "watch",        "compact",     "other",
+};
+#define METRICS_NOPS (sizeof(metrics_kv_ops) / sizeof(metrics_kv_ops[0]))
+static const char *const metrics_kinds[] = {
+        "ok",  "notfound", "conflict", "uncertain", "unavail",  "proto",   "nomem", "notsup",
+        "abi", "auth",     "limit",    "busy",      "timedout", "invalid", "lease", "other",
+};
+#define METRICS_NKINDS (sizeof(metrics_kinds) / sizeof(metrics_kinds[0]))
+
+static atomic_uint_fast64_t metrics_counters[VF_M_NCOUNTERS];
+static struct metrics_hist metrics_hists[VF_H_NHISTS];
+static atomic_uint_fast64_t metrics_kv_errs[METRICS_NOPS][METRICS_NKINDS];
+
+void vf_metrics_inc(enum vf_metric m)
+{
+	if ((unsigned)m < VF_M_NCOUNTERS)
+		atomic_fetch_add_explicit(&metrics_counters[m], 1, memory_order_relaxed);
+}
+
+uint64_t vf_metrics_get(enum vf_metric m)
+{
+	if ((unsigned)m >= VF_M_NCOUNTERS)
+		return 0;
+	return atomic_load_explicit(&metrics_counters[m], memory_order_relaxed);
+}
+
+void vf_metrics_observe_ms(enum vf_metric_hist h, int64_t ms)
+{
+	struct metrics_hist *hi;
+	size_t b = 0;
+
+	if ((unsigned)h >= VF_H_NHISTS)
+		return;
+	hi = &metrics_hists[h];
+	if (ms < 0)
+		ms = 0;
+	while (b < METRICS_NBOUNDS && ms > metrics_bounds_ms[b])
+		b++;
+	atomic_fetch_add_explicit(&hi->buckets[b], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&hi->sum_ms, (uint_fast64_t)ms, memory_order_relaxed);
+	atomic_fetch_add_explicit(&hi->count, 1, memory_order_relaxed);
+}
+
+uint64_t vf_metrics_hist_count(enum vf_metric_hist h)
+{
+	if ((unsigned)h >= VF_H_NHISTS)
+		return 0;
+	return atomic_load_explicit(&metrics_hists[h].count, memory_order_relaxed);
+}
+
+void vf_metrics_kv_error(const char *op, int code)
+{
+	size_t o = 0, k;
+
+	if (code == VF_OK || code == VF_ENOTFOUND)
+		return;
+	while (o + 1 < METRICS_NOPS && strcmp(metrics_kv_ops[o], op) != 0)
+		o++;
+	k = code < 0 && (size_t)-code < METRICS_NKINDS - 1 ? (size_t)-code : METRICS_NKINDS - 1;
+	atomic_fetch_add_explicit(&metrics_kv_errs[o][k], 1, memory_order_relaxed);
+}
+
+void vf_metrics_reset(void)
+{
+	for (size_t i = 0; i < VF_M_NCOUNTERS; i++)
+		atomic_store(&metrics_counters[i], 0);
+	for (size_t h = 0; h < VF_H_NHISTS; h++) {
+		for (size_t b = 0; b <= METRICS_NBOUNDS; b++)
+			atomic_store(&metrics_hists[h].buckets[b], 0);
+		atomic_store(&metrics_hists[h].count, 0);
+		atomic_store(&metrics_hists[h].sum_ms, 0);
+	}
+	for (size_t o = 0; o < METRICS_NOPS; o++)
+		for (size_t k = 0; k < METRICS_NKINDS; k++)
+			atomic_store(&metrics_kv_errs[o][k], 0);
+}
+
+/* ---- exposition ---- */
+
+static uint64_t metrics_load(atomic_uint_fast64_t *a)
+{
+	return atomic_load_explicit(a, memory_order_relaxed);
+}
+
+static void metrics_family(struct vf_buf *b, const char *name, const char *type, const char *help)
+{
+	vf_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A counter family with result="ok"/"error". */
+static void metrics_results(struct vf_buf *b, const char *name, const char *help, enum vf_metric ok,
+                            enum vf_metric bad)
+{
+	metrics_family(b, name, "counter", help);
+	vf_buf_printf(b, "%s{result=\"ok\"} %llu\n", name,
+	              (unsigned long long)metrics_load(&metrics_counters[ok]));
+	vf_buf_printf(b, "%s{result=\"error\"} %llu\n", name,
+	              (unsigned long long)metrics_load(&metrics_counters[bad]));
+}
+
+static void metrics_hist_render(struct vf_buf *b, const char *name, const char *help,
+                                enum vf_metric_hist h)
+{
+	struct metrics_hist *hi = &metrics_hists[h];
+	uint64_t cum = 0, count, sum;
+
+	/* read count first: buckets may then only be ahead, never behind it */
+	count = metrics_load(&hi->count);
+	sum = metrics_load(&hi->sum_ms);
+	metrics_family(b, name, "histogram", help);
+	for (size_t i = 0; i < METRICS_NBOUNDS; i++) {
+		cum += metrics_load(&hi->buckets[i]);
+		vf_buf_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name,
+		              (double)metrics_bounds_ms[i] / 1000.0,
+		              (unsigned long long)(cum < count ? cum : count));
+	}
+	vf_buf_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)count);
+	vf_buf_printf(b, "%s_sum %.3f\n", name, (double)sum / 1000.0);
+	vf_buf_printf(b, "%s_count %llu\n", name, (unsigned long long)count);
+}
+
+int vf_metrics_render(char **text_r, size_t *len_r, struct vf_err *err)
+{
+	struct vf_buf b = {0};
+
+	*text_r = NULL;
+	metrics_family(&b, "vfile_build_info", "gauge", "vfile version of this process.");
+	vf_buf_printf(&b, "vfile_build_info{version=\"%s\"} 1\n", PACKAGE_VERSION);
+	metrics_results(&b, "vfile_mounts_total", "Mount requests answered, by result.",
+	                VF_M_MOUNTS, VF_M_MOUNT_ERRORS);
+	metrics_results(&b, "vfile_unmounts_total", "Unmount requests answered, by result.",
+	                VF_M_UNMOUNTS, VF_M_UNMOUNT_ERRORS);
+	metrics_results(&b, "vfile_server_starts_total",
+	                "File servers started by this manager, by result.", VF_M_SERVER_STARTS,
+	                VF_M_SERVER_START_ERRORS);
+	metrics_results(&b, "vfile_server_stops_total",
+	                "File servers stopped by this manager, by result.", VF_M_SERVER_STOPS,
+	                VF_M_SERVER_STOP_ERRORS);
+	metrics_family(&b, "vfile_watch_resyncs_total", "counter",
+	               "Watch resyncs (store history lost: the watcher re-lists).");
+	vf_buf_printf(&b, "vfile_watch_resyncs_total %llu\n",
+	              (unsigned long long)metrics_load(&metrics_counters[VF_M_WATCH_RESYNCS]));
+	metrics_family(&b, "vfile_reconcile_runs_total", "counter", "Reconciler passes.");
+	vf_buf_printf(&b, "vfile_reconcile_runs_total %llu\n",
+	              (unsigned long long)metrics_load(&metrics_counters[VF_M_RECONCILE_RUNS]));
+	metrics_family(&b, "vfile_kv_errors_total", "counter",
+	               "Store calls that did not succeed, by slot and kind (conflict and busy "
+	               "are lost races, not failures).");
+	for (size_t o = 0; o < METRICS_NOPS; o++)
+		for (size_t k = 1; k < METRICS_NKINDS; k++) {
+			uint64_t v = metrics_load(&metrics_kv_errs[o][k]);
+
+			if (v)
+				vf_buf_printf(
+				        &b, "vfile_kv_errors_total{op=\"%s\",kind=\"%s\"} %llu\n",
+				        metrics_kv_ops[o], metrics_kinds[k], (unsigned long long)v);
+		}
+	metrics_hist_render(&b, "vfile_lock_wait_seconds",
+	                    "Time spent acquiring a store lock (acquired or not).", VF_H_LOCK_WAIT);
+	metrics_hist_render(&b, "vfile_mount_duration_seconds", "Duration of mount requests.",
+	                    VF_H_MOUNT);
+	metrics_hist_render(&b, "vfile_unmount_duration_seconds", "Duration of unmount requests.",
+	                    VF_H_UNMOUNT);
+	metrics_hist_render(&b, "vfile_server_start_duration_seconds",
+	                    "Duration of file-server starts.", VF_H_SERVER_START);
+	if (b.data == NULL) {
+		vf_buf_free(&b);
+		return vf_err_set(err, VF_ENOMEM, "metrics: out of memory");
+	}
+	*text_r = b.data;
+	if (len_r)
+		*len_r = b.len;
+	return VF_OK;
+}
+
+/* ---- the counting store shim ---- */
+
+struct metrics_kv {
+	struct vf_kv base; /* first */
+	struct vf_kv_ops ops;
+	struct vf_kv *in;
+};
+
+struct metrics_watch {
+	struct vf_kv_watch *in;
+	vf_kv_watch_fn fn;
+	void *arg;
+};
+
+#define MKV_IN(kv) (((struct metrics_kv *)(kv))->in)
+
+static int metrics_count(const char *op, int rc)
+{
+	vf_metrics_kv_error(op, rc);
+	return rc;
+}
+
+static void metrics_kv_close(struct vf_kv *kv)
+{
+	struct vf_kv *in = MKV_IN(kv);
+
+	in->ops->close(in);
+	free(kv);
+}
+
+static int metrics_kv_get(struct vf_kv *kv, const char *key, struct vf_kv_pair *pair_r,
+                          struct vf_err *err)
+{
+	struct vf_kv *in = MKV_IN(kv);
+
+	return metrics_count("get", in->ops->get(in, key, pair_r, err));
+}
+
+static int metrics_kv_list(struct vf_kv *kv, const char *prefix, struct vf_kv_list *list_r,
+                           struct vf_err *err)
+{
+	struct vf_kv *in = MKV_IN(kv);
+
+	return metrics_count("list", in->ops->list(in, prefix, list_r, err));
+}
+
+static int metrics_kv_put(struct vf_kv *kv, const char *key, const char *value, size_t value_len,
+                          struct vf_kv_lease *lease, int64_t *mod_rev_r, struct vf_err *err)
+{
+	struct vf_kv *in = MKV_IN(kv);
+
+	return metrics_count("put", in->ops->put(in, key, value, value_len, lease, mod_rev_r, err));
+}
+
+static int metrics_kv_cas(struct vf_kv *kv, const char *key, const char *value, size_t value_len,
+                          int64_t expect, struct vf_kv_lease *lease, int64_t *mod_rev_r,
+                          struct vf_err *err)
+{
+	struct vf_kv *in = MKV_IN(kv);
+
+	return metrics_count(
+	        "cas", in->ops->cas(in, key, value, value_len, expect, lease, mod_rev_r, err));
+}
+
+static int metrics_kv_del(struct vf_kv *kv, const char *key, struct vf_err *err)
+{
+	struct vf_kv *in = MKV_IN(kv);
+
+	return metrics_count("del", in->ops->del(in, key, err));
+}
+
+static int metrics_kv_cas_del(struct vf_kv *kv, const char *key, int64_t expect, struct vf_err *err)
+{
+	struct vf_kv *in = MKV_IN(kv);
+
+	return metrics_count("cas_del", in->ops->cas_del(in, key, expect, err));
+}
+
+static int metrics_kv_txn(struct vf_kv *kv, const struct vf_kv_cmp *cmps, size_t ncmp,
+                          const struct vf_kv_op *ops, size_t nops, struct vf_kv_txn_result *res_r,
+                          struct vf_err *err)
+{
+	struct vf_kv *in = MKV_IN(kv);
+
+	return metrics_count("txn", in->ops->txn(in, cmps, ncmp, ops, nops, res_r, err));
+}
+
+static int metrics_kv_lease_grant(struct vf_kv *kv, int ttl_s, unsigned int flags,
+                                  vf_kv_lease_lost_fn lost, void *arg, struct vf_kv_lease **lease_r,
+                                  struct vf_err *err)
+{
+	struct vf_kv *in = MKV_IN(kv);
+
+	return metrics_count("lease_grant",
+	                     in->ops->lease_grant(in, ttl_s, flags, lost, arg, lease_r, err));
+}
+
+static int metrics_kv_lease_keepalive(struct vf_kv *kv, struct vf_kv_lease *lease,
+                                      struct vf_err *err)
+{
+	struct vf_kv *in = MKV_IN(kv);
+
+	return metrics_count("lease_keepalive", in->ops->lease_keepalive(in, lease, err));
+}
+
+static int metrics_kv_lease_revoke(struct vf_kv *kv, struct vf_kv_lease **lease, struct vf_err *err)
+{
+	struct vf_kv *in = MKV_IN(kv);
+
+	return metrics_count("lease_revoke", in->ops->lease_revoke(in, lease, err));
+}
+
+static int metrics_kv_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *name,
+                           int timeout_ms, const char *const *reads, size_t nreads,
+                           struct vf_kv_result *reads_r, struct vf_kv_lock **lock_r,
+                           struct vf_err *err)
+{
+	struct vf_kv *in = MKV_IN(kv);
+	int64_t t0 = vf_now_ms();
+	int rc = in->ops->lock(in, lease, name, timeout_ms, reads, nreads, reads_r, lock_r, err);
+
+	vf_metrics_observe_ms(VF_H_LOCK_WAIT, vf_now_ms() - t0);
+	return metrics_count("lock", rc);
+}
+
+static int metrics_kv_unlock(struct vf_kv *kv, struct vf_kv_lock **lock, struct vf_err *err)
+{
+	struct vf_kv *in = MKV_IN(kv);
+
+	return metrics_count("unlock", in->ops->unlock(in, lock, err));
+}
+
+static int metrics_watch_cb(const struct vf_kv_event *ev, void *arg)
+{
+	struct metrics_watch *mw = arg;
+
+	if (ev->type == VF_EV_RESYNC)
+		vf_metrics_inc(VF_M_WATCH_RESYNCS);
+	return mw->fn(ev, mw->arg);
+}
+
+static int metrics_kv_watch_start(struct vf_kv *kv, const char *prefix, int64_t after_rev,
+                                  vf_kv_watch_fn fn, void *arg, struct vf_kv_watch **watch_r,
+                                  struct vf_err *err)
+{
+	struct vf_kv *in = MKV_IN(kv);
+	struct metrics_watch *mw = calloc(1, sizeof(*mw));
+	int rc;
+
+	*watch_r = NULL;
+	if (mw == NULL)
+		return vf_err_set(err, VF_ENOMEM, "watch %s: out of memory", prefix);
+	mw->fn = fn;
+	mw->arg = arg;
+	rc = in->ops->watch_start(in, prefix, after_rev, metrics_watch_cb, mw, &mw->in, err);
+	if (rc != VF_OK) {
+		free(mw);
+		return metrics_count("watch", rc);
+	}
+	*watch_r = (struct vf_kv_watch *)mw;
+	return VF_OK;
+}
+
+static void metrics_kv_watch_stop(struct vf_kv *kv, struct vf_kv_watch **watch)
+{
+	struct vf_kv *in = MKV_IN(kv);
+	struct metrics_watch *mw = (struct metrics_watch *)*watch;
+
+	if (mw == NULL)
+		return;
+	in->ops->watch_stop(in, &mw->in);
+	free(mw);
+	*watch = NULL;
+}
+
+static int metrics_kv_compact(struct vf_kv *kv, int64_t revision, struct vf_err *err)
+{
+	struct vf_kv *in = MKV_IN(kv);
+
+	return metrics_count("compact", in->ops->compact(in, revision, err));
+}
+
+int vf_metrics_kv_wrap(struct vf_kv *inner, struct vf_kv **kv_r, struct vf_err *err)
+{
+	const struct vf_kv_ops *o = inner->ops;
+	struct metrics_kv *m = calloc(1, sizeof(*m));
+
+	*kv_r = NULL;
+	if (m == NULL)
+		return vf_err_set(err, VF_ENOMEM, "metrics: out of memory");
+	m->in = inner;
+	m->ops.abi_version = o->abi_version;
+	m->ops.name = o->name;
+	m->ops.caps = o->caps;
+	/* global_init, global_fini and open belong to the module, not to a handle */
+	m->ops.close = metrics_kv_close;
+#define METRICS_SLOT(s) m->ops.s = o->s ? metrics_kv_##s : NULL
+	METRICS_SLOT(get);
+	METRICS_SLOT(list);
+	METRICS_SLOT(put);
+	METRICS_SLOT(cas);
+	METRICS_SLOT(del);
+	METRICS_SLOT(cas_del);
+	METRICS_SLOT(txn);
+	METRICS_SLOT(lease_grant);
+	METRICS_SLOT(lease_keepalive);
+	METRICS_SLOT(lease_revoke);
+	METRICS_SLOT(lock);
+	METRICS_SLOT(unlock);
+	METRICS_SLOT(watch_start);
+	METRICS_SLOT(watch_stop);
+	METRICS_SLOT(compact);
+#undef METRICS_SLOT
+	m->base.ops = &m->ops;
+	m->base.max_txn_ops = inner->max_txn_ops;
+	m->base.min_lease_ttl_s = inner->min_lease_ttl_s;
+	*kv_r = &m->base;
+	return VF_OK;
+}
+
+/* ---- the HTTP listener ---- */
+
+struct vf_metrics_server {
+	struct MHD_Daemon *mhd;
+	int fd;
+	int port;
+};
+
+/* "HOST:PORT" or "[V6]:PORT" into a socket address. */
+static int metrics_parse(const char *addr, struct sockaddr_storage *ss, socklen_t *len_r,
+                         struct vf_err *err)
+{
+	char host[128];
+	const char *colon, *h = addr;
+	size_t hl;
+	char *end;
+	long port;
+
+	memset(ss, 0, sizeof(*ss));
+	if (addr == NULL || addr[0] == '\0')
+		return vf_err_set(err, VF_EINVAL, "metrics_listen: empty (want HOST:PORT)");
+	colon = strrchr(addr, ':');
+	if (colon == NULL)
+		return vf_err_set(err, VF_EINVAL, "metrics_listen '%s': want HOST:PORT", addr);
+	hl = (size_t)(colon - addr);
+	if (addr[0] == '[') {
+		if (hl < 2 || addr[hl - 1] != ']')
+			return vf_err_set(err, VF_EINVAL, "metrics_listen '%s': want [IPV6]:PORT",
+			                  addr);
+		h = addr + 1;
+		hl -= 2;
+	}
+	if (hl == 0 || hl >= sizeof(host))
+		return vf_err_set(err, VF_EINVAL, "metrics_listen '%s': bad host", addr);
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	errno = 0;
+	port = strtol(colon + 1, &end, 10);
+	if (errno || end == colon + 1 || *end || port < 0 || port > 65535)
+		return vf_err_set(err, VF_EINVAL, "metrics_listen '%s': bad port (0-65535)", addr);
+	if (addr[0] != '[') {
+		struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+
+		if (inet_pton(AF_INET, host, &in4->sin_addr) != 1)
+			return vf_err_set(err, VF_EINVAL,
+			                  "metrics_listen '%s': '%s' is not an IPv4 address "
+			                  "(write IPv6 as [::1]:PORT)",
+			                  addr, host);
+		in4->sin_family = AF_INET;
+		in4->sin_port = htons((uint16_t)port);
+		*len_r = sizeof(*in4);
+	} else {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+
+		if (inet_pton(AF_INET6, host, &in6->sin6_addr) != 1)
+			return vf_err_set(err, VF_EINVAL,
+			                  "metrics_listen '%s': '%s' is not an IPv6 address", addr,
+			                  host);
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)port);
+		*len_r = sizeof(*in6);
+	}
+	return VF_OK;
+}
+
+int vf_metrics_listen_valid(const char *addr, struct vf_err *err)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	return metrics_parse(addr, &ss, &len, err);
+}
+
+static metrics_mhd_result metrics_reply(struct MHD_Connection *conn, unsigned int status,
+                                        char *text, size_t len, const char *ctype)
+{
+	struct MHD_Response *resp =
+	        MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+	metrics_mhd_result ret;
+
+	if (resp == NULL) {
+		free(text);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	ret = MHD_queue_response(conn, status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static metrics_mhd_result metrics_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                         const char *method, const char *version,
+                                         const char *upload_data, size_t *upload_data_size,
+                                         void **con_cls)
+{
+	char *text = NULL;
+	size_t len = 0;
+
+	(void)cls;
+	(void)version;
+	(void)upload_data;
+	if (*upload_data_size) { /* a body: ignore it */
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (*con_cls == NULL) { /* first call: headers only */
+		*con_cls = conn;
+		return MHD_YES;
+	}
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+		text = strdup("only GET\n");
+		return metrics_reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, text,
+		                     text ? strlen(text) : 0, "text/plain");
+	}
+	if (strcmp(url, "/metrics") == 0) {
+		if (vf_metrics_render(&text, &len, NULL) != VF_OK)
+			return MHD_NO;
+		return metrics_reply(conn, MHD_HTTP_OK, text, len,
+		                     "text/plain; version=0.0.4; charset=utf-8");
+	}
+	if (strcmp(url, "/") == 0) {
+		text = strdup("vfiled metrics: GET /metrics\n");
+		return metrics_reply(conn, MHD_HTTP_OK, text, text ? strlen(text) : 0,
+		                     "text/plain");
+	}
+	text = strdup("not found: GET /metrics\n");
+	return metrics_reply(conn, MHD_HTTP_NOT_FOUND, text, text ? strlen(text) : 0, "text/plain");
+}
+
+static void metrics_mhd_log(void *arg, const char *fmt, va_list ap)
+{
+	char buf[512];
+
+	(void)arg;
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	buf[strcspn(buf, "\n")] = '\0';
+	vf_log(VF_LOG_DEBUG, "metrics listener: %s", buf);
+}
+
+int vf_metrics_server_start(const char *addr, struct vf_metrics_server **srv_r, struct vf_err *err)
+{
+	struct vf_metrics_server *srv = NULL;
+	struct sockaddr_storage ss;
+	socklen_t len = 0;
+	int one = 1, rc;
+
+	*srv_r = NULL;
+	if ((rc = metrics_parse(addr, &ss, &len, err)) != VF_OK)
+		return rc;
+	srv = calloc(1, sizeof(*srv));
+	if (srv == NULL)
+		return vf_err_set(err, VF_ENOMEM, "metrics: out of memory");
+	srv->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (srv->fd < 0) {
+		rc = vf_err_set(err, VF_EINVAL, "metrics_listen %s: socket: %s", addr,
+		                strerror(errno));
+		goto fail;
+	}
+	setsockopt(srv->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(srv->fd, (struct sockaddr *)&ss, len) != 0 || listen(srv->fd, 64) != 0) {
+		rc = vf_err_set(err, VF_EINVAL, "metrics_listen %s: cannot listen: %s", addr,
+		                strerror(errno));
+		goto fail;
+	}
+	len = sizeof(ss);
+	if (getsockname(srv->fd, (struct sockaddr *)&ss, &len) == 0)
+		srv->port =
+		        ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+		                                      : ((struct sockaddr_in6 *)&ss)->sin6_port);
+	srv->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL,
+	                            NULL, metrics_access, NULL, MHD_OPTION_EXTERNAL_LOGGER,
+	                            metrics_mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, srv->fd,
+	                            MHD_OPTION_CONNECTION_TIMEOUT, 10U, MHD_OPTION_CONNECTION_LIMIT,
+	                            64U, MHD_OPTION_END);
+	if (srv->mhd == NULL) {
+		rc = vf_err_set(err, VF_EINVAL, "metrics_listen %s: cannot start the HTTP server",
+		                addr);
+		goto fail;
+	}
+	*srv_r = srv;
+	return VF_OK;
+fail:
+	if (srv->fd >= 0)
+		close(srv->fd);
+	free(srv);
+	return rc;
+}
+
+int vf_metrics_server_port(const struct vf_metrics_server *srv)
+{
+	return srv ? srv->port : 0;
+}
+
+void vf_metrics_server_stop(struct vf_metrics_server **srvp)
+{
+	struct vf_metrics_server *srv = srvp ? *srvp : NULL;
+
+	if (srv == NULL)
+		return;
+	MHD_stop_daemon(srv->mhd); /* does not close a socket given with LISTEN_SOCKET */
+	close(srv->fd);
+	free(srv);
+	*srvp = NULL;
+}
