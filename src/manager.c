@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "metrics_int.h"
 #include "volume_int.h"
 
 #define MGR_WORKERS 4
@@ -771,6 +772,7 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 		const char *vol = s->key + strlen(pre[L_STATE]);
 		char k[1024];
 		size_t nclients = 0, lo = 0, hi = l[L_CLIENT].count;
+	vf_metrics_inc(VF_M_RECONCILE_RUNS);
 
 		if (!vf_volume_name_valid(vol))
 			continue;
