@@ -48,13 +48,16 @@ elif [ -f "$here/config.status" ]; then
 else
 	build=/var/tmp/vfile-demo-build
 fi
-if [ ! -x "$here/configure" ]; then
+if [ ! -x "$here/configure" ] || [ ! -f "$here/Makefile.in" ]; then
 	(cd "$here" && autoreconf -fi) >/tmp/vfile-demo-autoreconf.log 2>&1 ||
 		{ tail -20 /tmp/vfile-demo-autoreconf.log >&2; die "autoreconf -fi in $here"; }
 fi
 mkdir -p "$build"
 cd "$build"
-[ -f Makefile ] || "$here/configure" -q || die "configure in $build"
+# (re)configure when the build dir is new or was configured for another source tree
+if [ ! -f Makefile ] || [ "$(sed -n 's/^abs_srcdir = //p' Makefile)" != "$here" ]; then
+	"$here/configure" -q || die "configure in $build"
+fi
 make -j"$(nproc)" >/dev/null || die "make in $build"
 VFILED=$build/vfiled
 VFILECTL=$build/vfilectl
