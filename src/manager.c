@@ -767,12 +767,12 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 	snprintf(mine, sizeof(mine), "%s %s", ctx->node_id, ctx->lease_id);
 	pthread_rwlock_unlock(&ctx->lease_rw);
 	m->pass++;
+	vf_metrics_inc(VF_M_RECONCILE_RUNS);
 	for (size_t i = 0; i < l[L_STATE].count; i++) {
 		const struct vf_kv_pair *s = &l[L_STATE].items[i], *f[L_N];
 		const char *vol = s->key + strlen(pre[L_STATE]);
 		char k[1024];
 		size_t nclients = 0, lo = 0, hi = l[L_CLIENT].count;
-	vf_metrics_inc(VF_M_RECONCILE_RUNS);
 
 		if (!vf_volume_name_valid(vol))
 			continue;
