@@ -19,8 +19,8 @@ for p in "${PKGS[@]}"; do
 done
 if ((${#missing[@]})); then
 	echo "install-deps: installing ${missing[*]}"
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	apt-get -o DPkg::Lock::Timeout=600 update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # etcd-server's package starts a system etcd on 2379; our tests pick their own ports.
 systemctl disable --now etcd >/dev/null 2>&1 || true
