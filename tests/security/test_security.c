@@ -227,7 +227,8 @@ static const char *sec_cert(char *buf, size_t size, const char *name)
 /* TLS settings: cacert, and (if client) cert + key of the named client. */
 static const char *sec_tls(char *buf, size_t size, const char *ca, const char *client)
 {
-	int n = snprintf(buf, size, "cacert = \"%s/%s.pem\";", sec_certs, ca);
+	int n = snprintf(buf, size, "connect_timeout_ms = 15000; cacert = \"%s/%s.pem\";",
+	                 sec_certs, ca);
 
 	if (client && n > 0 && (size_t)n < size)
 		snprintf(buf + n, size - (size_t)n,
@@ -397,11 +398,14 @@ static void sec_setup(void)
 	vf_log_set_level(VF_LOG_DEBUG);
 }
 
-static int sec_start(int kind, const struct vf_srv_opts *opts)
+static int sec_start(int kind, const struct vf_srv_opts *opts_in)
 {
+	struct vf_srv_opts opts = *opts_in;
 	char why[600];
 
-	if (vf_srv_start(kind, opts, &sec_srv, why, sizeof(why)) != 0) {
+	/* Generous request timeouts: TLS handshakes are slow under valgrind. */
+	opts.timeout_ms = 15000;
+	if (vf_srv_start(kind, &opts, &sec_srv, why, sizeof(why)) != 0) {
 		char msg[700];
 
 		snprintf(msg, sizeof(msg), "cannot start the server: %s", why);
