@@ -302,6 +302,8 @@ static int mgr_do_start(struct mgr *m, const char *vol, struct vf_kv_lease *leas
 	snprintf(lname, sizeof(lname), "%slock/state/%s", ctx->prefix, vol);
 	rc = kv->ops->lock(kv, lease, lname, ctx->op_timeout_ms, reads, S_N, rr, &lk, &e);
 	if (rc != VF_OK) {
+		if (rc == VF_ELEASE)
+			vf_ctx_lease_gone(ctx, lease);
 		vf_log(VF_LOG_ERR, "volume %s: start: cannot take the state lock: %s", vol, e.msg);
 		goto out;
 	}
@@ -403,6 +405,8 @@ static int mgr_do_stop(struct mgr *m, const char *vol, struct vf_kv_lease *lease
 	snprintf(mine, sizeof(mine), "%s %s", ctx->node_id, lease->id);
 	rc = kv->ops->lock(kv, lease, lname, ctx->op_timeout_ms, reads, S_N, rr, &lk, &e);
 	if (rc != VF_OK) {
+		if (rc == VF_ELEASE)
+			vf_ctx_lease_gone(ctx, lease);
 		vf_log(VF_LOG_ERR, "volume %s: stop: cannot take the state lock: %s", vol, e.msg);
 		goto out;
 	}

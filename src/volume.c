@@ -479,21 +479,62 @@ static int ctx_grant(struct vf_ctx *ctx, struct vf_err *err)
 
 	if (rc != VF_OK)
 		return vf_err_prefix(err, "node %s: cannot grant the process lease", ctx->node_id);
+	/* the write lock only to swap the pointer: readers never wait on the store */
+	pthread_rwlock_wrlock(&ctx->lease_rw);
 	pthread_mutex_lock(&ctx->mu);
 	ctx->lease = l;
 	snprintf(ctx->lease_id, sizeof(ctx->lease_id), "%s", l->id);
 	ctx->lease_gen++;
+	pthread_cond_broadcast(&ctx->cv); /* operations waiting for a new lease */
 	pthread_mutex_unlock(&ctx->mu);
+	pthread_rwlock_unlock(&ctx->lease_rw);
 	return VF_OK;
 }
 
-/* Waits for lease loss; then stops acting as manager, re-grants, resumes. */
+void vf_ctx_lease_gone(struct vf_ctx *ctx, struct vf_kv_lease *lease)
+{
+	if (lease)
+		ctx_lease_lost(lease, ctx);
+}
+
+unsigned vf_ctx_lease_gen(struct vf_ctx *ctx)
+{
+	unsigned g;
+
+	pthread_mutex_lock(&ctx->mu);
+	g = ctx->lease_gen;
+	pthread_mutex_unlock(&ctx->mu);
+	return g;
+}
+
+void vf_ctx_lease_wait(struct vf_ctx *ctx, unsigned gen, int64_t deadline)
+{
+	pthread_mutex_lock(&ctx->mu);
+	while (ctx->lease_gen == gen && !ctx->stopping && vf_now_ms() < deadline) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&ctx->cv, &ctx->mu, &ts);
+	}
+	pthread_mutex_unlock(&ctx->mu);
+}
+
+/* Waits for lease loss; then stops acting as manager, re-grants, resumes. The
+ * lease pointer is NULL while a new one is sought (operations then fail with
+ * VF_ELEASE or wait for it within their own deadline, never on the store). */
 static void *ctx_lease_thread(void *arg)
 {
 	struct vf_ctx *ctx = arg;
 
 	pthread_mutex_lock(&ctx->mu);
 	for (;;) {
+		struct vf_kv_lease *old;
+
 		while (!ctx->lease_lost && !ctx->stopping)
 			pthread_cond_wait(&ctx->cv, &ctx->mu);
 		if (ctx->stopping)
@@ -506,9 +547,11 @@ static void *ctx_lease_thread(void *arg)
 		if (ctx->mgr)
 			vf_mgr_lease_lost(ctx);
 		pthread_rwlock_wrlock(&ctx->lease_rw);
-		if (ctx->lease)
-			ctx->kv->ops->lease_revoke(ctx->kv, &ctx->lease, NULL);
+		old = ctx->lease;
 		ctx->lease = NULL;
+		pthread_rwlock_unlock(&ctx->lease_rw);
+		if (old)
+			ctx->kv->ops->lease_revoke(ctx->kv, &old, NULL);
 		for (;;) {
 			struct vf_err e = {0};
 			int stop;
@@ -524,11 +567,13 @@ static void *ctx_lease_thread(void *arg)
 
 			nanosleep(&ts, NULL);
 		}
+		pthread_rwlock_rdlock(&ctx->lease_rw);
+		old = ctx->lease;
 		pthread_rwlock_unlock(&ctx->lease_rw);
-		if (ctx->lease)
+		if (old)
 			vf_log(VF_LOG_WARN, "node %s: new lease %s granted", ctx->node_id,
 			       ctx->lease_id);
-		if (ctx->mgr && ctx->lease)
+		if (ctx->mgr && old)
 			vf_mgr_lease_back(ctx);
 		pthread_mutex_lock(&ctx->mu);
 	}
@@ -901,6 +946,8 @@ static int vol_mount_once(struct vf_ctx *ctx, const char *vol, const char *id, c
 	}
 	rc = kv->ops->lock(kv, lease, lname, (int)vol_left(deadline), reads, R_N, rr, &lk, err);
 	if (rc != VF_OK) {
+		if (rc == VF_ELEASE)
+			vf_ctx_lease_gone(ctx, lease);
 		vf_err_prefix(err, "volume %s: cannot take the gref lock", vol);
 		goto out;
 	}
@@ -1065,7 +1112,15 @@ int vf_volume_mount(struct vf_ctx *ctx, const char *name, const char *mount_id, 
 		return vf_err_set(err, VF_ENOMEM, "volume %s: out of memory", name);
 	vf_vol_local_enter(ctx, "gref", name, 0);
 	do {
+		unsigned gen = vf_ctx_lease_gen(ctx);
+
 		rc = vol_mount_once(ctx, name, mount_id, path.data, deadline, &retry, err);
+		if (rc == VF_ELEASE) {
+			/* the lease ended under us (nothing was counted): go again with
+			 * the new one, within the same deadline */
+			vf_ctx_lease_wait(ctx, gen, deadline);
+			retry = 1;
+		}
 	} while (rc != VF_OK && retry && vf_now_ms() < deadline);
 	vf_vol_local_leave(ctx, "gref", name);
 	if (rc == VF_OK && path_r) {
@@ -1115,6 +1170,8 @@ int vf_volume_unmount(struct vf_ctx *ctx, const char *name, const char *mount_id
 	}
 	rc = kv->ops->lock(kv, lease, lname, ctx->op_timeout_ms, reads, U_N, rr, &lk, err);
 	if (rc != VF_OK) {
+		if (rc == VF_ELEASE)
+			vf_ctx_lease_gone(ctx, lease);
 		vf_err_prefix(err, "volume %s: cannot take the gref lock", name);
 		goto out;
 	}
@@ -1283,6 +1340,8 @@ int vf_volume_remove(struct vf_ctx *ctx, const char *name, struct vf_err *err)
 		rc = kv->ops->lock(kv, lease, ls, ctx->op_timeout_ms, NULL, 0, NULL, &lks, err);
 	}
 	if (rc != VF_OK) {
+		if (rc == VF_ELEASE)
+			vf_ctx_lease_gone(ctx, lease);
 		vf_err_prefix(err, "volume %s: cannot take the volume locks", name);
 		goto out;
 	}

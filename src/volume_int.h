@@ -84,6 +84,13 @@ void vf_vol_local_leave(struct vf_ctx *ctx, const char *which, const char *vol);
 /* The lease to use now (hold lease_rw for reading around its use). */
 struct vf_kv_lease *vf_ctx_lease_get(struct vf_ctx *ctx);
 void vf_ctx_lease_put(struct vf_ctx *ctx);
+/* An operation found lease gone (VF_ELEASE): re-grant now, not at the next
+ * keep-alive. */
+void vf_ctx_lease_gone(struct vf_ctx *ctx, struct vf_kv_lease *lease);
+/* The lease generation (grows with every grant); wait (bounded by the
+ * vf_now_ms deadline) until it moves past gen. */
+unsigned vf_ctx_lease_gen(struct vf_ctx *ctx);
+void vf_ctx_lease_wait(struct vf_ctx *ctx, unsigned gen, int64_t deadline);
 /* A kv slot that may be NULL: VF_ENOTSUP. */
 int vf_vol_need(const struct vf_ctx *ctx, const void *slot, const char *what, struct vf_err *err);
 
