@@ -1,6 +1,7 @@
 /* vfilectl: the admin CLI. Talks to the local vfiled over its plugin socket (the
  * Docker volume plugin endpoints plus /VFile.Status and /VFile.KVDump), prints
- * tables for people and the daemon's JSON (pretty) with --json. */
+ * tables for people and the daemon's JSON (pretty) with --json. migrate talks to
+ * the stores directly (src/migrate.c). */
 #include <config.h>
 
 #include <errno.h>
@@ -54,6 +55,15 @@ static const struct ctl_cmd_info ctl_cmds[] = {
         {CTL_KVDUMP, "kv-dump", NULL, 0, "/VFile.KVDump", 60,
          "kv-dump\n"
          "  Print every key under the configured prefix with its value and version.\n"},
+        {CTL_MIGRATE, "migrate", NULL, 0, NULL, 0,
+         "migrate --to OTHER.conf [--force] [--overwrite]\n"
+         "  Copy every volume from the store of the config (-c, default\n"
+         "  " VF_CONF_DEFAULT_FILE ") to the store of OTHER.conf, then verify the\n"
+         "  copy. Talks to both stores directly (no daemon). Lock keys and keys bound\n"
+         "  to a daemon's lease (server/, live claims) are not copied.\n"
+         "  --to FILE     the target configuration (its backend and prefix)\n"
+         "  --force       copy even while volumes are Mounted (refused otherwise)\n"
+         "  --overwrite   replace volumes that already exist on the target\n"},
 };
 #define CTL_NCMDS (sizeof(ctl_cmds) / sizeof(ctl_cmds[0]))
 
@@ -230,6 +240,21 @@ int ctl_parse(int argc, char *const *argv, struct ctl_args *a, char *msg, size_t
 				a->opts[a->nopts++] = val;
 				continue;
 			}
+			if (ci && ci->cmd == CTL_MIGRATE &&
+			    (rc = ctl_opt_value(argc, argv, &i, NULL, "--to", &val)) != 0) {
+				if (rc < 0 || val[0] == '\0')
+					return ctl_bad(msg, msgsize, "--to needs a config file");
+				a->to = val;
+				continue;
+			}
+			if (ci && ci->cmd == CTL_MIGRATE && strcmp(arg, "--force") == 0) {
+				a->force = 1;
+				continue;
+			}
+			if (ci && ci->cmd == CTL_MIGRATE && strcmp(arg, "--overwrite") == 0) {
+				a->overwrite = 1;
+				continue;
+			}
 			if (ci && (ci->cmd == CTL_MOUNT || ci->cmd == CTL_UNMOUNT) &&
 			    (rc = ctl_opt_value(argc, argv, &i, NULL, "--id", &val)) != 0) {
 				if (rc < 0 || val[0] == '\0')
@@ -273,6 +298,10 @@ int ctl_parse(int argc, char *const *argv, struct ctl_args *a, char *msg, size_t
 		               "invalid volume name '%s': a letter or digit, then up to %d of "
 		               "letters, digits, '_', '.', '-'",
 		               a->name, VF_VOLUME_NAME_MAX - 1);
+	if (ci->cmd == CTL_MIGRATE && a->to == NULL)
+		return ctl_bad(msg, msgsize, "migrate: missing --to OTHER.conf");
+	if (ci->cmd == CTL_MIGRATE && a->socket)
+		return ctl_bad(msg, msgsize, "migrate talks to the stores: give -c CONFIG, not -s");
 	if ((ci->cmd == CTL_MOUNT || ci->cmd == CTL_UNMOUNT) && a->id == NULL)
 		a->id = CTL_DEFAULT_ID;
 	return CTL_EXIT_OK;
@@ -714,6 +743,12 @@ static int ctl_run(const struct ctl_args *a, FILE *out, FILE *errf)
 	const char *e;
 	int rc;
 
+	if (a->cmd == CTL_MIGRATE) {
+		struct ctl_migrate_opts mo = {a->force, a->overwrite, a->json};
+
+		return ctl_migrate(a->config ? a->config : VF_CONF_DEFAULT_FILE, a->to, &mo, out,
+		                   errf);
+	}
 	if ((rc = ctl_socket(a, &sock, errf)) != CTL_EXIT_OK)
 		goto out;
 	if (ctl_body(a, &body) != VF_OK) {
@@ -765,6 +800,7 @@ static int ctl_run(const struct ctl_args *a, FILE *out, FILE *errf)
 	case CTL_KVDUMP:
 		ctl_print_kvdump(resp, out);
 		break;
+	case CTL_MIGRATE:
 	case CTL_NONE:
 		break;
 	}

@@ -26,6 +26,7 @@ enum ctl_cmd {
 	CTL_UNMOUNT,
 	CTL_STATUS,
 	CTL_KVDUMP,
+	CTL_MIGRATE,
 };
 
 struct ctl_args {
@@ -39,6 +40,9 @@ struct ctl_args {
 	const char *id;                 /* --id of mount/unmount */
 	const char *opts[CTL_MAX_OPTS]; /* create -o "key=value", validated */
 	size_t nopts;
+	const char *to; /* migrate --to FILE */
+	int force;      /* migrate --force: copy Mounted volumes too */
+	int overwrite;  /* migrate --overwrite: replace volumes on the target */
 };
 
 /* Parse argv (argv[0] is the program). CTL_EXIT_OK with *a filled, or
@@ -48,6 +52,18 @@ int ctl_parse(int argc, char *const *argv, struct ctl_args *a, char *msg, size_t
 /* The command's name ("create") and its usage text. */
 const char *ctl_cmd_name(enum ctl_cmd cmd);
 void ctl_usage(FILE *f, enum ctl_cmd cmd);
+
+/* vfilectl migrate (src/migrate.c): copy every volume from the store of
+ * src_file to the store of dst_file, then verify; returns the exit code. */
+struct ctl_migrate_opts {
+	int force, overwrite, json;
+};
+int ctl_migrate(const char *src_file, const char *dst_file, const struct ctl_migrate_opts *o,
+                FILE *out, FILE *errf);
+/* The same over open store handles and prefixes (tests). */
+struct vf_kv;
+int ctl_migrate_kv(struct vf_kv *src, const char *src_prefix, struct vf_kv *dst,
+                   const char *dst_prefix, const struct ctl_migrate_opts *o, FILE *out, FILE *errf);
 
 /* The whole program: parse, talk to vfiled, print; returns the exit code. */
 int ctl_main(int argc, char **argv, FILE *out, FILE *errf);
