@@ -279,8 +279,11 @@ static void mgr_claim_end(struct mgr *m, const char *vol, const char *key, const
 /* ---- handlers ---- */
 enum { S_STATE = 0, S_GREF, S_INFO, S_SERVER, S_N };
 
-/* Serve vol here unless it is served already (state lock held throughout). */
-static int mgr_do_start(struct mgr *m, const char *vol, struct vf_kv_lease *lease)
+/* Serve vol here unless it is served already (state lock held throughout).
+ * restart: only a Mounted volume whose server is gone (the reconciler's lists
+ * are not one snapshot: a volume it saw Mounted may be Ready by now, and then
+ * nobody asked for a server). */
+static int mgr_do_start(struct mgr *m, const char *vol, struct vf_kv_lease *lease, int restart)
 {
 	struct vf_ctx *ctx = m->ctx;
 	struct vf_kv *kv = ctx->kv;
@@ -314,6 +317,9 @@ static int mgr_do_start(struct mgr *m, const char *vol, struct vf_kv_lease *leas
 	if (rr[S_STATE].pair.value && strcmp(rr[S_STATE].pair.value, "Mounted") == 0 &&
 	    rr[S_SERVER].found)
 		goto out; /* served already */
+	if (restart &&
+	    (rr[S_STATE].pair.value == NULL || strcmp(rr[S_STATE].pair.value, "Mounted") != 0))
+		goto out; /* stopped meanwhile: nothing to restart */
 	rc = ctx->fs->start(ctx->fs_arg, vol, rr[S_INFO].found ? rr[S_INFO].pair.value : "{}",
 	                    &addr, &port, &e);
 	if (rc != VF_OK) {
@@ -548,7 +554,7 @@ static void mgr_run(struct mgr *m, const struct mgr_job *j)
 			break; /* "died" holding the claim */
 		vf_vol_local_enter(ctx, "state", j->vol, 0);
 		if (j->kind == JOB_START)
-			won = mgr_do_start(m, j->vol, lease);
+			won = mgr_do_start(m, j->vol, lease, 0);
 		else
 			won = mgr_do_stop(m, j->vol, lease);
 		vf_vol_local_leave(ctx, "state", j->vol);
@@ -557,7 +563,7 @@ static void mgr_run(struct mgr *m, const struct mgr_job *j)
 		break;
 	case JOB_RESTART:
 		vf_vol_local_enter(ctx, "state", j->vol, 0);
-		mgr_do_start(m, j->vol, lease);
+		mgr_do_start(m, j->vol, lease, 1);
 		vf_vol_local_leave(ctx, "state", j->vol);
 		break;
 	case JOB_CHECK:
