@@ -109,6 +109,26 @@ static void test_parse_help(void)
 	CU_ASSERT_EQUAL(a.cmd, CTL_STATUS);
 }
 
+static void test_parse_migrate(void)
+{
+	struct ctl_args a;
+	char msg[256];
+	char **v;
+
+	v = ARGV("-c", "/etc/a.conf", "migrate", "--to", "b.conf", "--force", "--overwrite");
+	CU_ASSERT_EQUAL(parse(vlen(v), v, &a, msg), CTL_EXIT_OK);
+	CU_ASSERT_EQUAL(a.cmd, CTL_MIGRATE);
+	CU_ASSERT_STRING_EQUAL(a.config, "/etc/a.conf");
+	CU_ASSERT_STRING_EQUAL(a.to, "b.conf");
+	CU_ASSERT_EQUAL(a.force, 1);
+	CU_ASSERT_EQUAL(a.overwrite, 1);
+	v = ARGV("migrate", "--to=c.conf");
+	CU_ASSERT_EQUAL(parse(vlen(v), v, &a, msg), CTL_EXIT_OK);
+	CU_ASSERT_STRING_EQUAL(a.to, "c.conf");
+	CU_ASSERT_EQUAL(a.force, 0);
+	CU_ASSERT_EQUAL(a.overwrite, 0);
+}
+
 /* Usage errors: exit 2 and a message naming the problem. */
 static void expect_usage(char **argv, const char *want)
 {
@@ -125,6 +145,11 @@ static void expect_usage(char **argv, const char *want)
 static void test_parse_usage_errors(void)
 {
 	expect_usage((char *[]){"vfilectl", NULL}, "no command");
+	expect_usage(ARGV("migrate"), "migrate: missing --to OTHER.conf");
+	expect_usage(ARGV("migrate", "--to"), "--to needs a config file");
+	expect_usage(ARGV("-s", "/x.sock", "migrate", "--to", "b.conf"), "give -c CONFIG, not -s");
+	expect_usage(ARGV("migrate", "--to", "b.conf", "vol"), "unexpected argument 'vol'");
+	expect_usage(ARGV("ls", "--force"), "unknown option '--force' for ls");
 	expect_usage(ARGV("frobnicate"), "unknown command 'frobnicate'");
 	expect_usage(ARGV("--bogus"), "unknown option '--bogus'");
 	expect_usage(ARGV("ls", "--id"), "unknown option '--id' for ls");
@@ -452,6 +477,7 @@ void vf_test_register(void)
 		vf_test_abort("suite ctl_parse");
 	VF_ADD_TEST(s, test_parse_ok);
 	VF_ADD_TEST(s, test_parse_help);
+	VF_ADD_TEST(s, test_parse_migrate);
 	VF_ADD_TEST(s, test_parse_usage_errors);
 	s = CU_add_suite("ctl_run", ctl_suite_init, ctl_suite_clean);
 	if (s == NULL)
