@@ -469,9 +469,12 @@ static int ctl_suite_clean(void)
 	return 0;
 }
 
+void vf_test_register_migrate(void);
 void vf_test_register(void)
 {
 	CU_pSuite s = CU_add_suite("ctl_parse", NULL, NULL);
+
+	vf_test_register_migrate();
 
 	if (s == NULL)
 		vf_test_abort("suite ctl_parse");
