@@ -9,7 +9,7 @@
 #   4. install vfile-backend-consul and libvfile-dev: both backends load, a stub
 #      backend builds against the installed libvfile-dev and loads;
 #   5. purge every package (and check /etc/vfile is gone).
-# Needs root and: dpkg-dev debhelper lintian fakeroot build-essential (and the
+# Needs root and: dpkg-dev debhelper lintian build-essential (and the
 # Build-Depends of debian/control). DEB_CHECK=1 also runs the unit suites in the
 # package build (dh_auto_test); by default the build uses nocheck because the
 # test command already ran them.
@@ -39,9 +39,9 @@ if [ "$(id -u)" != 0 ]; then
 	log "FAIL: needs root (installs packages with apt/dpkg)"
 	exit 1
 fi
-for t in dpkg-buildpackage dh lintian fakeroot pkg-config cc; do
+for t in dpkg-buildpackage dh lintian pkg-config cc nm; do
 	command -v "$t" >/dev/null || {
-		log "FAIL: $t missing: apt-get install dpkg-dev debhelper lintian fakeroot pkg-config build-essential"
+		log "FAIL: $t missing: apt-get install dpkg-dev debhelper lintian pkg-config build-essential"
 		exit 1
 	}
 done
