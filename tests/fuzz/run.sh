@@ -2,7 +2,8 @@
 # Run the libFuzzer targets (called by `make fuzz-smoke` / `make fuzz`).
 #   run.sh smoke RUNS SRCDIR TARGET...   replay SRCDIR/<t>/regress, then RUNS runs
 #   run.sh long SECONDS SRCDIR TARGET... fuzz each target for SECONDS
-# <t> is the target name without "fuzz_". New corpus entries go to a scratch dir
+# <t> is the target name without "fuzz_"; $FUZZ_RUNS_<t> overrides RUNS for it;
+# $FUZZ_MAX_TIME (seconds) also bounds each smoke run. New corpus entries go to a scratch dir
 # next to the target (removed afterwards); a crash leaves <target dir>/<t>.crash-*
 # and fails the run.
 set -u
@@ -33,7 +34,7 @@ for bin in "$@"; do
 	# 2. fuzzing from the seed corpus
 	scratch=$(mktemp -d "$dir/scratch-$t.XXXXXX")
 	case $mode in
-	smoke) limit="-runs=$amount" ;;
+	smoke) eval "limit=\"-runs=\${FUZZ_RUNS_$t:-$amount} -max_total_time=\${FUZZ_MAX_TIME:-0}\"" ;;
 	*) limit="-max_total_time=$amount" ;;
 	esac
 	start=$(date +%s)
