@@ -54,6 +54,11 @@ if [ -f scripts/test-sanitizers.sh ]; then
 	bash scripts/test-sanitizers.sh
 fi
 
+if make -n check-secrets >/dev/null 2>&1; then
+	step "no secret in any log"
+	make check-secrets
+fi
+
 if make -n bench-quick >/dev/null 2>&1; then
 	step "benchmark smoke run"
 	make bench-quick

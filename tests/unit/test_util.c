@@ -46,9 +46,9 @@ static void test_json_int64(void)
 	yajl_val t;
 	int64_t v;
 
-	CU_ASSERT_EQUAL_FATAL(
-		vf_json_parse("{\"a\":\"42\",\"b\":7,\"c\":\"x\",\"d\":{\"e\":\"-3\"}}", 41, &t, NULL),
-		VF_OK);
+	const char *doc = "{\"a\":\"42\",\"b\":7,\"c\":\"x\",\"d\":{\"e\":\"-3\"}}";
+
+	CU_ASSERT_EQUAL_FATAL(vf_json_parse(doc, strlen(doc), &t, NULL), VF_OK);
 	CU_ASSERT_EQUAL(vf_json_int64(vf_json_get(t, "a", NULL), &v), VF_OK);
 	CU_ASSERT_EQUAL(v, 42);
 	CU_ASSERT_EQUAL(vf_json_int64(vf_json_get(t, "b", NULL), &v), VF_OK);
