@@ -139,15 +139,17 @@ inline fs_start(m)
 	assert(P_ONE_SERVER || zombies > 0)
 }
 
-/* mgr_do_start, with the state lock held throughout; ok: 1 done, 0 error.
+/* mgr_do_start, with the state lock held throughout; ok: 1 done, 0 error;
+ * restart: the reconciler's restart job (only a volume still Mounted).
  * The lock is released in the final txn, or here (merged with the claim end). */
-inline do_start(m, ok)
+inline do_start(m, ok, restart)
 {
 	ok = 0;
 	if
 	:: atomic { slock == 0 && lease[m] -> slock = m + 1;
 		if
 		:: !exists || (state == MOUNTED && server != 0) -> ok = 1 /* removed, or served */
+		:: restart && state != MOUNTED -> ok = 1 /* stopped meanwhile: nothing to restart */
 		:: else
 		fi }
 		if
@@ -241,7 +243,7 @@ end_idle:
 	/* ---- start_trigger PUT / reconciler: claim strictly up, or an orphan ---- */
 	:: atomic { lease[m] && exists && (st_pend || (st_marked && st_claim == 0)) ->
 			st_pend = 0; st_marked = 1; st_claim = m + 1 };
-		do_start(m, ok);
+		do_start(m, ok, 0);
 		handler_end(m, st_claim, ok)
 	/* ---- stop_trigger PUT / reconciler: read trigger, marker, claim and
 	 * server/; only the serving manager (or any, when server/ is absent)
@@ -263,7 +265,7 @@ idle:
 		skip
 	/* ---- reconciler: Mounted but the server's lease is gone: restart ---- */
 	:: atomic { lease[m] && exists && state == MOUNTED && server == 0 && !LIVE(st_claim) };
-		do_start(m, ok);
+		do_start(m, ok, 1);
 		atomic {
 			if
 			:: slock == m + 1 -> slock = 0
