@@ -59,9 +59,9 @@ if make -n check-secrets >/dev/null 2>&1; then
 	make check-secrets
 fi
 
-if make -n bench-quick >/dev/null 2>&1; then
-	step "benchmark smoke run"
-	make bench-quick
+if make -n bench >/dev/null 2>&1; then
+	step "benchmark smoke run (figures: doc/performance.md; full run: make bench)"
+	make bench BENCH_FLAGS=--quick
 fi
 
 if make -n deb-test >/dev/null 2>&1; then
