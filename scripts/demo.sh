@@ -119,18 +119,22 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-# A loopback port nothing listens on; "used" holds the ones already handed out.
+# Loopback ports for etcd and the sftp servers: below the kernel's ephemeral range
+# (an outgoing connection may hold a port of that range at any time), not bound by
+# any socket now; "used" holds the ones already handed out.
+read -r eph_lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || eph_lo=32768
+port_lo=20000 port_n=$((eph_lo - 20000))
+[ "$port_n" -ge 1000 ] || port_lo=40000 port_n=20000
 used=" "
+port_busy() { [[ "$used" == *" $1 "* ]] || ss -Htan "sport = :$1" 2>/dev/null | grep -q .; }
 free_port() {
 	local p
 	for _ in $(seq 500); do
-		p=$((20000 + RANDOM % 40000))
-		case "$used" in *" $p "*) continue ;; esac
-		if ! ss -Htln "sport = :$p" 2>/dev/null | grep -q .; then
-			used="$used$p "
-			echo "$p"
-			return 0
-		fi
+		p=$((port_lo + RANDOM % port_n))
+		port_busy "$p" && continue
+		used="$used$p "
+		echo "$p"
+		return 0
 	done
 	die "no free loopback port"
 }
@@ -138,11 +142,10 @@ free_port() {
 free_range() {
 	local lo i busy
 	for _ in $(seq 200); do
-		lo=$((20000 + RANDOM % 40000))
+		lo=$((port_lo + RANDOM % (port_n - 20)))
 		busy=
 		for i in $(seq 0 19); do
-			if ss -Htln "sport = :$((lo + i))" 2>/dev/null | grep -q . ||
-				[[ "$used" == *" $((lo + i)) "* ]]; then
+			if port_busy $((lo + i)); then
 				busy=1
 				break
 			fi
@@ -168,11 +171,6 @@ ssh-keygen -q -t ed25519 -N "" -C vfile-demo-cluster -f "$tmp/keys/cluster_key"
 ssh-keygen -q -t ed25519 -N "" -C vfile-demo-host -f "$tmp/keys/host_key"
 ls -l "$tmp/keys" | tail -n +2
 
-step "configs: manager1 (embedded etcd, sftp servers) and host2 (worker)"
-client_port=$(free_port)
-peer_port=$(free_port)
-range=$(free_range)
-etcd_url="http://127.0.0.1:$client_port"
 write_conf() { # write_conf NODE ROLE ETCD-GROUP
 	local n=$1
 	mkdir -p "$tmp/$n"
@@ -199,16 +197,25 @@ fileserver = {
 EOF
 	chmod 600 "$tmp/$n/vfile.conf"
 }
-write_conf manager1 manager "embedded = true; embedded_data_dir = \"$tmp/manager1/state/etcd\";
+write_confs() { # picks the ports, writes both configs
+	client_port=$(free_port)
+	peer_port=$(free_port)
+	range=$(free_range)
+	etcd_url="http://127.0.0.1:$client_port"
+	write_conf manager1 manager "embedded = true; embedded_data_dir = \"$tmp/manager1/state/etcd\";
 	embedded_client_url = \"$etcd_url\"; embedded_peer_url = \"http://127.0.0.1:$peer_port\";"
-write_conf host2 worker "endpoints = [ \"$etcd_url\" ];"
+	write_conf host2 worker "endpoints = [ \"$etcd_url\" ];"
+}
+
+step "configs: manager1 (embedded etcd, sftp servers) and host2 (worker)"
+write_confs
 echo "export_root $export (root-owned, 0755), sftp ports $range, etcd on $etcd_url"
 echo "--- $tmp/manager1/vfile.conf"
 cat "$tmp/manager1/vfile.conf"
 echo "--- $tmp/host2/vfile.conf differs in:"
 diff "$tmp/manager1/vfile.conf" "$tmp/host2/vfile.conf" | grep '^>' | sed 's/^> /    /' || true
 
-start_vfiled() { # start_vfiled NODE: waits until vfilectl status answers
+start_vfiled() { # start_vfiled NODE: waits until vfilectl status answers; 1 if it exited
 	local n=$1
 	setsid "$VFILED" -c "$tmp/$n/vfile.conf" >"$tmp/$n/vfiled.log" 2>&1 </dev/null &
 	pid[$n]=$!
@@ -218,18 +225,35 @@ start_vfiled() { # start_vfiled NODE: waits until vfilectl status answers
 		sleep 0.1
 	done
 	tail -20 "$tmp/$n/vfiled.log" >&2
-	die "vfiled $n did not start (log above)"
+	if [ -f "$tmp/$n/state/etcd.log" ]; then
+		echo "--- the end of $tmp/$n/state/etcd.log:" >&2
+		tail -3 "$tmp/$n/state/etcd.log" >&2
+	fi
+	kill -0 "${pid[$n]}" 2>/dev/null && die "vfiled $n did not answer within 30 s (log above)"
+	wait "${pid[$n]}" || true
+	unset "pid[$n]"
+	return 1
 }
 
 step "start manager1 (vfiled with embedded etcd)"
-start_vfiled manager1
+for attempt in 1 2 3; do
+	start_vfiled manager1 && break
+	# another program may take a port between our check and etcd's bind: new ports
+	if [ "$attempt" -lt 3 ] && grep -q 'address already in use' "$tmp/manager1/state/etcd.log" 2>/dev/null; then
+		rm -rf "$tmp/manager1/state"
+		write_confs
+		echo "a port was taken meanwhile: retrying with etcd on $etcd_url, sftp ports $range"
+		continue
+	fi
+	die "vfiled manager1 did not start (log above)"
+done
 etcd_pid=$("$VFILECTL" -s "$tmp/manager1/plugin.sock" --json status |
 	python3 -c 'import json,sys; print((json.load(sys.stdin).get("EmbeddedEtcd") or {}).get("Pid",""))')
 echo "vfiled pid ${pid[manager1]}; embedded etcd pid ${etcd_pid:-?} on $etcd_url"
 ctl manager1 status
 
 step "start host2 (vfiled, role worker, on manager1's etcd)"
-start_vfiled host2
+start_vfiled host2 || die "vfiled host2 did not start (log above)"
 echo "vfiled pid ${pid[host2]}"
 ctl host2 status
 
