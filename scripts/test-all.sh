@@ -36,7 +36,7 @@ summary() {
 	echo
 	echo "total: $passed passed, $failed failed"
 }
-summary
+summary | tee /tmp/vfile-test-summary.txt
 if [ "$status" != 0 ]; then
 	tail -150 test-suite.log 2>/dev/null || true
 	exit "$status"
@@ -75,4 +75,5 @@ make distcheck TESTS="$(make -s print-unit-tests)" >/tmp/vfile-distcheck.log 2>&
 grep -E '^=+$|archives ready|vfile-.*tar.gz' /tmp/vfile-distcheck.log | head -5
 
 step "done"
-echo "test-all: every suite passed"
+echo "test-all: every suite passed; make check tally:"
+tail -1 /tmp/vfile-test-summary.txt
