@@ -66,12 +66,17 @@ e2e_finish() {
 	[ "$E2E_FAILS" = 0 ]
 }
 
-# A TCP port nothing listens on (loopback).
+# A TCP port no socket uses, below the kernel's ephemeral range (so an outgoing
+# connection cannot take it between now and the bind) and below 49152 (docker's
+# data path port refuses higher ones).
 free_port() {
-	local p
+	local p lo hi
+	read -r lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || lo=32768
+	hi=$((lo < 49152 ? lo : 49152))
 	for _ in $(seq 200); do
-		p=$((20000 + RANDOM % 29000)) # below 49152: some (docker's data path) refuse ephemeral ports
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+		p=$((20000 + RANDOM % (hi - 20000)))
+		if [ -z "$(ss -Htan "sport = :$p" 2>/dev/null)" ] &&
+			! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			echo "$p"
 			return 0
 		fi
