@@ -158,6 +158,20 @@ static struct mgr_job *mgr_take(struct mgr *m, int self)
 /* ---- claims ---- */
 enum { C_TRIG = 0, C_MARK, C_CLAIM, C_SERVER, C_N };
 
+/* A server or claim value ("<node> <lease>[ <n>]") written by this node under an
+ * EARLIER lease of its own: this process lost that lease (and stopped its
+ * servers then), so the record is dead even while the store still keeps the
+ * old lease alive (a revoke that did not reach it: the keys stay until its
+ * TTL runs out). cur is "<node> <current lease>". */
+static int mgr_stale_mine(const struct vf_ctx *ctx, const char *value, const char *cur)
+{
+	size_t nl = strlen(ctx->node_id), cl = strlen(cur);
+
+	if (value == NULL || strncmp(value, ctx->node_id, nl) != 0 || value[nl] != ' ')
+		return 0;
+	return !(strncmp(value, cur, cl) == 0 && (value[cl] == ' ' || value[cl] == '\0'));
+}
+
 /* Claim the trigger of family kind (0 start, 1 stop) for vol: 1 won, 0 nothing
  * to do or another manager won, < 0 a store error. *claim_r: the claim value. */
 static int mgr_claim(struct mgr *m, const char *vol, int stop, char *claim, size_t csize,
@@ -169,7 +183,7 @@ static int mgr_claim(struct mgr *m, const char *vol, int stop, char *claim, size
 	struct vf_err e = {0};
 	char mval[32], mine[200];
 	int64_t t, mk;
-	int rc, orphan = 0;
+	int rc, orphan = 0, stale = 0;
 
 	vf_vol_key(ctx, keys[C_TRIG], 512, stop ? VK_STOP_TRIGGER : VK_START_TRIGGER, vol);
 	vf_vol_key(ctx, keys[C_MARK], 512, stop ? VK_STOP_MARKER : VK_START_MARKER, vol);
@@ -187,14 +201,19 @@ static int mgr_claim(struct mgr *m, const char *vol, int stop, char *claim, size
 	t = vf_vol_num(&res.results[C_TRIG]);
 	mk = vf_vol_num(&res.results[C_MARK]);
 	snprintf(mine, sizeof(mine), "%s %s ", ctx->node_id, lease->id);
+	mine[strlen(mine) - 1] = '\0';
+	stale = res.results[C_CLAIM].found &&
+	        mgr_stale_mine(ctx, res.results[C_CLAIM].pair.value, mine);
 	if (stop && res.results[C_SERVER].found &&
-	    strncmp(res.results[C_SERVER].pair.value, mine, strlen(mine) - 1) != 0) {
+	    strcmp(res.results[C_SERVER].pair.value, mine) != 0 &&
+	    !mgr_stale_mine(ctx, res.results[C_SERVER].pair.value, mine)) {
 		/* only the serving manager stops its server (it stops it before the
 		 * state can be Ready, so no other manager can start a second one);
 		 * if it dies, its server key goes and any manager may act */
 		vf_kv_txn_result_clear(&res);
 		return 0;
 	}
+	strcat(mine, " ");
 	if (res.results[C_CLAIM].found &&
 	    strncmp(res.results[C_CLAIM].pair.value, mine, strlen(mine)) == 0) {
 		/* our own unfinished claim (an uncertain claim txn that landed): this
@@ -205,7 +224,8 @@ static int mgr_claim(struct mgr *m, const char *vol, int stop, char *claim, size
 	}
 	if (t <= mk) {
 		/* nothing new; but a claim whose claimant's lease died is re-claimable */
-		orphan = mk > 0 && res.results[C_MARK].found && !res.results[C_CLAIM].found;
+		orphan = mk > 0 && res.results[C_MARK].found &&
+		         (!res.results[C_CLAIM].found || stale);
 		if (!orphan) {
 			vf_kv_txn_result_clear(&res);
 			return 0;
@@ -223,6 +243,11 @@ static int mgr_claim(struct mgr *m, const char *vol, int stop, char *claim, size
 	         .key = keys[C_MARK],
 	         .mod_rev = res.results[C_MARK].found ? res.results[C_MARK].pair.mod_rev : 0},
 	        {.kind = VF_CMP_ABSENT, .key = keys[C_CLAIM]}};
+
+	if (orphan && stale) /* our own claim of an earlier lease: replace exactly it */
+		c[1] = (struct vf_kv_cmp){.kind = VF_CMP_VERSION_EQ,
+		                          .key = keys[C_CLAIM],
+		                          .mod_rev = res.results[C_CLAIM].pair.mod_rev};
 	struct vf_kv_op o[] = {
 	        {.kind = VF_OP_PUT, .key = keys[C_MARK], .value = mval, .value_len = strlen(mval)},
 	        {.kind = VF_OP_PUT,
@@ -235,6 +260,8 @@ static int mgr_claim(struct mgr *m, const char *vol, int stop, char *claim, size
 	rc = ctx->kv->ops->txn(ctx->kv, c, orphan ? 2 : 1, o, 2, NULL, &e);
 	if (rc == VF_ECONFLICT)
 		return 0; /* another manager won this trigger */
+	if (rc == VF_ELEASE)
+		vf_ctx_lease_gone(ctx, lease);
 	if (rc == VF_EUNCERTAIN) {
 		struct vf_kv_pair p = {0};
 
@@ -287,7 +314,7 @@ static int mgr_do_start(struct mgr *m, const char *vol, struct vf_kv_lease *leas
 {
 	struct vf_ctx *ctx = m->ctx;
 	struct vf_kv *kv = ctx->kv;
-	char keys[S_N][512], lname[512], sval[200];
+	char keys[S_N][512], sval[200];
 	const char *reads[S_N];
 	struct vf_kv_result rr[S_N];
 	struct vf_kv_lock *lk = NULL;
@@ -302,11 +329,8 @@ static int mgr_do_start(struct mgr *m, const char *vol, struct vf_kv_lease *leas
 	vf_vol_key(ctx, keys[S_SERVER], 512, VK_SERVER, vol);
 	for (int i = 0; i < S_N; i++)
 		reads[i] = keys[i];
-	snprintf(lname, sizeof(lname), "%slock/state/%s", ctx->prefix, vol);
-	rc = kv->ops->lock(kv, lease, lname, ctx->op_timeout_ms, reads, S_N, rr, &lk, &e);
+	rc = vf_vol_lock(ctx, lease, "state", vol, ctx->op_timeout_ms, reads, S_N, rr, &lk, &e);
 	if (rc != VF_OK) {
-		if (rc == VF_ELEASE)
-			vf_ctx_lease_gone(ctx, lease);
 		vf_log(VF_LOG_ERR, "volume %s: start: cannot take the state lock: %s", vol, e.msg);
 		goto out;
 	}
@@ -314,8 +338,9 @@ static int mgr_do_start(struct mgr *m, const char *vol, struct vf_kv_lease *leas
 		vf_log(VF_LOG_INFO, "volume %s: start: the volume was removed", vol);
 		goto out;
 	}
+	snprintf(sval, sizeof(sval), "%s %s", ctx->node_id, lease->id);
 	if (rr[S_STATE].pair.value && strcmp(rr[S_STATE].pair.value, "Mounted") == 0 &&
-	    rr[S_SERVER].found)
+	    rr[S_SERVER].found && !mgr_stale_mine(ctx, rr[S_SERVER].pair.value, sval))
 		goto out; /* served already */
 	if (restart &&
 	    (rr[S_STATE].pair.value == NULL || strcmp(rr[S_STATE].pair.value, "Mounted") != 0))
@@ -380,8 +405,9 @@ static int mgr_do_start(struct mgr *m, const char *vol, struct vf_kv_lease *leas
 out:
 	if (started)
 		mgr_fs_stop(m, vol, "start not recorded");
-	if (lk)
-		kv->ops->unlock(kv, &lk, NULL);
+	vf_vol_unlock(ctx, lease, "state", vol, &lk);
+	if (rc == VF_ELEASE)
+		vf_ctx_lease_gone(ctx, lease);
 	vf_kv_results_clear(rr, S_N);
 	free(addr);
 	free(info);
@@ -393,7 +419,7 @@ static int mgr_do_stop(struct mgr *m, const char *vol, struct vf_kv_lease *lease
 {
 	struct vf_ctx *ctx = m->ctx;
 	struct vf_kv *kv = ctx->kv;
-	char keys[S_N][512], lname[512], mine[200];
+	char keys[S_N][512], mine[200];
 	const char *reads[S_N];
 	struct vf_kv_result rr[S_N];
 	struct vf_kv_lock *lk = NULL;
@@ -407,12 +433,9 @@ static int mgr_do_stop(struct mgr *m, const char *vol, struct vf_kv_lease *lease
 	vf_vol_key(ctx, keys[S_SERVER], 512, VK_SERVER, vol);
 	for (int i = 0; i < S_N; i++)
 		reads[i] = keys[i];
-	snprintf(lname, sizeof(lname), "%slock/state/%s", ctx->prefix, vol);
 	snprintf(mine, sizeof(mine), "%s %s", ctx->node_id, lease->id);
-	rc = kv->ops->lock(kv, lease, lname, ctx->op_timeout_ms, reads, S_N, rr, &lk, &e);
+	rc = vf_vol_lock(ctx, lease, "state", vol, ctx->op_timeout_ms, reads, S_N, rr, &lk, &e);
 	if (rc != VF_OK) {
-		if (rc == VF_ELEASE)
-			vf_ctx_lease_gone(ctx, lease);
 		vf_log(VF_LOG_ERR, "volume %s: stop: cannot take the state lock: %s", vol, e.msg);
 		goto out;
 	}
@@ -462,8 +485,9 @@ static int mgr_do_stop(struct mgr *m, const char *vol, struct vf_kv_lease *lease
 		mgr_fs_stop(m, vol, "stopped");
 	/* else: the serving manager sees server/<vol> go and stops its server */
 out:
-	if (lk)
-		kv->ops->unlock(kv, &lk, NULL);
+	vf_vol_unlock(ctx, lease, "state", vol, &lk);
+	if (rc == VF_ELEASE)
+		vf_ctx_lease_gone(ctx, lease);
 	vf_kv_results_clear(rr, S_N);
 	return rc;
 }
@@ -495,7 +519,7 @@ static void mgr_do_check(struct mgr *m, const char *vol, struct vf_kv_lease *lea
 static void mgr_do_idle(struct mgr *m, const char *vol, struct vf_kv_lease *lease)
 {
 	struct vf_ctx *ctx = m->ctx;
-	char kg[512], ks[512], kt[512], lname[512], tval[32];
+	char kg[512], ks[512], kt[512], tval[32];
 	const char *reads[] = {kg, ks, kt};
 	struct vf_kv_result rr[3];
 	struct vf_kv_lock *lk = NULL;
@@ -505,8 +529,7 @@ static void mgr_do_idle(struct mgr *m, const char *vol, struct vf_kv_lease *leas
 	vf_vol_key(ctx, kg, sizeof(kg), VK_GREF, vol);
 	vf_vol_key(ctx, ks, sizeof(ks), VK_STATE, vol);
 	vf_vol_key(ctx, kt, sizeof(kt), VK_STOP_TRIGGER, vol);
-	snprintf(lname, sizeof(lname), "%slock/gref/%s", ctx->prefix, vol);
-	if (ctx->kv->ops->lock(ctx->kv, lease, lname, 0, reads, 3, rr, &lk, &e) != VF_OK)
+	if (vf_vol_lock(ctx, lease, "gref", vol, 0, reads, 3, rr, &lk, &e) != VF_OK)
 		return; /* busy (a host is at work) or unreachable: next pass */
 	if (vf_vol_num(&rr[0]) != 0 || !rr[1].found || strcmp(rr[1].pair.value, "Mounted") != 0)
 		goto out;
@@ -526,7 +549,7 @@ static void mgr_do_idle(struct mgr *m, const char *vol, struct vf_kv_lease *leas
 		vf_log(VF_LOG_WARN, "volume %s: served with no host mounting it: asked for a stop",
 		       vol);
 out:
-	ctx->kv->ops->unlock(ctx->kv, &lk, NULL);
+	vf_vol_unlock(ctx, lease, "gref", vol, &lk);
 	vf_kv_results_clear(rr, 3);
 }
 
@@ -697,6 +720,13 @@ static int mgr_pending(const struct vf_kv_pair *t, const struct vf_kv_pair *mk,
 	return mk && mgr_num(mk) > 0 && claim == NULL; /* orphaned claim */
 }
 
+/* The record p unless it is ours of an earlier lease (then: as if absent). */
+static const struct vf_kv_pair *mgr_live_rec(const struct vf_ctx *ctx, const struct vf_kv_pair *p,
+                                             const char *mine)
+{
+	return p && mgr_stale_mine(ctx, p->value, mine) ? NULL : p;
+}
+
 static int mgr_live_claim(const struct vf_kv_pair *claim)
 {
 	return claim && strncmp(claim->value, "done ", 5) != 0;
@@ -792,6 +822,8 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 				continue;
 			snprintf(k, sizeof(k), "%s%s", pre[x], vol);
 			f[x] = mgr_find(&l[x], k);
+			if (x == L_SERVER || x == L_SCLAIM || x == L_PCLAIM)
+				f[x] = mgr_live_rec(ctx, f[x], mine);
 		}
 		snprintf(k, sizeof(k), "%s%s/", pre[L_CLIENT], vol);
 		while (lo < hi) {
@@ -820,12 +852,18 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 			mgr_enqueue(m, vol, JOB_START);
 		if (stop_p)
 			mgr_enqueue(m, vol, JOB_STOP);
-		if (mounted && f[L_SERVER] == NULL && !mgr_live_claim(f[L_SCLAIM])) {
+		if (mounted && f[L_SERVER] == NULL && !mgr_live_claim(f[L_SCLAIM]) &&
+		    (gref > 0 || nclients > 0)) {
 			vf_log(VF_LOG_WARN,
 			       "volume %s: Mounted but its server's lease is gone: "
 			       "restarting it",
 			       vol);
 			mgr_enqueue(m, vol, JOB_RESTART);
+		} else if (mounted && f[L_SERVER] == NULL && !start_p && !stop_p &&
+		           !mgr_live_claim(f[L_SCLAIM]) && !mgr_live_claim(f[L_PCLAIM])) {
+			/* nobody mounts it and nobody serves it: no restart, a stop
+			 * (unless a host holds the gref lock: a cold mount under way) */
+			mgr_enqueue(m, vol, JOB_IDLE);
 		}
 		if (mounted && f[L_SERVER] && gref == 0 && nclients == 0 && !start_p && !stop_p &&
 		    !mgr_live_claim(f[L_SCLAIM]) && !mgr_live_claim(f[L_PCLAIM]))

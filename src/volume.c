@@ -524,6 +524,153 @@ void vf_ctx_lease_wait(struct vf_ctx *ctx, unsigned gen, int64_t deadline)
 	pthread_mutex_unlock(&ctx->mu);
 }
 
+/* ---- locks, and locks left held by requests whose answer was lost ---- */
+struct vol_dirty {
+	char which[8];
+	char vol[VF_VOLUME_NAME_MAX + 1];
+	char lease_id[64];
+	struct vol_dirty *next;
+};
+
+static void vol_dirty_note(struct vf_ctx *ctx, const char *which, const char *vol,
+                           const char *lease_id)
+{
+	struct vol_dirty *d;
+
+	pthread_mutex_lock(&ctx->mu);
+	for (d = ctx->dirty; d; d = d->next)
+		if (strcmp(d->which, which) == 0 && strcmp(d->vol, vol) == 0 &&
+		    strcmp(d->lease_id, lease_id) == 0)
+			break;
+	if (d == NULL && (d = calloc(1, sizeof(*d))) != NULL) {
+		snprintf(d->which, sizeof(d->which), "%s", which);
+		snprintf(d->vol, sizeof(d->vol), "%s", vol);
+		snprintf(d->lease_id, sizeof(d->lease_id), "%s", lease_id);
+		d->next = ctx->dirty;
+		ctx->dirty = d;
+		pthread_cond_broadcast(&ctx->cv); /* the lease thread sweeps */
+	}
+	pthread_mutex_unlock(&ctx->mu);
+}
+
+size_t vf_vol_dirty_count(struct vf_ctx *ctx)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&ctx->mu);
+	for (struct vol_dirty *d = ctx->dirty; d; d = d->next)
+		n++;
+	pthread_mutex_unlock(&ctx->mu);
+	return n;
+}
+
+/* May a failed lock() have left the lock held or our waiter queued? */
+static int vol_lock_maybe_left(int rc)
+{
+	return rc == VF_EUNCERTAIN || rc == VF_EUNAVAIL || rc == VF_ETIMEDOUT || rc == VF_EPROTO;
+}
+
+int vf_vol_lock(struct vf_ctx *ctx, struct vf_kv_lease *lease, const char *which, const char *vol,
+                int timeout_ms, const char *const *reads, size_t nreads,
+                struct vf_kv_result *reads_r, struct vf_kv_lock **lock_r, struct vf_err *err)
+{
+	char name[512];
+	int rc;
+
+	*lock_r = NULL;
+	if (lease == NULL)
+		return vf_err_set(err, VF_ELEASE, "volume %s: node %s has no lease right now", vol,
+		                  ctx->node_id);
+	vol_lock_name(ctx, name, sizeof(name), which, vol);
+	rc = ctx->kv->ops->lock(ctx->kv, lease, name, timeout_ms, reads, nreads, reads_r, lock_r,
+	                        err);
+	if (rc == VF_ELEASE)
+		vf_ctx_lease_gone(ctx, lease);
+	else if (vol_lock_maybe_left(rc))
+		vol_dirty_note(ctx, which, vol, lease->id);
+	return rc;
+}
+
+void vf_vol_unlock(struct vf_ctx *ctx, struct vf_kv_lease *lease, const char *which,
+                   const char *vol, struct vf_kv_lock **lock)
+{
+	struct vf_err e = {0};
+	int rc;
+
+	if (*lock == NULL)
+		return;
+	rc = ctx->kv->ops->unlock(ctx->kv, lock, &e);
+	if (rc == VF_ELEASE && lease)
+		vf_ctx_lease_gone(ctx, lease);
+	else if (rc != VF_OK && lease)
+		vol_dirty_note(ctx, which, vol, lease->id);
+}
+
+/* Take and release each noted lock (lease thread; mu not held). Stops at the
+ * first store error: the store is down, try again later. */
+static void ctx_sweep(struct vf_ctx *ctx)
+{
+	struct vol_dirty *list, *keep = NULL;
+	int down = 0;
+
+	pthread_mutex_lock(&ctx->mu);
+	list = ctx->dirty;
+	ctx->dirty = NULL;
+	pthread_mutex_unlock(&ctx->mu);
+	while (list) {
+		struct vol_dirty *d = list;
+		struct vf_kv_lease *lease;
+		int left = 0;
+
+		list = d->next;
+		lease = vf_ctx_lease_get(ctx);
+		if (down) {
+			left = 1;
+		} else if (lease && strcmp(lease->id, d->lease_id) == 0) {
+			/* under the local mutex: no thread of ours holds it meanwhile */
+			if (vf_vol_local_enter(ctx, d->which, d->vol, 1)) {
+				struct vf_kv_lock *lk = NULL;
+				struct vf_err e = {0};
+				char name[512];
+				int rc;
+
+				vol_lock_name(ctx, name, sizeof(name), d->which, d->vol);
+				rc = ctx->kv->ops->lock(ctx->kv, lease, name, 0, NULL, 0, NULL, &lk,
+				                        &e);
+				if (rc == VF_OK) {
+					rc = ctx->kv->ops->unlock(ctx->kv, &lk, &e);
+					if (rc == VF_OK)
+						vf_log(VF_LOG_INFO,
+						       "volume %s: released lock %s left held by a "
+						       "request whose answer was lost",
+						       d->vol, name);
+				}
+				left = vol_lock_maybe_left(rc);
+				down = left;
+				vf_vol_local_leave(ctx, d->which, d->vol);
+			} else {
+				left = 1; /* an operation of ours is on it: later */
+			}
+		} /* else: an earlier lease's locks ended with it */
+		vf_ctx_lease_put(ctx);
+		if (left) {
+			d->next = keep;
+			keep = d;
+		} else {
+			free(d);
+		}
+	}
+	pthread_mutex_lock(&ctx->mu);
+	while (keep) {
+		struct vol_dirty *d = keep;
+
+		keep = d->next;
+		d->next = ctx->dirty;
+		ctx->dirty = d;
+	}
+	pthread_mutex_unlock(&ctx->mu);
+}
+
 /* Waits for lease loss; then stops acting as manager, re-grants, resumes. The
  * lease pointer is NULL while a new one is sought (operations then fail with
  * VF_ELEASE or wait for it within their own deadline, never on the store). */
@@ -535,8 +682,28 @@ static void *ctx_lease_thread(void *arg)
 	for (;;) {
 		struct vf_kv_lease *old;
 
-		while (!ctx->lease_lost && !ctx->stopping)
-			pthread_cond_wait(&ctx->cv, &ctx->mu);
+		while (!ctx->lease_lost && !ctx->stopping) {
+			struct timespec ts;
+
+			if (ctx->dirty == NULL) {
+				pthread_cond_wait(&ctx->cv, &ctx->mu);
+				continue;
+			}
+			/* locks possibly left held: release them (again in 0.5 s
+			 * while the store does not answer) */
+			pthread_mutex_unlock(&ctx->mu);
+			ctx_sweep(ctx);
+			pthread_mutex_lock(&ctx->mu);
+			if (ctx->dirty == NULL || ctx->lease_lost || ctx->stopping)
+				continue;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 500000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&ctx->cv, &ctx->mu, &ts);
+		}
 		if (ctx->stopping)
 			break;
 		pthread_mutex_unlock(&ctx->mu);
@@ -668,6 +835,12 @@ void vf_ctx_free(struct vf_ctx **ctxp)
 
 		ctx->locals = l->next;
 		free(l);
+	}
+	while (ctx->dirty) {
+		struct vol_dirty *d = ctx->dirty;
+
+		ctx->dirty = d->next;
+		free(d);
 	}
 	vf_strv_free(ctx->mounted, ctx->nmounted);
 	pthread_rwlock_destroy(&ctx->lease_rw);
@@ -920,7 +1093,7 @@ static int vol_mount_once(struct vf_ctx *ctx, const char *vol, const char *id, c
 {
 	struct vf_kv *kv = ctx->kv;
 	struct vf_kv_lease *lease = vf_ctx_lease_get(ctx);
-	char keys[R_N][512], lname[512], gval[32];
+	char keys[R_N][512], gval[32];
 	const char *reads[R_N];
 	struct vf_kv_result rr[R_N];
 	struct vf_kv_lock *lk = NULL;
@@ -938,16 +1111,9 @@ static int vol_mount_once(struct vf_ctx *ctx, const char *vol, const char *id, c
 	vf_vol_key(ctx, keys[R_SERVER], 512, VK_SERVER, vol);
 	for (int i = 0; i < R_N; i++)
 		reads[i] = keys[i];
-	vol_lock_name(ctx, lname, sizeof(lname), "gref", vol);
-	if (lease == NULL) {
-		rc = vf_err_set(err, VF_ELEASE, "volume %s: node %s has no lease right now", vol,
-		                ctx->node_id);
-		goto out;
-	}
-	rc = kv->ops->lock(kv, lease, lname, (int)vol_left(deadline), reads, R_N, rr, &lk, err);
+	rc = vf_vol_lock(ctx, lease, "gref", vol, (int)vol_left(deadline), reads, R_N, rr, &lk,
+	                 err);
 	if (rc != VF_OK) {
-		if (rc == VF_ELEASE)
-			vf_ctx_lease_gone(ctx, lease);
 		vf_err_prefix(err, "volume %s: cannot take the gref lock", vol);
 		goto out;
 	}
@@ -1086,8 +1252,9 @@ out:
 		if (vol_fs_unmount(ctx, vol, path, &e2) != VF_OK)
 			vf_log(VF_LOG_ERR, "%s", e2.msg);
 	}
-	if (lk)
-		kv->ops->unlock(kv, &lk, NULL);
+	vf_vol_unlock(ctx, lease, "gref", vol, &lk);
+	if (rc == VF_ELEASE && lease)
+		vf_ctx_lease_gone(ctx, lease); /* a fenced txn found the lease gone */
 	vf_kv_results_clear(rr, R_N);
 	vol_ids_free(&ids);
 	free(cval);
@@ -1133,24 +1300,19 @@ int vf_volume_mount(struct vf_ctx *ctx, const char *name, const char *mount_id, 
 
 enum { U_STATE = 0, U_GREF, U_CLIENT, U_TRIG, U_N };
 
-int vf_volume_unmount(struct vf_ctx *ctx, const char *name, const char *mount_id,
-                      struct vf_err *err)
+static int vol_unmount_once(struct vf_ctx *ctx, const char *name, const char *mount_id,
+                            const char *path, int64_t deadline, int *unmounted, struct vf_err *err)
 {
 	struct vf_kv *kv = ctx->kv;
-	struct vf_kv_lease *lease;
-	char keys[U_N][512], lname[512], gval[32], tval[32];
+	struct vf_kv_lease *lease = vf_ctx_lease_get(ctx);
+	char keys[U_N][512], gval[32], tval[32];
 	const char *reads[U_N];
 	struct vf_kv_result rr[U_N];
 	struct vf_kv_lock *lk = NULL;
 	struct vol_ids ids = {0};
-	struct vf_buf path = {0};
 	char *cval = NULL;
 	int rc;
 
-	if ((rc = vol_check_name(name, err)) != VF_OK)
-		return rc;
-	if (mount_id == NULL || mount_id[0] == '\0')
-		return vf_err_set(err, VF_EINVAL, "volume %s: empty mount id", name);
 	memset(rr, 0, sizeof(rr));
 	vf_vol_key(ctx, keys[U_STATE], 512, VK_STATE, name);
 	vf_vol_key(ctx, keys[U_GREF], 512, VK_GREF, name);
@@ -1158,20 +1320,9 @@ int vf_volume_unmount(struct vf_ctx *ctx, const char *name, const char *mount_id
 	vf_vol_key(ctx, keys[U_TRIG], 512, VK_STOP_TRIGGER, name);
 	for (int i = 0; i < U_N; i++)
 		reads[i] = keys[i];
-	vol_lock_name(ctx, lname, sizeof(lname), "gref", name);
-	if (vf_buf_printf(&path, "%s/%s", ctx->mount_root, name) != VF_OK)
-		return vf_err_set(err, VF_ENOMEM, "volume %s: out of memory", name);
-	vf_vol_local_enter(ctx, "gref", name, 0);
-	lease = vf_ctx_lease_get(ctx);
-	if (lease == NULL) {
-		rc = vf_err_set(err, VF_ELEASE, "volume %s: node %s has no lease right now", name,
-		                ctx->node_id);
-		goto out;
-	}
-	rc = kv->ops->lock(kv, lease, lname, ctx->op_timeout_ms, reads, U_N, rr, &lk, err);
+	rc = vf_vol_lock(ctx, lease, "gref", name, (int)vol_left(deadline), reads, U_N, rr, &lk,
+	                 err);
 	if (rc != VF_OK) {
-		if (rc == VF_ELEASE)
-			vf_ctx_lease_gone(ctx, lease);
 		vf_err_prefix(err, "volume %s: cannot take the gref lock", name);
 		goto out;
 	}
@@ -1183,7 +1334,7 @@ int vf_volume_unmount(struct vf_ctx *ctx, const char *name, const char *mount_id
 		vf_log(VF_LOG_INFO, "volume %s: mount id %s is not mounted on %s", name, mount_id,
 		       ctx->node_id);
 		if (ids.n == 0 && vol_local_mounted(ctx, name))
-			rc = vol_fs_unmount(ctx, name, path.data, err);
+			rc = vol_fs_unmount(ctx, name, path, err);
 		goto out;
 	}
 	if (ids.n > 1) {
@@ -1212,10 +1363,14 @@ int vf_volume_unmount(struct vf_ctx *ctx, const char *name, const char *mount_id
 			vf_err_prefix(err, "volume %s: cannot drop mount id %s", name, mount_id);
 		goto out;
 	}
-	/* the last id on this host: unmount, drop the global reference */
-	rc = vol_fs_unmount(ctx, name, path.data, err);
-	if (rc != VF_OK)
-		goto out;
+	/* the last id on this host: unmount (unless a try that lost its lease
+	 * did already), drop the global reference */
+	if (!*unmounted) {
+		rc = vol_fs_unmount(ctx, name, path, err);
+		if (rc != VF_OK)
+			goto out;
+		*unmounted = 1;
+	}
 	int64_t g = vf_vol_num(&rr[U_GREF]) - 1;
 
 	if (g < 0) {
@@ -1264,14 +1419,42 @@ int vf_volume_unmount(struct vf_ctx *ctx, const char *name, const char *mount_id
 		              "reference (retry the unmount)",
 		              name);
 out:
-	if (lk)
-		kv->ops->unlock(kv, &lk, NULL);
+	vf_vol_unlock(ctx, lease, "gref", name, &lk);
+	if (rc == VF_ELEASE && lease)
+		vf_ctx_lease_gone(ctx, lease); /* a fenced txn found the lease gone */
 	vf_ctx_lease_put(ctx);
-	vf_vol_local_leave(ctx, "gref", name);
 	vf_kv_results_clear(rr, U_N);
 	vol_ids_free(&ids);
-	vf_buf_free(&path);
 	free(cval);
+	return rc;
+}
+
+int vf_volume_unmount(struct vf_ctx *ctx, const char *name, const char *mount_id,
+                      struct vf_err *err)
+{
+	int64_t deadline = vf_now_ms() + ctx->op_timeout_ms;
+	struct vf_buf path = {0};
+	int rc, unmounted = 0;
+
+	if ((rc = vol_check_name(name, err)) != VF_OK)
+		return rc;
+	if (mount_id == NULL || mount_id[0] == '\0')
+		return vf_err_set(err, VF_EINVAL, "volume %s: empty mount id", name);
+	if (vf_buf_printf(&path, "%s/%s", ctx->mount_root, name) != VF_OK)
+		return vf_err_set(err, VF_ENOMEM, "volume %s: out of memory", name);
+	vf_vol_local_enter(ctx, "gref", name, 0);
+	for (;;) {
+		unsigned gen = vf_ctx_lease_gen(ctx);
+
+		rc = vol_unmount_once(ctx, name, mount_id, path.data, deadline, &unmounted, err);
+		if (rc != VF_ELEASE || vf_now_ms() >= deadline)
+			break;
+		/* the lease ended under us (nothing was dropped): again with the
+		 * new one, within the same deadline */
+		vf_ctx_lease_wait(ctx, gen, deadline);
+	}
+	vf_vol_local_leave(ctx, "gref", name);
+	vf_buf_free(&path);
 	return rc;
 }
 
@@ -1307,41 +1490,30 @@ int vf_volume_create(struct vf_ctx *ctx, const char *name, const struct vf_opt *
 	return rc;
 }
 
-int vf_volume_remove(struct vf_ctx *ctx, const char *name, struct vf_err *err)
+static int vol_remove_once(struct vf_ctx *ctx, const char *name, struct vf_err *err)
 {
 	struct vf_kv *kv = ctx->kv;
 	struct vf_kv_lease *lease;
-	char keys[VK_NKEYS][512], lg[512], ls[512], cpre[512];
+	char keys[VK_NKEYS][512], cpre[512];
 	const char *reads[] = {keys[VK_STATE], keys[VK_GREF]};
 	struct vf_kv_result rr[2];
 	struct vf_kv_lock *lkg = NULL, *lks = NULL;
 	struct vf_kv_list cl = {0};
 	int rc, local_state = 0;
 
-	if ((rc = vol_check_name(name, err)) != VF_OK)
-		return rc;
 	memset(rr, 0, sizeof(rr));
 	for (int i = 0; i < VK_NKEYS; i++)
 		vf_vol_key(ctx, keys[i], 512, i, name);
-	vol_lock_name(ctx, lg, sizeof(lg), "gref", name);
-	vol_lock_name(ctx, ls, sizeof(ls), "state", name);
 	vol_client_key(ctx, cpre, sizeof(cpre), name, NULL);
-	vf_vol_local_enter(ctx, "gref", name, 0);
 	lease = vf_ctx_lease_get(ctx);
-	if (lease == NULL) {
-		rc = vf_err_set(err, VF_ELEASE, "volume %s: node %s has no lease right now", name,
-		                ctx->node_id);
-		goto out;
-	}
 	/* order: gref lock, then state (as the manager side, which takes state only) */
-	rc = kv->ops->lock(kv, lease, lg, ctx->op_timeout_ms, reads, 2, rr, &lkg, err);
+	rc = vf_vol_lock(ctx, lease, "gref", name, ctx->op_timeout_ms, reads, 2, rr, &lkg, err);
 	if (rc == VF_OK) {
 		local_state = vf_vol_local_enter(ctx, "state", name, 0);
-		rc = kv->ops->lock(kv, lease, ls, ctx->op_timeout_ms, NULL, 0, NULL, &lks, err);
+		rc = vf_vol_lock(ctx, lease, "state", name, ctx->op_timeout_ms, NULL, 0, NULL, &lks,
+		                 err);
 	}
 	if (rc != VF_OK) {
-		if (rc == VF_ELEASE)
-			vf_ctx_lease_gone(ctx, lease);
 		vf_err_prefix(err, "volume %s: cannot take the volume locks", name);
 		goto out;
 	}
@@ -1390,16 +1562,35 @@ int vf_volume_remove(struct vf_ctx *ctx, const char *name, struct vf_err *err)
 			vf_err_prefix(err, "volume %s: cannot remove", name);
 	}
 out:
-	if (lks)
-		kv->ops->unlock(kv, &lks, NULL);
-	if (lkg)
-		kv->ops->unlock(kv, &lkg, NULL);
+	vf_vol_unlock(ctx, lease, "state", name, &lks);
+	vf_vol_unlock(ctx, lease, "gref", name, &lkg);
+	if (rc == VF_ELEASE && lease)
+		vf_ctx_lease_gone(ctx, lease); /* a fenced txn found the lease gone */
 	vf_ctx_lease_put(ctx);
 	if (local_state)
 		vf_vol_local_leave(ctx, "state", name);
-	vf_vol_local_leave(ctx, "gref", name);
 	vf_kv_results_clear(rr, 2);
 	vf_kv_list_clear(&cl);
+	return rc;
+}
+
+int vf_volume_remove(struct vf_ctx *ctx, const char *name, struct vf_err *err)
+{
+	int64_t deadline = vf_now_ms() + ctx->op_timeout_ms;
+	int rc;
+
+	if ((rc = vol_check_name(name, err)) != VF_OK)
+		return rc;
+	vf_vol_local_enter(ctx, "gref", name, 0);
+	for (;;) {
+		unsigned gen = vf_ctx_lease_gen(ctx);
+
+		rc = vol_remove_once(ctx, name, err);
+		if (rc != VF_ELEASE || vf_now_ms() >= deadline)
+			break;
+		vf_ctx_lease_wait(ctx, gen, deadline); /* again with the new lease */
+	}
+	vf_vol_local_leave(ctx, "gref", name);
 	return rc;
 }
 

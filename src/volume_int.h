@@ -62,6 +62,11 @@ struct vf_ctx {
 	pthread_t lease_thr;
 	int lease_thr_started;
 
+	/* store locks this process's lease may hold without knowing it (a lock
+	 * whose answer was lost, an unlock that failed): released by the lease
+	 * thread (see vf_vol_lock) */
+	struct vol_dirty *dirty;
+
 	/* volumes busy in this process, volumes mounted locally */
 	struct vol_local *locals;
 	pthread_cond_t local_cv;
@@ -91,6 +96,22 @@ void vf_ctx_lease_gone(struct vf_ctx *ctx, struct vf_kv_lease *lease);
  * vf_now_ms deadline) until it moves past gen. */
 unsigned vf_ctx_lease_gen(struct vf_ctx *ctx);
 void vf_ctx_lease_wait(struct vf_ctx *ctx, unsigned gen, int64_t deadline);
+/* lock()/unlock() of lock which ("gref", "state") of vol, with the caller's
+ * lease, for every volume-manager lock (call it inside vf_vol_local_enter of
+ * the same which/vol). VF_ELEASE re-grants at once (vf_ctx_lease_gone). A lock
+ * whose outcome is unknown (uncertain, unreachable mid-way, timed out) or an
+ * unlock that failed may leave the store lock held by this lease (Consul: our
+ * session holds it; etcd: our waiter key stays queued), blocking every OTHER
+ * node until the lease ends: such a lock is noted and the lease thread takes
+ * and releases it (try-lock + unlock, under the local mutex) as soon as the
+ * store answers. */
+int vf_vol_lock(struct vf_ctx *ctx, struct vf_kv_lease *lease, const char *which, const char *vol,
+                int timeout_ms, const char *const *reads, size_t nreads,
+                struct vf_kv_result *reads_r, struct vf_kv_lock **lock_r, struct vf_err *err);
+void vf_vol_unlock(struct vf_ctx *ctx, struct vf_kv_lease *lease, const char *which,
+                   const char *vol, struct vf_kv_lock **lock);
+/* Locks noted as possibly left held (tests). */
+size_t vf_vol_dirty_count(struct vf_ctx *ctx);
 /* A kv slot that may be NULL: VF_ENOTSUP. */
 int vf_vol_need(const struct vf_ctx *ctx, const void *slot, const char *what, struct vf_err *err);
 

@@ -106,7 +106,9 @@ static void ig_cleanup(void)
 	}
 	vf_backend_unload(&ig.be);
 	vf_srv_stop(&ig.srv);
-	if (ig.dir[0]) {
+	if (ig.dir[0] && getenv("VFILE_INTEG_KEEP") && *getenv("VFILE_INTEG_KEEP")) {
+		fprintf(stderr, "VFILE_INTEG_KEEP: node logs and dirfs files kept in %s\n", ig.dir);
+	} else if (ig.dir[0]) {
 		char cmd[300];
 
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", ig.dir);

@@ -556,6 +556,93 @@ static void test_reconcile_missed_trigger(void)
 	tc_free(&tc);
 }
 
+/* A lock whose answer was lost but which landed leaves the store lock held by
+ * the host's lease: another host must not wait for that lease to end. The
+ * lease thread takes and releases it (h1's lock() call #1 applied, reported
+ * uncertain; h2's mount then succeeds well within its timeout). */
+static void test_lock_left_by_lost_answer(void)
+{
+	struct tcluster tc;
+	struct vf_err e = {0};
+	int64_t t0, took;
+	int h1, h2, rc;
+
+	tc_init(&tc);
+	tc.op_timeout_ms = 3000;
+	tc_add(&tc, "m1", 1);
+	h1 = tc_add(&tc, "h1", 0);
+	h2 = tc_add(&tc, "h2", 0);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h1].ctx, "v", NULL, 0, &e), VF_OK);
+	memkv_shim_fail(tc.n[h1].shim, MEMKV_LOCK, 1, MEMKV_FAULT_UNCERTAIN_APPLIED, 1);
+	rc = vf_volume_mount(tc.n[h1].ctx, "v", "a", NULL, &e);
+	CU_ASSERT_NOT_EQUAL(rc, VF_OK);
+	CU_ASSERT(memkv_shim_fired(tc.n[h1].shim));
+	/* h1 now holds lock/gref/v without knowing; every further lock() of h1
+	 * fails, so the sweep cannot run yet */
+	CU_ASSERT_EQUAL(vf_vol_dirty_count(tc.n[h1].ctx), 1);
+	memkv_shim_clear(tc.n[h1].shim);
+	t0 = vf_now_ms();
+	rc = vf_volume_mount(tc.n[h2].ctx, "v", "b", NULL, &e);
+	took = vf_now_ms() - t0;
+	if (rc != VF_OK)
+		fprintf(stderr, "h2 mount: %s\n", e.msg);
+	CU_ASSERT_EQUAL(rc, VF_OK);
+	CU_ASSERT(took < 2000); /* the sweep runs every 0.5 s; the op timeout is 3 s */
+	CU_ASSERT_EQUAL(vf_vol_dirty_count(tc.n[h1].ctx), 0);
+	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h2].ctx, "v", "b", &e), VF_OK);
+	CU_ASSERT(tc_settled(&tc, "v", 3000));
+	tc_free(&tc);
+}
+
+/* A server key (and start claim) written by this manager under an EARLIER lease
+ * of its own, which the store still keeps (a revoke that did not reach it):
+ * after re-granting, the manager treats them as dead at once instead of
+ * waiting for the old lease's TTL. Simulated by writing them with a second,
+ * live lease of the same handle. */
+static void test_stale_own_server_record(void)
+{
+	struct tcluster tc;
+	struct vf_err e = {0};
+	struct vf_kv_lease *old = NULL;
+	char val[160];
+	int m, h, ok = 0;
+
+	tc_init(&tc);
+	m = tc_add(&tc, "m1", 1);
+	h = tc_add(&tc, "h1", 0);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h].ctx, "v", NULL, 0, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(
+	        tc.n[m].base->ops->lease_grant(tc.n[m].base, 5, 0, NULL, NULL, &old, &e), VF_OK);
+	/* Mounted, served by "m1 <old lease>", one host attached */
+	snprintf(val, sizeof(val), "m1 %s", old->id);
+	CU_ASSERT_EQUAL(tc.n[m].base->ops->put(tc.n[m].base, "vfile/server/v", val, strlen(val),
+	                                       old, NULL, &e),
+	                VF_OK);
+	CU_ASSERT_EQUAL(
+	        tc.n[m].base->ops->put(tc.n[m].base, "vfile/state/v", "Mounted", 7, NULL, NULL, &e),
+	        VF_OK);
+	CU_ASSERT_EQUAL(
+	        tc.n[m].base->ops->put(tc.n[m].base, "vfile/gref/v", "1", 1, NULL, NULL, &e),
+	        VF_OK);
+	CU_ASSERT_EQUAL(tc.n[m].base->ops->put(tc.n[m].base, "vfile/client/v/h0",
+	                                       "{\"addr\":\"x\",\"ids\":[\"c\"]}", 24, NULL, NULL,
+	                                       &e),
+	                VF_OK);
+	/* the reconciler restarts it under the current lease (no server ran) */
+	for (int64_t end = vf_now_ms() + 3000; vf_now_ms() < end && !ok;) {
+		char *sv = memkv_value(tc.st, "vfile/server/v");
+
+		ok = sv && strcmp(sv, val) != 0 && testfs_nservers(tc.fs, "v") == 1;
+		free(sv);
+		if (!ok)
+			tc_sleep_ms(20);
+	}
+	CU_ASSERT(ok);
+	CU_ASSERT_EQUAL(testfs_violations(tc.fs), 0);
+	tc.n[m].base->ops->lease_revoke(tc.n[m].base, &old, NULL);
+	tc_free(&tc);
+}
+
 void vf_test_register(void)
 {
 	CU_pSuite s = CU_add_suite("volume", NULL, NULL);
@@ -573,5 +660,7 @@ void vf_test_register(void)
 	VF_ADD_TEST(s, test_serving_manager_lease_lost);
 	VF_ADD_TEST(s, test_concurrent_memkv);
 	VF_ADD_TEST(s, test_reconcile_missed_trigger);
+	VF_ADD_TEST(s, test_lock_left_by_lost_answer);
+	VF_ADD_TEST(s, test_stale_own_server_record);
 	vf_test_register_fault();
 }
