@@ -14,19 +14,57 @@ struct none_vol {
 	struct none_vol *next;
 };
 
+/* The running volumes: a chained hash (grows x2), O(1) per start/stop/running
+ * with thousands of volumes served by one manager. */
 struct none_fs {
 	struct fs_base base;
 	pthread_mutex_t mu;
-	struct none_vol *vols;
+	struct none_vol **b;
+	size_t nb, n;
 };
 
+static size_t none_hash(const char *s)
+{
+	size_t h = 1469598103934665603ULL;
+
+	while (*s)
+		h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
+	return h;
+}
+
+/* The link that points at vol's entry (or the NULL end of its bucket). The
+ * table must have buckets (none_grow first). */
 static struct none_vol **none_find(struct none_fs *fs, const char *vol)
 {
-	struct none_vol **p = &fs->vols;
+	struct none_vol **p = &fs->b[none_hash(vol) & (fs->nb - 1)];
 
 	while (*p && strcmp((*p)->name, vol) != 0)
 		p = &(*p)->next;
 	return p;
+}
+
+/* Room for one more (0 when out of memory). */
+static int none_grow(struct none_fs *fs)
+{
+	size_t nb = fs->nb ? fs->nb * 2 : 64;
+	struct none_vol **b;
+
+	if (fs->nb && fs->n < fs->nb)
+		return 1;
+	if ((b = calloc(nb, sizeof(*b))) == NULL)
+		return fs->nb != 0;
+	for (size_t i = 0; i < fs->nb; i++)
+		while (fs->b[i]) {
+			struct none_vol *v = fs->b[i];
+
+			fs->b[i] = v->next;
+			v->next = b[none_hash(v->name) & (nb - 1)];
+			b[none_hash(v->name) & (nb - 1)] = v;
+		}
+	free(fs->b);
+	fs->b = b;
+	fs->nb = nb;
+	return 1;
 }
 
 static int none_start(void *arg, const char *vol, const char *info_json, char **addr_r, int *port_r,
@@ -41,13 +79,15 @@ static int none_start(void *arg, const char *vol, const char *info_json, char **
 	if (vf_fs_vol_check(vol, err) != VF_OK)
 		return VF_EINVAL;
 	pthread_mutex_lock(&fs->mu);
-	p = none_find(fs, vol);
-	if (*p == NULL) {
+	if (!none_grow(fs)) {
+		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
+	} else if (*(p = none_find(fs, vol)) == NULL) {
 		struct none_vol *v = calloc(1, sizeof(*v));
 
-		if (v && (v->name = strdup(vol)) != NULL)
+		if (v && (v->name = strdup(vol)) != NULL) {
 			*p = v;
-		else {
+			fs->n++;
+		} else {
 			free(v);
 			rc = vf_err_set(err, VF_ENOMEM, "out of memory");
 		}
@@ -61,12 +101,13 @@ static int none_start(void *arg, const char *vol, const char *info_json, char **
 static int none_stop(void *arg, const char *vol, const char *info_json, struct vf_err *err)
 {
 	struct none_fs *fs = arg;
-	struct none_vol **p, *v;
+	struct none_vol **p, *v = NULL;
 
 	pthread_mutex_lock(&fs->mu);
-	p = none_find(fs, vol);
-	if ((v = *p) != NULL)
+	if (fs->nb && (v = *(p = none_find(fs, vol))) != NULL) {
 		*p = v->next;
+		fs->n--;
+	}
 	pthread_mutex_unlock(&fs->mu);
 	if (v)
 		free(v->name);
@@ -80,7 +121,7 @@ static int none_running(void *arg, const char *vol)
 	int found;
 
 	pthread_mutex_lock(&fs->mu);
-	found = *none_find(fs, vol) != NULL;
+	found = fs->nb && *none_find(fs, vol) != NULL;
 	pthread_mutex_unlock(&fs->mu);
 	return found;
 }
@@ -125,13 +166,15 @@ static void none_close(void *arg)
 {
 	struct none_fs *fs = arg;
 
-	while (fs->vols) {
-		struct none_vol *v = fs->vols;
+	for (size_t i = 0; i < fs->nb; i++)
+		while (fs->b[i]) {
+			struct none_vol *v = fs->b[i];
 
-		fs->vols = v->next;
-		free(v->name);
-		free(v);
-	}
+			fs->b[i] = v->next;
+			free(v->name);
+			free(v);
+		}
+	free(fs->b);
 	pthread_mutex_destroy(&fs->mu);
 	free(fs);
 }

@@ -16,8 +16,121 @@
 #include "metrics_int.h"
 #include "volume_int.h"
 
-#define MGR_WORKERS 4
+/* Workers: handlers spend nearly all their time waiting for the store (a
+ * restart is a lock request and a txn), so many run at once; one volume's
+ * jobs still run one at a time. */
+#define MGR_WORKERS 32
 #define MGR_NAME (VF_VOLUME_NAME_MAX + 1)
+
+/* ---- a small string-keyed hash (chained, grows x2): the served set, the
+ * queued-job set and the idle notes stay O(1) per volume at 10,000 volumes ---- */
+struct mgr_hnode {
+	struct mgr_hnode *next;
+	void *val;
+	char key[];
+};
+struct mgr_hash {
+	struct mgr_hnode **b;
+	size_t nb, n;
+};
+
+static size_t mgr_hfn(const char *s)
+{
+	size_t h = 1469598103934665603ULL;
+
+	while (*s)
+		h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
+	return h;
+}
+
+static struct mgr_hnode *mgr_hget(const struct mgr_hash *h, const char *key)
+{
+	if (h->nb == 0)
+		return NULL;
+	for (struct mgr_hnode *x = h->b[mgr_hfn(key) & (h->nb - 1)]; x; x = x->next)
+		if (strcmp(x->key, key) == 0)
+			return x;
+	return NULL;
+}
+
+/* The node of key, added (val NULL) if absent; NULL when out of memory. */
+static struct mgr_hnode *mgr_hput(struct mgr_hash *h, const char *key)
+{
+	struct mgr_hnode *x = mgr_hget(h, key);
+	size_t len = strlen(key), i;
+
+	if (x)
+		return x;
+	if (h->n >= h->nb) {
+		size_t nb = h->nb ? h->nb * 2 : 64;
+		struct mgr_hnode **b = calloc(nb, sizeof(*b));
+
+		if (b == NULL)
+			return NULL;
+		for (i = 0; i < h->nb; i++)
+			while (h->b[i]) {
+				struct mgr_hnode *y = h->b[i];
+
+				h->b[i] = y->next;
+				y->next = b[mgr_hfn(y->key) & (nb - 1)];
+				b[mgr_hfn(y->key) & (nb - 1)] = y;
+			}
+		free(h->b);
+		h->b = b;
+		h->nb = nb;
+	}
+	if ((x = calloc(1, sizeof(*x) + len + 1)) == NULL)
+		return NULL;
+	memcpy(x->key, key, len + 1);
+	i = mgr_hfn(key) & (h->nb - 1);
+	x->next = h->b[i];
+	h->b[i] = x;
+	h->n++;
+	return x;
+}
+
+/* Remove key; returns its val (the caller frees it). */
+static void *mgr_hdel(struct mgr_hash *h, const char *key)
+{
+	struct mgr_hnode **pp, *x;
+	void *v;
+
+	if (h->nb == 0)
+		return NULL;
+	for (pp = &h->b[mgr_hfn(key) & (h->nb - 1)]; (x = *pp) != NULL; pp = &x->next)
+		if (strcmp(x->key, key) == 0) {
+			*pp = x->next;
+			v = x->val;
+			free(x);
+			h->n--;
+			return v;
+		}
+	return NULL;
+}
+
+static void mgr_hfree(struct mgr_hash *h, int free_vals)
+{
+	for (size_t i = 0; i < h->nb; i++)
+		while (h->b[i]) {
+			struct mgr_hnode *x = h->b[i];
+
+			h->b[i] = x->next;
+			if (free_vals)
+				free(x->val);
+			free(x);
+		}
+	free(h->b);
+	memset(h, 0, sizeof(*h));
+}
+
+/* Any key of h (NULL if empty). */
+static const char *mgr_hany(const struct mgr_hash *h)
+{
+	for (size_t i = 0; i < h->nb && h->n; i++)
+		if (h->b[i])
+			return h->b[i]->key;
+	return NULL;
+}
 
 enum mgr_job_kind { JOB_START = 0, JOB_STOP, JOB_CHECK, JOB_RESTART, JOB_IDLE };
 static const char *const mgr_job_names[] = {"start", "stop", "check", "restart", "idle-stop"};
@@ -36,7 +149,7 @@ struct mgr_idle {
 
 struct mgr {
 	struct vf_ctx *ctx;
-	pthread_mutex_t mu;
+	pthread_mutex_t mu, pass_mu; /* pass_mu: one reconcile pass at a time */
 	pthread_cond_t job_cv, rec_cv;
 	struct mgr_job *head, *tail;
 	char busy[MGR_WORKERS][MGR_NAME];
@@ -47,20 +160,18 @@ struct mgr {
 	struct vf_kv_watch *watches[3];
 	struct mgr_watch_arg *wargs[3];
 	int stop, suspended, rec_req, pass;
-	char **served; /* volumes this process serves */
-	size_t nserved;
-	struct mgr_idle *idle;
-	size_t nidle;
+	struct mgr_hash served; /* volumes this process serves */
+	struct mgr_hash queued; /* "<kind>/<vol>" of jobs queued, not started */
+	struct mgr_hash idle;   /* vol -> struct mgr_idle */
 };
 
 /* ---- served set ---- */
 static int mgr_serves(struct mgr *m, const char *vol)
 {
-	int r = 0;
+	int r;
 
 	pthread_mutex_lock(&m->mu);
-	for (size_t i = 0; i < m->nserved; i++)
-		r |= strcmp(m->served[i], vol) == 0;
+	r = mgr_hget(&m->served, vol) != NULL;
 	pthread_mutex_unlock(&m->mu);
 	return r;
 }
@@ -68,25 +179,24 @@ static int mgr_serves(struct mgr *m, const char *vol)
 static void mgr_served_set(struct mgr *m, const char *vol, int on)
 {
 	pthread_mutex_lock(&m->mu);
-	for (size_t i = 0; i < m->nserved; i++)
-		if (strcmp(m->served[i], vol) == 0) {
-			if (!on) {
-				free(m->served[i]);
-				m->served[i] = m->served[--m->nserved];
-			}
-			pthread_mutex_unlock(&m->mu);
-			return;
-		}
-	if (on) {
-		char **v = realloc(m->served, (m->nserved + 1) * sizeof(*v));
-
-		if (v) {
-			m->served = v;
-			if ((v[m->nserved] = strdup(vol)) != NULL)
-				m->nserved++;
-		}
-	}
+	if (on)
+		mgr_hput(&m->served, vol);
+	else
+		mgr_hdel(&m->served, vol);
 	pthread_mutex_unlock(&m->mu);
+}
+
+/* Copy of any served volume into vol (MGR_NAME); 0 if none. */
+static int mgr_served_any(struct mgr *m, char *vol)
+{
+	const char *k;
+
+	pthread_mutex_lock(&m->mu);
+	k = mgr_hany(&m->served);
+	if (k)
+		snprintf(vol, MGR_NAME, "%s", k);
+	pthread_mutex_unlock(&m->mu);
+	return k != NULL;
 }
 
 static void mgr_fs_stop(struct mgr *m, const char *vol, const char *why)
@@ -108,18 +218,26 @@ static void mgr_enqueue(struct mgr *m, const char *vol, int kind)
 
 	if (!vf_volume_name_valid(vol))
 		return;
+	char qk[MGR_NAME + 16];
+	struct mgr_hnode *q;
+
+	snprintf(qk, sizeof(qk), "%d/%s", kind, vol);
 	pthread_mutex_lock(&m->mu);
 	if (m->stop)
 		goto out;
-	for (j = m->head; j; j = j->next)
-		if (j->kind == kind && strcmp(j->vol, vol) == 0)
-			goto out; /* already queued and not started: it will read fresh state */
+	q = mgr_hput(&m->queued, qk);
+	if (q && q->val == (void *)1)
+		goto out; /* already queued and not started: it will read fresh state */
 	j = calloc(1, sizeof(*j));
-	if (j == NULL) {
+	if (j == NULL || q == NULL) {
+		free(j);
+		if (q)
+			mgr_hdel(&m->queued, qk);
 		vf_log(VF_LOG_ERR, "volume %s: out of memory queueing a %s job", vol,
 		       mgr_job_names[kind]);
 		goto out;
 	}
+	q->val = (void *)1; /* a marker, not freed (mgr_hdel hands it back) */
 	snprintf(j->vol, sizeof(j->vol), "%s", vol);
 	j->kind = kind;
 	if (m->tail)
@@ -127,7 +245,7 @@ static void mgr_enqueue(struct mgr *m, const char *vol, int kind)
 	else
 		m->head = j;
 	m->tail = j;
-	pthread_cond_broadcast(&m->job_cv);
+	pthread_cond_signal(&m->job_cv);
 out:
 	pthread_mutex_unlock(&m->mu);
 }
@@ -135,21 +253,21 @@ out:
 /* The first queued job whose volume no worker is busy with (caller holds mu). */
 static struct mgr_job *mgr_take(struct mgr *m, int self)
 {
-	struct mgr_job **pp, *j;
+	struct mgr_job **pp, *j, *prev = NULL;
 
-	for (pp = &m->head; (j = *pp) != NULL; pp = &j->next) {
+	for (pp = &m->head; (j = *pp) != NULL; prev = j, pp = &j->next) {
+		char qk[MGR_NAME + 16];
 		int busy = 0;
 
-		for (int i = 0; i < m->nworkers; i++)
-			busy |= i != self && strcmp(m->busy[i], j->vol) == 0;
+		for (int i = 0; i < m->nworkers && !busy; i++)
+			busy = i != self && strcmp(m->busy[i], j->vol) == 0;
 		if (busy)
 			continue;
 		*pp = j->next;
-		if (m->tail == j) {
-			m->tail = NULL;
-			for (struct mgr_job *x = m->head; x; x = x->next)
-				m->tail = x;
-		}
+		if (m->tail == j)
+			m->tail = prev;
+		snprintf(qk, sizeof(qk), "%d/%s", j->kind, j->vol);
+		mgr_hdel(&m->queued, qk);
 		return j;
 	}
 	return NULL;
@@ -339,9 +457,24 @@ static int mgr_do_start(struct mgr *m, const char *vol, struct vf_kv_lease *leas
 		goto out;
 	}
 	snprintf(sval, sizeof(sval), "%s %s", ctx->node_id, lease->id);
-	if (rr[S_STATE].pair.value && strcmp(rr[S_STATE].pair.value, "Mounted") == 0 &&
-	    rr[S_SERVER].found && !mgr_stale_mine(ctx, rr[S_SERVER].pair.value, sval))
-		goto out; /* served already */
+	if (rr[S_SERVER].found && !mgr_stale_mine(ctx, rr[S_SERVER].pair.value, sval)) {
+		if (rr[S_STATE].pair.value && strcmp(rr[S_STATE].pair.value, "Mounted") == 0)
+			goto out; /* served already */
+		if (strcmp(rr[S_SERVER].pair.value, sval) != 0) {
+			/* the server of a removed incarnation still runs there: wait
+			 * for its manager to stop it and delete the key (retried) */
+			vf_log(VF_LOG_INFO,
+			       "volume %s: start waits: the server of a removed incarnation "
+			       "(%s) is still recorded",
+			       vol, rr[S_SERVER].pair.value);
+			rc = VF_EBUSY;
+			goto out;
+		}
+		/* ours, of a removed incarnation: stop it first (the txn below
+		 * rewrites the key) */
+		if (mgr_serves(m, vol))
+			mgr_fs_stop(m, vol, "volume removed and created again");
+	}
 	if (restart &&
 	    (rr[S_STATE].pair.value == NULL || strcmp(rr[S_STATE].pair.value, "Mounted") != 0))
 		goto out; /* stopped meanwhile: nothing to restart */
@@ -414,6 +547,28 @@ out:
 	return rc;
 }
 
+/* vol is removed or not Mounted: stop the server this process may still run
+ * for it, then delete server/<vol> if it still names us (remove leaves it). */
+static void mgr_unserve_removed(struct mgr *m, const char *vol, const char *mine, int key_mine)
+{
+	struct vf_ctx *ctx = m->ctx;
+	char key[512];
+	struct vf_kv_cmp c = {.kind = VF_CMP_VALUE_EQ, .value = mine, .value_len = strlen(mine)};
+	struct vf_kv_op o = {.kind = VF_OP_DELETE};
+	struct vf_err e = {0};
+	int rc;
+
+	if (mgr_serves(m, vol))
+		mgr_fs_stop(m, vol, "volume removed or not Mounted");
+	if (!key_mine)
+		return;
+	vf_vol_key(ctx, key, sizeof(key), VK_SERVER, vol);
+	c.key = o.key = key;
+	rc = ctx->kv->ops->txn(ctx->kv, &c, 1, &o, 1, NULL, &e);
+	if (rc != VF_OK && rc != VF_ECONFLICT)
+		vf_log(VF_LOG_WARN, "volume %s: cannot delete %s: %s", vol, key, e.msg);
+}
+
 /* Flip Mounted to Ready if gref == 0 (as read, fenced by the gref version). */
 static int mgr_do_stop(struct mgr *m, const char *vol, struct vf_kv_lease *lease)
 {
@@ -441,8 +596,8 @@ static int mgr_do_stop(struct mgr *m, const char *vol, struct vf_kv_lease *lease
 	}
 	served_here = rr[S_SERVER].found && strcmp(rr[S_SERVER].pair.value, mine) == 0;
 	if (!rr[S_STATE].found || strcmp(rr[S_STATE].pair.value, "Mounted") != 0) {
-		if (mgr_serves(m, vol) && !served_here)
-			mgr_fs_stop(m, vol, "volume not Mounted");
+		/* removed (and maybe created again) while we served it */
+		mgr_unserve_removed(m, vol, mine, served_here);
 		goto out;
 	}
 	if (vf_vol_num(&rr[S_GREF]) > 0)
@@ -492,25 +647,35 @@ out:
 	return rc;
 }
 
-/* A server this process runs that the store no longer assigns to it: stop it. */
+/* A server this process runs that the store no longer assigns to it, or whose
+ * volume was removed (state absent or not Mounted): stop it. */
 static void mgr_do_check(struct mgr *m, const char *vol, struct vf_kv_lease *lease)
 {
 	struct vf_ctx *ctx = m->ctx;
-	char key[512], mine[200];
-	struct vf_kv_pair p = {0};
+	char ks[512], kv[512], mine[200];
+	struct vf_kv_op g[] = {{.kind = VF_OP_GET, .key = ks}, {.kind = VF_OP_GET, .key = kv}};
+	struct vf_kv_txn_result res = {0};
 	struct vf_err e = {0};
 	int rc;
 
 	if (!mgr_serves(m, vol))
 		return;
-	vf_vol_key(ctx, key, sizeof(key), VK_SERVER, vol);
+	vf_vol_key(ctx, ks, sizeof(ks), VK_STATE, vol);
+	vf_vol_key(ctx, kv, sizeof(kv), VK_SERVER, vol);
 	snprintf(mine, sizeof(mine), "%s %s", ctx->node_id, lease->id);
-	rc = ctx->kv->ops->get(ctx->kv, key, &p, &e);
-	if (rc == VF_ENOTFOUND || (rc == VF_OK && strcmp(p.value, mine) != 0))
-		mgr_fs_stop(m, vol, "the store no longer names this node as its server");
-	else if (rc != VF_OK)
+	rc = ctx->kv->ops->txn(ctx->kv, NULL, 0, g, 2, &res, &e);
+	if (rc == VF_OK && res.count == 2) {
+		const struct vf_kv_result *st = &res.results[0], *sv = &res.results[1];
+		int key_mine = sv->found && strcmp(sv->pair.value, mine) == 0;
+
+		if (!key_mine)
+			mgr_fs_stop(m, vol, "the store no longer names this node as its server");
+		else if (!st->found || strcmp(st->pair.value, "Mounted") != 0)
+			mgr_unserve_removed(m, vol, mine, 1);
+	} else {
 		vf_log(VF_LOG_WARN, "volume %s: cannot check its server: %s", vol, e.msg);
-	vf_kv_pair_clear(&p);
+	}
+	vf_kv_txn_result_clear(&res);
 }
 
 /* Mounted, nobody mounts it, nothing pending, for two passes: bump stop_trigger.
@@ -670,16 +835,34 @@ static int mgr_watch_cb(const struct vf_kv_event *ev, void *arg)
 
 	switch (wa->family) {
 	case VK_START_TRIGGER:
-		if (ev->type == VF_EV_PUT)
+		if (ev->type == VF_EV_PUT) {
+			/* a start asked for a volume we serve: removed and created
+			 * again under us? (the check comes first: one job per volume
+			 * at a time, in queue order) */
+			if (mgr_serves(m, vol))
+				mgr_enqueue(m, vol, JOB_CHECK);
 			mgr_enqueue(m, vol, JOB_START);
+		}
 		break;
 	case VK_STOP_TRIGGER:
 		if (ev->type == VF_EV_PUT)
 			mgr_enqueue(m, vol, JOB_STOP);
 		break;
 	case VK_SERVER:
-		if (mgr_serves(m, vol))
-			mgr_enqueue(m, vol, JOB_CHECK);
+		/* our own start recording us: nothing to check (one GET per start
+		 * saved); a DELETE or another owner: check */
+		if (mgr_serves(m, vol)) {
+			char mine[200];
+			int ours;
+
+			pthread_mutex_lock(&m->ctx->mu);
+			snprintf(mine, sizeof(mine), "%s %s", m->ctx->node_id, m->ctx->lease_id);
+			pthread_mutex_unlock(&m->ctx->mu);
+			ours = ev->type == VF_EV_PUT && ev->value_len == strlen(mine) &&
+			       memcmp(ev->value, mine, ev->value_len) == 0;
+			if (!ours)
+				mgr_enqueue(m, vol, JOB_CHECK);
+		}
 		break;
 	}
 	return 0;
@@ -736,32 +919,44 @@ static void mgr_idle_note(struct mgr *m, const char *vol, const struct vf_kv_pai
                           const struct vf_kv_pair *g, const struct vf_kv_pair *srv)
 {
 	int64_t sr = s->mod_rev, gr = g ? g->mod_rev : 0, vr = srv->mod_rev;
+	struct mgr_hnode *n = mgr_hput(&m->idle, vol);
+	struct mgr_idle *x;
 
-	for (size_t i = 0; i < m->nidle; i++) {
-		struct mgr_idle *x = &m->idle[i];
-
-		if (strcmp(x->vol, vol) != 0)
-			continue;
-		if (x->seen == m->pass - 1 && x->state_rev == sr && x->gref_rev == gr &&
-		    x->server_rev == vr)
-			mgr_enqueue(m, vol, JOB_IDLE);
-		x->state_rev = sr;
-		x->gref_rev = gr;
-		x->server_rev = vr;
-		x->seen = m->pass;
+	if (n == NULL)
 		return;
+	if ((x = n->val) == NULL) {
+		if ((x = n->val = calloc(1, sizeof(*x))) == NULL) {
+			mgr_hdel(&m->idle, vol);
+			return;
+		}
+		snprintf(x->vol, MGR_NAME, "%s", vol);
+	} else if (x->seen == m->pass - 1 && x->state_rev == sr && x->gref_rev == gr &&
+	           x->server_rev == vr) {
+		mgr_enqueue(m, vol, JOB_IDLE);
 	}
-	struct mgr_idle *v = realloc(m->idle, (m->nidle + 1) * sizeof(*v));
+	x->state_rev = sr;
+	x->gref_rev = gr;
+	x->server_rev = vr;
+	x->seen = m->pass;
+}
 
-	if (v == NULL)
-		return;
-	m->idle = v;
-	snprintf(v[m->nidle].vol, MGR_NAME, "%s", vol);
-	v[m->nidle].state_rev = sr;
-	v[m->nidle].gref_rev = gr;
-	v[m->nidle].server_rev = vr;
-	v[m->nidle].seen = m->pass;
-	m->nidle++;
+/* Drop the idle notes of volumes not seen idle in this pass. */
+static void mgr_idle_prune(struct mgr *m)
+{
+	for (size_t i = 0; i < m->idle.nb; i++) {
+		struct mgr_hnode **pp = &m->idle.b[i], *x;
+
+		while ((x = *pp) != NULL) {
+			if (((struct mgr_idle *)x->val)->seen != m->pass) {
+				*pp = x->next;
+				free(x->val);
+				free(x);
+				m->idle.n--;
+			} else {
+				pp = &x->next;
+			}
+		}
+	}
 }
 
 enum {
@@ -792,6 +987,7 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 	if (m == NULL)
 		return vf_err_set(err, VF_EINVAL, "node %s is not a manager", ctx->node_id);
 	memset(l, 0, sizeof(l));
+	pthread_mutex_lock(&m->pass_mu);
 	for (int i = 0; i < L_N; i++)
 		snprintf(pre[i], 512, "%s%s/", ctx->prefix,
 		         mgr_lfam[i] < 0 ? "client" : vf_vol_family[mgr_lfam[i]]);
@@ -869,25 +1065,35 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 		    !mgr_live_claim(f[L_SCLAIM]) && !mgr_live_claim(f[L_PCLAIM]))
 			mgr_idle_note(m, vol, s, f[L_GREF], f[L_SERVER]);
 	}
+	mgr_idle_prune(m);
 	/* servers this process runs that the store does not assign to it */
-	pthread_mutex_lock(&m->mu);
-	for (size_t i = 0; i < m->nserved; i++) {
-		char k[1024];
-		const struct vf_kv_pair *p;
+	{
+		char(*chk)[MGR_NAME] = NULL;
+		size_t nchk = 0;
 
-		snprintf(k, sizeof(k), "%s%s", pre[L_SERVER], m->served[i]);
-		p = mgr_find(&l[L_SERVER], k);
-		if (p == NULL || strcmp(p->value, mine) != 0) {
-			char vol[MGR_NAME];
+		pthread_mutex_lock(&m->mu);
+		if (m->served.n)
+			chk = calloc(m->served.n, sizeof(*chk));
+		for (size_t b = 0; chk && b < m->served.nb; b++)
+			for (struct mgr_hnode *x = m->served.b[b]; x; x = x->next) {
+				char k[1024];
+				const struct vf_kv_pair *p, *st;
 
-			snprintf(vol, sizeof(vol), "%s", m->served[i]);
-			pthread_mutex_unlock(&m->mu);
-			mgr_enqueue(m, vol, JOB_CHECK);
-			pthread_mutex_lock(&m->mu);
-		}
+				snprintf(k, sizeof(k), "%s%s", pre[L_SERVER], x->key);
+				p = mgr_find(&l[L_SERVER], k);
+				snprintf(k, sizeof(k), "%s%s", pre[L_STATE], x->key);
+				st = mgr_find(&l[L_STATE], k);
+				if (p == NULL || strcmp(p->value, mine) != 0 || st == NULL ||
+				    strcmp(st->value, "Mounted") != 0)
+					snprintf(chk[nchk++], MGR_NAME, "%s", x->key);
+			}
+		pthread_mutex_unlock(&m->mu);
+		for (size_t i = 0; i < nchk; i++)
+			mgr_enqueue(m, chk[i], JOB_CHECK);
+		free(chk);
 	}
-	pthread_mutex_unlock(&m->mu);
 out:
+	pthread_mutex_unlock(&m->pass_mu);
 	for (int i = 0; i < L_N; i++)
 		vf_kv_list_clear(&l[i]);
 	return rc;
@@ -937,8 +1143,10 @@ static void mgr_free(struct mgr *m)
 		m->head = j->next;
 		free(j);
 	}
-	vf_strv_free(m->served, m->nserved);
-	free(m->idle);
+	mgr_hfree(&m->served, 0);
+	mgr_hfree(&m->queued, 0);
+	mgr_hfree(&m->idle, 1);
+	pthread_mutex_destroy(&m->pass_mu);
 	pthread_mutex_destroy(&m->mu);
 	pthread_cond_destroy(&m->job_cv);
 	pthread_cond_destroy(&m->rec_cv);
@@ -955,6 +1163,7 @@ int vf_mgr_start(struct vf_ctx *ctx, struct vf_err *err)
 		return vf_err_set(err, VF_ENOMEM, "node %s: manager: out of memory", ctx->node_id);
 	m->ctx = ctx;
 	pthread_mutex_init(&m->mu, NULL);
+	pthread_mutex_init(&m->pass_mu, NULL);
 	pthread_cond_init(&m->job_cv, NULL);
 	pthread_cond_init(&m->rec_cv, NULL);
 	m->rec_req = 1; /* the first pass runs at once */
@@ -1032,11 +1241,11 @@ void vf_mgr_stop(struct vf_ctx *ctx)
 	if (m->rec_started)
 		pthread_join(m->rec_thr, NULL);
 	/* this process no longer serves anything */
-	while (m->nserved > 0) {
+	{
 		char vol[MGR_NAME];
 
-		snprintf(vol, sizeof(vol), "%s", m->served[0]);
-		mgr_fs_stop(m, vol, "manager shutting down");
+		while (mgr_served_any(m, vol))
+			mgr_fs_stop(m, vol, "manager shutting down");
 	}
 	ctx->mgr = NULL;
 	mgr_free(m);
@@ -1051,13 +1260,10 @@ void vf_mgr_lease_lost(struct vf_ctx *ctx)
 	pthread_mutex_lock(&m->mu);
 	m->suspended = 1;
 	pthread_mutex_unlock(&m->mu);
-	while (m->nserved > 0) {
+	{
 		char vol[MGR_NAME];
 
-		pthread_mutex_lock(&m->mu);
-		snprintf(vol, sizeof(vol), "%s", m->nserved ? m->served[0] : "");
-		pthread_mutex_unlock(&m->mu);
-		if (vol[0])
+		while (mgr_served_any(m, vol))
 			mgr_fs_stop(m, vol, "lease lost");
 	}
 }

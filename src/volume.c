@@ -54,8 +54,14 @@
  *   absent (orphan: [.., ABSENT claim], marker rewritten with the same value).
  * remove: lock(gref, reads state,gref), lock(state); list client/<vol>/; refuse
  *   VF_EBUSY naming the hosts while gref > 0 or clients exist; else txn [both
- *   LOCK_HELD, VERSION_EQ gref] delete every key of the volume (the DELETE of
- *   server/<vol> makes the serving manager stop a server still running), UNLOCK x2.
+ *   LOCK_HELD, VERSION_EQ gref] delete every key of the volume but server/<vol>,
+ *   UNLOCK x2. A server still running (its stop was under way) is stopped by its
+ *   manager, which then deletes server/<vol> (VALUE_EQ its own value): it checks
+ *   on a start trigger of a volume it serves, in its stop handler and in every
+ *   reconcile pass (state absent or not Mounted). A start that finds server/<vol>
+ *   of another live manager with the state not Mounted waits (fails, retried by
+ *   the reconciler): a re-created volume never gets a second server while the
+ *   old incarnation's still runs.
  * create: txn [ABSENT state] put state=Ready, gref=0, info.
  */
 #include <config.h>
@@ -1546,8 +1552,12 @@ static int vol_remove_once(struct vf_ctx *ctx, const char *name, struct vf_err *
 		struct vf_kv_op o[VK_NKEYS + 2];
 		size_t no = 0;
 
+		/* server/<vol> stays: it belongs to the serving manager's lease, which
+		 * stops its server and deletes the key itself (a start of a re-created
+		 * volume waits for that: no second server while the old one runs) */
 		for (int i = 0; i < VK_NKEYS; i++)
-			o[no++] = (struct vf_kv_op){.kind = VF_OP_DELETE, .key = keys[i]};
+			if (i != VK_SERVER)
+				o[no++] = (struct vf_kv_op){.kind = VF_OP_DELETE, .key = keys[i]};
 		o[no++] = (struct vf_kv_op){.kind = VF_OP_UNLOCK, .lock = lks};
 		o[no++] = (struct vf_kv_op){.kind = VF_OP_UNLOCK, .lock = lkg};
 		rc = kv->ops->txn(kv, c, 3, o, no, NULL, err);

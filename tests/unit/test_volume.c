@@ -577,9 +577,19 @@ static void test_lock_left_by_lost_answer(void)
 	rc = vf_volume_mount(tc.n[h1].ctx, "v", "a", NULL, &e);
 	CU_ASSERT_NOT_EQUAL(rc, VF_OK);
 	CU_ASSERT(memkv_shim_fired(tc.n[h1].shim));
-	/* h1 now holds lock/gref/v without knowing; every further lock() of h1
-	 * fails, so the sweep cannot run yet */
-	CU_ASSERT_EQUAL(vf_vol_dirty_count(tc.n[h1].ctx), 1);
+	/* h1 now holds lock/gref/v without knowing (every further lock() of h1
+	 * fails, so its sweep cannot release it yet): another lease cannot take it */
+	{
+		struct vf_kv_lease *l2 = vf_ctx_lease_get(tc.n[h2].ctx);
+		struct vf_kv_lock *lk = NULL;
+
+		CU_ASSERT_EQUAL(tc.n[h2].kv->ops->lock(tc.n[h2].kv, l2, "vfile/lock/gref/v", 0,
+		                                       NULL, 0, NULL, &lk, &e),
+		                VF_EBUSY);
+		if (lk)
+			tc.n[h2].kv->ops->unlock(tc.n[h2].kv, &lk, NULL);
+		vf_ctx_lease_put(tc.n[h2].ctx);
+	}
 	memkv_shim_clear(tc.n[h1].shim);
 	t0 = vf_now_ms();
 	rc = vf_volume_mount(tc.n[h2].ctx, "v", "b", NULL, &e);
@@ -643,6 +653,107 @@ static void test_stale_own_server_record(void)
 	tc_free(&tc);
 }
 
+/* Remove while the serving manager's stop is still under way, then create and
+ * mount again: the other manager must not start a second server while the old
+ * one runs. m1 serves v; its stop handler is held right after its claim (so
+ * m1 cannot take any other job of v, and m2 is the one to claim the new
+ * start); v is removed, created and mounted again meanwhile. */
+static pthread_mutex_t hold_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hold_cv = PTHREAD_COND_INITIALIZER;
+static int hold_on, hold_hit;
+
+static int hold_fp(const char *name, const char *vol, void *arg)
+{
+	int64_t end = vf_now_ms() + 5000;
+
+	(void)name, (void)vol, (void)arg;
+	pthread_mutex_lock(&hold_mu);
+	hold_hit++;
+	pthread_cond_broadcast(&hold_cv);
+	while (hold_on && vf_now_ms() < end) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 20000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&hold_cv, &hold_mu, &ts);
+	}
+	pthread_mutex_unlock(&hold_mu);
+	return 0;
+}
+
+struct rc_mount_arg {
+	struct vf_ctx *ctx;
+	int rc;
+	char msg[256];
+};
+
+static void *rc_mount_thread(void *arg)
+{
+	struct rc_mount_arg *a = arg;
+	struct vf_err e = {0};
+
+	a->rc = vf_volume_mount(a->ctx, "v", "c2", NULL, &e);
+	snprintf(a->msg, sizeof(a->msg), "%s", e.msg);
+	return NULL;
+}
+
+static void test_remove_recreate_while_stopping(void)
+{
+	struct tcluster tc;
+	struct vf_err e = {0};
+	struct rc_mount_arg ma = {0};
+	pthread_t thr;
+	int h, m2, hit = 0;
+
+	tc_init(&tc);
+	tc.op_timeout_ms = 4000;
+	tc_add(&tc, "m1", 1);
+	h = tc_add(&tc, "h1", 0);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h].ctx, "v", NULL, 0, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h].ctx, "v", "c1", NULL, &e), VF_OK);
+	CU_ASSERT_EQUAL(testfs_nservers(tc.fs, "v"), 1);
+	m2 = tc_add(&tc, "m2", 1);
+	hold_on = 1;
+	hold_hit = 0;
+	vf_failpoint_set("mgr.after_claim_stop", hold_fp, NULL);
+	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h].ctx, "v", "c1", &e), VF_OK);
+	pthread_mutex_lock(&hold_mu);
+	for (int64_t end = vf_now_ms() + 3000; !hold_hit && vf_now_ms() < end;) {
+		pthread_mutex_unlock(&hold_mu);
+		tc_sleep_ms(10);
+		pthread_mutex_lock(&hold_mu);
+	}
+	hit = hold_hit;
+	pthread_mutex_unlock(&hold_mu);
+	CU_ASSERT_FATAL(hit > 0); /* m1 claimed the stop and is held: its server runs */
+	CU_ASSERT_EQUAL(testfs_nservers(tc.fs, "v"), 1);
+	CU_ASSERT_EQUAL(vf_volume_remove(tc.n[h].ctx, "v", &e), VF_OK);
+	CU_ASSERT_EQUAL(vf_volume_create(tc.n[h].ctx, "v", NULL, 0, &e), VF_OK);
+	ma.ctx = tc.n[h].ctx;
+	pthread_create(&thr, NULL, rc_mount_thread, &ma);
+	tc_sleep_ms(400); /* m2 got the start trigger (m1 is busy with v) */
+	CU_ASSERT_EQUAL(testfs_violations(tc.fs), 0);
+	pthread_mutex_lock(&hold_mu);
+	hold_on = 0;
+	pthread_cond_broadcast(&hold_cv);
+	pthread_mutex_unlock(&hold_mu);
+	pthread_join(thr, NULL);
+	if (ma.rc != VF_OK)
+		fprintf(stderr, "mount after re-create: %s\n", ma.msg);
+	CU_ASSERT_EQUAL(ma.rc, VF_OK);
+	CU_ASSERT_EQUAL(testfs_nservers(tc.fs, "v"), 1);
+	CU_ASSERT_EQUAL(testfs_violations(tc.fs), 0);
+	vf_failpoint_clear_all();
+	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h].ctx, "v", "c2", &e), VF_OK);
+	CU_ASSERT(tc_settled(&tc, "v", 3000));
+	(void)m2;
+	tc_free(&tc);
+}
+
 void vf_test_register(void)
 {
 	CU_pSuite s = CU_add_suite("volume", NULL, NULL);
@@ -662,5 +773,6 @@ void vf_test_register(void)
 	VF_ADD_TEST(s, test_reconcile_missed_trigger);
 	VF_ADD_TEST(s, test_lock_left_by_lost_answer);
 	VF_ADD_TEST(s, test_stale_own_server_record);
+	VF_ADD_TEST(s, test_remove_recreate_while_stopping);
 	vf_test_register_fault();
 }
