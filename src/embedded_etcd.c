@@ -251,23 +251,31 @@ int vfd_etcd_start(const struct vf_conf_embedded *e, const char *name, int timeo
 		return rc;
 	}
 	int64_t until = vf_now_ms() + timeout_ms;
-	int healthy = 0;
+	int healthy = 0, exited = 0, status = 0;
 
 	while (!(healthy = vfd_etcd_healthy(ee->client_url, 500)) && vf_now_ms() < until) {
-		int status;
-
 		if (waitpid(ee->pid, &status, WNOHANG) == ee->pid) {
 			ee->pid = 0;
+			exited = 1;
 			break;
 		}
 		struct timespec ts = {0, 100000000L};
 		nanosleep(&ts, NULL);
 	}
-	if (!healthy) {
+	if (!healthy && exited) {
+		rc = vf_err_set(err, VF_EUNAVAIL,
+		                "embedded etcd: %s exited at start (%s %d; is %s already in use?) "
+		                "(see %s)",
+		                ee->binary, WIFEXITED(status) ? "status" : "signal",
+		                WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status),
+		                ee->client_url, ee->log_path);
+	} else if (!healthy) {
 		rc = vf_err_set(
 		        err, VF_EUNAVAIL,
 		        "embedded etcd: %s did not become healthy on %s within %d ms (see %s)",
 		        ee->binary, ee->client_url, timeout_ms, ee->log_path);
+	}
+	if (!healthy) {
 		if (ee->pid > 0) {
 			kill(-ee->pid, SIGKILL);
 			waitpid(ee->pid, NULL, 0);
