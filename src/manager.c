@@ -600,6 +600,21 @@ static int mgr_do_stop(struct mgr *m, const char *vol, struct vf_kv_lease *lease
 		mgr_unserve_removed(m, vol, mine, served_here);
 		goto out;
 	}
+	if (rr[S_SERVER].found && !served_here &&
+	    !mgr_stale_mine(ctx, rr[S_SERVER].pair.value, mine)) {
+		/* another live manager started a server after our claim read
+		 * server/<vol> empty: only it may stop that server (flipping to
+		 * Ready here would leave it running, and a later start a second
+		 * one). Drop the claim: the orphaned stop is re-claimed by the
+		 * serving manager (mgr_claim lets only it through). */
+		vf_log(VF_LOG_INFO,
+		       "volume %s: stop left to its serving manager (%s), which started "
+		       "after this claim",
+		       vol, rr[S_SERVER].pair.value);
+		rc = vf_err_set(&e, VF_ECONFLICT, "volume %s: served by %s", vol,
+		                rr[S_SERVER].pair.value);
+		goto out;
+	}
 	if (vf_vol_num(&rr[S_GREF]) > 0)
 		goto out; /* a host mounted it since: keep serving */
 	if (vf_failpoint_hit("mgr.stop_after_read", vol)) {
@@ -659,6 +674,8 @@ static void mgr_do_check(struct mgr *m, const char *vol, struct vf_kv_lease *lea
 	int rc;
 
 	if (!mgr_serves(m, vol))
+		return;
+	if (vf_failpoint_hit("mgr.check", vol))
 		return;
 	vf_vol_key(ctx, ks, sizeof(ks), VK_STATE, vol);
 	vf_vol_key(ctx, kv, sizeof(kv), VK_SERVER, vol);

@@ -754,6 +754,146 @@ static void test_remove_recreate_while_stopping(void)
 	tc_free(&tc);
 }
 
+/* ---- the stop-claim race (doc/protocol.pml STOP_CLAIM_RACE) ----
+ * Manager A claims a stop while server/<vol> is empty and is held; manager B
+ * then starts the volume and records its server. A must not flip the volume
+ * to Ready (B's server would keep running: a later start would run a second
+ * one); B takes the stop over. */
+static pthread_mutex_t race_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t race_cv = PTHREAD_COND_INITIALIZER;
+static int race_hold, race_hits, race_check_hold;
+
+static int race_wait(int *flag)
+{
+	int64_t end = vf_now_ms() + 5000;
+
+	while (*flag && vf_now_ms() < end) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 20 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&race_cv, &race_mu, &ts);
+	}
+	return 0;
+}
+
+/* holds the first stop claimant only */
+static int race_claim_fp(const char *name, const char *vol, void *arg)
+{
+	(void)name;
+	(void)arg;
+	if (strcmp(vol, "v") != 0)
+		return 0;
+	pthread_mutex_lock(&race_mu);
+	if (race_hits++ == 0)
+		race_wait(&race_hold);
+	pthread_mutex_unlock(&race_mu);
+	return 0;
+}
+
+/* holds the check (the stop of a server whose key went) */
+static int race_check_fp(const char *name, const char *vol, void *arg)
+{
+	(void)name;
+	(void)arg;
+	pthread_mutex_lock(&race_mu);
+	race_wait(&race_check_hold);
+	pthread_mutex_unlock(&race_mu);
+	(void)vol;
+	return 0;
+}
+
+static int race_value_starts(struct tcluster *tc, const char *key, const char *pre)
+{
+	char *v = memkv_value(tc->st, key);
+	int r = v && strncmp(v, pre, strlen(pre)) == 0;
+
+	free(v);
+	return r;
+}
+
+static void test_stop_claim_race(void)
+{
+	struct tcluster tc;
+	struct vf_err e = {0};
+	struct vf_kv *kv;
+	char a[8] = "", b[8] = "";
+	int h, ok = 0;
+
+	tc_init(&tc);
+	tc_add(&tc, "m1", 1);
+	tc_add(&tc, "m2", 1);
+	h = tc_add(&tc, "h1", 0);
+	kv = tc.n[h].base;
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h].ctx, "v", NULL, 0, &e), VF_OK);
+	race_hold = 1;
+	race_hits = 0;
+	race_check_hold = 0;
+	vf_failpoint_set("mgr.after_claim_stop", race_claim_fp, NULL);
+	vf_failpoint_set("mgr.check", race_check_fp, NULL);
+	/* Mounted, its server gone (no server key), a stop asked */
+	{
+		struct vf_kv_op o[] = {{.kind = VF_OP_PUT,
+		                        .key = "vfile/state/v",
+		                        .value = "Mounted",
+		                        .value_len = 7},
+		                       {.kind = VF_OP_PUT,
+		                        .key = "vfile/stop_trigger/v",
+		                        .value = "1",
+		                        .value_len = 1}};
+
+		CU_ASSERT_EQUAL_FATAL(kv->ops->txn(kv, NULL, 0, o, 2, NULL, &e), VF_OK);
+	}
+	for (int64_t end = vf_now_ms() + 3000; vf_now_ms() < end && !a[0]; tc_sleep_ms(10)) {
+		pthread_mutex_lock(&race_mu);
+		ok = race_hits > 0;
+		pthread_mutex_unlock(&race_mu);
+		if (ok && race_value_starts(&tc, "vfile/stop_claim/v", "m1 "))
+			snprintf(a, sizeof(a), "m1"), snprintf(b, sizeof(b), "m2");
+		else if (ok && race_value_starts(&tc, "vfile/stop_claim/v", "m2 "))
+			snprintf(a, sizeof(a), "m2"), snprintf(b, sizeof(b), "m1");
+	}
+	CU_ASSERT_FATAL(a[0] != '\0'); /* A claimed the stop (server/v empty) and is held */
+	/* B starts the volume meanwhile (A is busy with v) */
+	CU_ASSERT_EQUAL_FATAL(kv->ops->put(kv, "vfile/start_trigger/v", "1", 1, NULL, NULL, &e),
+	                      VF_OK);
+	ok = 0;
+	for (int64_t end = vf_now_ms() + 3000; vf_now_ms() < end && !ok; tc_sleep_ms(10))
+		ok = race_value_starts(&tc, "vfile/server/v", b);
+	CU_ASSERT_FATAL(ok);
+	CU_ASSERT_EQUAL(testfs_nservers(tc.fs, "v"), 1);
+	/* release A; B's stop of a server whose key went is held: only a stop
+	 * under the state lock (B's own stop handler) may take the server down */
+	pthread_mutex_lock(&race_mu);
+	race_check_hold = 1;
+	race_hold = 0;
+	pthread_cond_broadcast(&race_cv);
+	pthread_mutex_unlock(&race_mu);
+	ok = 0;
+	for (int64_t end = vf_now_ms() + 3000; vf_now_ms() < end && !ok; tc_sleep_ms(10))
+		ok = tc_state_is(&tc, "v", "Ready") && testfs_nservers(tc.fs, "v") == 0;
+	CU_ASSERT(ok); /* B took the orphaned stop over and stopped its server */
+	CU_ASSERT(!tc_state_is(&tc, "v", "Ready") || testfs_nservers(tc.fs, "v") == 0);
+	CU_ASSERT(race_value_starts(&tc, "vfile/stop_claim/v", "done 1"));
+	/* the next start runs exactly one server */
+	CU_ASSERT_EQUAL(vf_volume_mount(tc.n[h].ctx, "v", "c1", NULL, &e), VF_OK);
+	CU_ASSERT_EQUAL(testfs_nservers(tc.fs, "v"), 1);
+	CU_ASSERT_EQUAL(testfs_violations(tc.fs), 0);
+	pthread_mutex_lock(&race_mu);
+	race_check_hold = 0;
+	pthread_cond_broadcast(&race_cv);
+	pthread_mutex_unlock(&race_mu);
+	vf_failpoint_clear_all();
+	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h].ctx, "v", "c1", &e), VF_OK);
+	CU_ASSERT(tc_settled(&tc, "v", 3000));
+	CU_ASSERT_EQUAL(testfs_violations(tc.fs), 0);
+	tc_free(&tc);
+}
+
 void vf_test_register(void)
 {
 	CU_pSuite s = CU_add_suite("volume", NULL, NULL);
@@ -774,5 +914,6 @@ void vf_test_register(void)
 	VF_ADD_TEST(s, test_lock_left_by_lost_answer);
 	VF_ADD_TEST(s, test_stale_own_server_record);
 	VF_ADD_TEST(s, test_remove_recreate_while_stopping);
+	VF_ADD_TEST(s, test_stop_claim_race);
 	vf_test_register_fault();
 }
