@@ -28,12 +28,20 @@
  *                       (the sftp driver leaves it for a restarted daemon to adopt,
  *                       which the model does not restart).  Default: the manager
  *                       host dies with its servers.
- *   STOP_CLAIM_RACE     src/manager.c as it is: mgr_do_stop does not re-check
- *                       server/ under the state lock (the default model has that
- *                       proposed fix): spin finds two servers.
+ *   STOP_CLAIM_RACE     src/manager.c before ee56f8d: mgr_do_stop did not re-check
+ *                       server/ under the state lock (it read server/ only
+ *                       before the stop claim): spin finds two servers.  The
+ *                       default model is the code as it is (the re-check).
+ *   RECREATE            the remover may create the volume again after removing
+ *                       it (server/<vol> of the old incarnation may still be
+ *                       there: a start waits for its manager to delete it).
  *   STOP_ANY_MANAGER    the revision before 7d29adf: any manager claims a stop and
  *                       the stop txn releases the state lock: two servers.
  *   CRASHES=n  ZOMBIES=n  HOSTEXP=n  MOUNTS=n  RETRIES=n  NOREMOVE  NOIDLE
+ *
+ * Remove leaves server/<vol> (it is attached to the serving manager's lease):
+ * the serving manager stops its server and deletes the key (its stop handler,
+ * its check on a start trigger, every reconcile pass).
  */
 
 #define NH 2 /* hosts */
@@ -101,10 +109,10 @@ byte hdone = 0;    /* hosts finished */
 #define KILL_SERVER(m) srv[m] = 0
 #endif
 
-/* Proposed fix (not yet in src/manager.c, which checks server/ only in the read
- * before the stop claim: -DSTOP_CLAIM_RACE): mgr_do_stop re-checks server/
- * under the state lock and leaves a volume served by another manager alone
- * (an error: the claim is dropped and the serving manager takes it over). */
+/* mgr_do_stop re-checks server/ under the state lock and leaves a volume served
+ * by another live manager alone (VF_ECONFLICT: the claim is dropped and the
+ * serving manager re-claims the orphan).  -DSTOP_CLAIM_RACE: the code before
+ * ee56f8d, which checked server/ only in the read before the stop claim. */
 #if defined(STOP_CLAIM_RACE) || defined(STOP_ANY_MANAGER)
 #define STOP_NOT_MINE(m) 0
 #else
@@ -149,11 +157,21 @@ inline do_start(m, ok, restart)
 	:: atomic { slock == 0 && lease[m] -> slock = m + 1;
 		if
 		:: !exists || (state == MOUNTED && server != 0) -> ok = 1 /* removed, or served */
-		:: restart && state != MOUNTED -> ok = 1 /* stopped meanwhile: nothing to restart */
-		:: else
+		:: exists && state != MOUNTED && server != 0 && server != m + 1 ->
+			ok = 3 /* the old incarnation's server is recorded: VF_EBUSY, wait */
+		:: else ->
+			if
+			:: server == m + 1 -> srv[m] = 0 /* ours, of a removed incarnation */
+			:: else
+			fi;
+			if
+			:: restart && state != MOUNTED -> ok = 1 /* nothing to restart */
+			:: else
+			fi
 		fi }
 		if
-		:: ok
+		:: ok == 3 -> ok = 0 /* the claim is dropped: retried (an orphan) */
+		:: ok == 1
 		:: else ->
 			fs_start(m);
 			/* txn [LOCK_HELD, VERSION_EQ state]: put info, server (lease),
@@ -177,14 +195,17 @@ inline do_stop(m, ok)
 	:: atomic { slock == 0 && lease[m] -> slock = m + 1;
 		if
 		:: !exists || state != MOUNTED ->
+			/* mgr_unserve_removed: stop our server, delete server/ if ours */
 			ok = 1;
+			srv[m] = 0;
 			if
-			:: srv[m] && server != m + 1 -> srv[m] = 0 /* "volume not Mounted" */
+			:: server == m + 1 -> server = 0
 			:: else
 			fi
-		:: exists && state == MOUNTED && gref > 0 -> ok = 1 /* keep serving */
-		:: exists && state == MOUNTED && gref == 0 && STOP_NOT_MINE(m) ->
-			slock = 0; ok = 3 /* not ours to stop: drop the claim */
+		:: exists && state == MOUNTED && STOP_NOT_MINE(m) ->
+			slock = 0; ok = 3 /* not ours to stop: VF_ECONFLICT, drop the claim */
+		:: exists && state == MOUNTED && !STOP_NOT_MINE(m) && gref > 0 ->
+			ok = 1 /* keep serving */
 		:: else /* gref == 0 as read */
 		fi }
 		if
@@ -274,6 +295,15 @@ idle:
 			ok = 0 }
 	/* ---- server/ watch or reconciler: a server the store no longer names ---- */
 	:: atomic { lease[m] && srv[m] && server != m + 1 -> srv[m] = 0 }
+	/* ---- check (start trigger of a served volume, reconcile pass): the
+	 * volume is removed or not Mounted but server/ names us: read state and
+	 * server/, stop the server, delete server/ (txn [VALUE_EQ ours]) ---- */
+	:: atomic { lease[m] && server == m + 1 && (!exists || state != MOUNTED) -> srv[m] = 0 };
+		atomic {
+			if
+			:: server == m + 1 -> server = 0
+			:: else
+			fi }
 #ifndef NOIDLE
 	/* ---- reconciler: Mounted with a server, no host, unchanged for two
 	 * passes: mgr_do_idle try-locks the gref lock (a mounting host holds it),
@@ -423,13 +453,21 @@ proctype Remover()
 	atomic {
 		if
 		:: exists && gref == 0 && glock == REMOVER && slock == REMOVER ->
-			exists = 0; state = READY; server = 0;
+			/* every key but server/<vol> */
+			exists = 0; state = READY;
 			st_pend = 0; sp_pend = 0; st_marked = 0; sp_marked = 0;
 			st_claim = 0; sp_claim = 0
 		:: else /* VF_EBUSY naming the hosts */
 		fi;
 		glock = 0;
 		slock = 0 }
+#ifdef RECREATE
+	/* vf_volume_create: txn [ABSENT state] put state=Ready, gref=0, info */
+	if
+	:: atomic { !exists -> exists = 1; state = READY; gref = 0 }
+	:: skip
+	fi;
+#endif
 rm_end:
 	skip
 }
