@@ -32,9 +32,14 @@
  *   VALUE_EQ state "Mounted", VERSION_EQ gref] put gref+1, put client/H, UNLOCK
  *   (2 round trips).
  *   cold: txn [LOCK_HELD, VERSION_EQ start_trigger] put start_trigger+1; watch
- *   state/<vol> until state==Mounted and server present (bounded by op_timeout);
- *   local mount; the same final txn. If it fails on "state==Mounted" (a stop
- *   flipped it) the local mount is undone and the mount retries from 1 (bounded).
+ *   state/<vol> until state==Mounted and server present (bounded by op_timeout),
+ *   re-reading state, server, start_marker, start_claim on every event: if the
+ *   marker reached our bump and the claim is absent or "done" (our start was
+ *   handled) but the state is not Mounted with a server (a stop under way
+ *   flipped it back), unlock and ask again from 1. Then local mount; the same
+ *   final txn. If it fails on "state==Mounted" (a stop flipped it) the local
+ *   mount is undone and the mount retries from 1. Retries (and a re-run after
+ *   VF_ELEASE with the re-granted lease) are bounded by the op deadline.
  *   On time-out: txn [LOCK_HELD, VERSION_EQ stop_trigger] put stop_trigger+1 (a
  *   server started late is stopped), unlock, VF_ETIMEDOUT.
  * unmount(H, id): 1 lock(gref, reads state,gref,client/H,stop_trigger)
@@ -42,26 +47,57 @@
  *   last id: local unmount; txn [LOCK_HELD, VERSION_EQ gref, VERSION_EQ client/H,
  *   VERSION_EQ stop_trigger] put gref-1, delete client/H, put stop_trigger+1 (only
  *   when gref reaches 0: a stop can only act then), UNLOCK.  (2 round trips)
- * start (manager, marker won): lock(state, reads state,gref,info,server); removed:
- *   nothing; Mounted with server: nothing; else fs start; txn [LOCK_HELD,
- *   VERSION_EQ state] put info(+server), put server (lease), put state=Mounted, UNLOCK.
- * stop (manager, marker won): lock(state, reads state,gref,server); Mounted and
- *   gref==0: txn [LOCK_HELD, VERSION_EQ gref (as read), VALUE_EQ state "Mounted"]
- *   put state=Ready, delete server, UNLOCK; then the serving manager stops its
- *   server (itself, or on the DELETE of server/<vol> through its server/ watch).
- * claim: txn [VERSION_EQ marker (as read)] put marker=trigger, put claim (lease),
- *   only when trigger > marker (strictly up), or when marker > 0 and the claim is
- *   absent (orphan: [.., ABSENT claim], marker rewritten with the same value).
- * remove: lock(gref, reads state,gref), lock(state); list client/<vol>/; refuse
- *   VF_EBUSY naming the hosts while gref > 0 or clients exist; else txn [both
- *   LOCK_HELD, VERSION_EQ gref] delete every key of the volume but server/<vol>,
- *   UNLOCK x2. A server still running (its stop was under way) is stopped by its
- *   manager, which then deletes server/<vol> (VALUE_EQ its own value): it checks
- *   on a start trigger of a volume it serves, in its stop handler and in every
- *   reconcile pass (state absent or not Mounted). A start that finds server/<vol>
- *   of another live manager with the state not Mounted waits (fails, retried by
- *   the reconciler): a re-created volume never gets a second server while the
- *   old incarnation's still runs.
+ * Records of this node under an EARLIER lease of its own (server/, claims) count
+ *   as absent everywhere below: that lease is gone for this process.
+ * claim (manager, one per trigger): one txn reads trigger, marker, claim, server;
+ *   a stop is claimed only by the manager server/<vol> names, or by any when it
+ *   is absent; our own unfinished claim (same lease) is taken up again as is;
+ *   else txn [VERSION_EQ marker (as read)] put marker=trigger, put claim
+ *   (lease), only when trigger > marker (strictly up), or when marker > 0 and
+ *   the claim is absent (orphan: [.., ABSENT claim], marker rewritten with the
+ *   same value; our claim of an earlier lease: [.., VERSION_EQ claim]). The handler
+ *   then runs; its end: txn [VALUE_EQ claim] put "done <n>" (ok) or delete the
+ *   claim (error: an orphan, which the reconciler claims again).
+ * start (manager, claim won): lock(state, reads state,gref,info,server); removed:
+ *   nothing; Mounted with server: nothing; server/ of another live manager and
+ *   not Mounted (the old incarnation's server of a removed and re-created volume
+ *   still runs): VF_EBUSY, the claim is dropped and retried until that manager
+ *   deleted the key; ours, not Mounted: stop our server first; restart job and
+ *   not Mounted: nothing; else fs start; txn [LOCK_HELD, VERSION_EQ state] put
+ *   info(+server), put server (lease), put state=Mounted, UNLOCK.
+ * stop (manager, claim won): lock(state, reads state,gref,info,server); removed
+ *   or not Mounted: stop our server if we run one, delete server/ if it names us
+ *   (txn [VALUE_EQ ours]); server/ names another live manager (it started after
+ *   our claim read server/ empty): VF_ECONFLICT, the claim is dropped and the
+ *   serving manager re-claims the orphan; gref > 0: nothing; else txn
+ *   [LOCK_HELD, VERSION_EQ gref (as read), VALUE_EQ state "Mounted"] put
+ *   state=Ready, delete server -- NO UNLOCK: the state lock stays held until our
+ *   server is down (so no start can run a second one meanwhile); then unlock. A
+ *   server whose server/ key another stop deleted (the key of a dead lease) is
+ *   stopped by its manager on the DELETE through its server/ watch (check).
+ * check (manager: a server/ event other than our own PUT for a volume we serve,
+ *   a start trigger of a volume we serve, a reconcile pass): read state, server;
+ *   server/ not ours: stop our server; ours and state absent or not Mounted:
+ *   stop our server, then txn [VALUE_EQ ours] delete server/<vol>.
+ * restart (reconciler: Mounted, server/ absent, no live start claim, a host
+ *   counted): the start above without a claim, doing nothing unless still Mounted.
+ * idle-stop (reconciler: Mounted with a server, no host, nothing pending, for two
+ *   passes; or Mounted, no server and no host): try-lock(gref, reads gref,state,
+ *   stop_trigger); gref==0 and Mounted: txn [LOCK_HELD, VERSION_EQ gref,
+ *   VERSION_EQ stop_trigger] put stop_trigger+1, UNLOCK.
+ * locks: a lock or unlock request whose answer was lost (EUNCERTAIN, EUNAVAIL,
+ *   ETIMEDOUT, EPROTO) may have left the lock held under our lease: the lease
+ *   thread takes and releases it again (under the local mutex), every 0.5 s
+ *   while the store does not answer.
+ * remove: lock(gref, reads state,gref), lock(state); list client/<vol>/;
+ *   refuse VF_EBUSY naming the hosts while gref > 0 or clients exist; else txn
+ *   [both LOCK_HELD, VERSION_EQ gref] delete every key of the volume but
+ *   server/<vol> (it belongs to the serving manager's lease), UNLOCK x2. A server
+ *   still running (its stop was under way) is stopped by its manager, which then
+ *   deletes server/<vol> (VALUE_EQ its own value): in its stop handler, its check
+ *   and every reconcile pass (above). A start that finds server/<vol> of another
+ *   live manager with the state not Mounted waits (above): a re-created volume
+ *   never gets a second server while the old incarnation's still runs.
  * create: txn [ABSENT state] put state=Ready, gref=0, info.
  */
 #include <config.h>
