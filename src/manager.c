@@ -132,8 +132,9 @@ static const char *mgr_hany(const struct mgr_hash *h)
 	return NULL;
 }
 
-enum mgr_job_kind { JOB_START = 0, JOB_STOP, JOB_CHECK, JOB_RESTART, JOB_IDLE };
-static const char *const mgr_job_names[] = {"start", "stop", "check", "restart", "idle-stop"};
+enum mgr_job_kind { JOB_START = 0, JOB_STOP, JOB_CHECK, JOB_RESTART, JOB_IDLE, JOB_ORPHAN };
+static const char *const mgr_job_names[] = {"start",   "stop",      "check",
+                                            "restart", "idle-stop", "orphan-stop"};
 
 struct mgr_job {
 	char vol[MGR_NAME];
@@ -695,6 +696,44 @@ static void mgr_do_check(struct mgr *m, const char *vol, struct vf_kv_lease *lea
 	vf_kv_txn_result_clear(&res);
 }
 
+/* Does server value v name this node (under any lease)? */
+static int mgr_names_node(const struct vf_ctx *ctx, const char *v)
+{
+	size_t nl = strlen(ctx->node_id);
+
+	return v && strncmp(v, ctx->node_id, nl) == 0 && v[nl] == ' ';
+}
+
+/* A file server the driver runs here for vol that this process did not start
+ * (a daemon that crashed left it, e.g. its sshd): if server/<vol> names another
+ * live manager (its key exists: its lease lives), stop it. Never when
+ * server/<vol> names this node (that one is ours to adopt), nor when it is
+ * absent (a restart here adopts it). */
+static void mgr_do_orphan(struct mgr *m, const char *vol)
+{
+	struct vf_ctx *ctx = m->ctx;
+	struct vf_kv_pair p = {0};
+	struct vf_err e = {0};
+	char key[512];
+	int rc;
+
+	if (mgr_serves(m, vol) || ctx->fs->running == NULL || !ctx->fs->running(ctx->fs_arg, vol))
+		return;
+	vf_vol_key(ctx, key, sizeof(key), VK_SERVER, vol);
+	rc = ctx->kv->ops->get(ctx->kv, key, &p, &e);
+	if (rc == VF_OK && !mgr_names_node(ctx, p.value)) {
+		vf_log(VF_LOG_WARN,
+		       "volume %s: a file server runs on %s that this process did not start, "
+		       "while %s names %s: stopping the local one",
+		       vol, ctx->node_id, key, p.value);
+		if (ctx->fs->stop(ctx->fs_arg, vol, NULL, &e) != VF_OK)
+			vf_log(VF_LOG_ERR, "volume %s: file server stop failed: %s", vol, e.msg);
+	} else if (rc != VF_OK && rc != VF_ENOTFOUND) {
+		vf_log(VF_LOG_WARN, "volume %s: cannot read %s: %s", vol, key, e.msg);
+	}
+	vf_kv_pair_clear(&p);
+}
+
 /* Mounted, nobody mounts it, nothing pending, for two passes: bump stop_trigger.
  * Only if no host holds the gref lock (a cold mount waiting for the server holds
  * it): try-lock it, read under it, bump fenced by it. */
@@ -773,6 +812,9 @@ static void mgr_run(struct mgr *m, const struct mgr_job *j)
 		break;
 	case JOB_CHECK:
 		mgr_do_check(m, j->vol, lease);
+		break;
+	case JOB_ORPHAN:
+		mgr_do_orphan(m, j->vol);
 		break;
 	case JOB_IDLE:
 		/* a host operation of this process on the volume: not idle */
@@ -1077,6 +1119,16 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 			/* nobody mounts it and nobody serves it: no restart, a stop
 			 * (unless a host holds the gref lock: a cold mount under way) */
 			mgr_enqueue(m, vol, JOB_IDLE);
+		}
+		/* a server left running here by a daemon that crashed, while another
+		 * live manager serves the volume: stop it */
+		snprintf(k, sizeof(k), "%s%s", pre[L_SERVER], vol);
+		{
+			const struct vf_kv_pair *raw = mgr_find(&l[L_SERVER], k);
+
+			if (raw && !mgr_names_node(ctx, raw->value) && ctx->fs->running &&
+			    !mgr_serves(m, vol) && ctx->fs->running(ctx->fs_arg, vol))
+				mgr_enqueue(m, vol, JOB_ORPHAN);
 		}
 		if (mounted && f[L_SERVER] && gref == 0 && nclients == 0 && !start_p && !stop_p &&
 		    !mgr_live_claim(f[L_SCLAIM]) && !mgr_live_claim(f[L_PCLAIM]))

@@ -171,6 +171,17 @@ static int tfs_unmount(void *arg, const char *vol, const char *mountpoint, struc
 	return VF_OK;
 }
 
+int testfs_leftover(struct testfs *fs, const char *vol, const char *node)
+{
+	int rc = VF_OK;
+
+	pthread_mutex_lock(&fs->mu);
+	if (tfs_find(fs, 1, vol, node) == NULL)
+		rc = tfs_add(fs, 1, vol, node);
+	pthread_mutex_unlock(&fs->mu);
+	return rc;
+}
+
 const struct vf_fs_ops testfs_ops = {
         .start = tfs_start,
         .stop = tfs_stop,

@@ -26,6 +26,9 @@ int testfs_starts(struct testfs *fs, const char *vol);
 int testfs_violations(struct testfs *fs);
 /* Is vol mounted on host node? */
 int testfs_mounted(struct testfs *fs, const char *vol, const char *node);
+/* Record a server of vol on node that no daemon started (one a crashed daemon
+ * left running); counts no violation. */
+int testfs_leftover(struct testfs *fs, const char *vol, const char *node);
 /* Forget what node serves (it "crashed"). */
 void testfs_node_crash(struct testfs *fs, const char *node);
 

@@ -894,6 +894,43 @@ static void test_stop_claim_race(void)
 	tc_free(&tc);
 }
 
+/* A daemon crashed and its file server (sshd) kept running; meanwhile another
+ * manager serves the volume. The restarted daemon stops its leftover server;
+ * the one server/<vol> names keeps running. */
+static void test_leftover_server_after_crash(void)
+{
+	struct tcluster tc;
+	struct vf_err e = {0};
+	char who[64];
+	int h, ok = 0;
+
+	tc_init(&tc);
+	tc_add(&tc, "m1", 1);
+	h = tc_add(&tc, "h1", 0);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h].ctx, "v", NULL, 0, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h].ctx, "w", NULL, 0, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h].ctx, "v", "c1", NULL, &e), VF_OK);
+	CU_ASSERT(race_value_starts(&tc, "vfile/server/v", "m1 "));
+	/* m2's daemon crashed leaving a server of v (and one of w, which nobody
+	 * serves: not ours to judge here) */
+	CU_ASSERT_EQUAL_FATAL(testfs_leftover(tc.fs, "v", "m2"), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(testfs_leftover(tc.fs, "w", "m2"), VF_OK);
+	CU_ASSERT_EQUAL(testfs_nservers(tc.fs, "v"), 2);
+	tc_add(&tc, "m2", 1); /* the restarted daemon */
+	for (int64_t end = vf_now_ms() + 3000; vf_now_ms() < end && !ok; tc_sleep_ms(10))
+		ok = testfs_nservers(tc.fs, "v") == 1;
+	CU_ASSERT(ok);
+	CU_ASSERT_STRING_EQUAL(testfs_server(tc.fs, "v", who, sizeof(who)) ? who : "", "m1");
+	CU_ASSERT(testfs_mounted(tc.fs, "v", "h1"));
+	CU_ASSERT(race_value_starts(&tc, "vfile/server/v", "m1 "));
+	/* w: no server/ key, so no other manager serves it: left alone */
+	CU_ASSERT_EQUAL(testfs_nservers(tc.fs, "w"), 1);
+	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h].ctx, "v", "c1", &e), VF_OK);
+	CU_ASSERT(tc_settled(&tc, "v", 3000));
+	CU_ASSERT_EQUAL(testfs_violations(tc.fs), 0);
+	tc_free(&tc);
+}
+
 void vf_test_register(void)
 {
 	CU_pSuite s = CU_add_suite("volume", NULL, NULL);
@@ -915,5 +952,6 @@ void vf_test_register(void)
 	VF_ADD_TEST(s, test_stale_own_server_record);
 	VF_ADD_TEST(s, test_remove_recreate_while_stopping);
 	VF_ADD_TEST(s, test_stop_claim_race);
+	VF_ADD_TEST(s, test_leftover_server_after_crash);
 	vf_test_register_fault();
 }
