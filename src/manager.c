@@ -1236,7 +1236,9 @@ int vf_mgr_start(struct vf_ctx *ctx, struct vf_err *err)
 	pthread_cond_init(&m->job_cv, NULL);
 	pthread_cond_init(&m->rec_cv, NULL);
 	m->rec_req = 1; /* the first pass runs at once */
+	pthread_mutex_lock(&ctx->mu);
 	ctx->mgr = m;
+	pthread_mutex_unlock(&ctx->mu);
 	for (int i = 0; i < 3; i++) {
 		struct mgr_watch_arg *wa = calloc(1, sizeof(*wa));
 		char pre[512];
@@ -1316,8 +1318,24 @@ void vf_mgr_stop(struct vf_ctx *ctx)
 		while (mgr_served_any(m, vol))
 			mgr_fs_stop(m, vol, "manager shutting down");
 	}
+	pthread_mutex_lock(&ctx->mu); /* vf_ctx_status reads it */
 	ctx->mgr = NULL;
+	pthread_mutex_unlock(&ctx->mu);
 	mgr_free(m);
+}
+
+void vf_mgr_status(struct vf_ctx *ctx, int *watchers_r, int *servers_r)
+{
+	struct mgr *m = ctx->mgr;
+
+	*watchers_r = *servers_r = 0;
+	if (m == NULL)
+		return;
+	pthread_mutex_lock(&m->mu);
+	for (int i = 0; i < 3; i++)
+		*watchers_r += m->watches[i] != NULL;
+	*servers_r = (int)m->served.n;
+	pthread_mutex_unlock(&m->mu);
 }
 
 void vf_mgr_lease_lost(struct vf_ctx *ctx)

@@ -323,8 +323,11 @@ static void vfd_gen_volume(struct vfd *d, yajl_gen g, const struct vf_volume *v,
 static int vfd_status(struct vfd *d, yajl_gen g, struct vf_err *err)
 {
 	struct vf_volume *vols = NULL;
-	struct vf_kv_lease *lease;
+	struct vf_ctx_status st;
 	size_t n = 0;
+
+	if (vf_ctx_status(d->ctx, &st) != VF_OK)
+		return vf_err_set(err, VF_EINVAL, "node %s: no context", d->node_id);
 
 	vf_jgen_str(g, "Node");
 	vf_jgen_str(g, d->node_id);
@@ -333,13 +336,11 @@ static int vfd_status(struct vfd *d, yajl_gen g, struct vf_err *err)
 	vf_jgen_str(g, "Backend");
 	vf_jgen_str(g, d->conf->backend);
 	vf_jgen_str(g, "Lease");
-	lease = vf_ctx_lease_get(d->ctx);
-	vf_jgen_str(g, lease ? lease->id : "");
-	vf_ctx_lease_put(d->ctx);
+	vf_jgen_str(g, st.lease_id);
 	vf_jgen_str(g, "Manager");
 	yajl_gen_map_open(g);
 	vf_jgen_str(g, "Watchers");
-	vf_jgen_int(g, d->manager && d->ctx->mgr ? 1 : 0);
+	vf_jgen_int(g, st.watchers);
 	vf_jgen_str(g, "Servers");
 	yajl_gen_array_open(g);
 	if (d->manager && d->fs->running && vf_volume_list(d->ctx, &vols, &n, err) == VF_OK) {

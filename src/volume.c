@@ -501,6 +501,27 @@ void vf_ctx_lease_put(struct vf_ctx *ctx)
 	pthread_rwlock_unlock(&ctx->lease_rw);
 }
 
+int vf_ctx_status(struct vf_ctx *ctx, struct vf_ctx_status *st)
+{
+	int mw, ms;
+
+	if (ctx == NULL || st == NULL)
+		return VF_EINVAL;
+	memset(st, 0, sizeof(*st));
+	pthread_rwlock_rdlock(&ctx->lease_rw);
+	if (ctx->lease)
+		snprintf(st->lease_id, sizeof(st->lease_id), "%s", ctx->lease->id);
+	pthread_rwlock_unlock(&ctx->lease_rw);
+	st->lease_ttl_s = ctx->lease_ttl_s;
+	pthread_mutex_lock(&ctx->mu);
+	st->manager = ctx->mgr != NULL;
+	vf_mgr_status(ctx, &mw, &ms);
+	st->watchers = ctx->nwaits + mw;
+	st->servers = ms;
+	pthread_mutex_unlock(&ctx->mu);
+	return VF_OK;
+}
+
 static void ctx_lease_lost(struct vf_kv_lease *lease, void *arg)
 {
 	struct vf_ctx *ctx = arg;
@@ -1001,6 +1022,11 @@ static int vol_wait_mounted(struct vf_ctx *ctx, const char *vol, char keys[R_N][
 	pthread_cond_init(&w.cv, NULL);
 	rc = ctx->kv->ops->watch_start(ctx->kv, keys[R_STATE], after_rev, vol_wait_cb, &w, &watch,
 	                               err);
+	if (rc == VF_OK) {
+		pthread_mutex_lock(&ctx->mu);
+		ctx->nwaits++;
+		pthread_mutex_unlock(&ctx->mu);
+	}
 	if (rc != VF_OK) {
 		vf_err_prefix(err, "volume %s: cannot watch %s", vol, keys[R_STATE]);
 		goto out;
@@ -1073,8 +1099,12 @@ static int vol_wait_mounted(struct vf_ctx *ctx, const char *vol, char keys[R_N][
 		pthread_mutex_unlock(&w.mu);
 	}
 out:
-	if (watch)
+	if (watch) {
 		ctx->kv->ops->watch_stop(ctx->kv, &watch);
+		pthread_mutex_lock(&ctx->mu);
+		ctx->nwaits--;
+		pthread_mutex_unlock(&ctx->mu);
+	}
 	pthread_mutex_destroy(&w.mu);
 	pthread_cond_destroy(&w.cv);
 	return rc;

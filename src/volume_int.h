@@ -72,6 +72,7 @@ struct vf_ctx {
 	pthread_cond_t local_cv;
 	char **mounted;
 	size_t nmounted;
+	int nwaits; /* mounts waiting on a state watch (under mu) */
 
 	/* manager side (manager.c) */
 	struct mgr *mgr;
@@ -128,6 +129,9 @@ void vf_mgr_stop(struct vf_ctx *ctx);
 void vf_mgr_lease_lost(struct vf_ctx *ctx);
 /* New lease: resume and reconcile. */
 void vf_mgr_lease_back(struct vf_ctx *ctx);
+/* Open manager watches and served volumes (caller holds ctx->mu: ctx->mgr is
+ * set and cleared under it). */
+void vf_mgr_status(struct vf_ctx *ctx, int *watchers_r, int *servers_r);
 /* Run one reconcile pass now, synchronously (tests). */
 int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err);
 

@@ -108,6 +108,19 @@ int vf_volume_get(struct vf_ctx *ctx, const char *name, struct vf_volume *vol_r,
 int vf_volume_list(struct vf_ctx *ctx, struct vf_volume **vols_r, size_t *n_r,
 		   struct vf_err *err);
 
+/* What a context is doing, for status reports. lease_id: the current lease
+ * ("" while none is held); manager: 1 while the manager side runs; watchers:
+ * open watch streams (the manager's prefix watches plus hosts' mounts waiting
+ * for a server); servers: volumes this process serves. */
+struct vf_ctx_status {
+	char lease_id[64];
+	int lease_ttl_s;
+	int manager;
+	int watchers;
+	int servers;
+};
+int vf_ctx_status(struct vf_ctx *ctx, struct vf_ctx_status *st);
+
 /* Errors. */
 const char *vf_strerror(int code);
 

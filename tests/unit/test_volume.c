@@ -931,6 +931,66 @@ static void test_leftover_server_after_crash(void)
 	tc_free(&tc);
 }
 
+/* vf_ctx_status: lease, manager, open watches, served volumes */
+static void test_ctx_status(void)
+{
+	struct tcluster tc;
+	struct vf_err e = {0};
+	struct vf_ctx_status st;
+	struct rc_mount_arg ma = {0};
+	pthread_t thr;
+	int m, h, ok = 0;
+
+	tc_init(&tc);
+	m = tc_add(&tc, "m1", 1);
+	h = tc_add(&tc, "h1", 0);
+	CU_ASSERT_EQUAL(vf_ctx_status(NULL, &st), VF_EINVAL);
+	CU_ASSERT_EQUAL_FATAL(vf_ctx_status(tc.n[h].ctx, &st), VF_OK);
+	CU_ASSERT(st.lease_id[0] != '\0');
+	CU_ASSERT_EQUAL(st.lease_ttl_s, 1);
+	CU_ASSERT_EQUAL(st.manager, 0);
+	CU_ASSERT_EQUAL(st.watchers, 0);
+	CU_ASSERT_EQUAL(st.servers, 0);
+	CU_ASSERT_EQUAL_FATAL(vf_ctx_status(tc.n[m].ctx, &st), VF_OK);
+	CU_ASSERT_EQUAL(st.manager, 1);
+	CU_ASSERT_EQUAL(st.watchers, 3); /* start_trigger/, stop_trigger/, server/ */
+	CU_ASSERT_EQUAL(st.servers, 0);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h].ctx, "v", NULL, 0, &e), VF_OK);
+	/* a cold mount waits on a watch while the start is held */
+	race_hold = 1;
+	race_hits = 0;
+	vf_failpoint_set("mgr.after_claim_start", race_claim_fp, NULL);
+	ma.ctx = tc.n[h].ctx;
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&thr, NULL, rc_mount_thread, &ma), 0);
+	for (int64_t end = vf_now_ms() + 3000; vf_now_ms() < end && !ok; tc_sleep_ms(10)) {
+		pthread_mutex_lock(&race_mu);
+		ok = race_hits > 0;
+		pthread_mutex_unlock(&race_mu);
+		ok = ok && vf_ctx_status(tc.n[h].ctx, &st) == VF_OK && st.watchers == 1;
+	}
+	CU_ASSERT(ok); /* the host's mount watches state/v */
+	pthread_mutex_lock(&race_mu);
+	race_hold = 0;
+	pthread_cond_broadcast(&race_cv);
+	pthread_mutex_unlock(&race_mu);
+	pthread_join(thr, NULL);
+	CU_ASSERT_EQUAL(ma.rc, VF_OK);
+	vf_failpoint_clear_all();
+	CU_ASSERT_EQUAL_FATAL(vf_ctx_status(tc.n[h].ctx, &st), VF_OK);
+	CU_ASSERT_EQUAL(st.watchers, 0);
+	CU_ASSERT_EQUAL(st.servers, 0);
+	CU_ASSERT_EQUAL_FATAL(vf_ctx_status(tc.n[m].ctx, &st), VF_OK);
+	CU_ASSERT_EQUAL(st.servers, 1);
+	CU_ASSERT_EQUAL(st.watchers, 3);
+	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h].ctx, "v", "c2", &e), VF_OK);
+	CU_ASSERT(tc_settled(&tc, "v", 3000));
+	ok = 0;
+	for (int64_t end = vf_now_ms() + 3000; vf_now_ms() < end && !ok; tc_sleep_ms(10))
+		ok = vf_ctx_status(tc.n[m].ctx, &st) == VF_OK && st.servers == 0;
+	CU_ASSERT(ok);
+	tc_free(&tc);
+}
+
 void vf_test_register(void)
 {
 	CU_pSuite s = CU_add_suite("volume", NULL, NULL);
@@ -953,5 +1013,6 @@ void vf_test_register(void)
 	VF_ADD_TEST(s, test_remove_recreate_while_stopping);
 	VF_ADD_TEST(s, test_stop_claim_race);
 	VF_ADD_TEST(s, test_leftover_server_after_crash);
+	VF_ADD_TEST(s, test_ctx_status);
 	vf_test_register_fault();
 }
