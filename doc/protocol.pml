@@ -37,6 +37,8 @@
  *                       there: a start waits for its manager to delete it).
  *   STOP_ANY_MANAGER    the revision before 7d29adf: any manager claims a stop and
  *                       the stop txn releases the state lock: two servers.
+ *   OLD_REMOVE          (with RECREATE) remove deleted server/<vol> too, as
+ *                       before commit 7ceb3ce: spin finds two servers.
  *   CRASHES=n  ZOMBIES=n  HOSTEXP=n  MOUNTS=n  RETRIES=n  NOREMOVE  NOIDLE
  *
  * Remove leaves server/<vol> (it is attached to the serving manager's lease):
@@ -455,6 +457,9 @@ proctype Remover()
 		:: exists && gref == 0 && glock == REMOVER && slock == REMOVER ->
 			/* every key but server/<vol> */
 			exists = 0; state = READY;
+#ifdef OLD_REMOVE
+			server = 0; /* before 7ceb3ce: server/<vol> deleted too */
+#endif
 			st_pend = 0; sp_pend = 0; st_marked = 0; sp_marked = 0;
 			st_claim = 0; sp_claim = 0
 		:: else /* VF_EBUSY naming the hosts */
