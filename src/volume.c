@@ -79,6 +79,10 @@
  *   a start trigger of a volume we serve, a reconcile pass): read state, server;
  *   server/ not ours: stop our server; ours and state absent or not Mounted:
  *   stop our server, then txn [VALUE_EQ ours] delete server/<vol>.
+ * orphan-stop (reconciler: a volume this process does not serve, fs->running
+ *   says a server of it runs here (left by a daemon that crashed) and server/
+ *   names another node): re-read server/; still another node's: fs stop. Never
+ *   when server/ names this node or is absent.
  * restart (reconciler: Mounted, server/ absent, no live start claim, a host
  *   counted): the start above without a claim, doing nothing unless still Mounted.
  * idle-stop (reconciler: Mounted with a server, no host, nothing pending, for two
