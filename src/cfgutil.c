@@ -22,14 +22,22 @@ void vf_cfg_where(const config_setting_t *s, char *buf, size_t size)
 static const char *cfg_type_name(int type)
 {
 	switch (type) {
-	case CONFIG_TYPE_GROUP: return "a group";
-	case CONFIG_TYPE_INT: return "an integer";
-	case CONFIG_TYPE_INT64: return "an integer";
-	case CONFIG_TYPE_FLOAT: return "a number";
-	case CONFIG_TYPE_STRING: return "a string";
-	case CONFIG_TYPE_BOOL: return "a boolean";
-	case CONFIG_TYPE_ARRAY: return "an array";
-	case CONFIG_TYPE_LIST: return "a list";
+	case CONFIG_TYPE_GROUP:
+		return "a group";
+	case CONFIG_TYPE_INT:
+		return "an integer";
+	case CONFIG_TYPE_INT64:
+		return "an integer";
+	case CONFIG_TYPE_FLOAT:
+		return "a number";
+	case CONFIG_TYPE_STRING:
+		return "a string";
+	case CONFIG_TYPE_BOOL:
+		return "a boolean";
+	case CONFIG_TYPE_ARRAY:
+		return "an array";
+	case CONFIG_TYPE_LIST:
+		return "a list";
 	}
 	return "unknown";
 }
@@ -42,8 +50,8 @@ static int cfg_wrong(const config_setting_t *s, const char *want, struct vf_err 
 
 	vf_cfg_where(s, where, sizeof(where));
 	return vf_err_set(err, VF_EINVAL, "%ssetting '%s%s%s' must be %s, not %s", where,
-			  pname ? pname : "", pname ? "." : "", config_setting_name(s), want,
-			  cfg_type_name(config_setting_type(s)));
+	                  pname ? pname : "", pname ? "." : "", config_setting_name(s), want,
+	                  cfg_type_name(config_setting_type(s)));
 }
 
 static config_setting_t *cfg_member(const config_setting_t *cfg, const char *name)
@@ -52,7 +60,7 @@ static config_setting_t *cfg_member(const config_setting_t *cfg, const char *nam
 }
 
 int vf_cfg_str(const config_setting_t *cfg, const char *name, const char *def, char **out_r,
-	       struct vf_err *err)
+               struct vf_err *err)
 {
 	config_setting_t *s = cfg_member(cfg, name);
 	const char *v = def;
@@ -69,21 +77,22 @@ int vf_cfg_str(const config_setting_t *cfg, const char *name, const char *def, c
 }
 
 int vf_cfg_int(const config_setting_t *cfg, const char *name, int def, int *out_r,
-	       struct vf_err *err)
+               struct vf_err *err)
 {
 	config_setting_t *s = cfg_member(cfg, name);
 
 	*out_r = def;
 	if (s == NULL)
 		return VF_OK;
-	if (config_setting_type(s) != CONFIG_TYPE_INT && config_setting_type(s) != CONFIG_TYPE_INT64)
+	if (config_setting_type(s) != CONFIG_TYPE_INT &&
+	    config_setting_type(s) != CONFIG_TYPE_INT64)
 		return cfg_wrong(s, "an integer", err);
 	*out_r = (int)config_setting_get_int(s);
 	return VF_OK;
 }
 
 int vf_cfg_bool(const config_setting_t *cfg, const char *name, int def, int *out_r,
-		struct vf_err *err)
+                struct vf_err *err)
 {
 	config_setting_t *s = cfg_member(cfg, name);
 
@@ -97,7 +106,7 @@ int vf_cfg_bool(const config_setting_t *cfg, const char *name, int def, int *out
 }
 
 int vf_cfg_strv(const config_setting_t *cfg, const char *name, const char *def, char ***out_r,
-		size_t *n_r, struct vf_err *err)
+                size_t *n_r, struct vf_err *err)
 {
 	config_setting_t *s = cfg_member(cfg, name);
 	char **v;
@@ -108,9 +117,11 @@ int vf_cfg_strv(const config_setting_t *cfg, const char *name, const char *def, 
 	if (s == NULL && def == NULL)
 		return VF_OK;
 	if (s && config_setting_type(s) != CONFIG_TYPE_STRING &&
-	    config_setting_type(s) != CONFIG_TYPE_ARRAY && config_setting_type(s) != CONFIG_TYPE_LIST)
+	    config_setting_type(s) != CONFIG_TYPE_ARRAY &&
+	    config_setting_type(s) != CONFIG_TYPE_LIST)
 		return cfg_wrong(s, "a string or a list of strings", err);
-	n = (s && config_setting_type(s) != CONFIG_TYPE_STRING) ? (size_t)config_setting_length(s) : 1;
+	n = (s && config_setting_type(s) != CONFIG_TYPE_STRING) ? (size_t)config_setting_length(s)
+	                                                        : 1;
 	v = calloc(n ? n : 1, sizeof(char *));
 	if (v == NULL)
 		return vf_err_set(err, VF_ENOMEM, "out of memory");
@@ -156,9 +167,9 @@ int vf_cfg_known(const config_setting_t *cfg, const char *const *known, struct v
 		for (const char *const *k = known; *k; k++)
 			vf_buf_printf(&list, "%s%s", k == known ? "" : ", ", *k);
 		vf_err_set(err, VF_EINVAL, "%sunknown setting '%s%s%s' (known: %s)", where,
-			   config_setting_name(cfg) ? config_setting_name(cfg) : "",
-			   config_setting_name(cfg) ? "." : "", name ? name : "?",
-			   list.data ? list.data : "none");
+		           config_setting_name(cfg) ? config_setting_name(cfg) : "",
+		           config_setting_name(cfg) ? "." : "", name ? name : "?",
+		           list.data ? list.data : "none");
 		vf_buf_free(&list);
 		return VF_EINVAL;
 	}

@@ -66,30 +66,30 @@ int vf_jgen_finish(yajl_gen g, char **out_r, size_t *len_r, struct vf_err *err);
 
 /* ---- HTTP ---- */
 struct vf_http_cfg {
-	char **endpoints;  /* "http://127.0.0.1:2379", tried in order */
+	char **endpoints; /* "http://127.0.0.1:2379", tried in order */
 	size_t nendpoints;
 	long connect_timeout_ms;
-	long timeout_ms;   /* per request, unless the request says otherwise */
-	char *cacert;      /* TLS: CA bundle, client certificate and key (may be NULL) */
+	long timeout_ms; /* per request, unless the request says otherwise */
+	char *cacert;    /* TLS: CA bundle, client certificate and key (may be NULL) */
 	char *cert;
 	char *key;
 };
 struct vf_http;
 
 struct vf_http_req {
-	const char *method;      /* "GET", "POST", "PUT", "DELETE" */
-	const char *path;        /* appended to the endpoint */
-	const char *body;        /* may be NULL */
+	const char *method; /* "GET", "POST", "PUT", "DELETE" */
+	const char *path;   /* appended to the endpoint */
+	const char *body;   /* may be NULL */
 	size_t body_len;
 	const char *const *headers; /* NULL-terminated "Name: value" list, may be NULL */
-	long timeout_ms;         /* 0: the configured one; < 0: none (streams) */
-	int idempotent;          /* a read: retried on the next endpoint after a lost answer */
-	const char *want_header; /* capture this response header into resp->header */
+	long timeout_ms;            /* 0: the configured one; < 0: none (streams) */
+	int idempotent;             /* a read: retried on the next endpoint after a lost answer */
+	const char *want_header;    /* capture this response header into resp->header */
 	/* Streaming: if set, body bytes go here instead of resp->body; return the
 	 * number taken (anything else aborts). */
 	size_t (*on_data)(const char *p, size_t n, void *arg);
 	void *arg;
-	volatile int *cancel;    /* non-zero aborts the transfer (checked ~1/s and on data) */
+	volatile int *cancel; /* non-zero aborts the transfer (checked ~1/s and on data) */
 };
 struct vf_http_resp {
 	long status;
@@ -104,7 +104,7 @@ void vf_http_free(struct vf_http **h);
  * endpoint could be reached (nothing sent); VF_EUNCERTAIN when a non-idempotent
  * request was sent and no complete answer came; VF_ETIMEDOUT never. */
 int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_resp *resp,
-	       struct vf_err *err);
+               struct vf_err *err);
 void vf_http_resp_free(struct vf_http_resp *resp);
 /* Free a string array of n entries. */
 void vf_strv_free(char **v, size_t n);
@@ -113,14 +113,14 @@ void vf_strv_free(char **v, size_t n);
 /* Read an optional string / int / bool setting of group cfg (may be NULL).
  * A wrong type is VF_EINVAL naming file, line and setting. Strings are copied. */
 int vf_cfg_str(const config_setting_t *cfg, const char *name, const char *def, char **out_r,
-	       struct vf_err *err);
+               struct vf_err *err);
 int vf_cfg_int(const config_setting_t *cfg, const char *name, int def, int *out_r,
-	       struct vf_err *err);
+               struct vf_err *err);
 int vf_cfg_bool(const config_setting_t *cfg, const char *name, int def, int *out_r,
-		struct vf_err *err);
+                struct vf_err *err);
 /* A string or a list/array of strings ("a" or ["a","b"]). */
 int vf_cfg_strv(const config_setting_t *cfg, const char *name, const char *def, char ***out_r,
-		size_t *n_r, struct vf_err *err);
+                size_t *n_r, struct vf_err *err);
 /* Refuse settings of group cfg not named in known (NULL-terminated). */
 int vf_cfg_known(const config_setting_t *cfg, const char *const *known, struct vf_err *err);
 /* "file:line: " for messages about setting s (empty when unknown). */

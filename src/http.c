@@ -41,7 +41,7 @@ int vf_http_new(const struct vf_http_cfg *cfg, struct vf_http **h_r, struct vf_e
 	if (h == NULL || cfg->nendpoints == 0) {
 		free(h);
 		return vf_err_set(err, cfg->nendpoints ? VF_ENOMEM : VF_EINVAL,
-				  cfg->nendpoints ? "out of memory" : "no endpoints configured");
+		                  cfg->nendpoints ? "out of memory" : "no endpoints configured");
 	}
 	h->cfg = *cfg;
 	h->cfg.endpoints = calloc(cfg->nendpoints, sizeof(char *));
@@ -209,7 +209,7 @@ static CURLcode http_perform(CURL *c, const struct vf_http_req *req)
 }
 
 int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_resp *resp,
-	       struct vf_err *err)
+               struct vf_err *err)
 {
 	struct curl_slist *hdrs = NULL;
 	char curl_msg[CURL_ERROR_SIZE];
@@ -254,7 +254,7 @@ int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_
 		else {
 			curl_easy_setopt(c, CURLOPT_POSTFIELDS, req->body ? req->body : "");
 			curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
-					 (curl_off_t)(req->body ? req->body_len : 0));
+			                 (curl_off_t)(req->body ? req->body_len : 0));
 		}
 		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
 		curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, h->cfg.connect_timeout_ms);
@@ -297,14 +297,15 @@ int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_
 			break;
 		}
 		if (cc == CURLE_ABORTED_BY_CALLBACK || cc == CURLE_WRITE_ERROR) {
-			rc = vf_err_set(err, VF_EUNCERTAIN, "%s %s: cancelled", req->method, url.data);
+			rc = vf_err_set(err, VF_EUNCERTAIN, "%s %s: cancelled", req->method,
+			                url.data);
 			vf_buf_free(&url);
 			break;
 		}
 		if (cc == CURLE_SSL_CACERT || cc == CURLE_PEER_FAILED_VERIFICATION ||
 		    cc == CURLE_SSL_CERTPROBLEM || cc == CURLE_SSL_CONNECT_ERROR) {
 			rc = vf_err_set(err, VF_EAUTH, "%s: TLS: %s", url.data,
-					curl_msg[0] ? curl_msg : curl_easy_strerror(cc));
+			                curl_msg[0] ? curl_msg : curl_easy_strerror(cc));
 			vf_buf_free(&url);
 			continue; /* another endpoint may have a good certificate */
 		}
@@ -312,26 +313,27 @@ int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_
 		 * side of the handshake; its refusal arrives as an alert on the first
 		 * read. The request was never processed: an auth error, not an
 		 * uncertain outcome. */
-		if ((cc == CURLE_RECV_ERROR || cc == CURLE_SEND_ERROR) && strstr(curl_msg, "alert") &&
+		if ((cc == CURLE_RECV_ERROR || cc == CURLE_SEND_ERROR) &&
+		    strstr(curl_msg, "alert") &&
 		    (strstr(curl_msg, "certificate") || strstr(curl_msg, "unknown ca"))) {
 			rc = vf_err_set(err, VF_EAUTH,
-					"%s: TLS: the server refused the client certificate (%s)",
-					url.data, curl_msg);
+			                "%s: TLS: the server refused the client certificate (%s)",
+			                url.data, curl_msg);
 			vf_buf_free(&url);
 			continue;
 		}
 		if (http_was_sent(c) && !req->idempotent) {
-			rc = vf_err_set(err, VF_EUNCERTAIN, "%s %s: no answer (%s): outcome unknown",
-					req->method, url.data,
-					curl_msg[0] ? curl_msg : curl_easy_strerror(cc));
+			rc = vf_err_set(err, VF_EUNCERTAIN,
+			                "%s %s: no answer (%s): outcome unknown", req->method,
+			                url.data, curl_msg[0] ? curl_msg : curl_easy_strerror(cc));
 			vf_buf_free(&url);
 			break;
 		}
 		/* curl keeps the first message of a transfer, which may be a side note
 		 * ("getpeername() failed ..."): name the error itself too. */
 		rc = vf_err_set(err, VF_EUNAVAIL, "%s %s: %s%s%s%s", req->method, url.data,
-				curl_easy_strerror(cc), curl_msg[0] ? " (" : "", curl_msg,
-				curl_msg[0] ? ")" : "");
+		                curl_easy_strerror(cc), curl_msg[0] ? " (" : "", curl_msg,
+		                curl_msg[0] ? ")" : "");
 		vf_buf_free(&url);
 	}
 	curl_slist_free_all(hdrs);

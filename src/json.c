@@ -65,7 +65,8 @@ int vf_json_parse(const char *text, size_t len, yajl_val *tree_r, struct vf_err 
 	*tree_r = yajl_tree_parse(copy, ebuf, sizeof(ebuf));
 	free(copy);
 	if (*tree_r == NULL)
-		return vf_err_set(err, VF_EPROTO, "malformed JSON: %s", ebuf[0] ? ebuf : "parse error");
+		return vf_err_set(err, VF_EPROTO, "malformed JSON: %s",
+		                  ebuf[0] ? ebuf : "parse error");
 	return VF_OK;
 }
 

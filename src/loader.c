@@ -21,9 +21,10 @@ static int loader_path(const char *name, const char *dir, struct vf_buf *path, s
 	if (strchr(name, '/'))
 		return vf_buf_add(path, name, strlen(name));
 	for (const char *p = name; *p; p++)
-		if (!(*p == '_' || *p == '-' || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')))
+		if (!(*p == '_' || *p == '-' || (*p >= 'a' && *p <= 'z') ||
+		      (*p >= '0' && *p <= '9')))
 			return vf_err_set(err, VF_EINVAL,
-					  "backend name '%s' is not a module name or a path", name);
+			                  "backend name '%s' is not a module name or a path", name);
 	if (dir == NULL)
 		dir = getenv("VFILE_BACKEND_DIR");
 	if (dir == NULL || *dir == '\0')
@@ -31,8 +32,7 @@ static int loader_path(const char *name, const char *dir, struct vf_buf *path, s
 	return vf_buf_printf(path, "%s/%s.so", dir, name);
 }
 
-int vf_backend_load(const char *name, const char *dir, struct vf_backend **be_r,
-		    struct vf_err *err)
+int vf_backend_load(const char *name, const char *dir, struct vf_backend **be_r, struct vf_err *err)
 {
 	struct vf_buf path = {0};
 	struct vf_backend *be = NULL;
@@ -57,15 +57,15 @@ int vf_backend_load(const char *name, const char *dir, struct vf_backend **be_r,
 	*(void **)&entry = dlsym(be->dl, VF_BACKEND_ENTRY);
 	if (entry == NULL) {
 		rc = vf_err_set(err, VF_EABI, "backend %s has no %s symbol: not a vfile backend",
-				path.data, VF_BACKEND_ENTRY);
+		                path.data, VF_BACKEND_ENTRY);
 		goto out;
 	}
 	ops = entry();
 	/* abi_version is the first member: read nothing else before it matches. */
 	if (ops == NULL || ops->abi_version != VF_KV_ABI_VERSION) {
-		rc = vf_err_set(err, VF_EABI,
-				"backend %s has ABI version %u, this vfile needs version %u",
-				path.data, ops ? ops->abi_version : 0u, (unsigned)VF_KV_ABI_VERSION);
+		rc = vf_err_set(
+		        err, VF_EABI, "backend %s has ABI version %u, this vfile needs version %u",
+		        path.data, ops ? ops->abi_version : 0u, (unsigned)VF_KV_ABI_VERSION);
 		goto out;
 	}
 	if (ops->open == NULL || ops->close == NULL || ops->name == NULL) {
@@ -103,7 +103,7 @@ const char *vf_backend_path(const struct vf_backend *be)
 }
 
 int vf_backend_open(struct vf_backend *be, const config_setting_t *cfg, struct vf_kv **kv_r,
-		    struct vf_err *err)
+                    struct vf_err *err)
 {
 	int rc = be->ops->open(cfg, kv_r, err);
 

@@ -62,21 +62,36 @@ int vf_err_prefix(struct vf_err *err, const char *fmt, ...)
 const char *vf_strerror(int code)
 {
 	switch (code) {
-	case VF_OK: return "success";
-	case VF_ENOTFOUND: return "not found";
-	case VF_ECONFLICT: return "compare failed";
-	case VF_EUNCERTAIN: return "outcome uncertain";
-	case VF_EUNAVAIL: return "store unreachable";
-	case VF_EPROTO: return "protocol error";
-	case VF_ENOMEM: return "out of memory";
-	case VF_ENOTSUP: return "not supported";
-	case VF_EABI: return "backend ABI mismatch";
-	case VF_EAUTH: return "authentication failed";
-	case VF_ELIMIT: return "limit exceeded";
-	case VF_EBUSY: return "busy";
-	case VF_ETIMEDOUT: return "timed out";
-	case VF_EINVAL: return "invalid argument";
-	case VF_ELEASE: return "lease lost";
+	case VF_OK:
+		return "success";
+	case VF_ENOTFOUND:
+		return "not found";
+	case VF_ECONFLICT:
+		return "compare failed";
+	case VF_EUNCERTAIN:
+		return "outcome uncertain";
+	case VF_EUNAVAIL:
+		return "store unreachable";
+	case VF_EPROTO:
+		return "protocol error";
+	case VF_ENOMEM:
+		return "out of memory";
+	case VF_ENOTSUP:
+		return "not supported";
+	case VF_EABI:
+		return "backend ABI mismatch";
+	case VF_EAUTH:
+		return "authentication failed";
+	case VF_ELIMIT:
+		return "limit exceeded";
+	case VF_EBUSY:
+		return "busy";
+	case VF_ETIMEDOUT:
+		return "timed out";
+	case VF_EINVAL:
+		return "invalid argument";
+	case VF_ELEASE:
+		return "lease lost";
 	}
 	return "unknown error";
 }

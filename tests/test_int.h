@@ -14,10 +14,10 @@ int vf_test_in_ci(void);
 void vf_test_unavailable(const char *why) __attribute__((noreturn));
 
 /* Add a test, aborting the program if CUnit cannot. */
-#define VF_ADD_TEST(suite, fn)                                                                   \
-	do {                                                                                     \
-		if (CU_add_test((suite), #fn, (fn)) == NULL)                                     \
-			vf_test_abort(#fn);                                                      \
+#define VF_ADD_TEST(suite, fn)                                                                     \
+	do {                                                                                       \
+		if (CU_add_test((suite), #fn, (fn)) == NULL)                                       \
+			vf_test_abort(#fn);                                                        \
 	} while (0)
 void vf_test_abort(const char *what) __attribute__((noreturn));
 

@@ -51,20 +51,20 @@ extern "C" {
 /* Status codes: append only, never renumber. */
 enum vf_status {
 	VF_OK = 0,
-	VF_ENOTFOUND = -1,   /* key (or lease) does not exist */
-	VF_ECONFLICT = -2,   /* a compare failed: someone else won; nothing was written */
-	VF_EUNCERTAIN = -3,  /* request sent, no answer: it may or may not have applied */
-	VF_EUNAVAIL = -4,    /* could not reach the store (nothing was applied) */
-	VF_EPROTO = -5,      /* the store answered something we do not understand */
-	VF_ENOMEM = -6,      /* out of memory */
-	VF_ENOTSUP = -7,     /* the backend does not support this (NULL slot) */
-	VF_EABI = -8,        /* module ABI version mismatch or missing entry symbol */
-	VF_EAUTH = -9,       /* authentication or permission refused */
-	VF_ELIMIT = -10,     /* a store limit was exceeded (txn ops, request size) */
-	VF_EBUSY = -11,      /* try-lock: the lock is held by someone else */
-	VF_ETIMEDOUT = -12,  /* a bounded wait (lock, state) ran out */
-	VF_EINVAL = -13,     /* invalid argument or configuration */
-	VF_ELEASE = -14,     /* the lease is gone (expired or revoked) */
+	VF_ENOTFOUND = -1,  /* key (or lease) does not exist */
+	VF_ECONFLICT = -2,  /* a compare failed: someone else won; nothing was written */
+	VF_EUNCERTAIN = -3, /* request sent, no answer: it may or may not have applied */
+	VF_EUNAVAIL = -4,   /* could not reach the store (nothing was applied) */
+	VF_EPROTO = -5,     /* the store answered something we do not understand */
+	VF_ENOMEM = -6,     /* out of memory */
+	VF_ENOTSUP = -7,    /* the backend does not support this (NULL slot) */
+	VF_EABI = -8,       /* module ABI version mismatch or missing entry symbol */
+	VF_EAUTH = -9,      /* authentication or permission refused */
+	VF_ELIMIT = -10,    /* a store limit was exceeded (txn ops, request size) */
+	VF_EBUSY = -11,     /* try-lock: the lock is held by someone else */
+	VF_ETIMEDOUT = -12, /* a bounded wait (lock, state) ran out */
+	VF_EINVAL = -13,    /* invalid argument or configuration */
+	VF_ELEASE = -14,    /* the lease is gone (expired or revoked) */
 };
 
 /* A one-line error: code is an enum vf_status, msg never contains '\n'. */
@@ -77,7 +77,7 @@ struct vf_err {
 /* One key as read from the store. */
 struct vf_kv_pair {
 	char *key;
-	char *value;        /* value_len bytes followed by a NUL */
+	char *value; /* value_len bytes followed by a NUL */
 	size_t value_len;
 	int64_t mod_rev;    /* version of the last write */
 	int64_t create_rev; /* version of the write that created the key */
@@ -191,17 +191,18 @@ struct vf_kv_ops {
 	void (*close)(struct vf_kv *kv);
 
 	/* Read one key; VF_ENOTFOUND if absent. */
-	int (*get)(struct vf_kv *kv, const char *key, struct vf_kv_pair *pair_r, struct vf_err *err);
+	int (*get)(struct vf_kv *kv, const char *key, struct vf_kv_pair *pair_r,
+	           struct vf_err *err);
 	/* Read every key starting with prefix (only those). */
 	int (*list)(struct vf_kv *kv, const char *prefix, struct vf_kv_list *list_r,
-		    struct vf_err *err);
+	            struct vf_err *err);
 	/* Unconditional put; lease may be NULL; *mod_rev_r (may be NULL) gets the new version. */
 	int (*put)(struct vf_kv *kv, const char *key, const char *value, size_t value_len,
-		   struct vf_kv_lease *lease, int64_t *mod_rev_r, struct vf_err *err);
+	           struct vf_kv_lease *lease, int64_t *mod_rev_r, struct vf_err *err);
 	/* Put only if the key's mod_rev == expect (0: absent); else VF_ECONFLICT. */
 	int (*cas)(struct vf_kv *kv, const char *key, const char *value, size_t value_len,
-		   int64_t expect, struct vf_kv_lease *lease, int64_t *mod_rev_r,
-		   struct vf_err *err);
+	           int64_t expect, struct vf_kv_lease *lease, int64_t *mod_rev_r,
+	           struct vf_err *err);
 	/* Delete; VF_ENOTFOUND if absent. */
 	int (*del)(struct vf_kv *kv, const char *key, struct vf_err *err);
 	/* Delete only if the key's mod_rev == expect; else VF_ECONFLICT. */
@@ -209,14 +210,14 @@ struct vf_kv_ops {
 	/* All-or-nothing: VF_OK and res_r (may be NULL) on commit, VF_ECONFLICT if a
 	 * compare failed, VF_ELIMIT if ncmp + nops > max_txn_ops. */
 	int (*txn)(struct vf_kv *kv, const struct vf_kv_cmp *cmps, size_t ncmp,
-		   const struct vf_kv_op *ops, size_t nops, struct vf_kv_txn_result *res_r,
-		   struct vf_err *err);
+	           const struct vf_kv_op *ops, size_t nops, struct vf_kv_txn_result *res_r,
+	           struct vf_err *err);
 
 	/* Leases. ttl_s below min_lease_ttl_s is VF_EINVAL. lost (may be NULL) is called
 	 * once, from a backend thread, when keep-alive finds the lease gone. */
 	int (*lease_grant)(struct vf_kv *kv, int ttl_s, unsigned int flags,
-			   vf_kv_lease_lost_fn lost, void *arg, struct vf_kv_lease **lease_r,
-			   struct vf_err *err);
+	                   vf_kv_lease_lost_fn lost, void *arg, struct vf_kv_lease **lease_r,
+	                   struct vf_err *err);
 	/* One renewal now; VF_ELEASE if the lease is gone. */
 	int (*lease_keepalive)(struct vf_kv *kv, struct vf_kv_lease *lease, struct vf_err *err);
 	/* Revoke (keys attached to it vanish, its locks are released) and free. */
@@ -227,8 +228,8 @@ struct vf_kv_ops {
 	 * keys in reads are read in the same round trip as the acquisition, into
 	 * reads_r[i] (found = 0 if absent); reads may be NULL when nreads is 0. */
 	int (*lock)(struct vf_kv *kv, struct vf_kv_lease *lease, const char *name, int timeout_ms,
-		    const char *const *reads, size_t nreads, struct vf_kv_result *reads_r,
-		    struct vf_kv_lock **lock_r, struct vf_err *err);
+	            const char *const *reads, size_t nreads, struct vf_kv_result *reads_r,
+	            struct vf_kv_lock **lock_r, struct vf_err *err);
 	/* Release (if still held and not already released by a VF_OP_UNLOCK) and free. */
 	int (*unlock)(struct vf_kv *kv, struct vf_kv_lock **lock, struct vf_err *err);
 
@@ -236,8 +237,8 @@ struct vf_kv_ops {
 	 * dropped stream is resumed without gap or duplicate; if that is impossible the
 	 * callback gets VF_EV_RESYNC. */
 	int (*watch_start)(struct vf_kv *kv, const char *prefix, int64_t after_rev,
-			   vf_kv_watch_fn fn, void *arg, struct vf_kv_watch **watch_r,
-			   struct vf_err *err);
+	                   vf_kv_watch_fn fn, void *arg, struct vf_kv_watch **watch_r,
+	                   struct vf_err *err);
 	/* Stop the watch, join its thread, free it. */
 	void (*watch_stop)(struct vf_kv *kv, struct vf_kv_watch **watch);
 

@@ -19,15 +19,14 @@ struct vf_backend;
  * Refuses (VF_EABI) a module without vf_backend_entry or with another ABI version,
  * naming the file and both versions; an unloadable file names dlopen's reason. */
 int vf_backend_load(const char *name, const char *dir, struct vf_backend **be_r,
-		    struct vf_err *err);
+                    struct vf_err *err);
 const struct vf_kv_ops *vf_backend_ops(const struct vf_backend *be);
 const char *vf_backend_path(const struct vf_backend *be);
 /* Open a store handle through the backend (cfg: its config group, may be NULL). */
 int vf_backend_open(struct vf_backend *be, const config_setting_t *cfg, struct vf_kv **kv_r,
-		    struct vf_err *err);
+                    struct vf_err *err);
 /* Unload; every handle opened through it must be closed first. */
 void vf_backend_unload(struct vf_backend **be);
-
 
 /* ---- Volume manager ---- */
 
@@ -40,27 +39,27 @@ int vf_volume_name_valid(const char *name);
 struct vf_fs_ops {
 	/* Manager: start serving vol; *addr_r (malloc'ed host) and *port_r say where. */
 	int (*start)(void *arg, const char *vol, const char *info_json, char **addr_r, int *port_r,
-		     struct vf_err *err);
+	             struct vf_err *err);
 	/* Manager: stop serving vol (not running is fine). */
 	int (*stop)(void *arg, const char *vol, const char *info_json, struct vf_err *err);
 	/* Manager: is vol served by this process? (1 yes, 0 no) For the reconciler. */
 	int (*running)(void *arg, const char *vol);
 	/* Host: mount the served volume at mountpoint (created by the caller). */
 	int (*mount)(void *arg, const char *vol, const char *info_json, const char *mountpoint,
-		     struct vf_err *err);
+	             struct vf_err *err);
 	/* Host: unmount mountpoint (not mounted is fine). */
 	int (*unmount)(void *arg, const char *vol, const char *mountpoint, struct vf_err *err);
 };
 
 struct vf_ctx_cfg {
-	const char *node_id;   /* this host's name in client/<vol>/<node> */
-	const char *node_addr; /* this host's address (recorded for operators) */
-	const char *prefix;    /* key prefix, default "vfile/" */
+	const char *node_id;    /* this host's name in client/<vol>/<node> */
+	const char *node_addr;  /* this host's address (recorded for operators) */
+	const char *prefix;     /* key prefix, default "vfile/" */
 	const char *mount_root; /* local mountpoints: <mount_root>/<vol> */
-	int manager;           /* run watchers, reconciler and file servers */
-	int lease_ttl_s;       /* the process lease (default 10; raised to the store minimum) */
-	int op_timeout_ms;     /* bound on one mount/unmount/remove (default 30000) */
-	int reconcile_ms;      /* period of the reconciler (default 5000) */
+	int manager;            /* run watchers, reconciler and file servers */
+	int lease_ttl_s;        /* the process lease (default 10; raised to the store minimum) */
+	int op_timeout_ms;      /* bound on one mount/unmount/remove (default 30000) */
+	int reconcile_ms;       /* period of the reconciler (default 5000) */
 	const struct vf_fs_ops *fs;
 	void *fs_arg;
 };
@@ -69,7 +68,7 @@ struct vf_ctx;
 /* One per process: grants the lease (kept alive by the backend). kv stays owned by
  * the caller and must outlive the context. */
 int vf_ctx_new(struct vf_kv *kv, const struct vf_ctx_cfg *cfg, struct vf_ctx **ctx_r,
-	       struct vf_err *err);
+               struct vf_err *err);
 /* Managers: start the trigger watchers and the reconciler. */
 int vf_ctx_start_manager(struct vf_ctx *ctx, struct vf_err *err);
 /* Stop watchers, revoke the lease, free. */
@@ -84,29 +83,28 @@ const char *const *vf_volume_known_opts(void);
 
 struct vf_volume {
 	char *name;
-	char *state;      /* "Ready" or "Mounted" */
-	int64_t gref;     /* hosts that have it mounted */
-	char **clients;   /* their node ids */
+	char *state;    /* "Ready" or "Mounted" */
+	int64_t gref;   /* hosts that have it mounted */
+	char **clients; /* their node ids */
 	size_t nclients;
-	char *info_json;  /* info/<vol>: options, server node/address/port */
+	char *info_json; /* info/<vol>: options, server node/address/port */
 };
 void vf_volume_clear(struct vf_volume *v);
 
-int vf_volume_create(struct vf_ctx *ctx, const char *name, const struct vf_opt *opts,
-		     size_t nopts, struct vf_err *err);
+int vf_volume_create(struct vf_ctx *ctx, const char *name, const struct vf_opt *opts, size_t nopts,
+                     struct vf_err *err);
 /* VF_EBUSY while any host has it mounted; the message names the hosts. */
 int vf_volume_remove(struct vf_ctx *ctx, const char *name, struct vf_err *err);
 /* Mount on this host for mount_id (a container); the first id takes the global
  * reference, later ids only count locally. *path_r: the local mountpoint. */
 int vf_volume_mount(struct vf_ctx *ctx, const char *name, const char *mount_id, char **path_r,
-		    struct vf_err *err);
+                    struct vf_err *err);
 /* Drop mount_id; the last id on this host unmounts and drops the global reference. */
 int vf_volume_unmount(struct vf_ctx *ctx, const char *name, const char *mount_id,
-		      struct vf_err *err);
+                      struct vf_err *err);
 int vf_volume_get(struct vf_ctx *ctx, const char *name, struct vf_volume *vol_r,
-		  struct vf_err *err);
-int vf_volume_list(struct vf_ctx *ctx, struct vf_volume **vols_r, size_t *n_r,
-		   struct vf_err *err);
+                  struct vf_err *err);
+int vf_volume_list(struct vf_ctx *ctx, struct vf_volume **vols_r, size_t *n_r, struct vf_err *err);
 
 /* What a context is doing, for status reports. lease_id: the current lease
  * ("" while none is held); manager: 1 while the manager side runs; watchers:

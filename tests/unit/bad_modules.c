@@ -31,10 +31,10 @@ static void stub_close(struct vf_kv *kv)
 	(void)kv;
 }
 static const struct vf_kv_ops stub_ops = {
-	.abi_version = VF_KV_ABI_VERSION,
-	.name = "stub",
-	.open = stub_open,
-	.close = stub_close,
+        .abi_version = VF_KV_ABI_VERSION,
+        .name = "stub",
+        .open = stub_open,
+        .close = stub_close,
 };
 const struct vf_kv_ops *vf_backend_entry(void)
 {

@@ -91,8 +91,9 @@ static void test_cfg_types(void)
 	int i;
 
 	config_init(&c);
-	CU_ASSERT_FATAL(config_read_string(&c, "g = { a = \"x\"; b = 5;\n c = [\"p\", \"q\"]; d = 1; }") ==
-			CONFIG_TRUE);
+	CU_ASSERT_FATAL(
+	        config_read_string(&c, "g = { a = \"x\"; b = 5;\n c = [\"p\", \"q\"]; d = 1; }") ==
+	        CONFIG_TRUE);
 	config_setting_t *g = config_lookup(&c, "g");
 	CU_ASSERT_EQUAL(vf_cfg_str(g, "a", NULL, &s, &err), VF_OK);
 	CU_ASSERT_STRING_EQUAL(s, "x");
