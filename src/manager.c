@@ -928,24 +928,6 @@ static int mgr_watch_cb(const struct vf_kv_event *ev, void *arg)
 }
 
 /* ---- reconciler ---- */
-static const struct vf_kv_pair *mgr_find(const struct vf_kv_list *l, const char *key)
-{
-	size_t lo = 0, hi = l->count;
-
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		int c = strcmp(l->items[mid].key, key);
-
-		if (c == 0)
-			return &l->items[mid];
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
-}
-
 static int64_t mgr_num(const struct vf_kv_pair *p)
 {
 	return p && p->value ? strtoll(p->value, NULL, 10) : 0;
@@ -1076,7 +1058,7 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 			if (x == L_CLIENT)
 				continue;
 			snprintf(k, sizeof(k), "%s%s", pre[x], vol);
-			f[x] = mgr_find(&l[x], k);
+			f[x] = vf_vol_list_find(&l[x], k);
 			if (x == L_SERVER || x == L_SCLAIM || x == L_PCLAIM)
 				f[x] = mgr_live_rec(ctx, f[x], mine);
 		}
@@ -1124,7 +1106,7 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 		 * live manager serves the volume: stop it */
 		snprintf(k, sizeof(k), "%s%s", pre[L_SERVER], vol);
 		{
-			const struct vf_kv_pair *raw = mgr_find(&l[L_SERVER], k);
+			const struct vf_kv_pair *raw = vf_vol_list_find(&l[L_SERVER], k);
 
 			if (raw && !mgr_names_node(ctx, raw->value) && ctx->fs->running &&
 			    !mgr_serves(m, vol) && ctx->fs->running(ctx->fs_arg, vol))
@@ -1149,9 +1131,9 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 				const struct vf_kv_pair *p, *st;
 
 				snprintf(k, sizeof(k), "%s%s", pre[L_SERVER], x->key);
-				p = mgr_find(&l[L_SERVER], k);
+				p = vf_vol_list_find(&l[L_SERVER], k);
 				snprintf(k, sizeof(k), "%s%s", pre[L_STATE], x->key);
-				st = mgr_find(&l[L_STATE], k);
+				st = vf_vol_list_find(&l[L_STATE], k);
 				if (p == NULL || strcmp(p->value, mine) != 0 || st == NULL ||
 				    strcmp(st->value, "Mounted") != 0)
 					snprintf(chk[nchk++], MGR_NAME, "%s", x->key);

@@ -409,6 +409,21 @@ static int vol_ids_find(const struct vol_ids *ids, const char *id)
 	return -1;
 }
 
+/* Another mount id of this host: rewrite client/<vol>/<node> (as read at mod_rev)
+ * and release the gref lock, in one txn fenced by that lock. gref is unchanged. */
+static int vol_client_rewrite(struct vf_ctx *ctx, struct vf_kv_lock *lk, const char *key,
+                              int64_t mod_rev, const char *cval, struct vf_err *err)
+{
+	struct vf_kv *kv = ctx->kv;
+	struct vf_kv_cmp c[] = {{.kind = VF_CMP_LOCK_HELD, .lock = lk},
+	                        {.kind = VF_CMP_VERSION_EQ, .key = key, .mod_rev = mod_rev}};
+	struct vf_kv_op o[] = {
+	        {.kind = VF_OP_PUT, .key = key, .value = cval, .value_len = strlen(cval)},
+	        {.kind = VF_OP_UNLOCK, .lock = lk}};
+
+	return kv->ops->txn(kv, c, 2, o, 2, NULL, err);
+}
+
 /* The client value: ids with add appended and skip left out. */
 static int vol_client_value(struct vf_ctx *ctx, const struct vol_ids *ids, const char *add,
                             const char *skip, char **out_r, struct vf_err *err)
@@ -1212,17 +1227,8 @@ static int vol_mount_once(struct vf_ctx *ctx, const char *vol, const char *id, c
 		rc = vol_client_value(ctx, &ids, id, NULL, &cval, err);
 		if (rc != VF_OK)
 			goto out;
-		struct vf_kv_cmp c[] = {{.kind = VF_CMP_LOCK_HELD, .lock = lk},
-		                        {.kind = VF_CMP_VERSION_EQ,
-		                         .key = keys[R_CLIENT],
-		                         .mod_rev = rr[R_CLIENT].pair.mod_rev}};
-		struct vf_kv_op o[] = {{.kind = VF_OP_PUT,
-		                        .key = keys[R_CLIENT],
-		                        .value = cval,
-		                        .value_len = strlen(cval)},
-		                       {.kind = VF_OP_UNLOCK, .lock = lk}};
-
-		rc = kv->ops->txn(kv, c, 2, o, 2, NULL, err);
+		rc = vol_client_rewrite(ctx, lk, keys[R_CLIENT], rr[R_CLIENT].pair.mod_rev, cval,
+		                        err);
 		if (rc == VF_EUNCERTAIN) {
 			int has = 0;
 
@@ -1417,17 +1423,8 @@ static int vol_unmount_once(struct vf_ctx *ctx, const char *name, const char *mo
 		rc = vol_client_value(ctx, &ids, NULL, mount_id, &cval, err);
 		if (rc != VF_OK)
 			goto out;
-		struct vf_kv_cmp c[] = {{.kind = VF_CMP_LOCK_HELD, .lock = lk},
-		                        {.kind = VF_CMP_VERSION_EQ,
-		                         .key = keys[U_CLIENT],
-		                         .mod_rev = rr[U_CLIENT].pair.mod_rev}};
-		struct vf_kv_op o[] = {{.kind = VF_OP_PUT,
-		                        .key = keys[U_CLIENT],
-		                        .value = cval,
-		                        .value_len = strlen(cval)},
-		                       {.kind = VF_OP_UNLOCK, .lock = lk}};
-
-		rc = kv->ops->txn(kv, c, 2, o, 2, NULL, err);
+		rc = vol_client_rewrite(ctx, lk, keys[U_CLIENT], rr[U_CLIENT].pair.mod_rev, cval,
+		                        err);
 		if (rc == VF_EUNCERTAIN) {
 			int has = 1;
 
@@ -1755,7 +1752,8 @@ out:
 	return rc;
 }
 
-static const struct vf_kv_pair *vol_list_find(const struct vf_kv_list *l, const char *key)
+/* Binary search of a listing (backends return it sorted by key). */
+const struct vf_kv_pair *vf_vol_list_find(const struct vf_kv_list *l, const char *key)
 {
 	size_t lo = 0, hi = l->count;
 
@@ -1807,9 +1805,9 @@ int vf_volume_list(struct vf_ctx *ctx, struct vf_volume **vols_r, size_t *n_r, s
 		if (!vf_volume_name_valid(name))
 			continue;
 		snprintf(k, sizeof(k), "%s%s", pre[1], name);
-		g = vol_list_find(&l[1], k);
+		g = vf_vol_list_find(&l[1], k);
 		snprintf(k, sizeof(k), "%s%s", pre[2], name);
-		inf = vol_list_find(&l[2], k);
+		inf = vf_vol_list_find(&l[2], k);
 		rc = vol_fill(&v[n], name, l[0].items[i].value, g ? g->value : NULL,
 		              inf ? inf->value : NULL);
 		snprintf(k, sizeof(k), "%s%s/", pre[3], name);
