@@ -46,7 +46,7 @@
 extern "C" {
 #endif
 
-#define VF_KV_ABI_VERSION 1
+#define VF_KV_ABI_VERSION 2 /* 2: lock_many appended */
 
 /* Status codes: append only, never renumber. */
 enum vf_status {
@@ -244,6 +244,17 @@ struct vf_kv_ops {
 
 	/* Discard history up to revision (VF_KV_CAP_COMPACT; tests and operators). */
 	int (*compact)(struct vf_kv *kv, int64_t revision, struct vf_err *err);
+
+	/* Try-lock n names at once in ONE request, never waiting, and only if every
+	 * compare in cmps holds: all or nothing. VF_OK: locks_r[i] holds names[i]
+	 * (release each with unlock() or VF_OP_UNLOCK; fences as lock()). VF_EBUSY: a
+	 * name is held or awaited by anyone, this handle included; VF_ECONFLICT: a
+	 * compare failed; VF_ELIMIT: n + ncmp > max_txn_ops. Nothing is taken unless
+	 * VF_OK, except after VF_EUNCERTAIN/VF_EUNAVAIL, where each name may be held
+	 * under lease as after a lost lock() answer. May be NULL (lock one by one). */
+	int (*lock_many)(struct vf_kv *kv, struct vf_kv_lease *lease, const char *const *names,
+	                 size_t n, const struct vf_kv_cmp *cmps, size_t ncmp,
+	                 struct vf_kv_lock **locks_r, struct vf_err *err);
 };
 
 /* The one symbol a backend module exports. */
