@@ -470,36 +470,13 @@ static int consul_value_eq_index(struct consul_kv *ck, const struct vf_kv_cmp *c
 	return rc;
 }
 
-static int consul_txn(struct vf_kv *kv, const struct vf_kv_cmp *cmps, size_t ncmp,
-                      const struct vf_kv_op *vops, size_t nops, struct vf_kv_txn_result *res_r,
-                      struct vf_err *err)
+/* Translate the caller's compares into ops[0..ncmp): check-index /
+ * check-not-exists / check-session (VALUE_EQ: one read here, see above). */
+static int consul_cmps_ops(struct consul_kv *ck, const struct vf_kv_cmp *cmps, size_t ncmp,
+                           struct consul_txn_op *ops, struct vf_err *err)
 {
-	struct consul_kv *ck = consul_of(kv);
-	size_t n = ncmp + nops, nerrs = 0;
-	struct consul_txn_op *ops = NULL;
-	struct vf_kv_result *res = NULL;
-	struct consul_txn_error *errs = NULL;
-	char(*sids)[64] = NULL;
-	int *is_read = NULL;
-	int64_t rev = 0;
 	int rc = VF_OK;
 
-	if (res_r)
-		memset(res_r, 0, sizeof(*res_r));
-	if (n > CONSUL_MAX_TXN_OPS)
-		return vf_err_set(err, VF_ELIMIT,
-		                  "txn of %zu compares and ops exceeds Consul's limit of %d", n,
-		                  CONSUL_MAX_TXN_OPS);
-	if (n == 0)
-		return VF_OK;
-	ops = calloc(n, sizeof(*ops));
-	res = calloc(n, sizeof(*res));
-	is_read = calloc(n, sizeof(*is_read));
-	sids = calloc(n, sizeof(*sids));
-	if (!ops || !res || !is_read || !sids) {
-		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
-		goto out;
-	}
 	for (size_t i = 0; i < ncmp && rc == VF_OK; i++) {
 		const struct vf_kv_cmp *c = &cmps[i];
 		struct consul_txn_op *op = &ops[i];
@@ -536,6 +513,40 @@ static int consul_txn(struct vf_kv *kv, const struct vf_kv_cmp *cmps, size_t ncm
 		if (rc == VF_OK && op->key == NULL)
 			rc = vf_err_set(err, VF_EINVAL, "txn: compare %zu without a key", i);
 	}
+	return rc;
+}
+
+static int consul_txn(struct vf_kv *kv, const struct vf_kv_cmp *cmps, size_t ncmp,
+                      const struct vf_kv_op *vops, size_t nops, struct vf_kv_txn_result *res_r,
+                      struct vf_err *err)
+{
+	struct consul_kv *ck = consul_of(kv);
+	size_t n = ncmp + nops, nerrs = 0;
+	struct consul_txn_op *ops = NULL;
+	struct vf_kv_result *res = NULL;
+	struct consul_txn_error *errs = NULL;
+	char(*sids)[64] = NULL;
+	int *is_read = NULL;
+	int64_t rev = 0;
+	int rc = VF_OK;
+
+	if (res_r)
+		memset(res_r, 0, sizeof(*res_r));
+	if (n > CONSUL_MAX_TXN_OPS)
+		return vf_err_set(err, VF_ELIMIT,
+		                  "txn of %zu compares and ops exceeds Consul's limit of %d", n,
+		                  CONSUL_MAX_TXN_OPS);
+	if (n == 0)
+		return VF_OK;
+	ops = calloc(n, sizeof(*ops));
+	res = calloc(n, sizeof(*res));
+	is_read = calloc(n, sizeof(*is_read));
+	sids = calloc(n, sizeof(*sids));
+	if (!ops || !res || !is_read || !sids) {
+		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
+		goto out;
+	}
+	rc = consul_cmps_ops(ck, cmps, ncmp, ops, err);
 	for (size_t i = 0; i < nops && rc == VF_OK; i++) {
 		const struct vf_kv_op *o = &vops[i];
 		struct consul_txn_op *op = &ops[ncmp + i];
@@ -1141,6 +1152,127 @@ out:
 	return rc;
 }
 
+/*
+ * Try-lock n names in one txn: [the caller's compares..., lock N1 .. lock Nn by
+ * the lease's release session]. Consul evaluates every op of a txn and lists
+ * every failure, so a name held by another session (VF_EBUSY) is told from a
+ * failed compare (VF_ECONFLICT) whatever the order; compares come first so that
+ * they see the store as it was before the locks. Names this handle holds or
+ * awaits are VF_EBUSY before any request (Consul would let the session take
+ * them again).
+ */
+static int consul_lock_many(struct vf_kv *kv, struct vf_kv_lease *lease, const char *const *names,
+                            size_t n, const struct vf_kv_cmp *cmps, size_t ncmp,
+                            struct vf_kv_lock **locks_r, struct vf_err *err)
+{
+	struct consul_kv *ck = consul_of(kv);
+	struct consul_txn_op *ops = NULL;
+	struct vf_kv_result *res = NULL;
+	struct consul_txn_error *errs = NULL;
+	struct consul_lock **lks = NULL;
+	int *is_read = NULL;
+	size_t nops = ncmp + n, nerrs = 0, taken = 0;
+	int64_t rev;
+	int rc = VF_OK;
+
+	for (size_t i = 0; i < n && locks_r; i++)
+		locks_r[i] = NULL;
+	if (lease == NULL || (n && (names == NULL || locks_r == NULL)) || (ncmp && cmps == NULL))
+		return vf_err_set(err, VF_EINVAL,
+		                  "lock_many: a lease, names and locks are required");
+	for (size_t i = 0; i < n; i++)
+		if (names[i] == NULL || *names[i] == '\0')
+			return vf_err_set(err, VF_EINVAL, "lock_many: name %zu is empty", i);
+	if (nops > CONSUL_MAX_TXN_OPS)
+		return vf_err_set(err, VF_ELIMIT,
+		                  "lock_many %s: %zu names and %zu compares exceed Consul's txn "
+		                  "limit of %d",
+		                  n ? names[0] : "", n, ncmp, CONSUL_MAX_TXN_OPS);
+	if (nops == 0)
+		return VF_OK;
+	ops = calloc(nops, sizeof(*ops));
+	res = calloc(nops, sizeof(*res));
+	is_read = calloc(nops, sizeof(*is_read));
+	lks = calloc(n ? n : 1, sizeof(*lks));
+	if (!ops || !res || !is_read || !lks) {
+		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n && rc == VF_OK; i++) {
+		lks[i] = calloc(1, sizeof(*lks[i]));
+		if (lks[i] == NULL || (lks[i]->base.key = strdup(names[i])) == NULL) {
+			rc = vf_err_set(err, VF_ENOMEM, "out of memory");
+			break;
+		}
+		snprintf(lks[i]->sid, sizeof(lks[i]->sid), "%s", lease->id);
+	}
+	/* In-process exclusion (also catches a name listed twice). */
+	for (; taken < n && rc == VF_OK; taken++) {
+		rc = consul_held_take(ck, names[taken], lease->id, 0, err);
+		if (rc != VF_OK)
+			break;
+	}
+	if (rc == VF_OK)
+		rc = consul_cmps_ops(ck, cmps, ncmp, ops, err);
+	if (rc != VF_OK)
+		goto out;
+	for (size_t i = 0; i < n; i++)
+		ops[ncmp + i] = (struct consul_txn_op){.verb = CONSUL_LOCK,
+		                                       .key = lks[i]->base.key,
+		                                       .value = ck->holder,
+		                                       .value_len = strlen(ck->holder),
+		                                       .session = lks[i]->sid};
+	rc = consul_txn_run(ck, ops, nops, is_read, res, &rev, &errs, &nerrs, err);
+	if (rc == CONSUL_ROLLED_BACK) {
+		const struct consul_txn_error *busy = NULL;
+		int other = 0;
+
+		for (size_t i = 0; i < nerrs; i++) {
+			if (errs[i].kind == CONSUL_FAIL_BAD_SESSION ||
+			    errs[i].kind == CONSUL_FAIL_DENIED || errs[i].kind == CONSUL_FAIL_OTHER)
+				other = 1;
+			else if (errs[i].kind == CONSUL_FAIL_LOCK_HELD &&
+			         errs[i].op_index >= ncmp && errs[i].op_index < nops &&
+			         busy == NULL)
+				busy = &errs[i];
+		}
+		if (busy && !other) {
+			rc = vf_err_set(err, VF_EBUSY, "lock %s is held by another lease",
+			                ops[busy->op_index].key);
+		} else {
+			rc = consul_txn_fail_rc(ops, errs, nerrs, err);
+			if (rc == VF_ELEASE)
+				vf_err_set(err, VF_ELEASE, "lock_many %s: lease %s is gone",
+				           n ? names[0] : ops[0].key, lease->id);
+		}
+		goto out;
+	}
+	if (rc != VF_OK)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		lks[i]->base.fence = res[ncmp + i].pair.mod_rev;
+		locks_r[i] = &lks[i]->base;
+		lks[i] = NULL;
+	}
+	taken = 0;
+out:
+	for (size_t i = 0; i < taken; i++)
+		consul_held_drop(ck, names[i], lease->id);
+	for (size_t i = 0; lks && i < n; i++)
+		if (lks[i]) {
+			free(lks[i]->base.key);
+			free(lks[i]);
+		}
+	if (res)
+		vf_kv_results_clear(res, nops);
+	free(lks);
+	free(res);
+	free(ops);
+	free(is_read);
+	free(errs);
+	return rc;
+}
+
 static int consul_unlock(struct vf_kv *kv, struct vf_kv_lock **lock, struct vf_err *err)
 {
 	struct consul_kv *ck = consul_of(kv);
@@ -1613,6 +1745,7 @@ static const struct vf_kv_ops consul_ops = {
         .watch_start = consul_watch_start,
         .watch_stop = consul_watch_stop,
         .compact = NULL,
+        .lock_many = consul_lock_many,
 };
 
 const struct vf_kv_ops *vf_backend_entry(void)
