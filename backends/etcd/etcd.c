@@ -615,6 +615,7 @@ static const struct vf_kv_ops etcd_ops = {
         .watch_start = etcd_watch_start,
         .watch_stop = etcd_watch_stop,
         .compact = etcd_compact,
+        .lock_many = etcd_lock_many,
 };
 
 const struct vf_kv_ops *vf_backend_entry(void)

@@ -87,6 +87,9 @@ int etcd_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *name, int
               const char *const *reads, size_t nreads, struct vf_kv_result *reads_r,
               struct vf_kv_lock **lock_r, struct vf_err *err);
 int etcd_unlock(struct vf_kv *kv, struct vf_kv_lock **lock, struct vf_err *err);
+int etcd_lock_many(struct vf_kv *kv, struct vf_kv_lease *lease, const char *const *names, size_t n,
+                   const struct vf_kv_cmp *cmps, size_t ncmp, struct vf_kv_lock **locks_r,
+                   struct vf_err *err);
 void etcd_lock_shutdown(struct etcd_kv *ek); /* close(): forget the waiter keys */
 /* Wait (watch, no polling) until key is deleted after revision after_rev, or until
  * deadline_ms (< 0: forever). VF_OK when deleted, VF_ETIMEDOUT, or a store error. */
@@ -160,6 +163,12 @@ int etcd_build_lock_pred(const char *waiter, const char *prefix, int64_t my_rev,
 int etcd_build_lock_reread(const char *waiter, const char *prefix, int64_t fence,
                            const char *const *reads, size_t nreads, char **body_r, size_t *len_r,
                            struct vf_err *err);
+/* Batch try-lock: compares [no key under prefixes[i]..., cmps...]; success [put
+ * waiters[i] (lease)...]; failure [first key under prefixes[i]...]. VF_ELIMIT if
+ * n + ncmp > max_ops, VF_EINVAL on a bad compare. */
+int etcd_build_lock_many(const char *const *waiters, const char *const *prefixes, size_t n,
+                         int64_t lease, const struct vf_kv_cmp *cmps, size_t ncmp, size_t max_ops,
+                         char **body_r, size_t *len_r, struct vf_err *err);
 int etcd_build_watch(const char *key, size_t klen, const char *end, size_t elen, int64_t start_rev,
                      char **body_r, size_t *len_r, struct vf_err *err);
 int etcd_build_lease_grant(int ttl, char **body_r, size_t *len_r, struct vf_err *err);

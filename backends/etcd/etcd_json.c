@@ -366,16 +366,10 @@ int etcd_build_cas_del(const char *key, int64_t mod_rev, int64_t create_rev, cha
 	return etcd_gen_done(g, body_r, len_r, err);
 }
 
-int etcd_build_txn(const struct vf_kv_cmp *cmps, size_t ncmp, const struct vf_kv_op *ops,
-                   size_t nops, size_t max_ops, char **body_r, size_t *len_r, struct vf_err *err)
+/* VF_EINVAL unless every compare of a generic txn is well formed. */
+static int json_check_cmps(const struct vf_kv_cmp *cmps, size_t ncmp, const char *what,
+                           struct vf_err *err)
 {
-	yajl_gen g;
-
-	*body_r = NULL;
-	if (ncmp + nops > max_ops)
-		return vf_err_set(err, VF_ELIMIT,
-		                  "txn: %zu compares + %zu operations exceed etcd's limit of %zu",
-		                  ncmp, nops, max_ops);
 	for (size_t i = 0; i < ncmp; i++) {
 		const struct vf_kv_cmp *c = &cmps[i];
 		int lock = c->kind == VF_CMP_LOCK_HELD;
@@ -383,9 +377,51 @@ int etcd_build_txn(const struct vf_kv_cmp *cmps, size_t ncmp, const struct vf_kv
 		if ((lock && (c->lock == NULL || c->lock->key == NULL)) ||
 		    (!lock && c->key == NULL) || c->kind < VF_CMP_VALUE_EQ ||
 		    c->kind > VF_CMP_LOCK_HELD)
-			return vf_err_set(err, VF_EINVAL, "txn: compare %zu is invalid (kind %d)",
-			                  i, (int)c->kind);
+			return vf_err_set(err, VF_EINVAL, "%s: compare %zu is invalid (kind %d)",
+			                  what, i, (int)c->kind);
 	}
+	return VF_OK;
+}
+
+/* The caller's compares as etcd Compare objects, into an open array. */
+static void json_gen_cmps(yajl_gen g, const struct vf_kv_cmp *cmps, size_t ncmp)
+{
+	for (size_t i = 0; i < ncmp; i++) {
+		const struct vf_kv_cmp *c = &cmps[i];
+
+		switch (c->kind) {
+		case VF_CMP_VALUE_EQ:
+			etcd_gen_cmp_value(g, c->key, c->value, c->value_len);
+			break;
+		case VF_CMP_VERSION_EQ:
+			if (c->mod_rev == 0)
+				etcd_gen_cmp_rev(g, "CREATE", c->key, 0);
+			else
+				etcd_gen_cmp_rev(g, "MOD", c->key, c->mod_rev);
+			break;
+		case VF_CMP_ABSENT:
+			etcd_gen_cmp_rev(g, "CREATE", c->key, 0);
+			break;
+		case VF_CMP_LOCK_HELD:
+			etcd_gen_cmp_rev(g, "CREATE", c->lock->key, c->lock->fence);
+			break;
+		}
+	}
+}
+
+int etcd_build_txn(const struct vf_kv_cmp *cmps, size_t ncmp, const struct vf_kv_op *ops,
+                   size_t nops, size_t max_ops, char **body_r, size_t *len_r, struct vf_err *err)
+{
+	yajl_gen g;
+	int rc;
+
+	*body_r = NULL;
+	if (ncmp + nops > max_ops)
+		return vf_err_set(err, VF_ELIMIT,
+		                  "txn: %zu compares + %zu operations exceed etcd's limit of %zu",
+		                  ncmp, nops, max_ops);
+	if ((rc = json_check_cmps(cmps, ncmp, "txn", err)) != VF_OK)
+		return rc;
 	for (size_t i = 0; i < nops; i++) {
 		const struct vf_kv_op *o = &ops[i];
 		int lock = o->kind == VF_OP_UNLOCK;
@@ -401,27 +437,7 @@ int etcd_build_txn(const struct vf_kv_cmp *cmps, size_t ncmp, const struct vf_kv
 	if (ncmp) {
 		vf_jgen_str(g, "compare");
 		yajl_gen_array_open(g);
-		for (size_t i = 0; i < ncmp; i++) {
-			const struct vf_kv_cmp *c = &cmps[i];
-
-			switch (c->kind) {
-			case VF_CMP_VALUE_EQ:
-				etcd_gen_cmp_value(g, c->key, c->value, c->value_len);
-				break;
-			case VF_CMP_VERSION_EQ:
-				if (c->mod_rev == 0)
-					etcd_gen_cmp_rev(g, "CREATE", c->key, 0);
-				else
-					etcd_gen_cmp_rev(g, "MOD", c->key, c->mod_rev);
-				break;
-			case VF_CMP_ABSENT:
-				etcd_gen_cmp_rev(g, "CREATE", c->key, 0);
-				break;
-			case VF_CMP_LOCK_HELD:
-				etcd_gen_cmp_rev(g, "CREATE", c->lock->key, c->lock->fence);
-				break;
-			}
-		}
+		json_gen_cmps(g, cmps, ncmp);
 		yajl_gen_array_close(g);
 	}
 	if (nops) {
@@ -525,6 +541,71 @@ int etcd_build_lock_reread(const char *waiter, const char *prefix, int64_t fence
 	yajl_gen_array_open(g);
 	json_gen_owner_op(g, prefix);
 	json_gen_reads(g, reads, nreads);
+	yajl_gen_array_close(g);
+	return etcd_gen_done(g, body_r, len_r, err);
+}
+
+/* Compare "no key at all under prefix": VERSION == 0 over [prefix, prefix end). etcd
+ * applies a ranged compare to every key in the range and to an absent key (version 0)
+ * when the range is empty, so it holds exactly when nothing is there. */
+static void json_gen_cmp_empty(yajl_gen g, const char *prefix)
+{
+	char *k = NULL, *e = NULL;
+	size_t kl = 0, el = 0;
+
+	if (etcd_prefix_range(prefix, &k, &kl, &e, &el) != VF_OK) {
+		yajl_gen_null(g); /* out of memory: etcd refuses the request */
+		return;
+	}
+	yajl_gen_map_open(g);
+	vf_jgen_str(g, "target");
+	vf_jgen_str(g, "VERSION");
+	vf_jgen_str(g, "result");
+	vf_jgen_str(g, "EQUAL");
+	etcd_gen_bytes(g, "key", k, kl);
+	etcd_gen_bytes(g, "range_end", e, el);
+	etcd_gen_i64(g, "version", 0);
+	yajl_gen_map_close(g);
+	free(k);
+	free(e);
+}
+
+int etcd_build_lock_many(const char *const *waiters, const char *const *prefixes, size_t n,
+                         int64_t lease, const struct vf_kv_cmp *cmps, size_t ncmp, size_t max_ops,
+                         char **body_r, size_t *len_r, struct vf_err *err)
+{
+	static const struct etcd_range_opt first = {1, NULL, NULL, 0, 0};
+	yajl_gen g;
+	int rc;
+
+	*body_r = NULL;
+	if (n + ncmp > max_ops)
+		return vf_err_set(err, VF_ELIMIT,
+		                  "lock_many: %zu names + %zu compares exceed etcd's limit of %zu",
+		                  n, ncmp, max_ops);
+	if ((rc = json_check_cmps(cmps, ncmp, "lock_many", err)) != VF_OK)
+		return rc;
+	g = etcd_gen_new();
+	if (g == NULL)
+		return etcd_gen_done(g, body_r, len_r, err);
+	vf_jgen_str(g, "compare");
+	yajl_gen_array_open(g);
+	for (size_t i = 0; i < n; i++)
+		json_gen_cmp_empty(g, prefixes[i]);
+	json_gen_cmps(g, cmps, ncmp);
+	yajl_gen_array_close(g);
+	vf_jgen_str(g, "success");
+	yajl_gen_array_open(g);
+	for (size_t i = 0; i < n; i++) {
+		json_gen_op(g, "request_put");
+		etcd_gen_put(g, waiters[i], "", 0, lease);
+		yajl_gen_map_close(g);
+	}
+	yajl_gen_array_close(g);
+	vf_jgen_str(g, "failure");
+	yajl_gen_array_open(g);
+	for (size_t i = 0; i < n; i++)
+		json_gen_range_op(g, prefixes[i], 1, &first);
 	yajl_gen_array_close(g);
 	return etcd_gen_done(g, body_r, len_r, err);
 }

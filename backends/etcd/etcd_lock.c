@@ -491,3 +491,133 @@ int etcd_unlock(struct vf_kv *kv, struct vf_kv_lock **lock, struct vf_err *err)
 	free(lk);
 	return rc;
 }
+
+/* ---- lock_many ---- */
+
+/* Free the n strings of v and v. */
+static void lock_strv_free(char **v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+int etcd_lock_many(struct vf_kv *kv, struct vf_kv_lease *lease, const char *const *names, size_t n,
+                   const struct vf_kv_cmp *cmps, size_t ncmp, struct vf_kv_lock **locks_r,
+                   struct vf_err *err)
+{
+	struct etcd_kv *ek = (struct etcd_kv *)kv;
+	struct etcd_lock **lks = NULL;
+	char **waiters = NULL, **prefixes = NULL, what[300], *body = NULL;
+	size_t len, claimed = 0;
+	yajl_val tree = NULL, a;
+	int64_t rev;
+	int rc = VF_OK;
+
+	if (locks_r && n)
+		memset(locks_r, 0, n * sizeof(*locks_r));
+	if (lease == NULL || names == NULL || n == 0 || locks_r == NULL || (ncmp && cmps == NULL))
+		return vf_err_set(err, VF_EINVAL, "lock_many: needs a lease and at least one name");
+	snprintf(what, sizeof(what), "lock_many %s%s", names[0] ? names[0] : "(null)",
+	         n > 1 ? " and others" : "");
+	if (n + ncmp > kv->max_txn_ops)
+		return vf_err_set(err, VF_ELIMIT,
+		                  "%s: %zu names + %zu compares exceed etcd's txn limit of %u",
+		                  what, n, ncmp, kv->max_txn_ops);
+	for (size_t i = 0; i < n; i++) {
+		if (names[i] == NULL || *names[i] == '\0')
+			return vf_err_set(err, VF_EINVAL, "%s: name %zu is empty", what, i);
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(names[i], names[j]) == 0)
+				return vf_err_set(err, VF_EINVAL, "%s: %s is named twice", what,
+				                  names[i]);
+	}
+	waiters = calloc(n, sizeof(*waiters));
+	prefixes = calloc(n, sizeof(*prefixes));
+	lks = calloc(n, sizeof(*lks));
+	if (waiters == NULL || prefixes == NULL || lks == NULL) {
+		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
+		goto out;
+	}
+	/* Everything that can run out of memory is allocated before the request. */
+	for (size_t i = 0; i < n; i++) {
+		struct vf_buf w = {0}, p = {0};
+
+		if (vf_buf_printf(&w, "%s/%s", names[i], lease->id) != VF_OK ||
+		    vf_buf_printf(&p, "%s/", names[i]) != VF_OK ||
+		    (lks[i] = calloc(1, sizeof(*lks[i]))) == NULL) {
+			vf_buf_free(&w);
+			vf_buf_free(&p);
+			rc = vf_err_set(err, VF_ENOMEM, "out of memory");
+			goto out;
+		}
+		waiters[i] = w.data;
+		prefixes[i] = p.data;
+	}
+	for (; claimed < n; claimed++) {
+		rc = lock_claim(ek, waiters[claimed]);
+		if (rc != VF_OK) {
+			vf_err_set(err, rc,
+			           "%s: %s already held or awaited through lease %s (locks are not "
+			           "re-entrant)",
+			           what, names[claimed], lease->id);
+			goto out;
+		}
+	}
+
+	/* One round trip: every lock prefix empty and every compare true, then enqueue
+	 * (and so own) all; else read the first key under each prefix to say why. */
+	rc = etcd_build_lock_many((const char *const *)waiters, (const char *const *)prefixes, n,
+	                          etcd_lease_id(lease), cmps, ncmp, kv->max_txn_ops, &body, &len,
+	                          err);
+	if (rc == VF_OK)
+		rc = etcd_rpc(ek, "/v3/kv/txn", body, len, 0, 0, &tree, what, err);
+	if (rc != VF_OK)
+		goto out;
+	if (!etcd_txn_succeeded(tree)) {
+		a = vf_json_get(tree, "responses", NULL);
+		if (a == NULL || !YAJL_IS_ARRAY(a) || a->u.array.len != n) {
+			rc = vf_err_set(err, VF_EPROTO, "%s: etcd did not return the lock owners",
+			                what);
+			goto out;
+		}
+		for (size_t i = 0; i < n; i++) {
+			struct vf_kv_pair holder;
+
+			if (etcd_parse_first(etcd_txn_resp(tree, i, "response_range"), &holder,
+			                     NULL) != VF_OK)
+				continue;
+			rc = vf_err_set(err, VF_EBUSY, "%s: %s is held or awaited (%s)", what,
+			                names[i], holder.key);
+			vf_kv_pair_clear(&holder);
+			goto out;
+		}
+		rc = vf_err_set(err, VF_ECONFLICT, "%s: a compare failed, no lock was taken", what);
+		goto out;
+	}
+	/* Every waiter key was created by this txn: its revision is each lock's fence. */
+	rev = etcd_header_revision(tree);
+	if (rev <= 0) {
+		rc = vf_err_set(err, VF_EPROTO, "%s: etcd sent no revision for the locks", what);
+		goto out; /* the keys stay under the lease, as after a lost answer */
+	}
+	for (size_t i = 0; i < n; i++) {
+		lks[i]->base.key = waiters[i];
+		lks[i]->base.fence = rev;
+		waiters[i] = NULL;
+		locks_r[i] = &lks[i]->base;
+		lks[i] = NULL;
+	}
+	claimed = 0; /* until unlock() */
+out:
+	for (size_t i = 0; i < claimed; i++)
+		lock_unclaim(ek, waiters[i]);
+	for (size_t i = 0; lks && i < n; i++)
+		free(lks[i]);
+	free(lks);
+	lock_strv_free(waiters, n);
+	lock_strv_free(prefixes, n);
+	yajl_tree_free(tree);
+	free(body);
+	return rc;
+}
