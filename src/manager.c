@@ -132,13 +132,34 @@ static const char *mgr_hany(const struct mgr_hash *h)
 	return NULL;
 }
 
-enum mgr_job_kind { JOB_START = 0, JOB_STOP, JOB_CHECK, JOB_RESTART, JOB_IDLE, JOB_ORPHAN };
-static const char *const mgr_job_names[] = {"start",   "stop",      "check",
-                                            "restart", "idle-stop", "orphan-stop"};
+enum mgr_job_kind {
+	JOB_START = 0,
+	JOB_STOP,
+	JOB_CHECK,
+	JOB_RESTART,
+	JOB_IDLE,
+	JOB_ORPHAN,
+	JOB_RESTART_BATCH
+};
+static const char *const mgr_job_names[] = {"start",     "stop",        "check",        "restart",
+                                            "idle-stop", "orphan-stop", "restart-batch"};
+
+/* Restarts found by one reconcile pass go out in batches (when the backend has
+ * lock_many): one request takes the state locks of up to MGR_BATCH_MAX volumes,
+ * one reads their info, one txn records every server and releases the locks. A
+ * batch is what K single restarts would do at one instant; anything unusual
+ * (a lock held, a compare failed) sends its volumes back as single restarts. */
+#define MGR_BATCH_MAX 32
+struct mgr_batch {
+	size_t n;
+	char vol[MGR_BATCH_MAX][MGR_NAME];
+	int64_t state_rev[MGR_BATCH_MAX]; /* state/<vol> (Mounted) as listed */
+};
 
 struct mgr_job {
 	char vol[MGR_NAME];
 	int kind;
+	struct mgr_batch *batch; /* JOB_RESTART_BATCH */
 	struct mgr_job *next;
 };
 
@@ -164,6 +185,7 @@ struct mgr {
 	struct mgr_hash served; /* volumes this process serves */
 	struct mgr_hash queued; /* "<kind>/<vol>" of jobs queued, not started */
 	struct mgr_hash idle;   /* vol -> struct mgr_idle */
+	struct mgr_hash bbusy;  /* volumes of the restart batches running now */
 };
 
 /* ---- served set ---- */
@@ -251,6 +273,86 @@ out:
 	pthread_mutex_unlock(&m->mu);
 }
 
+/* Volumes per restart batch: lock_many takes n names + 2n compares, the record
+ * txn 2n compares + 4n ops; 0 when the backend cannot lock many at once. */
+static size_t mgr_batch_size(const struct vf_ctx *ctx)
+{
+	size_t k = ctx->kv->max_txn_ops / 6;
+
+	if (ctx->kv->ops->lock_many == NULL || k < 2)
+		return 0;
+	return k < MGR_BATCH_MAX ? k : MGR_BATCH_MAX;
+}
+
+/* Queue the batch *bp (a single restart when it holds one volume). */
+static void mgr_batch_flush(struct mgr *m, struct mgr_batch **bp)
+{
+	struct mgr_batch *b = *bp;
+	struct mgr_job *j;
+
+	*bp = NULL;
+	if (b == NULL || b->n == 0) {
+		free(b);
+		return;
+	}
+	if (b->n == 1) {
+		mgr_enqueue(m, b->vol[0], JOB_RESTART);
+		free(b);
+		return;
+	}
+	pthread_mutex_lock(&m->mu);
+	j = m->stop ? NULL : calloc(1, sizeof(*j));
+	if (j) {
+		j->kind = JOB_RESTART_BATCH;
+		j->batch = b;
+		snprintf(j->vol, sizeof(j->vol), "%s", b->vol[0]);
+		for (size_t i = 0; i < b->n; i++) {
+			char qk[MGR_NAME + 16];
+			struct mgr_hnode *q;
+
+			snprintf(qk, sizeof(qk), "%d/%s", JOB_RESTART, b->vol[i]);
+			if ((q = mgr_hput(&m->queued, qk)) != NULL)
+				q->val = (void *)1;
+		}
+		if (m->tail)
+			m->tail->next = j;
+		else
+			m->head = j;
+		m->tail = j;
+		pthread_cond_signal(&m->job_cv);
+	}
+	pthread_mutex_unlock(&m->mu);
+	if (j == NULL) {
+		for (size_t i = 0; i < b->n; i++)
+			mgr_enqueue(m, b->vol[i], JOB_RESTART);
+		free(b);
+	}
+}
+
+/* Add a restart of vol (state/<vol> Mounted at state_rev) to the batch *bp,
+ * queueing it when full; a single restart when batches are not possible. */
+static void mgr_batch_add(struct mgr *m, struct mgr_batch **bp, const char *vol, int64_t state_rev)
+{
+	size_t max = mgr_batch_size(m->ctx);
+	char qk[MGR_NAME + 16];
+	int queued;
+
+	snprintf(qk, sizeof(qk), "%d/%s", JOB_RESTART, vol);
+	pthread_mutex_lock(&m->mu);
+	queued = mgr_hget(&m->queued, qk) != NULL;
+	pthread_mutex_unlock(&m->mu);
+	if (queued)
+		return; /* its job will read fresh state */
+	if (max == 0 || (*bp == NULL && (*bp = calloc(1, sizeof(**bp))) == NULL)) {
+		mgr_enqueue(m, vol, JOB_RESTART);
+		return;
+	}
+	snprintf((*bp)->vol[(*bp)->n], MGR_NAME, "%s", vol);
+	(*bp)->state_rev[(*bp)->n++] = state_rev;
+	if ((*bp)->n >= max)
+		mgr_batch_flush(m, bp);
+}
+
 /* The first queued job whose volume no worker is busy with (caller holds mu). */
 static struct mgr_job *mgr_take(struct mgr *m, int self)
 {
@@ -260,15 +362,21 @@ static struct mgr_job *mgr_take(struct mgr *m, int self)
 		char qk[MGR_NAME + 16];
 		int busy = 0;
 
-		for (int i = 0; i < m->nworkers && !busy; i++)
+		for (int i = 0; i < m->nworkers && !busy && j->batch == NULL; i++)
 			busy = i != self && strcmp(m->busy[i], j->vol) == 0;
-		if (busy)
+		if (busy || (j->batch == NULL && mgr_hget(&m->bbusy, j->vol)))
 			continue;
 		*pp = j->next;
 		if (m->tail == j)
 			m->tail = prev;
-		snprintf(qk, sizeof(qk), "%d/%s", j->kind, j->vol);
-		mgr_hdel(&m->queued, qk);
+		for (size_t b = 0; j->batch && b < j->batch->n; b++) {
+			snprintf(qk, sizeof(qk), "%d/%s", JOB_RESTART, j->batch->vol[b]);
+			mgr_hdel(&m->queued, qk);
+		}
+		if (j->batch == NULL) {
+			snprintf(qk, sizeof(qk), "%d/%s", j->kind, j->vol);
+			mgr_hdel(&m->queued, qk);
+		}
 		return j;
 	}
 	return NULL;
@@ -429,10 +537,49 @@ enum { S_STATE = 0, S_GREF, S_INFO, S_SERVER, S_N };
  * restart: only a Mounted volume whose server is gone (the reconciler's lists
  * are not one snapshot: a volume it saw Mounted may be Ready by now, and then
  * nobody asked for a server). */
+/* Is server/<vol> (key) now sval? Settles an uncertain record txn. */
+static int mgr_server_is(struct vf_ctx *ctx, const char *key, const char *sval)
+{
+	struct vf_kv_pair p = {0};
+	int r = ctx->kv->ops->get(ctx->kv, key, &p, NULL) == VF_OK && strcmp(p.value, sval) == 0;
+
+	vf_kv_pair_clear(&p);
+	return r;
+}
+
+/* The txn that ends a start: [LOCK_HELD lk, VERSION_EQ state] put info(+server),
+ * put server/<vol> = sval (lease), put state=Mounted, UNLOCK lk. */
+static int mgr_record_start(struct vf_ctx *ctx, const char *vol, struct vf_kv_lock *lk,
+                            int64_t state_rev, const char *info, const char *sval,
+                            struct vf_kv_lease *lease, struct vf_err *err)
+{
+	char ks[512], ki[512], kv_[512];
+	int rc;
+
+	vf_vol_key(ctx, ks, sizeof(ks), VK_STATE, vol);
+	vf_vol_key(ctx, ki, sizeof(ki), VK_INFO, vol);
+	vf_vol_key(ctx, kv_, sizeof(kv_), VK_SERVER, vol);
+	struct vf_kv_cmp c[] = {{.kind = VF_CMP_LOCK_HELD, .lock = lk},
+	                        {.kind = VF_CMP_VERSION_EQ, .key = ks, .mod_rev = state_rev}};
+	struct vf_kv_op o[] = {
+	        {.kind = VF_OP_PUT, .key = ki, .value = info, .value_len = strlen(info)},
+	        {.kind = VF_OP_PUT,
+	         .key = kv_,
+	         .value = sval,
+	         .value_len = strlen(sval),
+	         .lease = lease},
+	        {.kind = VF_OP_PUT, .key = ks, .value = "Mounted", .value_len = 7},
+	        {.kind = VF_OP_UNLOCK, .lock = lk}};
+
+	rc = ctx->kv->ops->txn(ctx->kv, c, 2, o, 4, NULL, err);
+	if (rc == VF_EUNCERTAIN && mgr_server_is(ctx, kv_, sval))
+		rc = VF_OK;
+	return rc;
+}
+
 static int mgr_do_start(struct mgr *m, const char *vol, struct vf_kv_lease *lease, int restart)
 {
 	struct vf_ctx *ctx = m->ctx;
-	struct vf_kv *kv = ctx->kv;
 	char keys[S_N][512], sval[200];
 	const char *reads[S_N];
 	struct vf_kv_result rr[S_N];
@@ -498,36 +645,7 @@ static int mgr_do_start(struct mgr *m, const char *vol, struct vf_kv_lease *leas
 		goto out;
 	}
 	snprintf(sval, sizeof(sval), "%s %s", ctx->node_id, lease->id);
-	{
-		struct vf_kv_cmp c[] = {{.kind = VF_CMP_LOCK_HELD, .lock = lk},
-		                        {.kind = VF_CMP_VERSION_EQ,
-		                         .key = keys[S_STATE],
-		                         .mod_rev = rr[S_STATE].pair.mod_rev}};
-		struct vf_kv_op o[] = {{.kind = VF_OP_PUT,
-		                        .key = keys[S_INFO],
-		                        .value = info,
-		                        .value_len = strlen(info)},
-		                       {.kind = VF_OP_PUT,
-		                        .key = keys[S_SERVER],
-		                        .value = sval,
-		                        .value_len = strlen(sval),
-		                        .lease = lease},
-		                       {.kind = VF_OP_PUT,
-		                        .key = keys[S_STATE],
-		                        .value = "Mounted",
-		                        .value_len = 7},
-		                       {.kind = VF_OP_UNLOCK, .lock = lk}};
-
-		rc = kv->ops->txn(kv, c, 2, o, 4, NULL, &e);
-	}
-	if (rc == VF_EUNCERTAIN) {
-		struct vf_kv_pair p = {0};
-
-		if (kv->ops->get(kv, keys[S_SERVER], &p, NULL) == VF_OK &&
-		    strcmp(p.value, sval) == 0)
-			rc = VF_OK;
-		vf_kv_pair_clear(&p);
-	}
+	rc = mgr_record_start(ctx, vol, lk, rr[S_STATE].pair.mod_rev, info, sval, lease, &e);
 	if (rc != VF_OK) {
 		vf_log(VF_LOG_ERR, "volume %s: cannot record the file server as Mounted: %s", vol,
 		       e.msg);
@@ -546,6 +664,160 @@ out:
 	free(addr);
 	free(info);
 	return rc;
+}
+
+/* One txn releasing every lock still held in locks (VF_OP_UNLOCK), then free
+ * them (a lock the txn did not release is released one by one, or noted). */
+static void mgr_batch_unlock(struct vf_ctx *ctx, struct vf_kv_lease *lease, const char *const *vols,
+                             size_t n, struct vf_kv_lock **locks)
+{
+	struct vf_kv_op o[MGR_BATCH_MAX];
+	size_t no = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (locks[i])
+			o[no++] = (struct vf_kv_op){.kind = VF_OP_UNLOCK, .lock = locks[i]};
+	if (no)
+		ctx->kv->ops->txn(ctx->kv, NULL, 0, o, no, NULL, NULL);
+	for (size_t i = 0; i < n; i++)
+		vf_vol_unlock(ctx, lease, "state", vols[i], &locks[i]);
+}
+
+/* The restart of every volume in vols[0..n) (all Mounted with no server when
+ * listed, at revs; the caller is inside their local state mutexes), batched:
+ * lock_many(state locks, [VERSION_EQ state, ABSENT server] each), one txn of
+ * GETs of their info, the file servers started, one record txn for all. What a
+ * batch cannot settle as a whole goes back to the caller (*back_r = 1: queue
+ * single restarts) or is recorded volume by volume. */
+static void mgr_do_restart_batch(struct mgr *m, const char *const *vols, const int64_t *revs,
+                                 size_t n, struct vf_kv_lease *lease, int *back_r)
+{
+	struct vf_ctx *ctx = m->ctx;
+	struct vf_kv *kv = ctx->kv;
+	char(*keys)[3][512] = calloc(n, sizeof(*keys));
+	struct vf_kv_lock *locks[MGR_BATCH_MAX] = {0};
+	struct vf_kv_cmp c[2 * MGR_BATCH_MAX];
+	struct vf_kv_op o[4 * MGR_BATCH_MAX];
+	struct vf_kv_txn_result tr = {0};
+	char *addr[MGR_BATCH_MAX] = {0}, *info[MGR_BATCH_MAX] = {0}, sval[200];
+	int port[MGR_BATCH_MAX], up[MGR_BATCH_MAX] = {0};
+	size_t nc = 0, no = 0, nup = 0;
+	struct vf_err e = {0};
+	int rc, held = 1;
+
+	*back_r = 0;
+	if (keys == NULL) {
+		*back_r = 1;
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		vf_vol_key(ctx, keys[i][0], 512, VK_STATE, vols[i]);
+		vf_vol_key(ctx, keys[i][1], 512, VK_SERVER, vols[i]);
+		vf_vol_key(ctx, keys[i][2], 512, VK_INFO, vols[i]);
+		c[nc++] = (struct vf_kv_cmp){
+		        .kind = VF_CMP_VERSION_EQ, .key = keys[i][0], .mod_rev = revs[i]};
+		c[nc++] = (struct vf_kv_cmp){.kind = VF_CMP_ABSENT, .key = keys[i][1]};
+	}
+	rc = vf_vol_lock_many(ctx, lease, "state", vols, n, c, nc, locks, &e);
+	if (rc != VF_OK) {
+		/* held, changed since the listing, or too many: single restarts sort it
+		 * out; a store error: the next pass */
+		*back_r = rc == VF_EBUSY || rc == VF_ECONFLICT || rc == VF_ELIMIT ||
+		          rc == VF_ENOTSUP || rc == VF_ENOMEM;
+		vf_log(*back_r ? VF_LOG_DEBUG : VF_LOG_ERR,
+		       "restart of %zu volumes (%s ...): cannot take their state locks at once: %s",
+		       n, vols[0], e.msg);
+		goto out;
+	}
+	/* under the locks: their info */
+	for (size_t i = 0; i < n; i++)
+		o[i] = (struct vf_kv_op){.kind = VF_OP_GET, .key = keys[i][2]};
+	rc = kv->ops->txn(kv, NULL, 0, o, n, &tr, &e);
+	if (rc != VF_OK || tr.count != n) {
+		vf_log(VF_LOG_ERR, "restart of %zu volumes (%s ...): cannot read their info: %s", n,
+		       vols[0], rc != VF_OK ? e.msg : "short answer");
+		goto out;
+	}
+	snprintf(sval, sizeof(sval), "%s %s", ctx->node_id, lease->id);
+	for (size_t i = 0; i < n; i++) {
+		const char *old = tr.results[i].found ? tr.results[i].pair.value : NULL;
+
+		rc = ctx->fs->start(ctx->fs_arg, vols[i], old ? old : "{}", &addr[i], &port[i], &e);
+		if (rc != VF_OK) {
+			vf_log(VF_LOG_ERR, "volume %s: file server start failed on %s: %s", vols[i],
+			       ctx->node_id, e.msg);
+			continue;
+		}
+		mgr_served_set(m, vols[i], 1);
+		up[i] = 1;
+		if (vf_vol_info_with_server(vols[i], old, ctx->node_id, addr[i], port[i], &info[i],
+		                            &e) != VF_OK) {
+			vf_log(VF_LOG_ERR, "volume %s: %s", vols[i], e.msg);
+			mgr_fs_stop(m, vols[i], "start not recorded");
+			up[i] = 0;
+		}
+	}
+	/* one record txn for all: what single starts would write, at one instant */
+	nc = no = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (up[i]) {
+			nup++;
+			c[nc++] = (struct vf_kv_cmp){.kind = VF_CMP_LOCK_HELD, .lock = locks[i]};
+			c[nc++] = (struct vf_kv_cmp){
+			        .kind = VF_CMP_VERSION_EQ, .key = keys[i][0], .mod_rev = revs[i]};
+			o[no++] = (struct vf_kv_op){.kind = VF_OP_PUT,
+			                            .key = keys[i][2],
+			                            .value = info[i],
+			                            .value_len = strlen(info[i])};
+			o[no++] = (struct vf_kv_op){.kind = VF_OP_PUT,
+			                            .key = keys[i][1],
+			                            .value = sval,
+			                            .value_len = strlen(sval),
+			                            .lease = lease};
+			o[no++] = (struct vf_kv_op){.kind = VF_OP_PUT,
+			                            .key = keys[i][0],
+			                            .value = "Mounted",
+			                            .value_len = 7};
+		}
+		o[no++] = (struct vf_kv_op){.kind = VF_OP_UNLOCK, .lock = locks[i]};
+	}
+	rc = kv->ops->txn(kv, c, nc, o, no, NULL, &e);
+	held = 0; /* released by that txn, or by unlock() below */
+	for (size_t i = 0; i < n; i++) {
+		int ok;
+
+		if (!up[i])
+			continue;
+		if (rc == VF_OK)
+			ok = 1;
+		else if (rc == VF_EUNCERTAIN)
+			ok = mgr_server_is(ctx, keys[i][1], sval);
+		else /* a compare failed for some: record each on its own */
+			ok = mgr_record_start(ctx, vols[i], locks[i], revs[i], info[i], sval, lease,
+			                      &e) == VF_OK;
+		if (ok) {
+			vf_log(VF_LOG_INFO, "volume %s: Mounted, served by %s at %s:%d (restarted)",
+			       vols[i], ctx->node_id, addr[i], port[i]);
+		} else {
+			vf_log(VF_LOG_ERR, "volume %s: cannot record the restarted file server: %s",
+			       vols[i], e.msg);
+			mgr_fs_stop(m, vols[i], "start not recorded");
+		}
+	}
+	if (rc == VF_ELEASE)
+		vf_ctx_lease_gone(ctx, lease);
+	vf_log(VF_LOG_DEBUG, "restart batch of %zu volumes (%s ...): %zu started", n, vols[0], nup);
+out:
+	if (held)
+		mgr_batch_unlock(ctx, lease, vols, n, locks);
+	for (size_t i = 0; i < n; i++)
+		vf_vol_unlock(ctx, lease, "state", vols[i], &locks[i]);
+	vf_kv_txn_result_clear(&tr);
+	for (size_t i = 0; i < n; i++) {
+		free(addr[i]);
+		free(info[i]);
+	}
+	free(keys);
 }
 
 /* vol is removed or not Mounted: stop the server this process may still run
@@ -774,6 +1046,55 @@ out:
 	vf_kv_results_clear(rr, 3);
 }
 
+/* A restart batch: keep the volumes no other job is on (marked in bbusy while
+ * it runs), restart them at once; the rest, and a batch that cannot go as a
+ * whole, go back as single restarts. */
+static void mgr_run_batch(struct mgr *m, const struct mgr_batch *b, struct vf_kv_lease *lease)
+{
+	struct vf_ctx *ctx = m->ctx;
+	const char *vols[MGR_BATCH_MAX];
+	int64_t revs[MGR_BATCH_MAX];
+	int mine[MGR_BATCH_MAX] = {0}, back[MGR_BATCH_MAX] = {0}, all_back = 0;
+	size_t n = 0;
+
+	pthread_mutex_lock(&m->mu);
+	for (size_t i = 0; i < b->n; i++) {
+		int busy = mgr_hget(&m->bbusy, b->vol[i]) != NULL;
+
+		for (int w = 0; w < m->nworkers && !busy; w++)
+			busy = strcmp(m->busy[w], b->vol[i]) == 0;
+		if (busy || mgr_hput(&m->bbusy, b->vol[i]) == NULL)
+			back[i] = 1;
+		else
+			mine[i] = 1;
+	}
+	pthread_mutex_unlock(&m->mu);
+	for (size_t i = 0; i < b->n; i++) {
+		if (!mine[i])
+			continue;
+		if (!vf_vol_local_enter(ctx, "state", b->vol[i], 1)) {
+			back[i] = 1;
+			continue;
+		}
+		vols[n] = b->vol[i];
+		revs[n++] = b->state_rev[i];
+	}
+	if (n)
+		mgr_do_restart_batch(m, vols, revs, n, lease, &all_back);
+	for (size_t i = 0; i < b->n; i++)
+		if (mine[i] && !back[i])
+			vf_vol_local_leave(ctx, "state", b->vol[i]);
+	pthread_mutex_lock(&m->mu);
+	for (size_t i = 0; i < b->n; i++)
+		if (mine[i])
+			mgr_hdel(&m->bbusy, b->vol[i]);
+	pthread_cond_broadcast(&m->job_cv);
+	pthread_mutex_unlock(&m->mu);
+	for (size_t i = 0; i < b->n; i++)
+		if (back[i] || (mine[i] && all_back))
+			mgr_enqueue(m, b->vol[i], JOB_RESTART);
+}
+
 static void mgr_run(struct mgr *m, const struct mgr_job *j)
 {
 	struct vf_ctx *ctx = m->ctx;
@@ -809,6 +1130,9 @@ static void mgr_run(struct mgr *m, const struct mgr_job *j)
 		vf_vol_local_enter(ctx, "state", j->vol, 0);
 		mgr_do_start(m, j->vol, lease, 1);
 		vf_vol_local_leave(ctx, "state", j->vol);
+		break;
+	case JOB_RESTART_BATCH:
+		mgr_run_batch(m, j->batch, lease);
 		break;
 	case JOB_CHECK:
 		mgr_do_check(m, j->vol, lease);
@@ -847,9 +1171,11 @@ static void *mgr_worker(void *arg)
 			pthread_cond_wait(&m->job_cv, &m->mu);
 			continue;
 		}
-		snprintf(m->busy[self], MGR_NAME, "%s", j->vol);
+		/* a batch marks its volumes in bbusy itself */
+		snprintf(m->busy[self], MGR_NAME, "%s", j->batch ? "" : j->vol);
 		pthread_mutex_unlock(&m->mu);
 		mgr_run(m, j);
+		free(j->batch);
 		free(j);
 		pthread_mutex_lock(&m->mu);
 		m->busy[self][0] = '\0';
@@ -1022,6 +1348,7 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 {
 	struct mgr *m = ctx->mgr;
 	struct vf_kv_list l[L_N];
+	struct mgr_batch *batch = NULL;
 	char pre[L_N][512], mine[200];
 	int rc = VF_OK;
 
@@ -1095,7 +1422,7 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 			       "volume %s: Mounted but its server's lease is gone: "
 			       "restarting it",
 			       vol);
-			mgr_enqueue(m, vol, JOB_RESTART);
+			mgr_batch_add(m, &batch, vol, s->mod_rev);
 		} else if (mounted && f[L_SERVER] == NULL && !start_p && !stop_p &&
 		           !mgr_live_claim(f[L_SCLAIM]) && !mgr_live_claim(f[L_PCLAIM])) {
 			/* nobody mounts it and nobody serves it: no restart, a stop
@@ -1116,6 +1443,7 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 		    !mgr_live_claim(f[L_SCLAIM]) && !mgr_live_claim(f[L_PCLAIM]))
 			mgr_idle_note(m, vol, s, f[L_GREF], f[L_SERVER]);
 	}
+	mgr_batch_flush(m, &batch);
 	mgr_idle_prune(m);
 	/* servers this process runs that the store does not assign to it */
 	{
@@ -1192,11 +1520,13 @@ static void mgr_free(struct mgr *m)
 		struct mgr_job *j = m->head;
 
 		m->head = j->next;
+		free(j->batch);
 		free(j);
 	}
 	mgr_hfree(&m->served, 0);
 	mgr_hfree(&m->queued, 0);
 	mgr_hfree(&m->idle, 1);
+	mgr_hfree(&m->bbusy, 0);
 	pthread_mutex_destroy(&m->pass_mu);
 	pthread_mutex_destroy(&m->mu);
 	pthread_cond_destroy(&m->job_cv);

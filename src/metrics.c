@@ -41,7 +41,8 @@ static const char *const metrics_kv_ops[] = {
         "cas",          "del",         "cas_del",
         "txn",          "lease_grant", "lease_keepalive",
         "lease_revoke", "lock",        "unlock",
-        "watch",        "compact",     "other",
+        "watch",        "compact",     "lock_many",
+        "other",
 };
 #define METRICS_NOPS (sizeof(metrics_kv_ops) / sizeof(metrics_kv_ops[0]))
 static const char *const metrics_kinds[] = {
@@ -341,6 +342,16 @@ static int metrics_kv_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const ch
 	return metrics_count("lock", rc);
 }
 
+static int metrics_kv_lock_many(struct vf_kv *kv, struct vf_kv_lease *lease,
+                                const char *const *names, size_t n, const struct vf_kv_cmp *cmps,
+                                size_t ncmp, struct vf_kv_lock **locks_r, struct vf_err *err)
+{
+	struct vf_kv *in = MKV_IN(kv);
+
+	return metrics_count("lock_many",
+	                     in->ops->lock_many(in, lease, names, n, cmps, ncmp, locks_r, err));
+}
+
 static int metrics_kv_unlock(struct vf_kv *kv, struct vf_kv_lock **lock, struct vf_err *err)
 {
 	struct vf_kv *in = MKV_IN(kv);
@@ -428,6 +439,7 @@ int vf_metrics_kv_wrap(struct vf_kv *inner, struct vf_kv **kv_r, struct vf_err *
 	METRICS_SLOT(watch_start);
 	METRICS_SLOT(watch_stop);
 	METRICS_SLOT(compact);
+	METRICS_SLOT(lock_many);
 #undef METRICS_SLOT
 	m->base.ops = &m->ops;
 	m->base.max_txn_ops = inner->max_txn_ops;

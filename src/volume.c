@@ -673,6 +673,43 @@ int vf_vol_lock(struct vf_ctx *ctx, struct vf_kv_lease *lease, const char *which
 	return rc;
 }
 
+int vf_vol_lock_many(struct vf_ctx *ctx, struct vf_kv_lease *lease, const char *which,
+                     const char *const *vols, size_t n, const struct vf_kv_cmp *cmps, size_t ncmp,
+                     struct vf_kv_lock **locks_r, struct vf_err *err)
+{
+	char(*names)[512] = NULL;
+	const char **np = NULL;
+	int rc;
+
+	for (size_t i = 0; i < n; i++)
+		locks_r[i] = NULL;
+	if (lease == NULL)
+		return vf_err_set(err, VF_ELEASE, "node %s has no lease right now", ctx->node_id);
+	if (ctx->kv->ops->lock_many == NULL)
+		return vf_err_set(err, VF_ENOTSUP, "backend %s has no lock_many",
+		                  ctx->kv->ops->name);
+	names = calloc(n, sizeof(*names));
+	np = calloc(n, sizeof(*np));
+	if (names == NULL || np == NULL) {
+		rc = vf_err_set(err, VF_ENOMEM, "out of memory locking %zu volumes", n);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		vol_lock_name(ctx, names[i], sizeof(names[i]), which, vols[i]);
+		np[i] = names[i];
+	}
+	rc = ctx->kv->ops->lock_many(ctx->kv, lease, np, n, cmps, ncmp, locks_r, err);
+	if (rc == VF_ELEASE)
+		vf_ctx_lease_gone(ctx, lease);
+	else if (vol_lock_maybe_left(rc))
+		for (size_t i = 0; i < n; i++)
+			vol_dirty_note(ctx, which, vols[i], lease->id);
+out:
+	free(names);
+	free(np);
+	return rc;
+}
+
 void vf_vol_unlock(struct vf_ctx *ctx, struct vf_kv_lease *lease, const char *which,
                    const char *vol, struct vf_kv_lock **lock)
 {

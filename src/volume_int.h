@@ -110,6 +110,13 @@ void vf_ctx_lease_wait(struct vf_ctx *ctx, unsigned gen, int64_t deadline);
 int vf_vol_lock(struct vf_ctx *ctx, struct vf_kv_lease *lease, const char *which, const char *vol,
                 int timeout_ms, const char *const *reads, size_t nreads,
                 struct vf_kv_result *reads_r, struct vf_kv_lock **lock_r, struct vf_err *err);
+/* lock_many() of lock which of every vol in vols (the caller is inside the
+ * local mutex of each): all or nothing, never waiting, only if cmps hold.
+ * VF_ENOTSUP when the backend has no lock_many. Unknown outcomes are noted as
+ * vf_vol_lock does, for each name. */
+int vf_vol_lock_many(struct vf_ctx *ctx, struct vf_kv_lease *lease, const char *which,
+                     const char *const *vols, size_t n, const struct vf_kv_cmp *cmps, size_t ncmp,
+                     struct vf_kv_lock **locks_r, struct vf_err *err);
 void vf_vol_unlock(struct vf_ctx *ctx, struct vf_kv_lease *lease, const char *which,
                    const char *vol, struct vf_kv_lock **lock);
 /* Locks noted as possibly left held (tests). */

@@ -851,6 +851,66 @@ static int mk_unlock(struct vf_kv *kv, struct vf_kv_lock **lock, struct vf_err *
 	return VF_OK;
 }
 
+static int mk_lock_many(struct vf_kv *kv, struct vf_kv_lease *lease, const char *const *names,
+                        size_t n, const struct vf_kv_cmp *cmps, size_t ncmp,
+                        struct vf_kv_lock **locks_r, struct vf_err *err)
+{
+	struct memkv_store *st = mk_st(kv);
+	int64_t id = ((struct mk_lease *)lease)->id;
+	int rc = VF_OK;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		locks_r[i] = NULL;
+	if (n + ncmp > kv->max_txn_ops)
+		return vf_err_set(err, VF_ELIMIT, "memkv: lock_many: %zu names + %zu compares", n,
+		                  ncmp);
+	for (i = 0; i < n; i++) {
+		struct mk_lock *l = calloc(1, sizeof(*l));
+
+		if (l == NULL || (l->base.key = strdup(names[i])) == NULL) {
+			free(l);
+			rc = vf_err_set(err, VF_ENOMEM, "memkv: lock_many: out of memory");
+			goto out;
+		}
+		l->lease = id;
+		locks_r[i] = &l->base;
+	}
+	pthread_mutex_lock(&st->mu);
+	if (mk_lease_find(st, id) == NULL)
+		rc = vf_err_set(err, VF_ELEASE, "memkv: lock_many: lease %s is gone", lease->id);
+	for (i = 0; i < n && rc == VF_OK; i++) {
+		struct mk_lockrec *r = mk_lockrec(st, names[i], 0);
+
+		if (r && (r->holder != 0 || r->head != NULL))
+			rc = vf_err_set(err, VF_EBUSY, "memkv: lock %s is held", names[i]);
+	}
+	for (i = 0; i < ncmp && rc == VF_OK; i++)
+		if (!mk_cmp_ok(st, &cmps[i]))
+			rc = vf_err_set(err, VF_ECONFLICT, "memkv: lock_many: compare %zu failed",
+			                i);
+	for (i = 0; i < n && rc == VF_OK; i++) {
+		struct mk_lockrec *r = mk_lockrec(st, names[i], 1);
+
+		if (r == NULL) { /* the ones taken stay to the lease, as after a lost answer */
+			rc = vf_err_set(err, VF_EUNAVAIL, "memkv: lock_many: out of memory");
+			break;
+		}
+		r->holder = id;
+		locks_r[i]->fence = ++r->fence;
+	}
+	pthread_mutex_unlock(&st->mu);
+out:
+	if (rc != VF_OK)
+		for (i = 0; i < n; i++)
+			if (locks_r[i]) {
+				free(locks_r[i]->key);
+				free(locks_r[i]);
+				locks_r[i] = NULL;
+			}
+	return rc;
+}
+
 /* First history index with rev > pos. */
 static size_t mk_hist_after(struct memkv_store *st, int64_t pos)
 {
@@ -1017,6 +1077,7 @@ static const struct vf_kv_ops mk_ops = {
         .lease_revoke = mk_lease_revoke,
         .lock = mk_lock,
         .unlock = mk_unlock,
+        .lock_many = mk_lock_many,
         .watch_start = mk_watch_start,
         .watch_stop = mk_watch_stop,
         .compact = mk_compact,

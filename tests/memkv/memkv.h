@@ -63,6 +63,7 @@ enum memkv_slot {
 	MEMKV_LOCK,
 	MEMKV_UNLOCK,
 	MEMKV_WATCH_START,
+	MEMKV_LOCK_MANY,
 	MEMKV_NSLOTS
 };
 const char *memkv_slot_name(int slot);

@@ -27,7 +27,7 @@ static const char *const shim_names[MEMKV_NSLOTS] = {
         "cas",          "del",         "cas_del",
         "txn",          "lease_grant", "lease_keepalive",
         "lease_revoke", "lock",        "unlock",
-        "watch_start"};
+        "watch_start",  "lock_many"};
 
 const char *memkv_slot_name(int slot)
 {
@@ -221,6 +221,34 @@ static int shim_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *na
 	return rc;
 }
 
+static int shim_lock_many(struct vf_kv *kv, struct vf_kv_lease *lease, const char *const *names,
+                          size_t n, const struct vf_kv_cmp *cmps, size_t ncmp,
+                          struct vf_kv_lock **locks_r, struct vf_err *err)
+{
+	struct memkv_shim *s = shim_of(kv);
+	int mode = shim_enter(s, MEMKV_LOCK_MANY), rc;
+
+	if (s->inner->ops->lock_many == NULL)
+		return vf_err_set(err, VF_ENOTSUP, "lock_many: not supported");
+	if (mode == MEMKV_FAULT_UNAVAIL || mode == MEMKV_FAULT_UNCERTAIN_NOT_APPLIED)
+		return shim_fail(mode, MEMKV_LOCK_MANY, err);
+	rc = s->inner->ops->lock_many(s->inner, lease, names, n, cmps, ncmp, locks_r, err);
+	if (mode == MEMKV_FAULT_UNCERTAIN_APPLIED && rc == VF_OK) {
+		/* the locks are taken in the store; the caller never learns their handles */
+		pthread_mutex_lock(&s->mu);
+		for (size_t i = 0; i < n; i++) {
+			if (s->nlost_locks < 64)
+				s->lost_locks[s->nlost_locks++] = locks_r[i];
+			else
+				s->inner->ops->unlock(s->inner, &locks_r[i], NULL);
+			locks_r[i] = NULL;
+		}
+		pthread_mutex_unlock(&s->mu);
+		return shim_fail(mode, MEMKV_LOCK_MANY, err);
+	}
+	return rc;
+}
+
 static int shim_unlock(struct vf_kv *kv, struct vf_kv_lock **lock, struct vf_err *err)
 {
 	struct memkv_shim *s = shim_of(kv);
@@ -301,6 +329,7 @@ static const struct vf_kv_ops shim_ops = {
         .lease_revoke = shim_lease_revoke,
         .lock = shim_lock,
         .unlock = shim_unlock,
+        .lock_many = shim_lock_many,
         .watch_start = shim_watch_start,
         .watch_stop = shim_watch_stop,
         .compact = shim_compact,

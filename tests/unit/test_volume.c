@@ -441,6 +441,83 @@ static void test_serving_manager_lease_lost(void)
 	tc_free(&tc);
 }
 
+/* A manager that loses its lease while serving many volumes restarts them in
+ * batches (lock_many: one request per batch of state locks), not one lock per
+ * volume; a volume whose state lock another node holds sends its batch back to
+ * single restarts, and is restarted once the lock is free. One server each,
+ * refcounts untouched. */
+#define RB_N 30
+static void test_restart_batched(void)
+{
+	struct tcluster tc;
+	struct vf_err e = {0};
+	struct vf_kv *okv = NULL;
+	struct vf_kv_lease *ol = NULL;
+	struct vf_kv_lock *olk = NULL;
+	char vol[RB_N][16], *sv, lease[64] = "", node[64];
+	int h, m, served = 0;
+	unsigned nmany, nlock;
+
+	tc_init(&tc);
+	m = tc_add(&tc, "m1", 1);
+	h = tc_add(&tc, "h1", 0);
+	for (int i = 0; i < RB_N; i++) {
+		snprintf(vol[i], sizeof(vol[i]), "b%02d", i);
+		CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h].ctx, vol[i], NULL, 0, &e), VF_OK);
+		CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h].ctx, vol[i], "c1", NULL, &e), VF_OK);
+	}
+	sv = memkv_value(tc.st, "vfile/server/b00");
+	CU_ASSERT_FATAL(sv != NULL && sscanf(sv, "%63s %63s", node, lease) == 2);
+	free(sv);
+	/* another node holds the state lock of b07 */
+	CU_ASSERT_EQUAL_FATAL(memkv_open(tc.st, &okv, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(okv->ops->lease_grant(okv, 5, 0, NULL, NULL, &ol, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(
+	        okv->ops->lock(okv, ol, "vfile/lock/state/b07", 0, NULL, 0, NULL, &olk, &e), VF_OK);
+	memkv_shim_reset(tc.n[m].shim);
+	testfs_node_crash(tc.fs, "m1"); /* its servers died with its lease */
+	CU_ASSERT_EQUAL(memkv_lease_kill(tc.st, lease), VF_OK);
+	for (int64_t end = vf_now_ms() + 8000; vf_now_ms() < end && served < RB_N - 1;) {
+		served = 0;
+		for (int i = 0; i < RB_N; i++)
+			served += i != 7 && testfs_nservers(tc.fs, vol[i]) == 1;
+		if (served < RB_N - 1)
+			tc_sleep_ms(20);
+	}
+	CU_ASSERT_EQUAL(served, RB_N - 1);
+	CU_ASSERT_EQUAL(testfs_nservers(tc.fs, "b07"), 0); /* its lock is held */
+	nmany = memkv_shim_count(tc.n[m].shim, MEMKV_LOCK_MANY);
+	nlock = memkv_shim_count(tc.n[m].shim, MEMKV_LOCK);
+	fprintf(stderr, "  restart of %d volumes: %u lock_many, %u single lock calls\n", RB_N,
+	        nmany, nlock);
+	CU_ASSERT(nmany >= 2); /* batches, not one by one */
+	CU_ASSERT(nlock < (unsigned)(tc.n[m].kv->max_txn_ops / 6) + 8); /* b07's batch only */
+	CU_ASSERT_EQUAL(okv->ops->unlock(okv, &olk, &e), VF_OK);
+	served = 0;
+	for (int64_t end = vf_now_ms() + 8000; vf_now_ms() < end && !served;) {
+		served = testfs_nservers(tc.fs, "b07") == 1;
+		if (!served)
+			tc_sleep_ms(20);
+	}
+	CU_ASSERT(served);
+	for (int i = 0; i < RB_N; i++) {
+		char k[64];
+
+		snprintf(k, sizeof(k), "vfile/server/%s", vol[i]);
+		sv = memkv_value(tc.st, k);
+		CU_ASSERT(sv != NULL && strncmp(sv, "m1 ", 3) == 0 && strstr(sv, lease) == NULL);
+		free(sv);
+		CU_ASSERT_EQUAL(testfs_nservers(tc.fs, vol[i]), 1);
+		CU_ASSERT(tc_state_is(&tc, vol[i], "Mounted"));
+		CU_ASSERT_EQUAL(tc_num(&tc, "gref", vol[i]), 1);
+		CU_ASSERT(tc_consistent(&tc, vol[i]));
+	}
+	CU_ASSERT_EQUAL(testfs_violations(tc.fs), 0);
+	CU_ASSERT_EQUAL(okv->ops->lease_revoke(okv, &ol, &e), VF_OK);
+	okv->ops->close(okv);
+	tc_free(&tc);
+}
+
 /* Many hosts and two managers in threads over memkv: quiescent invariants. */
 struct rnd_arg {
 	struct vf_ctx *ctx;
@@ -1006,6 +1083,7 @@ void vf_test_register(void)
 	VF_ADD_TEST(s, test_stop_vs_mount_mount_paused);
 	VF_ADD_TEST(s, test_manager_dies_after_claim);
 	VF_ADD_TEST(s, test_serving_manager_lease_lost);
+	VF_ADD_TEST(s, test_restart_batched);
 	VF_ADD_TEST(s, test_concurrent_memkv);
 	VF_ADD_TEST(s, test_reconcile_missed_trigger);
 	VF_ADD_TEST(s, test_lock_left_by_lost_answer);
