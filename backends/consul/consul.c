@@ -33,7 +33,20 @@
 #define CONSUL_DEFAULT_ADDR "http://127.0.0.1:8500"
 #define CONSUL_TXN_RETRIES 8 /* get <-> check-not-exists conversions per call */
 
+#define CONSUL_SEEN_N 64          /* remembered (key, ModifyIndex, value) facts */
+#define CONSUL_SEEN_MAX_VALUE 256 /* longer values are not remembered */
+
 struct consul_held; /* a lock name held by this handle (in-process exclusion) */
+
+/* "key had value at ModifyIndex mod_rev": true for good once read (an index is
+ * the raft index of one write), so VALUE_EQ can become check-index without a
+ * read when the value was seen; a stale guess only fails the check-index. */
+struct consul_seen {
+	char *key;
+	char *value;
+	size_t value_len;
+	int64_t mod_rev;
+};
 
 struct consul_kv {
 	struct vf_kv base;
@@ -52,6 +65,8 @@ struct consul_kv {
 	pthread_cond_t lock_cv; /* in-process lock hand-off */
 	struct consul_lease *leases;
 	struct consul_held *held;
+	struct consul_seen seen[CONSUL_SEEN_N]; /* under mu; a ring */
+	size_t seen_next;
 	pthread_t ka_thread;
 	int ka_started;
 	int ka_stop;
@@ -132,6 +147,96 @@ static int consul_kv_path(struct vf_buf *b, const char *key, const char *query)
 	if (rc == VF_OK && query && *query)
 		rc = vf_buf_printf(b, "%s", query);
 	return rc;
+}
+
+/* ---- values seen (VALUE_EQ without a read) ---- */
+
+static void consul_seen_clear(struct consul_seen *e)
+{
+	free(e->key);
+	free(e->value);
+	memset(e, 0, sizeof(*e));
+}
+
+/* Remember that key had value at mod_rev (newer facts replace older ones). */
+static void consul_seen_put(struct consul_kv *ck, const char *key, const char *value,
+                            size_t value_len, int64_t mod_rev)
+{
+	struct consul_seen *e = NULL;
+	char *k, *v;
+
+	if (key == NULL || mod_rev <= 0 || value_len > CONSUL_SEEN_MAX_VALUE)
+		return;
+	pthread_mutex_lock(&ck->mu);
+	for (size_t i = 0; i < CONSUL_SEEN_N && e == NULL; i++)
+		if (ck->seen[i].key && strcmp(ck->seen[i].key, key) == 0)
+			e = &ck->seen[i];
+	if (e && e->mod_rev >= mod_rev) {
+		pthread_mutex_unlock(&ck->mu);
+		return;
+	}
+	if (e == NULL) {
+		e = &ck->seen[ck->seen_next];
+		ck->seen_next = (ck->seen_next + 1) % CONSUL_SEEN_N;
+	}
+	k = strdup(key);
+	v = malloc(value_len + 1);
+	consul_seen_clear(e);
+	if (k && v) {
+		memcpy(v, value ? value : "", value_len);
+		v[value_len] = '\0';
+		*e = (struct consul_seen){k, v, value_len, mod_rev};
+	} else {
+		free(k);
+		free(v);
+	}
+	pthread_mutex_unlock(&ck->mu);
+}
+
+/* The ModifyIndex at which key was seen with exactly value, or 0. */
+static int64_t consul_seen_index(struct consul_kv *ck, const char *key, const char *value,
+                                 size_t value_len)
+{
+	int64_t idx = 0;
+
+	pthread_mutex_lock(&ck->mu);
+	for (size_t i = 0; i < CONSUL_SEEN_N; i++) {
+		const struct consul_seen *e = &ck->seen[i];
+
+		if (e->key && strcmp(e->key, key) == 0) {
+			if (e->value_len == value_len &&
+			    (value_len == 0 || memcmp(e->value, value, value_len) == 0))
+				idx = e->mod_rev;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&ck->mu);
+	return idx;
+}
+
+static void consul_seen_forget(struct consul_kv *ck, const char *key)
+{
+	pthread_mutex_lock(&ck->mu);
+	for (size_t i = 0; i < CONSUL_SEEN_N; i++)
+		if (ck->seen[i].key && strcmp(ck->seen[i].key, key) == 0)
+			consul_seen_clear(&ck->seen[i]);
+	pthread_mutex_unlock(&ck->mu);
+}
+
+/* Remember what a committed txn read (found keys) and wrote (set verbs). */
+static void consul_seen_txn(struct consul_kv *ck, const struct consul_txn_op *ops, size_t nops,
+                            const struct vf_kv_result *res)
+{
+	for (size_t i = 0; i < nops; i++) {
+		if ((ops[i].verb == CONSUL_GET || ops[i].verb == CONSUL_GET_TREE) && res[i].found)
+			consul_seen_put(ck, ops[i].key, res[i].pair.value, res[i].pair.value_len,
+			                res[i].pair.mod_rev);
+		else if ((ops[i].verb == CONSUL_SET || ops[i].verb == CONSUL_CAS ||
+		          ops[i].verb == CONSUL_LOCK) &&
+		         res[i].found)
+			consul_seen_put(ck, ops[i].key, ops[i].value,
+			                ops[i].value ? ops[i].value_len : 0, res[i].pair.mod_rev);
+	}
 }
 
 /* ---- transactions ---- */
@@ -294,10 +399,12 @@ static int consul_get(struct vf_kv *kv, const char *key, struct vf_kv_pair *pair
 	rc = consul_http(ck, "GET", path.data, NULL, 0, 1, 0, NULL, &resp, err);
 	if (rc != VF_OK)
 		goto out;
-	if (resp.status == 200)
+	if (resp.status == 200) {
 		rc = consul_get_parse(resp.body.data ? resp.body.data : "", resp.body.len, key,
 		                      pair_r, err);
-	else if (resp.status == 404)
+		if (rc == VF_OK)
+			consul_seen_put(ck, key, pair_r->value, pair_r->value_len, pair_r->mod_rev);
+	} else if (resp.status == 404)
 		rc = vf_err_set(err, VF_ENOTFOUND, "key %s not found", key);
 	else
 		rc = consul_status_error(resp.status, resp.body.data, resp.body.len, 0, key, err);
@@ -384,6 +491,7 @@ static int consul_write(struct consul_kv *ck, const char *key, const char *value
 	                                  .session = lease ? sid : NULL};
 	rc = consul_txn_simple(ck, ops, n, res, &errs, &nerrs, err);
 	if (rc == VF_OK) {
+		consul_seen_put(ck, key, value, value ? value_len : 0, res[n - 1].pair.mod_rev);
 		if (mod_rev_r)
 			*mod_rev_r = res[n - 1].pair.mod_rev;
 		vf_kv_results_clear(res, n);
@@ -451,7 +559,7 @@ static int consul_cas_del(struct vf_kv *kv, const char *key, int64_t expect, str
 /* VF_CMP_VALUE_EQ: Consul has no value compare. Read the key, compare the value
  * here, and guard the txn with check-index on the ModifyIndex read: atomic,
  * since the index changes with any write. Costs one extra round trip per
- * VALUE_EQ compare (only when one is used). */
+ * VALUE_EQ compare, unless the value was seen (consul_cmps_ops). */
 static int consul_value_eq_index(struct consul_kv *ck, const struct vf_kv_cmp *c, int64_t *index_r,
                                  struct vf_err *err)
 {
@@ -471,9 +579,11 @@ static int consul_value_eq_index(struct consul_kv *ck, const struct vf_kv_cmp *c
 }
 
 /* Translate the caller's compares into ops[0..ncmp): check-index /
- * check-not-exists / check-session (VALUE_EQ: one read here, see above). */
+ * check-not-exists / check-session. VALUE_EQ: check-index at the index where
+ * this handle last saw the key with that value (guessed[i] = 1), else one read
+ * here (see above). */
 static int consul_cmps_ops(struct consul_kv *ck, const struct vf_kv_cmp *cmps, size_t ncmp,
-                           struct consul_txn_op *ops, struct vf_err *err)
+                           struct consul_txn_op *ops, int *guessed, struct vf_err *err)
 {
 	int rc = VF_OK;
 
@@ -486,7 +596,13 @@ static int consul_cmps_ops(struct consul_kv *ck, const struct vf_kv_cmp *cmps, s
 		switch (c->kind) {
 		case VF_CMP_VALUE_EQ:
 			op->verb = CONSUL_CHECK_INDEX;
-			rc = consul_value_eq_index(ck, c, &op->index, err);
+			guessed[i] = 0;
+			if (c->key)
+				op->index = consul_seen_index(ck, c->key, c->value, c->value_len);
+			if (op->index > 0)
+				guessed[i] = 1;
+			else if (c->key)
+				rc = consul_value_eq_index(ck, c, &op->index, err);
 			break;
 		case VF_CMP_VERSION_EQ:
 			op->verb = c->mod_rev ? CONSUL_CHECK_INDEX : CONSUL_CHECK_NOT_EXISTS;
@@ -516,6 +632,50 @@ static int consul_cmps_ops(struct consul_kv *ck, const struct vf_kv_cmp *cmps, s
 	return rc;
 }
 
+/* A rolled-back txn whose failures are all check-index ops guessed from values
+ * seen, or reads of keys that appeared or vanished (is_read, flipped here as
+ * consul_txn_run does), with at least one guess: forget the guesses, read
+ * those keys (consul_value_eq_index) and return VF_OK to send again;
+ * CONSUL_ROLLED_BACK when some other op failed (the caller maps errs); else the
+ * read's error (VF_ECONFLICT: the value differs). */
+static int consul_cmps_reguess(struct consul_kv *ck, const struct vf_kv_cmp *cmps, size_t ncmp,
+                               struct consul_txn_op *ops, size_t nops, const int *is_read,
+                               int *guessed, const struct consul_txn_error *errs, size_t nerrs,
+                               struct vf_err *err)
+{
+	int rc = VF_OK, any = 0;
+
+	for (size_t i = 0; i < nerrs; i++) {
+		size_t j = errs[i].op_index;
+
+		if (j >= nops)
+			return CONSUL_ROLLED_BACK;
+		if (j < ncmp && guessed[j] &&
+		    (errs[i].kind == CONSUL_FAIL_COMPARE || errs[i].kind == CONSUL_FAIL_MISSING))
+			any = 1;
+		else if (!(is_read[j] &&
+		           ((errs[i].kind == CONSUL_FAIL_MISSING && ops[j].verb == CONSUL_GET) ||
+		            (errs[i].kind == CONSUL_FAIL_COMPARE &&
+		             ops[j].verb == CONSUL_CHECK_NOT_EXISTS))))
+			return CONSUL_ROLLED_BACK;
+	}
+	if (!any)
+		return CONSUL_ROLLED_BACK;
+	for (size_t i = 0; i < nerrs && rc == VF_OK; i++) {
+		size_t j = errs[i].op_index;
+
+		if (is_read[j]) {
+			ops[j].verb =
+			        ops[j].verb == CONSUL_GET ? CONSUL_CHECK_NOT_EXISTS : CONSUL_GET;
+		} else if (guessed[j]) {
+			guessed[j] = 0;
+			consul_seen_forget(ck, cmps[j].key);
+			rc = consul_value_eq_index(ck, &cmps[j], &ops[j].index, err);
+		}
+	}
+	return rc;
+}
+
 static int consul_txn(struct vf_kv *kv, const struct vf_kv_cmp *cmps, size_t ncmp,
                       const struct vf_kv_op *vops, size_t nops, struct vf_kv_txn_result *res_r,
                       struct vf_err *err)
@@ -526,7 +686,7 @@ static int consul_txn(struct vf_kv *kv, const struct vf_kv_cmp *cmps, size_t ncm
 	struct vf_kv_result *res = NULL;
 	struct consul_txn_error *errs = NULL;
 	char(*sids)[64] = NULL;
-	int *is_read = NULL;
+	int *is_read = NULL, *guessed = NULL;
 	int64_t rev = 0;
 	int rc = VF_OK;
 
@@ -541,12 +701,13 @@ static int consul_txn(struct vf_kv *kv, const struct vf_kv_cmp *cmps, size_t ncm
 	ops = calloc(n, sizeof(*ops));
 	res = calloc(n, sizeof(*res));
 	is_read = calloc(n, sizeof(*is_read));
+	guessed = calloc(n, sizeof(*guessed));
 	sids = calloc(n, sizeof(*sids));
-	if (!ops || !res || !is_read || !sids) {
+	if (!ops || !res || !is_read || !guessed || !sids) {
 		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
 		goto out;
 	}
-	rc = consul_cmps_ops(ck, cmps, ncmp, ops, err);
+	rc = consul_cmps_ops(ck, cmps, ncmp, ops, guessed, err);
 	for (size_t i = 0; i < nops && rc == VF_OK; i++) {
 		const struct vf_kv_op *o = &vops[i];
 		struct consul_txn_op *op = &ops[ncmp + i];
@@ -590,13 +751,31 @@ static int consul_txn(struct vf_kv *kv, const struct vf_kv_cmp *cmps, size_t ncm
 	if (rc != VF_OK)
 		goto out;
 	consul_choose_read_verbs(ops, n, is_read);
-	rc = consul_txn_run(ck, ops, n, is_read, res, &rev, &errs, &nerrs, err);
+	for (;;) {
+		int rg;
+
+		rc = consul_txn_run(ck, ops, n, is_read, res, &rev, &errs, &nerrs, err);
+		if (rc != CONSUL_ROLLED_BACK)
+			break;
+		rg = consul_cmps_reguess(ck, cmps, ncmp, ops, n, is_read, guessed, errs, nerrs,
+		                         err);
+		if (rg == CONSUL_ROLLED_BACK)
+			break;
+		free(errs);
+		errs = NULL;
+		nerrs = 0;
+		if (rg != VF_OK) {
+			rc = rg;
+			goto out;
+		}
+	}
 	if (rc == CONSUL_ROLLED_BACK) {
 		rc = consul_txn_fail_rc(ops, errs, nerrs, err);
 		goto out;
 	}
 	if (rc != VF_OK)
 		goto out;
+	consul_seen_txn(ck, ops, n, res);
 	for (size_t i = 0; i < nops; i++)
 		if (vops[i].kind == VF_OP_UNLOCK)
 			((struct consul_lock *)vops[i].lock)->released = 1;
@@ -623,6 +802,7 @@ out:
 	free(res);
 	free(ops);
 	free(is_read);
+	free(guessed);
 	free(sids);
 	free(errs);
 	return rc;
@@ -1129,6 +1309,7 @@ static int consul_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *
 		if (rc != VF_OK)
 			goto out;
 	}
+	consul_seen_txn(ck, ops, n, res);
 	lk->base.fence = res[0].pair.mod_rev;
 	for (size_t i = 0; i < nreads && reads_r; i++) {
 		reads_r[i] = res[i + 1];
@@ -1170,7 +1351,7 @@ static int consul_lock_many(struct vf_kv *kv, struct vf_kv_lease *lease, const c
 	struct vf_kv_result *res = NULL;
 	struct consul_txn_error *errs = NULL;
 	struct consul_lock **lks = NULL;
-	int *is_read = NULL;
+	int *is_read = NULL, *guessed = NULL;
 	size_t nops = ncmp + n, nerrs = 0, taken = 0;
 	int64_t rev;
 	int rc = VF_OK;
@@ -1193,8 +1374,9 @@ static int consul_lock_many(struct vf_kv *kv, struct vf_kv_lease *lease, const c
 	ops = calloc(nops, sizeof(*ops));
 	res = calloc(nops, sizeof(*res));
 	is_read = calloc(nops, sizeof(*is_read));
+	guessed = calloc(nops, sizeof(*guessed));
 	lks = calloc(n ? n : 1, sizeof(*lks));
-	if (!ops || !res || !is_read || !lks) {
+	if (!ops || !res || !is_read || !guessed || !lks) {
 		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
 		goto out;
 	}
@@ -1213,7 +1395,7 @@ static int consul_lock_many(struct vf_kv *kv, struct vf_kv_lease *lease, const c
 			break;
 	}
 	if (rc == VF_OK)
-		rc = consul_cmps_ops(ck, cmps, ncmp, ops, err);
+		rc = consul_cmps_ops(ck, cmps, ncmp, ops, guessed, err);
 	if (rc != VF_OK)
 		goto out;
 	for (size_t i = 0; i < n; i++)
@@ -1222,7 +1404,24 @@ static int consul_lock_many(struct vf_kv *kv, struct vf_kv_lease *lease, const c
 		                                       .value = ck->holder,
 		                                       .value_len = strlen(ck->holder),
 		                                       .session = lks[i]->sid};
-	rc = consul_txn_run(ck, ops, nops, is_read, res, &rev, &errs, &nerrs, err);
+	for (;;) {
+		int rg;
+
+		rc = consul_txn_run(ck, ops, nops, is_read, res, &rev, &errs, &nerrs, err);
+		if (rc != CONSUL_ROLLED_BACK)
+			break;
+		rg = consul_cmps_reguess(ck, cmps, ncmp, ops, nops, is_read, guessed, errs, nerrs,
+		                         err);
+		if (rg == CONSUL_ROLLED_BACK)
+			break;
+		free(errs);
+		errs = NULL;
+		nerrs = 0;
+		if (rg != VF_OK) {
+			rc = rg;
+			goto out;
+		}
+	}
 	if (rc == CONSUL_ROLLED_BACK) {
 		const struct consul_txn_error *busy = NULL;
 		int other = 0;
@@ -1249,6 +1448,7 @@ static int consul_lock_many(struct vf_kv *kv, struct vf_kv_lease *lease, const c
 	}
 	if (rc != VF_OK)
 		goto out;
+	consul_seen_txn(ck, ops, nops, res);
 	for (size_t i = 0; i < n; i++) {
 		lks[i]->base.fence = res[ncmp + i].pair.mod_rev;
 		locks_r[i] = &lks[i]->base;
@@ -1269,6 +1469,7 @@ out:
 	free(res);
 	free(ops);
 	free(is_read);
+	free(guessed);
 	free(errs);
 	return rc;
 }
@@ -1692,6 +1893,8 @@ static void consul_close(struct vf_kv *kv)
 		ck->leases = l->next;
 		free(l);
 	}
+	for (size_t i = 0; i < CONSUL_SEEN_N; i++)
+		consul_seen_clear(&ck->seen[i]);
 	while (ck->held) {
 		struct consul_held *h = ck->held;
 
