@@ -91,10 +91,11 @@ int etcd_lock_many(struct vf_kv *kv, struct vf_kv_lease *lease, const char *cons
                    const struct vf_kv_cmp *cmps, size_t ncmp, struct vf_kv_lock **locks_r,
                    struct vf_err *err);
 void etcd_lock_shutdown(struct etcd_kv *ek); /* close(): forget the waiter keys */
-/* Wait (watch, no polling) until key is deleted after revision after_rev, or until
- * deadline_ms (< 0: forever). VF_OK when deleted, VF_ETIMEDOUT, or a store error. */
-int etcd_wait_delete(struct etcd_kv *ek, const char *key, int64_t after_rev, int64_t deadline_ms,
-                     struct vf_err *err);
+/* Wait (watch, no polling) until key, seen with create_rev at revision after_rev, is
+ * deleted (or replaced), or until deadline_ms (< 0: forever). VF_OK when deleted or
+ * when the caller should look again, VF_ETIMEDOUT, or a store error. */
+int etcd_wait_delete(struct etcd_kv *ek, const char *key, int64_t create_rev, int64_t after_rev,
+                     int64_t deadline_ms, struct vf_err *err);
 
 /* etcd_watch.c */
 int etcd_watch_start(struct vf_kv *kv, const char *prefix, int64_t after_rev, vf_kv_watch_fn fn,
@@ -156,13 +157,14 @@ int etcd_build_txn(const struct vf_kv_cmp *cmps, size_t ncmp, const struct vf_kv
 int etcd_build_lock_acquire(const char *waiter, const char *prefix, int64_t lease,
                             const char *const *reads, size_t nreads, char **body_r, size_t *len_r,
                             struct vf_err *err);
-/* [range waiter, range predecessor (create < my_rev, greatest)] in one snapshot. */
+/* [range waiter, range predecessor (create < my_rev, greatest), reads...] in one
+ * snapshot: without a predecessor the waiter owns the lock and the reads are the
+ * state under its fence. etcd_build_lock_pred: the same without reads. */
+int etcd_build_lock_check(const char *waiter, const char *prefix, int64_t my_rev,
+                          const char *const *reads, size_t nreads, char **body_r, size_t *len_r,
+                          struct vf_err *err);
 int etcd_build_lock_pred(const char *waiter, const char *prefix, int64_t my_rev, char **body_r,
                          size_t *len_r, struct vf_err *err);
-/* compare CREATE(waiter)==fence; success [range owner, reads...]. */
-int etcd_build_lock_reread(const char *waiter, const char *prefix, int64_t fence,
-                           const char *const *reads, size_t nreads, char **body_r, size_t *len_r,
-                           struct vf_err *err);
 /* Batch try-lock: compares [no key under prefixes[i]..., cmps...]; success [put
  * waiters[i] (lease)...]; failure [first key under prefixes[i]...]. VF_ELIMIT if
  * n + ncmp > max_ops, VF_EINVAL on a bad compare. */

@@ -509,8 +509,9 @@ int etcd_build_lock_acquire(const char *waiter, const char *prefix, int64_t leas
 	return etcd_gen_done(g, body_r, len_r, err);
 }
 
-int etcd_build_lock_pred(const char *waiter, const char *prefix, int64_t my_rev, char **body_r,
-                         size_t *len_r, struct vf_err *err)
+int etcd_build_lock_check(const char *waiter, const char *prefix, int64_t my_rev,
+                          const char *const *reads, size_t nreads, char **body_r, size_t *len_r,
+                          struct vf_err *err)
 {
 	struct etcd_range_opt pred = {1, "DESCEND", "CREATE", my_rev - 1, 0};
 	yajl_gen g = etcd_gen_new();
@@ -521,28 +522,15 @@ int etcd_build_lock_pred(const char *waiter, const char *prefix, int64_t my_rev,
 	yajl_gen_array_open(g);
 	json_gen_range_op(g, waiter, 0, NULL);
 	json_gen_range_op(g, prefix, 1, &pred);
+	json_gen_reads(g, reads, nreads);
 	yajl_gen_array_close(g);
 	return etcd_gen_done(g, body_r, len_r, err);
 }
 
-int etcd_build_lock_reread(const char *waiter, const char *prefix, int64_t fence,
-                           const char *const *reads, size_t nreads, char **body_r, size_t *len_r,
-                           struct vf_err *err)
+int etcd_build_lock_pred(const char *waiter, const char *prefix, int64_t my_rev, char **body_r,
+                         size_t *len_r, struct vf_err *err)
 {
-	yajl_gen g = etcd_gen_new();
-
-	if (g == NULL)
-		return etcd_gen_done(g, body_r, len_r, err);
-	vf_jgen_str(g, "compare");
-	yajl_gen_array_open(g);
-	etcd_gen_cmp_rev(g, "CREATE", waiter, fence);
-	yajl_gen_array_close(g);
-	vf_jgen_str(g, "success");
-	yajl_gen_array_open(g);
-	json_gen_owner_op(g, prefix);
-	json_gen_reads(g, reads, nreads);
-	yajl_gen_array_close(g);
-	return etcd_gen_done(g, body_r, len_r, err);
+	return etcd_build_lock_check(waiter, prefix, my_rev, NULL, 0, body_r, len_r, err);
 }
 
 /* Compare "no key at all under prefix": VERSION == 0 over [prefix, prefix end). etcd

@@ -12,6 +12,13 @@
  * handle holds or awaits it fails at once with VF_EBUSY (threads that contend for
  * one lock need a lease each). A waiter key found in the store that this handle
  * does not know (left by an attempt whose answer was lost) is adopted.
+ *
+ * lock_many takes n names in one txn: per name "no key under N/" (a VERSION == 0
+ * compare over the prefix range), plus the caller's compares; on success every
+ * waiter key is put in that txn, so all share its revision as create_revision and
+ * fence, and each is then an ordinary lock (unlock, VF_OP_UNLOCK, waiters queue
+ * behind it). On failure the same request reads the first key under each N/:
+ * one there is VF_EBUSY, none is VF_ECONFLICT.
  */
 #include <config.h>
 
@@ -64,12 +71,44 @@ struct lock_wd {
 	struct etcd_stream stream;
 	struct etcd_kv *ek;
 	const char *key;
-	int64_t after_rev;
-	int deleted; /* saw the DELETE */
-	int recheck; /* the watch was cancelled (compaction): look again */
-	int failed;  /* in-band error or unexpected cancel */
+	int64_t create_rev; /* the incarnation of key we wait for */
+	int64_t after_rev;  /* key was seen at this revision */
+	int deleted;        /* saw the DELETE */
+	int recheck;        /* cancelled (compaction), or the gap check failed: look again */
+	int failed;         /* in-band error or unexpected cancel */
 	struct vf_err err;
 };
+
+/* The watch starts at its creation revision (so etcd serves it from the synced
+ * group, at once; one that starts in the past waits for the 100 ms sync loop).
+ * If the store moved on since key was seen, look at it once to cover the gap:
+ * gone, or a new incarnation, is a delete; present, any later delete is ours. */
+static int lock_wd_gap(struct lock_wd *wd)
+{
+	struct vf_kv_pair p;
+	char *body = NULL;
+	size_t len;
+	yajl_val tree = NULL;
+	int rc;
+
+	rc = etcd_build_range(wd->key, 0, &body, &len, NULL);
+	if (rc == VF_OK)
+		rc = etcd_rpc(wd->ek, "/v3/kv/range", body, len, 1, 0, &tree, "lock wait", NULL);
+	if (rc == VF_OK) {
+		rc = etcd_parse_first(tree, &p, NULL);
+		if (rc == VF_ENOTFOUND || (rc == VF_OK && p.create_rev != wd->create_rev))
+			wd->deleted = 1;
+		else if (rc != VF_OK)
+			wd->recheck = 1;
+		if (rc == VF_OK)
+			vf_kv_pair_clear(&p);
+	} else {
+		wd->recheck = 1; /* cannot tell: the caller's check decides */
+	}
+	yajl_tree_free(tree);
+	free(body);
+	return wd->deleted || wd->recheck;
+}
 
 static int lock_wd_msg(yajl_val msg, void *arg)
 {
@@ -92,30 +131,8 @@ static int lock_wd_msg(yajl_val msg, void *arg)
 		wd->recheck = 1;
 		return 1;
 	}
-	if (m.created && m.revision > wd->after_rev) {
-		/* The store moved on since we looked: a watcher that starts in the past is
-		 * only served by etcd's 100 ms sync loop, so look at the key now instead of
-		 * waiting for that (the watch still covers anything later). */
-		struct vf_kv_pair p;
-		char *body = NULL;
-		size_t len;
-		yajl_val tree = NULL;
-
-		if (etcd_build_range(wd->key, 0, &body, &len, NULL) == VF_OK &&
-		    etcd_rpc(wd->ek, "/v3/kv/range", body, len, 1, 0, &tree, "lock wait", NULL) ==
-		            VF_OK) {
-			int rc = etcd_parse_first(tree, &p, NULL);
-
-			if (rc == VF_ENOTFOUND)
-				wd->deleted = 1;
-			else if (rc == VF_OK)
-				vf_kv_pair_clear(&p);
-		}
-		yajl_tree_free(tree);
-		free(body);
-		if (wd->deleted)
-			return 1;
-	}
+	if (m.created && (m.revision == 0 || m.revision > wd->after_rev) && lock_wd_gap(wd))
+		return 1;
 	for (size_t i = 0; m.events && i < m.events->u.array.len; i++) {
 		const char *type =
 		        vf_json_str(vf_json_get(m.events->u.array.values[i], "type", NULL));
@@ -139,16 +156,16 @@ static size_t lock_wd_data(const char *p, size_t n, void *arg)
 	return n;
 }
 
-int etcd_wait_delete(struct etcd_kv *ek, const char *key, int64_t after_rev, int64_t deadline_ms,
-                     struct vf_err *err)
+int etcd_wait_delete(struct etcd_kv *ek, const char *key, int64_t create_rev, int64_t after_rev,
+                     int64_t deadline_ms, struct vf_err *err)
 {
 	char *body = NULL;
 	size_t len;
 	int rc, reauthed = 0;
 
-	rc = etcd_build_watch(key, strlen(key), NULL, 0, after_rev + 1, &body, &len, err);
+	rc = etcd_build_watch(key, strlen(key), NULL, 0, 0, &body, &len, err);
 	while (rc == VF_OK) {
-		struct lock_wd wd = {{{0}}, ek, key, after_rev, 0, 0, 0, {0}};
+		struct lock_wd wd = {{{0}}, ek, key, create_rev, after_rev, 0, 0, 0, {0}};
 		struct vf_http_req req = {0};
 		struct vf_http_resp resp;
 		unsigned long gen = 0;
@@ -361,8 +378,10 @@ int etcd_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *name, int
 			yajl_tree_free(tree);
 			tree = NULL;
 			free(body);
-			rc = etcd_build_lock_pred(waiter.data, prefix.data, me.create_rev, &body,
-			                          &len, err);
+			/* One snapshot: still queued? a predecessor? and the reads, which
+			 * are the state under the fence when there is no predecessor. */
+			rc = etcd_build_lock_check(waiter.data, prefix.data, me.create_rev, reads,
+			                           nreads, &body, &len, err);
 			if (rc == VF_OK)
 				rc = etcd_rpc(ek, "/v3/kv/txn", body, len, 1, 0, &tree, what, err);
 			if (rc == VF_OK)
@@ -408,7 +427,7 @@ int etcd_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *name, int
 			if (etcd_parse_first(etcd_txn_resp(tree, 1, "response_range"), &pred,
 			                     NULL) != VF_OK)
 				break; /* no predecessor: we own it */
-			rc = etcd_wait_delete(ek, pred.key, rev, deadline, err);
+			rc = etcd_wait_delete(ek, pred.key, pred.create_rev, rev, deadline, err);
 			vf_kv_pair_clear(&pred);
 			if (rc == VF_ETIMEDOUT)
 				vf_err_set(err, rc, "%s: timed out after %d ms", what, timeout_ms);
@@ -422,26 +441,10 @@ int etcd_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *name, int
 		}
 		waited = 1;
 	}
-	if (nreads && !waited) {
-		rc = lock_fill_reads(tree, first + 2, nreads, reads_r, err);
-	} else if (nreads) {
-		/* Re-read under the fence: the reads reflect the state at acquisition. */
-		yajl_tree_free(tree);
-		tree = NULL;
-		free(body);
-		rc = etcd_build_lock_reread(waiter.data, prefix.data, me.create_rev, reads, nreads,
-		                            &body, &len, err);
-		if (rc == VF_OK)
-			rc = etcd_rpc(ek, "/v3/kv/txn", body, len, 1, 0, &tree, what, err);
-		if (rc == VF_OK && !etcd_txn_succeeded(tree)) {
-			ours = 0;
-			rc = vf_err_set(err, VF_ELEASE,
-			                "%s: lost before the reads (lease %s ended)", what,
-			                lease->id);
-		}
-		if (rc == VF_OK)
-			rc = lock_fill_reads(tree, 1, nreads, reads_r, err);
-	}
+	/* The reads came with the answer that made us the owner: the acquisition or,
+	 * after waiting, the last check (same snapshot as "no predecessor"). */
+	if (nreads)
+		rc = lock_fill_reads(tree, waited ? 2 : first + 2, nreads, reads_r, err);
 	if (rc != VF_OK)
 		goto out;
 	lk = calloc(1, sizeof(*lk));
