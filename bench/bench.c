@@ -1127,6 +1127,10 @@ static int bn_scale_child(const char *name, long n, const char *prefix, const ch
 	       bn_status_kb("VmHWM"), rss0, watches,
 	       memkv_shim_count(shim, MEMKV_LIST) - lists_start, memkv_shim_total(shim));
 	fflush(stdout);
+	for (int sl = 0; sl < MEMKV_NSLOTS; sl++)
+		if (memkv_shim_count(shim, sl))
+			fprintf(stderr, "vfbench: %s: scale %ld: %s x %u\n", name, n,
+			        memkv_slot_name(sl), memkv_shim_count(shim, sl));
 	vf_ctx_free(&ctx);
 	wkv->ops->watch_stop(wkv, &w);
 	kv->ops->close(kv);
@@ -1624,6 +1628,7 @@ int main(int argc, char **argv)
 
 	if (argc == 6 && strcmp(argv[1], "--scale-child") == 0) {
 		vf_log_set_level(VF_LOG_ERR);
+		vf_malloc_tune(); /* as vfiled does */
 		return bn_scale_child(argv[2], strtol(argv[3], NULL, 10), argv[4], argv[5]);
 	}
 	bn_o.json = "bench/results.json";

@@ -126,6 +126,13 @@ int vf_cfg_known(const config_setting_t *cfg, const char *const *known, struct v
 /* "file:line: " for messages about setting s (empty when unknown). */
 void vf_cfg_where(const config_setting_t *s, char *buf, size_t size);
 
+/* ---- process ---- */
+/* Daemon-wide malloc tuning, once at start (vfiled, and the benchmark's
+ * manager): at most 2 glibc arenas (M_ARENA_MAX) unless MALLOC_ARENA_MAX is
+ * set. A manager runs ~40 threads that mostly wait on the store; with an arena
+ * each, memory one thread frees stays reserved in its arena. */
+void vf_malloc_tune(void);
+
 /* ---- time ---- */
 int64_t vf_now_ms(void); /* CLOCK_MONOTONIC in ms */
 

@@ -154,7 +154,15 @@ struct mgr_batch {
 	size_t n;
 	char vol[MGR_BATCH_MAX][MGR_NAME];
 	int64_t state_rev[MGR_BATCH_MAX]; /* state/<vol> (Mounted) as listed */
+	char *info[MGR_BATCH_MAX];        /* info/<vol> as listed after it (NULL: absent) */
 };
+
+static void mgr_batch_free(struct mgr_batch *b)
+{
+	for (size_t i = 0; b && i < b->n; i++)
+		free(b->info[i]);
+	free(b);
+}
 
 struct mgr_job {
 	char vol[MGR_NAME];
@@ -274,10 +282,10 @@ out:
 }
 
 /* Volumes per restart batch: lock_many takes n names + 2n compares, the record
- * txn 2n compares + 4n ops; 0 when the backend cannot lock many at once. */
+ * txn n compares + 4n ops; 0 when the backend cannot lock many at once. */
 static size_t mgr_batch_size(const struct vf_ctx *ctx)
 {
-	size_t k = ctx->kv->max_txn_ops / 6;
+	size_t k = ctx->kv->max_txn_ops / 5;
 
 	if (ctx->kv->ops->lock_many == NULL || k < 2)
 		return 0;
@@ -292,12 +300,12 @@ static void mgr_batch_flush(struct mgr *m, struct mgr_batch **bp)
 
 	*bp = NULL;
 	if (b == NULL || b->n == 0) {
-		free(b);
+		mgr_batch_free(b);
 		return;
 	}
 	if (b->n == 1) {
 		mgr_enqueue(m, b->vol[0], JOB_RESTART);
-		free(b);
+		mgr_batch_free(b);
 		return;
 	}
 	pthread_mutex_lock(&m->mu);
@@ -325,16 +333,17 @@ static void mgr_batch_flush(struct mgr *m, struct mgr_batch **bp)
 	if (j == NULL) {
 		for (size_t i = 0; i < b->n; i++)
 			mgr_enqueue(m, b->vol[i], JOB_RESTART);
-		free(b);
+		mgr_batch_free(b);
 	}
 }
 
-/* Add a restart of vol (state/<vol> Mounted at state_rev) to the batch *bp,
- * queueing it when full; a single restart when batches are not possible. */
-static void mgr_batch_add(struct mgr *m, struct mgr_batch **bp, const char *vol, int64_t state_rev)
+/* Add a restart of vol (state/<vol> Mounted at state_rev, info as listed) to
+ * the batch *bp, queueing it when full. */
+static void mgr_batch_add(struct mgr *m, struct mgr_batch **bp, const char *vol, int64_t state_rev,
+                          const char *info)
 {
 	size_t max = mgr_batch_size(m->ctx);
-	char qk[MGR_NAME + 16];
+	char qk[MGR_NAME + 16], *icopy = NULL;
 	int queued;
 
 	snprintf(qk, sizeof(qk), "%d/%s", JOB_RESTART, vol);
@@ -343,11 +352,14 @@ static void mgr_batch_add(struct mgr *m, struct mgr_batch **bp, const char *vol,
 	pthread_mutex_unlock(&m->mu);
 	if (queued)
 		return; /* its job will read fresh state */
-	if (max == 0 || (*bp == NULL && (*bp = calloc(1, sizeof(**bp))) == NULL)) {
+	if (max == 0 || (info && (icopy = strdup(info)) == NULL) ||
+	    (*bp == NULL && (*bp = calloc(1, sizeof(**bp))) == NULL)) {
+		free(icopy);
 		mgr_enqueue(m, vol, JOB_RESTART);
 		return;
 	}
 	snprintf((*bp)->vol[(*bp)->n], MGR_NAME, "%s", vol);
+	(*bp)->info[(*bp)->n] = icopy;
 	(*bp)->state_rev[(*bp)->n++] = state_rev;
 	if ((*bp)->n >= max)
 		mgr_batch_flush(m, bp);
@@ -690,7 +702,8 @@ static void mgr_batch_unlock(struct vf_ctx *ctx, struct vf_kv_lease *lease, cons
  * batch cannot settle as a whole goes back to the caller (*back_r = 1: queue
  * single restarts) or is recorded volume by volume. */
 static void mgr_do_restart_batch(struct mgr *m, const char *const *vols, const int64_t *revs,
-                                 size_t n, struct vf_kv_lease *lease, int *back_r)
+                                 char *const *infos, size_t n, struct vf_kv_lease *lease,
+                                 int *back_r)
 {
 	struct vf_ctx *ctx = m->ctx;
 	struct vf_kv *kv = ctx->kv;
@@ -698,7 +711,6 @@ static void mgr_do_restart_batch(struct mgr *m, const char *const *vols, const i
 	struct vf_kv_lock *locks[MGR_BATCH_MAX] = {0};
 	struct vf_kv_cmp c[2 * MGR_BATCH_MAX];
 	struct vf_kv_op o[4 * MGR_BATCH_MAX];
-	struct vf_kv_txn_result tr = {0};
 	char *addr[MGR_BATCH_MAX] = {0}, *info[MGR_BATCH_MAX] = {0}, sval[200];
 	int port[MGR_BATCH_MAX], up[MGR_BATCH_MAX] = {0};
 	size_t nc = 0, no = 0, nup = 0;
@@ -729,18 +741,11 @@ static void mgr_do_restart_batch(struct mgr *m, const char *const *vols, const i
 		       n, vols[0], e.msg);
 		goto out;
 	}
-	/* under the locks: their info */
-	for (size_t i = 0; i < n; i++)
-		o[i] = (struct vf_kv_op){.kind = VF_OP_GET, .key = keys[i][2]};
-	rc = kv->ops->txn(kv, NULL, 0, o, n, &tr, &e);
-	if (rc != VF_OK || tr.count != n) {
-		vf_log(VF_LOG_ERR, "restart of %zu volumes (%s ...): cannot read their info: %s", n,
-		       vols[0], rc != VF_OK ? e.msg : "short answer");
-		goto out;
-	}
+	/* info as listed is current: it is only written with state/<vol>, whose
+	 * version the locks were taken at */
 	snprintf(sval, sizeof(sval), "%s %s", ctx->node_id, lease->id);
 	for (size_t i = 0; i < n; i++) {
-		const char *old = tr.results[i].found ? tr.results[i].pair.value : NULL;
+		const char *old = infos[i];
 
 		rc = ctx->fs->start(ctx->fs_arg, vols[i], old ? old : "{}", &addr[i], &port[i], &e);
 		if (rc != VF_OK) {
@@ -762,9 +767,9 @@ static void mgr_do_restart_batch(struct mgr *m, const char *const *vols, const i
 	for (size_t i = 0; i < n; i++) {
 		if (up[i]) {
 			nup++;
+			/* LOCK_HELD alone: state/<vol> is written only under this lock, and
+			 * lock_many took it at the listed version */
 			c[nc++] = (struct vf_kv_cmp){.kind = VF_CMP_LOCK_HELD, .lock = locks[i]};
-			c[nc++] = (struct vf_kv_cmp){
-			        .kind = VF_CMP_VERSION_EQ, .key = keys[i][0], .mod_rev = revs[i]};
 			o[no++] = (struct vf_kv_op){.kind = VF_OP_PUT,
 			                            .key = keys[i][2],
 			                            .value = info[i],
@@ -812,7 +817,6 @@ out:
 		mgr_batch_unlock(ctx, lease, vols, n, locks);
 	for (size_t i = 0; i < n; i++)
 		vf_vol_unlock(ctx, lease, "state", vols[i], &locks[i]);
-	vf_kv_txn_result_clear(&tr);
 	for (size_t i = 0; i < n; i++) {
 		free(addr[i]);
 		free(info[i]);
@@ -1053,6 +1057,7 @@ static void mgr_run_batch(struct mgr *m, const struct mgr_batch *b, struct vf_kv
 {
 	struct vf_ctx *ctx = m->ctx;
 	const char *vols[MGR_BATCH_MAX];
+	char *infos[MGR_BATCH_MAX];
 	int64_t revs[MGR_BATCH_MAX];
 	int mine[MGR_BATCH_MAX] = {0}, back[MGR_BATCH_MAX] = {0}, all_back = 0;
 	size_t n = 0;
@@ -1077,10 +1082,11 @@ static void mgr_run_batch(struct mgr *m, const struct mgr_batch *b, struct vf_kv
 			continue;
 		}
 		vols[n] = b->vol[i];
+		infos[n] = b->info[i];
 		revs[n++] = b->state_rev[i];
 	}
 	if (n)
-		mgr_do_restart_batch(m, vols, revs, n, lease, &all_back);
+		mgr_do_restart_batch(m, vols, revs, infos, n, lease, &all_back);
 	for (size_t i = 0; i < b->n; i++)
 		if (mine[i] && !back[i])
 			vf_vol_local_leave(ctx, "state", b->vol[i]);
@@ -1175,7 +1181,7 @@ static void *mgr_worker(void *arg)
 		snprintf(m->busy[self], MGR_NAME, "%s", j->batch ? "" : j->vol);
 		pthread_mutex_unlock(&m->mu);
 		mgr_run(m, j);
-		free(j->batch);
+		mgr_batch_free(j->batch);
 		free(j);
 		pthread_mutex_lock(&m->mu);
 		m->busy[self][0] = '\0';
@@ -1344,11 +1350,71 @@ static const int mgr_lfam[L_N] = {VK_STATE,         VK_GREF,         -1,
                                   VK_STOP_TRIGGER,  VK_STOP_MARKER,  VK_STOP_CLAIM,
                                   VK_SERVER};
 
+/* One list of a reconcile pass, on its own thread: the lists of a pass go out
+ * together (each is its own snapshot either way; every action a pass queues is
+ * re-validated under a lock or a compare). */
+struct mgr_lister {
+	struct vf_kv *kv;
+	const char *prefix;
+	struct vf_kv_list *l;
+	struct vf_err err;
+	int rc;
+};
+
+static void *mgr_lister_run(void *arg)
+{
+	struct mgr_lister *a = arg;
+
+	a->rc = a->kv->ops->list(a->kv, a->prefix, a->l, &a->err);
+	return NULL;
+}
+
+struct mgr_rcand {
+	const char *vol;
+	int64_t state_rev;
+};
+
+/* Queue the restarts a pass found: batched (with info/ listed once, after the
+ * states) when the backend can, else one job each. */
+static void mgr_queue_restarts(struct mgr *m, const struct mgr_rcand *c, size_t n)
+{
+	struct vf_ctx *ctx = m->ctx;
+	struct vf_kv_list info = {0};
+	struct mgr_batch *batch = NULL;
+	struct vf_err e = {0};
+	char pre[512];
+
+	snprintf(pre, sizeof(pre), "%s%s/", ctx->prefix, vf_vol_family[VK_INFO]);
+	if (n < 2 || mgr_batch_size(ctx) == 0 ||
+	    ctx->kv->ops->list(ctx->kv, pre, &info, &e) != VF_OK) {
+		if (n >= 2 && mgr_batch_size(ctx))
+			vf_log(VF_LOG_WARN, "reconcile: cannot list %s: %s (restarting one by one)",
+			       pre, e.msg);
+		for (size_t i = 0; i < n; i++)
+			mgr_enqueue(m, c[i].vol, JOB_RESTART);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char k[1024];
+		const struct vf_kv_pair *p;
+
+		snprintf(k, sizeof(k), "%s%s", pre, c[i].vol);
+		p = vf_vol_list_find(&info, k);
+		mgr_batch_add(m, &batch, c[i].vol, c[i].state_rev, p ? p->value : NULL);
+	}
+	mgr_batch_flush(m, &batch);
+	vf_kv_list_clear(&info);
+}
+
 int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 {
 	struct mgr *m = ctx->mgr;
 	struct vf_kv_list l[L_N];
-	struct mgr_batch *batch = NULL;
+	struct mgr_lister la[L_N];
+	pthread_t lt[L_N];
+	int lstarted[L_N] = {0};
+	struct mgr_rcand *rc_c = NULL;
+	size_t rc_n = 0, rc_cap = 0;
 	char pre[L_N][512], mine[200];
 	int rc = VF_OK;
 
@@ -1359,11 +1425,21 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 	for (int i = 0; i < L_N; i++)
 		snprintf(pre[i], 512, "%s%s/", ctx->prefix,
 		         mgr_lfam[i] < 0 ? "client" : vf_vol_family[mgr_lfam[i]]);
-	/* one list per family per pass */
-	for (int i = 0; i < L_N && rc == VF_OK; i++) {
-		rc = ctx->kv->ops->list(ctx->kv, pre[i], &l[i], err);
-		if (rc != VF_OK)
+	/* one list per family per pass, all at once */
+	for (int i = 0; i < L_N; i++) {
+		la[i] = (struct mgr_lister){.kv = ctx->kv, .prefix = pre[i], .l = &l[i]};
+		lstarted[i] = i > 0 && pthread_create(&lt[i], NULL, mgr_lister_run, &la[i]) == 0;
+		if (!lstarted[i])
+			mgr_lister_run(&la[i]);
+	}
+	for (int i = 0; i < L_N; i++) {
+		if (lstarted[i])
+			pthread_join(lt[i], NULL);
+		if (la[i].rc != VF_OK && rc == VF_OK) {
+			rc = la[i].rc;
+			*err = la[i].err;
 			vf_err_prefix(err, "reconcile: cannot list %s", pre[i]);
+		}
 	}
 	if (rc != VF_OK)
 		goto out;
@@ -1422,7 +1498,19 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 			       "volume %s: Mounted but its server's lease is gone: "
 			       "restarting it",
 			       vol);
-			mgr_batch_add(m, &batch, vol, s->mod_rev);
+			if (rc_n == rc_cap) {
+				size_t nc = rc_cap ? 2 * rc_cap : 64;
+				struct mgr_rcand *x = realloc(rc_c, nc * sizeof(*x));
+
+				if (x) {
+					rc_c = x;
+					rc_cap = nc;
+				}
+			}
+			if (rc_n < rc_cap)
+				rc_c[rc_n++] = (struct mgr_rcand){vol, s->mod_rev};
+			else
+				mgr_enqueue(m, vol, JOB_RESTART);
 		} else if (mounted && f[L_SERVER] == NULL && !start_p && !stop_p &&
 		           !mgr_live_claim(f[L_SCLAIM]) && !mgr_live_claim(f[L_PCLAIM])) {
 			/* nobody mounts it and nobody serves it: no restart, a stop
@@ -1443,7 +1531,7 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 		    !mgr_live_claim(f[L_SCLAIM]) && !mgr_live_claim(f[L_PCLAIM]))
 			mgr_idle_note(m, vol, s, f[L_GREF], f[L_SERVER]);
 	}
-	mgr_batch_flush(m, &batch);
+	mgr_queue_restarts(m, rc_c, rc_n);
 	mgr_idle_prune(m);
 	/* servers this process runs that the store does not assign to it */
 	{
@@ -1475,6 +1563,7 @@ out:
 	pthread_mutex_unlock(&m->pass_mu);
 	for (int i = 0; i < L_N; i++)
 		vf_kv_list_clear(&l[i]);
+	free(rc_c);
 	return rc;
 }
 
@@ -1520,7 +1609,7 @@ static void mgr_free(struct mgr *m)
 		struct mgr_job *j = m->head;
 
 		m->head = j->next;
-		free(j->batch);
+		mgr_batch_free(j->batch);
 		free(j);
 	}
 	mgr_hfree(&m->served, 0);

@@ -664,6 +664,7 @@ int main(int argc, char **argv)
 	char host[256];
 	int check = 0, opt, status = 0;
 
+	vf_malloc_tune();
 	while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':

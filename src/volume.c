@@ -85,6 +85,15 @@
  *   when server/ names this node or is absent.
  * restart (reconciler: Mounted, server/ absent, no live start claim, a host
  *   counted): the start above without a claim, doing nothing unless still Mounted.
+ *   Batched when the backend has lock_many (src/manager.c): the volumes one pass
+ *   finds go K at a time (K = max_txn_ops / 5): lock_many(their state locks,
+ *   [VERSION_EQ state as listed, ABSENT server] each: all or nothing); their
+ *   info as listed (info/ is listed once, after state/: info is only written
+ *   together with state, so the state compare covers it); the servers started;
+ *   one txn [LOCK_HELD] x K: the start's puts x K, UNLOCK x K (state cannot
+ *   change under its lock). That is K single restarts at one instant (no new
+ *   interleaving); a lock held or a compare failed sends the batch back to
+ *   single restarts, a failed record txn is redone volume by volume.
  * idle-stop (reconciler: Mounted with a server, no host, nothing pending, for two
  *   passes; or Mounted, no server and no host): try-lock(gref, reads gref,state,
  *   stop_trigger); gref==0 and Mounted: txn [LOCK_HELD, VERSION_EQ gref,
