@@ -676,6 +676,8 @@ struct cf_waiter {
 	int started, returned, rc;
 	int64_t at;
 	struct vf_kv_lock *lock;
+	const char *read;       /* read with the acquisition (may be NULL) */
+	struct vf_kv_result rr; /* its result */
 	char msg[256];
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -692,7 +694,8 @@ static void *cf_waiter_main(void *arg)
 	w->started = 1;
 	pthread_cond_broadcast(&w->cv);
 	pthread_mutex_unlock(&w->mu);
-	rc = cf_ops->lock(cf_kv, w->lease, w->name, 30000 * cf_slow, NULL, 0, NULL, &lock, &err);
+	rc = cf_ops->lock(cf_kv, w->lease, w->name, 30000 * cf_slow, w->read ? &w->read : NULL,
+	                  w->read ? 1 : 0, w->read ? &w->rr : NULL, &lock, &err);
 	pthread_mutex_lock(&w->mu);
 	w->rc = rc;
 	w->lock = lock;
@@ -1053,9 +1056,12 @@ static void test_lock_many_waiter_and_revoke(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(locks[0]);
 	fence0 = locks[0]->fence;
 
-	/* A blocking lock() queues behind a lock_many lock and gets it after unlock. */
+	/* A blocking lock() queues behind a lock_many lock and gets it after unlock;
+	 * its read is the state at its acquisition (after the holder's fenced write),
+	 * not at its enqueueing. */
 	w.lease = lb;
 	w.name = names[0];
+	w.read = x;
 	CU_ASSERT_EQUAL_FATAL(pthread_create(&th, NULL, cf_waiter_main, &w), 0);
 	pthread_mutex_lock(&w.mu);
 	while (!w.started)
@@ -1078,6 +1084,12 @@ static void test_lock_many_waiter_and_revoke(void)
 		CF_RC(cf_ops->lock_many(cf_kv, lc, names, 1, NULL, 0, one, &err), VF_EBUSY);
 		CU_ASSERT_PTR_NULL(one[0]);
 	}
+	{
+		struct vf_kv_cmp cmp = {.kind = VF_CMP_LOCK_HELD, .lock = locks[0]};
+		struct vf_kv_op op = {.kind = VF_OP_PUT, .key = x, .value = "held", .value_len = 4};
+
+		CF_OK(cf_ops->txn(cf_kv, &cmp, 1, &op, 1, NULL, &err));
+	}
 	t_unlock = cf_now_ms();
 	CF_OK(cf_ops->unlock(cf_kv, &locks[0], &err));
 	pthread_mutex_lock(&w.mu);
@@ -1093,6 +1105,10 @@ static void test_lock_many_waiter_and_revoke(void)
 	CU_ASSERT(w.at - t_unlock < 5000 * cf_slow);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(w.lock);
 	CU_ASSERT(w.lock->fence > fence0);
+	CU_ASSERT_EQUAL(w.rr.found, 1);
+	if (w.rr.found && w.rr.pair.value)
+		CU_ASSERT_STRING_EQUAL(w.rr.pair.value, "held");
+	vf_kv_results_clear(&w.rr, 1);
 	CF_OK(cf_ops->unlock(cf_kv, &w.lock, &err));
 	/* The other two are still held by la. */
 	cf_lm_try(lc, names[1], VF_EBUSY, 0);
@@ -1107,7 +1123,8 @@ static void test_lock_many_waiter_and_revoke(void)
 		struct vf_kv_op op = {.kind = VF_OP_PUT, .key = x, .value = "a", .value_len = 1};
 
 		CF_RC(cf_ops->txn(cf_kv, &cmp, 1, &op, 1, NULL, &err), VF_ECONFLICT);
-		CF_RC(cf_get_str(cf_kv, x, bufs[0], sizeof(bufs[0]), NULL, &err), VF_ENOTFOUND);
+		CF_OK(cf_get_str(cf_kv, x, bufs[0], sizeof(bufs[0]), NULL, &err));
+		CU_ASSERT_STRING_EQUAL(bufs[0], "held");
 	}
 	for (int i = 1; i < CF_LM_N; i++) {
 		cf_ops->unlock(cf_kv, &locks[i], &err); /* lost: any status, but it is freed */
