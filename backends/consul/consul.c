@@ -414,13 +414,47 @@ out:
 	return rc;
 }
 
-/* List prefix; with index > 0 a blocking query waiting up to wait_ms. */
+/* Streamed answer of a listing: fed to the parser as it arrives; the start of
+ * the body is kept for the error message of a non-200 answer. */
+struct consul_stream {
+	struct consul_lparse *p;
+	char head[256];
+	size_t nhead;
+};
+
+static size_t consul_stream_data(const char *data, size_t n, void *arg)
+{
+	struct consul_stream *st = arg;
+	size_t k = sizeof(st->head) - 1 - st->nhead;
+
+	if (k > n)
+		k = n;
+	memcpy(st->head + st->nhead, data, k);
+	st->nhead += k;
+	st->head[st->nhead] = '\0';
+	consul_lparse_feed(st->p, data, n); /* a parse error is latched, reported at the end */
+	return n;
+}
+
+/* List prefix; with index > 0 a blocking query waiting up to wait_ms. The
+ * answer is parsed as it arrives (no copy of the body, no JSON tree); values
+ * as in consul_lparse_new (old: the previous listing for CONSUL_VALUES_CHANGED). */
 static int consul_list_ex(struct consul_kv *ck, const char *prefix, int64_t index, long wait_ms,
-                          volatile int *cancel, struct vf_kv_list *list_r, struct vf_err *err)
+                          volatile int *cancel, const struct vf_kv_list *old,
+                          enum consul_values values, struct vf_kv_list *list_r, struct vf_err *err)
 {
 	struct vf_http_resp resp = {0};
 	struct vf_buf path = {0}, q = {0};
-	long timeout = 0;
+	struct consul_stream st = {0};
+	struct vf_http_req req = {
+	        .method = "GET",
+	        .headers = ck->hdrs,
+	        .idempotent = 1,
+	        .want_header = "X-Consul-Index",
+	        .on_data = consul_stream_data,
+	        .arg = &st,
+	        .cancel = cancel,
+	};
 	int rc;
 
 	memset(list_r, 0, sizeof(*list_r));
@@ -428,7 +462,7 @@ static int consul_list_ex(struct consul_kv *ck, const char *prefix, int64_t inde
 	if (rc == VF_OK && index > 0) {
 		rc = vf_buf_printf(&q, "&index=%" PRId64 "&wait=%ldms", index, wait_ms);
 		/* Consul adds up to wait/16 of jitter. */
-		timeout = wait_ms + wait_ms / 16 + ck->timeout_ms;
+		req.timeout_ms = wait_ms + wait_ms / 16 + ck->timeout_ms;
 	}
 	if (rc == VF_OK)
 		rc = consul_kv_path(&path, prefix, q.data);
@@ -436,17 +470,40 @@ static int consul_list_ex(struct consul_kv *ck, const char *prefix, int64_t inde
 		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
 		goto out;
 	}
-	rc = consul_http(ck, "GET", path.data, NULL, 0, 1, timeout, cancel, &resp, err);
+	req.path = path.data;
+	/* After a lost answer vf_http asks the next endpoint, and the parser has
+	 * then seen part of one answer and all of another: that cannot parse,
+	 * so a 200 answer that does not parse is asked for once more. */
+	for (int attempt = 0; attempt < 2; attempt++) {
+		consul_lparse_free(st.p);
+		vf_http_resp_free(&resp);
+		st.p = NULL;
+		st.nhead = 0;
+		st.head[0] = '\0';
+		if (consul_lparse_new(prefix, old, values, &st.p) != VF_OK) {
+			rc = vf_err_set(err, VF_ENOMEM, "out of memory");
+			goto out;
+		}
+		rc = vf_http_do(ck->http, &req, &resp, err);
+		if (rc != VF_OK)
+			goto out;
+		if (resp.status != 200)
+			break;
+		rc = consul_lparse_finish(st.p, list_r, err);
+		if (rc == VF_OK)
+			break;
+		vf_err_prefix(err, "list %s", prefix);
+		if (rc != VF_EPROTO || (cancel && *cancel))
+			goto out;
+	}
 	if (rc != VF_OK)
 		goto out;
-	if (resp.status == 200)
-		rc = consul_list_parse(resp.body.data ? resp.body.data : "", resp.body.len, prefix,
-		                       list_r, err);
-	else if (resp.status != 404) /* 404: nothing under prefix */
-		rc = consul_status_error(resp.status, resp.body.data, resp.body.len, 0,
+	if (resp.status != 200 && resp.status != 404) /* 404: nothing under prefix */
+		rc = consul_status_error(resp.status, st.head, st.nhead, 0,
 		                         *prefix ? prefix : "(all keys)", err);
 	list_r->revision = consul_index_parse(resp.header);
 out:
+	consul_lparse_free(st.p);
 	vf_http_resp_free(&resp);
 	vf_buf_free(&path);
 	vf_buf_free(&q);
@@ -456,7 +513,8 @@ out:
 static int consul_list(struct vf_kv *kv, const char *prefix, struct vf_kv_list *list_r,
                        struct vf_err *err)
 {
-	return consul_list_ex(consul_of(kv), prefix, 0, 0, NULL, list_r, err);
+	return consul_list_ex(consul_of(kv), prefix, 0, 0, NULL, NULL, CONSUL_VALUES_ALL, list_r,
+	                      err);
 }
 
 static int consul_lease_del_session(struct consul_kv *ck, struct consul_lease *cl, char *sid,
@@ -1528,6 +1586,17 @@ static int consul_watch_pause(struct consul_watch *w, int64_t ms)
 	return cancelled;
 }
 
+/* A watch keeps only keys and indexes of its last listing: the diff needs no
+ * more (DELETE events carry no value; PUTs take the new listing's). */
+static void consul_list_drop_values(struct vf_kv_list *l)
+{
+	for (size_t i = 0; i < l->count; i++) {
+		free(l->items[i].value);
+		l->items[i].value = NULL;
+		l->items[i].value_len = 0;
+	}
+}
+
 static int consul_watch_emit(struct consul_watch *w, const struct vf_kv_list *old_l,
                              const struct vf_kv_list *new_l, size_t *nev_r)
 {
@@ -1589,7 +1658,7 @@ static void *consul_watch_main(void *arg)
 		int reset, rc;
 
 		rc = consul_list_ex(ck, w->prefix, w->index, (long)ck->watch_wait_s * 1000,
-		                    &w->cancel, &nl, &e);
+		                    &w->cancel, &w->last, CONSUL_VALUES_CHANGED, &nl, &e);
 		if (w->cancel) {
 			vf_kv_list_clear(&nl);
 			break;
@@ -1625,6 +1694,7 @@ static void *consul_watch_main(void *arg)
 			       ": resync",
 			       w->prefix, w->last.revision, nl.revision);
 			vf_kv_list_clear(&w->last);
+			consul_list_drop_values(&nl);
 			w->last = nl;
 			w->index = 0;
 			stop = w->fn(&re, w->arg);
@@ -1632,6 +1702,7 @@ static void *consul_watch_main(void *arg)
 		}
 		stop = consul_watch_emit(w, &w->last, &nl, &nev);
 		vf_kv_list_clear(&w->last);
+		consul_list_drop_values(&nl);
 		w->last = nl;
 		w->index = nl.revision < 1 ? 1 : nl.revision;
 		if (nev == 0 && !stop) {
@@ -1682,7 +1753,7 @@ static int consul_watch_start(struct vf_kv *kv, const char *prefix, int64_t afte
 	}
 	/* The baseline listing: events are what changes after it. Consul has no
 	 * history: if the prefix already moved past after_rev, the caller re-lists. */
-	rc = consul_list_ex(ck, prefix, 0, 0, NULL, &w->last, err);
+	rc = consul_list_ex(ck, prefix, 0, 0, NULL, NULL, CONSUL_VALUES_NONE, &w->last, err);
 	if (rc != VF_OK) {
 		vf_err_prefix(err, "watch %s", prefix);
 		goto fail;

@@ -57,6 +57,20 @@ int consul_get_parse(const char *body, size_t len, const char *key, struct vf_kv
 /* GET /v1/kv/<prefix>?recurse: the entries under prefix only, sorted by key. */
 int consul_list_parse(const char *body, size_t len, const char *prefix, struct vf_kv_list *list_r,
                       struct vf_err *err);
+
+/* The same answer parsed as it arrives (no tree, no copy of the body). Values
+ * are decoded for every entry (ALL), none (NONE: value NULL), or only entries
+ * that are not in old with the same ModifyIndex and CreateIndex (CHANGED: what
+ * a watch diff turns into PUT events; old sorted by key, kept alive until
+ * finish). feed latches the first error; finish returns it or the listing,
+ * sorted by key. */
+enum consul_values { CONSUL_VALUES_ALL, CONSUL_VALUES_NONE, CONSUL_VALUES_CHANGED };
+struct consul_lparse;
+int consul_lparse_new(const char *prefix, const struct vf_kv_list *old, enum consul_values values,
+                      struct consul_lparse **p_r);
+int consul_lparse_feed(struct consul_lparse *p, const char *data, size_t len);
+int consul_lparse_finish(struct consul_lparse *p, struct vf_kv_list *list_r, struct vf_err *err);
+void consul_lparse_free(struct consul_lparse *p);
 /* The Session holding key (sid_r = "" when none). VF_ENOTFOUND if no entry. */
 int consul_get_session_parse(const char *body, size_t len, const char *key, char *sid_r,
                              size_t sidsz, struct vf_err *err);

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <yajl/yajl_parse.h>
+
 #include "consul_int.h"
 
 static const char *const consul_verbs[] = {
@@ -208,44 +210,356 @@ static int consul_pair_cmp(const void *a, const void *b)
 	return strcmp(((const struct vf_kv_pair *)a)->key, ((const struct vf_kv_pair *)b)->key);
 }
 
+/*
+ * Incremental parser of a GET /v1/kv/<prefix>?recurse answer: yajl callbacks
+ * build the listing entry by entry (no tree, no copy of the body), keeping only
+ * Key, ModifyIndex, CreateIndex and, when wanted, the decoded Value.
+ */
+enum consul_lp_field { LP_OTHER, LP_KEY, LP_VALUE, LP_MOD, LP_CREATE };
+
+struct consul_lparse {
+	yajl_handle h;
+	char *prefix;
+	size_t plen;
+	const struct vf_kv_list *old; /* CONSUL_VALUES_CHANGED: compared with this */
+	enum consul_values values;
+	int depth, seen_array;
+	struct vf_kv_list l;
+	size_t cap;
+	/* the entry being read */
+	enum consul_lp_field field;
+	char *key, *b64;
+	int64_t mod, create;
+	int have_mod, have_create, bad_index;
+	/* first error, latched */
+	int rc;
+	struct vf_err err;
+};
+
+static void consul_lp_entry_reset(struct consul_lparse *p)
+{
+	free(p->key);
+	free(p->b64);
+	p->key = p->b64 = NULL;
+	p->mod = p->create = 0;
+	p->have_mod = p->have_create = p->bad_index = 0;
+	p->field = LP_OTHER;
+}
+
+static int consul_lp_fail(struct consul_lparse *p, int rc, const char *msg, const char *key)
+{
+	if (p->rc == VF_OK) {
+		p->rc = rc;
+		if (key)
+			vf_err_set(&p->err, rc, "Consul KV entry %s: %s", key, msg);
+		else
+			vf_err_set(&p->err, rc, "%s", msg);
+	}
+	return 0;
+}
+
+/* The value of old's entry for key unchanged (same indexes)? */
+static int consul_lp_unchanged(const struct consul_lparse *p, const char *key, int64_t mod,
+                               int64_t create)
+{
+	size_t lo = 0, hi = p->old ? p->old->count : 0;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(p->old->items[mid].key, key);
+
+		if (c == 0)
+			return p->old->items[mid].mod_rev == mod &&
+			       p->old->items[mid].create_rev == create;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
+}
+
+static int consul_lp_entry_end(struct consul_lparse *p)
+{
+	struct vf_kv_pair *e;
+	int keep;
+
+	if (p->key == NULL)
+		return consul_lp_fail(p, VF_EPROTO, "Consul KV entry without a Key", NULL);
+	if (!p->have_mod || !p->have_create || p->bad_index)
+		return consul_lp_fail(p, VF_EPROTO, "bad index", p->key);
+	if (strncmp(p->key, p->prefix, p->plen) != 0) {
+		consul_lp_entry_reset(p);
+		return 1;
+	}
+	if (p->l.count == p->cap) {
+		size_t nc = p->cap ? p->cap * 2 : 64;
+		struct vf_kv_pair *ni = realloc(p->l.items, nc * sizeof(*ni));
+
+		if (ni == NULL)
+			return consul_lp_fail(p, VF_ENOMEM, "out of memory", NULL);
+		p->l.items = ni;
+		p->cap = nc;
+	}
+	keep = p->values == CONSUL_VALUES_ALL ||
+	       (p->values == CONSUL_VALUES_CHANGED &&
+	        !consul_lp_unchanged(p, p->key, p->mod, p->create));
+	e = &p->l.items[p->l.count];
+	memset(e, 0, sizeof(*e));
+	if (keep) {
+		int rc = p->b64 ? vf_b64_decode(p->b64, &e->value, &e->value_len)
+		                : ((e->value = strdup("")) ? VF_OK : VF_ENOMEM);
+
+		if (rc != VF_OK)
+			return consul_lp_fail(p, rc,
+			                      rc == VF_ENOMEM ? "out of memory for value"
+			                                      : "bad base64 value",
+			                      p->key);
+	}
+	e->key = p->key;
+	p->key = NULL;
+	e->mod_rev = p->mod;
+	e->create_rev = p->create;
+	p->l.count++;
+	consul_lp_entry_reset(p);
+	return 1;
+}
+
+static int consul_lp_null(void *ctx)
+{
+	struct consul_lparse *p = ctx;
+
+	if (p->depth < 1)
+		return consul_lp_fail(p, VF_EPROTO, "answer is not an array", NULL);
+	if (p->depth == 2 && (p->field == LP_MOD || p->field == LP_CREATE))
+		p->bad_index = 1;
+	return 1;
+}
+
+static int consul_lp_bool(void *ctx, int v)
+{
+	(void)v;
+	return consul_lp_null(ctx);
+}
+
+static int consul_lp_int(void *ctx, long long v)
+{
+	struct consul_lparse *p = ctx;
+
+	if (p->depth < 1)
+		return consul_lp_fail(p, VF_EPROTO, "answer is not an array", NULL);
+	if (p->depth == 2 && p->field == LP_MOD)
+		p->mod = v, p->have_mod = 1;
+	else if (p->depth == 2 && p->field == LP_CREATE)
+		p->create = v, p->have_create = 1;
+	return 1;
+}
+
+static int consul_lp_double(void *ctx, double v)
+{
+	(void)v;
+	return consul_lp_null(ctx);
+}
+
+static int consul_lp_string(void *ctx, const unsigned char *s, size_t n)
+{
+	struct consul_lparse *p = ctx;
+	char **dst;
+
+	if (p->depth < 1)
+		return consul_lp_fail(p, VF_EPROTO, "answer is not an array", NULL);
+	if (p->depth != 2)
+		return 1;
+	if (p->field == LP_MOD || p->field == LP_CREATE)
+		p->bad_index = 1;
+	if (p->field != LP_KEY && p->field != LP_VALUE)
+		return 1;
+	dst = p->field == LP_KEY ? &p->key : &p->b64;
+	free(*dst);
+	*dst = strndup((const char *)s, n);
+	if (*dst == NULL)
+		return consul_lp_fail(p, VF_ENOMEM, "out of memory", NULL);
+	return 1;
+}
+
+static int consul_lp_map_key(void *ctx, const unsigned char *s, size_t n)
+{
+	struct consul_lparse *p = ctx;
+
+	if (p->depth != 2)
+		return 1;
+#define LP_IS(name) (n == sizeof(name) - 1 && memcmp(s, name, n) == 0)
+	p->field = LP_IS("Key")           ? LP_KEY
+	           : LP_IS("Value")       ? LP_VALUE
+	           : LP_IS("ModifyIndex") ? LP_MOD
+	           : LP_IS("CreateIndex") ? LP_CREATE
+	                                  : LP_OTHER;
+#undef LP_IS
+	return 1;
+}
+
+static int consul_lp_start_map(void *ctx)
+{
+	struct consul_lparse *p = ctx;
+
+	if (p->depth < 1)
+		return consul_lp_fail(p, VF_EPROTO, "answer is not an array", NULL);
+	if (++p->depth == 2)
+		consul_lp_entry_reset(p);
+	return 1;
+}
+
+static int consul_lp_end_map(void *ctx)
+{
+	struct consul_lparse *p = ctx;
+
+	if (p->depth-- == 2)
+		return consul_lp_entry_end(p);
+	return 1;
+}
+
+static int consul_lp_start_array(void *ctx)
+{
+	struct consul_lparse *p = ctx;
+
+	if (p->depth == 0) {
+		if (p->seen_array)
+			return consul_lp_fail(p, VF_EPROTO, "answer is not an array", NULL);
+		p->seen_array = 1;
+	} else if (p->depth == 1) {
+		return consul_lp_fail(p, VF_EPROTO, "answer holds an array, not an entry", NULL);
+	}
+	p->depth++;
+	return 1;
+}
+
+static int consul_lp_end_array(void *ctx)
+{
+	struct consul_lparse *p = ctx;
+
+	p->depth--;
+	return 1;
+}
+
+static const yajl_callbacks consul_lp_callbacks = {
+        .yajl_null = consul_lp_null,
+        .yajl_boolean = consul_lp_bool,
+        .yajl_integer = consul_lp_int,
+        .yajl_double = consul_lp_double,
+        .yajl_string = consul_lp_string,
+        .yajl_start_map = consul_lp_start_map,
+        .yajl_map_key = consul_lp_map_key,
+        .yajl_end_map = consul_lp_end_map,
+        .yajl_start_array = consul_lp_start_array,
+        .yajl_end_array = consul_lp_end_array,
+};
+
+int consul_lparse_new(const char *prefix, const struct vf_kv_list *old, enum consul_values values,
+                      struct consul_lparse **p_r)
+{
+	struct consul_lparse *p = calloc(1, sizeof(*p));
+
+	*p_r = NULL;
+	if (p == NULL || (p->prefix = strdup(prefix ? prefix : "")) == NULL) {
+		free(p);
+		return VF_ENOMEM;
+	}
+	p->h = yajl_alloc(&consul_lp_callbacks, NULL, p);
+	if (p->h == NULL) {
+		free(p->prefix);
+		free(p);
+		return VF_ENOMEM;
+	}
+	p->plen = strlen(p->prefix);
+	p->old = old;
+	p->values = values;
+	*p_r = p;
+	return VF_OK;
+}
+
+int consul_lparse_feed(struct consul_lparse *p, const char *data, size_t len)
+{
+	if (p->rc != VF_OK)
+		return p->rc;
+	if (yajl_parse(p->h, (const unsigned char *)data, len) != yajl_status_ok &&
+	    p->rc == VF_OK) {
+		unsigned char *m = yajl_get_error(p->h, 0, (const unsigned char *)data, len);
+
+		consul_lp_fail(p, VF_EPROTO, m ? (const char *)m : "bad JSON", NULL);
+		if (m)
+			yajl_free_error(p->h, m);
+	}
+	return p->rc;
+}
+
+static int consul_lp_sorted(const struct vf_kv_list *l)
+{
+	for (size_t i = 1; i < l->count; i++)
+		if (strcmp(l->items[i - 1].key, l->items[i].key) > 0)
+			return 0;
+	return 1;
+}
+
+int consul_lparse_finish(struct consul_lparse *p, struct vf_kv_list *list_r, struct vf_err *err)
+{
+	memset(list_r, 0, sizeof(*list_r));
+	if (p->rc == VF_OK && yajl_complete_parse(p->h) != yajl_status_ok && p->rc == VF_OK) {
+		unsigned char *m = yajl_get_error(p->h, 0, NULL, 0);
+
+		consul_lp_fail(p, VF_EPROTO, m ? (const char *)m : "bad JSON", NULL);
+		if (m)
+			yajl_free_error(p->h, m);
+	}
+	if (p->rc == VF_OK && (!p->seen_array || p->depth != 0))
+		consul_lp_fail(p, VF_EPROTO, "answer is not an array", NULL);
+	if (p->rc != VF_OK) {
+		if (err)
+			*err = p->err;
+		return p->rc;
+	}
+	if (!consul_lp_sorted(&p->l))
+		qsort(p->l.items, p->l.count, sizeof(*p->l.items), consul_pair_cmp);
+	if (p->l.count == 0) {
+		free(p->l.items);
+		p->l.items = NULL;
+	} else if (p->l.count < p->cap) {
+		struct vf_kv_pair *ni = realloc(p->l.items, p->l.count * sizeof(*ni));
+
+		if (ni)
+			p->l.items = ni;
+	}
+	*list_r = p->l;
+	memset(&p->l, 0, sizeof(p->l));
+	p->cap = 0;
+	return VF_OK;
+}
+
+void consul_lparse_free(struct consul_lparse *p)
+{
+	if (p == NULL)
+		return;
+	yajl_free(p->h);
+	consul_lp_entry_reset(p);
+	vf_kv_list_clear(&p->l);
+	free(p->prefix);
+	free(p);
+}
+
 int consul_list_parse(const char *body, size_t len, const char *prefix, struct vf_kv_list *list_r,
                       struct vf_err *err)
 {
-	size_t plen = strlen(prefix), n = 0;
-	yajl_val t;
+	struct consul_lparse *p;
 	int rc;
 
-	list_r->items = NULL;
-	list_r->count = 0;
-	rc = vf_json_parse(body, len, &t, err);
+	memset(list_r, 0, sizeof(*list_r));
+	if (consul_lparse_new(prefix, NULL, CONSUL_VALUES_ALL, &p) != VF_OK)
+		return vf_err_set(err, VF_ENOMEM, "out of memory");
+	consul_lparse_feed(p, body, len);
+	rc = consul_lparse_finish(p, list_r, err);
+	consul_lparse_free(p);
 	if (rc != VF_OK)
 		return vf_err_prefix(err, "list %s", prefix);
-	if (!YAJL_IS_ARRAY(t)) {
-		rc = vf_err_set(err, VF_EPROTO, "list %s: answer is not an array", prefix);
-		goto out;
-	}
-	list_r->items = calloc(t->u.array.len ? t->u.array.len : 1, sizeof(*list_r->items));
-	if (list_r->items == NULL) {
-		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
-		goto out;
-	}
-	for (size_t i = 0; i < t->u.array.len; i++) {
-		yajl_val e = t->u.array.values[i];
-		const char *k = vf_json_str(vf_json_get(e, "Key", NULL));
-
-		if (k == NULL || strncmp(k, prefix, plen) != 0)
-			continue;
-		rc = consul_entry_parse(e, &list_r->items[n], err);
-		if (rc != VF_OK)
-			goto out;
-		list_r->count = ++n;
-	}
-	qsort(list_r->items, n, sizeof(*list_r->items), consul_pair_cmp);
-out:
-	if (rc != VF_OK)
-		vf_kv_list_clear(list_r);
-	yajl_tree_free(t);
-	return rc;
+	return VF_OK;
 }
 
 int64_t consul_index_parse(const char *hdr)
