@@ -348,10 +348,10 @@ static void mgr_batch_add(struct mgr *m, struct mgr_batch **bp, const char *vol,
 
 	snprintf(qk, sizeof(qk), "%d/%s", JOB_RESTART, vol);
 	pthread_mutex_lock(&m->mu);
-	queued = mgr_hget(&m->queued, qk) != NULL;
+	queued = mgr_hget(&m->queued, qk) != NULL || mgr_hget(&m->bbusy, vol) != NULL;
 	pthread_mutex_unlock(&m->mu);
 	if (queued)
-		return; /* its job will read fresh state */
+		return; /* its job will read fresh state, or a batch restarts it now */
 	if (max == 0 || (info && (icopy = strdup(info)) == NULL) ||
 	    (*bp == NULL && (*bp = calloc(1, sizeof(**bp))) == NULL)) {
 		free(icopy);
@@ -1064,8 +1064,10 @@ static void mgr_run_batch(struct mgr *m, const struct mgr_batch *b, struct vf_kv
 
 	pthread_mutex_lock(&m->mu);
 	for (size_t i = 0; i < b->n; i++) {
-		int busy = mgr_hget(&m->bbusy, b->vol[i]) != NULL;
+		int busy = 0;
 
+		if (mgr_hget(&m->bbusy, b->vol[i]))
+			continue; /* another batch restarts it right now */
 		for (int w = 0; w < m->nworkers && !busy; w++)
 			busy = strcmp(m->busy[w], b->vol[i]) == 0;
 		if (busy || mgr_hput(&m->bbusy, b->vol[i]) == NULL)

@@ -1,5 +1,5 @@
 /* 1. Fault injection: for each KV call that mount, unmount, remove (host side)
- * and start, stop (manager side) make, a run where that call fails once —
+ * and start, stop, a batched restart (manager side) make, a run where that call fails once —
  * unreachable, uncertain-and-applied, uncertain-and-not-applied — ends with
  * the volume not wedged (the next call succeeds) and gref == number of clients. */
 #include <config.h>
@@ -16,11 +16,12 @@ enum scen {
 	SC_REMOVE,
 	SC_START,
 	SC_STOP,
+	SC_RESTART,
 	SC_N
 };
 static const char *const scen_names[] = {
         "mount (cold)", "mount (warm)",  "unmount (last)", "unmount (others remain)",
-        "remove",       "manager start", "manager stop"};
+        "remove",       "manager start", "manager stop",   "manager restart (batch)"};
 static const int modes[] = {MEMKV_FAULT_UNAVAIL, MEMKV_FAULT_UNCERTAIN_APPLIED,
                             MEMKV_FAULT_UNCERTAIN_NOT_APPLIED};
 static const char *const mode_names[] = {"?", "unavailable", "uncertain+applied",
@@ -39,8 +40,12 @@ static void sc_setup(struct tcluster *tc, int sc)
 	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc->n[1].ctx, "v", NULL, 0, &e), VF_OK);
 	if (sc == SC_MOUNT_WARM || sc == SC_UNMOUNT_OTHER)
 		CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc->n[2].ctx, "v", "x", NULL, &e), VF_OK);
-	if (sc == SC_UNMOUNT_LAST || sc == SC_UNMOUNT_OTHER || sc == SC_STOP)
+	if (sc == SC_UNMOUNT_LAST || sc == SC_UNMOUNT_OTHER || sc == SC_STOP || sc == SC_RESTART)
 		CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc->n[1].ctx, "v", "a", NULL, &e), VF_OK);
+	if (sc == SC_RESTART) { /* two volumes: a batch */
+		CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc->n[1].ctx, "w", NULL, 0, &e), VF_OK);
+		CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc->n[1].ctx, "w", "a", NULL, &e), VF_OK);
+	}
 	if (sc == SC_STOP)
 		CU_ASSERT(tc_settled(tc, "v", 3000));
 }
@@ -61,6 +66,17 @@ static int sc_run(struct tcluster *tc, int sc)
 		return vf_volume_unmount(tc->n[1].ctx, "v", "a", &e);
 	case SC_REMOVE:
 		return vf_volume_remove(tc->n[1].ctx, "v", &e);
+	case SC_RESTART: { /* m1 loses its lease while serving both: it restarts them */
+		char *sv = memkv_value(tc->st, "vfile/server/v"), node[64], lease[64];
+		int rc = VF_EINVAL;
+
+		if (sv && sscanf(sv, "%63s %63s", node, lease) == 2) {
+			testfs_node_crash(tc->fs, "m1");
+			rc = memkv_lease_kill(tc->st, lease);
+		}
+		free(sv);
+		return rc;
+	}
 	}
 	return VF_EINVAL;
 }
@@ -90,6 +106,12 @@ static int sc_check(struct tcluster *tc, int sc, const char *what)
 		rc = vf_volume_remove(tc->n[1].ctx, "v", &e);
 		ok = (rc == VF_OK || rc == VF_ENOTFOUND) && memkv_count(tc->st, "vfile/") == 0;
 		break;
+	case SC_RESTART: /* both served again, once, and still mountable */
+		rc = vf_volume_mount(tc->n[2].ctx, "w", "x", NULL, &e);
+		ok = rc == VF_OK && tc_num(tc, "gref", "w") == 2 && tc_settled(tc, "w", 4000) &&
+		     testfs_nservers(tc->fs, "w") == 1 && tc_consistent(tc, "w") &&
+		     tc_num(tc, "gref", "v") == 1;
+		break;
 	default:
 		rc = VF_EINVAL;
 	}
@@ -103,7 +125,7 @@ static void fault_scenario(int sc)
 {
 	struct tcluster tc;
 	unsigned counts[MEMKV_NSLOTS];
-	int faulty = sc == SC_START || sc == SC_STOP ? 0 : 1;
+	int faulty = sc == SC_START || sc == SC_STOP || sc == SC_RESTART ? 0 : 1;
 	int runs = 0, failures = 0;
 
 	/* a clean run: which slots does the operation use, how often? */
@@ -168,6 +190,10 @@ static void test_fault_manager_start(void)
 {
 	fault_scenario(SC_START);
 }
+static void test_fault_manager_restart(void)
+{
+	fault_scenario(SC_RESTART);
+}
 static void test_fault_manager_stop(void)
 {
 	fault_scenario(SC_STOP);
@@ -186,4 +212,5 @@ void vf_test_register_fault(void)
 	VF_ADD_TEST(s, test_fault_remove);
 	VF_ADD_TEST(s, test_fault_manager_start);
 	VF_ADD_TEST(s, test_fault_manager_stop);
+	VF_ADD_TEST(s, test_fault_manager_restart);
 }
