@@ -249,11 +249,18 @@ static void consul_lp_entry_reset(struct consul_lparse *p)
 static int consul_lp_fail(struct consul_lparse *p, int rc, const char *msg, const char *key)
 {
 	if (p->rc == VF_OK) {
+		size_t n;
+
 		p->rc = rc;
 		if (key)
 			vf_err_set(&p->err, rc, "Consul KV entry %s: %s", key, msg);
 		else
 			vf_err_set(&p->err, rc, "%s", msg);
+		/* one line: yajl's messages end in a newline */
+		n = strcspn(p->err.msg, "\r\n");
+		while (n > 0 && p->err.msg[n - 1] == ' ')
+			n--;
+		p->err.msg[n] = '\0';
 	}
 	return 0;
 }
@@ -284,8 +291,10 @@ static int consul_lp_entry_end(struct consul_lparse *p)
 	struct vf_kv_pair *e;
 	int keep;
 
-	if (p->key == NULL)
-		return consul_lp_fail(p, VF_EPROTO, "Consul KV entry without a Key", NULL);
+	if (p->key == NULL) { /* not a KV entry: skipped, as consul_list_parse always did */
+		consul_lp_entry_reset(p);
+		return 1;
+	}
 	if (!p->have_mod || !p->have_create || p->bad_index)
 		return consul_lp_fail(p, VF_EPROTO, "bad index", p->key);
 	if (strncmp(p->key, p->prefix, p->plen) != 0) {
