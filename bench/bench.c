@@ -1627,7 +1627,8 @@ int main(int argc, char **argv)
 	int failed = 0;
 
 	if (argc == 6 && strcmp(argv[1], "--scale-child") == 0) {
-		vf_log_set_level(VF_LOG_ERR);
+		/* VFBENCH_CHILD_LOG=debug: the manager's log (timestamps per restart) */
+		vf_log_set_level(getenv("VFBENCH_CHILD_LOG") ? VF_LOG_DEBUG : VF_LOG_ERR);
 		vf_malloc_tune(); /* as vfiled does */
 		return bn_scale_child(argv[2], strtol(argv[3], NULL, 10), argv[4], argv[5]);
 	}

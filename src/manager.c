@@ -1418,6 +1418,7 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 	struct mgr_rcand *rc_c = NULL;
 	size_t rc_n = 0, rc_cap = 0;
 	char pre[L_N][512], mine[200];
+	int64_t t0;
 	int rc = VF_OK;
 
 	if (m == NULL)
@@ -1428,6 +1429,7 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 		snprintf(pre[i], 512, "%s%s/", ctx->prefix,
 		         mgr_lfam[i] < 0 ? "client" : vf_vol_family[mgr_lfam[i]]);
 	/* one list per family per pass, all at once */
+	t0 = vf_now_ms();
 	for (int i = 0; i < L_N; i++) {
 		la[i] = (struct mgr_lister){.kv = ctx->kv, .prefix = pre[i], .l = &l[i]};
 		lstarted[i] = i > 0 && pthread_create(&lt[i], NULL, mgr_lister_run, &la[i]) == 0;
@@ -1445,6 +1447,8 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 	}
 	if (rc != VF_OK)
 		goto out;
+	vf_log(VF_LOG_DEBUG, "reconcile: %zu volumes listed in %" PRId64 " ms", l[L_STATE].count,
+	       vf_now_ms() - t0);
 	pthread_rwlock_rdlock(&ctx->lease_rw);
 	snprintf(mine, sizeof(mine), "%s %s", ctx->node_id, ctx->lease_id);
 	pthread_rwlock_unlock(&ctx->lease_rw);
@@ -1534,6 +1538,9 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 			mgr_idle_note(m, vol, s, f[L_GREF], f[L_SERVER]);
 	}
 	mgr_queue_restarts(m, rc_c, rc_n);
+	if (rc_n)
+		vf_log(VF_LOG_DEBUG, "reconcile: %zu restarts queued after %" PRId64 " ms", rc_n,
+		       vf_now_ms() - t0);
 	mgr_idle_prune(m);
 	/* servers this process runs that the store does not assign to it */
 	{
