@@ -74,7 +74,7 @@ struct lock_wd {
 	int64_t create_rev; /* the incarnation of key we wait for */
 	int64_t after_rev;  /* key was seen at this revision */
 	int deleted;        /* saw the DELETE */
-	int recheck;        /* cancelled (compaction), or the gap check failed: look again */
+	int recheck;        /* the watch was cancelled (compaction): look again */
 	int failed;         /* in-band error or unexpected cancel */
 	struct vf_err err;
 };
@@ -82,32 +82,34 @@ struct lock_wd {
 /* The watch starts at its creation revision (so etcd serves it from the synced
  * group, at once; one that starts in the past waits for the 100 ms sync loop).
  * If the store moved on since key was seen, look at it once to cover the gap:
- * gone, or a new incarnation, is a delete; present, any later delete is ours. */
+ * gone, or a new incarnation, is a delete; present, any later delete is ours.
+ * A failed look fails the wait (the caller retries with its backoff). */
 static int lock_wd_gap(struct lock_wd *wd)
 {
 	struct vf_kv_pair p;
-	char *body = NULL;
+	char what[300], *body = NULL;
 	size_t len;
 	yajl_val tree = NULL;
 	int rc;
 
-	rc = etcd_build_range(wd->key, 0, &body, &len, NULL);
+	snprintf(what, sizeof(what), "wait for %s", wd->key);
+	rc = etcd_build_range(wd->key, 0, &body, &len, &wd->err);
 	if (rc == VF_OK)
-		rc = etcd_rpc(wd->ek, "/v3/kv/range", body, len, 1, 0, &tree, "lock wait", NULL);
+		rc = etcd_rpc(wd->ek, "/v3/kv/range", body, len, 1, 0, &tree, what, &wd->err);
 	if (rc == VF_OK) {
-		rc = etcd_parse_first(tree, &p, NULL);
+		rc = etcd_parse_first(tree, &p, &wd->err);
 		if (rc == VF_ENOTFOUND || (rc == VF_OK && p.create_rev != wd->create_rev))
 			wd->deleted = 1;
-		else if (rc != VF_OK)
-			wd->recheck = 1;
 		if (rc == VF_OK)
 			vf_kv_pair_clear(&p);
-	} else {
-		wd->recheck = 1; /* cannot tell: the caller's check decides */
+		else if (rc != VF_ENOTFOUND)
+			vf_err_prefix(&wd->err, "%s", what);
 	}
+	if (rc != VF_OK && rc != VF_ENOTFOUND)
+		wd->failed = 1;
 	yajl_tree_free(tree);
 	free(body);
-	return wd->deleted || wd->recheck;
+	return wd->deleted || wd->failed;
 }
 
 static int lock_wd_msg(yajl_val msg, void *arg)
