@@ -788,6 +788,10 @@ static void mgr_do_restart_batch(struct mgr *m, const char *const *vols, const i
 	}
 	rc = kv->ops->txn(kv, c, nc, o, no, NULL, &e);
 	held = 0; /* released by that txn, or by unlock() below */
+	if (rc != VF_OK)
+		vf_log(VF_LOG_WARN, "restart of %zu volumes (%s ...): the record txn failed: %s%s",
+		       n, vols[0], e.msg,
+		       rc == VF_EUNCERTAIN ? " (reading back)" : " (recording one by one)");
 	for (size_t i = 0; i < n; i++) {
 		int ok;
 
@@ -1115,6 +1119,7 @@ static void mgr_run(struct mgr *m, const struct mgr_job *j)
 	pthread_mutex_unlock(&m->mu);
 	if (lease == NULL || suspended)
 		goto out;
+	vf_log(VF_LOG_DEBUG, "volume %s: %s job", j->vol, mgr_job_names[j->kind]);
 	switch (j->kind) {
 	case JOB_START:
 	case JOB_STOP:
