@@ -681,6 +681,13 @@ static int consul_cmps_ops(struct consul_kv *ck, const struct vf_kv_cmp *cmps, s
 				rc = vf_err_set(err, VF_ECONFLICT, "%s: lock already released",
 				                lk->base.key);
 			break;
+		case VF_CMP_LOCK_FREE:
+			/* the lock key exists and no session holds it (check-session with
+			 * the empty session; an absent key fails: it was never locked,
+			 * so the caller takes the lock the usual way once) */
+			op->verb = CONSUL_CHECK_SESSION;
+			op->session = "";
+			break;
 		default:
 			rc = vf_err_set(err, VF_EINVAL, "txn: unknown compare kind %d", c->kind);
 		}

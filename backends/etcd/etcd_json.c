@@ -376,12 +376,14 @@ static int json_check_cmps(const struct vf_kv_cmp *cmps, size_t ncmp, const char
 
 		if ((lock && (c->lock == NULL || c->lock->key == NULL)) ||
 		    (!lock && c->key == NULL) || c->kind < VF_CMP_VALUE_EQ ||
-		    c->kind > VF_CMP_LOCK_HELD)
+		    c->kind > VF_CMP_LOCK_FREE)
 			return vf_err_set(err, VF_EINVAL, "%s: compare %zu is invalid (kind %d)",
 			                  what, i, (int)c->kind);
 	}
 	return VF_OK;
 }
+
+static void json_gen_cmp_empty(yajl_gen g, const char *prefix);
 
 /* The caller's compares as etcd Compare objects, into an open array. */
 static void json_gen_cmps(yajl_gen g, const struct vf_kv_cmp *cmps, size_t ncmp)
@@ -405,6 +407,21 @@ static void json_gen_cmps(yajl_gen g, const struct vf_kv_cmp *cmps, size_t ncmp)
 		case VF_CMP_LOCK_HELD:
 			etcd_gen_cmp_rev(g, "CREATE", c->lock->key, c->lock->fence);
 			break;
+		case VF_CMP_LOCK_FREE: {
+			/* no waiter key at all under "<name>/" (see etcd_lock.c) */
+			size_t n = strlen(c->key);
+			char *pfx = malloc(n + 2);
+
+			if (pfx == NULL) {
+				yajl_gen_null(g); /* out of memory: etcd refuses the request */
+				break;
+			}
+			memcpy(pfx, c->key, n);
+			memcpy(pfx + n, "/", 2);
+			json_gen_cmp_empty(g, pfx);
+			free(pfx);
+			break;
+		}
 		}
 	}
 }

@@ -46,7 +46,7 @@
 extern "C" {
 #endif
 
-#define VF_KV_ABI_VERSION 2 /* 2: lock_many appended */
+#define VF_KV_ABI_VERSION 3 /* 2: lock_many appended; 3: VF_CMP_LOCK_FREE */
 
 /* Status codes: append only, never renumber. */
 enum vf_status {
@@ -110,6 +110,9 @@ enum vf_kv_cmp_kind {
 	VF_CMP_VERSION_EQ = 2, /* key's mod_rev equals mod_rev (0: key absent) */
 	VF_CMP_ABSENT = 3,     /* key does not exist */
 	VF_CMP_LOCK_HELD = 4,  /* lock is still held by its owner (the fence) */
+	VF_CMP_LOCK_FREE = 5,  /* nobody (this handle included) holds the lock called key;
+	                        * etcd: nor waits for it. Lock-elision: a txn with it
+	                        * is lock + txn + unlock in one atomic step */
 };
 struct vf_kv_cmp {
 	enum vf_kv_cmp_kind kind;

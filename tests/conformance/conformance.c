@@ -669,6 +669,77 @@ static void test_lock_try_and_reads(void)
 	CF_OK(cf_ops->lease_revoke(cf_kv, &lb, &err));
 }
 
+/* VF_CMP_LOCK_FREE: a txn guarded by "nobody holds this lock" (lock elision). */
+static void cf_free_txn(const char *name, const char *x, const char *val, int want)
+{
+	struct vf_err err = {0};
+	struct vf_kv_cmp cmp = {.kind = VF_CMP_LOCK_FREE, .key = name};
+	struct vf_kv_op op = {.kind = VF_OP_PUT, .key = x, .value = val, .value_len = strlen(val)};
+	char v[64] = "";
+
+	CF_RC(cf_ops->txn(cf_kv, &cmp, 1, &op, 1, NULL, &err), want);
+	CF_OK(cf_get_str(cf_kv, x, v, sizeof(v), NULL, &err));
+	if (want == VF_OK) {
+		CU_ASSERT_STRING_EQUAL(v, val);
+	} else {
+		CU_ASSERT_STRING_NOT_EQUAL(v, val);
+	}
+}
+
+static void test_lock_free_txn(void)
+{
+	struct vf_err err = {0};
+	struct vf_kv_lease *la = NULL, *lb = NULL;
+	struct vf_kv_lock *a = NULL;
+	char name[256], x[256];
+
+	cf_case("lock_free_txn", 60);
+	cf_key(name, sizeof(name), "lockfree", "lk");
+	cf_key(x, sizeof(x), "lockfree", "x");
+	CF_OK_FATAL(cf_ops->put(cf_kv, x, "start", 5, NULL, NULL, &err));
+	CF_OK_FATAL(cf_ops->lease_grant(cf_kv, cf_lease_ttl(), 0, NULL, NULL, &la, &err));
+	CF_OK_FATAL(cf_ops->lease_grant(cf_kv, cf_lease_ttl(), 0, NULL, NULL, &lb, &err));
+
+	/* used once and released: free */
+	CF_OK_FATAL(cf_ops->lock(cf_kv, la, name, 10000 * cf_slow, NULL, 0, NULL, &a, &err));
+	CF_OK(cf_ops->unlock(cf_kv, &a, &err));
+	cf_free_txn(name, x, "free1", VF_OK);
+
+	/* held (by this handle, through either lease): the txn writes nothing */
+	CF_OK_FATAL(cf_ops->lock(cf_kv, la, name, 10000 * cf_slow, NULL, 0, NULL, &a, &err));
+	cf_free_txn(name, x, "held", VF_ECONFLICT);
+	/* released by a txn (VF_OP_UNLOCK): free again */
+	{
+		struct vf_kv_op op = {.kind = VF_OP_UNLOCK, .lock = a};
+
+		CF_OK(cf_ops->txn(cf_kv, NULL, 0, &op, 1, NULL, &err));
+		CF_OK(cf_ops->unlock(cf_kv, &a, &err));
+	}
+	cf_free_txn(name, x, "free2", VF_OK);
+
+	/* held by a lease that is then revoked: free once the lease is gone */
+	CF_OK_FATAL(cf_ops->lock(cf_kv, lb, name, 10000 * cf_slow, NULL, 0, NULL, &a, &err));
+	cf_free_txn(name, x, "held-b", VF_ECONFLICT);
+	CF_OK(cf_ops->lease_revoke(cf_kv, &lb, &err));
+	cf_free_txn(name, x, "free3", VF_OK);
+	if (a)
+		cf_ops->unlock(cf_kv, &a, &err); /* released with its lease */
+
+	/* free, but another compare fails: all or nothing */
+	{
+		struct vf_kv_cmp cmp[] = {
+		        {.kind = VF_CMP_LOCK_FREE, .key = name},
+		        {.kind = VF_CMP_VALUE_EQ, .key = x, .value = "no", .value_len = 2}};
+		struct vf_kv_op op = {.kind = VF_OP_PUT, .key = x, .value = "both", .value_len = 4};
+		char v[64] = "";
+
+		CF_RC(cf_ops->txn(cf_kv, cmp, 2, &op, 1, NULL, &err), VF_ECONFLICT);
+		CF_OK(cf_get_str(cf_kv, x, v, sizeof(v), NULL, &err));
+		CU_ASSERT_STRING_EQUAL(v, "free3");
+	}
+	CF_OK(cf_ops->lease_revoke(cf_kv, &la, &err));
+}
+
 /* ---- 6. a lock lost with its lease; UNLOCK in a txn ---- */
 struct cf_waiter {
 	struct vf_kv_lease *lease;
@@ -1926,6 +1997,7 @@ void vf_test_register(void)
 	CF_ADD(s, test_lease_revoke);
 	CF_ADD(s, test_lease_expiry_keepalive);
 	CF_ADD(s, test_lock_try_and_reads);
+	CF_ADD(s, test_lock_free_txn);
 	CF_ADD(s, test_lock_lease_loss);
 	CF_ADD(s, test_lock_many_basic);
 	CF_ADD(s, test_lock_many_refused);

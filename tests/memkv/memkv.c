@@ -565,7 +565,8 @@ static int mk_lock_held(struct memkv_store *st, const struct vf_kv_lock *lk)
 
 static int mk_cmp_ok(struct memkv_store *st, const struct vf_kv_cmp *c)
 {
-	struct mk_ent *e = c->kind == VF_CMP_LOCK_HELD ? NULL : mk_lookup(st, c->key);
+	struct mk_ent *e = c->kind >= VF_CMP_LOCK_HELD ? NULL : mk_lookup(st, c->key);
+	struct mk_lockrec *r;
 
 	switch (c->kind) {
 	case VF_CMP_VALUE_EQ:
@@ -576,6 +577,9 @@ static int mk_cmp_ok(struct memkv_store *st, const struct vf_kv_cmp *c)
 		return e == NULL;
 	case VF_CMP_LOCK_HELD:
 		return mk_lock_held(st, c->lock);
+	case VF_CMP_LOCK_FREE:
+		r = mk_lockrec(st, c->key, 0);
+		return r == NULL || (r->holder == 0 && r->head == NULL);
 	}
 	return 0;
 }
