@@ -459,6 +459,147 @@ static int vol_client_value(struct vf_ctx *ctx, const struct vol_ids *ids, const
 	return rc;
 }
 
+/* ---- lock elision for warm mounts and unmounts ----
+ *
+ * A host remembers, per volume, the versions its own last mount or unmount of it
+ * read and wrote: state (Mounted), gref, its client key (and its one mount id),
+ * info and server/. With them a warm mount (this host not yet a client) or a warm
+ * unmount (its last id, other hosts still counted) is ONE txn: the writes the
+ * locked path would make, guarded by VF_CMP_LOCK_FREE on the gref lock and by
+ * the version of every key the locked path would have read and decided on. It
+ * commits exactly when lock + read + txn + unlock would have seen those same
+ * keys with no holder in between, so it is that path done in one atomic step;
+ * any difference fails it, and the operation goes the locked way (one request
+ * more). The memo is a guess, never trusted: every fact in it is compared.
+ * After a failed guess the memo is used again only once a locked operation has
+ * seen gref unchanged since this host's own last write (a volume busy with
+ * other hosts stays on the locked path, 2 requests, instead of 3). */
+#define VOL_MEMO_N 64
+#define VOL_MEMO_ID 128
+struct vol_memo {
+	char vol[VF_VOLUME_NAME_MAX + 1];
+	int valid;  /* the versions below are this host's last view */
+	int missed; /* the last guess failed: wait for a quiet locked op */
+	int64_t state_rev, gref, gref_rev, client_rev, info_rev, server_rev;
+	char id[VOL_MEMO_ID]; /* the host's one mount id when client_rev != 0 */
+	char *info;           /* the info value (what a local mount needs) */
+	unsigned long used;
+};
+
+static void vol_memo_free(struct vf_ctx *ctx)
+{
+	if (ctx->memo)
+		for (size_t i = 0; i < VOL_MEMO_N; i++)
+			free(ctx->memo[i].info);
+	free(ctx->memo);
+	ctx->memo = NULL;
+}
+
+/* The slot of vol (under mu); create: the least recently used one if absent. */
+static struct vol_memo *vol_memo_slot(struct vf_ctx *ctx, const char *vol, int create)
+{
+	struct vol_memo *lru = NULL;
+
+	if (ctx->memo == NULL &&
+	    (!create || (ctx->memo = calloc(VOL_MEMO_N, sizeof(*ctx->memo))) == NULL))
+		return NULL;
+	for (size_t i = 0; i < VOL_MEMO_N; i++) {
+		struct vol_memo *m = &ctx->memo[i];
+
+		if (m->vol[0] && strcmp(m->vol, vol) == 0)
+			return m;
+		if (lru == NULL || m->used < lru->used)
+			lru = m;
+	}
+	if (!create)
+		return NULL;
+	free(lru->info);
+	memset(lru, 0, sizeof(*lru));
+	snprintf(lru->vol, sizeof(lru->vol), "%s", vol);
+	return lru;
+}
+
+/* A copy of vol's memo if it may be used now (*m_r->info is the caller's). */
+static int vol_memo_get(struct vf_ctx *ctx, const char *vol, struct vol_memo *m_r)
+{
+	struct vol_memo *m;
+	int ok = 0;
+
+	pthread_mutex_lock(&ctx->mu);
+	m = vol_memo_slot(ctx, vol, 0);
+	if (m && m->valid && !m->missed && m->info) {
+		*m_r = *m;
+		m_r->info = strdup(m->info);
+		ok = m_r->info != NULL;
+		m->used = ++ctx->memo_tick;
+	}
+	pthread_mutex_unlock(&ctx->mu);
+	return ok;
+}
+
+/* Forget vol's view; missed: it was a failed guess. */
+static void vol_memo_drop(struct vf_ctx *ctx, const char *vol, int missed)
+{
+	struct vol_memo *m;
+
+	pthread_mutex_lock(&ctx->mu);
+	if ((m = vol_memo_slot(ctx, vol, 0)) != NULL) {
+		m->valid = 0;
+		m->missed |= missed;
+	}
+	pthread_mutex_unlock(&ctx->mu);
+}
+
+/* Remember nm (its info is copied; NULL keeps the one remembered, if any).
+ * seen_gref_rev: the gref version a locked operation read (-1: nm comes from
+ * an elided one); equal to the one remembered, no other host wrote gref
+ * since this host did, and a failed guess is forgiven. */
+static void vol_memo_put(struct vf_ctx *ctx, const struct vol_memo *nm, int64_t seen_gref_rev)
+{
+	struct vol_memo *m;
+	char *info;
+
+	pthread_mutex_lock(&ctx->mu);
+	m = vol_memo_slot(ctx, nm->vol, 1);
+	if (m) {
+		int missed = m->missed && seen_gref_rev >= 0 && seen_gref_rev != m->gref_rev;
+
+		info = nm->info ? strdup(nm->info) : m->info;
+		if (nm->info)
+			free(m->info);
+		else
+			m->info = NULL;
+		*m = *nm;
+		m->info = info;
+		m->missed = missed;
+		m->valid = info != NULL && nm->valid;
+		m->used = ++ctx->memo_tick;
+	}
+	pthread_mutex_unlock(&ctx->mu);
+}
+
+/* A locked unmount left gref at g (> 0) at version gref_rev, this host no
+ * longer a client: keep the rest of the view (state, info, server, as this
+ * host last saw them; compared anyway). */
+static void vol_memo_unmounted(struct vf_ctx *ctx, const char *vol, int64_t g, int64_t gref_rev,
+                               int64_t seen_gref_rev)
+{
+	struct vol_memo *m;
+
+	pthread_mutex_lock(&ctx->mu);
+	if ((m = vol_memo_slot(ctx, vol, 0)) != NULL) {
+		if (m->missed && seen_gref_rev == m->gref_rev)
+			m->missed = 0;
+		m->gref = g;
+		m->gref_rev = gref_rev;
+		m->client_rev = 0;
+		m->id[0] = '\0';
+		m->valid = m->info != NULL && m->state_rev != 0;
+		m->used = ++ctx->memo_tick;
+	}
+	pthread_mutex_unlock(&ctx->mu);
+}
+
 /* ---- the process context ---- */
 struct vol_local {
 	char name[VF_VOLUME_NAME_MAX + 16];
@@ -971,6 +1112,7 @@ void vf_ctx_free(struct vf_ctx **ctxp)
 		free(d);
 	}
 	vf_strv_free(ctx->mounted, ctx->nmounted);
+	vol_memo_free(ctx);
 	pthread_rwlock_destroy(&ctx->lease_rw);
 	pthread_mutex_destroy(&ctx->mu);
 	pthread_cond_destroy(&ctx->cv);
@@ -1225,6 +1367,108 @@ static int vol_client_has(struct vf_ctx *ctx, const char *vol, const char *key, 
 	return rc;
 }
 
+#define VOL_LOCKED 1 /* an elided operation did not happen: go the locked way */
+
+/* Remember what a mount of vol by id saw (rr as read, the txn's results) */
+static void vol_memo_mounted(struct vf_ctx *ctx, const char *vol, const char *id,
+                             const struct vf_kv_result *rr, int64_t gref,
+                             const struct vf_kv_txn_result *tr)
+{
+	struct vol_memo m = {0};
+
+	if (tr->count < 2 || !rr[R_INFO].found || !rr[R_SERVER].found ||
+	    strlen(id) >= sizeof(m.id)) {
+		vol_memo_drop(ctx, vol, 0);
+		return;
+	}
+	snprintf(m.vol, sizeof(m.vol), "%s", vol);
+	snprintf(m.id, sizeof(m.id), "%s", id);
+	m.valid = 1;
+	m.state_rev = rr[R_STATE].pair.mod_rev;
+	m.gref = gref;
+	m.gref_rev = tr->results[0].pair.mod_rev;
+	m.client_rev = tr->results[1].pair.mod_rev;
+	m.info_rev = rr[R_INFO].pair.mod_rev;
+	m.server_rev = rr[R_SERVER].pair.mod_rev;
+	m.info = rr[R_INFO].pair.value;
+	vol_memo_put(ctx, &m, rr[R_GREF].found ? rr[R_GREF].pair.mod_rev : 0);
+}
+
+/* The first mount of vol on this host as one txn (see vol_memo): mount with
+ * the info remembered, then gref+1 and the client key, guarded by "no gref
+ * lock holder" and the versions of state, gref, client (absent), info and
+ * server. VOL_LOCKED when there is nothing to go on or the txn did not commit
+ * (the local mount undone: the locked path finds the id counted if an
+ * uncertain txn did land). */
+static int vol_mount_elided(struct vf_ctx *ctx, const char *vol, const char *id, const char *path,
+                            char keys[R_N][512], struct vf_err *err)
+{
+	struct vf_kv *kv = ctx->kv;
+	struct vf_kv_txn_result tr = {0};
+	struct vol_ids none = {0};
+	struct vol_memo m;
+	struct vf_err e2 = {0};
+	char lname[512], gval[32], *cval = NULL;
+	int rc;
+
+	if (!vol_memo_get(ctx, vol, &m))
+		return VOL_LOCKED;
+	if (m.client_rev != 0 || vol_local_mounted(ctx, vol) ||
+	    vol_fs_mount(ctx, vol, m.info, path, &e2) != VF_OK) {
+		if (m.client_rev == 0)
+			vol_memo_drop(ctx, vol, 0);
+		free(m.info);
+		return VOL_LOCKED;
+	}
+	if (vf_failpoint_hit("vol.mount_before_txn", vol)) {
+		rc = vf_err_set(err, VF_EUNAVAIL, "volume %s: failpoint vol.mount_before_txn", vol);
+		goto undo;
+	}
+	vol_lock_name(ctx, lname, sizeof(lname), "gref", vol);
+	snprintf(gval, sizeof(gval), "%" PRId64, m.gref + 1);
+	rc = vol_client_value(ctx, &none, id, NULL, &cval, err);
+	if (rc == VF_OK) {
+		struct vf_kv_cmp c[] = {
+		        {.kind = VF_CMP_LOCK_FREE, .key = lname},
+		        {.kind = VF_CMP_VERSION_EQ, .key = keys[R_STATE], .mod_rev = m.state_rev},
+		        {.kind = VF_CMP_VERSION_EQ, .key = keys[R_GREF], .mod_rev = m.gref_rev},
+		        {.kind = VF_CMP_VERSION_EQ, .key = keys[R_CLIENT], .mod_rev = 0},
+		        {.kind = VF_CMP_VERSION_EQ, .key = keys[R_INFO], .mod_rev = m.info_rev},
+		        {.kind = VF_CMP_VERSION_EQ,
+		         .key = keys[R_SERVER],
+		         .mod_rev = m.server_rev}};
+		struct vf_kv_op o[] = {{.kind = VF_OP_PUT,
+		                        .key = keys[R_GREF],
+		                        .value = gval,
+		                        .value_len = strlen(gval)},
+		                       {.kind = VF_OP_PUT,
+		                        .key = keys[R_CLIENT],
+		                        .value = cval,
+		                        .value_len = strlen(cval)}};
+
+		rc = kv->ops->txn(kv, c, 6, o, 2, &tr, err);
+	}
+	if (rc == VF_OK && tr.count == 2) {
+		snprintf(m.id, sizeof(m.id), "%s", id);
+		m.gref++;
+		m.gref_rev = tr.results[0].pair.mod_rev;
+		m.client_rev = tr.results[1].pair.mod_rev;
+		m.valid = strlen(id) < sizeof(m.id);
+		vol_memo_put(ctx, &m, -1);
+		goto out;
+	}
+	rc = VOL_LOCKED;
+undo:
+	vol_memo_drop(ctx, vol, 1);
+	if (vol_fs_unmount(ctx, vol, path, &e2) != VF_OK)
+		vf_log(VF_LOG_ERR, "%s", e2.msg);
+out:
+	vf_kv_txn_result_clear(&tr);
+	free(cval);
+	free(m.info);
+	return rc;
+}
+
 static int vol_mount_once(struct vf_ctx *ctx, const char *vol, const char *id, const char *path,
                           int64_t deadline, int *retry_r, struct vf_err *err)
 {
@@ -1234,6 +1478,7 @@ static int vol_mount_once(struct vf_ctx *ctx, const char *vol, const char *id, c
 	const char *reads[R_N];
 	struct vf_kv_result rr[R_N];
 	struct vf_kv_lock *lk = NULL;
+	struct vf_kv_txn_result tr = {0};
 	struct vol_ids ids = {0};
 	char *cval = NULL;
 	int rc, mounted_here = 0;
@@ -1248,6 +1493,9 @@ static int vol_mount_once(struct vf_ctx *ctx, const char *vol, const char *id, c
 	vf_vol_key(ctx, keys[R_SERVER], 512, VK_SERVER, vol);
 	for (int i = 0; i < R_N; i++)
 		reads[i] = keys[i];
+	rc = vol_mount_elided(ctx, vol, id, path, keys, err);
+	if (rc != VOL_LOCKED)
+		goto out;
 	rc = vf_vol_lock(ctx, lease, "gref", vol, (int)vol_left(deadline), reads, R_N, rr, &lk,
 	                 err);
 	if (rc != VF_OK) {
@@ -1273,6 +1521,7 @@ static int vol_mount_once(struct vf_ctx *ctx, const char *vol, const char *id, c
 		rc = vol_client_value(ctx, &ids, id, NULL, &cval, err);
 		if (rc != VF_OK)
 			goto out;
+		vol_memo_drop(ctx, vol, 0);
 		rc = vol_client_rewrite(ctx, lk, keys[R_CLIENT], rr[R_CLIENT].pair.mod_rev, cval,
 		                        err);
 		if (rc == VF_EUNCERTAIN) {
@@ -1352,8 +1601,13 @@ static int vol_mount_once(struct vf_ctx *ctx, const char *vol, const char *id, c
 		                        .value_len = strlen(cval)},
 		                       {.kind = VF_OP_UNLOCK, .lock = lk}};
 
-		rc = kv->ops->txn(kv, c, 4, o, 3, NULL, err);
+		rc = kv->ops->txn(kv, c, 4, o, 3, &tr, err);
 	}
+	if (rc == VF_OK)
+		vol_memo_mounted(ctx, vol, id, rr, vf_vol_num(&rr[R_GREF]) + 1, &tr);
+	else
+		vol_memo_drop(ctx, vol, 0);
+	vf_kv_txn_result_clear(&tr);
 	if (rc == VF_ECONFLICT) {
 		/* the state flipped to Ready under us (a stop won): undo, go again */
 		vf_log(VF_LOG_INFO,
@@ -1428,6 +1682,68 @@ int vf_volume_mount(struct vf_ctx *ctx, const char *name, const char *mount_id, 
 
 enum { U_STATE = 0, U_GREF, U_CLIENT, U_TRIG, U_N };
 
+/* The unmount of this host's last mount id as one txn (see vol_memo), when
+ * other hosts keep gref above 0 (no stop trigger to bump): unmount locally,
+ * then gref-1 and the client key deleted, guarded by "no gref lock holder"
+ * and the versions of gref and the client key. VOL_LOCKED when there is
+ * nothing to go on or the txn did not commit (the locked path then reads
+ * whether it did). */
+static int vol_unmount_elided(struct vf_ctx *ctx, const char *name, const char *mount_id,
+                              const char *path, char keys[U_N][512], int *unmounted,
+                              struct vf_err *err)
+{
+	struct vf_kv *kv = ctx->kv;
+	struct vf_kv_txn_result tr = {0};
+	struct vol_memo m;
+	char lname[512], gval[32];
+	int rc;
+
+	if (!vol_memo_get(ctx, name, &m))
+		return VOL_LOCKED;
+	if (m.client_rev == 0 || m.gref < 2 || strcmp(m.id, mount_id) != 0) {
+		free(m.info);
+		return VOL_LOCKED;
+	}
+	if (!*unmounted) {
+		rc = vol_fs_unmount(ctx, name, path, err);
+		if (rc != VF_OK) {
+			free(m.info);
+			return rc;
+		}
+		*unmounted = 1;
+	}
+	vol_lock_name(ctx, lname, sizeof(lname), "gref", name);
+	snprintf(gval, sizeof(gval), "%" PRId64, m.gref - 1);
+	{
+		struct vf_kv_cmp c[] = {
+		        {.kind = VF_CMP_LOCK_FREE, .key = lname},
+		        {.kind = VF_CMP_VERSION_EQ, .key = keys[U_GREF], .mod_rev = m.gref_rev},
+		        {.kind = VF_CMP_VERSION_EQ,
+		         .key = keys[U_CLIENT],
+		         .mod_rev = m.client_rev}};
+		struct vf_kv_op o[] = {{.kind = VF_OP_PUT,
+		                        .key = keys[U_GREF],
+		                        .value = gval,
+		                        .value_len = strlen(gval)},
+		                       {.kind = VF_OP_DELETE, .key = keys[U_CLIENT]}};
+
+		rc = kv->ops->txn(kv, c, 3, o, 2, &tr, err);
+	}
+	if (rc == VF_OK && tr.count == 2) {
+		m.gref--;
+		m.gref_rev = tr.results[0].pair.mod_rev;
+		m.client_rev = 0;
+		m.id[0] = '\0';
+		vol_memo_put(ctx, &m, -1);
+	} else {
+		vol_memo_drop(ctx, name, 1);
+		rc = VOL_LOCKED;
+	}
+	vf_kv_txn_result_clear(&tr);
+	free(m.info);
+	return rc;
+}
+
 static int vol_unmount_once(struct vf_ctx *ctx, const char *name, const char *mount_id,
                             const char *path, int64_t deadline, int *unmounted, struct vf_err *err)
 {
@@ -1437,6 +1753,7 @@ static int vol_unmount_once(struct vf_ctx *ctx, const char *name, const char *mo
 	const char *reads[U_N];
 	struct vf_kv_result rr[U_N];
 	struct vf_kv_lock *lk = NULL;
+	struct vf_kv_txn_result tr = {0};
 	struct vol_ids ids = {0};
 	char *cval = NULL;
 	int rc;
@@ -1448,6 +1765,9 @@ static int vol_unmount_once(struct vf_ctx *ctx, const char *name, const char *mo
 	vf_vol_key(ctx, keys[U_TRIG], 512, VK_STOP_TRIGGER, name);
 	for (int i = 0; i < U_N; i++)
 		reads[i] = keys[i];
+	rc = vol_unmount_elided(ctx, name, mount_id, path, keys, unmounted, err);
+	if (rc != VOL_LOCKED)
+		goto out;
 	rc = vf_vol_lock(ctx, lease, "gref", name, (int)vol_left(deadline), reads, U_N, rr, &lk,
 	                 err);
 	if (rc != VF_OK) {
@@ -1469,6 +1789,7 @@ static int vol_unmount_once(struct vf_ctx *ctx, const char *name, const char *mo
 		rc = vol_client_value(ctx, &ids, NULL, mount_id, &cval, err);
 		if (rc != VF_OK)
 			goto out;
+		vol_memo_drop(ctx, name, 0);
 		rc = vol_client_rewrite(ctx, lk, keys[U_CLIENT], rr[U_CLIENT].pair.mod_rev, cval,
 		                        err);
 		if (rc == VF_EUNCERTAIN) {
@@ -1524,8 +1845,14 @@ static int vol_unmount_once(struct vf_ctx *ctx, const char *name, const char *mo
 			                            .value = tval,
 			                            .value_len = strlen(tval)};
 		o[no++] = (struct vf_kv_op){.kind = VF_OP_UNLOCK, .lock = lk};
-		rc = kv->ops->txn(kv, c, 4, o, no, NULL, err);
+		rc = kv->ops->txn(kv, c, 4, o, no, &tr, err);
 	}
+	if (rc == VF_OK && g > 0 && tr.count >= 1)
+		vol_memo_unmounted(ctx, name, g, tr.results[0].pair.mod_rev,
+		                   rr[U_GREF].found ? rr[U_GREF].pair.mod_rev : 0);
+	else
+		vol_memo_drop(ctx, name, 0);
+	vf_kv_txn_result_clear(&tr);
 	if (rc == VF_EUNCERTAIN) {
 		int has = 1;
 

@@ -74,6 +74,11 @@ struct vf_ctx {
 	size_t nmounted;
 	int nwaits; /* mounts waiting on a state watch (under mu) */
 
+	/* what this host's own last mount/unmount of a volume saw (lock elision,
+	 * see vol_memo in volume.c); under mu */
+	struct vol_memo *memo;
+	unsigned long memo_tick;
+
 	/* manager side (manager.c) */
 	struct mgr *mgr;
 };

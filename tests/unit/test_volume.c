@@ -153,37 +153,71 @@ static void test_prefix_families(void)
 }
 
 /* 5. Warm mount and unmount round trips, counted by the shim. */
+static size_t tc_trips(struct memkv_shim *s)
+{
+	/* unlock() after a txn whose UNLOCK op released the lock only frees */
+	return memkv_shim_total(s) - memkv_shim_count(s, MEMKV_UNLOCK);
+}
+
+#define TC_TRIPS(h, op, locks, txns, total)                                                        \
+	do {                                                                                       \
+		memkv_shim_reset(tc.n[h].shim);                                                    \
+		CU_ASSERT_EQUAL_FATAL(op, VF_OK);                                                  \
+		CU_ASSERT_EQUAL(memkv_shim_count(tc.n[h].shim, MEMKV_LOCK), locks);                \
+		CU_ASSERT_EQUAL(memkv_shim_count(tc.n[h].shim, MEMKV_TXN), txns);                  \
+		CU_ASSERT_EQUAL(tc_trips(tc.n[h].shim), total);                                    \
+	} while (0)
+
 static void test_round_trips(void)
 {
 	struct tcluster tc;
 	struct vf_err e = {0};
-	struct memkv_shim *s;
-	int h1, h2;
+	int h1, h2, h3;
 
 	tc_init(&tc);
 	tc_add(&tc, "m1", 1);
 	h1 = tc_add(&tc, "h1", 0);
 	h2 = tc_add(&tc, "h2", 0);
-	s = tc.n[h2].shim;
+	h3 = tc_add(&tc, "h3", 0);
 	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h1].ctx, "v", NULL, 0, &e), VF_OK);
 	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h1].ctx, "v", "c1", NULL, &e), VF_OK);
-	memkv_shim_reset(s);
-	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h2].ctx, "v", "c2", NULL, &e), VF_OK);
-	/* lock (+reads) and one txn (+unlock op); unlock() after a txn UNLOCK only frees */
-	CU_ASSERT_EQUAL(memkv_shim_count(s, MEMKV_LOCK), 1);
-	CU_ASSERT_EQUAL(memkv_shim_count(s, MEMKV_TXN), 1);
-	CU_ASSERT(memkv_shim_total(s) - memkv_shim_count(s, MEMKV_UNLOCK) <= 3);
-	CU_ASSERT_EQUAL(memkv_shim_total(s) - memkv_shim_count(s, MEMKV_UNLOCK), 2);
-	memkv_shim_reset(s);
-	CU_ASSERT_EQUAL_FATAL(vf_volume_unmount(tc.n[h2].ctx, "v", "c2", &e), VF_OK);
-	CU_ASSERT_EQUAL(memkv_shim_count(s, MEMKV_LOCK), 1);
-	CU_ASSERT_EQUAL(memkv_shim_count(s, MEMKV_TXN), 1);
-	CU_ASSERT_EQUAL(memkv_shim_total(s) - memkv_shim_count(s, MEMKV_UNLOCK), 2);
-	/* the last unmount (server stop requested) is 2 as well */
-	memkv_shim_reset(tc.n[h1].shim);
-	CU_ASSERT_EQUAL_FATAL(vf_volume_unmount(tc.n[h1].ctx, "v", "c1", &e), VF_OK);
-	CU_ASSERT_EQUAL(
-	        memkv_shim_total(tc.n[h1].shim) - memkv_shim_count(tc.n[h1].shim, MEMKV_UNLOCK), 2);
+	/* h2 knows nothing of v: lock (+reads) and one txn (+unlock op) */
+	TC_TRIPS(h2, vf_volume_mount(tc.n[h2].ctx, "v", "c2", NULL, &e), 1, 1, 2);
+	/* from then on h2 knows the versions it wrote: one txn each (lock elision) */
+	TC_TRIPS(h2, vf_volume_unmount(tc.n[h2].ctx, "v", "c2", &e), 0, 1, 1);
+	TC_TRIPS(h2, vf_volume_mount(tc.n[h2].ctx, "v", "c2", NULL, &e), 0, 1, 1);
+	TC_TRIPS(h2, vf_volume_unmount(tc.n[h2].ctx, "v", "c2", &e), 0, 1, 1);
+	CU_ASSERT(tc_consistent(&tc, "v") && tc_num(&tc, "gref", "v") == 1);
+	/* another host moved gref: h2's guess fails, the locked way follows (3) */
+	TC_TRIPS(h3, vf_volume_mount(tc.n[h3].ctx, "v", "c3", NULL, &e), 1, 1, 2);
+	TC_TRIPS(h2, vf_volume_mount(tc.n[h2].ctx, "v", "c2", NULL, &e), 1, 2, 3);
+	CU_ASSERT(tc_consistent(&tc, "v") && tc_num(&tc, "gref", "v") == 3);
+	/* after a failed guess: locked (2) until gref was seen quiet, then 1 again */
+	TC_TRIPS(h2, vf_volume_unmount(tc.n[h2].ctx, "v", "c2", &e), 1, 1, 2);
+	TC_TRIPS(h2, vf_volume_mount(tc.n[h2].ctx, "v", "c2", NULL, &e), 0, 1, 1);
+	TC_TRIPS(h2, vf_volume_unmount(tc.n[h2].ctx, "v", "c2", &e), 0, 1, 1);
+	/* a held gref lock is never elided around: the guess fails, the mount waits */
+	{
+		struct vf_kv_lease *l = NULL;
+		struct vf_kv_lock *lk = NULL;
+		struct vf_kv *kv = tc.n[h3].ctx->kv;
+
+		CU_ASSERT_EQUAL_FATAL(kv->ops->lease_grant(kv, 30, 0, NULL, NULL, &l, &e), VF_OK);
+		CU_ASSERT_EQUAL_FATAL(
+		        kv->ops->lock(kv, l, "vfile/lock/gref/v", 1000, NULL, 0, NULL, &lk, &e),
+		        VF_OK);
+		tc.n[h2].ctx->op_timeout_ms = 300;
+		memkv_shim_reset(tc.n[h2].shim);
+		CU_ASSERT_EQUAL(vf_volume_mount(tc.n[h2].ctx, "v", "c2", NULL, &e), VF_ETIMEDOUT);
+		CU_ASSERT_EQUAL(memkv_shim_count(tc.n[h2].shim, MEMKV_TXN), 1);
+		CU_ASSERT(tc_consistent(&tc, "v") && tc_num(&tc, "gref", "v") == 2);
+		kv->ops->unlock(kv, &lk, &e);
+		kv->ops->lease_revoke(kv, &l, &e);
+		tc.n[h2].ctx->op_timeout_ms = 10000;
+	}
+	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h3].ctx, "v", "c3", &e), VF_OK);
+	/* the last unmount (server stop requested) is 2 */
+	TC_TRIPS(h1, vf_volume_unmount(tc.n[h1].ctx, "v", "c1", &e), 1, 1, 2);
 	CU_ASSERT(tc_settled(&tc, "v", 3000));
 	tc_free(&tc);
 }

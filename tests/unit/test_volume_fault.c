@@ -11,6 +11,7 @@ void vf_test_register_fault(void);
 enum scen {
 	SC_MOUNT_COLD,
 	SC_MOUNT_WARM,
+	SC_MOUNT_ELIDED,
 	SC_UNMOUNT_LAST,
 	SC_UNMOUNT_OTHER,
 	SC_REMOVE,
@@ -19,9 +20,15 @@ enum scen {
 	SC_RESTART,
 	SC_N
 };
-static const char *const scen_names[] = {
-        "mount (cold)", "mount (warm)",  "unmount (last)", "unmount (others remain)",
-        "remove",       "manager start", "manager stop",   "manager restart (batch)"};
+static const char *const scen_names[] = {"mount (cold)",
+                                         "mount (warm)",
+                                         "mount (warm, lock elided)",
+                                         "unmount (last)",
+                                         "unmount (others remain)",
+                                         "remove",
+                                         "manager start",
+                                         "manager stop",
+                                         "manager restart (batch)"};
 static const int modes[] = {MEMKV_FAULT_UNAVAIL, MEMKV_FAULT_UNCERTAIN_APPLIED,
                             MEMKV_FAULT_UNCERTAIN_NOT_APPLIED};
 static const char *const mode_names[] = {"?", "unavailable", "uncertain+applied",
@@ -38,8 +45,12 @@ static void sc_setup(struct tcluster *tc, int sc)
 	tc_add(tc, "h1", 0);
 	tc_add(tc, "h2", 0);
 	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc->n[1].ctx, "v", NULL, 0, &e), VF_OK);
-	if (sc == SC_MOUNT_WARM || sc == SC_UNMOUNT_OTHER)
+	if (sc == SC_MOUNT_WARM || sc == SC_MOUNT_ELIDED || sc == SC_UNMOUNT_OTHER)
 		CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc->n[2].ctx, "v", "x", NULL, &e), VF_OK);
+	if (sc == SC_MOUNT_ELIDED) { /* h1 knows v's versions: its next mount is one txn */
+		CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc->n[1].ctx, "v", "a", NULL, &e), VF_OK);
+		CU_ASSERT_EQUAL_FATAL(vf_volume_unmount(tc->n[1].ctx, "v", "a", &e), VF_OK);
+	}
 	if (sc == SC_UNMOUNT_LAST || sc == SC_UNMOUNT_OTHER || sc == SC_STOP || sc == SC_RESTART)
 		CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc->n[1].ctx, "v", "a", NULL, &e), VF_OK);
 	if (sc == SC_RESTART) { /* two volumes: a batch */
@@ -58,6 +69,7 @@ static int sc_run(struct tcluster *tc, int sc)
 	switch (sc) {
 	case SC_MOUNT_COLD:
 	case SC_MOUNT_WARM:
+	case SC_MOUNT_ELIDED:
 	case SC_START:
 		return vf_volume_mount(tc->n[1].ctx, "v", "a", NULL, &e);
 	case SC_UNMOUNT_LAST:
@@ -90,10 +102,12 @@ static int sc_check(struct tcluster *tc, int sc, const char *what)
 	switch (sc) {
 	case SC_MOUNT_COLD:
 	case SC_MOUNT_WARM:
+	case SC_MOUNT_ELIDED:
 	case SC_START:
 		rc = vf_volume_mount(tc->n[1].ctx, "v", "a", NULL, &e);
 		ok = rc == VF_OK && testfs_mounted(tc->fs, "v", "h1") &&
-		     tc_num(tc, "gref", "v") == (sc == SC_MOUNT_WARM ? 2 : 1);
+		     tc_num(tc, "gref", "v") ==
+		             (sc == SC_MOUNT_WARM || sc == SC_MOUNT_ELIDED ? 2 : 1);
 		break;
 	case SC_UNMOUNT_LAST:
 	case SC_UNMOUNT_OTHER:
@@ -174,6 +188,11 @@ static void test_fault_mount_warm(void)
 {
 	fault_scenario(SC_MOUNT_WARM);
 }
+
+static void test_fault_mount_elided(void)
+{
+	fault_scenario(SC_MOUNT_ELIDED);
+}
 static void test_fault_unmount_last(void)
 {
 	fault_scenario(SC_UNMOUNT_LAST);
@@ -207,6 +226,7 @@ void vf_test_register_fault(void)
 		vf_test_abort("suite volume faults");
 	VF_ADD_TEST(s, test_fault_mount_cold);
 	VF_ADD_TEST(s, test_fault_mount_warm);
+	VF_ADD_TEST(s, test_fault_mount_elided);
 	VF_ADD_TEST(s, test_fault_unmount_last);
 	VF_ADD_TEST(s, test_fault_unmount_other);
 	VF_ADD_TEST(s, test_fault_remove);
