@@ -1029,12 +1029,17 @@ static void bn_section_raw(struct bn_be *b)
 		bn_put(b->name, name, fabs(r), "1/s", "lock+unlock, 4 contenders on one lock%s",
 		       r < 0 ? ", WITH ERRORS" : "");
 		if (nho > 0) {
-			double p50 = bn_pct(ho, nho, 50), p99 = bn_pct(ho, nho, 99);
+			double p50 = bn_pct(ho, nho, 50), p90 = bn_pct(ho, nho, 90),
+			       p99 = bn_pct(ho, nho, 99), mean = bn_mean(ho, nho);
 
 			snprintf(name, sizeof(name), "%s_handoff_p50_ms", bn_raw_names[kind]);
 			bn_put(b->name, name, p50, "ms", "4 contenders, n=%zu", nho);
+			snprintf(name, sizeof(name), "%s_handoff_p90_ms", bn_raw_names[kind]);
+			bn_put(b->name, name, p90, "ms", "4 contenders, n=%zu", nho);
 			snprintf(name, sizeof(name), "%s_handoff_p99_ms", bn_raw_names[kind]);
 			bn_put(b->name, name, p99, "ms", "4 contenders, n=%zu", nho);
+			snprintf(name, sizeof(name), "%s_handoff_mean_ms", bn_raw_names[kind]);
+			bn_put(b->name, name, mean, "ms", "4 contenders, n=%zu", nho);
 		}
 	}
 	vf_http_free(&http);
@@ -1458,6 +1463,10 @@ static void bn_backend(int kind)
 		               bn_get(b.name, "etcd_lock_cycles_per_s_c4"));
 		bn_check(b.name, "hand-off >= 10x faster than etcd's lock service", theirs / ours,
 		         10, 0, "p50, 4 contenders");
+		ours = bn_get(b.name, "our_lock_handoff_mean_ms");
+		theirs = bn_get(b.name, "etcd_lock_handoff_mean_ms");
+		bn_put(b.name, "ratio_handoff_mean_etcd_to_ours", theirs / ours, "x",
+		       "mean etcd lock service / mean ours");
 	}
 
 	if (bn_want("scale")) {
