@@ -110,9 +110,10 @@ enum vf_kv_cmp_kind {
 	VF_CMP_VERSION_EQ = 2, /* key's mod_rev equals mod_rev (0: key absent) */
 	VF_CMP_ABSENT = 3,     /* key does not exist */
 	VF_CMP_LOCK_HELD = 4,  /* lock is still held by its owner (the fence) */
-	VF_CMP_LOCK_FREE = 5,  /* nobody (this handle included) holds the lock called key;
-	                        * etcd: nor waits for it. Lock-elision: a txn with it
-	                        * is lock + txn + unlock in one atomic step */
+	VF_CMP_LOCK_FREE = 5,  /* nobody (this handle included) holds the lock called key
+	                        * (etcd: nor waits for it); a txn with it is lock + txn +
+	                        * unlock in one step. May fail for a name never locked
+	                        * (Consul): a false "held", never a false "free" */
 };
 struct vf_kv_cmp {
 	enum vf_kv_cmp_kind kind;
