@@ -42,7 +42,14 @@
  *   VF_ELEASE with the re-granted lease) are bounded by the op deadline.
  *   On time-out: txn [LOCK_HELD, VERSION_EQ stop_trigger] put stop_trigger+1 (a
  *   server started late is stopped), unlock, VF_ETIMEDOUT.
- * unmount(H, id): 1 lock(gref, reads state,gref,client/H,stop_trigger)
+ *   Elided (see vol_memo): H not a client yet and a remembered view: local mount
+ *   with the remembered info; txn [LOCK_FREE gref, VERSION_EQ state, gref, client/H
+ *   (absent), info, server] put gref+1, put client/H.  (1 round trip; if it fails:
+ *   local unmount, then the locked way above)
+ * unmount(H, id): elided (see vol_memo) for H's one id while the remembered gref
+ *   >= 2: local unmount; txn [LOCK_FREE gref, VERSION_EQ gref, client/H] put
+ *   gref-1, delete client/H (1 round trip; if it fails: the locked way below).
+ *   1 lock(gref, reads state,gref,client/H,stop_trigger)
  *   other ids left: txn [LOCK_HELD, VERSION_EQ client/H] put client/H(-id), UNLOCK.
  *   last id: local unmount; txn [LOCK_HELD, VERSION_EQ gref, VERSION_EQ client/H,
  *   VERSION_EQ stop_trigger] put gref-1, delete client/H, put stop_trigger+1 (only
