@@ -416,7 +416,7 @@ static void bn_host_close(struct bn_host *h)
 /* ---- 1 + 2: round trips and latency ---- */
 static void bn_stats(const char *be, const char *what, double *v, size_t n)
 {
-	char name[64];
+	char name[128];
 	double p99, p50 = bn_pct(v, n, 50);
 
 	p99 = bn_pct(v, n, 99);
