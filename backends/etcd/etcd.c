@@ -245,6 +245,7 @@ static void etcd_free(struct etcd_kv *ek)
 	free(ek->token);
 	pthread_mutex_destroy(&ek->auth_mu);
 	pthread_mutex_destroy(&ek->mu);
+	pthread_mutex_destroy(&ek->pw_mu);
 	pthread_cond_destroy(&ek->cond);
 	free(ek);
 }
@@ -262,6 +263,7 @@ static int etcd_open(const config_setting_t *cfg, struct vf_kv **kv_r, struct vf
 		return vf_err_set(err, VF_ENOMEM, "out of memory");
 	pthread_mutex_init(&ek->auth_mu, NULL);
 	pthread_mutex_init(&ek->mu, NULL);
+	pthread_mutex_init(&ek->pw_mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* waits use vf_now_ms() */
 	pthread_cond_init(&ek->cond, &ca);
@@ -334,6 +336,7 @@ static void etcd_close(struct vf_kv *kv)
 
 	if (ek == NULL)
 		return;
+	etcd_lock_pw_shutdown(ek);
 	etcd_watch_shutdown(ek);
 	etcd_lease_shutdown(ek);
 	etcd_lock_shutdown(ek);

@@ -54,6 +54,8 @@ struct etcd_kv {
 	struct etcd_lease *leases;
 	struct etcd_watch *watches;
 	struct etcd_lockkey *lock_keys; /* waiter keys held or awaited (etcd_lock.c) */
+	pthread_mutex_t pw_mu;          /* the lock-prefix watches (etcd_lock.c) */
+	struct lock_pw *pws;
 	pthread_t ka_thread;
 	int ka_running;
 	int ka_stop;
@@ -90,7 +92,8 @@ int etcd_unlock(struct vf_kv *kv, struct vf_kv_lock **lock, struct vf_err *err);
 int etcd_lock_many(struct vf_kv *kv, struct vf_kv_lease *lease, const char *const *names, size_t n,
                    const struct vf_kv_cmp *cmps, size_t ncmp, struct vf_kv_lock **locks_r,
                    struct vf_err *err);
-void etcd_lock_shutdown(struct etcd_kv *ek); /* close(): forget the waiter keys */
+void etcd_lock_shutdown(struct etcd_kv *ek);    /* close(): forget the waiter keys */
+void etcd_lock_pw_shutdown(struct etcd_kv *ek); /* close(), before the watches go */
 /* Wait (watch, no polling) until key, seen with create_rev at revision after_rev, is
  * deleted (or replaced), or until deadline_ms (< 0: forever). VF_OK when deleted or
  * when the caller should look again, VF_ETIMEDOUT, or a store error. */
@@ -116,6 +119,9 @@ int etcd_map_error(long status, const char *body, size_t len, int idempotent, in
  * for "" (or all 0xff) both key and end are "\0". Returns malloc'ed bytes. */
 int etcd_prefix_range(const char *prefix, char **key_r, size_t *klen_r, char **end_r,
                       size_t *elen_r);
+
+/* The lock check lists at most this many waiters ahead of the caller. */
+#define ETCD_LOCK_AHEAD_MAX 16
 
 struct etcd_range_opt {
 	int64_t limit;

@@ -540,6 +540,12 @@ int etcd_build_lock_check(const char *waiter, const char *prefix, int64_t my_rev
 	json_gen_range_op(g, waiter, 0, NULL);
 	json_gen_range_op(g, prefix, 1, &pred);
 	json_gen_reads(g, reads, nreads);
+	{ /* last, responses[2 + nreads]: the waiters ahead of us (a few) */
+		struct etcd_range_opt ahead = {ETCD_LOCK_AHEAD_MAX, "ASCEND", "CREATE", my_rev - 1,
+		                               0};
+
+		json_gen_range_op(g, prefix, 1, &ahead);
+	}
 	yajl_gen_array_close(g);
 	return etcd_gen_done(g, body_r, len_r, err);
 }

@@ -4,9 +4,14 @@
  * Lock name N, lease L: the waiter key is "N/<L in hex>", attached to L. The
  * owner is the waiter with the smallest create_revision; the fence is the
  * owner's create_revision (VF_CMP_LOCK_HELD compares CREATE(waiter) == fence).
- * A waiter that is not the owner watches only its predecessor (the greatest
- * create_revision below its own) for a DELETE, then re-checks: FIFO, no polling,
- * no herd.
+ * A waiter that is not the owner waits for its predecessor (the greatest
+ * create_revision below its own) to be deleted, then re-checks with one request
+ * (which also reads the caller's keys under the fence): FIFO, no polling, no herd
+ * of requests. Without reads, and when the check listed every waiter ahead (at
+ * most ETCD_LOCK_AHEAD_MAX), it waits until all of those are gone and owns the
+ * lock without the re-check. The DELETEs come from a watch of the lock's prefix
+ * that the handle keeps open across waits (see "waiting on a watch kept per lock
+ * prefix" below for why a watch per wait is slow).
  *
  * Locks are not re-entrant: locking N again through the same lease while this
  * handle holds or awaits it fails at once with VF_EBUSY (threads that contend for
@@ -229,6 +234,254 @@ int etcd_wait_delete(struct etcd_kv *ek, const char *key, int64_t create_rev, in
 	return rc;
 }
 
+/* ---- waiting on a watch kept per lock prefix ----
+ *
+ * A watch created for one wait is often registered by etcd as "unsynced": the
+ * server takes its current revision, then registers the watcher; a write landing
+ * in between (common under contention) leaves the watcher behind, and its events
+ * then wait for etcd's 100 ms sync loop (traced: a predecessor's DELETE arriving
+ * 50-70 ms late). So a handle keeps one watch per lock prefix it has waited on,
+ * open across waits (synced once, it stays synced): at most LOCK_PW_MAX, the least
+ * recently used idle one closed for a new one. Each remembers its last
+ * LOCK_PW_RING events; a waiter looks there for its predecessor's DELETE (or a
+ * new incarnation) after the revision it checked at, and when the ring or a
+ * RESYNC may have lost such an event it checks again with a request. */
+#define LOCK_PW_MAX 8
+#define LOCK_PW_RING 64
+#define LOCK_PW_RECHECK_MS 5000 /* a wait looks again (one request) after this long */
+
+struct lock_pw_ev {
+	char *key;
+	int64_t rev, create_rev;
+	int del;
+};
+
+struct lock_pw {
+	char *prefix;
+	struct vf_kv_watch *watch;
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	int64_t lost; /* events up to this revision may be missing */
+	struct lock_pw_ev ring[LOCK_PW_RING];
+	unsigned head, n; /* oldest entry, count */
+	int refs;
+	int64_t used;
+	struct lock_pw *next;
+};
+
+static int lock_pw_cb(const struct vf_kv_event *ev, void *arg)
+{
+	struct lock_pw *pw = arg;
+
+	pthread_mutex_lock(&pw->mu);
+	if (ev->type == VF_EV_RESYNC) {
+		pw->lost = ev->revision > pw->lost ? ev->revision : pw->lost;
+	} else {
+		struct lock_pw_ev *e;
+		char *key = strdup(ev->key);
+
+		if (pw->n == LOCK_PW_RING) { /* drop the oldest */
+			e = &pw->ring[pw->head];
+			if (e->rev > pw->lost)
+				pw->lost = e->rev;
+			free(e->key);
+			pw->head = (pw->head + 1) % LOCK_PW_RING;
+			pw->n--;
+		}
+		if (key == NULL) { /* out of memory: say this event may be missing */
+			pw->lost = ev->mod_rev > pw->lost ? ev->mod_rev : pw->lost;
+		} else {
+			e = &pw->ring[(pw->head + pw->n) % LOCK_PW_RING];
+			e->key = key;
+			e->rev = ev->mod_rev;
+			e->create_rev = ev->create_rev;
+			e->del = ev->type == VF_EV_DELETE;
+			pw->n++;
+		}
+	}
+	pthread_cond_broadcast(&pw->cond);
+	pthread_mutex_unlock(&pw->mu);
+	return 0;
+}
+
+static void lock_pw_free(struct etcd_kv *ek, struct lock_pw *pw)
+{
+	etcd_watch_stop(&ek->base, &pw->watch);
+	for (unsigned i = 0; i < pw->n; i++)
+		free(pw->ring[(pw->head + i) % LOCK_PW_RING].key);
+	pthread_mutex_destroy(&pw->mu);
+	pthread_cond_destroy(&pw->cond);
+	free(pw->prefix);
+	free(pw);
+}
+
+/* The watch of prefix (a reference: lock_pw_put), started after after_rev if new;
+ * NULL if none can be had (the caller waits the old way). */
+static struct lock_pw *lock_pw_get(struct etcd_kv *ek, const char *prefix, int64_t after_rev)
+{
+	struct lock_pw *pw, *lru = NULL, **lrup = NULL, *evict = NULL;
+	pthread_condattr_t ca;
+	int count = 0;
+
+	pthread_mutex_lock(&ek->pw_mu);
+	for (struct lock_pw **p = &ek->pws; (pw = *p) != NULL; p = &pw->next) {
+		if (strcmp(pw->prefix, prefix) == 0) {
+			pw->refs++;
+			pw->used = vf_now_ms();
+			pthread_mutex_unlock(&ek->pw_mu);
+			return pw;
+		}
+		count++;
+		if (pw->refs == 0 && (lru == NULL || pw->used < lru->used))
+			lru = pw, lrup = p;
+	}
+	if (count >= LOCK_PW_MAX) {
+		if (lru == NULL) { /* all busy: wait the old way */
+			pthread_mutex_unlock(&ek->pw_mu);
+			return NULL;
+		}
+		*lrup = lru->next;
+		evict = lru;
+	}
+	pthread_mutex_unlock(&ek->pw_mu);
+	if (evict)
+		lock_pw_free(ek, evict);
+
+	pw = calloc(1, sizeof(*pw));
+	if (pw == NULL || (pw->prefix = strdup(prefix)) == NULL) {
+		free(pw);
+		return NULL;
+	}
+	pthread_mutex_init(&pw->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&pw->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	pw->refs = 1;
+	pw->used = vf_now_ms();
+	pw->lost = after_rev; /* it sees what comes after after_rev, not before */
+	if (etcd_watch_start(&ek->base, prefix, after_rev, lock_pw_cb, pw, &pw->watch, NULL) !=
+	    VF_OK) {
+		lock_pw_free(ek, pw);
+		return NULL;
+	}
+	pthread_mutex_lock(&ek->pw_mu);
+	for (struct lock_pw *o = ek->pws; o; o = o->next)
+		if (strcmp(o->prefix, prefix) == 0) { /* another thread was quicker */
+			o->refs++;
+			pthread_mutex_unlock(&ek->pw_mu);
+			lock_pw_free(ek, pw);
+			return o;
+		}
+	pw->next = ek->pws;
+	ek->pws = pw;
+	pthread_mutex_unlock(&ek->pw_mu);
+	return pw;
+}
+
+static void lock_pw_put(struct etcd_kv *ek, struct lock_pw *pw)
+{
+	pthread_mutex_lock(&ek->pw_mu);
+	pw->refs--;
+	pthread_mutex_unlock(&ek->pw_mu);
+}
+
+void etcd_lock_pw_shutdown(struct etcd_kv *ek)
+{
+	pthread_mutex_lock(&ek->pw_mu);
+	struct lock_pw *pw = ek->pws;
+
+	ek->pws = NULL;
+	pthread_mutex_unlock(&ek->pw_mu);
+	while (pw) {
+		struct lock_pw *next = pw->next;
+
+		lock_pw_free(ek, pw);
+		pw = next;
+	}
+}
+
+/* Has the waiter key k (created at create_rev) gone in an event after after_rev
+ * (deleted, or put again: a new incarnation)? Under pw->mu. */
+static int lock_pw_went(const struct lock_pw *pw, const char *k, int64_t create_rev,
+                        int64_t after_rev)
+{
+	for (unsigned i = 0; i < pw->n; i++) {
+		const struct lock_pw_ev *e = &pw->ring[(pw->head + i) % LOCK_PW_RING];
+
+		if (e->rev > after_rev && strcmp(e->key, k) == 0 &&
+		    (e->del || e->create_rev != create_rev))
+			return 1;
+	}
+	return 0;
+}
+
+/* Wait until key (created at create_rev, seen at after_rev) is deleted or
+ * re-created, or until self (our waiter key) is: VF_OK, and the caller looks
+ * again. With ahead (the n waiters before us at after_rev, all of them, key
+ * among them), wait until every one of them went instead: then *gone_r = 1
+ * (nothing before us any more, nothing of self seen, no event lost). VF_ETIMEDOUT
+ * at deadline_ms (< 0: none). */
+static int lock_wait_pred(struct etcd_kv *ek, const char *prefix, const char *key,
+                          int64_t create_rev, const struct vf_kv_list *ahead, const char *self,
+                          int64_t after_rev, int64_t deadline_ms, int *gone_r, struct vf_err *err)
+{
+	struct lock_pw *pw = lock_pw_get(ek, prefix, after_rev);
+	int64_t slice_end = vf_now_ms() + LOCK_PW_RECHECK_MS;
+	int rc = VF_OK, done = 0;
+
+	*gone_r = 0;
+	if (pw == NULL)
+		return etcd_wait_delete(ek, key, create_rev, after_rev, deadline_ms, err);
+	pthread_mutex_lock(&pw->mu);
+	while (!done) {
+		if (pw->lost > after_rev)
+			break; /* an event after after_rev may be missing: look again */
+		int pred_went = lock_pw_went(pw, key, create_rev, after_rev), self_seen = 0,
+		    all_went = ahead != NULL;
+
+		for (unsigned i = 0; i < pw->n; i++) {
+			const struct lock_pw_ev *e = &pw->ring[(pw->head + i) % LOCK_PW_RING];
+
+			if (e->rev > after_rev && strcmp(e->key, self) == 0)
+				self_seen = 1; /* our lease ended? the check says */
+		}
+		for (size_t i = 0; ahead && i < ahead->count && all_went; i++)
+			all_went = lock_pw_went(pw, ahead->items[i].key, ahead->items[i].create_rev,
+			                        after_rev);
+		/* with ahead: the predecessor going is enough to look again (it may
+		 * be the last one), all of them going makes us the owner */
+		done = (ahead ? all_went : pred_went) || self_seen;
+		*gone_r = all_went && !self_seen;
+		if (done)
+			break;
+		int64_t now = vf_now_ms(), until = now + LOCK_PW_RECHECK_MS;
+		struct timespec ts;
+
+		if (deadline_ms >= 0 && now >= deadline_ms) {
+			rc = vf_err_set(err, VF_ETIMEDOUT, "wait for %s: timed out", key);
+			break;
+		}
+		if (now >= slice_end)
+			break; /* a look now and then, in case the store went away */
+		if (deadline_ms >= 0 && deadline_ms < until)
+			until = deadline_ms;
+		if (slice_end < until)
+			until = slice_end;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += (until - now) / 1000;
+		ts.tv_nsec += (long)((until - now) % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&pw->cond, &pw->mu, &ts);
+	}
+	pthread_mutex_unlock(&pw->mu);
+	lock_pw_put(ek, pw);
+	return rc;
+}
+
 /* ---- lock / unlock ---- */
 
 /* The waiter keys this handle holds or awaits: a second lock of the same name
@@ -376,6 +629,8 @@ int etcd_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *name, int
 
 		for (;;) {
 			struct vf_kv_pair pred = {0}, self = {0};
+			struct vf_kv_list ahead = {0};
+			int gone = 0, have_ahead = 0;
 
 			yajl_tree_free(tree);
 			tree = NULL;
@@ -429,8 +684,27 @@ int etcd_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *name, int
 			if (etcd_parse_first(etcd_txn_resp(tree, 1, "response_range"), &pred,
 			                     NULL) != VF_OK)
 				break; /* no predecessor: we own it */
-			rc = etcd_wait_delete(ek, pred.key, pred.create_rev, rev, deadline, err);
+			/* Without reads to take under the fence, the waiters ahead of us
+			 * (all of them, when there are few) are enough: once every one
+			 * went, nobody is before us (later waiters have larger create
+			 * revisions) and the lock is ours without another look (a lease
+			 * that ended meanwhile still fails every fenced write). */
+			if (nreads == 0) {
+				yajl_val ar = etcd_txn_resp(tree, 2, "response_range");
+				yajl_val more = vf_json_get(ar, "more", NULL);
+
+				if (ar && !(more && YAJL_IS_TRUE(more)) &&
+				    etcd_parse_range(ar, tree, &ahead, NULL) == VF_OK &&
+				    ahead.count > 0)
+					have_ahead = 1;
+			}
+			rc = lock_wait_pred(ek, prefix.data, pred.key, pred.create_rev,
+			                    have_ahead ? &ahead : NULL, waiter.data, rev, deadline,
+			                    &gone, err);
 			vf_kv_pair_clear(&pred);
+			vf_kv_list_clear(&ahead);
+			if (rc == VF_OK && gone && have_ahead)
+				break;
 			if (rc == VF_ETIMEDOUT)
 				vf_err_set(err, rc, "%s: timed out after %d ms", what, timeout_ms);
 			if (rc != VF_OK && !lock_transient(rc))

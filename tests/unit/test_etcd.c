@@ -234,6 +234,8 @@ static void test_build_lock(void)
 	CU_ASSERT(strstr(body, "\"max_create_revision\":\"39\"") != NULL);
 	CU_ASSERT(strstr(body, "\"sort_order\":\"DESCEND\"") != NULL);
 	CU_ASSERT(strstr(body, "compare") == NULL);
+	/* last: the waiters ahead (create_revision below ours), a bounded listing */
+	CU_ASSERT(strstr(body, "\"limit\":\"16\",\"sort_order\":\"ASCEND\"") != NULL);
 	free(body);
 }
 
