@@ -200,7 +200,14 @@ static int fn_spawn(struct fnode *n, const struct fcase *fc, const char *name, i
 	n->out_fd = out[0];
 	fn_register(n, 1);
 	if (fn_line(n, 30000, line, sizeof(line)) != 1 || strncmp(line, "ready ", 6) != 0) {
-		fprintf(stderr, "\nnode %s did not start (%s); see %s\n", name, line, n->log);
+		FILE *f = fopen(n->log, "r");
+		char l[512];
+
+		fprintf(stderr, "\nnode %s did not start (%s); its log %s:\n", name, line, n->log);
+		while (f && fgets(l, sizeof(l), f)) /* the log goes with the case's dir */
+			fprintf(stderr, "  | %s", l);
+		if (f)
+			fclose(f);
 		return -1;
 	}
 	snprintf(n->lease, sizeof(n->lease), "%.63s", line + 6);
