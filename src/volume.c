@@ -574,8 +574,6 @@ static void vol_memo_put(struct vf_ctx *ctx, const struct vol_memo *nm, int64_t 
 		info = nm->info ? strdup(nm->info) : m->info;
 		if (nm->info)
 			free(m->info);
-		else
-			m->info = NULL;
 		*m = *nm;
 		m->info = info;
 		m->missed = missed;
@@ -1420,10 +1418,12 @@ static int vol_mount_elided(struct vf_ctx *ctx, const char *vol, const char *id,
 
 	if (!vol_memo_get(ctx, vol, &m))
 		return VOL_LOCKED;
-	if (m.client_rev != 0 || vol_local_mounted(ctx, vol) ||
-	    vol_fs_mount(ctx, vol, m.info, path, &e2) != VF_OK) {
-		if (m.client_rev == 0)
-			vol_memo_drop(ctx, vol, 0);
+	if (m.client_rev != 0) { /* another id of this host: the locked way adds it */
+		free(m.info);
+		return VOL_LOCKED;
+	}
+	if (vol_local_mounted(ctx, vol) || vol_fs_mount(ctx, vol, m.info, path, &e2) != VF_OK) {
+		vol_memo_drop(ctx, vol, 0); /* the locked way reads info afresh */
 		free(m.info);
 		return VOL_LOCKED;
 	}

@@ -540,7 +540,7 @@ int etcd_build_lock_check(const char *waiter, const char *prefix, int64_t my_rev
 	json_gen_range_op(g, waiter, 0, NULL);
 	json_gen_range_op(g, prefix, 1, &pred);
 	json_gen_reads(g, reads, nreads);
-	{ /* last, responses[2 + nreads]: the waiters ahead of us (a few) */
+	if (nreads == 0) { /* responses[2]: the waiters ahead of us (a few), see etcd_lock.c */
 		struct etcd_range_opt ahead = {ETCD_LOCK_AHEAD_MAX, "ASCEND", "CREATE", my_rev - 1,
 		                               0};
 
