@@ -491,6 +491,7 @@ static void test_restart_batched(void)
 	char vol[RB_N][16], *sv, lease[64] = "", node[64];
 	int h, m, served = 0;
 	unsigned nmany, nlock;
+	int64_t t0;
 
 	tc_init(&tc);
 	m = tc_add(&tc, "m1", 1);
@@ -509,6 +510,7 @@ static void test_restart_batched(void)
 	CU_ASSERT_EQUAL_FATAL(
 	        okv->ops->lock(okv, ol, "vfile/lock/state/b07", 0, NULL, 0, NULL, &olk, &e), VF_OK);
 	memkv_shim_reset(tc.n[m].shim);
+	t0 = vf_now_ms();
 	testfs_node_crash(tc.fs, "m1"); /* its servers died with its lease */
 	CU_ASSERT_EQUAL(memkv_lease_kill(tc.st, lease), VF_OK);
 	for (int64_t end = vf_now_ms() + 8000; vf_now_ms() < end && served < RB_N - 1;) {
@@ -525,7 +527,10 @@ static void test_restart_batched(void)
 	fprintf(stderr, "  restart of %d volumes: %u lock_many, %u single lock calls\n", RB_N,
 	        nmany, nlock);
 	CU_ASSERT(nmany >= 2); /* batches, not one by one */
-	CU_ASSERT(nlock <= (unsigned)(tc.n[m].kv->max_txn_ops / 5) + 2); /* b07's batch only */
+	/* b07's batch only, plus one try of b07 per reconcile pass since the kill
+	 * (slow under valgrind: more passes) */
+	CU_ASSERT(nlock <= (unsigned)(tc.n[m].kv->max_txn_ops / 5) + 2 +
+	                           (unsigned)((vf_now_ms() - t0) / tc.reconcile_ms + 1));
 	CU_ASSERT_EQUAL(okv->ops->unlock(okv, &olk, &e), VF_OK);
 	served = 0;
 	for (int64_t end = vf_now_ms() + 8000; vf_now_ms() < end && !served;) {
