@@ -21,12 +21,21 @@
 #define VFILE_PLUGIN_INT_H
 
 #include <stddef.h>
+#include <microhttpd.h>
 #include <yajl/yajl_gen.h>
 
 #include "vfile/vfile.h"
 
+/* Input bounds (doc/reliability.md, "Input bounds"). */
 #define VF_PLUGIN_MAX_BODY (64 * 1024)
-#define VF_PLUGIN_ID_MAX 256
+#define VF_PLUGIN_ID_MAX 64           /* a mount id; Docker's are 64 hex digits */
+#define VF_PLUGIN_OPTS_MAX 16         /* Create options in one request */
+#define VF_PLUGIN_OPT_KEY_MAX 64      /* an option name, bytes */
+#define VF_PLUGIN_OPT_VALUE_MAX 253   /* an option value, bytes (a DNS name) */
+#define VF_PLUGIN_OPTS_MAX_BYTES 1024 /* all option names and values together */
+#define VF_PLUGIN_REQUEST_MS 10000    /* a whole request must arrive within this */
+#define VF_PLUGIN_UID_CONNS 32        /* connections per non-root peer uid */
+#define VF_PLUGIN_CONNS 256           /* connections in all */
 #define VF_PLUGIN_CONTENT_TYPE "application/vnd.docker.plugins.v1+json"
 
 enum vf_plugin_ep {
@@ -83,6 +92,11 @@ struct vf_plugin_server_cfg {
 	const char *socket_group; /* NULL: unchanged */
 	int socket_mode;          /* e.g. 0660 */
 	int idle_timeout_s;       /* close idle connections after this (0: 60) */
+	int request_timeout_ms;   /* a whole request (headers and body), and each
+	                           * response and the wait for the next request on a
+	                           * kept-alive connection, within this (0:
+	                           * VF_PLUGIN_REQUEST_MS); the handler's own time is
+	                           * not counted */
 	const char *const *known_opts;
 	vf_plugin_handler_fn handler;
 	void *arg;
@@ -99,5 +113,37 @@ int vf_plugin_server_drain(struct vf_plugin_server *srv, int timeout_ms);
 int vf_plugin_server_inflight(struct vf_plugin_server *srv);
 /* Stop, close and unlink the socket, free. */
 void vf_plugin_server_stop(struct vf_plugin_server **srv);
+
+/* A connection guard for an MHD daemon (the plugin socket, the metrics port): a
+ * whole request must arrive within request_ms (MHD's own timeout is idle time, which
+ * one byte a second resets); unix peers other than root get uid_max connections at
+ * most; with more than pending_max connections waiting for a request, the one
+ * waiting longest is dropped. Connections are closed with shutdown(2) on MHD's fd,
+ * under the lock MHD's close notification takes first. */
+struct vf_http_guard_cfg {
+	int request_ms;  /* 0: VF_PLUGIN_REQUEST_MS */
+	int uid_max;     /* 0: no share per uid */
+	int pending_max; /* 0: no eviction */
+	const char *what;
+};
+struct vf_http_guard;
+int vf_http_guard_new(const struct vf_http_guard_cfg *cfg, struct vf_http_guard **g_r,
+                      struct vf_err *err);
+/* After MHD_stop_daemon. */
+void vf_http_guard_free(struct vf_http_guard **g);
+/* MHD_OPTION_NOTIFY_CONNECTION, with the guard as its argument. */
+void vf_http_guard_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe);
+/* Around the handler: busy connections have no deadline; leaving busy starts one. */
+void vf_http_guard_busy(struct vf_http_guard *g, struct MHD_Connection *conn, int busy);
+void vf_http_guard_counts(struct vf_http_guard *g, unsigned long *reaped_r,
+                          unsigned long *refused_r, unsigned long *evicted_r);
+
+/* Escape for logs and Err: printable ASCII as is, '\\' doubled, any other byte as
+ * \xHH; at most max_src bytes of src, then "..."; never cuts an escape. */
+void vf_plugin_escape(char *dst, size_t size, const char *src, size_t max_src);
+
+/* Tests only: called right after bind(2) with the socket path. */
+extern void (*vf_plugin_test_after_bind)(const char *path);
 
 #endif /* VFILE_PLUGIN_INT_H */

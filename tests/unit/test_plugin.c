@@ -2,10 +2,16 @@
  * temporary unix socket with a stub handler (no store, no volume manager). */
 #include <config.h>
 
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "test_int.h"
@@ -226,10 +232,269 @@ static void test_decode_oversized_and_unknown(void)
 	CU_ASSERT_STRING_EQUAL(vf_plugin_ep_path(VF_EP_KVDUMP), "/VFile.KVDump");
 }
 
+/* Any byte outside printable ASCII in an error message (what reaches the log and Err). */
+static int test_msg_raw(const char *msg)
+{
+	for (const unsigned char *p = (const unsigned char *)msg; *p; p++)
+		if (*p < 0x20 || *p > 0x7e)
+			return 1;
+	return 0;
+}
+
+/* #19.1: a comment hid brackets from the depth pre-check; yajl's tree parser took the
+ * comment and built a 32,000-level tree. Comments are refused, nesting is bounded by
+ * the parser itself. */
+static void test_decode_comments_and_depth(void)
+{
+	size_t n = 32000;
+	char *deep = malloc(2 * n + 16);
+	struct vf_plugin_req r;
+	struct vf_err err = {0};
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(deep);
+	memcpy(deep, "/*\"*/", 5);
+	memset(deep + 5, '[', n);
+	memset(deep + 5 + n, ']', n);
+	CU_ASSERT_EQUAL(vf_plugin_decode("/VolumeDriver.Get", deep, 5 + 2 * n, NULL, &r, &err),
+	                VF_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "malformed JSON"));
+	CU_ASSERT_FALSE(test_msg_raw(err.msg));
+	/* the same without the comment */
+	CU_ASSERT_EQUAL(vf_plugin_decode("/VolumeDriver.Get", deep + 5, 2 * n, NULL, &r, &err),
+	                VF_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "nested too deeply"));
+	/* a quote inside a string does not hide brackets either */
+	snprintf(deep, 2 * n, "{\"a\\\"\":");
+	size_t k = strlen(deep);
+	memset(deep + k, '[', 40);
+	memset(deep + k + 40, ']', 40);
+	deep[k + 80] = '}';
+	CU_ASSERT_EQUAL(vf_plugin_decode("/VolumeDriver.List", deep, k + 81, NULL, &r, &err),
+	                VF_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "nested too deeply"));
+	free(deep);
+	/* //" then a real request: it created volume x */
+	const char *c1 = "//\"\n{\"Name\":\"x\",\"x\":[[1]]}";
+	const char *c2 = "{\"Name\":\"x\" /* c */}";
+	const char *c3 = "{\"Name\":\"x\"}//";
+	const char *cs[] = {c1, c2, c3};
+	for (size_t i = 0; i < 3; i++) {
+		CU_ASSERT_EQUAL(dec("/VolumeDriver.Create", cs[i], &r, &err), VF_EINVAL);
+		CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "malformed JSON"));
+		CU_ASSERT_PTR_NULL(r.name);
+	}
+	/* 32 levels are still fine, 33 are not */
+	char lvl[80];
+	memset(lvl, '[', 32);
+	memset(lvl + 32, ']', 32);
+	CU_ASSERT_EQUAL(vf_plugin_decode("/VolumeDriver.List", lvl, 64, NULL, &r, &err), VF_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "must be a JSON object"));
+	memset(lvl, '[', 33);
+	memset(lvl + 33, ']', 33);
+	CU_ASSERT_EQUAL(vf_plugin_decode("/VolumeDriver.List", lvl, 66, NULL, &r, &err), VF_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "nested too deeply"));
+}
+
+/* #19.5: strings must be UTF-8: surrogates, > U+10FFFF, overlong forms are refused, in
+ * raw bytes and in \u escapes; valid text passes. */
+static void test_decode_utf8(void)
+{
+	const char *bad[] = {
+	        "\xed\xa0\x80",     /* U+D800 as UTF-8 */
+	        "\xf4\x90\x80\x80", /* U+110000 */
+	        "\xc0\xaf",         /* overlong '/' */
+	        "\xe0\x80\xaf",     /* overlong '/' */
+	        "\xf8\x88\x80\x80\x80",
+	        "\x80",
+	        "\xc3",
+	        "\\udc00",        /* lone low surrogate */
+	        "\\ud800",        /* lone high surrogate */
+	        "\\ud800\\u0041", /* high surrogate + not a low one */
+	        "\\ud800x",
+	};
+	const char *good[] = {"caf\xc3\xa9",      "\\u00e9",          "\\ud83d\\ude00",
+	                      "\xf0\x9f\x98\x80", "\xf4\x8f\xbf\xbf", "\xef\xbf\xbd"};
+	struct vf_plugin_req r;
+	struct vf_err err = {0};
+	char body[256];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(body, sizeof(body), "{\"Name\":\"v\",\"Opts\":{\"note\":\"a%sb\"}}",
+		         bad[i]);
+		CU_ASSERT_EQUAL(vf_plugin_decode("/VolumeDriver.Create", body, strlen(body), NULL,
+		                                 &r, &err),
+		                VF_EINVAL);
+		CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "UTF-8"));
+		CU_ASSERT_FALSE(test_msg_raw(err.msg));
+		CU_ASSERT_PTR_NULL(r.opts);
+		/* in a key too */
+		snprintf(body, sizeof(body), "{\"Name\":\"v\",\"k%s\":1}", bad[i]);
+		CU_ASSERT_EQUAL(dec("/VolumeDriver.Get", body, &r, &err), VF_EINVAL);
+		CU_ASSERT_FALSE(test_msg_raw(err.msg));
+	}
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		snprintf(body, sizeof(body), "{\"Name\":\"v\",\"Opts\":{\"note\":\"a%sb\"}}",
+		         good[i]);
+		CU_ASSERT_EQUAL(vf_plugin_decode("/VolumeDriver.Create", body, strlen(body), NULL,
+		                                 &r, &err),
+		                VF_OK);
+		vf_plugin_req_clear(&r);
+	}
+	/* a parse error does not echo the raw bytes */
+	const char *pe = "{\"Name\":\"\x1b[2K\rFAKE\xff\" oops}";
+	CU_ASSERT_EQUAL(dec("/VolumeDriver.Get", pe, &r, &err), VF_EINVAL);
+	CU_ASSERT_FALSE(test_msg_raw(err.msg));
+}
+
+/* #19.6: every byte outside printable ASCII is escaped in messages. */
+static void test_decode_escapes_messages(void)
+{
+	struct vf_plugin_req r;
+	struct vf_err err = {0};
+
+	const char *b1 = "{\"Name\":\"\\u001b[2K\\rFAKE \\u0007\\b\\u000b error:\"}";
+	CU_ASSERT_EQUAL(dec("/VolumeDriver.Get", b1, &r, &err), VF_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "invalid volume name"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "\\x1b[2K\\x0dFAKE \\x07\\x08\\x0b error:"));
+	CU_ASSERT_FALSE(test_msg_raw(err.msg));
+	const char *b2 = "{\"Name\":\"v\",\"Opts\":{\"col\\u001bour\\u00e9\":\"x\"}}";
+	CU_ASSERT_EQUAL(dec("/VolumeDriver.Create", b2, &r, &err), VF_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "unknown option 'col\\x1bour\\xc3\\xa9'"));
+	CU_ASSERT_FALSE(test_msg_raw(err.msg));
+	CU_ASSERT_EQUAL(dec("/VolumeDriver.\x1b[2K\x7f", "{}", &r, &err), VF_ENOTFOUND);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "'/VolumeDriver.\\x1b[2K\\x7f'"));
+	CU_ASSERT_FALSE(test_msg_raw(err.msg));
+	char out[64];
+	vf_plugin_escape(out, sizeof(out), "a\\b\"c\n\x01\xff", SIZE_MAX);
+	CU_ASSERT_STRING_EQUAL(out, "a\\\\b\"c\\x0a\\x01\\xff");
+	/* truncated on a whole escape, marked */
+	vf_plugin_escape(out, 12, "abc\x1b\x1b\x1b\x1b", SIZE_MAX);
+	CU_ASSERT_FALSE(test_msg_raw(out));
+	CU_ASSERT_STRING_EQUAL(out, "abc\\x1b...");
+	vf_plugin_escape(out, sizeof(out), "abcdef", 3);
+	CU_ASSERT_STRING_EQUAL(out, "abc...");
+}
+
+/* #19.3: Create options are bounded one by one and as a whole, and checked against
+ * what each means. */
+static void test_decode_opt_bounds(void)
+{
+	static const char *const all[] = {"size", "mode", "uid", "gid", "fileserver", NULL};
+	struct vf_plugin_req r;
+	struct vf_err err = {0};
+	size_t n = 60000;
+	char *body = malloc(n + 100), *big = malloc(n + 1);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(body);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(big);
+	memset(big, '1', n);
+	big[n] = '\0';
+	/* the two that took ~64 KB */
+	const char *keys[] = {"fileserver", "size"};
+	for (size_t i = 0; i < 2; i++) {
+		snprintf(body, n + 100, "{\"Name\":\"v\",\"Opts\":{\"%s\":\"%s\"}}", keys[i], big);
+		CU_ASSERT_EQUAL(
+		        vf_plugin_decode("/VolumeDriver.Create", body, strlen(body), all, &r, &err),
+		        VF_EINVAL);
+		CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, keys[i]));
+		CU_ASSERT(strlen(err.msg) < 300);
+		CU_ASSERT_PTR_NULL(r.opts);
+		/* any option, known list or not */
+		snprintf(body, n + 100, "{\"Name\":\"v\",\"Opts\":{\"x\":\"%s\"}}", big);
+		CU_ASSERT_EQUAL(vf_plugin_decode("/VolumeDriver.Create", body, strlen(body), NULL,
+		                                 &r, &err),
+		                VF_EINVAL);
+		CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "too long"));
+	}
+	const char *bad[] = {
+	        "{\"size\":\"18446744073709551616\"}", /* 2^64 */
+	        "{\"size\":\"9007199254740993T\"}",    /* overflows with its suffix */
+	        "{\"size\":\"1X\"}",
+	        "{\"size\":\"\"}",
+	        "{\"size\":\"-1\"}",
+	        "{\"uid\":\"4294967295\"}",
+	        "{\"gid\":\"99999999999\"}",
+	        "{\"uid\":\"1a\"}",
+	        "{\"mode\":\"rwx\"}",
+	        "{\"fileserver\":\"\"}",
+	        "{\"fileserver\":\"a b\"}",
+	        "{\"fileserver\":\"a/b\"}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(body, n + 100, "{\"Name\":\"v\",\"Opts\":%s}", bad[i]);
+		CU_ASSERT_EQUAL(
+		        vf_plugin_decode("/VolumeDriver.Create", body, strlen(body), all, &r, &err),
+		        VF_EINVAL);
+		CU_ASSERT_PTR_NULL(r.opts);
+	}
+	const char *good[] = {
+	        "{\"size\":\"10G\",\"mode\":\"ro\",\"uid\":\"0\",\"gid\":\"4294967294\"}",
+	        "{\"size\":\"9223372036854775807\"}",
+	        "{\"fileserver\":\"host-1.example.com\"}",
+	        "{\"fileserver\":\"10.0.0.1:2222\"}",
+	        "{\"fileserver\":\"[fe80::1]:22\"}",
+	};
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		snprintf(body, n + 100, "{\"Name\":\"v\",\"Opts\":%s}", good[i]);
+		CU_ASSERT_EQUAL(
+		        vf_plugin_decode("/VolumeDriver.Create", body, strlen(body), all, &r, &err),
+		        VF_OK);
+		vf_plugin_req_clear(&r);
+	}
+	/* the fileserver bound itself */
+	memset(big, 'a', VF_PLUGIN_OPT_VALUE_MAX + 1);
+	big[VF_PLUGIN_OPT_VALUE_MAX] = '\0';
+	snprintf(body, n + 100, "{\"Name\":\"v\",\"Opts\":{\"fileserver\":\"%s\"}}", big);
+	CU_ASSERT_EQUAL(vf_plugin_decode("/VolumeDriver.Create", body, strlen(body), all, &r, &err),
+	                VF_OK);
+	vf_plugin_req_clear(&r);
+	big[VF_PLUGIN_OPT_VALUE_MAX] = 'a';
+	big[VF_PLUGIN_OPT_VALUE_MAX + 1] = '\0';
+	snprintf(body, n + 100, "{\"Name\":\"v\",\"Opts\":{\"fileserver\":\"%s\"}}", big);
+	CU_ASSERT_EQUAL(vf_plugin_decode("/VolumeDriver.Create", body, strlen(body), all, &r, &err),
+	                VF_EINVAL);
+	/* unknown list: many options, the whole set is bounded */
+	struct vf_buf b = {0};
+	vf_buf_printf(&b, "{\"Name\":\"v\",\"Opts\":{");
+	for (int i = 0; i < 40; i++)
+		vf_buf_printf(&b, "%s\"k%d\":\"%0100d\"", i ? "," : "", i, i);
+	vf_buf_printf(&b, "}}");
+	CU_ASSERT_EQUAL(vf_plugin_decode("/VolumeDriver.Create", b.data, b.len, NULL, &r, &err),
+	                VF_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "options"));
+	vf_buf_free(&b);
+	free(body);
+	free(big);
+}
+
+/* #19.4: mount ids are bounded (Docker's are 64 hex digits). */
+static void test_decode_id_bounds(void)
+{
+	char id[VF_PLUGIN_ID_MAX + 2], body[512];
+	struct vf_plugin_req r;
+	struct vf_err err = {0};
+
+	memset(id, 'f', sizeof(id));
+	id[VF_PLUGIN_ID_MAX] = '\0';
+	snprintf(body, sizeof(body), "{\"Name\":\"v\",\"ID\":\"%s\"}", id);
+	CU_ASSERT_EQUAL(dec("/VolumeDriver.Mount", body, &r, &err), VF_OK);
+	vf_plugin_req_clear(&r);
+	id[VF_PLUGIN_ID_MAX] = 'f';
+	id[VF_PLUGIN_ID_MAX + 1] = '\0';
+	snprintf(body, sizeof(body), "{\"Name\":\"v\",\"ID\":\"%s\"}", id);
+	CU_ASSERT_EQUAL(dec("/VolumeDriver.Mount", body, &r, &err), VF_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "invalid ID"));
+	CU_ASSERT(VF_PLUGIN_ID_MAX >= 64 && VF_PLUGIN_ID_MAX <= 128);
+}
+
 /* ---- live server with a stub handler ---- */
 
+/* The test server's idle timeout and whole-request deadline. */
+#define SRV_IDLE_S 5
+#define SRV_REQUEST_MS 1500
+
 static char srv_dir[64];
-static char srv_sock[128];
+static char srv_sock[100];
 static struct vf_plugin_server *srv;
 static int stub_calls;
 
@@ -237,8 +502,16 @@ static int stub_handler(void *arg, const struct vf_plugin_req *req, yajl_gen g, 
 {
 	__atomic_add_fetch(&stub_calls, 1, __ATOMIC_SEQ_CST);
 	switch (req->ep) {
-	case VF_EP_MOUNT:
 	case VF_EP_PATH:
+		if (strcmp(req->name, "slow") == 0) {
+			/* longer than the request deadline: the handler must not be cut */
+			usleep((SRV_REQUEST_MS + 500) * 1000);
+			vf_jgen_str(g, "Mountpoint");
+			vf_jgen_str(g, "/mnt/slow");
+			return VF_OK;
+		}
+		/* fall through */
+	case VF_EP_MOUNT:
 		vf_jgen_str(g, "Mountpoint");
 		vf_jgen_str(g, "/mnt/x");
 		return VF_OK;
@@ -310,7 +583,8 @@ static int server_init(void)
 	snprintf(srv_sock, sizeof(srv_sock), "%s/sub/vfile.sock", srv_dir);
 	cfg.socket_path = srv_sock;
 	cfg.socket_mode = 0660;
-	cfg.idle_timeout_s = 5;
+	cfg.idle_timeout_s = SRV_IDLE_S;
+	cfg.request_timeout_ms = SRV_REQUEST_MS;
 	cfg.known_opts = test_known_opts;
 	cfg.handler = stub_handler;
 	if (vf_plugin_server_start(&cfg, &srv, &err) != VF_OK) {
@@ -447,6 +721,203 @@ static void test_server_drain(void)
 	vf_buf_free(&r.body);
 }
 
+/* Send len raw bytes on a new connection to the server; read the answer until the
+ * server closes or timeout_ms passes. Returns the bytes read (-1: cannot connect). */
+static ssize_t test_raw(const char *req, size_t len, char *out, size_t size, int timeout_ms)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	int64_t until = vf_now_ms() + timeout_ms;
+	size_t got = 0;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", srv_sock);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	if (write(fd, req, len) != (ssize_t)len) {
+		close(fd);
+		return -1;
+	}
+	while (got + 1 < size) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		int64_t left = until - vf_now_ms();
+		ssize_t n;
+
+		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+			break;
+		n = read(fd, out + got, size - 1 - got);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+		if (memmem(out, got, "\r\n\r\n", 4) && strstr(out, "Err"))
+			break;
+	}
+	out[got] = '\0';
+	close(fd);
+	return (ssize_t)got;
+}
+
+/* #19.7: a raw NUL or %00 in the path, a NUL in a header: refused, never served. */
+static void test_server_nul_paths(void)
+{
+	static const char r1[] = "POST /VolumeDriver.Get\0/../x HTTP/1.1\r\nHost: x\r\n"
+	                         "Content-Length: 12\r\n\r\n{\"Name\":\"v\"}";
+	static const char r2[] = "POST /VolumeDriver.List HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n"
+	                         "Content-Length: 2\r\n\r\n{}";
+	static const char r3[] = "POST /VolumeDriver.List HTTP/1.1\r\nHost: x\r\n"
+	                         "Content-Length: 2\r\n\r\n{}";
+	int before = stub_calls;
+	struct test_resp r;
+	char out[2048];
+
+	CU_ASSERT(test_raw(r1, sizeof(r1) - 1, out, sizeof(out), 10000) >= 0);
+	CU_ASSERT_PTR_NULL(strstr(out, "HTTP/1.1 200"));
+	CU_ASSERT_PTR_NULL(strstr(out, "\"Err\":\"\""));
+	CU_ASSERT(test_raw(r2, sizeof(r2) - 1, out, sizeof(out), 10000) >= 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "HTTP/1.1 400"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "NUL"));
+	CU_ASSERT_EQUAL(stub_calls, before);
+	/* the same request without the NUL is served */
+	CU_ASSERT(test_raw(r3, sizeof(r3) - 1, out, sizeof(out), 10000) > 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "HTTP/1.1 200"));
+	CU_ASSERT_EQUAL(stub_calls, before + 1);
+	before = stub_calls;
+	CU_ASSERT_EQUAL(test_post("/VFile.KVDump%00", "{}", 2, &r), CURLE_OK);
+	CU_ASSERT_EQUAL(r.status, 404);
+	vf_buf_free(&r.body);
+	CU_ASSERT_EQUAL(test_post("/VolumeDriver.Get%00/../x", "{\"Name\":\"v\"}", 12, &r),
+	                CURLE_OK);
+	CU_ASSERT_EQUAL(r.status, 404);
+	vf_buf_free(&r.body);
+	CU_ASSERT_EQUAL(test_post("/VolumeDriver%2EList", "{}", 2, &r), CURLE_OK);
+	CU_ASSERT_EQUAL(r.status, 404);
+	vf_buf_free(&r.body);
+	CU_ASSERT_EQUAL(stub_calls, before);
+	/* the header checks pass ordinary requests on a kept-alive connection, bodies
+	 * and many headers included */
+	CURL *c = curl_easy_init();
+	struct curl_slist *hl = NULL;
+	long conns = -1;
+	hl = curl_slist_append(hl, "X-One: 1");
+	hl = curl_slist_append(hl, "X-Two:\ttwo  ");
+	hl = curl_slist_append(hl, "Accept-Encoding: gzip");
+	curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, srv_sock);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, test_write);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+	for (int i = 0; i < 3; i++) {
+		const char *b = i == 1 ? "{\"Name\":\"v\"}" : "{}";
+		memset(&r, 0, sizeof(r));
+		curl_easy_setopt(c, CURLOPT_URL,
+		                 i == 1 ? "http://localhost/VolumeDriver.Get"
+		                        : "http://localhost/VolumeDriver.List");
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, b);
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+		CU_ASSERT_EQUAL(curl_easy_perform(c), CURLE_OK);
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+		CU_ASSERT_EQUAL(r.status, 200);
+		CU_ASSERT_PTR_NOT_NULL(r.body.data && strstr(r.body.data, "\"Err\":\"\""));
+		vf_buf_free(&r.body);
+	}
+	curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &conns);
+	CU_ASSERT_EQUAL(conns, 0); /* the last request reused the connection */
+	curl_easy_cleanup(c);
+	curl_slist_free_all(hl);
+	CU_ASSERT_EQUAL(stub_calls, before + 3);
+}
+
+/* #19.2: one byte a second restarted the idle timer forever; the whole request must
+ * now arrive within request_timeout_ms, while a handler that runs longer than that
+ * is not cut. */
+static void test_server_slow_request(void)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	const char *head = "POST /VolumeDriver.List HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	int64_t t0, closed_at = -1, stop;
+	struct test_resp r;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", srv_sock);
+	CU_ASSERT_EQUAL_FATAL(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	t0 = vf_now_ms();
+	CU_ASSERT_EQUAL(write(fd, head, strlen(head)), (ssize_t)strlen(head));
+	/* trickle one byte per 200 ms (well inside the idle timeout) until closed; give up
+	 * at the idle timeout plus the request timeout, which the old code never hit */
+	stop = t0 + SRV_IDLE_S * 1000 + SRV_REQUEST_MS;
+	while (vf_now_ms() < stop) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		char c;
+
+		if (poll(&p, 1, 200) > 0 && read(fd, &c, 1) <= 0) {
+			closed_at = vf_now_ms();
+			break;
+		}
+		if (send(fd, "a", 1, MSG_NOSIGNAL) != 1) {
+			closed_at = vf_now_ms();
+			break;
+		}
+	}
+	close(fd);
+	CU_ASSERT(closed_at >= 0);
+	CU_ASSERT(closed_at < 0 || closed_at - t0 >= SRV_REQUEST_MS - 50);
+	/* a handler slower than the request timeout still answers */
+	const char *slow = "{\"Name\":\"slow\"}";
+	CU_ASSERT_EQUAL(test_post("/VolumeDriver.Path", slow, strlen(slow), &r), CURLE_OK);
+	CU_ASSERT_EQUAL(r.status, 200);
+	CU_ASSERT_PTR_NOT_NULL(r.body.data && strstr(r.body.data, "/mnt/slow"));
+	vf_buf_free(&r.body);
+}
+
+/* #19.8: the socket's mode and group were set by path after bind, following a symlink
+ * put in its place. The hook swaps the socket for a symlink to a victim file right
+ * after bind; the victim's mode must not change. */
+static char test_victim[160];
+static void test_swap_after_bind(const char *path)
+{
+	unlink(path);
+	if (symlink(test_victim, path) != 0)
+		perror("symlink");
+}
+
+static void test_server_socket_symlink(void)
+{
+	struct vf_plugin_server_cfg cfg = {0};
+	struct vf_plugin_server *s2 = NULL;
+	struct vf_err err = {0};
+	char path[160];
+	struct stat st;
+	int fd;
+
+	snprintf(test_victim, sizeof(test_victim), "%s/victim", srv_dir);
+	snprintf(path, sizeof(path), "%s/s2.sock", srv_dir);
+	fd = open(test_victim, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+	CU_ASSERT_FATAL(fd >= 0);
+	close(fd);
+	CU_ASSERT_EQUAL(chmod(test_victim, 0600), 0);
+	cfg.socket_path = path;
+	cfg.socket_mode = 0666;
+	cfg.handler = stub_handler;
+	struct group *gr = getgrgid(getgid());
+	cfg.socket_group = gr ? gr->gr_name : NULL;
+	vf_plugin_test_after_bind = test_swap_after_bind;
+	(void)vf_plugin_server_start(&cfg, &s2, &err);
+	vf_plugin_test_after_bind = NULL;
+	CU_ASSERT_EQUAL(stat(test_victim, &st), 0);
+	CU_ASSERT_EQUAL(st.st_mode & 0777, 0600);
+	vf_plugin_server_stop(&s2);
+	unlink(path);
+	/* without the swap: the mode asked for, exactly */
+	cfg.socket_mode = 0640;
+	CU_ASSERT_EQUAL_FATAL(vf_plugin_server_start(&cfg, &s2, &err), VF_OK);
+	CU_ASSERT_EQUAL(lstat(path, &st), 0);
+	CU_ASSERT(S_ISSOCK(st.st_mode));
+	CU_ASSERT_EQUAL(st.st_mode & 0777, 0640);
+	vf_plugin_server_stop(&s2);
+	unlink(test_victim);
+}
+
 void vf_test_register_config(void);
 void vf_test_register(void)
 {
@@ -464,6 +935,11 @@ void vf_test_register(void)
 	VF_ADD_TEST(s, test_decode_invalid_names);
 	VF_ADD_TEST(s, test_decode_opts);
 	VF_ADD_TEST(s, test_decode_oversized_and_unknown);
+	VF_ADD_TEST(s, test_decode_comments_and_depth);
+	VF_ADD_TEST(s, test_decode_utf8);
+	VF_ADD_TEST(s, test_decode_escapes_messages);
+	VF_ADD_TEST(s, test_decode_opt_bounds);
+	VF_ADD_TEST(s, test_decode_id_bounds);
 	s = CU_add_suite("plugin_server", server_init, server_clean);
 	if (s == NULL)
 		vf_test_abort("plugin_server suite");
@@ -471,5 +947,8 @@ void vf_test_register(void)
 	VF_ADD_TEST(s, test_server_bad_input);
 	VF_ADD_TEST(s, test_server_oversized);
 	VF_ADD_TEST(s, test_server_socket_reuse);
+	VF_ADD_TEST(s, test_server_nul_paths);
+	VF_ADD_TEST(s, test_server_slow_request);
+	VF_ADD_TEST(s, test_server_socket_symlink);
 	VF_ADD_TEST(s, test_server_drain);
 }
