@@ -15,6 +15,7 @@
 
 #include "common_int.h"
 #include "metrics_int.h"
+#include "plugin_int.h"
 
 #if MHD_VERSION < 0x00097002
 typedef int metrics_mhd_result;
@@ -452,6 +453,7 @@ int vf_metrics_kv_wrap(struct vf_kv *inner, struct vf_kv **kv_r, struct vf_err *
 
 struct vf_metrics_server {
 	struct MHD_Daemon *mhd;
+	struct vf_http_guard *guard;
 	int fd;
 	int port;
 };
@@ -546,7 +548,6 @@ static metrics_mhd_result metrics_access(void *cls, struct MHD_Connection *conn,
 	char *text = NULL;
 	size_t len = 0;
 
-	(void)cls;
 	(void)version;
 	(void)upload_data;
 	if (*upload_data_size) { /* a body: ignore it */
@@ -563,10 +564,17 @@ static metrics_mhd_result metrics_access(void *cls, struct MHD_Connection *conn,
 		                     text ? strlen(text) : 0, "text/plain");
 	}
 	if (strcmp(url, "/metrics") == 0) {
-		if (vf_metrics_render(&text, &len, NULL) != VF_OK)
+		metrics_mhd_result ret;
+
+		vf_http_guard_busy(cls, conn, 1);
+		if (vf_metrics_render(&text, &len, NULL) != VF_OK) {
+			vf_http_guard_busy(cls, conn, 0);
 			return MHD_NO;
-		return metrics_reply(conn, MHD_HTTP_OK, text, len,
-		                     "text/plain; version=0.0.4; charset=utf-8");
+		}
+		ret = metrics_reply(conn, MHD_HTTP_OK, text, len,
+		                    "text/plain; version=0.0.4; charset=utf-8");
+		vf_http_guard_busy(cls, conn, 0); /* the response is bounded again */
+		return ret;
 	}
 	if (strcmp(url, "/") == 0) {
 		text = strdup("vfiled metrics: GET /metrics\n");
@@ -617,11 +625,19 @@ int vf_metrics_server_start(const char *addr, struct vf_metrics_server **srv_r, 
 		srv->port =
 		        ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
 		                                      : ((struct sockaddr_in6 *)&ss)->sin6_port);
-	srv->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL,
-	                            NULL, metrics_access, NULL, MHD_OPTION_EXTERNAL_LOGGER,
-	                            metrics_mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, srv->fd,
-	                            MHD_OPTION_CONNECTION_TIMEOUT, 10U, MHD_OPTION_CONNECTION_LIMIT,
-	                            64U, MHD_OPTION_END);
+	/* MHD's timeout is idle time (each byte restarts it): the guard bounds the whole
+	 * request and drops the longest waiting when many wait, so a scrape gets in */
+	struct vf_http_guard_cfg gc = {.request_ms = VF_METRICS_REQUEST_MS,
+	                               .pending_max = VF_METRICS_PENDING,
+	                               .what = "metrics listener"};
+	if ((rc = vf_http_guard_new(&gc, &srv->guard, err)) != VF_OK)
+		goto fail;
+	srv->mhd = MHD_start_daemon(
+	        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+	        metrics_access, srv->guard, MHD_OPTION_EXTERNAL_LOGGER, metrics_mhd_log, NULL,
+	        MHD_OPTION_LISTEN_SOCKET, srv->fd, MHD_OPTION_NOTIFY_CONNECTION,
+	        vf_http_guard_notify, srv->guard, MHD_OPTION_CONNECTION_TIMEOUT, 10U,
+	        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)VF_METRICS_CONNS, MHD_OPTION_END);
 	if (srv->mhd == NULL) {
 		rc = vf_err_set(err, VF_EINVAL, "metrics_listen %s: cannot start the HTTP server",
 		                addr);
@@ -632,6 +648,7 @@ int vf_metrics_server_start(const char *addr, struct vf_metrics_server **srv_r, 
 fail:
 	if (srv->fd >= 0)
 		close(srv->fd);
+	vf_http_guard_free(&srv->guard);
 	free(srv);
 	return rc;
 }
@@ -648,6 +665,7 @@ void vf_metrics_server_stop(struct vf_metrics_server **srvp)
 	if (srv == NULL)
 		return;
 	MHD_stop_daemon(srv->mhd); /* does not close a socket given with LISTEN_SOCKET */
+	vf_http_guard_free(&srv->guard);
 	close(srv->fd);
 	free(srv);
 	*srvp = NULL;

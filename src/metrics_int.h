@@ -61,6 +61,12 @@ int vf_metrics_kv_wrap(struct vf_kv *inner, struct vf_kv **kv_r, struct vf_err *
 
 /* The HTTP listener: listen is "HOST:PORT" (IPv4 address, or [IPv6]:PORT).
  * Serves GET /metrics (and / with a pointer to it); anything else is 404. */
+/* The listener's bounds (doc/reliability.md, "Input bounds"): a whole request within
+ * VF_METRICS_REQUEST_MS; with VF_METRICS_PENDING connections waiting for a request,
+ * a new one drops the one waiting longest; VF_METRICS_CONNS in all. */
+#define VF_METRICS_REQUEST_MS 5000
+#define VF_METRICS_PENDING 64
+#define VF_METRICS_CONNS 256
 struct vf_metrics_server;
 int vf_metrics_server_start(const char *listen, struct vf_metrics_server **srv_r,
                             struct vf_err *err);

@@ -2,9 +2,14 @@
  * counting store shim (over a fake backend) and the HTTP listener. */
 #include <config.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <curl/curl.h>
 
@@ -292,6 +297,98 @@ static void test_metrics_server(void)
 	vf_buf_free(&b);
 }
 
+/* #19.2: slow clients trickling a byte at a time held every connection slot (the
+ * idle timeout restarts with each byte): scrapes failed for as long as they lasted. */
+#define MT_SLOW 100
+struct mt_slow {
+	int fd[MT_SLOW];
+	int closed[MT_SLOW];
+	int nclosed;
+	int stop;
+	pthread_mutex_t mu;
+};
+
+static void *mt_trickle(void *arg)
+{
+	struct mt_slow *s = arg;
+
+	for (;;) {
+		pthread_mutex_lock(&s->mu);
+		int stop = s->stop;
+		pthread_mutex_unlock(&s->mu);
+		if (stop)
+			break;
+		for (int i = 0; i < MT_SLOW; i++) {
+			struct pollfd p = {.fd = s->fd[i], .events = POLLIN};
+			char c;
+
+			if (s->closed[i])
+				continue;
+			if ((poll(&p, 1, 0) > 0 && read(s->fd[i], &c, 1) <= 0) ||
+			    send(s->fd[i], "a", 1, MSG_NOSIGNAL) != 1) {
+				pthread_mutex_lock(&s->mu);
+				s->closed[i] = 1;
+				s->nclosed++;
+				pthread_mutex_unlock(&s->mu);
+			}
+		}
+		usleep(500 * 1000);
+	}
+	return NULL;
+}
+
+static void test_metrics_slow_clients(void)
+{
+	struct vf_metrics_server *srv = NULL;
+	struct mt_slow s = {.stop = 0};
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	struct vf_err err = {0};
+	struct vf_buf b = {0};
+	pthread_t thr;
+	int port, n;
+
+	pthread_mutex_init(&s.mu, NULL);
+	CU_ASSERT_EQUAL_FATAL(vf_metrics_server_start("127.0.0.1:0", &srv, &err), VF_OK);
+	port = vf_metrics_server_port(srv);
+	sa.sin_port = htons((uint16_t)port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	for (int i = 0; i < MT_SLOW; i++) {
+		s.fd[i] = socket(AF_INET, SOCK_STREAM, 0);
+		CU_ASSERT_FATAL(s.fd[i] >= 0);
+		CU_ASSERT_EQUAL(connect(s.fd[i], (struct sockaddr *)&sa, sizeof(sa)), 0);
+		CU_ASSERT_EQUAL(send(s.fd[i], "GET /metrics HTTP/1.1\r\nX: ", 27, MSG_NOSIGNAL),
+		                27);
+	}
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&thr, NULL, mt_trickle, &s), 0);
+	/* scrapes still get through while they trickle */
+	for (int i = 0; i < 3; i++) {
+		CU_ASSERT_EQUAL(mt_get(port, "/metrics", &b, NULL, 0), 200);
+		vf_buf_free(&b);
+	}
+	/* and every slow client is closed: within the request deadline (or evicted
+	 * sooner); give up at the deadline plus MHD's idle timeout, which a trickle
+	 * never reaches */
+	int64_t until = vf_now_ms() + VF_METRICS_REQUEST_MS + 10000;
+	do {
+		pthread_mutex_lock(&s.mu);
+		n = s.nclosed;
+		pthread_mutex_unlock(&s.mu);
+		if (n < MT_SLOW)
+			usleep(100 * 1000);
+	} while (n < MT_SLOW && vf_now_ms() < until);
+	CU_ASSERT_EQUAL(n, MT_SLOW);
+	pthread_mutex_lock(&s.mu);
+	s.stop = 1;
+	pthread_mutex_unlock(&s.mu);
+	pthread_join(thr, NULL);
+	for (int i = 0; i < MT_SLOW; i++)
+		close(s.fd[i]);
+	CU_ASSERT_EQUAL(mt_get(port, "/metrics", &b, NULL, 0), 200);
+	vf_buf_free(&b);
+	vf_metrics_server_stop(&srv);
+	pthread_mutex_destroy(&s.mu);
+}
+
 static void test_metrics_config(void)
 {
 	struct vf_conf *c = NULL;
@@ -330,5 +427,6 @@ void vf_test_register_metrics(void)
 	VF_ADD_TEST(s, test_metrics_kv_shim);
 	VF_ADD_TEST(s, test_metrics_listen_parse);
 	VF_ADD_TEST(s, test_metrics_server);
+	VF_ADD_TEST(s, test_metrics_slow_clients);
 	VF_ADD_TEST(s, test_metrics_config);
 }
