@@ -182,31 +182,36 @@ static int conf_word(struct vf_conf *c, const config_setting_t *root, const char
 static int conf_socket_mode(struct vf_conf *c, const config_setting_t *root, struct vf_err *err)
 {
 	config_setting_t *s = config_setting_get_member(root, "socket_mode");
-	char *end;
+	const char *v;
+	size_t n;
+	long m;
 
 	c->socket_mode = 0660;
 	if (s == NULL)
 		return VF_OK;
-	if (config_setting_type(s) == CONFIG_TYPE_STRING) {
-		const char *v = config_setting_get_string(s);
-		long m;
-
-		errno = 0;
-		m = strtol(v, &end, 8);
-		if (errno || end == v || *end || m < 0 || m > 0777)
-			return conf_bad(c, s, "socket_mode",
-			                "must be an octal mode such as \"0660\"", err);
-		c->socket_mode = (int)m;
-		return VF_OK;
-	}
-	if (config_setting_type(s) != CONFIG_TYPE_INT)
+	/* an integer is refused like any wrong type: libconfig reads 0660 as decimal 660,
+	 * and 0 used to turn into 0660 silently */
+	if (config_setting_type(s) != CONFIG_TYPE_STRING)
 		return conf_bad(c, s, "socket_mode",
-		                "must be an octal mode string such as \"0660\"", err);
-	long long m = config_setting_get_int(s);
-	if (m < 0 || m > 0777)
+		                "must be a string holding an octal mode such as \"0660\"", err);
+	v = config_setting_get_string(s);
+	n = strspn(v, "01234567");
+	if (n == 0 || n > 4 || v[n] != '\0' || (m = strtol(v, NULL, 8)) > 0777)
 		return conf_bad(c, s, "socket_mode",
-		                "is out of range (write the mode as a string: \"0660\")", err);
+		                "must be an octal mode from \"0000\" to \"0777\" such as "
+		                "\"0660\"",
+		                err);
 	c->socket_mode = (int)m;
+	if (m & 0002) {
+		char where[512];
+
+		conf_where(c, s, where, sizeof(where));
+		vf_log(VF_LOG_WARN,
+		       "%ssetting 'socket_mode' \"%s\" makes the plugin socket world-writable: "
+		       "every local user can create, mount and remove volumes (use \"0660\" and "
+		       "socket_group)",
+		       where, v);
+	}
 	return VF_OK;
 }
 

@@ -11,7 +11,7 @@
  *   prefix             string   key prefix ("vfile/")
  *   plugin_socket      string   "/run/docker/plugins/vfile.sock"
  *   socket_group       string   group owning the socket (default: the daemon's)
- *   socket_mode        int      0660
+ *   socket_mode        string   "0660" (octal; an integer is refused)
  *   mount_root         string   "/var/lib/vfile/mounts"
  *   state_dir          string   "/var/lib/vfile"
  *   lease_ttl_s, op_timeout_ms, reconcile_ms, request_timeout_ms   int

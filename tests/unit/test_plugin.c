@@ -17,6 +17,7 @@
 #include "test_int.h"
 #include "common_int.h"
 #include "plugin_int.h"
+#include "config_int.h"
 
 static const char *const test_known_opts[] = {"size", "mode", NULL};
 
@@ -918,6 +919,35 @@ static void test_server_socket_symlink(void)
 	unlink(test_victim);
 }
 
+/* #19.8: socket_mode = 0 became 0660 silently, an integer was taken as decimal, and
+ * "0666" passed without a word. Integers are refused like other wrong types; a
+ * world-writable mode loads with a warning (checked in tests/e2e/bad_input.test). */
+static void test_socket_mode_config(void)
+{
+	const char *bad[] = {"0",         "432",       "0660",      "\"0999\"",
+	                     "\"\"",      "\"-660\"",  "\" 660\"",  "\"+660\"",
+	                     "\"01777\"", "\"0o660\"", "[\"0660\"]"};
+	const char *good[] = {"\"0660\"", "\"660\"", "\"0600\"", "\"0\"", "\"0666\""};
+	const int want[] = {0660, 0660, 0600, 0, 0666};
+	struct vf_conf *c = NULL;
+	struct vf_err err = {0};
+	char text[256];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), "backend = \"etcd\";\nsocket_mode = %s;\n", bad[i]);
+		CU_ASSERT_EQUAL(vf_conf_load_string(text, "t.conf", &c, &err), VF_EINVAL);
+		CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "socket_mode"));
+		CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "t.conf:2:"));
+		vf_conf_free(&c);
+	}
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		snprintf(text, sizeof(text), "backend = \"etcd\";\nsocket_mode = %s;\n", good[i]);
+		CU_ASSERT_EQUAL_FATAL(vf_conf_load_string(text, "t.conf", &c, &err), VF_OK);
+		CU_ASSERT_EQUAL(c->socket_mode, want[i]);
+		vf_conf_free(&c);
+	}
+}
+
 void vf_test_register_config(void);
 void vf_test_register(void)
 {
@@ -940,6 +970,7 @@ void vf_test_register(void)
 	VF_ADD_TEST(s, test_decode_escapes_messages);
 	VF_ADD_TEST(s, test_decode_opt_bounds);
 	VF_ADD_TEST(s, test_decode_id_bounds);
+	VF_ADD_TEST(s, test_socket_mode_config);
 	s = CU_add_suite("plugin_server", server_init, server_clean);
 	if (s == NULL)
 		vf_test_abort("plugin_server suite");
