@@ -213,6 +213,11 @@ static int vol_check_name(const char *name, struct vf_err *err)
 
 static const char *const vol_known_opts[] = {"size", "mode", "uid", "gid", "fileserver", NULL};
 
+/* Bounds on mount ids (doc/reliability.md, "Input bounds"): every mount rewrites
+ * client/<vol>/<node>, so its size is bounded by both. */
+#define VOL_ID_MAX 64   /* bytes; Docker's ids are 64 hex digits (= VF_PLUGIN_ID_MAX) */
+#define VOL_IDS_MAX 256 /* ids of one host on one volume */
+
 const char *const *vf_volume_known_opts(void)
 {
 	return vol_known_opts;
@@ -1525,6 +1530,14 @@ static int vol_mount_once(struct vf_ctx *ctx, const char *vol, const char *id, c
 		}
 		if (vol_ids_find(&ids, id) >= 0)
 			goto out; /* this id is already counted */
+		if (ids.n >= VOL_IDS_MAX) {
+			rc = vf_err_set(
+			        err, VF_ELIMIT,
+			        "volume %s: this host already holds %zu mount ids (limit %d): "
+			        "unmount some first",
+			        vol, ids.n, VOL_IDS_MAX);
+			goto out;
+		}
 		rc = vol_client_value(ctx, &ids, id, NULL, &cval, err);
 		if (rc != VF_OK)
 			goto out;
@@ -1664,6 +1677,10 @@ int vf_volume_mount(struct vf_ctx *ctx, const char *name, const char *mount_id, 
 		return rc;
 	if (mount_id == NULL || mount_id[0] == '\0')
 		return vf_err_set(err, VF_EINVAL, "volume %s: empty mount id", name);
+	if (strlen(mount_id) > VOL_ID_MAX)
+		return vf_err_set(err, VF_EINVAL,
+		                  "volume %s: mount id too long (%zu bytes, limit %d)", name,
+		                  strlen(mount_id), VOL_ID_MAX);
 	if (vf_buf_printf(&path, "%s/%s", ctx->mount_root, name) != VF_OK)
 		return vf_err_set(err, VF_ENOMEM, "volume %s: out of memory", name);
 	vf_vol_local_enter(ctx, "gref", name, 0);
