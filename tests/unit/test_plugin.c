@@ -767,6 +767,8 @@ static void test_server_nul_paths(void)
 	                         "Content-Length: 12\r\n\r\n{\"Name\":\"v\"}";
 	static const char r2[] = "POST /VolumeDriver.List HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n"
 	                         "Content-Length: 2\r\n\r\n{}";
+	static const char r4[] = "POST /VolumeDriver.List HTTP/1.1\r\nHost: x\r\n"
+	                         "Content-Length: 2\r\nX-A: a\0b\r\n\r\n{}";
 	static const char r3[] = "POST /VolumeDriver.List HTTP/1.1\r\nHost: x\r\n"
 	                         "Content-Length: 2\r\n\r\n{}";
 	int before = stub_calls;
@@ -779,6 +781,9 @@ static void test_server_nul_paths(void)
 	CU_ASSERT(test_raw(r2, sizeof(r2) - 1, out, sizeof(out), 10000) >= 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "HTTP/1.1 400"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "NUL"));
+	/* the last header too */
+	CU_ASSERT(test_raw(r4, sizeof(r4) - 1, out, sizeof(out), 10000) >= 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "HTTP/1.1 400"));
 	CU_ASSERT_EQUAL(stub_calls, before);
 	/* the same request without the NUL is served */
 	CU_ASSERT(test_raw(r3, sizeof(r3) - 1, out, sizeof(out), 10000) > 0);
