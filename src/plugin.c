@@ -1194,7 +1194,7 @@ void (*vf_plugin_test_after_bind)(const char *path);
 
 /* Make the unix socket: replace a stale one, refuse a live one. The socket is bound
  * in a private directory (0700) next to its path, given its group and mode there,
- * where nobody can swap it for a symlink, then renamed into place. */
+ * where nobody can swap it for a symlink, then linked into place. */
 static int plugin_listen(const struct vf_plugin_server_cfg *cfg, int *fd_r, struct vf_err *err)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -1255,6 +1255,12 @@ static int plugin_listen(const struct vf_plugin_server_cfg *cfg, int *fd_r, stru
 		return vf_err_set(err, VF_EBUSY,
 		                  "plugin socket %s is in use: another vfiled is running", path);
 	}
+	if (errno == ECONNREFUSED) {
+		struct stat st;
+
+		if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+			unlink(path); /* stale: nobody listens */
+	}
 	close(fd);
 	snprintf(tmpdir, sizeof(tmpdir), "%s/.vfXXXXXX", dir);
 	if (mkdtemp(tmpdir) == NULL)
@@ -1294,20 +1300,15 @@ static int plugin_listen(const struct vf_plugin_server_cfg *cfg, int *fd_r, stru
 		                strerror(errno));
 		goto out;
 	}
-	{
-		struct stat st;
-
-		/* replaces a stale socket (or whatever else took its place) atomically */
-		if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-			rc = vf_err_set(err, VF_EINVAL, "plugin socket %s is a directory", path);
-			goto out;
-		}
-	}
-	if (rename(sa.sun_path, path) != 0) {
-		rc = vf_err_set(err, VF_EINVAL, "plugin socket %s: rename from %s: %s", path,
-		                sa.sun_path, strerror(errno));
+	/* link(2), not rename(2): whatever took the path since (another vfiled's socket,
+	 * a symlink) is not replaced */
+	if (link(sa.sun_path, path) != 0) {
+		rc = vf_err_set(err, errno == EEXIST ? VF_EBUSY : VF_EINVAL,
+		                "plugin socket %s: cannot put the socket in place: %s", path,
+		                strerror(errno));
 		goto out;
 	}
+	unlink(sa.sun_path);
 	rc = VF_OK;
 out:
 	if (rc != VF_OK) {

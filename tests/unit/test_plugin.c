@@ -908,10 +908,17 @@ static void test_server_socket_symlink(void)
 	struct group *gr = getgrgid(getgid());
 	cfg.socket_group = gr ? gr->gr_name : NULL;
 	vf_plugin_test_after_bind = test_swap_after_bind;
-	(void)vf_plugin_server_start(&cfg, &s2, &err);
+	CU_ASSERT_EQUAL(vf_plugin_server_start(&cfg, &s2, &err), VF_EBUSY);
 	vf_plugin_test_after_bind = NULL;
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "cannot put the socket in place"));
 	CU_ASSERT_EQUAL(stat(test_victim, &st), 0);
 	CU_ASSERT_EQUAL(st.st_mode & 0777, 0600);
+	CU_ASSERT_EQUAL(lstat(path, &st), 0); /* the symlink is left alone */
+	CU_ASSERT(S_ISLNK(st.st_mode));
+	/* no private directory is left behind */
+	char pattern[200];
+	snprintf(pattern, sizeof(pattern), "ls -a %s | grep -q '^\\.vf'", srv_dir);
+	CU_ASSERT_NOT_EQUAL(system(pattern), 0);
 	vf_plugin_server_stop(&s2);
 	unlink(path);
 	/* without the swap: the mode asked for, exactly */
