@@ -15,7 +15,10 @@
  *   /VolumeDriver.List          {}            -> {Volumes:[...]}
  *   /VolumeDriver.Capabilities  {}            -> {"Capabilities":{"Scope":"global"}}
  *   /VFile.Status, /VFile.KVDump (admin, used by vfilectl)
- * Bodies over VF_PLUGIN_MAX_BODY are refused while they are received.
+ * Bodies over VF_PLUGIN_MAX_BODY are refused while they are received. Every other
+ * bound (strict JSON, nesting, UTF-8, options, ids, request time, connections per
+ * peer) is below and in doc/reliability.md, "Input bounds"; bytes a client sent are
+ * escaped (vf_plugin_escape) in every message.
  */
 #ifndef VFILE_PLUGIN_INT_H
 #define VFILE_PLUGIN_INT_H
