@@ -150,8 +150,10 @@ static const char *const mgr_job_names[] = {"start",     "stop",        "check",
  * batch is what K single restarts would do at one instant; anything unusual
  * (a lock held, a compare failed) sends its volumes back as single restarts. */
 #define MGR_BATCH_MAX 32
+enum { BATCH_SKIP = 0, BATCH_MINE, BATCH_BACK };
 struct mgr_batch {
 	size_t n;
+	unsigned char claim[MGR_BATCH_MAX]; /* BATCH_*: set when a worker takes it */
 	char vol[MGR_BATCH_MAX][MGR_NAME];
 	int64_t state_rev[MGR_BATCH_MAX]; /* state/<vol> (Mounted) as listed */
 	char *info[MGR_BATCH_MAX];        /* info/<vol> as listed after it (NULL: absent) */
@@ -194,6 +196,11 @@ struct mgr {
 	struct mgr_hash queued; /* "<kind>/<vol>" of jobs queued, not started */
 	struct mgr_hash idle;   /* vol -> struct mgr_idle */
 	struct mgr_hash bbusy;  /* volumes of the restart batches running now */
+	/* vol -> (uintptr_t) done_seq when a job on it last ended: a reconcile
+	 * pass that listed before that sees the volume as it was, and leaves its
+	 * restart to the next pass (which lists again) */
+	struct mgr_hash settled;
+	uintptr_t done_seq;
 };
 
 /* ---- served set ---- */
@@ -365,6 +372,32 @@ static void mgr_batch_add(struct mgr *m, struct mgr_batch **bp, const char *vol,
 		mgr_batch_flush(m, bp);
 }
 
+/* A worker takes batch b: volume i is its own (marked in bbusy at once, so that
+ * no reconcile pass between the take and the run batches it again), another
+ * batch's, or busy with a single job (back to a single restart). Caller holds
+ * mu. */
+static void mgr_batch_claim(struct mgr *m, struct mgr_batch *b, size_t i)
+{
+	int busy = 0;
+
+	b->claim[i] = BATCH_SKIP;
+	if (mgr_hget(&m->bbusy, b->vol[i]))
+		return; /* another batch restarts it right now */
+	for (int w = 0; w < m->nworkers && !busy; w++)
+		busy = strcmp(m->busy[w], b->vol[i]) == 0;
+	b->claim[i] = busy || mgr_hput(&m->bbusy, b->vol[i]) == NULL ? BATCH_BACK : BATCH_MINE;
+}
+
+/* A job on vol ended: passes that listed before now skip its restart. Caller
+ * holds mu. */
+static void mgr_settled(struct mgr *m, const char *vol)
+{
+	struct mgr_hnode *x = mgr_hput(&m->settled, vol);
+
+	if (x)
+		x->val = (void *)++m->done_seq;
+}
+
 /* The first queued job whose volume no worker is busy with (caller holds mu). */
 static struct mgr_job *mgr_take(struct mgr *m, int self)
 {
@@ -384,6 +417,7 @@ static struct mgr_job *mgr_take(struct mgr *m, int self)
 		for (size_t b = 0; j->batch && b < j->batch->n; b++) {
 			snprintf(qk, sizeof(qk), "%d/%s", JOB_RESTART, j->batch->vol[b]);
 			mgr_hdel(&m->queued, qk);
+			mgr_batch_claim(m, j->batch, b);
 		}
 		if (j->batch == NULL) {
 			snprintf(qk, sizeof(qk), "%d/%s", j->kind, j->vol);
@@ -1066,20 +1100,10 @@ static void mgr_run_batch(struct mgr *m, const struct mgr_batch *b, struct vf_kv
 	int mine[MGR_BATCH_MAX] = {0}, back[MGR_BATCH_MAX] = {0}, all_back = 0;
 	size_t n = 0;
 
-	pthread_mutex_lock(&m->mu);
-	for (size_t i = 0; i < b->n; i++) {
-		int busy = 0;
-
-		if (mgr_hget(&m->bbusy, b->vol[i]))
-			continue; /* another batch restarts it right now */
-		for (int w = 0; w < m->nworkers && !busy; w++)
-			busy = strcmp(m->busy[w], b->vol[i]) == 0;
-		if (busy || mgr_hput(&m->bbusy, b->vol[i]) == NULL)
-			back[i] = 1;
-		else
-			mine[i] = 1;
+	for (size_t i = 0; i < b->n; i++) { /* claimed by mgr_take */
+		mine[i] = b->claim[i] == BATCH_MINE;
+		back[i] = b->claim[i] == BATCH_BACK;
 	}
-	pthread_mutex_unlock(&m->mu);
 	for (size_t i = 0; i < b->n; i++) {
 		if (!mine[i])
 			continue;
@@ -1098,8 +1122,10 @@ static void mgr_run_batch(struct mgr *m, const struct mgr_batch *b, struct vf_kv
 			vf_vol_local_leave(ctx, "state", b->vol[i]);
 	pthread_mutex_lock(&m->mu);
 	for (size_t i = 0; i < b->n; i++)
-		if (mine[i])
+		if (mine[i]) {
 			mgr_hdel(&m->bbusy, b->vol[i]);
+			mgr_settled(m, b->vol[i]);
+		}
 	pthread_cond_broadcast(&m->job_cv);
 	pthread_mutex_unlock(&m->mu);
 	for (size_t i = 0; i < b->n; i++)
@@ -1191,6 +1217,8 @@ static void *mgr_worker(void *arg)
 		mgr_batch_free(j->batch);
 		free(j);
 		pthread_mutex_lock(&m->mu);
+		if (m->busy[self][0])
+			mgr_settled(m, m->busy[self]);
 		m->busy[self][0] = '\0';
 		pthread_cond_broadcast(&m->job_cv);
 	}
@@ -1383,7 +1411,7 @@ struct mgr_rcand {
 
 /* Queue the restarts a pass found: batched (with info/ listed once, after the
  * states) when the backend can, else one job each. */
-static void mgr_queue_restarts(struct mgr *m, const struct mgr_rcand *c, size_t n)
+static void mgr_queue_restarts(struct mgr *m, struct mgr_rcand *c, size_t n, uintptr_t seq0)
 {
 	struct vf_ctx *ctx = m->ctx;
 	struct vf_kv_list info = {0};
@@ -1391,6 +1419,25 @@ static void mgr_queue_restarts(struct mgr *m, const struct mgr_rcand *c, size_t 
 	struct vf_err e = {0};
 	char pre[512];
 
+	/* a job that ended on a volume since this pass listed it may have
+	 * restarted it already: the next pass sees */
+	pthread_mutex_lock(&m->mu);
+	for (size_t i = 0; i < n;) {
+		const struct mgr_hnode *x = mgr_hget(&m->settled, c[i].vol);
+
+		if (x && (uintptr_t)x->val > seq0)
+			c[i] = c[--n];
+		else
+			i++;
+	}
+	/* no later pass listed before seq0 (passes run one at a time) */
+	for (size_t b = 0; b < m->settled.nb; b++)
+		for (struct mgr_hnode *x = m->settled.b[b], *nx; x; x = nx) {
+			nx = x->next;
+			if ((uintptr_t)x->val <= seq0)
+				mgr_hdel(&m->settled, x->key);
+		}
+	pthread_mutex_unlock(&m->mu);
 	snprintf(pre, sizeof(pre), "%s%s/", ctx->prefix, vf_vol_family[VK_INFO]);
 	if (n < 2 || mgr_batch_size(ctx) == 0 ||
 	    ctx->kv->ops->list(ctx->kv, pre, &info, &e) != VF_OK) {
@@ -1424,6 +1471,7 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 	size_t rc_n = 0, rc_cap = 0;
 	char pre[L_N][512], mine[200];
 	int64_t t0;
+	uintptr_t seq0;
 	int rc = VF_OK;
 
 	if (m == NULL)
@@ -1433,6 +1481,9 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 	for (int i = 0; i < L_N; i++)
 		snprintf(pre[i], 512, "%s%s/", ctx->prefix,
 		         mgr_lfam[i] < 0 ? "client" : vf_vol_family[mgr_lfam[i]]);
+	pthread_mutex_lock(&m->mu);
+	seq0 = m->done_seq;
+	pthread_mutex_unlock(&m->mu);
 	/* one list per family per pass, all at once */
 	t0 = vf_now_ms();
 	for (int i = 0; i < L_N; i++) {
@@ -1542,7 +1593,7 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 		    !mgr_live_claim(f[L_SCLAIM]) && !mgr_live_claim(f[L_PCLAIM]))
 			mgr_idle_note(m, vol, s, f[L_GREF], f[L_SERVER]);
 	}
-	mgr_queue_restarts(m, rc_c, rc_n);
+	mgr_queue_restarts(m, rc_c, rc_n, seq0);
 	if (rc_n)
 		vf_log(VF_LOG_DEBUG, "reconcile: %zu restarts queued after %" PRId64 " ms", rc_n,
 		       vf_now_ms() - t0);
@@ -1630,6 +1681,7 @@ static void mgr_free(struct mgr *m)
 	mgr_hfree(&m->queued, 0);
 	mgr_hfree(&m->idle, 1);
 	mgr_hfree(&m->bbusy, 0);
+	mgr_hfree(&m->settled, 0);
 	pthread_mutex_destroy(&m->pass_mu);
 	pthread_mutex_destroy(&m->mu);
 	pthread_cond_destroy(&m->job_cv);
