@@ -23,7 +23,7 @@ for ((i = 0; i < load; i++)); do
 done
 echo "check-stress: $n runs of $# suites with $load busy loops ($(nproc) cores)"
 start=$(date +%s)
-declare -A fails
+declare -A fails=()
 runs=0
 for ((r = 1; r <= n; r++)); do
 	for t in "$@"; do
