@@ -29,8 +29,9 @@
  *   id already in client/H: unlock, done.  client/H has other ids: txn
  *   [LOCK_HELD, VERSION_EQ client/H] put client/H(+id), UNLOCK.  (2 round trips)
  *   warm (state==Mounted and server present): local mount; txn [LOCK_HELD,
- *   VALUE_EQ state "Mounted", VERSION_EQ gref] put gref+1, put client/H, UNLOCK
- *   (2 round trips).
+ *   VERSION_EQ state, VERSION_EQ server (both as read: Mounted with a server;
+ *   by value a stop plus a new start in between would pass, ABA), VERSION_EQ
+ *   gref] put gref+1, put client/H, UNLOCK (2 round trips).
  *   cold: txn [LOCK_HELD, VERSION_EQ start_trigger] put start_trigger+1; watch
  *   state/<vol> until state==Mounted and server present (bounded by op_timeout),
  *   re-reading state, server, start_marker, start_claim on every event: if the
@@ -38,7 +39,8 @@
  *   handled) but the state is not Mounted with a server (a stop under way
  *   flipped it back), unlock and ask again from 1. Then local mount; the same
  *   final txn. If it fails on "state==Mounted" (a stop flipped it) the local
- *   mount is undone and the mount retries from 1. Retries (and a re-run after
+ *   mount is undone and the mount retries from 1 (likewise on the state or
+ *   server/ version). Retries (and a re-run after
  *   VF_ELEASE with the re-granted lease) are bounded by the op deadline.
  *   On time-out: txn [LOCK_HELD, VERSION_EQ stop_trigger] put stop_trigger+1 (a
  *   server started late is stopped), unlock, VF_ETIMEDOUT.
@@ -1586,12 +1588,17 @@ static int vol_mount_once(struct vf_ctx *ctx, const char *vol, const char *id, c
 		goto out;
 	snprintf(gval, sizeof(gval), "%" PRId64, vf_vol_num(&rr[R_GREF]) + 1);
 	{
+		/* state and server/ by the versions read (Mounted, with a server):
+		 * a stop and a new start in between write "Mounted" again, and the
+		 * local mount made above would be counted on the stopped server */
 		struct vf_kv_cmp c[] = {
 		        {.kind = VF_CMP_LOCK_HELD, .lock = lk},
-		        {.kind = VF_CMP_VALUE_EQ,
+		        {.kind = VF_CMP_VERSION_EQ,
 		         .key = keys[R_STATE],
-		         .value = "Mounted",
-		         .value_len = 7},
+		         .mod_rev = rr[R_STATE].pair.mod_rev},
+		        {.kind = VF_CMP_VERSION_EQ,
+		         .key = keys[R_SERVER],
+		         .mod_rev = rr[R_SERVER].pair.mod_rev},
 		        {.kind = VF_CMP_VERSION_EQ,
 		         .key = keys[R_GREF],
 		         .mod_rev = rr[R_GREF].found ? rr[R_GREF].pair.mod_rev : 0},
@@ -1608,7 +1615,7 @@ static int vol_mount_once(struct vf_ctx *ctx, const char *vol, const char *id, c
 		                        .value_len = strlen(cval)},
 		                       {.kind = VF_OP_UNLOCK, .lock = lk}};
 
-		rc = kv->ops->txn(kv, c, 4, o, 3, &tr, err);
+		rc = kv->ops->txn(kv, c, 5, o, 3, &tr, err);
 	}
 	if (rc == VF_OK)
 		vol_memo_mounted(ctx, vol, id, rr, vf_vol_num(&rr[R_GREF]) + 1, &tr);
@@ -1616,7 +1623,8 @@ static int vol_mount_once(struct vf_ctx *ctx, const char *vol, const char *id, c
 		vol_memo_drop(ctx, vol, 0);
 	vf_kv_txn_result_clear(&tr);
 	if (rc == VF_ECONFLICT) {
-		/* the state flipped to Ready under us (a stop won): undo, go again */
+		/* the state or the server changed under us (a stop won, maybe a
+		 * new start too): undo, go again */
 		vf_log(VF_LOG_INFO,
 		       "volume %s: state changed before the reference was taken; "
 		       "retrying",

@@ -218,6 +218,115 @@ static void test_fault_manager_stop(void)
 	fault_scenario(SC_STOP);
 }
 
+/* ---- 2. convergence and read-consistency regressions (issues #12, #18) ---- */
+
+/* Poll the store with a deadline until key has value want (NULL: absent). */
+static int cv_wait_value(struct tcluster *tc, const char *key, const char *want, int ms)
+{
+	int64_t end = vf_now_ms() + ms;
+
+	for (;;) {
+		char *v = memkv_value(tc->st, key);
+		int ok = want ? v && strcmp(v, want) == 0 : v == NULL;
+
+		free(v);
+		if (ok)
+			return 1;
+		if (vf_now_ms() > end)
+			return 0;
+		tc_sleep_ms(10);
+	}
+}
+
+/* Bump a counter key directly (as another host's write would). */
+static void cv_bump(struct vf_kv *kv, const char *key)
+{
+	struct vf_kv_pair p = {0};
+	struct vf_err e = {0};
+	char v[32];
+	long long n = 0;
+
+	if (kv->ops->get(kv, key, &p, &e) == VF_OK)
+		n = strtoll(p.value, NULL, 10);
+	vf_kv_pair_clear(&p);
+	snprintf(v, sizeof(v), "%lld", n + 1);
+	CU_ASSERT_EQUAL(kv->ops->put(kv, key, v, strlen(v), NULL, NULL, &e), VF_OK);
+}
+
+static int64_t cv_rev(struct vf_kv *kv, const char *key)
+{
+	struct vf_kv_pair p = {0};
+	int64_t r = 0;
+
+	if (kv->ops->get(kv, key, &p, NULL) == VF_OK)
+		r = p.mod_rev;
+	vf_kv_pair_clear(&p);
+	return r;
+}
+
+/* #12.4: the host read state Mounted and server/ under its gref lock and mounted
+ * locally; before its txn the volume was stopped and started again (the state
+ * reads "Mounted" again, at a new version, with a new server/). The txn must not
+ * count the host on the old, stopped server: it compares the versions it read,
+ * fails, and the mount goes again against the new server. */
+struct aba_arg {
+	struct tcluster *tc;
+	struct vf_kv *kv; /* a spare handle on the store */
+	int hits;
+	int64_t state_rev, server_rev; /* as the host's last local mount saw them */
+};
+
+static int aba_fp(const char *name, const char *vol, void *arg)
+{
+	struct aba_arg *a = arg;
+
+	(void)name;
+	a->hits++;
+	a->state_rev = cv_rev(a->kv, "vfile/state/v");
+	a->server_rev = cv_rev(a->kv, "vfile/server/v");
+	if (a->hits == 1 && strcmp(vol, "v") == 0) {
+		/* a stop (gref is 0: the manager flips to Ready and stops the server),
+		 * then a start (a new server, state Mounted again) */
+		cv_bump(a->kv, "vfile/stop_trigger/v");
+		CU_ASSERT(cv_wait_value(a->tc, "vfile/state/v", "Ready", 4000));
+		CU_ASSERT(cv_wait_value(a->tc, "vfile/server/v", NULL, 4000));
+		cv_bump(a->kv, "vfile/start_trigger/v");
+		CU_ASSERT(cv_wait_value(a->tc, "vfile/state/v", "Mounted", 4000));
+		for (int64_t end = vf_now_ms() + 4000;
+		     cv_rev(a->kv, "vfile/server/v") == 0 && vf_now_ms() < end;)
+			tc_sleep_ms(10);
+	}
+	return 0;
+}
+
+static void test_mount_txn_aba(void)
+{
+	struct tcluster tc;
+	struct aba_arg a = {0};
+	struct vf_err e = {0};
+	int h1;
+
+	tc_init(&tc);
+	tc.op_timeout_ms = 8000;
+	tc_add(&tc, "m1", 1);
+	h1 = tc_add(&tc, "h1", 0);
+	CU_ASSERT_EQUAL_FATAL(memkv_open(tc.st, &a.kv, &e), VF_OK);
+	a.tc = &tc;
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h1].ctx, "v", NULL, 0, &e), VF_OK);
+	vf_failpoint_set("vol.mount_before_txn", aba_fp, &a);
+	CU_ASSERT_EQUAL(vf_volume_mount(tc.n[h1].ctx, "v", "c1", NULL, &e), VF_OK);
+	vf_failpoint_set("vol.mount_before_txn", NULL, NULL);
+	/* the reference was taken by a mount made after the last state change */
+	CU_ASSERT(a.hits >= 2);
+	CU_ASSERT_EQUAL(a.state_rev, cv_rev(a.kv, "vfile/state/v"));
+	CU_ASSERT_EQUAL(a.server_rev, cv_rev(a.kv, "vfile/server/v"));
+	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "v"), 1);
+	CU_ASSERT(testfs_mounted(tc.fs, "v", "h1"));
+	CU_ASSERT(tc_settled(&tc, "v", 3000));
+	a.kv->ops->close(a.kv);
+	tc_free(&tc);
+}
+
 void vf_test_register_fault(void)
 {
 	CU_pSuite s = CU_add_suite("volume faults", NULL, NULL);
@@ -233,4 +342,5 @@ void vf_test_register_fault(void)
 	VF_ADD_TEST(s, test_fault_manager_start);
 	VF_ADD_TEST(s, test_fault_manager_stop);
 	VF_ADD_TEST(s, test_fault_manager_restart);
+	VF_ADD_TEST(s, test_mount_txn_aba);
 }
