@@ -1413,6 +1413,45 @@ static void mgr_queue_restarts(struct mgr *m, const struct mgr_rcand *c, size_t 
 	vf_kv_list_clear(&info);
 }
 
+/* The lists of a pass come from different revisions (one request per family):
+ * a mount or unmount committing between the gref/ and the client/ lists makes
+ * a consistent volume look inconsistent. Re-read vol alone: gref (its
+ * version), its client keys, gref again. gref and the client keys change in
+ * the same txn (gref == number of client keys), so when gref's version did not
+ * move across the listing, the listing is of that same state. 1: inconsistent
+ * (*gref_r, *n_r as re-read); 0: consistent or changed meanwhile (the next
+ * pass looks again); < 0: a store error (not judged). */
+static int mgr_recheck_clients(struct vf_ctx *ctx, const char *vol, int64_t *gref_r, size_t *n_r)
+{
+	char kg[512], cpre[512];
+	struct vf_kv_pair g1 = {0}, g2 = {0};
+	struct vf_kv_list cl = {0};
+	int rc, r1, r2, r = 0;
+
+	vf_vol_key(ctx, kg, sizeof(kg), VK_GREF, vol);
+	snprintf(cpre, sizeof(cpre), "%sclient/%s/", ctx->prefix, vol);
+	r1 = ctx->kv->ops->get(ctx->kv, kg, &g1, NULL);
+	rc = ctx->kv->ops->list(ctx->kv, cpre, &cl, NULL);
+	r2 = ctx->kv->ops->get(ctx->kv, kg, &g2, NULL);
+	if ((r1 != VF_OK && r1 != VF_ENOTFOUND) || rc != VF_OK ||
+	    (r2 != VF_OK && r2 != VF_ENOTFOUND)) {
+		r = -1;
+	} else if (r1 == r2 && (r1 == VF_ENOTFOUND || g1.mod_rev == g2.mod_rev)) {
+		int64_t g = r1 == VF_OK ? mgr_num(&g1) : 0;
+
+		/* a removed volume (gref absent, no clients) is consistent */
+		if (g != (int64_t)cl.count) {
+			*gref_r = g;
+			*n_r = cl.count;
+			r = 1;
+		}
+	}
+	vf_kv_pair_clear(&g1);
+	vf_kv_pair_clear(&g2);
+	vf_kv_list_clear(&cl);
+	return r;
+}
+
 int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 {
 	struct mgr *m = ctx->mgr;
@@ -1494,11 +1533,14 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 		int start_p = mgr_pending(f[L_STRIG], f[L_SMARK], f[L_SCLAIM], mine);
 		int stop_p = mgr_pending(f[L_PTRIG], f[L_PMARK], f[L_PCLAIM], mine);
 
-		if (gref != (int64_t)nclients)
+		if (gref != (int64_t)nclients &&
+		    mgr_recheck_clients(ctx, vol, &gref, &nclients) == 1) {
+			vf_failpoint_hit("mgr.inconsistent", vol);
 			vf_log(VF_LOG_ERR,
 			       "volume %s: INCONSISTENT: gref is %" PRId64 " but %zu client(s) "
 			       "are listed",
 			       vol, gref, nclients);
+		}
 		if (start_p)
 			mgr_enqueue(m, vol, JOB_START);
 		if (stop_p)

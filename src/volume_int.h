@@ -21,7 +21,8 @@ int vf_failpoint_hit(const char *name, const char *vol);
  *  mgr.after_claim_start / mgr.after_claim_stop: a marker was just claimed
  *  mgr.stop_after_read: stop handler holds the state lock and read gref == 0
  *  mgr.before_start_txn: the server is up, state not yet Mounted
- *  vol.mount_before_txn: host mounted locally, the gref+1 txn not yet sent */
+ *  vol.mount_before_txn: host mounted locally, the gref+1 txn not yet sent
+ *  mgr.inconsistent: the reconciler is about to log gref != client count */
 
 /* ---- key families ---- */
 enum vol_key {

@@ -20,6 +20,9 @@ struct memkv_shim {
 	size_t nlost_leases;
 	struct vf_kv_lock *lost_locks[64];
 	size_t nlost_locks;
+	/* called around every list() (tests that need a write between two lists) */
+	void (*list_hook)(const char *prefix, int after, void *arg);
+	void *list_arg;
 };
 
 static const char *const shim_names[MEMKV_NSLOTS] = {
@@ -99,9 +102,34 @@ static int shim_list(struct vf_kv *kv, const char *prefix, struct vf_kv_list *li
 	struct memkv_shim *s = shim_of(kv);
 	int mode = shim_enter(s, MEMKV_LIST);
 
+	void (*hook)(const char *, int, void *);
+	void *harg;
+	int rc;
+
 	if (mode)
 		return shim_fail(MEMKV_FAULT_UNAVAIL, MEMKV_LIST, err);
-	return s->inner->ops->list(s->inner, prefix, list_r, err);
+	pthread_mutex_lock(&s->mu);
+	hook = s->list_hook;
+	harg = s->list_arg;
+	pthread_mutex_unlock(&s->mu);
+	if (hook)
+		hook(prefix, 0, harg);
+	rc = s->inner->ops->list(s->inner, prefix, list_r, err);
+	if (hook)
+		hook(prefix, 1, harg);
+	return rc;
+}
+
+/* fn(prefix, after, arg) is called before (after 0) and after (after 1) every
+ * list() through the shim, on the caller's thread; NULL removes it. Declared
+ * by the tests that use it (test_volume_util.h). */
+void memkv_shim_list_hook(struct memkv_shim *s, void (*fn)(const char *, int, void *), void *arg);
+void memkv_shim_list_hook(struct memkv_shim *s, void (*fn)(const char *, int, void *), void *arg)
+{
+	pthread_mutex_lock(&s->mu);
+	s->list_hook = fn;
+	s->list_arg = arg;
+	pthread_mutex_unlock(&s->mu);
 }
 
 static int shim_put(struct vf_kv *kv, const char *key, const char *value, size_t len,

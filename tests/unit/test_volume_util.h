@@ -13,6 +13,9 @@
 
 #define TC_MAX 8
 
+/* tests/memkv/shim.c: fn(prefix, after, arg) around every list() of the shim */
+void memkv_shim_list_hook(struct memkv_shim *s, void (*fn)(const char *, int, void *), void *arg);
+
 struct tnode {
 	char name[32];
 	struct vf_kv *base; /* memkv handle */
