@@ -23,6 +23,9 @@ struct memkv_shim {
 	/* called around every list() (tests that need a write between two lists) */
 	void (*list_hook)(const char *prefix, int after, void *arg);
 	void *list_arg;
+	/* a second rule, on another slot (memkv_shim_fail_also) */
+	int slot2, mode2, armed2;
+	unsigned seen2, nth2;
 };
 
 static const char *const shim_names[MEMKV_NSLOTS] = {
@@ -52,6 +55,11 @@ static int shim_enter(struct memkv_shim *s, int slot)
 			if (!s->persistent)
 				s->armed = 0;
 		}
+	}
+	if (mode == 0 && s->armed2 && s->slot2 == slot && ++s->seen2 == s->nth2) {
+		mode = s->mode2;
+		s->fired = 1;
+		s->armed2 = 0;
 	}
 	pthread_mutex_unlock(&s->mu);
 	return mode;
@@ -399,6 +407,22 @@ void memkv_shim_fail(struct memkv_shim *s, int slot, unsigned nth, int mode, int
 	s->seen = 0;
 	s->fired = 0;
 	s->armed = 1;
+	s->armed2 = 0;
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* A second rule besides the one of memkv_shim_fail (set that one first): fail
+ * call number nth (from now) of slot, once, with mode. Declared by the tests
+ * that use it (test_volume_util.h). */
+void memkv_shim_fail_also(struct memkv_shim *s, int slot, unsigned nth, int mode);
+void memkv_shim_fail_also(struct memkv_shim *s, int slot, unsigned nth, int mode)
+{
+	pthread_mutex_lock(&s->mu);
+	s->slot2 = slot;
+	s->nth2 = nth;
+	s->mode2 = mode;
+	s->seen2 = 0;
+	s->armed2 = 1;
 	pthread_mutex_unlock(&s->mu);
 }
 
@@ -406,6 +430,7 @@ void memkv_shim_clear(struct memkv_shim *s)
 {
 	pthread_mutex_lock(&s->mu);
 	s->armed = 0;
+	s->armed2 = 0;
 	pthread_mutex_unlock(&s->mu);
 }
 

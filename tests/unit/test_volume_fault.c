@@ -421,6 +421,93 @@ static void test_reconcile_no_false_inconsistent(void)
 	tc_free(&tc);
 }
 
+/* #12.3: the start's record txn lands but its answer is lost, and the read-back
+ * fails too: the manager took "not recorded" for an answer and stopped the
+ * server the store names (Mounted, server/ = m1, nothing running, nothing
+ * repairing it). It must resolve the uncertainty until the store answers. */
+struct rec_arg {
+	struct memkv_shim *shim;
+	int armed;
+};
+
+static int rec_fp(const char *name, const char *vol, void *arg)
+{
+	struct rec_arg *a = arg;
+
+	(void)name, (void)vol;
+	if (a->armed) {
+		a->armed = 0;
+		/* the next txn (the record) lands, answer lost; the next get fails */
+		memkv_shim_fail(a->shim, MEMKV_TXN, 1, MEMKV_FAULT_UNCERTAIN_APPLIED, 0);
+		memkv_shim_fail_also(a->shim, MEMKV_GET, 1, MEMKV_FAULT_UNAVAIL);
+	}
+	return 0;
+}
+
+static void test_record_start_uncertain(void)
+{
+	struct tcluster tc;
+	struct rec_arg a = {0};
+	struct vf_err e = {0};
+	int m1, h1;
+
+	tc_init(&tc);
+	tc.reconcile_ms = 600000; /* no pass meddles with the shim's rule */
+	m1 = tc_add(&tc, "m1", 1);
+	h1 = tc_add(&tc, "h1", 0);
+	CU_ASSERT_EQUAL_FATAL(vf_mgr_reconcile_now(tc.n[m1].ctx, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h1].ctx, "v", NULL, 0, &e), VF_OK);
+	a.shim = tc.n[m1].shim;
+	a.armed = 1;
+	vf_failpoint_set("mgr.before_start_txn", rec_fp, &a);
+	CU_ASSERT_EQUAL(vf_volume_mount(tc.n[h1].ctx, "v", "c1", NULL, &e), VF_OK);
+	CU_ASSERT(memkv_shim_fired(tc.n[m1].shim));
+	memkv_shim_clear(tc.n[m1].shim);
+	CU_ASSERT(testfs_mounted(tc.fs, "v", "h1"));
+	CU_ASSERT_EQUAL(testfs_nservers(tc.fs, "v"), 1); /* the server named runs */
+	CU_ASSERT(tc_state_is(&tc, "v", "Mounted"));
+	CU_ASSERT(tc_settled(&tc, "v", 3000));
+	tc_free(&tc);
+}
+
+/* #12.3, the repair: server/ names this manager (its current lease) on a
+ * Mounted volume a host holds, but this manager runs no server for it (how
+ * the defect above left it): the reconciler starts the server again. */
+static void test_repair_own_server_record(void)
+{
+	struct tcluster tc;
+	struct vf_ctx_status st;
+	struct vf_kv *kv;
+	struct vf_err e = {0};
+	char sval[200];
+	const char *cval = "{\"addr\":\"127.0.0.1\",\"ids\":[\"c9\"]}";
+	int m1, ok = 0;
+
+	tc_init(&tc);
+	m1 = tc_add(&tc, "m1", 1);
+	tc_add(&tc, "h1", 0);
+	CU_ASSERT_EQUAL_FATAL(memkv_open(tc.st, &kv, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[1].ctx, "v", NULL, 0, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_ctx_status(tc.n[m1].ctx, &st), VF_OK);
+	snprintf(sval, sizeof(sval), "m1 %s", st.lease_id);
+	/* the state the defect left: Mounted, counted, server/ = m1, no server */
+	CU_ASSERT_EQUAL(kv->ops->put(kv, "vfile/client/v/h9", cval, strlen(cval), NULL, NULL, &e),
+	                VF_OK);
+	CU_ASSERT_EQUAL(kv->ops->put(kv, "vfile/gref/v", "1", 1, NULL, NULL, &e), VF_OK);
+	CU_ASSERT_EQUAL(kv->ops->put(kv, "vfile/server/v", sval, strlen(sval), NULL, NULL, &e),
+	                VF_OK);
+	CU_ASSERT_EQUAL(kv->ops->put(kv, "vfile/state/v", "Mounted", 7, NULL, NULL, &e), VF_OK);
+	CU_ASSERT_EQUAL(testfs_nservers(tc.fs, "v"), 0);
+	/* bound: a few reconcile passes (100 ms each) and one start */
+	for (int64_t end = vf_now_ms() + 5000; !ok && vf_now_ms() < end; tc_sleep_ms(10))
+		ok = testfs_nservers(tc.fs, "v") == 1;
+	CU_ASSERT(ok);
+	CU_ASSERT(tc_state_is(&tc, "v", "Mounted"));
+	CU_ASSERT_EQUAL(testfs_violations(tc.fs), 0);
+	kv->ops->close(kv);
+	tc_free(&tc);
+}
+
 void vf_test_register_fault(void)
 {
 	CU_pSuite s = CU_add_suite("volume faults", NULL, NULL);
@@ -438,4 +525,6 @@ void vf_test_register_fault(void)
 	VF_ADD_TEST(s, test_fault_manager_restart);
 	VF_ADD_TEST(s, test_mount_txn_aba);
 	VF_ADD_TEST(s, test_reconcile_no_false_inconsistent);
+	VF_ADD_TEST(s, test_record_start_uncertain);
+	VF_ADD_TEST(s, test_repair_own_server_record);
 }

@@ -15,6 +15,8 @@
 
 /* tests/memkv/shim.c: fn(prefix, after, arg) around every list() of the shim */
 void memkv_shim_list_hook(struct memkv_shim *s, void (*fn)(const char *, int, void *), void *arg);
+/* tests/memkv/shim.c: a second fault rule (once), besides memkv_shim_fail's */
+void memkv_shim_fail_also(struct memkv_shim *s, int slot, unsigned nth, int mode);
 
 struct tnode {
 	char name[32];
