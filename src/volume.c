@@ -125,6 +125,7 @@
 #include <config.h>
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -132,6 +133,7 @@
 #include <sys/stat.h>
 
 #include "volume_int.h"
+#include "fs_int.h"
 
 const char *const vf_vol_family[VK_NKEYS] = {
         "state",        "gref",        "info",        "start_trigger", "stop_trigger",
@@ -1024,6 +1026,10 @@ static void *ctx_lease_thread(void *arg)
 	return NULL;
 }
 
+static void vol_converge_startup(struct vf_ctx *ctx);
+static void *ctx_converge_thread(void *arg);
+static void vol_pend_free(struct vf_ctx *ctx);
+
 int vf_ctx_new(struct vf_kv *kv, const struct vf_ctx_cfg *cfg, struct vf_ctx **ctx_r,
                struct vf_err *err)
 {
@@ -1061,6 +1067,7 @@ int vf_ctx_new(struct vf_kv *kv, const struct vf_ctx_cfg *cfg, struct vf_ctx **c
 	pthread_mutex_init(&ctx->mu, NULL);
 	pthread_cond_init(&ctx->cv, NULL);
 	pthread_cond_init(&ctx->local_cv, NULL);
+	pthread_cond_init(&ctx->conv_cv, NULL);
 	if (!ctx->node_id || !ctx->node_addr || !ctx->prefix || !ctx->mount_root) {
 		rc = vf_err_set(err, VF_ENOMEM, "volume manager: out of memory");
 		goto fail;
@@ -1073,6 +1080,14 @@ int vf_ctx_new(struct vf_kv *kv, const struct vf_ctx_cfg *cfg, struct vf_ctx **c
 		goto fail;
 	}
 	ctx->lease_thr_started = 1;
+	/* this host's records against its real mounts, then the thread that
+	 * retries releases the store did not take */
+	vol_converge_startup(ctx);
+	if (pthread_create(&ctx->conv_thr, NULL, ctx_converge_thread, ctx) != 0) {
+		rc = vf_err_set(err, VF_ENOMEM, "volume manager: cannot start the converge thread");
+		goto fail;
+	}
+	ctx->conv_started = 1;
 	*ctx_r = ctx;
 	return VF_OK;
 fail:
@@ -1101,7 +1116,10 @@ void vf_ctx_free(struct vf_ctx **ctxp)
 	pthread_mutex_lock(&ctx->mu);
 	ctx->stopping = 1;
 	pthread_cond_broadcast(&ctx->cv);
+	pthread_cond_broadcast(&ctx->conv_cv);
 	pthread_mutex_unlock(&ctx->mu);
+	if (ctx->conv_started)
+		pthread_join(ctx->conv_thr, NULL);
 	if (ctx->lease_thr_started)
 		pthread_join(ctx->lease_thr, NULL);
 	if (ctx->lease)
@@ -1118,12 +1136,14 @@ void vf_ctx_free(struct vf_ctx **ctxp)
 		ctx->dirty = d->next;
 		free(d);
 	}
+	vol_pend_free(ctx);
 	vf_strv_free(ctx->mounted, ctx->nmounted);
 	vol_memo_free(ctx);
 	pthread_rwlock_destroy(&ctx->lease_rw);
 	pthread_mutex_destroy(&ctx->mu);
 	pthread_cond_destroy(&ctx->cv);
 	pthread_cond_destroy(&ctx->local_cv);
+	pthread_cond_destroy(&ctx->conv_cv);
 	free(ctx->node_id);
 	free(ctx->node_addr);
 	free(ctx->prefix);
@@ -1166,6 +1186,30 @@ static void vol_local_set(struct vf_ctx *ctx, const char *vol, int on)
 		}
 	}
 	pthread_mutex_unlock(&ctx->mu);
+}
+
+static vf_vol_probe_fn vol_probe_hook;
+
+void vf_vol_mount_probe_set(vf_vol_probe_fn fn)
+{
+	vol_probe_hook = fn;
+}
+
+/* Is vol mounted at path here: 1, 0, -1 cannot tell (see vf_vol_probe_fn). */
+static int vol_probe(struct vf_ctx *ctx, const char *vol, const char *path)
+{
+	if (vol_probe_hook)
+		return vol_probe_hook(ctx->fs_arg, vol, path);
+	return vf_fs_probe_mounted(ctx->fs, path);
+}
+
+/* Is vol mounted here? The mount table when the driver can tell (it survives a
+ * restart of this process), else what this process did. */
+static int vol_mounted_here(struct vf_ctx *ctx, const char *vol, const char *path)
+{
+	int p = vol_probe(ctx, vol, path);
+
+	return p >= 0 ? p : vol_local_mounted(ctx, vol);
 }
 
 static int vol_fs_mount(struct vf_ctx *ctx, const char *vol, const char *info, const char *path,
@@ -1424,7 +1468,8 @@ static int vol_mount_elided(struct vf_ctx *ctx, const char *vol, const char *id,
 		free(m.info);
 		return VOL_LOCKED;
 	}
-	if (vol_local_mounted(ctx, vol) || vol_fs_mount(ctx, vol, m.info, path, &e2) != VF_OK) {
+	if (vol_mounted_here(ctx, vol, path) ||
+	    vol_fs_mount(ctx, vol, m.info, path, &e2) != VF_OK) {
 		vol_memo_drop(ctx, vol, 0); /* the locked way reads info afresh */
 		free(m.info);
 		return VOL_LOCKED;
@@ -1520,7 +1565,7 @@ static int vol_mount_once(struct vf_ctx *ctx, const char *vol, const char *id, c
 		goto out;
 	if (ids.n > 0) {
 		/* this host already holds the global reference */
-		if (!vol_local_mounted(ctx, vol)) {
+		if (!vol_mounted_here(ctx, vol, path)) {
 			rc = vol_fs_mount(ctx, vol, rr[R_INFO].pair.value, path, err);
 			if (rc != VF_OK)
 				goto out;
@@ -1659,6 +1704,10 @@ out:
 	return rc;
 }
 
+static void vol_pend_cancel(struct vf_ctx *ctx, const char *vol, const char *id);
+static void vol_pend_add(struct vf_ctx *ctx, const char *vol, const char *id, int local_done);
+static int vol_conv_retryable(int rc);
+
 int vf_volume_mount(struct vf_ctx *ctx, const char *name, const char *mount_id, char **path_r,
                     struct vf_err *err)
 {
@@ -1675,6 +1724,8 @@ int vf_volume_mount(struct vf_ctx *ctx, const char *name, const char *mount_id, 
 	if (vf_buf_printf(&path, "%s/%s", ctx->mount_root, name) != VF_OK)
 		return vf_err_set(err, VF_ENOMEM, "volume %s: out of memory", name);
 	vf_vol_local_enter(ctx, "gref", name, 0);
+	/* mounted again: a release of this id still to be retried is void */
+	vol_pend_cancel(ctx, name, mount_id);
 	do {
 		unsigned gen = vf_ctx_lease_gen(ctx);
 
@@ -1704,7 +1755,7 @@ enum { U_STATE = 0, U_GREF, U_CLIENT, U_TRIG, U_N };
  * nothing to go on or the txn did not commit (the locked path then reads
  * whether it did). */
 static int vol_unmount_elided(struct vf_ctx *ctx, const char *name, const char *mount_id,
-                              const char *path, char keys[U_N][512], int *unmounted,
+                              const char *path, char keys[U_N][512], int *unmounted, int *local_err,
                               struct vf_err *err)
 {
 	struct vf_kv *kv = ctx->kv;
@@ -1722,6 +1773,7 @@ static int vol_unmount_elided(struct vf_ctx *ctx, const char *name, const char *
 	if (!*unmounted) {
 		rc = vol_fs_unmount(ctx, name, path, err);
 		if (rc != VF_OK) {
+			*local_err = 1;
 			free(m.info);
 			return rc;
 		}
@@ -1760,7 +1812,8 @@ static int vol_unmount_elided(struct vf_ctx *ctx, const char *name, const char *
 }
 
 static int vol_unmount_once(struct vf_ctx *ctx, const char *name, const char *mount_id,
-                            const char *path, int64_t deadline, int *unmounted, struct vf_err *err)
+                            const char *path, int64_t deadline, int *unmounted, int *local_err,
+                            struct vf_err *err)
 {
 	struct vf_kv *kv = ctx->kv;
 	struct vf_kv_lease *lease = vf_ctx_lease_get(ctx);
@@ -1780,7 +1833,7 @@ static int vol_unmount_once(struct vf_ctx *ctx, const char *name, const char *mo
 	vf_vol_key(ctx, keys[U_TRIG], 512, VK_STOP_TRIGGER, name);
 	for (int i = 0; i < U_N; i++)
 		reads[i] = keys[i];
-	rc = vol_unmount_elided(ctx, name, mount_id, path, keys, unmounted, err);
+	rc = vol_unmount_elided(ctx, name, mount_id, path, keys, unmounted, local_err, err);
 	if (rc != VOL_LOCKED)
 		goto out;
 	rc = vf_vol_lock(ctx, lease, "gref", name, (int)vol_left(deadline), reads, U_N, rr, &lk,
@@ -1796,8 +1849,14 @@ static int vol_unmount_once(struct vf_ctx *ctx, const char *name, const char *mo
 		/* not counted (a repeated unmount, or one whose answer was lost) */
 		vf_log(VF_LOG_INFO, "volume %s: mount id %s is not mounted on %s", name, mount_id,
 		       ctx->node_id);
-		if (ids.n == 0 && vol_local_mounted(ctx, name))
+		/* no id of this host counted: no local mount may stay. Decided from
+		 * the mount table, not from this process's memory (a restarted
+		 * daemon has none; a mount left by a crash mid-mount is real) */
+		if (ids.n == 0 && !*unmounted &&
+		    (vol_local_mounted(ctx, name) || vol_probe(ctx, name, path) != 0)) {
 			rc = vol_fs_unmount(ctx, name, path, err);
+			*local_err = rc != VF_OK;
+		}
 		goto out;
 	}
 	if (ids.n > 1) {
@@ -1822,8 +1881,10 @@ static int vol_unmount_once(struct vf_ctx *ctx, const char *name, const char *mo
 	 * did already), drop the global reference */
 	if (!*unmounted) {
 		rc = vol_fs_unmount(ctx, name, path, err);
-		if (rc != VF_OK)
+		if (rc != VF_OK) {
+			*local_err = 1;
 			goto out;
+		}
 		*unmounted = 1;
 	}
 	int64_t g = vf_vol_num(&rr[U_GREF]) - 1;
@@ -1877,7 +1938,7 @@ static int vol_unmount_once(struct vf_ctx *ctx, const char *name, const char *mo
 	if (rc != VF_OK)
 		vf_err_prefix(err,
 		              "volume %s: unmounted locally but cannot drop the global "
-		              "reference (retry the unmount)",
+		              "reference",
 		              name);
 out:
 	vf_vol_unlock(ctx, lease, "gref", name, &lk);
@@ -1895,7 +1956,7 @@ int vf_volume_unmount(struct vf_ctx *ctx, const char *name, const char *mount_id
 {
 	int64_t deadline = vf_now_ms() + ctx->op_timeout_ms;
 	struct vf_buf path = {0};
-	int rc, unmounted = 0;
+	int rc, unmounted = 0, local_err = 0;
 
 	if ((rc = vol_check_name(name, err)) != VF_OK)
 		return rc;
@@ -1907,16 +1968,341 @@ int vf_volume_unmount(struct vf_ctx *ctx, const char *name, const char *mount_id
 	for (;;) {
 		unsigned gen = vf_ctx_lease_gen(ctx);
 
-		rc = vol_unmount_once(ctx, name, mount_id, path.data, deadline, &unmounted, err);
+		rc = vol_unmount_once(ctx, name, mount_id, path.data, deadline, &unmounted,
+		                      &local_err, err);
 		if (rc != VF_ELEASE || vf_now_ms() >= deadline)
 			break;
 		/* the lease ended under us (nothing was dropped): again with the
 		 * new one, within the same deadline */
 		vf_ctx_lease_wait(ctx, gen, deadline);
 	}
+	if (rc != VF_OK && !local_err && vol_conv_retryable(rc)) {
+		/* Docker never retries an Unmount: an error here would leave this
+		 * id counted for good (gref never 0, the server never stopped, the
+		 * volume never removable). The unmount is this host's to finish:
+		 * answer success, release the id in the background */
+		vf_log(VF_LOG_WARN,
+		       "volume %s: unmount of mount id %s answered OK, the store part is "
+		       "retried in the background: %s",
+		       name, mount_id, err ? err->msg : vf_strerror(rc));
+		vol_pend_add(ctx, name, mount_id, unmounted);
+		rc = VF_OK;
+		if (err) {
+			err->code = VF_OK;
+			err->msg[0] = '\0';
+		}
+	}
 	vf_vol_local_leave(ctx, "gref", name);
 	vf_buf_free(&path);
 	return rc;
+}
+
+/* ---- host convergence (see volume_int.h) ---- */
+struct vol_pending {
+	char vol[VF_VOLUME_NAME_MAX + 1];
+	char *id;
+	int local_done; /* the local unmount happened */
+	unsigned long seq;
+	int64_t due, backoff;
+	struct vol_pending *next;
+};
+
+/* Store outcomes after which the release is the background's to finish. */
+static int vol_conv_retryable(int rc)
+{
+	return rc == VF_EUNAVAIL || rc == VF_EUNCERTAIN || rc == VF_ECONFLICT || rc == VF_ELEASE ||
+	       rc == VF_ETIMEDOUT || rc == VF_EPROTO || rc == VF_EBUSY;
+}
+
+static void vol_pend_add(struct vf_ctx *ctx, const char *vol, const char *id, int local_done)
+{
+	struct vol_pending *p;
+
+	pthread_mutex_lock(&ctx->mu);
+	for (p = ctx->pending; p; p = p->next)
+		if (strcmp(p->vol, vol) == 0 && strcmp(p->id, id) == 0)
+			break;
+	if (p == NULL && (p = calloc(1, sizeof(*p))) != NULL) {
+		if ((p->id = strdup(id)) == NULL) {
+			free(p);
+			p = NULL;
+		} else {
+			snprintf(p->vol, sizeof(p->vol), "%s", vol);
+			p->seq = ++ctx->pend_seq;
+			p->next = ctx->pending;
+			ctx->pending = p;
+		}
+	}
+	if (p) {
+		p->local_done |= local_done;
+		p->backoff = VOL_CONV_MIN_MS;
+		p->due = vf_now_ms() + VOL_CONV_MIN_MS;
+		pthread_cond_broadcast(&ctx->conv_cv);
+	} else {
+		vf_log(VF_LOG_ERR,
+		       "volume %s: out of memory: mount id %s stays counted until this host "
+		       "restarts",
+		       vol, id);
+	}
+	pthread_mutex_unlock(&ctx->mu);
+}
+
+/* Drop vol/id (by seq when seq != 0); under mu. */
+static void vol_pend_drop_locked(struct vf_ctx *ctx, const char *vol, const char *id,
+                                 unsigned long seq)
+{
+	for (struct vol_pending **pp = &ctx->pending, *p; (p = *pp) != NULL; pp = &p->next)
+		if (seq ? p->seq == seq : strcmp(p->vol, vol) == 0 && strcmp(p->id, id) == 0) {
+			*pp = p->next;
+			free(p->id);
+			free(p);
+			return;
+		}
+}
+
+static void vol_pend_cancel(struct vf_ctx *ctx, const char *vol, const char *id)
+{
+	pthread_mutex_lock(&ctx->mu);
+	vol_pend_drop_locked(ctx, vol, id, 0);
+	pthread_mutex_unlock(&ctx->mu);
+}
+
+static void vol_pend_free(struct vf_ctx *ctx)
+{
+	while (ctx->pending) {
+		struct vol_pending *p = ctx->pending;
+
+		ctx->pending = p->next;
+		free(p->id);
+		free(p);
+	}
+}
+
+size_t vf_vol_pending_count(struct vf_ctx *ctx)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&ctx->mu);
+	for (struct vol_pending *p = ctx->pending; p; p = p->next)
+		n++;
+	pthread_mutex_unlock(&ctx->mu);
+	return n;
+}
+
+/* One try at the release of a pending id (converge thread, mu not held): the
+ * unmount's own locked path, with the local unmount skipped when done. */
+static void vol_pend_try(struct vf_ctx *ctx, unsigned long seq)
+{
+	struct vol_pending *p;
+	char vol[VF_VOLUME_NAME_MAX + 1], *id = NULL;
+	struct vf_buf path = {0};
+	struct vf_err e = {0};
+	int local_done = 0, local_err = 0, rc, still = 0;
+
+	pthread_mutex_lock(&ctx->mu);
+	for (p = ctx->pending; p; p = p->next)
+		if (p->seq == seq)
+			break;
+	if (p) {
+		snprintf(vol, sizeof(vol), "%s", p->vol);
+		id = strdup(p->id);
+		local_done = p->local_done;
+	}
+	pthread_mutex_unlock(&ctx->mu);
+	if (id == NULL || vf_buf_printf(&path, "%s/%s", ctx->mount_root, vol) != VF_OK) {
+		free(id);
+		return;
+	}
+	vf_vol_local_enter(ctx, "gref", vol, 0);
+	/* a mount of the same id meanwhile cancelled it (under this mutex) */
+	pthread_mutex_lock(&ctx->mu);
+	for (p = ctx->pending; p; p = p->next)
+		still |= p->seq == seq;
+	pthread_mutex_unlock(&ctx->mu);
+	if (still) {
+		int64_t t = ctx->op_timeout_ms < 5000 ? ctx->op_timeout_ms : 5000;
+
+		rc = vol_unmount_once(ctx, vol, id, path.data, vf_now_ms() + t, &local_done,
+		                      &local_err, &e);
+		pthread_mutex_lock(&ctx->mu);
+		if (rc == VF_OK) {
+			vol_pend_drop_locked(ctx, vol, id, seq);
+			vf_log(VF_LOG_INFO, "volume %s: mount id %s released (in the background)",
+			       vol, id);
+		} else {
+			for (p = ctx->pending; p; p = p->next)
+				if (p->seq == seq) {
+					p->local_done = local_done;
+					p->backoff = p->backoff * 2 > VOL_CONV_MAX_MS
+					                     ? VOL_CONV_MAX_MS
+					                     : p->backoff * 2;
+					p->due = vf_now_ms() + p->backoff;
+					vf_log(VF_LOG_WARN,
+					       "volume %s: release of mount id %s failed (again "
+					       "in %" PRId64 " ms): %s",
+					       vol, id, p->backoff, e.msg);
+				}
+		}
+		pthread_mutex_unlock(&ctx->mu);
+	}
+	vf_vol_local_leave(ctx, "gref", vol);
+	vf_buf_free(&path);
+	free(id);
+}
+
+/* On start: this host's client records against its real mounts. An id the
+ * store holds for a volume not mounted here is released (in the background);
+ * a local mount of a volume this host holds no id of is unmounted. Only when
+ * the driver can tell what is mounted. A store error: the converge thread
+ * tries again (VOL_CONV_MAX_MS later). Returns VF_OK when done. */
+static int vol_converge_once(struct vf_ctx *ctx)
+{
+	struct vf_kv_list l = {0};
+	struct vf_err e = {0};
+	char pre[512], tail[256];
+	size_t plen, tlen;
+	DIR *d;
+	int rc;
+
+	snprintf(pre, sizeof(pre), "%sclient/", ctx->prefix);
+	plen = strlen(pre);
+	tlen = (size_t)snprintf(tail, sizeof(tail), "/%s", ctx->node_id);
+	rc = ctx->kv->ops->list(ctx->kv, pre, &l, &e);
+	if (rc != VF_OK) {
+		vf_log(VF_LOG_WARN, "node %s: cannot list %s to check its mounts: %s (retrying)",
+		       ctx->node_id, pre, e.msg);
+		return rc;
+	}
+	for (size_t i = 0; i < l.count; i++) {
+		const char *k = l.items[i].key;
+		size_t kl = strlen(k);
+		char vol[VF_VOLUME_NAME_MAX + 1];
+		struct vf_buf path = {0};
+		struct vf_kv_result r = {0};
+		struct vol_ids ids = {0};
+		int m;
+
+		if (kl <= plen + tlen || strcmp(k + kl - tlen, tail) != 0 ||
+		    kl - plen - tlen > VF_VOLUME_NAME_MAX)
+			continue;
+		snprintf(vol, sizeof(vol), "%.*s", (int)(kl - plen - tlen), k + plen);
+		if (!vf_volume_name_valid(vol) ||
+		    vf_buf_printf(&path, "%s/%s", ctx->mount_root, vol) != VF_OK) {
+			vf_buf_free(&path);
+			continue;
+		}
+		vf_vol_local_enter(ctx, "gref", vol, 0);
+		m = vol_probe(ctx, vol, path.data);
+		if (m == 1) {
+			vol_local_set(ctx, vol, 1);
+		} else if (m == 0) {
+			r.found = 1;
+			r.pair = l.items[i];
+			if (vol_ids_parse(vol, &r, &ids) == VF_OK)
+				for (size_t j = 0; j < ids.n; j++) {
+					vf_log(VF_LOG_WARN,
+					       "volume %s: the store counts mount id %s of %s, "
+					       "which has no mount of it: releasing it",
+					       vol, ids.v[j], ctx->node_id);
+					vol_pend_add(ctx, vol, ids.v[j], 1);
+				}
+			vol_ids_free(&ids);
+		}
+		vf_vol_local_leave(ctx, "gref", vol);
+		vf_buf_free(&path);
+	}
+	/* local mounts no id of this host stands for (a crash mid-mount) */
+	if ((d = opendir(ctx->mount_root)) != NULL) {
+		struct dirent *de;
+
+		while ((de = readdir(d)) != NULL) {
+			struct vf_buf path = {0};
+			struct vf_kv_pair p = {0};
+			char ck[512];
+
+			if (!vf_volume_name_valid(de->d_name) ||
+			    vf_buf_printf(&path, "%s/%s", ctx->mount_root, de->d_name) != VF_OK) {
+				vf_buf_free(&path);
+				continue;
+			}
+			vf_vol_local_enter(ctx, "gref", de->d_name, 0);
+			vol_client_key(ctx, ck, sizeof(ck), de->d_name, ctx->node_id);
+			if (vol_probe(ctx, de->d_name, path.data) == 1 &&
+			    ctx->kv->ops->get(ctx->kv, ck, &p, NULL) == VF_ENOTFOUND) {
+				vf_log(VF_LOG_WARN,
+				       "volume %s: mounted at %s but %s holds no mount id of it: "
+				       "unmounting",
+				       de->d_name, path.data, ctx->node_id);
+				if (vol_fs_unmount(ctx, de->d_name, path.data, &e) != VF_OK)
+					vf_log(VF_LOG_ERR, "%s", e.msg);
+			}
+			vf_kv_pair_clear(&p);
+			vf_vol_local_leave(ctx, "gref", de->d_name);
+			vf_buf_free(&path);
+		}
+		closedir(d);
+	}
+	vf_kv_list_clear(&l);
+	return VF_OK;
+}
+
+static void vol_converge_startup(struct vf_ctx *ctx)
+{
+	ctx->conv_startup = vol_converge_once(ctx) != VF_OK;
+}
+
+/* Retries the releases the store did not take and, until it succeeded, the
+ * start-up check; each when due. */
+static void *ctx_converge_thread(void *arg)
+{
+	struct vf_ctx *ctx = arg;
+	int64_t startup_due = vf_now_ms() + VOL_CONV_MAX_MS;
+
+	pthread_mutex_lock(&ctx->mu);
+	while (!ctx->stopping) {
+		int64_t now = vf_now_ms(), due = INT64_MAX;
+		unsigned long seq = 0;
+
+		if (ctx->conv_startup)
+			due = startup_due;
+		for (struct vol_pending *p = ctx->pending; p; p = p->next)
+			if (p->due < due) {
+				due = p->due;
+				seq = p->seq;
+			}
+		if (due == INT64_MAX) {
+			pthread_cond_wait(&ctx->conv_cv, &ctx->mu);
+			continue;
+		}
+		if (due > now) {
+			struct timespec ts;
+			int64_t ms = due - now;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += ms / 1000;
+			ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&ctx->conv_cv, &ctx->mu, &ts);
+			continue;
+		}
+		pthread_mutex_unlock(&ctx->mu);
+		if (seq == 0) {
+			int again = vol_converge_once(ctx) != VF_OK;
+
+			pthread_mutex_lock(&ctx->mu);
+			ctx->conv_startup = again;
+			startup_due = vf_now_ms() + VOL_CONV_MAX_MS;
+			pthread_mutex_unlock(&ctx->mu);
+		} else {
+			vol_pend_try(ctx, seq);
+		}
+		pthread_mutex_lock(&ctx->mu);
+	}
+	pthread_mutex_unlock(&ctx->mu);
+	return NULL;
 }
 
 int vf_volume_create(struct vf_ctx *ctx, const char *name, const struct vf_opt *opts, size_t nopts,

@@ -508,6 +508,163 @@ static void test_repair_own_server_record(void)
 	tc_free(&tc);
 }
 
+/* #12.2: an unmount whose store part fails after the local unmount (store
+ * unreachable; outcome unknown and the read-back failing too) must not leave
+ * the host's id counted for good: Docker never retries an Unmount. It answers
+ * OK (the local unmount happened) and the host releases the id by itself once
+ * the store answers: gref back to 0, the server stopped. */
+static void conv_unmount_store_fails(int uncertain)
+{
+	struct tcluster tc;
+	struct vf_err e = {0};
+	int h1, ok = 0;
+
+	tc_init(&tc);
+	tc_add(&tc, "m1", 1);
+	h1 = tc_add(&tc, "h1", 0);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h1].ctx, "v", NULL, 0, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h1].ctx, "v", "c1", NULL, &e), VF_OK);
+	if (uncertain) {
+		/* the release txn is lost, and so is the read that would settle it */
+		memkv_shim_fail(tc.n[h1].shim, MEMKV_TXN, 1, MEMKV_FAULT_UNCERTAIN_NOT_APPLIED, 0);
+		memkv_shim_fail_also(tc.n[h1].shim, MEMKV_GET, 1, MEMKV_FAULT_UNAVAIL);
+	} else { /* the store stays unreachable for writes until cleared below */
+		memkv_shim_fail(tc.n[h1].shim, MEMKV_TXN, 1, MEMKV_FAULT_UNAVAIL, 1);
+	}
+	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h1].ctx, "v", "c1", &e), VF_OK);
+	CU_ASSERT(memkv_shim_fired(tc.n[h1].shim));
+	CU_ASSERT(!testfs_mounted(tc.fs, "v", "h1"));
+	if (!uncertain) {
+		tc_sleep_ms(3 * VOL_CONV_MIN_MS); /* retries fail while it is down */
+		CU_ASSERT_EQUAL(tc_num(&tc, "gref", "v"), 1);
+		CU_ASSERT_EQUAL(vf_vol_pending_count(tc.n[h1].ctx), 1);
+	}
+	memkv_shim_clear(tc.n[h1].shim); /* the store answers again */
+	/* bound: the longest backoff, one try (<= min(op timeout, 5 s)), the stop */
+	for (int64_t end = vf_now_ms() + VOL_CONV_MAX_MS + tc.op_timeout_ms + 3000;
+	     !ok && vf_now_ms() < end; tc_sleep_ms(10))
+		ok = tc_num(&tc, "gref", "v") == 0 && tc_clients(&tc, "v") == 0 &&
+		     tc_state_is(&tc, "v", "Ready") && testfs_nservers(tc.fs, "v") == 0;
+	CU_ASSERT(ok);
+	CU_ASSERT_EQUAL(vf_vol_pending_count(tc.n[h1].ctx), 0);
+	CU_ASSERT(tc_consistent(&tc, "v"));
+	/* and the volume works as before */
+	CU_ASSERT_EQUAL(vf_volume_mount(tc.n[h1].ctx, "v", "c2", NULL, &e), VF_OK);
+	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h1].ctx, "v", "c2", &e), VF_OK);
+	CU_ASSERT(tc_settled(&tc, "v", 3000));
+	CU_ASSERT_EQUAL(vf_volume_remove(tc.n[h1].ctx, "v", &e), VF_OK);
+	tc_free(&tc);
+}
+
+static void test_unmount_store_down_converges(void)
+{
+	conv_unmount_store_fails(0);
+}
+
+static void test_unmount_uncertain_converges(void)
+{
+	conv_unmount_store_fails(1);
+}
+
+/* A mount of the same id before the background release ran: the id is wanted
+ * again, the release is void (the host stays counted and mounted). */
+static void test_unmount_pending_then_mount_again(void)
+{
+	struct tcluster tc;
+	struct vf_err e = {0};
+	int h1;
+
+	tc_init(&tc);
+	tc_add(&tc, "m1", 1);
+	h1 = tc_add(&tc, "h1", 0);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h1].ctx, "v", NULL, 0, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h1].ctx, "v", "c1", NULL, &e), VF_OK);
+	memkv_shim_fail(tc.n[h1].shim, MEMKV_TXN, 1, MEMKV_FAULT_UNAVAIL, 1);
+	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h1].ctx, "v", "c1", &e), VF_OK);
+	memkv_shim_clear(tc.n[h1].shim);
+	CU_ASSERT_EQUAL(vf_volume_mount(tc.n[h1].ctx, "v", "c1", NULL, &e), VF_OK);
+	CU_ASSERT_EQUAL(vf_vol_pending_count(tc.n[h1].ctx), 0);
+	tc_sleep_ms(VOL_CONV_MAX_MS / 5); /* would a (wrong) release still land? */
+	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "v"), 1);
+	CU_ASSERT(testfs_mounted(tc.fs, "v", "h1"));
+	CU_ASSERT(tc_settled(&tc, "v", 3000));
+	tc_free(&tc);
+}
+
+/* #18.2: a mount the store does not count (sshfs finished it after its daemon
+ * was killed mid-mount) and a restarted daemon, whose memory is empty: Docker's
+ * Unmount of that id answered OK but left the mount (the volume was then
+ * removed under it). The decision comes from the mount table. */
+static void test_unmount_after_restart_uses_mount_table(void)
+{
+	struct tcluster tc;
+	struct testfs_node crashed;
+	struct vf_err e = {0};
+	int h1, h2;
+
+	tc_init(&tc);
+	tc_add(&tc, "m1", 1);
+	h1 = tc_add(&tc, "h1", 0);
+	h2 = tc_add(&tc, "h2", 0);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h2].ctx, "v", NULL, 0, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h2].ctx, "v", "x", NULL, &e), VF_OK);
+	/* the previous h1 process's sshfs completes the mount after its death */
+	testfs_node_init(&crashed, tc.fs, "h1");
+	CU_ASSERT_EQUAL_FATAL(testfs_ops.mount(&crashed, "v", "{}", "/x", &e), VF_OK);
+	CU_ASSERT(testfs_mounted(tc.fs, "v", "h1"));
+	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h1].ctx, "v", "c1", &e), VF_OK);
+	CU_ASSERT(!testfs_mounted(tc.fs, "v", "h1")); /* not left behind */
+	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "v"), 1);
+	tc_free(&tc);
+}
+
+/* #18.2/#12.2 on start: a host (re)starts with (a) a local mount of a volume
+ * it holds no id of (a crash mid-mount): unmounted; (b) an id the store counts
+ * for a volume it has no mount of (the host rebooted): released. */
+static void test_startup_converges_records_and_mounts(void)
+{
+	struct tcluster tc;
+	struct testfs_node pre;
+	struct vf_err e = {0};
+	char tmpl[] = "/tmp/vfile-conv-XXXXXX", cmd[300], dir[300];
+	int h1, h2, h1b, ok = 0;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(tmpl));
+	tc_init(&tc);
+	snprintf(tc.mount_root, sizeof(tc.mount_root), "%s", tmpl);
+	tc_add(&tc, "m1", 1);
+	h1 = tc_add(&tc, "h1", 0);
+	h2 = tc_add(&tc, "h2", 0);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h1].ctx, "v", NULL, 0, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h1].ctx, "w", NULL, 0, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h1].ctx, "v", "c1", NULL, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h2].ctx, "w", "x", NULL, &e), VF_OK);
+	/* h1 dies; its mount of v is gone (reboot); a mount of w it never
+	 * recorded is there (its sshfs finished after the crash) */
+	vf_ctx_free(&tc.n[h1].ctx);
+	testfs_node_init(&pre, tc.fs, "h1");
+	CU_ASSERT_EQUAL(testfs_ops.unmount(&pre, "v", "/x", &e), VF_OK);
+	CU_ASSERT_EQUAL(testfs_ops.mount(&pre, "w", "{}", "/x", &e), VF_OK);
+	snprintf(dir, sizeof(dir), "%s/h1/w", tmpl);
+	CU_ASSERT_EQUAL(mkdir(dir, 0755), 0);
+	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "v"), 1);
+	h1b = tc_add(&tc, "h1", 0); /* the restart */
+	CU_ASSERT(!testfs_mounted(tc.fs, "w", "h1"));
+	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "w"), 1); /* h2's stays */
+	for (int64_t end = vf_now_ms() + VOL_CONV_MAX_MS + tc.op_timeout_ms + 3000;
+	     !ok && vf_now_ms() < end; tc_sleep_ms(10))
+		ok = tc_num(&tc, "gref", "v") == 0 && tc_clients(&tc, "v") == 0 &&
+		     tc_state_is(&tc, "v", "Ready") && testfs_nservers(tc.fs, "v") == 0;
+	CU_ASSERT(ok);
+	CU_ASSERT_EQUAL(vf_vol_pending_count(tc.n[h1b].ctx), 0);
+	CU_ASSERT(tc_consistent(&tc, "v"));
+	CU_ASSERT(tc_consistent(&tc, "w"));
+	CU_ASSERT_EQUAL(vf_volume_remove(tc.n[h1b].ctx, "v", &e), VF_OK);
+	tc_free(&tc);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpl);
+	CU_ASSERT_EQUAL(system(cmd), 0);
+}
+
 void vf_test_register_fault(void)
 {
 	CU_pSuite s = CU_add_suite("volume faults", NULL, NULL);
@@ -527,4 +684,9 @@ void vf_test_register_fault(void)
 	VF_ADD_TEST(s, test_reconcile_no_false_inconsistent);
 	VF_ADD_TEST(s, test_record_start_uncertain);
 	VF_ADD_TEST(s, test_repair_own_server_record);
+	VF_ADD_TEST(s, test_unmount_store_down_converges);
+	VF_ADD_TEST(s, test_unmount_uncertain_converges);
+	VF_ADD_TEST(s, test_unmount_pending_then_mount_again);
+	VF_ADD_TEST(s, test_unmount_after_restart_uses_mount_table);
+	VF_ADD_TEST(s, test_startup_converges_records_and_mounts);
 }
