@@ -1887,6 +1887,11 @@ static int vol_unmount_once(struct vf_ctx *ctx, const char *name, const char *mo
 		}
 		*unmounted = 1;
 	}
+	if (vf_failpoint_hit("vol.unmount_before_txn", name)) {
+		rc = vf_err_set(err, VF_EUNAVAIL, "volume %s: failpoint vol.unmount_before_txn",
+		                name);
+		goto out;
+	}
 	int64_t g = vf_vol_num(&rr[U_GREF]) - 1;
 
 	if (g < 0) {

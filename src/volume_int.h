@@ -22,7 +22,9 @@ int vf_failpoint_hit(const char *name, const char *vol);
  *  mgr.stop_after_read: stop handler holds the state lock and read gref == 0
  *  mgr.before_start_txn: the server is up, state not yet Mounted
  *  vol.mount_before_txn: host mounted locally, the gref+1 txn not yet sent
- *  mgr.inconsistent: the reconciler is about to log gref != client count */
+ *  mgr.inconsistent: the reconciler is about to log gref != client count
+ *  vol.unmount_before_txn: host unmounted its last id locally (locked path),
+ *    the gref-1 txn not yet sent */
 
 /* ---- key families ---- */
 enum vol_key {
