@@ -2013,6 +2013,14 @@ struct vol_pending {
 };
 
 /* Store outcomes after which the release is the background's to finish. */
+static void vol_sweep_mounts(struct vf_ctx *ctx, int periodic);
+static int vol_sweep_ms = VOL_CONV_SWEEP_MS;
+
+void vf_vol_sweep_period_set(int ms)
+{
+	vol_sweep_ms = ms > 0 ? ms : VOL_CONV_SWEEP_MS;
+}
+
 static int vol_conv_retryable(int rc)
 {
 	return rc == VF_EUNAVAIL || rc == VF_EUNCERTAIN || rc == VF_ECONFLICT || rc == VF_ELEASE ||
@@ -2166,7 +2174,6 @@ static int vol_converge_once(struct vf_ctx *ctx)
 	struct vf_err e = {0};
 	char pre[512], tail[256];
 	size_t plen, tlen;
-	DIR *d;
 	int rc;
 
 	snprintf(pre, sizeof(pre), "%sclient/", ctx->prefix);
@@ -2216,7 +2223,20 @@ static int vol_converge_once(struct vf_ctx *ctx)
 		vf_vol_local_leave(ctx, "gref", vol);
 		vf_buf_free(&path);
 	}
-	/* local mounts no id of this host stands for (a crash mid-mount) */
+	vf_kv_list_clear(&l);
+	vol_sweep_mounts(ctx, 0);
+	return VF_OK;
+}
+
+/* Local mounts under mount_root no id of this host stands for (sshfs finishing
+ * a mount after its daemon was killed): unmounted. known_too: also look at the
+ * periodic: skip the volumes this process mounted itself (their records are
+ * its own; at start it has none). */
+static void vol_sweep_mounts(struct vf_ctx *ctx, int periodic)
+{
+	struct vf_err e = {0};
+	DIR *d;
+
 	if ((d = opendir(ctx->mount_root)) != NULL) {
 		struct dirent *de;
 
@@ -2232,7 +2252,8 @@ static int vol_converge_once(struct vf_ctx *ctx)
 			}
 			vf_vol_local_enter(ctx, "gref", de->d_name, 0);
 			vol_client_key(ctx, ck, sizeof(ck), de->d_name, ctx->node_id);
-			if (vol_probe(ctx, de->d_name, path.data) == 1 &&
+			if (!(periodic && vol_local_mounted(ctx, de->d_name)) &&
+			    vol_probe(ctx, de->d_name, path.data) == 1 &&
 			    ctx->kv->ops->get(ctx->kv, ck, &p, NULL) == VF_ENOTFOUND) {
 				vf_log(VF_LOG_WARN,
 				       "volume %s: mounted at %s but %s holds no mount id of it: "
@@ -2247,8 +2268,6 @@ static int vol_converge_once(struct vf_ctx *ctx)
 		}
 		closedir(d);
 	}
-	vf_kv_list_clear(&l);
-	return VF_OK;
 }
 
 static void vol_converge_startup(struct vf_ctx *ctx)
@@ -2257,28 +2276,28 @@ static void vol_converge_startup(struct vf_ctx *ctx)
 }
 
 /* Retries the releases the store did not take and, until it succeeded, the
- * start-up check; each when due. */
+ * start-up check; sweeps stale local mounts every vol_sweep_ms; each when due. */
 static void *ctx_converge_thread(void *arg)
 {
 	struct vf_ctx *ctx = arg;
 	int64_t startup_due = vf_now_ms() + VOL_CONV_MAX_MS;
+	int64_t sweep_due = vf_now_ms() + vol_sweep_ms;
 
 	pthread_mutex_lock(&ctx->mu);
 	while (!ctx->stopping) {
-		int64_t now = vf_now_ms(), due = INT64_MAX;
+		int64_t now = vf_now_ms(), due = sweep_due;
 		unsigned long seq = 0;
+		int sweep = 1;
 
-		if (ctx->conv_startup)
+		if (ctx->conv_startup && startup_due < due) {
 			due = startup_due;
+			sweep = 0;
+		}
 		for (struct vol_pending *p = ctx->pending; p; p = p->next)
 			if (p->due < due) {
 				due = p->due;
 				seq = p->seq;
 			}
-		if (due == INT64_MAX) {
-			pthread_cond_wait(&ctx->conv_cv, &ctx->mu);
-			continue;
-		}
 		if (due > now) {
 			struct timespec ts;
 			int64_t ms = due - now;
@@ -2294,7 +2313,10 @@ static void *ctx_converge_thread(void *arg)
 			continue;
 		}
 		pthread_mutex_unlock(&ctx->mu);
-		if (seq == 0) {
+		if (seq == 0 && sweep) {
+			vol_sweep_mounts(ctx, 1);
+			sweep_due = vf_now_ms() + vol_sweep_ms;
+		} else if (seq == 0) {
 			int again = vol_converge_once(ctx) != VF_OK;
 
 			pthread_mutex_lock(&ctx->mu);

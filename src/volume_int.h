@@ -156,6 +156,11 @@ void vf_vol_server_value(struct vf_ctx *ctx, char *buf, size_t size);
  * local mounts of volumes the host holds no id of are unmounted. */
 #define VOL_CONV_MIN_MS 250
 #define VOL_CONV_MAX_MS 5000
+/* ...and every VOL_CONV_SWEEP_MS a host unmounts local mounts no id of it
+ * stands for (an sshfs that completed a mount after its daemon was killed may
+ * finish after the start-up check). Tests may shorten it (before vf_ctx_new). */
+#define VOL_CONV_SWEEP_MS 30000
+void vf_vol_sweep_period_set(int ms);
 /* Is vol mounted at path on this host? 1 yes, 0 no, -1 cannot tell (a driver
  * that mounts nothing). NULL (default): the driver's answer
  * (vf_fs_probe_mounted). Set by tests and test drivers, before vf_ctx_new. */

@@ -665,6 +665,46 @@ static void test_startup_converges_records_and_mounts(void)
 	CU_ASSERT_EQUAL(system(cmd), 0);
 }
 
+/* #18.2, late: the stale mount appears after the start-up check (sshfs took
+ * longer than the restart). Docker sees that Mount as failed and never sends
+ * its Unmount: the host's periodic sweep unmounts it; its own mounts stay. */
+static void test_sweep_unmounts_late_stale_mount(void)
+{
+	struct tcluster tc;
+	struct testfs_node late;
+	struct vf_err e = {0};
+	char tmpl[] = "/tmp/vfile-sweep-XXXXXX", cmd[300], dir[300];
+	int h1, h2, gone = 0;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(tmpl));
+	vf_vol_sweep_period_set(200);
+	tc_init(&tc);
+	snprintf(tc.mount_root, sizeof(tc.mount_root), "%s", tmpl);
+	tc_add(&tc, "m1", 1);
+	h1 = tc_add(&tc, "h1", 0);
+	h2 = tc_add(&tc, "h2", 0);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h2].ctx, "v", NULL, 0, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h2].ctx, "w", NULL, 0, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h2].ctx, "v", "x", NULL, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h1].ctx, "w", "c1", NULL, &e), VF_OK);
+	/* a mount of v on h1 that no id of h1 stands for, after h1 started */
+	testfs_node_init(&late, tc.fs, "h1");
+	CU_ASSERT_EQUAL(testfs_ops.mount(&late, "v", "{}", "/x", &e), VF_OK);
+	snprintf(dir, sizeof(dir), "%s/h1/v", tmpl);
+	CU_ASSERT_EQUAL(mkdir(dir, 0755), 0);
+	/* bound: a few sweep periods */
+	for (int64_t end = vf_now_ms() + 5000; !gone && vf_now_ms() < end; tc_sleep_ms(10))
+		gone = !testfs_mounted(tc.fs, "v", "h1");
+	CU_ASSERT(gone);
+	CU_ASSERT(testfs_mounted(tc.fs, "w", "h1")); /* its own mount stays */
+	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "w"), 1);
+	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "v"), 1);
+	tc_free(&tc);
+	vf_vol_sweep_period_set(0);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpl);
+	CU_ASSERT_EQUAL(system(cmd), 0);
+}
+
 void vf_test_register_fault(void)
 {
 	CU_pSuite s = CU_add_suite("volume faults", NULL, NULL);
@@ -689,4 +729,5 @@ void vf_test_register_fault(void)
 	VF_ADD_TEST(s, test_unmount_pending_then_mount_again);
 	VF_ADD_TEST(s, test_unmount_after_restart_uses_mount_table);
 	VF_ADD_TEST(s, test_startup_converges_records_and_mounts);
+	VF_ADD_TEST(s, test_sweep_unmounts_late_stale_mount);
 }
