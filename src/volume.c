@@ -56,6 +56,14 @@
  *   last id: local unmount; txn [LOCK_HELD, VERSION_EQ gref, VERSION_EQ client/H,
  *   VERSION_EQ stop_trigger] put gref-1, delete client/H, put stop_trigger+1 (only
  *   when gref reaches 0: a stop can only act then), UNLOCK.  (2 round trips)
+ *   id not counted, no id of H counted: local unmount if the mount table (not
+ *   this process's memory) says mounted.
+ *   The store part failing (unreachable, uncertain and unreadable, a lost
+ *   fence, no lock): answered OK, the id released by the converge thread
+ *   (the same path, 250 ms doubling to 5 s) until the store takes it; a mount
+ *   of the same id voids that. On start: ids of H for volumes not mounted here
+ *   are released so; mounts under mount_root no id of H stands for are
+ *   unmounted (again every 30 s for mounts this process did not make).
  * Records of this node under an EARLIER lease of its own (server/, claims) count
  *   as absent everywhere below: that lease is gone for this process.
  * claim (manager, one per trigger): one txn reads trigger, marker, claim, server;
