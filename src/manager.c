@@ -583,14 +583,43 @@ enum { S_STATE = 0, S_GREF, S_INFO, S_SERVER, S_N };
  * restart: only a Mounted volume whose server is gone (the reconciler's lists
  * are not one snapshot: a volume it saw Mounted may be Ready by now, and then
  * nobody asked for a server). */
-/* Is server/<vol> (key) now sval? Settles an uncertain record txn. */
+/* Is server/<vol> (key) now sval? Settles an uncertain record txn: asks until
+ * the store answers (a failed read is no answer: taking it for "not recorded"
+ * stopped a server the store names, with nothing to repair it). Gives up only
+ * when the lease that sval names is no longer this process's (its keys end with
+ * it, and the lease-loss path stops every server) or the process stops.
+ * 1 recorded, 0 not. */
 static int mgr_server_is(struct vf_ctx *ctx, const char *key, const char *sval)
 {
-	struct vf_kv_pair p = {0};
-	int r = ctx->kv->ops->get(ctx->kv, key, &p, NULL) == VF_OK && strcmp(p.value, sval) == 0;
+	int64_t backoff = 50;
 
-	vf_kv_pair_clear(&p);
-	return r;
+	for (;;) {
+		struct vf_kv_pair p = {0};
+		struct vf_err e = {0};
+		int rc = ctx->kv->ops->get(ctx->kv, key, &p, &e), r = -1, gone;
+		char cur[200];
+
+		if (rc == VF_OK)
+			r = strcmp(p.value, sval) == 0;
+		else if (rc == VF_ENOTFOUND)
+			r = 0;
+		vf_kv_pair_clear(&p);
+		if (r >= 0)
+			return r;
+		pthread_mutex_lock(&ctx->mu);
+		snprintf(cur, sizeof(cur), "%s %s", ctx->node_id, ctx->lease_id);
+		gone = ctx->stopping || ctx->lease_lost || strcmp(cur, sval) != 0;
+		pthread_mutex_unlock(&ctx->mu);
+		if (gone)
+			return 0;
+		vf_log(VF_LOG_WARN, "%s: outcome of the start record unknown, reading back: %s",
+		       key, e.msg);
+		struct timespec ts = {0, (long)backoff * 1000000L};
+
+		nanosleep(&ts, NULL);
+		if (backoff < 1000)
+			backoff *= 2;
+	}
 }
 
 /* The txn that ends a start: [LOCK_HELD lk, VERSION_EQ state] put info(+server),
@@ -623,6 +652,13 @@ static int mgr_record_start(struct vf_ctx *ctx, const char *vol, struct vf_kv_lo
 	return rc;
 }
 
+static int vol_mounted_str(const struct vf_kv_result *r)
+{
+	return r->found && r->pair.value && strcmp(r->pair.value, "Mounted") == 0;
+}
+
+static void mgr_unserve_removed(struct mgr *m, const char *vol, const char *mine, int key_mine);
+
 static int mgr_do_start(struct mgr *m, const char *vol, struct vf_kv_lease *lease, int restart)
 {
 	struct vf_ctx *ctx = m->ctx;
@@ -651,7 +687,21 @@ static int mgr_do_start(struct mgr *m, const char *vol, struct vf_kv_lease *leas
 		goto out;
 	}
 	snprintf(sval, sizeof(sval), "%s %s", ctx->node_id, lease->id);
-	if (rr[S_SERVER].found && !mgr_stale_mine(ctx, rr[S_SERVER].pair.value, sval)) {
+	if (rr[S_SERVER].found && strcmp(rr[S_SERVER].pair.value, sval) == 0 &&
+	    !mgr_serves(m, vol)) {
+		/* server/ names this process, which runs no server for it (a start
+		 * record whose answer was lost, its server stopped): repair. Not
+		 * Mounted: the key goes; Mounted: serve it again (the record txn
+		 * below rewrites the key) */
+		vf_log(VF_LOG_WARN, "volume %s: %s names this node, which does not serve it: %s",
+		       vol, keys[S_SERVER],
+		       vol_mounted_str(&rr[S_STATE]) ? "starting its server" : "deleting the key");
+		if (!vol_mounted_str(&rr[S_STATE])) {
+			mgr_unserve_removed(m, vol, sval, 1);
+			if (restart)
+				goto out;
+		}
+	} else if (rr[S_SERVER].found && !mgr_stale_mine(ctx, rr[S_SERVER].pair.value, sval)) {
 		if (rr[S_STATE].pair.value && strcmp(rr[S_STATE].pair.value, "Mounted") == 0)
 			goto out; /* served already */
 		if (strcmp(rr[S_SERVER].pair.value, sval) != 0) {
@@ -1460,6 +1510,45 @@ static void mgr_queue_restarts(struct mgr *m, struct mgr_rcand *c, size_t n, uin
 	vf_kv_list_clear(&info);
 }
 
+/* The lists of a pass come from different revisions (one request per family):
+ * a mount or unmount committing between the gref/ and the client/ lists makes
+ * a consistent volume look inconsistent. Re-read vol alone: gref (its
+ * version), its client keys, gref again. gref and the client keys change in
+ * the same txn (gref == number of client keys), so when gref's version did not
+ * move across the listing, the listing is of that same state. 1: inconsistent
+ * (*gref_r, *n_r as re-read); 0: consistent or changed meanwhile (the next
+ * pass looks again); < 0: a store error (not judged). */
+static int mgr_recheck_clients(struct vf_ctx *ctx, const char *vol, int64_t *gref_r, size_t *n_r)
+{
+	char kg[512], cpre[512];
+	struct vf_kv_pair g1 = {0}, g2 = {0};
+	struct vf_kv_list cl = {0};
+	int rc, r1, r2, r = 0;
+
+	vf_vol_key(ctx, kg, sizeof(kg), VK_GREF, vol);
+	snprintf(cpre, sizeof(cpre), "%sclient/%s/", ctx->prefix, vol);
+	r1 = ctx->kv->ops->get(ctx->kv, kg, &g1, NULL);
+	rc = ctx->kv->ops->list(ctx->kv, cpre, &cl, NULL);
+	r2 = ctx->kv->ops->get(ctx->kv, kg, &g2, NULL);
+	if ((r1 != VF_OK && r1 != VF_ENOTFOUND) || rc != VF_OK ||
+	    (r2 != VF_OK && r2 != VF_ENOTFOUND)) {
+		r = -1;
+	} else if (r1 == r2 && (r1 == VF_ENOTFOUND || g1.mod_rev == g2.mod_rev)) {
+		int64_t g = r1 == VF_OK ? mgr_num(&g1) : 0;
+
+		/* a removed volume (gref absent, no clients) is consistent */
+		if (g != (int64_t)cl.count) {
+			*gref_r = g;
+			*n_r = cl.count;
+			r = 1;
+		}
+	}
+	vf_kv_pair_clear(&g1);
+	vf_kv_pair_clear(&g2);
+	vf_kv_list_clear(&cl);
+	return r;
+}
+
 int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 {
 	struct mgr *m = ctx->mgr;
@@ -1545,11 +1634,14 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 		int start_p = mgr_pending(f[L_STRIG], f[L_SMARK], f[L_SCLAIM], mine);
 		int stop_p = mgr_pending(f[L_PTRIG], f[L_PMARK], f[L_PCLAIM], mine);
 
-		if (gref != (int64_t)nclients)
+		if (gref != (int64_t)nclients &&
+		    mgr_recheck_clients(ctx, vol, &gref, &nclients) == 1) {
+			vf_failpoint_hit("mgr.inconsistent", vol);
 			vf_log(VF_LOG_ERR,
 			       "volume %s: INCONSISTENT: gref is %" PRId64 " but %zu client(s) "
 			       "are listed",
 			       vol, gref, nclients);
+		}
 		if (start_p)
 			mgr_enqueue(m, vol, JOB_START);
 		if (stop_p)
@@ -1573,6 +1665,13 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 				rc_c[rc_n++] = (struct mgr_rcand){vol, s->mod_rev};
 			else
 				mgr_enqueue(m, vol, JOB_RESTART);
+		} else if (f[L_SERVER] && strcmp(f[L_SERVER]->value, mine) == 0 &&
+		           !mgr_serves(m, vol) && !mgr_live_claim(f[L_SCLAIM]) &&
+		           !mgr_live_claim(f[L_PCLAIM])) {
+			/* server/ names this process, which serves nothing for it: the
+			 * restart (under the state lock) starts it again or, not
+			 * Mounted, deletes the key */
+			mgr_enqueue(m, vol, JOB_RESTART);
 		} else if (mounted && f[L_SERVER] == NULL && !start_p && !stop_p &&
 		           !mgr_live_claim(f[L_SCLAIM]) && !mgr_live_claim(f[L_PCLAIM])) {
 			/* nobody mounts it and nobody serves it: no restart, a stop
