@@ -121,6 +121,18 @@ static int sc_check(struct tcluster *tc, int sc, const char *what)
 		ok = (rc == VF_OK || rc == VF_ENOTFOUND) && memkv_count(tc->st, "vfile/") == 0;
 		break;
 	case SC_RESTART: /* both served again, once, and still mountable */
+		/* the restart waits for a new lease (a failed grant is retried after
+		 * 0.5 s) and a reconcile pass: wait for it with a bound of its own, not
+		 * within the mount's op timeout, which a busy machine can outlast */
+		for (int64_t end = vf_now_ms() + 10000; vf_now_ms() < end;) {
+			char *sv = memkv_value(tc->st, "vfile/server/w");
+			int up = sv != NULL && testfs_nservers(tc->fs, "w") == 1;
+
+			free(sv);
+			if (up)
+				break;
+			tc_sleep_ms(20);
+		}
 		rc = vf_volume_mount(tc->n[2].ctx, "w", "x", NULL, &e);
 		ok = rc == VF_OK && tc_num(tc, "gref", "w") == 2 && tc_settled(tc, "w", 4000) &&
 		     testfs_nservers(tc->fs, "w") == 1 && tc_consistent(tc, "w") &&
