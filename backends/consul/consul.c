@@ -627,6 +627,11 @@ static int consul_txn_fail_rc(const struct consul_txn_op *ops, const struct cons
 		                  pick->what);
 	case CONSUL_FAIL_LOCK_HELD:
 		return vf_err_set(err, VF_ECONFLICT, "%s: held by another lease", key);
+	case CONSUL_FAIL_LOCK_DELAY:
+		return vf_err_set(err, VF_EBUSY,
+		                  "%s: refused for Consul's lock-delay after the session that held "
+		                  "it ended; retry later",
+		                  key);
 	case CONSUL_FAIL_NOT_HELD:
 	case CONSUL_FAIL_SESSION:
 		return vf_err_set(err, VF_ECONFLICT, "%s: lock no longer held: %s", key,

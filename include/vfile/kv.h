@@ -9,8 +9,9 @@
  *
  * Model:
  *  - Keys are NUL-terminated strings; values are byte strings (stored with a NUL
- *    after the last byte, for convenience). Keys: see "Keys" below. Every value read carries
- * mod_rev (etcd mod_revision, Consul ModifyIndex) and create_rev (create_revision/CreateIndex).
+ *    after the last byte, for convenience); which keys are valid: "Keys" below.
+ *    Every value read carries mod_rev (etcd mod_revision, Consul ModifyIndex) and
+ *    create_rev (create_revision/CreateIndex).
  *    "expected version" 0 means "the key must not exist". A put that leaves the
  *    value unchanged may keep the old mod_rev and send no watch event (Consul).
  *  - Lease binding of a key (every backend, since ABI 4): a write (put, cas, a
@@ -35,8 +36,8 @@
  *    was lost is adopted on retry. A lock that the store refuses for a while after
  *    its holder's lease ended (Consul's lock-delay) is held: try-lock VF_EBUSY, a
  *    bounded lock waits it out.
- *  - The keys a lock occupies (since ABI 4): the lock called N uses only keys
- *    under "N/.lock/" or the key "N/.lock" itself: etcd the waiter keys "N/.lock/<lease id>",
+ *  - The keys a lock occupies (since ABI 4): the lock called N uses only the key
+ *    "N/.lock" or keys under "N/.lock/": etcd the waiter keys "N/.lock/<lease id>",
  *    Consul the key "N/.lock". No data key can be one of them (segments that
  *    begin with '.' are refused), so a lock never collides with data, also not
  *    with a key N or keys under "N/". vf_kv_lock.key is that store key.
