@@ -46,6 +46,8 @@ struct consul_seen {
 	char *value;
 	size_t value_len;
 	int64_t mod_rev;
+	int sid_known; /* this handle wrote it: sid is the session holding it ("": none) */
+	char sid[64];
 };
 
 struct consul_kv {
@@ -110,6 +112,7 @@ struct consul_watch {
 	pthread_cond_t cv;
 	volatile int cancel;
 	int resync_first;
+	int64_t check_head; /* > 0: RESYNC first unless the KV head reached it */
 	struct vf_kv_list last;
 	int64_t index;
 };
@@ -225,7 +228,7 @@ static void consul_seen_clear(struct consul_seen *e)
 
 /* Remember that key had value at mod_rev (newer facts replace older ones). */
 static void consul_seen_put(struct consul_kv *ck, const char *key, const char *value,
-                            size_t value_len, int64_t mod_rev)
+                            size_t value_len, int64_t mod_rev, const char *sid)
 {
 	struct consul_seen *e = NULL;
 	char *k, *v;
@@ -250,7 +253,9 @@ static void consul_seen_put(struct consul_kv *ck, const char *key, const char *v
 	if (k && v) {
 		memcpy(v, value ? value : "", value_len);
 		v[value_len] = '\0';
-		*e = (struct consul_seen){k, v, value_len, mod_rev};
+		*e = (struct consul_seen){k, v, value_len, mod_rev, sid != NULL, ""};
+		if (sid)
+			snprintf(e->sid, sizeof(e->sid), "%s", sid);
 	} else {
 		free(k);
 		free(v);
@@ -291,6 +296,23 @@ static int consul_seen_has(struct consul_kv *ck, const char *key)
 	return has;
 }
 
+/* The session that holds key after this handle's last write of it, if this
+ * handle wrote it last as far as it knows (1), else 0. */
+static int consul_seen_sid(struct consul_kv *ck, const char *key, char *sid, size_t size)
+{
+	int known = 0;
+
+	pthread_mutex_lock(&ck->mu);
+	for (size_t i = 0; i < CONSUL_SEEN_N; i++)
+		if (ck->seen[i].key && strcmp(ck->seen[i].key, key) == 0) {
+			known = ck->seen[i].sid_known;
+			snprintf(sid, size, "%s", ck->seen[i].sid);
+			break;
+		}
+	pthread_mutex_unlock(&ck->mu);
+	return known;
+}
+
 static void consul_seen_forget(struct consul_kv *ck, const char *key)
 {
 	pthread_mutex_lock(&ck->mu);
@@ -307,12 +329,14 @@ static void consul_seen_txn(struct consul_kv *ck, const struct consul_txn_op *op
 	for (size_t i = 0; i < nops; i++) {
 		if ((ops[i].verb == CONSUL_GET || ops[i].verb == CONSUL_GET_TREE) && res[i].found)
 			consul_seen_put(ck, ops[i].key, res[i].pair.value, res[i].pair.value_len,
-			                res[i].pair.mod_rev);
+			                res[i].pair.mod_rev, NULL);
 		else if ((ops[i].verb == CONSUL_SET || ops[i].verb == CONSUL_CAS ||
 		          ops[i].verb == CONSUL_LOCK) &&
 		         res[i].found)
-			consul_seen_put(ck, ops[i].key, ops[i].value,
-			                ops[i].value ? ops[i].value_len : 0, res[i].pair.mod_rev);
+			consul_seen_put(
+			        ck, ops[i].key, ops[i].value, ops[i].value ? ops[i].value_len : 0,
+			        res[i].pair.mod_rev,
+			        ops[i].verb == CONSUL_LOCK && ops[i].session ? ops[i].session : "");
 	}
 }
 
@@ -389,6 +413,27 @@ struct consul_bind {
 	char held[64];
 };
 #define CONSUL_BIND_TRIES 8
+
+/* A first guess from this handle's own last write of key: the session it left
+ * holding the key (the manager's claim rewritten "done" after a put with its
+ * lease needs no refuted guess). */
+static void consul_bind_hint(struct consul_kv *ck, struct consul_bind *b, const char *key)
+{
+	char sid[64];
+
+	if (b->noguard || !consul_seen_sid(ck, key, sid, sizeof(sid)))
+		return;
+	if (sid[0] == '\0') {
+		if (b->sid == NULL)
+			b->mode = CB_FREE;
+	} else if (b->sid == NULL) {
+		b->mode = CB_HELD;
+		snprintf(b->held, sizeof(b->held), "%s", sid);
+	} else if (strcmp(sid, b->sid) != 0) {
+		b->mode = CB_REBIND;
+		snprintf(b->held, sizeof(b->held), "%s", sid);
+	}
+}
 
 /* The Session holding key now ("" if none or absent). */
 static int consul_key_session(struct consul_kv *ck, const char *key, char *sid, size_t size,
@@ -567,6 +612,9 @@ static int consul_txn_send(struct consul_kv *ck, const struct consul_txn_op *ops
 			}
 		}
 		if (!foreign && again) {
+			vf_log(VF_LOG_DEBUG,
+			       "consul: txn %s: a put's binding was guessed wrong (%s): resent",
+			       ops[0].key, werrs[0].what);
 			free(werrs);
 			continue;
 		}
@@ -724,7 +772,8 @@ static int consul_get(struct vf_kv *kv, const char *key, struct vf_kv_pair *pair
 		rc = consul_get_parse(resp.body.data ? resp.body.data : "", resp.body.len, key,
 		                      pair_r, err);
 		if (rc == VF_OK)
-			consul_seen_put(ck, key, pair_r->value, pair_r->value_len, pair_r->mod_rev);
+			consul_seen_put(ck, key, pair_r->value, pair_r->value_len, pair_r->mod_rev,
+			                NULL);
 	} else if (resp.status == 404 && resp.header == NULL)
 		rc = consul_not_consul(&resp, err);
 	else if (resp.status == 404)
@@ -887,6 +936,7 @@ static int consul_write(struct consul_kv *ck, const char *key, const char *value
 	                                                ? CB_ABSENT
 	                                                : CB_FREE,
 	                                .noguard = cas && !expect};
+	consul_bind_hint(ck, &binds[n], key);
 	ops[n++] = (struct consul_txn_op){.verb = lease ? CONSUL_LOCK : CONSUL_SET,
 	                                  .key = key,
 	                                  .value = value,
@@ -894,7 +944,8 @@ static int consul_write(struct consul_kv *ck, const char *key, const char *value
 	                                  .session = lease ? sid : NULL};
 	rc = consul_txn_simple(ck, ops, n, binds, res, &errs, &nerrs, err);
 	if (rc == VF_OK) {
-		consul_seen_put(ck, key, value, value ? value_len : 0, res[n - 1].pair.mod_rev);
+		consul_seen_put(ck, key, value, value ? value_len : 0, res[n - 1].pair.mod_rev,
+		                lease ? sid : "");
 		if (mod_rev_r)
 			*mod_rev_r = res[n - 1].pair.mod_rev;
 		vf_kv_results_clear(res, n);
@@ -1191,6 +1242,8 @@ static int consul_txn(struct vf_kv *kv, const struct vf_kv_cmp *cmps, size_t ncm
 			} else if (!o->lease && o->key && !consul_seen_has(ck, o->key)) {
 				binds[ncmp + i].mode = CB_ABSENT;
 			}
+			if (o->key)
+				consul_bind_hint(ck, &binds[ncmp + i], o->key);
 			break;
 		case VF_OP_DELETE:
 			op->verb = CONSUL_DELETE;
@@ -2132,6 +2185,29 @@ static int consul_watch_emit(struct consul_watch *w, const struct vf_kv_list *ol
 	return stop;
 }
 
+/* The KV store's head index: X-Consul-Index of a read of a key that never
+ * exists (a '.' segment: refused as a data key), which Consul answers with the
+ * index of the KV table (writes and deletes). */
+static int consul_kv_head(struct consul_kv *ck, int64_t *head_r, struct vf_err *err)
+{
+	struct vf_http_resp resp = {0};
+	int rc;
+
+	*head_r = 0;
+	rc = consul_http(ck, "GET", "/v1/kv/.vfile/head", NULL, 0, 1, 0, NULL, &resp, err);
+	if (rc == VF_OK && resp.status != 404 && resp.status != 200)
+		rc = consul_status_error(resp.status, resp.body.data, resp.body.len, 0,
+		                         "KV head index", err);
+	else if (rc == VF_OK && resp.header == NULL)
+		rc = vf_err_set(err, VF_EPROTO,
+		                "endpoint answered HTTP %ld without X-Consul-Index: not Consul?",
+		                resp.status);
+	if (rc == VF_OK)
+		*head_r = consul_index_parse(resp.header);
+	vf_http_resp_free(&resp);
+	return rc;
+}
+
 /*
  * The loop: blocking query on the prefix from the last index; diff the new
  * listing against the previous one (PUT for new or changed ModifyIndex, DELETE
@@ -2148,6 +2224,26 @@ static void *consul_watch_main(void *arg)
 	int64_t last_refill = vf_now_ms(), backoff = 0;
 	int stop = 0, failing = 0;
 
+	if (w->check_head > 0) {
+		/* A head below after_rev is a restored or reset store (kv.h). If the
+		 * head cannot be read, RESYNC too: re-listing is always safe. */
+		struct vf_err e = {0};
+		int64_t head = 0;
+		int hrc = consul_kv_head(ck, &head, &e);
+
+		if (hrc != VF_OK)
+			vf_log(VF_LOG_INFO,
+			       "consul: watch %s: resumed after index %" PRId64
+			       " but the store's index cannot be read (%s): resync",
+			       w->prefix, w->check_head, e.msg);
+		else if (head < w->check_head)
+			vf_log(VF_LOG_INFO,
+			       "consul: watch %s: resumed after index %" PRId64
+			       " but the store is at %" PRId64 " (reset or restored): resync",
+			       w->prefix, w->check_head, head);
+		if (hrc != VF_OK || head < w->check_head)
+			w->resync_first = 1;
+	}
 	if (w->resync_first) {
 		struct vf_kv_event e = {.type = VF_EV_RESYNC,
 		                        .key = w->prefix,
@@ -2228,29 +2324,6 @@ static void *consul_watch_main(void *arg)
 	return NULL;
 }
 
-/* The KV store's head index: X-Consul-Index of a read of a key that never
- * exists (a '.' segment: refused as a data key), which Consul answers with the
- * index of the KV table (writes and deletes). */
-static int consul_kv_head(struct consul_kv *ck, int64_t *head_r, struct vf_err *err)
-{
-	struct vf_http_resp resp = {0};
-	int rc;
-
-	*head_r = 0;
-	rc = consul_http(ck, "GET", "/v1/kv/.vfile/head", NULL, 0, 1, 0, NULL, &resp, err);
-	if (rc == VF_OK && resp.status != 404 && resp.status != 200)
-		rc = consul_status_error(resp.status, resp.body.data, resp.body.len, 0,
-		                         "KV head index", err);
-	else if (rc == VF_OK && resp.header == NULL)
-		rc = vf_err_set(err, VF_EPROTO,
-		                "endpoint answered HTTP %ld without X-Consul-Index: not Consul?",
-		                resp.status);
-	if (rc == VF_OK)
-		*head_r = consul_index_parse(resp.header);
-	vf_http_resp_free(&resp);
-	return rc;
-}
-
 static int consul_watch_start(struct vf_kv *kv, const char *prefix, int64_t after_rev,
                               vf_kv_watch_fn fn, void *arg, struct vf_kv_watch **watch_r,
                               struct vf_err *err)
@@ -2290,24 +2363,9 @@ static int consul_watch_start(struct vf_kv *kv, const char *prefix, int64_t afte
 	}
 	w->index = w->last.revision < 1 ? 1 : w->last.revision;
 	w->resync_first = after_rev > 0 && w->last.revision > after_rev;
-	if (after_rev > 0 && w->last.revision < after_rev) {
-		/* The prefix's index may lag the store's; the KV head may not: a
-		 * head below after_rev is a restored or reset store (kv.h). */
-		int64_t head = 0;
-
-		rc = consul_kv_head(ck, &head, err);
-		if (rc != VF_OK) {
-			vf_err_prefix(err, "watch %s", prefix);
-			goto fail;
-		}
-		if (head < after_rev) {
-			vf_log(VF_LOG_INFO,
-			       "consul: watch %s: resumed after index %" PRId64
-			       " but the store is at %" PRId64 " (reset or restored): resync",
-			       prefix, after_rev, head);
-			w->resync_first = 1;
-		}
-	}
+	/* The prefix's index may lag the store's; the KV head may not: the watch
+	 * thread reads it first (off the caller's path), see consul_watch_main. */
+	w->check_head = after_rev > 0 && w->last.revision < after_rev ? after_rev : 0;
 	if (pthread_create(&w->thread, NULL, consul_watch_main, w) != 0) {
 		rc = vf_err_set(err, VF_ENOMEM, "watch %s: cannot start a thread", prefix);
 		goto fail;
