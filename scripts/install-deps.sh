@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything vfile needs to build and test on Debian bookworm (run as root).
-# Consul is not in bookworm: take the Debian 11 package (from the configured mirror's
-# bullseye suite, else the copy in ../shared/deps), verify its sha256, and extract
+# Consul is not in bookworm: take the Debian 11 package (from the pool of the mirror the
+# machine's apt sources name, else the copy in ../shared/deps), verify its sha256, and extract
 # usr/bin/consul into /usr/local/bin.
 set -euo pipefail
 
@@ -30,9 +30,9 @@ if ! command -v consul >/dev/null 2>&1; then
 	trap 'rm -rf "$tmp"' EXIT
 	mirror=$(grep -hoE '^URIs: *http[^ ]+/debian$' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1 | sed 's/^URIs: *//')
 	mirror=${mirror:-$(grep -hoE '^deb +http[^ ]+/debian ' /etc/apt/sources.list 2>/dev/null | head -1 | awk '{print $2}')}
-	mirror=${mirror:-http://deb.debian.org/debian}
 	got=""
-	if curl -fsSL --max-time 120 -o "$tmp/$CONSUL_DEB" "$mirror/pool/main/c/consul/$CONSUL_DEB" &&
+	if [ -n "$mirror" ] &&
+		curl -fsSL --max-time 120 -o "$tmp/$CONSUL_DEB" "$mirror/pool/main/c/consul/$CONSUL_DEB" &&
 		echo "$CONSUL_SHA256  $tmp/$CONSUL_DEB" | sha256sum -c --quiet; then
 		got="$tmp/$CONSUL_DEB"
 	else

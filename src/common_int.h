@@ -73,6 +73,7 @@ struct vf_http_cfg {
 	char *cacert;    /* TLS: CA bundle, client certificate and key (may be NULL) */
 	char *cert;
 	char *key;
+	int tls_max; /* 0: libcurl's default; 12 or 13: only TLS 1.2 / 1.3 (tests) */
 };
 struct vf_http;
 

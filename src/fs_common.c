@@ -327,6 +327,13 @@ int vf_fs_is_mounted(const char *path)
 	return found;
 }
 
+int vf_fs_probe_mounted(const struct vf_fs_ops *ops, const char *path)
+{
+	if (ops != NULL && (ops == fs_sftp_driver.ops || ops == fs_hooks_driver.ops))
+		return vf_fs_is_mounted(path);
+	return -1;
+}
+
 int vf_fs_wait_mounted(const char *path, int want, int timeout_ms)
 {
 	int64_t deadline = vf_now_ms() + timeout_ms;

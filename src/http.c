@@ -9,6 +9,8 @@
 #include <string.h>
 #include <strings.h>
 #include <ctype.h>
+#include <poll.h>
+#include <time.h>
 
 #include "common_int.h"
 
@@ -170,6 +172,20 @@ static int http_was_sent(CURL *c)
 	return req_size > 0;
 }
 
+/* Did a transfer fail on a TLS connection it opened itself, before any byte of
+ * an answer, the way a refused TLS 1.3 handshake fails? */
+static int http_tls_failed_early(CURL *c, CURLcode cc, const char *endpoint)
+{
+	long fresh = 0, got = 0;
+
+	if (strncasecmp(endpoint, "https://", 8) != 0 ||
+	    (cc != CURLE_SEND_ERROR && cc != CURLE_RECV_ERROR && cc != CURLE_GOT_NOTHING))
+		return 0;
+	curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &fresh);
+	curl_easy_getinfo(c, CURLINFO_HEADER_SIZE, &got);
+	return fresh > 0 && got == 0;
+}
+
 /* A cancellable request (a stream) runs in a private multi handle polled every
  * 20 ms, so that *cancel ends it within 20 ms: on an idle connection libcurl
  * calls the progress callback only about once a second, which made every
@@ -206,6 +222,92 @@ static CURLcode http_perform(CURL *c, const struct vf_http_req *req)
 	curl_multi_remove_handle(m, c);
 	curl_multi_cleanup(m);
 	return cc;
+}
+
+static void http_tls_opts(const struct vf_http *h, CURL *c)
+{
+	if (h->cfg.cacert)
+		curl_easy_setopt(c, CURLOPT_CAINFO, h->cfg.cacert);
+	if (h->cfg.cert)
+		curl_easy_setopt(c, CURLOPT_SSLCERT, h->cfg.cert);
+	if (h->cfg.key)
+		curl_easy_setopt(c, CURLOPT_SSLKEY, h->cfg.key);
+	if (h->cfg.tls_max == 12)
+		curl_easy_setopt(c, CURLOPT_SSLVERSION,
+		                 (long)(CURL_SSLVERSION_TLSv1_2 | CURL_SSLVERSION_MAX_TLSv1_2));
+	else if (h->cfg.tls_max == 13)
+		curl_easy_setopt(c, CURLOPT_SSLVERSION,
+		                 (long)(CURL_SSLVERSION_TLSv1_3 | CURL_SSLVERSION_MAX_TLSv1_3));
+}
+
+static int64_t http_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Did the server refuse this client's TLS handshake? With TLS 1.3 the server
+ * checks the client certificate after the client has finished its side of the
+ * handshake, so a refusal reaches the client as an alert, a close or a reset
+ * that fails the first write or read on a connection that looked established;
+ * the alert itself is often lost to the reset. A connection refused that way
+ * carried no request the server processed; but one closed for another reason (a
+ * server killed mid-request) may have. So ask: open a new connection, send
+ * nothing, and see how the server treats the handshake alone. A server that
+ * accepted it waits for a request (after a TLS 1.3 session ticket, which it sends
+ * only once it accepted the certificate); one that refused it sends an alert
+ * and closes at once. Writes "why". */
+static int http_tls_refused(const struct vf_http *h, const char *endpoint, long budget_ms,
+                            char *why, size_t why_size)
+{
+	char msg[CURL_ERROR_SIZE];
+	curl_socket_t fd = CURL_SOCKET_BAD;
+	int64_t end = http_now_ms() + budget_ms;
+	int refused = 0;
+	CURLcode cc;
+	CURL *p = curl_easy_init();
+
+	if (p == NULL)
+		return 0;
+	msg[0] = '\0';
+	curl_easy_setopt(p, CURLOPT_URL, endpoint);
+	curl_easy_setopt(p, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(p, CURLOPT_CONNECT_ONLY, 1L);
+	curl_easy_setopt(p, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+	curl_easy_setopt(p, CURLOPT_CONNECTTIMEOUT_MS, budget_ms);
+	curl_easy_setopt(p, CURLOPT_ERRORBUFFER, msg);
+	http_tls_opts(h, p);
+	cc = curl_easy_perform(p);
+	if (cc == CURLE_SSL_CERTPROBLEM || cc == CURLE_SSL_CONNECT_ERROR) {
+		refused = 1; /* TLS 1.2: the refusal comes within the handshake */
+	} else if (cc == CURLE_OK && curl_easy_getinfo(p, CURLINFO_ACTIVESOCKET, &fd) == CURLE_OK &&
+	           fd != CURL_SOCKET_BAD) {
+		for (int64_t left; (left = end - http_now_ms()) > 0;) {
+			struct pollfd pfd = {.fd = fd, .events = POLLIN};
+			char buf[256];
+			size_t n = 0;
+
+			if (poll(&pfd, 1, (int)left) <= 0)
+				break; /* silence: it waits for a request */
+			cc = curl_easy_recv(p, buf, sizeof(buf), &n);
+			if (cc == CURLE_AGAIN)
+				break; /* a post-handshake message: accepted */
+			if (cc == CURLE_OK && n > 0)
+				break; /* it spoke first: not a refusal */
+			refused = 1;   /* an alert, a close or a reset, unasked */
+			if (!strstr(msg, "alert"))
+				snprintf(msg, sizeof(msg),
+				         "it closed a new connection right after "
+				         "the handshake, before any request");
+			break;
+		}
+	}
+	if (refused)
+		snprintf(why, why_size, "%s", msg[0] ? msg : curl_easy_strerror(cc));
+	curl_easy_cleanup(p);
+	return refused;
 }
 
 int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_resp *resp,
@@ -248,6 +350,9 @@ int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_
 		vf_buf_free(&resp->body);
 		curl_easy_setopt(c, CURLOPT_URL, url.data);
 		curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+		/* HTTP/1.1 even where TLS could negotiate HTTP/2: a request whose
+		 * sending failed was then never processed (see vf_http_do). */
+		curl_easy_setopt(c, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
 		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req->method);
 		if (strcmp(req->method, "GET") == 0)
 			curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
@@ -273,12 +378,7 @@ int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_
 			curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, http_progress);
 			curl_easy_setopt(c, CURLOPT_XFERINFODATA, &x);
 		}
-		if (h->cfg.cacert)
-			curl_easy_setopt(c, CURLOPT_CAINFO, h->cfg.cacert);
-		if (h->cfg.cert)
-			curl_easy_setopt(c, CURLOPT_SSLCERT, h->cfg.cert);
-		if (h->cfg.key)
-			curl_easy_setopt(c, CURLOPT_SSLKEY, h->cfg.key);
+		http_tls_opts(h, c);
 		curl_msg[0] = '\0';
 		cc = http_perform(c, req);
 		if (cc == CURLE_OK) {
@@ -311,16 +411,32 @@ int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_
 		}
 		/* TLS 1.3: the server checks the client certificate after the client's
 		 * side of the handshake; its refusal arrives as an alert on the first
-		 * read. The request was never processed: an auth error, not an
-		 * uncertain outcome. */
-		if ((cc == CURLE_RECV_ERROR || cc == CURLE_SEND_ERROR) &&
-		    strstr(curl_msg, "alert") &&
-		    (strstr(curl_msg, "certificate") || strstr(curl_msg, "unknown ca"))) {
-			rc = vf_err_set(err, VF_EAUTH,
-			                "%s: TLS: the server refused the client certificate (%s)",
-			                url.data, curl_msg);
-			vf_buf_free(&url);
-			continue;
+		 * read, or as a close that fails the first write. Either way the
+		 * request was never processed: an auth error, not an uncertain
+		 * outcome. The alert names it; otherwise ask the server (above). */
+		if (http_tls_failed_early(c, cc, h->cfg.endpoints[ep])) {
+			char why[CURL_ERROR_SIZE];
+			long budget = timeout > 0 && timeout < h->cfg.connect_timeout_ms
+			                      ? timeout
+			                      : h->cfg.connect_timeout_ms;
+			int refused =
+			        strstr(curl_msg, "alert") &&
+			        (strstr(curl_msg, "certificate") || strstr(curl_msg, "unknown ca"));
+
+			if (refused)
+				snprintf(why, sizeof(why), "%s", curl_msg);
+			else
+				refused = http_tls_refused(h, h->cfg.endpoints[ep], budget, why,
+				                           sizeof(why));
+			if (refused) {
+				rc = vf_err_set(
+				        err, VF_EAUTH,
+				        "%s: TLS: the server refused the client certificate "
+				        "(%s)",
+				        url.data, why);
+				vf_buf_free(&url);
+				continue;
+			}
 		}
 		if (http_was_sent(c) && !req->idempotent) {
 			rc = vf_err_set(err, VF_EUNCERTAIN,

@@ -150,8 +150,10 @@ static const char *const mgr_job_names[] = {"start",     "stop",        "check",
  * batch is what K single restarts would do at one instant; anything unusual
  * (a lock held, a compare failed) sends its volumes back as single restarts. */
 #define MGR_BATCH_MAX 32
+enum { BATCH_SKIP = 0, BATCH_MINE, BATCH_BACK };
 struct mgr_batch {
 	size_t n;
+	unsigned char claim[MGR_BATCH_MAX]; /* BATCH_*: set when a worker takes it */
 	char vol[MGR_BATCH_MAX][MGR_NAME];
 	int64_t state_rev[MGR_BATCH_MAX]; /* state/<vol> (Mounted) as listed */
 	char *info[MGR_BATCH_MAX];        /* info/<vol> as listed after it (NULL: absent) */
@@ -194,6 +196,11 @@ struct mgr {
 	struct mgr_hash queued; /* "<kind>/<vol>" of jobs queued, not started */
 	struct mgr_hash idle;   /* vol -> struct mgr_idle */
 	struct mgr_hash bbusy;  /* volumes of the restart batches running now */
+	/* vol -> (uintptr_t) done_seq when a job on it last ended: a reconcile
+	 * pass that listed before that sees the volume as it was, and leaves its
+	 * restart to the next pass (which lists again) */
+	struct mgr_hash settled;
+	uintptr_t done_seq;
 };
 
 /* ---- served set ---- */
@@ -365,6 +372,32 @@ static void mgr_batch_add(struct mgr *m, struct mgr_batch **bp, const char *vol,
 		mgr_batch_flush(m, bp);
 }
 
+/* A worker takes batch b: volume i is its own (marked in bbusy at once, so that
+ * no reconcile pass between the take and the run batches it again), another
+ * batch's, or busy with a single job (back to a single restart). Caller holds
+ * mu. */
+static void mgr_batch_claim(struct mgr *m, struct mgr_batch *b, size_t i)
+{
+	int busy = 0;
+
+	b->claim[i] = BATCH_SKIP;
+	if (mgr_hget(&m->bbusy, b->vol[i]))
+		return; /* another batch restarts it right now */
+	for (int w = 0; w < m->nworkers && !busy; w++)
+		busy = strcmp(m->busy[w], b->vol[i]) == 0;
+	b->claim[i] = busy || mgr_hput(&m->bbusy, b->vol[i]) == NULL ? BATCH_BACK : BATCH_MINE;
+}
+
+/* A job on vol ended: passes that listed before now skip its restart. Caller
+ * holds mu. */
+static void mgr_settled(struct mgr *m, const char *vol)
+{
+	struct mgr_hnode *x = mgr_hput(&m->settled, vol);
+
+	if (x)
+		x->val = (void *)++m->done_seq;
+}
+
 /* The first queued job whose volume no worker is busy with (caller holds mu). */
 static struct mgr_job *mgr_take(struct mgr *m, int self)
 {
@@ -384,6 +417,7 @@ static struct mgr_job *mgr_take(struct mgr *m, int self)
 		for (size_t b = 0; j->batch && b < j->batch->n; b++) {
 			snprintf(qk, sizeof(qk), "%d/%s", JOB_RESTART, j->batch->vol[b]);
 			mgr_hdel(&m->queued, qk);
+			mgr_batch_claim(m, j->batch, b);
 		}
 		if (j->batch == NULL) {
 			snprintf(qk, sizeof(qk), "%d/%s", j->kind, j->vol);
@@ -549,14 +583,43 @@ enum { S_STATE = 0, S_GREF, S_INFO, S_SERVER, S_N };
  * restart: only a Mounted volume whose server is gone (the reconciler's lists
  * are not one snapshot: a volume it saw Mounted may be Ready by now, and then
  * nobody asked for a server). */
-/* Is server/<vol> (key) now sval? Settles an uncertain record txn. */
+/* Is server/<vol> (key) now sval? Settles an uncertain record txn: asks until
+ * the store answers (a failed read is no answer: taking it for "not recorded"
+ * stopped a server the store names, with nothing to repair it). Gives up only
+ * when the lease that sval names is no longer this process's (its keys end with
+ * it, and the lease-loss path stops every server) or the process stops.
+ * 1 recorded, 0 not. */
 static int mgr_server_is(struct vf_ctx *ctx, const char *key, const char *sval)
 {
-	struct vf_kv_pair p = {0};
-	int r = ctx->kv->ops->get(ctx->kv, key, &p, NULL) == VF_OK && strcmp(p.value, sval) == 0;
+	int64_t backoff = 50;
 
-	vf_kv_pair_clear(&p);
-	return r;
+	for (;;) {
+		struct vf_kv_pair p = {0};
+		struct vf_err e = {0};
+		int rc = ctx->kv->ops->get(ctx->kv, key, &p, &e), r = -1, gone;
+		char cur[200];
+
+		if (rc == VF_OK)
+			r = strcmp(p.value, sval) == 0;
+		else if (rc == VF_ENOTFOUND)
+			r = 0;
+		vf_kv_pair_clear(&p);
+		if (r >= 0)
+			return r;
+		pthread_mutex_lock(&ctx->mu);
+		snprintf(cur, sizeof(cur), "%s %s", ctx->node_id, ctx->lease_id);
+		gone = ctx->stopping || ctx->lease_lost || strcmp(cur, sval) != 0;
+		pthread_mutex_unlock(&ctx->mu);
+		if (gone)
+			return 0;
+		vf_log(VF_LOG_WARN, "%s: outcome of the start record unknown, reading back: %s",
+		       key, e.msg);
+		struct timespec ts = {0, (long)backoff * 1000000L};
+
+		nanosleep(&ts, NULL);
+		if (backoff < 1000)
+			backoff *= 2;
+	}
 }
 
 /* The txn that ends a start: [LOCK_HELD lk, VERSION_EQ state] put info(+server),
@@ -589,6 +652,13 @@ static int mgr_record_start(struct vf_ctx *ctx, const char *vol, struct vf_kv_lo
 	return rc;
 }
 
+static int vol_mounted_str(const struct vf_kv_result *r)
+{
+	return r->found && r->pair.value && strcmp(r->pair.value, "Mounted") == 0;
+}
+
+static void mgr_unserve_removed(struct mgr *m, const char *vol, const char *mine, int key_mine);
+
 static int mgr_do_start(struct mgr *m, const char *vol, struct vf_kv_lease *lease, int restart)
 {
 	struct vf_ctx *ctx = m->ctx;
@@ -617,7 +687,21 @@ static int mgr_do_start(struct mgr *m, const char *vol, struct vf_kv_lease *leas
 		goto out;
 	}
 	snprintf(sval, sizeof(sval), "%s %s", ctx->node_id, lease->id);
-	if (rr[S_SERVER].found && !mgr_stale_mine(ctx, rr[S_SERVER].pair.value, sval)) {
+	if (rr[S_SERVER].found && strcmp(rr[S_SERVER].pair.value, sval) == 0 &&
+	    !mgr_serves(m, vol)) {
+		/* server/ names this process, which runs no server for it (a start
+		 * record whose answer was lost, its server stopped): repair. Not
+		 * Mounted: the key goes; Mounted: serve it again (the record txn
+		 * below rewrites the key) */
+		vf_log(VF_LOG_WARN, "volume %s: %s names this node, which does not serve it: %s",
+		       vol, keys[S_SERVER],
+		       vol_mounted_str(&rr[S_STATE]) ? "starting its server" : "deleting the key");
+		if (!vol_mounted_str(&rr[S_STATE])) {
+			mgr_unserve_removed(m, vol, sval, 1);
+			if (restart)
+				goto out;
+		}
+	} else if (rr[S_SERVER].found && !mgr_stale_mine(ctx, rr[S_SERVER].pair.value, sval)) {
 		if (rr[S_STATE].pair.value && strcmp(rr[S_STATE].pair.value, "Mounted") == 0)
 			goto out; /* served already */
 		if (strcmp(rr[S_SERVER].pair.value, sval) != 0) {
@@ -1066,20 +1150,10 @@ static void mgr_run_batch(struct mgr *m, const struct mgr_batch *b, struct vf_kv
 	int mine[MGR_BATCH_MAX] = {0}, back[MGR_BATCH_MAX] = {0}, all_back = 0;
 	size_t n = 0;
 
-	pthread_mutex_lock(&m->mu);
-	for (size_t i = 0; i < b->n; i++) {
-		int busy = 0;
-
-		if (mgr_hget(&m->bbusy, b->vol[i]))
-			continue; /* another batch restarts it right now */
-		for (int w = 0; w < m->nworkers && !busy; w++)
-			busy = strcmp(m->busy[w], b->vol[i]) == 0;
-		if (busy || mgr_hput(&m->bbusy, b->vol[i]) == NULL)
-			back[i] = 1;
-		else
-			mine[i] = 1;
+	for (size_t i = 0; i < b->n; i++) { /* claimed by mgr_take */
+		mine[i] = b->claim[i] == BATCH_MINE;
+		back[i] = b->claim[i] == BATCH_BACK;
 	}
-	pthread_mutex_unlock(&m->mu);
 	for (size_t i = 0; i < b->n; i++) {
 		if (!mine[i])
 			continue;
@@ -1098,8 +1172,10 @@ static void mgr_run_batch(struct mgr *m, const struct mgr_batch *b, struct vf_kv
 			vf_vol_local_leave(ctx, "state", b->vol[i]);
 	pthread_mutex_lock(&m->mu);
 	for (size_t i = 0; i < b->n; i++)
-		if (mine[i])
+		if (mine[i]) {
 			mgr_hdel(&m->bbusy, b->vol[i]);
+			mgr_settled(m, b->vol[i]);
+		}
 	pthread_cond_broadcast(&m->job_cv);
 	pthread_mutex_unlock(&m->mu);
 	for (size_t i = 0; i < b->n; i++)
@@ -1191,6 +1267,8 @@ static void *mgr_worker(void *arg)
 		mgr_batch_free(j->batch);
 		free(j);
 		pthread_mutex_lock(&m->mu);
+		if (m->busy[self][0])
+			mgr_settled(m, m->busy[self]);
 		m->busy[self][0] = '\0';
 		pthread_cond_broadcast(&m->job_cv);
 	}
@@ -1383,7 +1461,7 @@ struct mgr_rcand {
 
 /* Queue the restarts a pass found: batched (with info/ listed once, after the
  * states) when the backend can, else one job each. */
-static void mgr_queue_restarts(struct mgr *m, const struct mgr_rcand *c, size_t n)
+static void mgr_queue_restarts(struct mgr *m, struct mgr_rcand *c, size_t n, uintptr_t seq0)
 {
 	struct vf_ctx *ctx = m->ctx;
 	struct vf_kv_list info = {0};
@@ -1391,6 +1469,25 @@ static void mgr_queue_restarts(struct mgr *m, const struct mgr_rcand *c, size_t 
 	struct vf_err e = {0};
 	char pre[512];
 
+	/* a job that ended on a volume since this pass listed it may have
+	 * restarted it already: the next pass sees */
+	pthread_mutex_lock(&m->mu);
+	for (size_t i = 0; i < n;) {
+		const struct mgr_hnode *x = mgr_hget(&m->settled, c[i].vol);
+
+		if (x && (uintptr_t)x->val > seq0)
+			c[i] = c[--n];
+		else
+			i++;
+	}
+	/* no later pass listed before seq0 (passes run one at a time) */
+	for (size_t b = 0; b < m->settled.nb; b++)
+		for (struct mgr_hnode *x = m->settled.b[b], *nx; x; x = nx) {
+			nx = x->next;
+			if ((uintptr_t)x->val <= seq0)
+				mgr_hdel(&m->settled, x->key);
+		}
+	pthread_mutex_unlock(&m->mu);
 	snprintf(pre, sizeof(pre), "%s%s/", ctx->prefix, vf_vol_family[VK_INFO]);
 	if (n < 2 || mgr_batch_size(ctx) == 0 ||
 	    ctx->kv->ops->list(ctx->kv, pre, &info, &e) != VF_OK) {
@@ -1413,6 +1510,45 @@ static void mgr_queue_restarts(struct mgr *m, const struct mgr_rcand *c, size_t 
 	vf_kv_list_clear(&info);
 }
 
+/* The lists of a pass come from different revisions (one request per family):
+ * a mount or unmount committing between the gref/ and the client/ lists makes
+ * a consistent volume look inconsistent. Re-read vol alone: gref (its
+ * version), its client keys, gref again. gref and the client keys change in
+ * the same txn (gref == number of client keys), so when gref's version did not
+ * move across the listing, the listing is of that same state. 1: inconsistent
+ * (*gref_r, *n_r as re-read); 0: consistent or changed meanwhile (the next
+ * pass looks again); < 0: a store error (not judged). */
+static int mgr_recheck_clients(struct vf_ctx *ctx, const char *vol, int64_t *gref_r, size_t *n_r)
+{
+	char kg[512], cpre[512];
+	struct vf_kv_pair g1 = {0}, g2 = {0};
+	struct vf_kv_list cl = {0};
+	int rc, r1, r2, r = 0;
+
+	vf_vol_key(ctx, kg, sizeof(kg), VK_GREF, vol);
+	snprintf(cpre, sizeof(cpre), "%sclient/%s/", ctx->prefix, vol);
+	r1 = ctx->kv->ops->get(ctx->kv, kg, &g1, NULL);
+	rc = ctx->kv->ops->list(ctx->kv, cpre, &cl, NULL);
+	r2 = ctx->kv->ops->get(ctx->kv, kg, &g2, NULL);
+	if ((r1 != VF_OK && r1 != VF_ENOTFOUND) || rc != VF_OK ||
+	    (r2 != VF_OK && r2 != VF_ENOTFOUND)) {
+		r = -1;
+	} else if (r1 == r2 && (r1 == VF_ENOTFOUND || g1.mod_rev == g2.mod_rev)) {
+		int64_t g = r1 == VF_OK ? mgr_num(&g1) : 0;
+
+		/* a removed volume (gref absent, no clients) is consistent */
+		if (g != (int64_t)cl.count) {
+			*gref_r = g;
+			*n_r = cl.count;
+			r = 1;
+		}
+	}
+	vf_kv_pair_clear(&g1);
+	vf_kv_pair_clear(&g2);
+	vf_kv_list_clear(&cl);
+	return r;
+}
+
 int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 {
 	struct mgr *m = ctx->mgr;
@@ -1424,6 +1560,7 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 	size_t rc_n = 0, rc_cap = 0;
 	char pre[L_N][512], mine[200];
 	int64_t t0;
+	uintptr_t seq0;
 	int rc = VF_OK;
 
 	if (m == NULL)
@@ -1433,6 +1570,9 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 	for (int i = 0; i < L_N; i++)
 		snprintf(pre[i], 512, "%s%s/", ctx->prefix,
 		         mgr_lfam[i] < 0 ? "client" : vf_vol_family[mgr_lfam[i]]);
+	pthread_mutex_lock(&m->mu);
+	seq0 = m->done_seq;
+	pthread_mutex_unlock(&m->mu);
 	/* one list per family per pass, all at once */
 	t0 = vf_now_ms();
 	for (int i = 0; i < L_N; i++) {
@@ -1494,11 +1634,14 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 		int start_p = mgr_pending(f[L_STRIG], f[L_SMARK], f[L_SCLAIM], mine);
 		int stop_p = mgr_pending(f[L_PTRIG], f[L_PMARK], f[L_PCLAIM], mine);
 
-		if (gref != (int64_t)nclients)
+		if (gref != (int64_t)nclients &&
+		    mgr_recheck_clients(ctx, vol, &gref, &nclients) == 1) {
+			vf_failpoint_hit("mgr.inconsistent", vol);
 			vf_log(VF_LOG_ERR,
 			       "volume %s: INCONSISTENT: gref is %" PRId64 " but %zu client(s) "
 			       "are listed",
 			       vol, gref, nclients);
+		}
 		if (start_p)
 			mgr_enqueue(m, vol, JOB_START);
 		if (stop_p)
@@ -1522,6 +1665,13 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 				rc_c[rc_n++] = (struct mgr_rcand){vol, s->mod_rev};
 			else
 				mgr_enqueue(m, vol, JOB_RESTART);
+		} else if (f[L_SERVER] && strcmp(f[L_SERVER]->value, mine) == 0 &&
+		           !mgr_serves(m, vol) && !mgr_live_claim(f[L_SCLAIM]) &&
+		           !mgr_live_claim(f[L_PCLAIM])) {
+			/* server/ names this process, which serves nothing for it: the
+			 * restart (under the state lock) starts it again or, not
+			 * Mounted, deletes the key */
+			mgr_enqueue(m, vol, JOB_RESTART);
 		} else if (mounted && f[L_SERVER] == NULL && !start_p && !stop_p &&
 		           !mgr_live_claim(f[L_SCLAIM]) && !mgr_live_claim(f[L_PCLAIM])) {
 			/* nobody mounts it and nobody serves it: no restart, a stop
@@ -1542,7 +1692,7 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 		    !mgr_live_claim(f[L_SCLAIM]) && !mgr_live_claim(f[L_PCLAIM]))
 			mgr_idle_note(m, vol, s, f[L_GREF], f[L_SERVER]);
 	}
-	mgr_queue_restarts(m, rc_c, rc_n);
+	mgr_queue_restarts(m, rc_c, rc_n, seq0);
 	if (rc_n)
 		vf_log(VF_LOG_DEBUG, "reconcile: %zu restarts queued after %" PRId64 " ms", rc_n,
 		       vf_now_ms() - t0);
@@ -1630,6 +1780,7 @@ static void mgr_free(struct mgr *m)
 	mgr_hfree(&m->queued, 0);
 	mgr_hfree(&m->idle, 1);
 	mgr_hfree(&m->bbusy, 0);
+	mgr_hfree(&m->settled, 0);
 	pthread_mutex_destroy(&m->pass_mu);
 	pthread_mutex_destroy(&m->mu);
 	pthread_cond_destroy(&m->job_cv);

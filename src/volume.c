@@ -29,8 +29,9 @@
  *   id already in client/H: unlock, done.  client/H has other ids: txn
  *   [LOCK_HELD, VERSION_EQ client/H] put client/H(+id), UNLOCK.  (2 round trips)
  *   warm (state==Mounted and server present): local mount; txn [LOCK_HELD,
- *   VALUE_EQ state "Mounted", VERSION_EQ gref] put gref+1, put client/H, UNLOCK
- *   (2 round trips).
+ *   VERSION_EQ state, VERSION_EQ server (both as read: Mounted with a server;
+ *   by value a stop plus a new start in between would pass, ABA), VERSION_EQ
+ *   gref] put gref+1, put client/H, UNLOCK (2 round trips).
  *   cold: txn [LOCK_HELD, VERSION_EQ start_trigger] put start_trigger+1; watch
  *   state/<vol> until state==Mounted and server present (bounded by op_timeout),
  *   re-reading state, server, start_marker, start_claim on every event: if the
@@ -38,7 +39,8 @@
  *   handled) but the state is not Mounted with a server (a stop under way
  *   flipped it back), unlock and ask again from 1. Then local mount; the same
  *   final txn. If it fails on "state==Mounted" (a stop flipped it) the local
- *   mount is undone and the mount retries from 1. Retries (and a re-run after
+ *   mount is undone and the mount retries from 1 (likewise on the state or
+ *   server/ version). Retries (and a re-run after
  *   VF_ELEASE with the re-granted lease) are bounded by the op deadline.
  *   On time-out: txn [LOCK_HELD, VERSION_EQ stop_trigger] put stop_trigger+1 (a
  *   server started late is stopped), unlock, VF_ETIMEDOUT.
@@ -54,6 +56,14 @@
  *   last id: local unmount; txn [LOCK_HELD, VERSION_EQ gref, VERSION_EQ client/H,
  *   VERSION_EQ stop_trigger] put gref-1, delete client/H, put stop_trigger+1 (only
  *   when gref reaches 0: a stop can only act then), UNLOCK.  (2 round trips)
+ *   id not counted, no id of H counted: local unmount if the mount table (not
+ *   this process's memory) says mounted.
+ *   The store part failing (unreachable, uncertain and unreadable, a lost
+ *   fence, no lock): answered OK, the id released by the converge thread
+ *   (the same path, 250 ms doubling to 5 s) until the store takes it; a mount
+ *   of the same id voids that. On start: ids of H for volumes not mounted here
+ *   are released so; mounts under mount_root no id of H stands for are
+ *   unmounted (again every 30 s for mounts this process did not make).
  * Records of this node under an EARLIER lease of its own (server/, claims) count
  *   as absent everywhere below: that lease is gone for this process.
  * claim (manager, one per trigger): one txn reads trigger, marker, claim, server;
@@ -123,6 +133,7 @@
 #include <config.h>
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -130,6 +141,7 @@
 #include <sys/stat.h>
 
 #include "volume_int.h"
+#include "fs_int.h"
 
 const char *const vf_vol_family[VK_NKEYS] = {
         "state",        "gref",        "info",        "start_trigger", "stop_trigger",
@@ -1022,6 +1034,10 @@ static void *ctx_lease_thread(void *arg)
 	return NULL;
 }
 
+static void vol_converge_startup(struct vf_ctx *ctx);
+static void *ctx_converge_thread(void *arg);
+static void vol_pend_free(struct vf_ctx *ctx);
+
 int vf_ctx_new(struct vf_kv *kv, const struct vf_ctx_cfg *cfg, struct vf_ctx **ctx_r,
                struct vf_err *err)
 {
@@ -1059,6 +1075,7 @@ int vf_ctx_new(struct vf_kv *kv, const struct vf_ctx_cfg *cfg, struct vf_ctx **c
 	pthread_mutex_init(&ctx->mu, NULL);
 	pthread_cond_init(&ctx->cv, NULL);
 	pthread_cond_init(&ctx->local_cv, NULL);
+	pthread_cond_init(&ctx->conv_cv, NULL);
 	if (!ctx->node_id || !ctx->node_addr || !ctx->prefix || !ctx->mount_root) {
 		rc = vf_err_set(err, VF_ENOMEM, "volume manager: out of memory");
 		goto fail;
@@ -1071,6 +1088,14 @@ int vf_ctx_new(struct vf_kv *kv, const struct vf_ctx_cfg *cfg, struct vf_ctx **c
 		goto fail;
 	}
 	ctx->lease_thr_started = 1;
+	/* this host's records against its real mounts, then the thread that
+	 * retries releases the store did not take */
+	vol_converge_startup(ctx);
+	if (pthread_create(&ctx->conv_thr, NULL, ctx_converge_thread, ctx) != 0) {
+		rc = vf_err_set(err, VF_ENOMEM, "volume manager: cannot start the converge thread");
+		goto fail;
+	}
+	ctx->conv_started = 1;
 	*ctx_r = ctx;
 	return VF_OK;
 fail:
@@ -1099,7 +1124,10 @@ void vf_ctx_free(struct vf_ctx **ctxp)
 	pthread_mutex_lock(&ctx->mu);
 	ctx->stopping = 1;
 	pthread_cond_broadcast(&ctx->cv);
+	pthread_cond_broadcast(&ctx->conv_cv);
 	pthread_mutex_unlock(&ctx->mu);
+	if (ctx->conv_started)
+		pthread_join(ctx->conv_thr, NULL);
 	if (ctx->lease_thr_started)
 		pthread_join(ctx->lease_thr, NULL);
 	if (ctx->lease)
@@ -1116,12 +1144,14 @@ void vf_ctx_free(struct vf_ctx **ctxp)
 		ctx->dirty = d->next;
 		free(d);
 	}
+	vol_pend_free(ctx);
 	vf_strv_free(ctx->mounted, ctx->nmounted);
 	vol_memo_free(ctx);
 	pthread_rwlock_destroy(&ctx->lease_rw);
 	pthread_mutex_destroy(&ctx->mu);
 	pthread_cond_destroy(&ctx->cv);
 	pthread_cond_destroy(&ctx->local_cv);
+	pthread_cond_destroy(&ctx->conv_cv);
 	free(ctx->node_id);
 	free(ctx->node_addr);
 	free(ctx->prefix);
@@ -1164,6 +1194,30 @@ static void vol_local_set(struct vf_ctx *ctx, const char *vol, int on)
 		}
 	}
 	pthread_mutex_unlock(&ctx->mu);
+}
+
+static vf_vol_probe_fn vol_probe_hook;
+
+void vf_vol_mount_probe_set(vf_vol_probe_fn fn)
+{
+	vol_probe_hook = fn;
+}
+
+/* Is vol mounted at path here: 1, 0, -1 cannot tell (see vf_vol_probe_fn). */
+static int vol_probe(struct vf_ctx *ctx, const char *vol, const char *path)
+{
+	if (vol_probe_hook)
+		return vol_probe_hook(ctx->fs_arg, vol, path);
+	return vf_fs_probe_mounted(ctx->fs, path);
+}
+
+/* Is vol mounted here? The mount table when the driver can tell (it survives a
+ * restart of this process), else what this process did. */
+static int vol_mounted_here(struct vf_ctx *ctx, const char *vol, const char *path)
+{
+	int p = vol_probe(ctx, vol, path);
+
+	return p >= 0 ? p : vol_local_mounted(ctx, vol);
 }
 
 static int vol_fs_mount(struct vf_ctx *ctx, const char *vol, const char *info, const char *path,
@@ -1422,7 +1476,8 @@ static int vol_mount_elided(struct vf_ctx *ctx, const char *vol, const char *id,
 		free(m.info);
 		return VOL_LOCKED;
 	}
-	if (vol_local_mounted(ctx, vol) || vol_fs_mount(ctx, vol, m.info, path, &e2) != VF_OK) {
+	if (vol_mounted_here(ctx, vol, path) ||
+	    vol_fs_mount(ctx, vol, m.info, path, &e2) != VF_OK) {
 		vol_memo_drop(ctx, vol, 0); /* the locked way reads info afresh */
 		free(m.info);
 		return VOL_LOCKED;
@@ -1518,7 +1573,7 @@ static int vol_mount_once(struct vf_ctx *ctx, const char *vol, const char *id, c
 		goto out;
 	if (ids.n > 0) {
 		/* this host already holds the global reference */
-		if (!vol_local_mounted(ctx, vol)) {
+		if (!vol_mounted_here(ctx, vol, path)) {
 			rc = vol_fs_mount(ctx, vol, rr[R_INFO].pair.value, path, err);
 			if (rc != VF_OK)
 				goto out;
@@ -1586,12 +1641,17 @@ static int vol_mount_once(struct vf_ctx *ctx, const char *vol, const char *id, c
 		goto out;
 	snprintf(gval, sizeof(gval), "%" PRId64, vf_vol_num(&rr[R_GREF]) + 1);
 	{
+		/* state and server/ by the versions read (Mounted, with a server):
+		 * a stop and a new start in between write "Mounted" again, and the
+		 * local mount made above would be counted on the stopped server */
 		struct vf_kv_cmp c[] = {
 		        {.kind = VF_CMP_LOCK_HELD, .lock = lk},
-		        {.kind = VF_CMP_VALUE_EQ,
+		        {.kind = VF_CMP_VERSION_EQ,
 		         .key = keys[R_STATE],
-		         .value = "Mounted",
-		         .value_len = 7},
+		         .mod_rev = rr[R_STATE].pair.mod_rev},
+		        {.kind = VF_CMP_VERSION_EQ,
+		         .key = keys[R_SERVER],
+		         .mod_rev = rr[R_SERVER].pair.mod_rev},
 		        {.kind = VF_CMP_VERSION_EQ,
 		         .key = keys[R_GREF],
 		         .mod_rev = rr[R_GREF].found ? rr[R_GREF].pair.mod_rev : 0},
@@ -1608,7 +1668,7 @@ static int vol_mount_once(struct vf_ctx *ctx, const char *vol, const char *id, c
 		                        .value_len = strlen(cval)},
 		                       {.kind = VF_OP_UNLOCK, .lock = lk}};
 
-		rc = kv->ops->txn(kv, c, 4, o, 3, &tr, err);
+		rc = kv->ops->txn(kv, c, 5, o, 3, &tr, err);
 	}
 	if (rc == VF_OK)
 		vol_memo_mounted(ctx, vol, id, rr, vf_vol_num(&rr[R_GREF]) + 1, &tr);
@@ -1616,7 +1676,8 @@ static int vol_mount_once(struct vf_ctx *ctx, const char *vol, const char *id, c
 		vol_memo_drop(ctx, vol, 0);
 	vf_kv_txn_result_clear(&tr);
 	if (rc == VF_ECONFLICT) {
-		/* the state flipped to Ready under us (a stop won): undo, go again */
+		/* the state or the server changed under us (a stop won, maybe a
+		 * new start too): undo, go again */
 		vf_log(VF_LOG_INFO,
 		       "volume %s: state changed before the reference was taken; "
 		       "retrying",
@@ -1651,6 +1712,10 @@ out:
 	return rc;
 }
 
+static void vol_pend_cancel(struct vf_ctx *ctx, const char *vol, const char *id);
+static void vol_pend_add(struct vf_ctx *ctx, const char *vol, const char *id, int local_done);
+static int vol_conv_retryable(int rc);
+
 int vf_volume_mount(struct vf_ctx *ctx, const char *name, const char *mount_id, char **path_r,
                     struct vf_err *err)
 {
@@ -1667,6 +1732,8 @@ int vf_volume_mount(struct vf_ctx *ctx, const char *name, const char *mount_id, 
 	if (vf_buf_printf(&path, "%s/%s", ctx->mount_root, name) != VF_OK)
 		return vf_err_set(err, VF_ENOMEM, "volume %s: out of memory", name);
 	vf_vol_local_enter(ctx, "gref", name, 0);
+	/* mounted again: a release of this id still to be retried is void */
+	vol_pend_cancel(ctx, name, mount_id);
 	do {
 		unsigned gen = vf_ctx_lease_gen(ctx);
 
@@ -1696,7 +1763,7 @@ enum { U_STATE = 0, U_GREF, U_CLIENT, U_TRIG, U_N };
  * nothing to go on or the txn did not commit (the locked path then reads
  * whether it did). */
 static int vol_unmount_elided(struct vf_ctx *ctx, const char *name, const char *mount_id,
-                              const char *path, char keys[U_N][512], int *unmounted,
+                              const char *path, char keys[U_N][512], int *unmounted, int *local_err,
                               struct vf_err *err)
 {
 	struct vf_kv *kv = ctx->kv;
@@ -1714,6 +1781,7 @@ static int vol_unmount_elided(struct vf_ctx *ctx, const char *name, const char *
 	if (!*unmounted) {
 		rc = vol_fs_unmount(ctx, name, path, err);
 		if (rc != VF_OK) {
+			*local_err = 1;
 			free(m.info);
 			return rc;
 		}
@@ -1752,7 +1820,8 @@ static int vol_unmount_elided(struct vf_ctx *ctx, const char *name, const char *
 }
 
 static int vol_unmount_once(struct vf_ctx *ctx, const char *name, const char *mount_id,
-                            const char *path, int64_t deadline, int *unmounted, struct vf_err *err)
+                            const char *path, int64_t deadline, int *unmounted, int *local_err,
+                            struct vf_err *err)
 {
 	struct vf_kv *kv = ctx->kv;
 	struct vf_kv_lease *lease = vf_ctx_lease_get(ctx);
@@ -1772,7 +1841,7 @@ static int vol_unmount_once(struct vf_ctx *ctx, const char *name, const char *mo
 	vf_vol_key(ctx, keys[U_TRIG], 512, VK_STOP_TRIGGER, name);
 	for (int i = 0; i < U_N; i++)
 		reads[i] = keys[i];
-	rc = vol_unmount_elided(ctx, name, mount_id, path, keys, unmounted, err);
+	rc = vol_unmount_elided(ctx, name, mount_id, path, keys, unmounted, local_err, err);
 	if (rc != VOL_LOCKED)
 		goto out;
 	rc = vf_vol_lock(ctx, lease, "gref", name, (int)vol_left(deadline), reads, U_N, rr, &lk,
@@ -1788,8 +1857,14 @@ static int vol_unmount_once(struct vf_ctx *ctx, const char *name, const char *mo
 		/* not counted (a repeated unmount, or one whose answer was lost) */
 		vf_log(VF_LOG_INFO, "volume %s: mount id %s is not mounted on %s", name, mount_id,
 		       ctx->node_id);
-		if (ids.n == 0 && vol_local_mounted(ctx, name))
+		/* no id of this host counted: no local mount may stay. Decided from
+		 * the mount table, not from this process's memory (a restarted
+		 * daemon has none; a mount left by a crash mid-mount is real) */
+		if (ids.n == 0 && !*unmounted &&
+		    (vol_local_mounted(ctx, name) || vol_probe(ctx, name, path) != 0)) {
 			rc = vol_fs_unmount(ctx, name, path, err);
+			*local_err = rc != VF_OK;
+		}
 		goto out;
 	}
 	if (ids.n > 1) {
@@ -1814,9 +1889,16 @@ static int vol_unmount_once(struct vf_ctx *ctx, const char *name, const char *mo
 	 * did already), drop the global reference */
 	if (!*unmounted) {
 		rc = vol_fs_unmount(ctx, name, path, err);
-		if (rc != VF_OK)
+		if (rc != VF_OK) {
+			*local_err = 1;
 			goto out;
+		}
 		*unmounted = 1;
+	}
+	if (vf_failpoint_hit("vol.unmount_before_txn", name)) {
+		rc = vf_err_set(err, VF_EUNAVAIL, "volume %s: failpoint vol.unmount_before_txn",
+		                name);
+		goto out;
 	}
 	int64_t g = vf_vol_num(&rr[U_GREF]) - 1;
 
@@ -1869,7 +1951,7 @@ static int vol_unmount_once(struct vf_ctx *ctx, const char *name, const char *mo
 	if (rc != VF_OK)
 		vf_err_prefix(err,
 		              "volume %s: unmounted locally but cannot drop the global "
-		              "reference (retry the unmount)",
+		              "reference",
 		              name);
 out:
 	vf_vol_unlock(ctx, lease, "gref", name, &lk);
@@ -1887,7 +1969,7 @@ int vf_volume_unmount(struct vf_ctx *ctx, const char *name, const char *mount_id
 {
 	int64_t deadline = vf_now_ms() + ctx->op_timeout_ms;
 	struct vf_buf path = {0};
-	int rc, unmounted = 0;
+	int rc, unmounted = 0, local_err = 0;
 
 	if ((rc = vol_check_name(name, err)) != VF_OK)
 		return rc;
@@ -1899,16 +1981,363 @@ int vf_volume_unmount(struct vf_ctx *ctx, const char *name, const char *mount_id
 	for (;;) {
 		unsigned gen = vf_ctx_lease_gen(ctx);
 
-		rc = vol_unmount_once(ctx, name, mount_id, path.data, deadline, &unmounted, err);
+		rc = vol_unmount_once(ctx, name, mount_id, path.data, deadline, &unmounted,
+		                      &local_err, err);
 		if (rc != VF_ELEASE || vf_now_ms() >= deadline)
 			break;
 		/* the lease ended under us (nothing was dropped): again with the
 		 * new one, within the same deadline */
 		vf_ctx_lease_wait(ctx, gen, deadline);
 	}
+	if (rc != VF_OK && !local_err && vol_conv_retryable(rc)) {
+		/* Docker never retries an Unmount: an error here would leave this
+		 * id counted for good (gref never 0, the server never stopped, the
+		 * volume never removable). The unmount is this host's to finish:
+		 * answer success, release the id in the background */
+		vf_log(VF_LOG_WARN,
+		       "volume %s: unmount of mount id %s answered OK, the store part is "
+		       "retried in the background: %s",
+		       name, mount_id, err ? err->msg : vf_strerror(rc));
+		vol_pend_add(ctx, name, mount_id, unmounted);
+		rc = VF_OK;
+		if (err) {
+			err->code = VF_OK;
+			err->msg[0] = '\0';
+		}
+	}
 	vf_vol_local_leave(ctx, "gref", name);
 	vf_buf_free(&path);
 	return rc;
+}
+
+/* ---- host convergence (see volume_int.h) ---- */
+struct vol_pending {
+	char vol[VF_VOLUME_NAME_MAX + 1];
+	char *id;
+	int local_done; /* the local unmount happened */
+	unsigned long seq;
+	int64_t due, backoff;
+	struct vol_pending *next;
+};
+
+/* Store outcomes after which the release is the background's to finish. */
+static void vol_sweep_mounts(struct vf_ctx *ctx, int periodic);
+static int vol_sweep_ms = VOL_CONV_SWEEP_MS;
+
+void vf_vol_sweep_period_set(int ms)
+{
+	vol_sweep_ms = ms > 0 ? ms : VOL_CONV_SWEEP_MS;
+}
+
+static int vol_conv_retryable(int rc)
+{
+	return rc == VF_EUNAVAIL || rc == VF_EUNCERTAIN || rc == VF_ECONFLICT || rc == VF_ELEASE ||
+	       rc == VF_ETIMEDOUT || rc == VF_EPROTO || rc == VF_EBUSY;
+}
+
+static void vol_pend_add(struct vf_ctx *ctx, const char *vol, const char *id, int local_done)
+{
+	struct vol_pending *p;
+
+	pthread_mutex_lock(&ctx->mu);
+	for (p = ctx->pending; p; p = p->next)
+		if (strcmp(p->vol, vol) == 0 && strcmp(p->id, id) == 0)
+			break;
+	if (p == NULL && (p = calloc(1, sizeof(*p))) != NULL) {
+		if ((p->id = strdup(id)) == NULL) {
+			free(p);
+			p = NULL;
+		} else {
+			snprintf(p->vol, sizeof(p->vol), "%s", vol);
+			p->seq = ++ctx->pend_seq;
+			p->next = ctx->pending;
+			ctx->pending = p;
+		}
+	}
+	if (p) {
+		p->local_done |= local_done;
+		p->backoff = VOL_CONV_MIN_MS;
+		p->due = vf_now_ms() + VOL_CONV_MIN_MS;
+		pthread_cond_broadcast(&ctx->conv_cv);
+	} else {
+		vf_log(VF_LOG_ERR,
+		       "volume %s: out of memory: mount id %s stays counted until this host "
+		       "restarts",
+		       vol, id);
+	}
+	pthread_mutex_unlock(&ctx->mu);
+}
+
+/* Drop vol/id (by seq when seq != 0); under mu. */
+static void vol_pend_drop_locked(struct vf_ctx *ctx, const char *vol, const char *id,
+                                 unsigned long seq)
+{
+	for (struct vol_pending **pp = &ctx->pending, *p; (p = *pp) != NULL; pp = &p->next)
+		if (seq ? p->seq == seq : strcmp(p->vol, vol) == 0 && strcmp(p->id, id) == 0) {
+			*pp = p->next;
+			free(p->id);
+			free(p);
+			return;
+		}
+}
+
+static void vol_pend_cancel(struct vf_ctx *ctx, const char *vol, const char *id)
+{
+	pthread_mutex_lock(&ctx->mu);
+	vol_pend_drop_locked(ctx, vol, id, 0);
+	pthread_mutex_unlock(&ctx->mu);
+}
+
+static void vol_pend_free(struct vf_ctx *ctx)
+{
+	while (ctx->pending) {
+		struct vol_pending *p = ctx->pending;
+
+		ctx->pending = p->next;
+		free(p->id);
+		free(p);
+	}
+}
+
+size_t vf_vol_pending_count(struct vf_ctx *ctx)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&ctx->mu);
+	for (struct vol_pending *p = ctx->pending; p; p = p->next)
+		n++;
+	pthread_mutex_unlock(&ctx->mu);
+	return n;
+}
+
+/* One try at the release of a pending id (converge thread, mu not held): the
+ * unmount's own locked path, with the local unmount skipped when done. */
+static void vol_pend_try(struct vf_ctx *ctx, unsigned long seq)
+{
+	struct vol_pending *p;
+	char vol[VF_VOLUME_NAME_MAX + 1], *id = NULL;
+	struct vf_buf path = {0};
+	struct vf_err e = {0};
+	int local_done = 0, local_err = 0, rc, still = 0;
+
+	pthread_mutex_lock(&ctx->mu);
+	for (p = ctx->pending; p; p = p->next)
+		if (p->seq == seq)
+			break;
+	if (p) {
+		snprintf(vol, sizeof(vol), "%s", p->vol);
+		id = strdup(p->id);
+		local_done = p->local_done;
+	}
+	pthread_mutex_unlock(&ctx->mu);
+	if (id == NULL || vf_buf_printf(&path, "%s/%s", ctx->mount_root, vol) != VF_OK) {
+		free(id);
+		return;
+	}
+	vf_vol_local_enter(ctx, "gref", vol, 0);
+	/* a mount of the same id meanwhile cancelled it (under this mutex) */
+	pthread_mutex_lock(&ctx->mu);
+	for (p = ctx->pending; p; p = p->next)
+		still |= p->seq == seq;
+	pthread_mutex_unlock(&ctx->mu);
+	if (still) {
+		int64_t t = ctx->op_timeout_ms < 5000 ? ctx->op_timeout_ms : 5000;
+
+		rc = vol_unmount_once(ctx, vol, id, path.data, vf_now_ms() + t, &local_done,
+		                      &local_err, &e);
+		pthread_mutex_lock(&ctx->mu);
+		if (rc == VF_OK) {
+			vol_pend_drop_locked(ctx, vol, id, seq);
+			vf_log(VF_LOG_INFO, "volume %s: mount id %s released (in the background)",
+			       vol, id);
+		} else {
+			for (p = ctx->pending; p; p = p->next)
+				if (p->seq == seq) {
+					p->local_done = local_done;
+					p->backoff = p->backoff * 2 > VOL_CONV_MAX_MS
+					                     ? VOL_CONV_MAX_MS
+					                     : p->backoff * 2;
+					p->due = vf_now_ms() + p->backoff;
+					vf_log(VF_LOG_WARN,
+					       "volume %s: release of mount id %s failed (again "
+					       "in %" PRId64 " ms): %s",
+					       vol, id, p->backoff, e.msg);
+				}
+		}
+		pthread_mutex_unlock(&ctx->mu);
+	}
+	vf_vol_local_leave(ctx, "gref", vol);
+	vf_buf_free(&path);
+	free(id);
+}
+
+/* On start: this host's client records against its real mounts. An id the
+ * store holds for a volume not mounted here is released (in the background);
+ * a local mount of a volume this host holds no id of is unmounted. Only when
+ * the driver can tell what is mounted. A store error: the converge thread
+ * tries again (VOL_CONV_MAX_MS later). Returns VF_OK when done. */
+static int vol_converge_once(struct vf_ctx *ctx)
+{
+	struct vf_kv_list l = {0};
+	struct vf_err e = {0};
+	char pre[512], tail[256];
+	size_t plen, tlen;
+	int rc;
+
+	snprintf(pre, sizeof(pre), "%sclient/", ctx->prefix);
+	plen = strlen(pre);
+	tlen = (size_t)snprintf(tail, sizeof(tail), "/%s", ctx->node_id);
+	rc = ctx->kv->ops->list(ctx->kv, pre, &l, &e);
+	if (rc != VF_OK) {
+		vf_log(VF_LOG_WARN, "node %s: cannot list %s to check its mounts: %s (retrying)",
+		       ctx->node_id, pre, e.msg);
+		return rc;
+	}
+	for (size_t i = 0; i < l.count; i++) {
+		const char *k = l.items[i].key;
+		size_t kl = strlen(k);
+		char vol[VF_VOLUME_NAME_MAX + 1];
+		struct vf_buf path = {0};
+		struct vf_kv_result r = {0};
+		struct vol_ids ids = {0};
+		int m;
+
+		if (kl <= plen + tlen || strcmp(k + kl - tlen, tail) != 0 ||
+		    kl - plen - tlen > VF_VOLUME_NAME_MAX)
+			continue;
+		snprintf(vol, sizeof(vol), "%.*s", (int)(kl - plen - tlen), k + plen);
+		if (!vf_volume_name_valid(vol) ||
+		    vf_buf_printf(&path, "%s/%s", ctx->mount_root, vol) != VF_OK) {
+			vf_buf_free(&path);
+			continue;
+		}
+		vf_vol_local_enter(ctx, "gref", vol, 0);
+		m = vol_probe(ctx, vol, path.data);
+		if (m == 1) {
+			vol_local_set(ctx, vol, 1);
+		} else if (m == 0) {
+			r.found = 1;
+			r.pair = l.items[i];
+			if (vol_ids_parse(vol, &r, &ids) == VF_OK)
+				for (size_t j = 0; j < ids.n; j++) {
+					vf_log(VF_LOG_WARN,
+					       "volume %s: the store counts mount id %s of %s, "
+					       "which has no mount of it: releasing it",
+					       vol, ids.v[j], ctx->node_id);
+					vol_pend_add(ctx, vol, ids.v[j], 1);
+				}
+			vol_ids_free(&ids);
+		}
+		vf_vol_local_leave(ctx, "gref", vol);
+		vf_buf_free(&path);
+	}
+	vf_kv_list_clear(&l);
+	vol_sweep_mounts(ctx, 0);
+	return VF_OK;
+}
+
+/* Local mounts under mount_root no id of this host stands for (sshfs finishing
+ * a mount after its daemon was killed): unmounted. known_too: also look at the
+ * periodic: skip the volumes this process mounted itself (their records are
+ * its own; at start it has none). */
+static void vol_sweep_mounts(struct vf_ctx *ctx, int periodic)
+{
+	struct vf_err e = {0};
+	DIR *d;
+
+	if ((d = opendir(ctx->mount_root)) != NULL) {
+		struct dirent *de;
+
+		while ((de = readdir(d)) != NULL) {
+			struct vf_buf path = {0};
+			struct vf_kv_pair p = {0};
+			char ck[512];
+
+			if (!vf_volume_name_valid(de->d_name) ||
+			    vf_buf_printf(&path, "%s/%s", ctx->mount_root, de->d_name) != VF_OK) {
+				vf_buf_free(&path);
+				continue;
+			}
+			vf_vol_local_enter(ctx, "gref", de->d_name, 0);
+			vol_client_key(ctx, ck, sizeof(ck), de->d_name, ctx->node_id);
+			if (!(periodic && vol_local_mounted(ctx, de->d_name)) &&
+			    vol_probe(ctx, de->d_name, path.data) == 1 &&
+			    ctx->kv->ops->get(ctx->kv, ck, &p, NULL) == VF_ENOTFOUND) {
+				vf_log(VF_LOG_WARN,
+				       "volume %s: mounted at %s but %s holds no mount id of it: "
+				       "unmounting",
+				       de->d_name, path.data, ctx->node_id);
+				if (vol_fs_unmount(ctx, de->d_name, path.data, &e) != VF_OK)
+					vf_log(VF_LOG_ERR, "%s", e.msg);
+			}
+			vf_kv_pair_clear(&p);
+			vf_vol_local_leave(ctx, "gref", de->d_name);
+			vf_buf_free(&path);
+		}
+		closedir(d);
+	}
+}
+
+static void vol_converge_startup(struct vf_ctx *ctx)
+{
+	ctx->conv_startup = vol_converge_once(ctx) != VF_OK;
+}
+
+/* Retries the releases the store did not take and, until it succeeded, the
+ * start-up check; sweeps stale local mounts every vol_sweep_ms; each when due. */
+static void *ctx_converge_thread(void *arg)
+{
+	struct vf_ctx *ctx = arg;
+	int64_t startup_due = vf_now_ms() + VOL_CONV_MAX_MS;
+	int64_t sweep_due = vf_now_ms() + vol_sweep_ms;
+
+	pthread_mutex_lock(&ctx->mu);
+	while (!ctx->stopping) {
+		int64_t now = vf_now_ms(), due = sweep_due;
+		unsigned long seq = 0;
+		int sweep = 1;
+
+		if (ctx->conv_startup && startup_due < due) {
+			due = startup_due;
+			sweep = 0;
+		}
+		for (struct vol_pending *p = ctx->pending; p; p = p->next)
+			if (p->due < due) {
+				due = p->due;
+				seq = p->seq;
+			}
+		if (due > now) {
+			struct timespec ts;
+			int64_t ms = due - now;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += ms / 1000;
+			ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&ctx->conv_cv, &ctx->mu, &ts);
+			continue;
+		}
+		pthread_mutex_unlock(&ctx->mu);
+		if (seq == 0 && sweep) {
+			vol_sweep_mounts(ctx, 1);
+			sweep_due = vf_now_ms() + vol_sweep_ms;
+		} else if (seq == 0) {
+			int again = vol_converge_once(ctx) != VF_OK;
+
+			pthread_mutex_lock(&ctx->mu);
+			ctx->conv_startup = again;
+			startup_due = vf_now_ms() + VOL_CONV_MAX_MS;
+			pthread_mutex_unlock(&ctx->mu);
+		} else {
+			vol_pend_try(ctx, seq);
+		}
+		pthread_mutex_lock(&ctx->mu);
+	}
+	pthread_mutex_unlock(&ctx->mu);
+	return NULL;
 }
 
 int vf_volume_create(struct vf_ctx *ctx, const char *name, const struct vf_opt *opts, size_t nopts,

@@ -21,7 +21,10 @@ int vf_failpoint_hit(const char *name, const char *vol);
  *  mgr.after_claim_start / mgr.after_claim_stop: a marker was just claimed
  *  mgr.stop_after_read: stop handler holds the state lock and read gref == 0
  *  mgr.before_start_txn: the server is up, state not yet Mounted
- *  vol.mount_before_txn: host mounted locally, the gref+1 txn not yet sent */
+ *  vol.mount_before_txn: host mounted locally, the gref+1 txn not yet sent
+ *  mgr.inconsistent: the reconciler is about to log gref != client count
+ *  vol.unmount_before_txn: host unmounted its last id locally (locked path),
+ *    the gref-1 txn not yet sent */
 
 /* ---- key families ---- */
 enum vol_key {
@@ -81,6 +84,14 @@ struct vf_ctx {
 
 	/* manager side (manager.c) */
 	struct mgr *mgr;
+
+	/* host convergence (volume.c): mount ids whose release the store has
+	 * not taken yet, retried by conv_thr (under mu; conv_cv wakes it) */
+	struct vol_pending *pending;
+	unsigned long pend_seq;
+	pthread_cond_t conv_cv;
+	pthread_t conv_thr;
+	int conv_started, conv_startup; /* conv_startup: the start-up check to redo */
 };
 
 /* Key "<prefix><family>/<vol>" into buf. */
@@ -134,6 +145,29 @@ int vf_vol_info_with_server(const char *vol, const char *info, const char *node,
                             int port, char **out_r, struct vf_err *err);
 /* Value of server/<vol> written by this process under its current lease. */
 void vf_vol_server_value(struct vf_ctx *ctx, char *buf, size_t size);
+
+/* ---- host convergence (volume.c) ----
+ * A host converges its client records to its real mounts by itself: an unmount
+ * whose store part failed (store unreachable, outcome unknown, a lost fence)
+ * is answered with success once the local unmount is done or still to do, and
+ * the release of its mount id is retried in the background (VOL_CONV_MIN_MS
+ * doubling to VOL_CONV_MAX_MS) until the store takes it; on start, ids the
+ * store holds for this host with no local mount are released the same way, and
+ * local mounts of volumes the host holds no id of are unmounted. */
+#define VOL_CONV_MIN_MS 250
+#define VOL_CONV_MAX_MS 5000
+/* ...and every VOL_CONV_SWEEP_MS a host unmounts local mounts no id of it
+ * stands for (an sshfs that completed a mount after its daemon was killed may
+ * finish after the start-up check). Tests may shorten it (before vf_ctx_new). */
+#define VOL_CONV_SWEEP_MS 30000
+void vf_vol_sweep_period_set(int ms);
+/* Is vol mounted at path on this host? 1 yes, 0 no, -1 cannot tell (a driver
+ * that mounts nothing). NULL (default): the driver's answer
+ * (vf_fs_probe_mounted). Set by tests and test drivers, before vf_ctx_new. */
+typedef int (*vf_vol_probe_fn)(void *fs_arg, const char *vol, const char *path);
+void vf_vol_mount_probe_set(vf_vol_probe_fn fn);
+/* Mount ids of this process whose release is still to be retried (tests). */
+size_t vf_vol_pending_count(struct vf_ctx *ctx);
 
 /* manager.c */
 int vf_mgr_start(struct vf_ctx *ctx, struct vf_err *err);

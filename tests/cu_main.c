@@ -32,14 +32,30 @@ void vf_test_abort(const char *what)
 	exit(99);
 }
 
+/* VF_TEST_ONLY=WORD runs only the tests whose name holds WORD (the others are
+ * reported inactive): to repeat one test, as make check-stress does. */
+static void cu_only(const char *word)
+{
+	CU_pTestRegistry reg = CU_get_registry();
+
+	for (CU_pSuite s = reg ? reg->pSuite : NULL; s; s = s->pNext)
+		for (CU_pTest t = s->pTest; t; t = t->pNext)
+			if (strstr(t->pName, word) == NULL)
+				CU_set_test_active(t, CU_FALSE);
+}
+
 int main(int argc, char **argv)
 {
+	const char *only = getenv("VF_TEST_ONLY");
+
 	unsigned int failed;
 
 	(void)argc, (void)argv;
 	if (CU_initialize_registry() != CUE_SUCCESS)
 		vf_test_abort("registry");
 	vf_test_register();
+	if (only && *only)
+		cu_only(only);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();

@@ -983,6 +983,227 @@ static void test_session_invalidated_under_lock(void)
 	fc_end(n, 2, &fc);
 }
 
+/* ---- host convergence (issues 12.2, 18.2) ---- */
+static int fc_mnt_exists(const struct fcase *fc, const char *vol, const char *node)
+{
+	char p[600];
+
+	snprintf(p, sizeof(p), "%s/mnt.%s@%s", fc->dir, vol, node);
+	return access(p, F_OK) == 0;
+}
+
+/* Poll until vol is released by every host: gref 0, no client key, Ready, no
+ * server. Returns the time it took, or -1 past bound_ms. */
+static int64_t fc_wait_released(const struct fcase *fc, const char *vol, int64_t bound_ms)
+{
+	int64_t t0 = vf_now_ms();
+
+	while (vf_now_ms() - t0 <= bound_ms) {
+		char *st = ig_value(fc->prefix, "state", vol);
+		int ready = st && strcmp(st, "Ready") == 0;
+
+		free(st);
+		if (ready && ig_num(fc->prefix, "gref", vol) == 0 &&
+		    ig_clients(fc->prefix, vol) == 0 && ig_dirfs_servers(fc->dir, vol) == 0)
+			return vf_now_ms() - t0;
+		ig_nap_ms(50);
+	}
+	return -1;
+}
+
+/* 12.2: the store stops answering between a host's local unmount and its gref-1
+ * txn, and the caller never retries the unmount (Docker). The unmount answers
+ * OK (the local unmount happened) and the host releases its id by itself once
+ * the store is back: gref 0, Ready, the server stopped. */
+static void test_unmount_store_outage_converges(void)
+{
+	struct fcase fc;
+	struct fnode n[2];
+	struct fprobe pr;
+	struct ig_probe ip;
+	char msg[1024], go[600];
+	int64_t ttr, bound;
+	int rc, fd;
+
+	ig_case("unmount_store_outage_converges", 150);
+	fc_init(&fc, "f8");
+	fc.op_timeout_ms = 5000 * ig.slow;
+	CU_ASSERT_EQUAL_FATAL(fn_spawn(&n[0], &fc, "m1", 1, NULL, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(fn_spawn(&n[1], &fc, "h1", 0, "vol.unmount_before_txn:pause", NULL),
+	                      0);
+	FN_OK(&n[1], "create", "v", NULL);
+	FN_OK(&n[1], "mount", "v", "c1");
+	CU_ASSERT_EQUAL_FATAL(fn_send(&n[1], "unmount v c1"), 0);
+	rc = fn_line(&n[1], fc.op_timeout_ms, msg, sizeof(msg));
+	CU_ASSERT_FATAL(rc == 2 &&
+	                strncmp(n[1].paused, "paused vol.unmount_before_txn v", 31) == 0);
+	CU_ASSERT(!fc_mnt_exists(&fc, "v", "h1")); /* unmounted locally */
+	CU_ASSERT_EQUAL_FATAL(vf_srv_pause(ig.srv), 0);
+	snprintf(go, sizeof(go), "%s/go.h1", fc.dir);
+	fd = open(go, O_WRONLY | O_CREAT, 0644);
+	CU_ASSERT(fd >= 0);
+	if (fd >= 0)
+		close(fd);
+	/* the txn fails (unreachable, or uncertain and unreadable): still OK */
+	rc = fn_reply(&n[1], fc.op_timeout_ms + 4 * ig.req_timeout_ms * ig.slow + 5000, msg,
+	              sizeof(msg));
+	if (rc != VF_OK)
+		fprintf(stderr, "\nunmount during the outage: %d %s\n", rc, msg);
+	CU_ASSERT_EQUAL(rc, VF_OK);
+	fn_believe(&n[1], "v", 0);
+	CU_ASSERT_EQUAL_FATAL(vf_srv_resume(ig.srv), 0);
+	/* bound: the longest retry backoff, one try (<= 5 s), two request
+	 * timeouts, the manager's stop (a watch event) */
+	bound = (5000 + 5000 + 2L * ig.req_timeout_ms + fc_expiry_ms(&fc) + 3000) * ig.slow;
+	ttr = fc_wait_released(&fc, "v", bound);
+	ig_note("unmount during a store outage (caller never retries): answered %s; the id "
+	        "was released %" PRId64 " ms after the store was back (bound %" PRId64 " ms)",
+	        rc == VF_OK ? "OK" : "an error", ttr, bound);
+	CU_ASSERT(ttr >= 0);
+	if (!fn_log_has(&n[1], "answered OK, the store part is retried")) {
+		FILE *f = fopen(n[1].log, "r");
+		char l[512];
+
+		fprintf(stderr, "\nh1 did not hand the release to the background; its log:\n");
+		while (f && fgets(l, sizeof(l), f))
+			fprintf(stderr, "  | %s", l);
+		if (f)
+			fclose(f);
+		CU_FAIL("the release was not retried in the background");
+	}
+	pr = (struct fprobe){&fc, n, 2, 1};
+	ip = fp_of(&pr);
+	CU_ASSERT(ig_invariants(&ip, fc.prefix, "v", 10000));
+	FN_OK(&n[1], "remove", "v", NULL); /* not refused: no host left counted */
+	fc_end(n, 2, &fc);
+}
+
+/* 18.2: a host killed after its local mount and before the store counted it
+ * (sshfs completes the mount anyway). Restarted, it unmounts what no id of it
+ * stands for, before it serves; the volume is then released and removable
+ * with no mount left behind. */
+static void test_restart_after_crash_mid_mount(void)
+{
+	struct fcase fc;
+	struct fnode n[3];
+	struct fprobe pr;
+	struct ig_probe ip;
+	char msg[1024];
+	int rc;
+
+	ig_case("restart_after_crash_mid_mount", 120);
+	fc_init(&fc, "f9");
+	CU_ASSERT_EQUAL_FATAL(fn_spawn(&n[0], &fc, "m1", 1, NULL, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(fn_spawn(&n[1], &fc, "h1", 0, "vol.mount_before_txn:exit", NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(fn_spawn(&n[2], &fc, "h2", 0, NULL, NULL), 0);
+	FN_OK(&n[2], "create", "v", NULL);
+	FN_OK(&n[2], "mount", "v", "x");
+	rc = fn_cmd(&n[1], fc.op_timeout_ms + 5000, msg, sizeof(msg), "mount", "v", "c1");
+	CU_ASSERT_EQUAL(rc, FN_NOANSWER); /* died mid-mount */
+	fn_reap(&n[1], 5000);
+	CU_ASSERT_FATAL(fc_mnt_exists(&fc, "v", "h1")); /* the mount outlived it */
+	CU_ASSERT_EQUAL(ig_num(fc.prefix, "gref", "v"), 1);
+	CU_ASSERT_EQUAL_FATAL(fn_spawn(&n[1], &fc, "h1", 0, NULL, NULL), 0);
+	CU_ASSERT(!fc_mnt_exists(&fc, "v", "h1")); /* checked before "ready" */
+	/* Docker's Unmount of that id: OK, nothing left */
+	FN_OK(&n[1], "unmount", "v", "c1");
+	CU_ASSERT(!fc_mnt_exists(&fc, "v", "h1"));
+	CU_ASSERT_EQUAL(ig_num(fc.prefix, "gref", "v"), 1);
+	pr = (struct fprobe){&fc, n, 3, 2};
+	ip = fp_of(&pr);
+	CU_ASSERT(ig_invariants(&ip, fc.prefix, "v", 10000));
+	FN_OK(&n[2], "unmount", "v", "x");
+	CU_ASSERT(fc_wait_released(&fc, "v", (fc_expiry_ms(&fc) + 10000) * ig.slow) >= 0);
+	FN_OK(&n[2], "remove", "v", NULL);
+	CU_ASSERT(!fc_mnt_exists(&fc, "v", "h1"));
+	fc_end(n, 3, &fc);
+}
+
+/* 12.2 on start: a host's id counted in the store, its mount gone (the host
+ * rebooted; Docker will not unmount what it no longer runs). Restarted, the
+ * host releases the id by itself: gref 0, Ready, the server stopped. */
+static void test_restart_releases_ids_without_mount(void)
+{
+	struct fcase fc;
+	struct fnode n[2];
+	char p[600];
+	int64_t t0, ttr, bound;
+
+	ig_case("restart_releases_ids_without_mount", 120);
+	fc_init(&fc, "f10");
+	CU_ASSERT_EQUAL_FATAL(fn_spawn(&n[0], &fc, "m1", 1, NULL, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(fn_spawn(&n[1], &fc, "h1", 0, NULL, NULL), 0);
+	FN_OK(&n[1], "create", "v", NULL);
+	FN_OK(&n[1], "mount", "v", "c1");
+	fn_kill(&n[1]);
+	snprintf(p, sizeof(p), "%s/mnt.v@h1", fc.dir);
+	CU_ASSERT_EQUAL(unlink(p), 0); /* the reboot took the mount */
+	CU_ASSERT_EQUAL(ig_num(fc.prefix, "gref", "v"), 1);
+	t0 = vf_now_ms();
+	CU_ASSERT_EQUAL_FATAL(fn_spawn(&n[1], &fc, "h1", 0, NULL, NULL), 0);
+	bound = (5000 + 5000 + fc_expiry_ms(&fc) + 3000) * ig.slow;
+	ttr = fc_wait_released(&fc, "v", bound);
+	if (ttr >= 0)
+		ttr = vf_now_ms() - t0;
+	ig_note("a restarted host released its id of a volume it no longer had mounted "
+	        "%" PRId64 " ms after its start (bound %" PRId64 " ms)",
+	        ttr, bound);
+	CU_ASSERT(ttr >= 0);
+	FN_OK(&n[1], "remove", "v", NULL);
+	fc_end(n, 2, &fc);
+}
+
+/* 18.3: the reconciler lists each key family in its own request; a mount or
+ * unmount committing in between made it log "INCONSISTENT: gref is X but Y
+ * client(s) are listed" for a consistent volume. Under concurrent mounts and
+ * unmounts from 4 hosts, with a pass every 20 ms, the line must never appear;
+ * a real inconsistency (gref written by hand) must still be reported. */
+static void test_no_false_inconsistent_under_load(void)
+{
+	static const char *const vols[] = {"v1", "v2"};
+	struct fcase fc;
+	struct fnode n[5];
+	struct fprobe pr;
+	struct ig_probe ip;
+	struct fops st;
+	struct vf_err e = {0};
+	char k[300];
+	int64_t t0;
+	int seen = 0;
+
+	ig_case("no_false_inconsistent_under_load", 240);
+	fc_init(&fc, "f11");
+	fc.reconcile_ms = 20;
+	CU_ASSERT_EQUAL_FATAL(fn_spawn(&n[0], &fc, "m1", 1, NULL, NULL), 0);
+	for (int i = 1; i < 5; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "h%d", i);
+		CU_ASSERT_EQUAL_FATAL(fn_spawn(&n[i], &fc, name, 0, NULL, NULL), 0);
+	}
+	FN_OK(&n[1], "create", "v1", NULL);
+	FN_OK(&n[1], "create", "v2", NULL);
+	FN_OK(&n[1], "create", "w", NULL);
+	fn_random_ops(&fc, &n[1], 4, vols, 2, 300, 18, &st, NULL, NULL);
+	fn_resolve(&fc, &n[1], 4, vols, 2);
+	ig_note("no false INCONSISTENT: %d operations from 4 hosts (%d ok, %d errors), a "
+	        "reconcile pass every %d ms",
+	        st.total, st.ok, st.errors, fc.reconcile_ms);
+	CU_ASSERT(!fn_log_has(&n[0], "INCONSISTENT"));
+	/* a real one is reported (within a few passes) */
+	snprintf(k, sizeof(k), "%sgref/w", fc.prefix);
+	CU_ASSERT_EQUAL(ig.kv->ops->put(ig.kv, k, "2", 1, NULL, NULL, &e), VF_OK);
+	for (t0 = vf_now_ms(); !seen && vf_now_ms() - t0 < 10000L * ig.slow; ig_nap_ms(50))
+		seen = fn_log_has(&n[0], "volume w: INCONSISTENT: gref is 2 but 0 client(s)");
+	CU_ASSERT(seen);
+	CU_ASSERT_EQUAL(ig.kv->ops->put(ig.kv, k, "0", 1, NULL, NULL, &e), VF_OK);
+	pr = (struct fprobe){&fc, n, 5, 1};
+	ip = fp_of(&pr);
+	for (int v = 0; v < 2; v++)
+		CU_ASSERT(ig_invariants(&ip, fc.prefix, vols[v], 20000));
+	fc_end(n, 5, &fc);
+}
+
 /* ---- registration ---- */
 static int fc_selected(const char *fn)
 {
@@ -1023,4 +1244,8 @@ void vf_test_register(void)
 	FC_ADD(s, test_store_paused);
 	FC_ADD(s, test_store_killed);
 	FC_ADD(s, test_cluster_leader_killed);
+	FC_ADD(s, test_unmount_store_outage_converges);
+	FC_ADD(s, test_restart_after_crash_mid_mount);
+	FC_ADD(s, test_restart_releases_ids_without_mount);
+	FC_ADD(s, test_no_false_inconsistent_under_load);
 }

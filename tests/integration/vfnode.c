@@ -21,7 +21,9 @@
  * manager serving VOL keeps VFNODE_DIR/srv.VOL@NODE holding its pid (a server
  * "runs" while that pid lives); a start that finds another live server for VOL
  * appends to VFNODE_DIR/violations; every start appends a line to
- * VFNODE_DIR/starts.VOL. A host's mount needs a live server.
+ * VFNODE_DIR/starts.VOL. A host's mount needs a live server and is the file
+ * VFNODE_DIR/mnt.VOL@NODE (it survives the process, as a FUSE mount survives a
+ * killed daemon); mount points are under VFNODE_DIR/root.NODE.
  */
 #include <config.h>
 
@@ -133,17 +135,44 @@ static int dfs_running(void *arg, const char *vol)
 	return access(p, F_OK) == 0;
 }
 
+/* A host's mount of VOL is the file VFNODE_DIR/mnt.VOL@NODE: it outlives the
+ * process (as a FUSE mount outlives a killed daemon), and is this host's
+ * "mount table" (dfs_probe). */
+static void dfs_mnt_path(char *p, size_t size, const char *vol)
+{
+	snprintf(p, size, "%s/mnt.%s@%s", vn_dir, vol, vn_node);
+}
+
 static int dfs_mount(void *arg, const char *vol, const char *info, const char *mp,
                      struct vf_err *err)
 {
+	char p[1024];
+	int fd;
+
 	if (ig_dirfs_servers(vn_dir, vol) < 1)
 		return vf_err_set(err, VF_EUNAVAIL, "dirfs: %s: no server is running", vol);
+	dfs_mnt_path(p, sizeof(p), vol);
+	if ((fd = open(p, O_WRONLY | O_CREAT, 0644)) < 0)
+		return vf_err_set(err, VF_EUNAVAIL, "dirfs: cannot create %s", p);
+	close(fd);
 	return VF_OK;
 }
 
 static int dfs_unmount(void *arg, const char *vol, const char *mp, struct vf_err *err)
 {
+	char p[1024];
+
+	dfs_mnt_path(p, sizeof(p), vol);
+	unlink(p);
 	return VF_OK;
+}
+
+static int dfs_probe(void *fs_arg, const char *vol, const char *path)
+{
+	char p[1024];
+
+	dfs_mnt_path(p, sizeof(p), vol);
+	return access(p, F_OK) == 0;
 }
 
 static const struct vf_fs_ops dfs_ops = {
@@ -241,7 +270,7 @@ int main(int argc, char **argv)
 	struct vf_ctx_cfg cfg = {0};
 	struct vf_err e = {0};
 	config_t lc;
-	char *text = NULL, line[1024];
+	char *text = NULL, line[1024], root[1024];
 	int rc;
 
 	if (argc != 3 || (strcmp(argv[2], "host") != 0 && strcmp(argv[2], "manager") != 0)) {
@@ -277,7 +306,12 @@ int main(int argc, char **argv)
 	cfg.node_id = vn_node;
 	cfg.node_addr = "127.0.0.1";
 	cfg.prefix = getenv("VFNODE_PREFIX");
-	cfg.mount_root = "/nonexistent/vfnode";
+	/* mount points: one directory per volume mounted (the start-up check
+	 * enumerates it); the mounts themselves are dirfs's mnt.* files */
+	snprintf(root, sizeof(root), "%s/root.%s", vn_dir, vn_node);
+	mkdir(root, 0755);
+	cfg.mount_root = root;
+	vf_vol_mount_probe_set(dfs_probe);
 	cfg.manager = strcmp(argv[2], "manager") == 0;
 	cfg.lease_ttl_s = vn_env_int("VFNODE_TTL", 0);
 	cfg.op_timeout_ms = vn_env_int("VFNODE_TIMEOUT_MS", 0);

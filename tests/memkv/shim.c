@@ -20,6 +20,12 @@ struct memkv_shim {
 	size_t nlost_leases;
 	struct vf_kv_lock *lost_locks[64];
 	size_t nlost_locks;
+	/* called around every list() (tests that need a write between two lists) */
+	void (*list_hook)(const char *prefix, int after, void *arg);
+	void *list_arg;
+	/* a second rule, on another slot (memkv_shim_fail_also) */
+	int slot2, mode2, armed2;
+	unsigned seen2, nth2;
 };
 
 static const char *const shim_names[MEMKV_NSLOTS] = {
@@ -49,6 +55,11 @@ static int shim_enter(struct memkv_shim *s, int slot)
 			if (!s->persistent)
 				s->armed = 0;
 		}
+	}
+	if (mode == 0 && s->armed2 && s->slot2 == slot && ++s->seen2 == s->nth2) {
+		mode = s->mode2;
+		s->fired = 1;
+		s->armed2 = 0;
 	}
 	pthread_mutex_unlock(&s->mu);
 	return mode;
@@ -99,9 +110,34 @@ static int shim_list(struct vf_kv *kv, const char *prefix, struct vf_kv_list *li
 	struct memkv_shim *s = shim_of(kv);
 	int mode = shim_enter(s, MEMKV_LIST);
 
+	void (*hook)(const char *, int, void *);
+	void *harg;
+	int rc;
+
 	if (mode)
 		return shim_fail(MEMKV_FAULT_UNAVAIL, MEMKV_LIST, err);
-	return s->inner->ops->list(s->inner, prefix, list_r, err);
+	pthread_mutex_lock(&s->mu);
+	hook = s->list_hook;
+	harg = s->list_arg;
+	pthread_mutex_unlock(&s->mu);
+	if (hook)
+		hook(prefix, 0, harg);
+	rc = s->inner->ops->list(s->inner, prefix, list_r, err);
+	if (hook)
+		hook(prefix, 1, harg);
+	return rc;
+}
+
+/* fn(prefix, after, arg) is called before (after 0) and after (after 1) every
+ * list() through the shim, on the caller's thread; NULL removes it. Declared
+ * by the tests that use it (test_volume_util.h). */
+void memkv_shim_list_hook(struct memkv_shim *s, void (*fn)(const char *, int, void *), void *arg);
+void memkv_shim_list_hook(struct memkv_shim *s, void (*fn)(const char *, int, void *), void *arg)
+{
+	pthread_mutex_lock(&s->mu);
+	s->list_hook = fn;
+	s->list_arg = arg;
+	pthread_mutex_unlock(&s->mu);
 }
 
 static int shim_put(struct vf_kv *kv, const char *key, const char *value, size_t len,
@@ -371,6 +407,22 @@ void memkv_shim_fail(struct memkv_shim *s, int slot, unsigned nth, int mode, int
 	s->seen = 0;
 	s->fired = 0;
 	s->armed = 1;
+	s->armed2 = 0;
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* A second rule besides the one of memkv_shim_fail (set that one first): fail
+ * call number nth (from now) of slot, once, with mode. Declared by the tests
+ * that use it (test_volume_util.h). */
+void memkv_shim_fail_also(struct memkv_shim *s, int slot, unsigned nth, int mode);
+void memkv_shim_fail_also(struct memkv_shim *s, int slot, unsigned nth, int mode)
+{
+	pthread_mutex_lock(&s->mu);
+	s->slot2 = slot;
+	s->nth2 = nth;
+	s->mode2 = mode;
+	s->seen2 = 0;
+	s->armed2 = 1;
 	pthread_mutex_unlock(&s->mu);
 }
 
@@ -378,6 +430,7 @@ void memkv_shim_clear(struct memkv_shim *s)
 {
 	pthread_mutex_lock(&s->mu);
 	s->armed = 0;
+	s->armed2 = 0;
 	pthread_mutex_unlock(&s->mu);
 }
 

@@ -492,15 +492,134 @@ static void test_etcd_tls_no_client_cert(void)
 	char t[1024];
 
 	/* The server wants a certificate: the handshake fails, nothing is applied. */
-	sec_expect_refused(sec_tls(t, sizeof(t), "ca", NULL), VF_EAUTH, VF_EUNAVAIL, NULL);
+	sec_expect_refused(sec_tls(t, sizeof(t), "ca", NULL), VF_EAUTH, VF_EAUTH, "certificate");
 }
 
 static void test_etcd_tls_other_client_ca(void)
 {
 	char t[1024];
 
-	sec_expect_refused(sec_tls(t, sizeof(t), "ca", "other-client"), VF_EAUTH, VF_EUNAVAIL,
-	                   NULL);
+	sec_expect_refused(sec_tls(t, sizeof(t), "ca", "other-client"), VF_EAUTH, VF_EAUTH,
+	                   "certificate");
+}
+
+static size_t sec_drop(const char *p, size_t n, void *arg)
+{
+	(void)p, (void)arg;
+	return n;
+}
+
+/* A refused client certificate is VF_EAUTH naming the certificate on every path
+ * (reads, writes, streams) and both TLS versions, every time, never "outcome
+ * unknown": the server processed nothing. A refused connection is closed, so
+ * each request opens a new one and races the server's refusal (with TLS 1.3 it
+ * comes after the client's side of the handshake) against its first write. */
+static void sec_http_refused(int tls_max, const char *client)
+{
+	static const char body[] = "{\"key\":\"dmZpbGUvc2VjL2E=\",\"value\":\"eA==\"}";
+	char url[64], ca[400], cert[400], key[400];
+	char *ep[1] = {url};
+	struct vf_http_cfg hc = {.endpoints = ep, .nendpoints = 1, .timeout_ms = 15000};
+	struct vf_http *h = NULL;
+	struct vf_err err = {0};
+	int auth = 0, tries = 0;
+
+	snprintf(url, sizeof(url), "https://127.0.0.1:%d", sec_srv->m[0].client_port);
+	hc.connect_timeout_ms = 15000;
+	hc.cacert = (char *)sec_cert(ca, sizeof(ca), "ca");
+	if (client) {
+		hc.cert = (char *)sec_cert(cert, sizeof(cert), client);
+		snprintf(key, sizeof(key), "%s/%s-key.pem", sec_certs, client);
+		hc.key = key;
+	}
+	hc.tls_max = tls_max;
+	SEC_OK(vf_http_new(&hc, &h, &err));
+	if (h == NULL)
+		return;
+	for (int i = 0; i < 24; i++) {
+		volatile int cancel = 0;
+		struct vf_http_req rq = {.method = "POST",
+		                         .path = i % 3 == 1 ? "/v3/kv/range" : "/v3/kv/put",
+		                         .body = body,
+		                         .body_len = sizeof(body) - 1,
+		                         .idempotent = i % 3 == 1};
+		struct vf_http_resp resp;
+		int rc;
+
+		if (i % 3 == 2) { /* a stream: the watch and lock-wait path */
+			rq.path = "/v3/watch";
+			rq.timeout_ms = -1;
+			rq.on_data = sec_drop;
+			rq.cancel = &cancel;
+		}
+		memset(&err, 0, sizeof(err));
+		rc = vf_http_do(h, &rq, &resp, &err);
+		tries++;
+		if (rc == VF_EAUTH && strcasestr(err.msg, "certificate"))
+			auth++;
+		else
+			fprintf(stderr,
+			        "\nTLS 1.%d, %s, request %d: %s (%s), want %s naming the "
+			        "certificate\n",
+			        tls_max % 10, client ? client : "no client certificate", i,
+			        vf_strerror(rc), err.msg, vf_strerror(VF_EAUTH));
+		SEC_NO_SECRET(err.msg, NULL);
+		if (rc == VF_OK)
+			vf_http_resp_free(&resp);
+	}
+	CU_ASSERT_EQUAL(auth, tries);
+	printf("\n    TLS 1.%d, %s: %d/%d refused as %s ", tls_max % 10,
+	       client ? client : "no client certificate", auth, tries, vf_strerror(VF_EAUTH));
+	vf_http_free(&h);
+}
+
+static void test_etcd_tls12_refused_every_time(void)
+{
+	sec_http_refused(12, NULL);
+	sec_http_refused(12, "other-client");
+}
+
+static void test_etcd_tls13_refused_every_time(void)
+{
+	sec_http_refused(13, NULL);
+	sec_http_refused(13, "other-client");
+}
+
+/* The right certificate over either version: the probe a failure may run never
+ * turns a working connection into a refusal. */
+static void test_etcd_tls_versions_ok(void)
+{
+	static const char body[] = "{\"key\":\"dmZpbGUvc2VjL3Y=\",\"value\":\"eA==\"}";
+	char url[64], ca[400], cert[400], key[400];
+	char *ep[1] = {url};
+	struct vf_http_cfg hc = {.endpoints = ep, .nendpoints = 1, .timeout_ms = 15000};
+
+	snprintf(url, sizeof(url), "https://127.0.0.1:%d", sec_srv->m[0].client_port);
+	hc.connect_timeout_ms = 15000;
+	hc.cacert = (char *)sec_cert(ca, sizeof(ca), "ca");
+	hc.cert = (char *)sec_cert(cert, sizeof(cert), "client");
+	snprintf(key, sizeof(key), "%s/client-key.pem", sec_certs);
+	hc.key = key;
+	for (int v = 12; v <= 13; v++) {
+		struct vf_http *h = NULL;
+		struct vf_err err = {0};
+		struct vf_http_resp resp;
+		struct vf_http_req rq = {.method = "POST",
+		                         .path = "/v3/kv/put",
+		                         .body = body,
+		                         .body_len = sizeof(body) - 1};
+
+		hc.tls_max = v;
+		SEC_OK(vf_http_new(&hc, &h, &err));
+		if (h == NULL)
+			continue;
+		SEC_OK(vf_http_do(h, &rq, &resp, &err));
+		if (err.code == VF_OK) {
+			CU_ASSERT_EQUAL(resp.status, 200);
+			vf_http_resp_free(&resp);
+		}
+		vf_http_free(&h);
+	}
 }
 
 static void test_etcd_tls_wrong_ca(void)
@@ -914,6 +1033,9 @@ void vf_test_register(void)
 	VF_ADD_TEST(s, test_etcd_tls_no_client_cert);
 	VF_ADD_TEST(s, test_etcd_tls_other_client_ca);
 	VF_ADD_TEST(s, test_etcd_tls_wrong_ca);
+	VF_ADD_TEST(s, test_etcd_tls_versions_ok);
+	VF_ADD_TEST(s, test_etcd_tls12_refused_every_time);
+	VF_ADD_TEST(s, test_etcd_tls13_refused_every_time);
 	VF_ADD_TEST(s, test_server_logs);
 
 	s = CU_add_suite("consul_tls_acl", consul_init, sec_stop);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 
 #include "test_int.h"
 #include "volume_int.h"
@@ -12,6 +13,11 @@
 #include "testfs.h"
 
 #define TC_MAX 8
+
+/* tests/memkv/shim.c: fn(prefix, after, arg) around every list() of the shim */
+void memkv_shim_list_hook(struct memkv_shim *s, void (*fn)(const char *, int, void *), void *arg);
+/* tests/memkv/shim.c: a second fault rule (once), besides memkv_shim_fail's */
+void memkv_shim_fail_also(struct memkv_shim *s, int slot, unsigned nth, int mode);
 
 struct tnode {
 	char name[32];
@@ -28,7 +34,17 @@ struct tcluster {
 	struct tnode n[TC_MAX];
 	int nn;
 	int op_timeout_ms, reconcile_ms;
+	char mount_root[256]; /* empty: a path that does not exist; else <root>/<node> */
 };
+
+/* The test file server's mounts are the hosts' "mount table". */
+static inline int tc_probe(void *fs_arg, const char *vol, const char *path)
+{
+	struct testfs_node *n = fs_arg;
+
+	(void)path;
+	return testfs_mounted(n->fs, vol, n->node);
+}
 
 static inline void tc_init(struct tcluster *tc)
 {
@@ -38,6 +54,7 @@ static inline void tc_init(struct tcluster *tc)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(tc->fs);
 	tc->op_timeout_ms = 4000;
 	tc->reconcile_ms = 100;
+	vf_vol_mount_probe_set(tc_probe);
 }
 
 /* Add a node (manager or host); returns its index. */
@@ -53,7 +70,15 @@ static inline int tc_add(struct tcluster *tc, const char *name, int manager)
 	testfs_node_init(&n->fsn, tc->fs, name);
 	cfg.node_id = name;
 	cfg.node_addr = "127.0.0.1";
-	cfg.mount_root = "/nonexistent/vfile-test";
+	char root[300];
+
+	if (tc->mount_root[0]) {
+		snprintf(root, sizeof(root), "%s/%s", tc->mount_root, name);
+		mkdir(root, 0755);
+	} else {
+		snprintf(root, sizeof(root), "/nonexistent/vfile-test");
+	}
+	cfg.mount_root = root;
 	cfg.manager = manager;
 	cfg.lease_ttl_s = 1;
 	cfg.op_timeout_ms = tc->op_timeout_ms;
