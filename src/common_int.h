@@ -127,6 +127,21 @@ int vf_cfg_known(const config_setting_t *cfg, const char *const *known, struct v
 /* "file:line: " for messages about setting s (empty when unknown). */
 void vf_cfg_where(const config_setting_t *s, char *buf, size_t size);
 
+/* ---- KV keys (kv.h: "Keys") ---- */
+enum vf_key_kind {
+	VF_KEY = 0,    /* a key: get, put, cas, del, txn compares and ops */
+	VF_KEY_PREFIX, /* a list or watch prefix: may be empty, may end in '/' */
+	VF_KEY_LOCK,   /* a lock name (the lock occupies "<name>/.lock/...") */
+};
+/* VF_OK if key is one kv.h allows for kind, else VF_EINVAL with a message that
+ * names the key (escaped, cut if long), what is wrong, and what (the caller's
+ * operation, e.g. "put"). Used by every slot of every driver, and by memkv. */
+int vf_kv_key_check(const char *key, enum vf_key_kind kind, const char *what, struct vf_err *err);
+/* Every key of a txn (compares: VF_KEY, or VF_KEY_LOCK for VF_CMP_LOCK_FREE;
+ * ops but VF_OP_UNLOCK: VF_KEY). */
+int vf_kv_txn_keys_check(const struct vf_kv_cmp *cmps, size_t ncmp, const struct vf_kv_op *ops,
+                         size_t nops, struct vf_err *err);
+
 /* ---- process ---- */
 /* Daemon-wide malloc tuning, once at start (vfiled, and the benchmark's
  * manager): at most 2 glibc arenas (M_ARENA_MAX) unless MALLOC_ARENA_MAX is

@@ -211,3 +211,125 @@ void vf_malloc_tune(void)
 	if (getenv("MALLOC_ARENA_MAX") == NULL)
 		mallopt(M_ARENA_MAX, 2);
 }
+
+/* ---- KV keys ---- */
+
+/* The length of the UTF-8 sequence at s (at most n bytes), or 0 if it is not
+ * valid UTF-8 (overlong forms, surrogates and code points above U+10FFFF are
+ * not); *cp_r = the code point. */
+static size_t key_utf8(const unsigned char *s, size_t n, uint32_t *cp_r)
+{
+	uint32_t cp;
+	size_t len;
+
+	if (s[0] < 0x80) {
+		*cp_r = s[0];
+		return 1;
+	}
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		len = 2, cp = s[0] & 0x1f;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		len = 3, cp = s[0] & 0x0f;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		len = 4, cp = s[0] & 0x07;
+	else
+		return 0;
+	if (len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3f);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	*cp_r = cp;
+	return len;
+}
+
+/* key as a C string literal body: printable ASCII as is ('"' and '\\'
+ * escaped), every other byte as \xNN; cut with "..." to fit out. */
+static void key_escape(const char *key, char *out, size_t size)
+{
+	size_t o = 0;
+
+	for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
+		char tmp[5];
+		size_t k;
+
+		if (*p == '"' || *p == '\\')
+			k = (size_t)snprintf(tmp, sizeof(tmp), "\\%c", *p);
+		else if (*p >= 0x20 && *p < 0x7f)
+			k = (size_t)snprintf(tmp, sizeof(tmp), "%c", *p);
+		else
+			k = (size_t)snprintf(tmp, sizeof(tmp), "\\x%02x", *p);
+		if (o + k + 4 >= size) {
+			memcpy(out + o, "...", 3);
+			o += 3;
+			break;
+		}
+		memcpy(out + o, tmp, k);
+		o += k;
+	}
+	out[o] = '\0';
+}
+
+int vf_kv_key_check(const char *key, enum vf_key_kind kind, const char *what, struct vf_err *err)
+{
+	const char *label = kind == VF_KEY_PREFIX ? "prefix"
+	                    : kind == VF_KEY_LOCK ? "lock name"
+	                                          : "key";
+	const unsigned char *s = (const unsigned char *)key;
+	const char *why = NULL;
+	char esc[120];
+	size_t n, seg = 0; /* seg: bytes of the current segment so far */
+
+	if (key == NULL)
+		return vf_err_set(err, VF_EINVAL, "%s: no %s given", what, label);
+	n = strlen(key);
+	if (n == 0 && kind != VF_KEY_PREFIX)
+		return vf_err_set(err, VF_EINVAL, "%s: the %s is empty", what, label);
+	if (n > VF_KV_KEY_MAX)
+		return vf_err_set(err, VF_EINVAL, "%s: %s of %zu bytes is longer than %d bytes",
+		                  what, label, n, VF_KV_KEY_MAX);
+	for (size_t i = 0; i < n && why == NULL;) {
+		uint32_t cp = 0;
+		size_t len = key_utf8(s + i, n - i, &cp);
+
+		if (len == 0)
+			why = "is not valid UTF-8";
+		else if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
+			why = "contains a control character";
+		else if (cp == '/' && i == 0)
+			why = "begins with '/'";
+		else if (cp == '/' && seg == 0)
+			why = "has an empty segment ('//')";
+		else if (cp == '.' && seg == 0)
+			why = "has a segment beginning with '.' (reserved for the drivers)";
+		seg = cp == '/' ? 0 : seg + 1;
+		i += len;
+	}
+	if (why == NULL && n > 0 && seg == 0 && kind != VF_KEY_PREFIX)
+		why = "ends with '/' (an empty segment)";
+	if (why == NULL)
+		return VF_OK;
+	key_escape(key, esc, sizeof(esc));
+	return vf_err_set(err, VF_EINVAL, "%s: %s \"%s\" %s", what, label, esc, why);
+}
+
+int vf_kv_txn_keys_check(const struct vf_kv_cmp *cmps, size_t ncmp, const struct vf_kv_op *ops,
+                         size_t nops, struct vf_err *err)
+{
+	int rc = VF_OK;
+
+	for (size_t i = 0; i < ncmp && rc == VF_OK; i++)
+		if (cmps[i].kind == VF_CMP_LOCK_FREE)
+			rc = vf_kv_key_check(cmps[i].key, VF_KEY_LOCK, "txn compare", err);
+		else if (cmps[i].kind != VF_CMP_LOCK_HELD)
+			rc = vf_kv_key_check(cmps[i].key, VF_KEY, "txn compare", err);
+	for (size_t i = 0; i < nops && rc == VF_OK; i++)
+		if (ops[i].kind != VF_OP_UNLOCK)
+			rc = vf_kv_key_check(ops[i].key, VF_KEY, "txn op", err);
+	return rc;
+}

@@ -46,6 +46,8 @@ struct consul_seen {
 	char *value;
 	size_t value_len;
 	int64_t mod_rev;
+	int sid_known; /* this handle wrote it: sid is the session holding it ("": none) */
+	char sid[64];
 };
 
 struct consul_kv {
@@ -71,6 +73,7 @@ struct consul_kv {
 	int ka_started;
 	int ka_stop;
 	unsigned long seq;
+	int verified; /* an endpoint answered /v1/status/leader as Consul does (under mu) */
 };
 
 struct consul_lease {
@@ -79,9 +82,11 @@ struct consul_lease {
 	unsigned int flags;
 	vf_kv_lease_lost_fn lost;
 	void *arg;
-	int64_t next_ms; /* next renewal (monotonic ms) */
-	int busy;        /* the keep-alive thread is renewing it */
-	int gone;        /* found gone: lost reported */
+	int64_t next_ms;      /* next renewal (monotonic ms) */
+	int64_t confirmed_ms; /* start of the last renewal (or grant) the store confirmed */
+	int busy;             /* the keep-alive thread renews it or runs its lost callback */
+	int revoked;          /* revoked from its own lost callback: freed after it */
+	int gone;             /* found gone: lost reported */
 	struct consul_lease *next;
 };
 
@@ -107,6 +112,7 @@ struct consul_watch {
 	pthread_cond_t cv;
 	volatile int cancel;
 	int resync_first;
+	int64_t check_head; /* > 0: RESYNC first unless the KV head reached it */
 	struct vf_kv_list last;
 	int64_t index;
 };
@@ -117,6 +123,53 @@ static struct consul_kv *consul_of(struct vf_kv *kv)
 }
 
 /* ---- HTTP ---- */
+
+/* Before the first request is trusted: does the endpoint answer as Consul?
+ * GET /v1/status/leader must answer 200 with a JSON string (the leader's
+ * address, "" while there is none); a plain web server answers 404 or HTML. */
+static int consul_verify(struct consul_kv *ck, struct vf_err *err)
+{
+	struct vf_http_resp resp = {0};
+	struct vf_http_req req = {
+	        .method = "GET",
+	        .path = "/v1/status/leader",
+	        .headers = ck->hdrs,
+	        .idempotent = 1,
+	};
+	int verified, rc;
+
+	pthread_mutex_lock(&ck->mu);
+	verified = ck->verified;
+	pthread_mutex_unlock(&ck->mu);
+	if (verified)
+		return VF_OK;
+	rc = vf_http_do(ck->http, &req, &resp, err);
+	if (rc != VF_OK)
+		return rc;
+	if (resp.status == 403 || resp.status == 401) {
+		rc = consul_status_error(resp.status, resp.body.data, resp.body.len, 0,
+		                         "GET /v1/status/leader", err);
+	} else {
+		const char *b = resp.body.data ? resp.body.data : "";
+		size_t n = resp.body.len;
+
+		while (n && (b[n - 1] == '\n' || b[n - 1] == '\r' || b[n - 1] == ' '))
+			n--;
+		if (resp.status != 200 || n < 2 || b[0] != '"' || b[n - 1] != '"')
+			rc = vf_err_set(err, VF_EPROTO,
+			                "endpoint #%d does not answer as a Consul agent (GET "
+			                "/v1/status/leader: HTTP %ld, %s): check consul.endpoints",
+			                resp.endpoint + 1, resp.status,
+			                resp.status == 200 ? "not a JSON string" : "expected 200");
+	}
+	if (rc == VF_OK) {
+		pthread_mutex_lock(&ck->mu);
+		ck->verified = 1;
+		pthread_mutex_unlock(&ck->mu);
+	}
+	vf_http_resp_free(&resp);
+	return rc;
+}
 
 /* One request; *resp is filled when VF_OK (any HTTP status). */
 static int consul_http(struct consul_kv *ck, const char *method, const char *path, const char *body,
@@ -134,8 +187,23 @@ static int consul_http(struct consul_kv *ck, const char *method, const char *pat
 	        .want_header = "X-Consul-Index",
 	        .cancel = cancel,
 	};
+	int rc = consul_verify(ck, err);
 
+	if (rc != VF_OK) {
+		memset(resp, 0, sizeof(*resp));
+		return rc;
+	}
 	return vf_http_do(ck->http, &req, resp, err);
+}
+
+/* A 404 without X-Consul-Index (Consul sends it with every KV answer): the
+ * endpoint is some other HTTP server, whose 404 must not read as "no key". */
+static int consul_not_consul(const struct vf_http_resp *resp, struct vf_err *err)
+{
+	return vf_err_set(err, VF_EPROTO,
+	                  "endpoint #%d answered HTTP 404 without X-Consul-Index: it is not a "
+	                  "Consul agent (check consul.endpoints)",
+	                  resp->endpoint + 1);
 }
 
 static int consul_kv_path(struct vf_buf *b, const char *key, const char *query)
@@ -160,7 +228,7 @@ static void consul_seen_clear(struct consul_seen *e)
 
 /* Remember that key had value at mod_rev (newer facts replace older ones). */
 static void consul_seen_put(struct consul_kv *ck, const char *key, const char *value,
-                            size_t value_len, int64_t mod_rev)
+                            size_t value_len, int64_t mod_rev, const char *sid)
 {
 	struct consul_seen *e = NULL;
 	char *k, *v;
@@ -185,7 +253,9 @@ static void consul_seen_put(struct consul_kv *ck, const char *key, const char *v
 	if (k && v) {
 		memcpy(v, value ? value : "", value_len);
 		v[value_len] = '\0';
-		*e = (struct consul_seen){k, v, value_len, mod_rev};
+		*e = (struct consul_seen){k, v, value_len, mod_rev, sid != NULL, ""};
+		if (sid)
+			snprintf(e->sid, sizeof(e->sid), "%s", sid);
 	} else {
 		free(k);
 		free(v);
@@ -214,6 +284,35 @@ static int64_t consul_seen_index(struct consul_kv *ck, const char *key, const ch
 	return idx;
 }
 
+/* Has this handle seen key lately (a guess that it exists)? */
+static int consul_seen_has(struct consul_kv *ck, const char *key)
+{
+	int has = 0;
+
+	pthread_mutex_lock(&ck->mu);
+	for (size_t i = 0; i < CONSUL_SEEN_N && !has; i++)
+		has = ck->seen[i].key && strcmp(ck->seen[i].key, key) == 0;
+	pthread_mutex_unlock(&ck->mu);
+	return has;
+}
+
+/* The session that holds key after this handle's last write of it, if this
+ * handle wrote it last as far as it knows (1), else 0. */
+static int consul_seen_sid(struct consul_kv *ck, const char *key, char *sid, size_t size)
+{
+	int known = 0;
+
+	pthread_mutex_lock(&ck->mu);
+	for (size_t i = 0; i < CONSUL_SEEN_N; i++)
+		if (ck->seen[i].key && strcmp(ck->seen[i].key, key) == 0) {
+			known = ck->seen[i].sid_known;
+			snprintf(sid, size, "%s", ck->seen[i].sid);
+			break;
+		}
+	pthread_mutex_unlock(&ck->mu);
+	return known;
+}
+
 static void consul_seen_forget(struct consul_kv *ck, const char *key)
 {
 	pthread_mutex_lock(&ck->mu);
@@ -230,12 +329,14 @@ static void consul_seen_txn(struct consul_kv *ck, const struct consul_txn_op *op
 	for (size_t i = 0; i < nops; i++) {
 		if ((ops[i].verb == CONSUL_GET || ops[i].verb == CONSUL_GET_TREE) && res[i].found)
 			consul_seen_put(ck, ops[i].key, res[i].pair.value, res[i].pair.value_len,
-			                res[i].pair.mod_rev);
+			                res[i].pair.mod_rev, NULL);
 		else if ((ops[i].verb == CONSUL_SET || ops[i].verb == CONSUL_CAS ||
 		          ops[i].verb == CONSUL_LOCK) &&
 		         res[i].found)
-			consul_seen_put(ck, ops[i].key, ops[i].value,
-			                ops[i].value ? ops[i].value_len : 0, res[i].pair.mod_rev);
+			consul_seen_put(
+			        ck, ops[i].key, ops[i].value, ops[i].value ? ops[i].value_len : 0,
+			        res[i].pair.mod_rev,
+			        ops[i].verb == CONSUL_LOCK && ops[i].session ? ops[i].session : "");
 	}
 }
 
@@ -245,9 +346,10 @@ static void consul_seen_txn(struct consul_kv *ck, const struct consul_txn_op *op
 
 /* Send a txn. VF_OK: committed, res[nops] filled (caller clears). CONSUL_ROLLED_BACK:
  * *errs_r holds the reasons (caller frees). Else a vf error. */
-static int consul_txn_send(struct consul_kv *ck, const struct consul_txn_op *ops, size_t nops,
-                           struct vf_kv_result *res, int64_t *rev_r,
-                           struct consul_txn_error **errs_r, size_t *nerrs_r, struct vf_err *err)
+static int consul_txn_send_wire(struct consul_kv *ck, const struct consul_txn_op *ops, size_t nops,
+                                struct vf_kv_result *res, int64_t *rev_r,
+                                struct consul_txn_error **errs_r, size_t *nerrs_r,
+                                struct vf_err *err)
 {
 	struct vf_http_resp resp = {0};
 	char *body = NULL;
@@ -287,6 +389,263 @@ out:
 	return rc;
 }
 
+/* ---- the lease binding of a put (kv.h: "Lease binding of a key") ----
+ *
+ * Consul's "set" keeps the session that holds the key, and "lock" by another
+ * session fails. So each put of a txn is sent as one of (K the key, v the
+ * value, D the delete session of the put's lease, S the session holding K):
+ *   no lease:  FREE    [check-session K "", set K v]
+ *              ABSENT  [check-not-exists K, set K v] (the guard left out when a
+ *                      compare of the caller already requires K absent)
+ *              HELD    [unlock K S v]  (clears the session, keeps CreateIndex)
+ *   lease:     LOCK    [lock K D v]    (absent, free or already D's)
+ *              REBIND  [unlock K S v, lock K D v]
+ * A guess that the store refutes only rolls the txn back; the answer tells the
+ * right mode (check-session names the session that holds the key; a failed
+ * lock is followed by one read of K's session) and the txn is sent again, so
+ * the binding changes in the same atomic request as the value. */
+enum consul_bmode { CB_FREE = 1, CB_ABSENT, CB_HELD, CB_LOCK, CB_REBIND };
+struct consul_bind {
+	int put;         /* op is a caller's put (else sent as is) */
+	const char *sid; /* the lease's delete session, NULL: no lease */
+	enum consul_bmode mode;
+	int noguard; /* ABSENT without the guard */
+	char held[64];
+};
+#define CONSUL_BIND_TRIES 8
+
+/* A first guess from this handle's own last write of key: the session it left
+ * holding the key (the manager's claim rewritten "done" after a put with its
+ * lease needs no refuted guess). */
+static void consul_bind_hint(struct consul_kv *ck, struct consul_bind *b, const char *key)
+{
+	char sid[64];
+
+	if (b->noguard || !consul_seen_sid(ck, key, sid, sizeof(sid)))
+		return;
+	if (sid[0] == '\0') {
+		if (b->sid == NULL)
+			b->mode = CB_FREE;
+	} else if (b->sid == NULL) {
+		b->mode = CB_HELD;
+		snprintf(b->held, sizeof(b->held), "%s", sid);
+	} else if (strcmp(sid, b->sid) != 0) {
+		b->mode = CB_REBIND;
+		snprintf(b->held, sizeof(b->held), "%s", sid);
+	}
+}
+
+/* The Session holding key now ("" if none or absent). */
+static int consul_key_session(struct consul_kv *ck, const char *key, char *sid, size_t size,
+                              struct vf_err *err)
+{
+	struct vf_http_resp resp = {0};
+	struct vf_buf path = {0};
+	int rc;
+
+	sid[0] = '\0';
+	if (consul_kv_path(&path, key, NULL) != VF_OK) {
+		vf_buf_free(&path);
+		return vf_err_set(err, VF_ENOMEM, "out of memory");
+	}
+	rc = consul_http(ck, "GET", path.data, NULL, 0, 1, 0, NULL, &resp, err);
+	if (rc == VF_OK && resp.status == 200) {
+		rc = consul_get_session_parse(resp.body.data ? resp.body.data : "", resp.body.len,
+		                              key, sid, size, err);
+		if (rc == VF_ENOTFOUND)
+			rc = VF_OK;
+	} else if (rc == VF_OK && resp.status == 404 && resp.header == NULL) {
+		rc = consul_not_consul(&resp, err);
+	} else if (rc == VF_OK && resp.status != 404) {
+		rc = consul_status_error(resp.status, resp.body.data, resp.body.len, 0, key, err);
+	}
+	vf_http_resp_free(&resp);
+	vf_buf_free(&path);
+	return rc;
+}
+
+/* The session named in a failed check-session answer: ... current session "S" != "" */
+static int consul_what_session(const char *what, char *sid, size_t size)
+{
+	const char *p = strstr(what, "current session \"");
+	const char *q;
+
+	if (p == NULL)
+		return 0;
+	p += strlen("current session \"");
+	q = strchr(p, '"');
+	if (q == NULL || q == p || (size_t)(q - p) >= size)
+		return 0;
+	memcpy(sid, p, (size_t)(q - p));
+	sid[q - p] = '\0';
+	return 1;
+}
+
+/* Send ops (binds may be NULL: as they are), expanding bound puts as above and
+ * resending while only the guesses of their modes failed. Results and errors
+ * are reported at the caller's op indexes. */
+static int consul_txn_send(struct consul_kv *ck, const struct consul_txn_op *ops, size_t nops,
+                           struct consul_bind *binds, struct vf_kv_result *res, int64_t *rev_r,
+                           struct consul_txn_error **errs_r, size_t *nerrs_r, struct vf_err *err)
+{
+	struct consul_txn_op *w = NULL;
+	struct vf_kv_result *wres = NULL;
+	size_t *owner = NULL, *back = NULL, nw = 0;
+	int rc = VF_OK;
+
+	if (binds == NULL)
+		return consul_txn_send_wire(ck, ops, nops, res, rev_r, errs_r, nerrs_r, err);
+	*errs_r = NULL;
+	*nerrs_r = 0;
+	w = calloc(2 * nops + 1, sizeof(*w));
+	wres = calloc(2 * nops + 1, sizeof(*wres));
+	owner = calloc(2 * nops + 1, sizeof(*owner));
+	back = calloc(nops + 1, sizeof(*back));
+	if (!w || !wres || !owner || !back) {
+		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (int attempt = 0;; attempt++) {
+		struct consul_txn_error *werrs = NULL;
+		size_t nwerrs = 0, nkeep = 0;
+		int again = 0, foreign = 0;
+
+		if (attempt == CONSUL_BIND_TRIES) {
+			rc = vf_err_set(err, VF_ECONFLICT,
+			                "%s: the key's session kept changing under the write",
+			                nops ? ops[0].key : "txn");
+			goto out;
+		}
+		nw = 0;
+		for (size_t i = 0; i < nops; i++) {
+			struct consul_bind *b = &binds[i];
+			struct consul_txn_op fin = ops[i];
+
+			if (b->put && b->mode == CB_FREE)
+				owner[nw] = i,
+				w[nw++] = (struct consul_txn_op){.verb = CONSUL_CHECK_SESSION,
+				                                 .key = ops[i].key,
+				                                 .session = ""};
+			else if (b->put && b->mode == CB_ABSENT && !b->noguard)
+				owner[nw] = i,
+				w[nw++] = (struct consul_txn_op){.verb = CONSUL_CHECK_NOT_EXISTS,
+				                                 .key = ops[i].key};
+			else if (b->put && b->mode == CB_REBIND)
+				owner[nw] = i,
+				w[nw++] = (struct consul_txn_op){.verb = CONSUL_UNLOCK,
+				                                 .key = ops[i].key,
+				                                 .value = ops[i].value,
+				                                 .value_len = ops[i].value_len,
+				                                 .session = b->held};
+			if (b->put && b->mode == CB_HELD) {
+				fin.verb = CONSUL_UNLOCK;
+				fin.session = b->held;
+			} else if (b->put && b->sid) {
+				fin.verb = CONSUL_LOCK;
+				fin.session = b->sid;
+			} else if (b->put) {
+				fin.verb = CONSUL_SET;
+				fin.session = NULL;
+			}
+			back[i] = nw;
+			owner[nw] = i;
+			w[nw++] = fin;
+		}
+		if (nw > CONSUL_MAX_TXN_OPS) {
+			rc = vf_err_set(
+			        err, VF_ELIMIT,
+			        "txn %s: %zu ops with the guards of its puts exceed Consul's "
+			        "limit of %d",
+			        nops ? ops[0].key : "", nw, CONSUL_MAX_TXN_OPS);
+			goto out;
+		}
+		memset(wres, 0, (2 * nops + 1) * sizeof(*wres));
+		rc = consul_txn_send_wire(ck, w, nw, wres, rev_r, &werrs, &nwerrs, err);
+		if (rc == VF_OK) {
+			for (size_t i = 0; i < nops; i++) {
+				res[i] = wres[back[i]];
+				memset(&wres[back[i]], 0, sizeof(wres[0]));
+			}
+			vf_kv_results_clear(wres, nw);
+			goto out;
+		}
+		if (rc != CONSUL_ROLLED_BACK)
+			goto out;
+		/* Which failures are wrong guesses of a put's mode? */
+		for (size_t k = 0; k < nwerrs; k++) {
+			struct consul_txn_error *e = &werrs[k];
+			size_t i = e->op_index < nw ? owner[e->op_index] : nops;
+			struct consul_bind *b = i < nops ? &binds[i] : NULL;
+			int fin = i < nops && back[i] == e->op_index;
+			char sid[64];
+
+			if (b == NULL || !b->put) {
+				foreign = 1;
+			} else if (!fin && b->mode == CB_FREE) {
+				if (strstr(e->what, "doesn't exist"))
+					b->mode = CB_ABSENT, again = 1;
+				else if (consul_what_session(e->what, sid, sizeof(sid)))
+					snprintf(b->held, sizeof(b->held), "%s", sid),
+					        b->mode = b->sid ? CB_REBIND : CB_HELD, again = 1;
+				else
+					foreign = 1;
+			} else if (!fin && b->mode == CB_ABSENT && e->kind == CONSUL_FAIL_COMPARE) {
+				b->mode = CB_FREE, again = 1;
+			} else if ((b->mode == CB_HELD || (!fin && b->mode == CB_REBIND)) &&
+			           e->kind == CONSUL_FAIL_NOT_HELD) {
+				b->mode = b->sid ? CB_LOCK : CB_FREE, again = 1;
+			} else if (fin && b->sid && e->kind == CONSUL_FAIL_LOCK_HELD) {
+				rc = consul_key_session(ck, ops[i].key, sid, sizeof(sid), err);
+				if (rc != VF_OK) {
+					free(werrs);
+					goto out;
+				}
+				if (sid[0] && strcmp(sid, b->sid) != 0) {
+					snprintf(b->held, sizeof(b->held), "%s", sid);
+					b->mode = CB_REBIND;
+				} else {
+					b->mode = CB_LOCK;
+				}
+				again = 1;
+			} else {
+				foreign = 1;
+			}
+		}
+		if (!foreign && again) {
+			vf_log(VF_LOG_DEBUG,
+			       "consul: txn %s: a put's binding was guessed wrong (%s): resent",
+			       ops[0].key, werrs[0].what);
+			free(werrs);
+			continue;
+		}
+		/* A real failure: report it at the caller's op indexes (the caller's own
+		 * ops fail the same way whatever the guards said). */
+		for (size_t k = 0; k < nwerrs; k++) {
+			size_t i = werrs[k].op_index < nw ? owner[werrs[k].op_index] : nops;
+
+			if (i < nops && binds[i].put && back[i] != werrs[k].op_index)
+				continue; /* a guard */
+			werrs[nkeep] = werrs[k];
+			werrs[nkeep].op_index = i < nops ? i : 0;
+			nkeep++;
+		}
+		if (nkeep == 0) { /* only guards failed, and not as guessed */
+			werrs[0].op_index = owner[werrs[0].op_index];
+			nkeep = 1;
+		}
+		*errs_r = werrs;
+		*nerrs_r = nkeep;
+		rc = CONSUL_ROLLED_BACK;
+		goto out;
+	}
+out:
+	free(w);
+	free(wres);
+	free(owner);
+	free(back);
+	return rc;
+}
+
 /* The vf code of a rolled-back txn, ignoring errors at ops where ignore[i] is set. */
 static int consul_txn_fail_rc(const struct consul_txn_op *ops, const struct consul_txn_error *e,
                               size_t n, struct vf_err *err)
@@ -316,6 +675,11 @@ static int consul_txn_fail_rc(const struct consul_txn_op *ops, const struct cons
 		                  pick->what);
 	case CONSUL_FAIL_LOCK_HELD:
 		return vf_err_set(err, VF_ECONFLICT, "%s: held by another lease", key);
+	case CONSUL_FAIL_LOCK_DELAY:
+		return vf_err_set(err, VF_EBUSY,
+		                  "%s: refused for Consul's lock-delay after the session that held "
+		                  "it ended; retry later",
+		                  key);
 	case CONSUL_FAIL_NOT_HELD:
 	case CONSUL_FAIL_SESSION:
 		return vf_err_set(err, VF_ECONFLICT, "%s: lock no longer held: %s", key,
@@ -329,15 +693,16 @@ static int consul_txn_fail_rc(const struct consul_txn_op *ops, const struct cons
  * they exist again) until the txn commits or fails for another reason. Each
  * attempt is atomic on its own, so the committed one is a consistent read. */
 static int consul_txn_run(struct consul_kv *ck, struct consul_txn_op *ops, size_t nops,
-                          const int *is_read, struct vf_kv_result *res, int64_t *rev_r,
-                          struct consul_txn_error **errs_r, size_t *nerrs_r, struct vf_err *err)
+                          const int *is_read, struct consul_bind *binds, struct vf_kv_result *res,
+                          int64_t *rev_r, struct consul_txn_error **errs_r, size_t *nerrs_r,
+                          struct vf_err *err)
 {
 	int rc = VF_OK;
 
 	for (int attempt = 0; attempt < CONSUL_TXN_RETRIES; attempt++) {
 		int flip = 1;
 
-		rc = consul_txn_send(ck, ops, nops, res, rev_r, errs_r, nerrs_r, err);
+		rc = consul_txn_send(ck, ops, nops, binds, res, rev_r, errs_r, nerrs_r, err);
 		if (rc != CONSUL_ROLLED_BACK)
 			return rc;
 		for (size_t i = 0; i < *nerrs_r && flip; i++) {
@@ -367,15 +732,16 @@ static int consul_txn_run(struct consul_kv *ck, struct consul_txn_op *ops, size_
 /* A txn whose outcome is all the caller needs; res may be NULL when no op
  * yields something the caller keeps. */
 static int consul_txn_simple(struct consul_kv *ck, struct consul_txn_op *ops, size_t nops,
-                             struct vf_kv_result *res, struct consul_txn_error **errs_r,
-                             size_t *nerrs_r, struct vf_err *err)
+                             struct consul_bind *binds, struct vf_kv_result *res,
+                             struct consul_txn_error **errs_r, size_t *nerrs_r, struct vf_err *err)
 {
 	struct vf_kv_result local[4];
 	int is_read[4] = {0};
 	int64_t rev;
 	int rc;
 
-	rc = consul_txn_run(ck, ops, nops, is_read, res ? res : local, &rev, errs_r, nerrs_r, err);
+	rc = consul_txn_run(ck, ops, nops, is_read, binds, res ? res : local, &rev, errs_r, nerrs_r,
+	                    err);
 	if (rc == VF_OK && res == NULL)
 		vf_kv_results_clear(local, nops);
 	return rc;
@@ -392,6 +758,9 @@ static int consul_get(struct vf_kv *kv, const char *key, struct vf_kv_pair *pair
 	int rc;
 
 	memset(pair_r, 0, sizeof(*pair_r));
+	rc = vf_kv_key_check(key, VF_KEY, "get", err);
+	if (rc != VF_OK)
+		return rc;
 	if (consul_kv_path(&path, key, ck->consistent ? "?consistent" : NULL) != VF_OK) {
 		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
 		goto out;
@@ -403,8 +772,11 @@ static int consul_get(struct vf_kv *kv, const char *key, struct vf_kv_pair *pair
 		rc = consul_get_parse(resp.body.data ? resp.body.data : "", resp.body.len, key,
 		                      pair_r, err);
 		if (rc == VF_OK)
-			consul_seen_put(ck, key, pair_r->value, pair_r->value_len, pair_r->mod_rev);
-	} else if (resp.status == 404)
+			consul_seen_put(ck, key, pair_r->value, pair_r->value_len, pair_r->mod_rev,
+			                NULL);
+	} else if (resp.status == 404 && resp.header == NULL)
+		rc = consul_not_consul(&resp, err);
+	else if (resp.status == 404)
 		rc = vf_err_set(err, VF_ENOTFOUND, "key %s not found", key);
 	else
 		rc = consul_status_error(resp.status, resp.body.data, resp.body.len, 0, key, err);
@@ -471,6 +843,9 @@ static int consul_list_ex(struct consul_kv *ck, const char *prefix, int64_t inde
 		goto out;
 	}
 	req.path = path.data;
+	rc = consul_verify(ck, err);
+	if (rc != VF_OK)
+		goto out;
 	/* After a lost answer vf_http asks the next endpoint, and the parser has
 	 * then seen part of one answer and all of another: that cannot parse,
 	 * so a 200 answer that does not parse is asked for once more. */
@@ -498,7 +873,9 @@ static int consul_list_ex(struct consul_kv *ck, const char *prefix, int64_t inde
 	}
 	if (rc != VF_OK)
 		goto out;
-	if (resp.status != 200 && resp.status != 404) /* 404: nothing under prefix */
+	if (resp.status == 404 && resp.header == NULL)
+		rc = consul_not_consul(&resp, err);
+	else if (resp.status != 200 && resp.status != 404) /* 404: nothing under prefix */
 		rc = consul_status_error(resp.status, st.head, st.nhead, 0,
 		                         *prefix ? prefix : "(all keys)", err);
 	list_r->revision = consul_index_parse(resp.header);
@@ -513,6 +890,12 @@ out:
 static int consul_list(struct vf_kv *kv, const char *prefix, struct vf_kv_list *list_r,
                        struct vf_err *err)
 {
+	int rc = vf_kv_key_check(prefix, VF_KEY_PREFIX, "list", err);
+
+	if (rc != VF_OK) {
+		memset(list_r, 0, sizeof(*list_r));
+		return rc;
+	}
 	return consul_list_ex(consul_of(kv), prefix, 0, 0, NULL, NULL, CONSUL_VALUES_ALL, list_r,
 	                      err);
 }
@@ -527,11 +910,15 @@ static int consul_write(struct consul_kv *ck, const char *key, const char *value
 {
 	struct consul_txn_op ops[2];
 	struct vf_kv_result res[2];
+	struct consul_bind binds[2] = {{0}};
 	struct consul_txn_error *errs = NULL;
 	char sid[64] = "";
 	size_t n = 0, nerrs;
 	int rc;
 
+	rc = vf_kv_key_check(key, VF_KEY, cas ? "cas" : "put", err);
+	if (rc != VF_OK)
+		return rc;
 	if (lease) {
 		rc = consul_lease_del_session(ck, (struct consul_lease *)lease, sid, err);
 		if (rc != VF_OK)
@@ -542,14 +929,23 @@ static int consul_write(struct consul_kv *ck, const char *key, const char *value
 		                                                 : CONSUL_CHECK_NOT_EXISTS,
 		                                  .key = key,
 		                                  .index = expect};
+	binds[n] = (struct consul_bind){.put = 1,
+	                                .sid = lease ? sid : NULL,
+	                                .mode = lease ? CB_LOCK
+	                                        : (cas && !expect) || !consul_seen_has(ck, key)
+	                                                ? CB_ABSENT
+	                                                : CB_FREE,
+	                                .noguard = cas && !expect};
+	consul_bind_hint(ck, &binds[n], key);
 	ops[n++] = (struct consul_txn_op){.verb = lease ? CONSUL_LOCK : CONSUL_SET,
 	                                  .key = key,
 	                                  .value = value,
 	                                  .value_len = value_len,
 	                                  .session = lease ? sid : NULL};
-	rc = consul_txn_simple(ck, ops, n, res, &errs, &nerrs, err);
+	rc = consul_txn_simple(ck, ops, n, binds, res, &errs, &nerrs, err);
 	if (rc == VF_OK) {
-		consul_seen_put(ck, key, value, value ? value_len : 0, res[n - 1].pair.mod_rev);
+		consul_seen_put(ck, key, value, value ? value_len : 0, res[n - 1].pair.mod_rev,
+		                lease ? sid : "");
 		if (mod_rev_r)
 			*mod_rev_r = res[n - 1].pair.mod_rev;
 		vf_kv_results_clear(res, n);
@@ -584,6 +980,9 @@ static int consul_delete(struct consul_kv *ck, const char *key, int cas, int64_t
 	size_t n = 0, nerrs;
 	int rc;
 
+	rc = vf_kv_key_check(key, VF_KEY, cas ? "cas_del" : "del", err);
+	if (rc != VF_OK)
+		return rc;
 	if (!cas)
 		ops[n++] = (struct consul_txn_op){.verb = CONSUL_GET, .key = key};
 	else
@@ -593,7 +992,9 @@ static int consul_delete(struct consul_kv *ck, const char *key, int cas, int64_t
 		                                  .index = expect};
 	if (!cas || expect)
 		ops[n++] = (struct consul_txn_op){.verb = CONSUL_DELETE, .key = key};
-	rc = consul_txn_simple(ck, ops, n, NULL, &errs, &nerrs, err);
+	rc = consul_txn_simple(ck, ops, n, NULL, NULL, &errs, &nerrs, err);
+	if (rc == VF_OK)
+		consul_seen_forget(ck, key);
 	if (rc == CONSUL_ROLLED_BACK) {
 		if (!cas && nerrs && errs[0].kind == CONSUL_FAIL_MISSING)
 			rc = vf_err_set(err, VF_ENOTFOUND, "key %s not found", key);
@@ -636,12 +1037,42 @@ static int consul_value_eq_index(struct consul_kv *ck, const struct vf_kv_cmp *c
 	return rc;
 }
 
+/* The store key of the lock called name: "name/.lock" (kv.h), malloc'ed. */
+static char *consul_lock_key(const char *name)
+{
+	char *k = NULL;
+
+	if (name == NULL || asprintf(&k, "%s/.lock", name) < 0)
+		return NULL;
+	return k;
+}
+
+/* Does a compare of the txn require the key of put vops[i] absent, with no
+ * earlier op writing it (so the put needs no guard: an absent key has no
+ * session)? */
+static int consul_txn_put_absent(const struct vf_kv_cmp *cmps, size_t ncmp,
+                                 const struct vf_kv_op *vops, size_t i)
+{
+	const char *key = vops[i].key;
+	int absent = 0;
+
+	for (size_t j = 0; j < ncmp && !absent; j++)
+		absent = cmps[j].key && strcmp(cmps[j].key, key) == 0 &&
+		         (cmps[j].kind == VF_CMP_ABSENT ||
+		          (cmps[j].kind == VF_CMP_VERSION_EQ && cmps[j].mod_rev == 0));
+	for (size_t j = 0; j < i && absent; j++)
+		if (vops[j].key && strcmp(vops[j].key, key) == 0)
+			absent = 0;
+	return absent;
+}
+
 /* Translate the caller's compares into ops[0..ncmp): check-index /
  * check-not-exists / check-session. VALUE_EQ: check-index at the index where
  * this handle last saw the key with that value (guessed[i] = 1), else one read
  * here (see above). */
 static int consul_cmps_ops(struct consul_kv *ck, const struct vf_kv_cmp *cmps, size_t ncmp,
-                           struct consul_txn_op *ops, int *guessed, struct vf_err *err)
+                           struct consul_txn_op *ops, int *guessed, char **lkeys,
+                           struct vf_err *err)
 {
 	int rc = VF_OK;
 
@@ -687,6 +1118,9 @@ static int consul_cmps_ops(struct consul_kv *ck, const struct vf_kv_cmp *cmps, s
 			 * so the caller takes the lock the usual way once) */
 			op->verb = CONSUL_CHECK_SESSION;
 			op->session = "";
+			op->key = lkeys[i] = consul_lock_key(c->key);
+			if (c->key && op->key == NULL)
+				rc = vf_err_set(err, VF_ENOMEM, "out of memory");
 			break;
 		default:
 			rc = vf_err_set(err, VF_EINVAL, "txn: unknown compare kind %d", c->kind);
@@ -751,28 +1185,37 @@ static int consul_txn(struct vf_kv *kv, const struct vf_kv_cmp *cmps, size_t ncm
 	struct vf_kv_result *res = NULL;
 	struct consul_txn_error *errs = NULL;
 	char(*sids)[64] = NULL;
+	char **lkeys = NULL;
+	struct consul_bind *binds = NULL;
 	int *is_read = NULL, *guessed = NULL;
 	int64_t rev = 0;
 	int rc = VF_OK;
 
 	if (res_r)
 		memset(res_r, 0, sizeof(*res_r));
-	if (n > CONSUL_MAX_TXN_OPS)
-		return vf_err_set(err, VF_ELIMIT,
-		                  "txn of %zu compares and ops exceeds Consul's limit of %d", n,
-		                  CONSUL_MAX_TXN_OPS);
+	if (n > CONSUL_TXN_OPS_ADVERTISED)
+		return vf_err_set(
+		        err, VF_ELIMIT,
+		        "txn of %zu compares and ops exceeds the Consul driver's limit of "
+		        "%d (Consul's %d, a put may take two)",
+		        n, CONSUL_TXN_OPS_ADVERTISED, CONSUL_MAX_TXN_OPS);
 	if (n == 0)
 		return VF_OK;
+	rc = vf_kv_txn_keys_check(cmps, ncmp, vops, nops, err);
+	if (rc != VF_OK)
+		return rc;
+	lkeys = calloc(ncmp + 1, sizeof(*lkeys));
+	binds = calloc(n, sizeof(*binds));
 	ops = calloc(n, sizeof(*ops));
 	res = calloc(n, sizeof(*res));
 	is_read = calloc(n, sizeof(*is_read));
 	guessed = calloc(n, sizeof(*guessed));
 	sids = calloc(n, sizeof(*sids));
-	if (!ops || !res || !is_read || !guessed || !sids) {
+	if (!ops || !res || !is_read || !guessed || !sids || !lkeys || !binds) {
 		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
 		goto out;
 	}
-	rc = consul_cmps_ops(ck, cmps, ncmp, ops, guessed, err);
+	rc = consul_cmps_ops(ck, cmps, ncmp, ops, guessed, lkeys, err);
 	for (size_t i = 0; i < nops && rc == VF_OK; i++) {
 		const struct vf_kv_op *o = &vops[i];
 		struct consul_txn_op *op = &ops[ncmp + i];
@@ -789,6 +1232,18 @@ static int consul_txn(struct vf_kv *kv, const struct vf_kv_cmp *cmps, size_t ncm
 				                              sids[ncmp + i], err);
 				op->session = sids[ncmp + i];
 			}
+			binds[ncmp + i] =
+			        (struct consul_bind){.put = 1,
+			                             .sid = o->lease ? sids[ncmp + i] : NULL,
+			                             .mode = o->lease ? CB_LOCK : CB_FREE};
+			if (!o->lease && consul_txn_put_absent(cmps, ncmp, vops, i)) {
+				binds[ncmp + i].mode = CB_ABSENT;
+				binds[ncmp + i].noguard = 1;
+			} else if (!o->lease && o->key && !consul_seen_has(ck, o->key)) {
+				binds[ncmp + i].mode = CB_ABSENT;
+			}
+			if (o->key)
+				consul_bind_hint(ck, &binds[ncmp + i], o->key);
 			break;
 		case VF_OP_DELETE:
 			op->verb = CONSUL_DELETE;
@@ -819,7 +1274,7 @@ static int consul_txn(struct vf_kv *kv, const struct vf_kv_cmp *cmps, size_t ncm
 	for (;;) {
 		int rg;
 
-		rc = consul_txn_run(ck, ops, n, is_read, res, &rev, &errs, &nerrs, err);
+		rc = consul_txn_run(ck, ops, n, is_read, binds, res, &rev, &errs, &nerrs, err);
 		if (rc != CONSUL_ROLLED_BACK)
 			break;
 		rg = consul_cmps_reguess(ck, cmps, ncmp, ops, n, is_read, guessed, errs, nerrs,
@@ -870,6 +1325,10 @@ out:
 	free(guessed);
 	free(sids);
 	free(errs);
+	for (size_t i = 0; lkeys && i < ncmp; i++)
+		free(lkeys[i]);
+	free(lkeys);
+	free(binds);
 	return rc;
 }
 
@@ -921,15 +1380,18 @@ static int consul_session_destroy(struct consul_kv *ck, const char *id, struct v
 }
 
 /* VF_ELEASE when the session is gone; *ttl_r = the TTL Consul answered. */
-static int consul_session_renew(struct consul_kv *ck, const char *id, int *ttl_r,
+static int consul_session_renew(struct consul_kv *ck, const char *id, int64_t left_ms, int *ttl_r,
                                 struct vf_err *err)
 {
 	struct vf_http_resp resp = {0};
 	char path[128];
+	long tmo = 0; /* the handle's timeout */
 	int rc;
 
+	if (left_ms < ck->timeout_ms)
+		tmo = left_ms > 100 ? (long)left_ms : 100;
 	snprintf(path, sizeof(path), "/v1/session/renew/%s", id);
-	rc = consul_http(ck, "PUT", path, NULL, 0, 1, 0, NULL, &resp, err);
+	rc = consul_http(ck, "PUT", path, NULL, 0, 1, tmo, NULL, &resp, err);
 	if (rc != VF_OK)
 		goto out;
 	if (resp.status == 200)
@@ -972,19 +1434,21 @@ static int consul_lease_del_session(struct consul_kv *ck, struct consul_lease *c
 	return VF_OK;
 }
 
-/* Renew both sessions of a lease. */
-static int consul_lease_renew(struct consul_kv *ck, struct consul_lease *cl, int *ttl_r,
-                              struct vf_err *err)
+/* Renew both sessions of a lease, each request bounded by left_ms (> 0) and
+ * the handle's timeout. */
+static int consul_lease_renew(struct consul_kv *ck, struct consul_lease *cl, int64_t left_ms,
+                              int *ttl_r, struct vf_err *err)
 {
 	char del_id[64];
 	int ttl2 = 0, rc;
+	int64_t t0 = vf_now_ms();
 
 	pthread_mutex_lock(&ck->mu);
 	snprintf(del_id, sizeof(del_id), "%s", cl->del_id);
 	pthread_mutex_unlock(&ck->mu);
-	rc = consul_session_renew(ck, cl->base.id, ttl_r, err);
+	rc = consul_session_renew(ck, cl->base.id, left_ms, ttl_r, err);
 	if (rc == VF_OK && del_id[0])
-		rc = consul_session_renew(ck, del_id, &ttl2, err);
+		rc = consul_session_renew(ck, del_id, left_ms - (vf_now_ms() - t0), &ttl2, err);
 	if (rc == VF_OK && ttl2 && ttl2 < *ttl_r)
 		*ttl_r = ttl2;
 	return rc;
@@ -1025,15 +1489,27 @@ static void *consul_keepalive_main(void *arg)
 		pthread_mutex_unlock(&ck->mu);
 
 		struct vf_err e = {0};
-		int ttl = 0, rc = consul_lease_renew(ck, due, &ttl, &e);
+		int64_t started = vf_now_ms();
+		int64_t deadline = due->confirmed_ms + (int64_t)due->base.ttl_s * 1000;
+		int ttl = 0, rc = consul_lease_renew(ck, due, deadline - started, &ttl, &e);
 
 		pthread_mutex_lock(&ck->mu);
-		due->busy = 0;
 		if (rc == VF_OK) {
 			if (ttl > 0)
 				due->base.ttl_s = ttl;
+			due->confirmed_ms = started;
 			due->next_ms = vf_now_ms() + (int64_t)due->base.ttl_s * 500;
-		} else if (rc == VF_ELEASE) {
+		} else if (rc != VF_ELEASE && vf_now_ms() >= deadline) {
+			/* kv.h: the store may have ended it by now: report it lost. */
+			char last[128];
+
+			snprintf(last, sizeof(last), "%.120s", e.msg);
+			vf_err_set(&e, VF_ELEASE,
+			           "no renewal confirmed for its TTL of %d s (last error: %s)",
+			           due->base.ttl_s, last);
+			rc = VF_ELEASE;
+		}
+		if (rc == VF_ELEASE) {
 			vf_kv_lease_lost_fn fn = due->lost;
 			void *fa = due->arg;
 			char id[64], other[64];
@@ -1041,21 +1517,32 @@ static void *consul_keepalive_main(void *arg)
 			due->gone = 1;
 			snprintf(id, sizeof(id), "%s", due->base.id);
 			snprintf(other, sizeof(other), "%s", due->del_id);
-			pthread_cond_broadcast(&ck->cv);
 			pthread_mutex_unlock(&ck->mu);
 			vf_log(VF_LOG_WARN, "consul: lease %s lost: %s", id, e.msg);
-			/* Make the loss whole: end the other session too. */
+			/* busy stays set while fn runs: lease_revoke() from another thread
+			 * waits, from fn itself it leaves the free to us. fn first: the
+			 * store may be unreachable, and the loss is due now. */
+			if (fn)
+				fn(&due->base, fa);
+			/* Make the loss whole: end both sessions (if the store still
+			 * has them). */
 			consul_session_destroy(ck, id, NULL);
 			if (other[0])
 				consul_session_destroy(ck, other, NULL);
-			if (fn)
-				fn(&due->base, fa); /* due may be revoked from here on */
 			pthread_mutex_lock(&ck->mu);
+			due->busy = 0;
+			if (due->revoked)
+				free(due);
+			pthread_cond_broadcast(&ck->cv);
 			continue;
-		} else {
+		}
+		due->busy = 0;
+		if (rc != VF_OK) {
+			int64_t retry = vf_now_ms() + 1000;
+
 			vf_log(VF_LOG_WARN, "consul: lease %s: renewal failed, retrying: %s",
 			       due->base.id, e.msg);
-			due->next_ms = vf_now_ms() + 1000;
+			due->next_ms = retry < deadline ? retry : deadline;
 		}
 		pthread_cond_broadcast(&ck->cv);
 	}
@@ -1069,6 +1556,7 @@ static int consul_lease_grant(struct vf_kv *kv, int ttl_s, unsigned int flags,
 {
 	struct consul_kv *ck = consul_of(kv);
 	struct consul_lease *cl;
+	int64_t t_grant;
 	int rc;
 
 	*lease_r = NULL;
@@ -1083,6 +1571,7 @@ static int consul_lease_grant(struct vf_kv *kv, int ttl_s, unsigned int flags,
 	cl = calloc(1, sizeof(*cl));
 	if (cl == NULL)
 		return vf_err_set(err, VF_ENOMEM, "out of memory");
+	t_grant = vf_now_ms();
 	rc = consul_session_create(ck, ttl_s, "release", cl->base.id, sizeof(cl->base.id), err);
 	if (rc != VF_OK) {
 		free(cl);
@@ -1093,6 +1582,7 @@ static int consul_lease_grant(struct vf_kv *kv, int ttl_s, unsigned int flags,
 	cl->lost = lost;
 	cl->arg = arg;
 	cl->next_ms = vf_now_ms() + (int64_t)ttl_s * 500;
+	cl->confirmed_ms = t_grant;
 	pthread_mutex_lock(&ck->mu);
 	cl->next = ck->leases;
 	ck->leases = cl;
@@ -1117,12 +1607,14 @@ static int consul_lease_keepalive(struct vf_kv *kv, struct vf_kv_lease *lease, s
 {
 	struct consul_kv *ck = consul_of(kv);
 	struct consul_lease *cl = (struct consul_lease *)lease;
-	int ttl = 0, rc = consul_lease_renew(ck, cl, &ttl, err);
+	int64_t started = vf_now_ms();
+	int ttl = 0, rc = consul_lease_renew(ck, cl, ck->timeout_ms, &ttl, err);
 
 	pthread_mutex_lock(&ck->mu);
 	if (rc == VF_OK) {
 		if (ttl > 0)
 			cl->base.ttl_s = ttl;
+		cl->confirmed_ms = started;
 		cl->next_ms = vf_now_ms() + (int64_t)cl->base.ttl_s * 500;
 	}
 	pthread_mutex_unlock(&ck->mu);
@@ -1139,8 +1631,12 @@ static int consul_lease_revoke(struct vf_kv *kv, struct vf_kv_lease **lease, str
 		return VF_OK;
 	*lease = NULL;
 	pthread_mutex_lock(&ck->mu);
-	while (cl->busy)
+	/* The keep-alive thread renews it or runs its lost callback: wait, unless
+	 * this is that thread (revoke from the callback): it frees cl after. */
+	while (cl->busy && !(ck->ka_started && pthread_equal(ck->ka_thread, pthread_self())))
 		pthread_cond_wait(&ck->cv, &ck->mu);
+	if (cl->busy)
+		cl->revoked = 1;
 	for (struct consul_lease **pp = &ck->leases; *pp; pp = &(*pp)->next)
 		if (*pp == cl) {
 			*pp = cl->next;
@@ -1155,16 +1651,20 @@ static int consul_lease_revoke(struct vf_kv *kv, struct vf_kv_lease **lease, str
 		rc = rc2;
 	if (rc != VF_OK)
 		vf_err_prefix(err, "revoke lease %s", cl->base.id);
-	free(cl);
+	pthread_mutex_lock(&ck->mu);
+	if (!cl->revoked)
+		free(cl);
+	pthread_mutex_unlock(&ck->mu);
 	return rc;
 }
 
 /* ---- locks ---- */
 
-/* In-process exclusion: Consul lets a session re-acquire a lock it holds, so
- * two threads locking the same name through one lease must be kept apart here. */
+/* In-process exclusion: Consul lets a session re-acquire a lock it holds, so a
+ * second lock of a name through the same lease is refused here (VF_EBUSY).
+ * name is the lock key, what the lock name for messages. */
 static int consul_held_take(struct consul_kv *ck, const char *name, const char *sid,
-                            int64_t deadline, struct vf_err *err)
+                            const char *what, struct vf_err *err)
 {
 	struct consul_held *h = NULL;
 	int rc = VF_OK;
@@ -1176,26 +1676,11 @@ static int consul_held_take(struct consul_kv *ck, const char *name, const char *
 				break;
 		if (h == NULL)
 			break;
-		if (deadline == 0) {
-			rc = vf_err_set(err, VF_EBUSY, "lock %s is held (by this lease)", name);
-			break;
-		}
-		if (deadline < 0) {
-			pthread_cond_wait(&ck->lock_cv, &ck->mu);
-			continue;
-		}
-		int64_t left = deadline - vf_now_ms();
-		if (left <= 0) {
-			rc = vf_err_set(err, VF_ETIMEDOUT, "lock %s: timed out waiting", name);
-			break;
-		}
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += left / 1000;
-		ts.tv_nsec += (left % 1000) * 1000000;
-		if (ts.tv_nsec >= 1000000000)
-			ts.tv_sec++, ts.tv_nsec -= 1000000000;
-		pthread_cond_timedwait(&ck->lock_cv, &ck->mu, &ts);
+		/* kv.h: a lease holds a name at most once; waiting here would wait
+		 * on ourselves (the holder may be this very thread). */
+		rc = vf_err_set(err, VF_EBUSY, "lock %s is already held or awaited by this lease",
+		                what);
+		break;
 	}
 	if (rc == VF_OK) {
 		h = calloc(1, sizeof(*h));
@@ -1231,8 +1716,8 @@ static void consul_held_drop(struct consul_kv *ck, const char *name, const char 
 
 /* Block (Consul blocking query, no polling) until the lock key has no Session
  * or the deadline passes. */
-static int consul_lock_wait(struct consul_kv *ck, const char *name, int64_t deadline,
-                            int64_t *index, struct vf_err *err)
+static int consul_lock_wait(struct consul_kv *ck, const char *key, const char *name,
+                            int64_t deadline, int64_t *index, struct vf_err *err)
 {
 	struct vf_http_resp resp = {0};
 	struct vf_buf path = {0};
@@ -1255,7 +1740,7 @@ static int consul_lock_wait(struct consul_kv *ck, const char *name, int64_t dead
 		}
 		timeout = wait_ms + wait_ms / 16 + ck->timeout_ms;
 		vf_buf_free(&path);
-		rc = consul_kv_path(&path, name, NULL);
+		rc = consul_kv_path(&path, key, NULL);
 		if (rc == VF_OK && *index > 0)
 			rc = vf_buf_printf(&path, "?index=%" PRId64 "&wait=%ldms", *index, wait_ms);
 		if (rc != VF_OK) {
@@ -1266,6 +1751,10 @@ static int consul_lock_wait(struct consul_kv *ck, const char *name, int64_t dead
 		                 &resp, err);
 		if (rc != VF_OK)
 			break;
+		if (resp.status == 404 && resp.header == NULL) {
+			rc = consul_not_consul(&resp, err);
+			break;
+		}
 		if (resp.status == 404) {
 			rc = VF_OK;
 			break;
@@ -1276,7 +1765,7 @@ static int consul_lock_wait(struct consul_kv *ck, const char *name, int64_t dead
 			break;
 		}
 		rc = consul_get_session_parse(resp.body.data ? resp.body.data : "", resp.body.len,
-		                              name, sid, sizeof(sid), err);
+		                              key, sid, sizeof(sid), err);
 		if (rc == VF_ENOTFOUND || (rc == VF_OK && sid[0] == '\0')) {
 			rc = VF_OK;
 			break;
@@ -1289,6 +1778,34 @@ static int consul_lock_wait(struct consul_kv *ck, const char *name, int64_t dead
 	vf_http_resp_free(&resp);
 	vf_buf_free(&path);
 	return rc;
+}
+
+/* Wait a step of a lock-delay (Consul gives no event for its end): 50 ms,
+ * doubling up to 1 s, never past the deadline. */
+static int consul_lock_delay_wait(struct consul_kv *ck, const char *name, int64_t deadline,
+                                  int64_t *step, struct vf_err *err)
+{
+	struct timespec ts;
+	int64_t ms;
+
+	(void)ck;
+	*step = *step ? *step * 2 : 50;
+	if (*step > 1000)
+		*step = 1000;
+	ms = *step;
+	if (deadline >= 0) {
+		int64_t left = deadline - vf_now_ms();
+
+		if (left <= 0)
+			return vf_err_set(err, VF_ETIMEDOUT,
+			                  "lock %s: timed out waiting (Consul's lock-delay)", name);
+		if (ms > left)
+			ms = left;
+	}
+	ts.tv_sec = ms / 1000;
+	ts.tv_nsec = (ms % 1000) * 1000000;
+	nanosleep(&ts, NULL);
+	return VF_OK;
 }
 
 /*
@@ -1312,34 +1829,44 @@ static int consul_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *
 	struct consul_txn_error *errs = NULL;
 	struct consul_lock *lk = NULL;
 	int *is_read = NULL;
-	int64_t deadline, index = 0, rev;
+	int64_t deadline, index = 0, rev, delay_step = 0;
 	size_t n = nreads + 1, nerrs = 0;
 	int rc, held = 0;
 
 	*lock_r = NULL;
 	for (size_t i = 0; i < nreads && reads_r; i++)
 		memset(&reads_r[i], 0, sizeof(reads_r[i]));
-	if (lease == NULL || name == NULL || *name == '\0')
-		return vf_err_set(err, VF_EINVAL, "lock: a name and a lease are required");
-	if (n > CONSUL_MAX_TXN_OPS)
-		return vf_err_set(err, VF_ELIMIT, "lock %s: %zu reads exceed Consul's txn limit",
-		                  name, nreads);
-	deadline = timeout_ms > 0 ? vf_now_ms() + timeout_ms : timeout_ms < 0 ? -1 : 0;
-	rc = consul_held_take(ck, name, lease->id, deadline, err);
+	if (lease == NULL)
+		return vf_err_set(err, VF_EINVAL, "lock %s: a lease is required",
+		                  name ? name : "(null)");
+	rc = vf_kv_key_check(name, VF_KEY_LOCK, "lock", err);
+	for (size_t i = 0; i < nreads && rc == VF_OK; i++)
+		rc = vf_kv_key_check(reads[i], VF_KEY, "lock read", err);
 	if (rc != VF_OK)
 		return rc;
+	if (n > CONSUL_TXN_OPS_ADVERTISED)
+		return vf_err_set(err, VF_ELIMIT, "lock %s: %zu reads exceed the txn limit of %d",
+		                  name, nreads, CONSUL_TXN_OPS_ADVERTISED);
+	deadline = timeout_ms > 0 ? vf_now_ms() + timeout_ms : timeout_ms < 0 ? -1 : 0;
+	lk = calloc(1, sizeof(*lk));
+	if (lk == NULL || (lk->base.key = consul_lock_key(name)) == NULL) {
+		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
+		goto out;
+	}
+	rc = consul_held_take(ck, lk->base.key, lease->id, name, err);
+	if (rc != VF_OK)
+		goto out;
 	held = 1;
 	ops = calloc(n, sizeof(*ops));
 	res = calloc(n, sizeof(*res));
 	is_read = calloc(n, sizeof(*is_read));
-	lk = calloc(1, sizeof(*lk));
-	if (!ops || !res || !is_read || !lk || !(lk->base.key = strdup(name))) {
+	if (!ops || !res || !is_read) {
 		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
 		goto out;
 	}
 	snprintf(lk->sid, sizeof(lk->sid), "%s", lease->id);
 	ops[0] = (struct consul_txn_op){.verb = CONSUL_LOCK,
-	                                .key = name,
+	                                .key = lk->base.key,
 	                                .value = ck->holder,
 	                                .value_len = strlen(ck->holder),
 	                                .session = lk->sid};
@@ -1349,14 +1876,18 @@ static int consul_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *
 	}
 	consul_choose_read_verbs(ops, n, is_read);
 	for (;;) {
-		rc = consul_txn_run(ck, ops, n, is_read, res, &rev, &errs, &nerrs, err);
+		rc = consul_txn_run(ck, ops, n, is_read, NULL, res, &rev, &errs, &nerrs, err);
 		if (rc == VF_OK)
 			break;
 		if (rc != CONSUL_ROLLED_BACK)
 			goto out;
-		int only_held = 1;
-		for (size_t i = 0; i < nerrs; i++)
-			only_held &= errs[i].op_index == 0 && errs[i].kind == CONSUL_FAIL_LOCK_HELD;
+		int only_held = 1, delayed = 0;
+		for (size_t i = 0; i < nerrs; i++) {
+			delayed |= errs[i].kind == CONSUL_FAIL_LOCK_DELAY;
+			only_held &=
+			        errs[i].op_index == 0 && (errs[i].kind == CONSUL_FAIL_LOCK_HELD ||
+			                                  errs[i].kind == CONSUL_FAIL_LOCK_DELAY);
+		}
 		if (!only_held) {
 			rc = consul_txn_fail_rc(ops, errs, nerrs, err);
 			if (rc == VF_ELEASE)
@@ -1367,10 +1898,17 @@ static int consul_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *
 		free(errs);
 		errs = NULL;
 		if (timeout_ms == 0) {
-			rc = vf_err_set(err, VF_EBUSY, "lock %s is held by another lease", name);
+			rc = vf_err_set(err, VF_EBUSY,
+			                delayed ? "lock %s is held (Consul's lock-delay after its "
+			                          "holder's session ended)"
+			                        : "lock %s is held by another lease",
+			                name);
 			goto out;
 		}
-		rc = consul_lock_wait(ck, name, deadline, &index, err);
+		if (delayed) /* no event ends a lock-delay: wait it out in steps */
+			rc = consul_lock_delay_wait(ck, name, deadline, &delay_step, err);
+		else
+			rc = consul_lock_wait(ck, lk->base.key, name, deadline, &index, err);
 		if (rc != VF_OK)
 			goto out;
 	}
@@ -1385,7 +1923,7 @@ static int consul_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *
 	held = 0;
 out:
 	if (held)
-		consul_held_drop(ck, name, lease->id);
+		consul_held_drop(ck, lk->base.key, lease->id);
 	if (res)
 		vf_kv_results_clear(res, n);
 	if (lk)
@@ -1416,6 +1954,7 @@ static int consul_lock_many(struct vf_kv *kv, struct vf_kv_lease *lease, const c
 	struct vf_kv_result *res = NULL;
 	struct consul_txn_error *errs = NULL;
 	struct consul_lock **lks = NULL;
+	char **lkeys = NULL;
 	int *is_read = NULL, *guessed = NULL;
 	size_t nops = ncmp + n, nerrs = 0, taken = 0;
 	int64_t rev;
@@ -1427,13 +1966,15 @@ static int consul_lock_many(struct vf_kv *kv, struct vf_kv_lease *lease, const c
 		return vf_err_set(err, VF_EINVAL,
 		                  "lock_many: a lease, names and locks are required");
 	for (size_t i = 0; i < n; i++)
-		if (names[i] == NULL || *names[i] == '\0')
-			return vf_err_set(err, VF_EINVAL, "lock_many: name %zu is empty", i);
-	if (nops > CONSUL_MAX_TXN_OPS)
+		if ((rc = vf_kv_key_check(names[i], VF_KEY_LOCK, "lock_many", err)) != VF_OK)
+			return rc;
+	if ((rc = vf_kv_txn_keys_check(cmps, ncmp, NULL, 0, err)) != VF_OK)
+		return rc;
+	if (nops > CONSUL_TXN_OPS_ADVERTISED)
 		return vf_err_set(err, VF_ELIMIT,
-		                  "lock_many %s: %zu names and %zu compares exceed Consul's txn "
+		                  "lock_many %s: %zu names and %zu compares exceed the txn "
 		                  "limit of %d",
-		                  n ? names[0] : "", n, ncmp, CONSUL_MAX_TXN_OPS);
+		                  n ? names[0] : "", n, ncmp, CONSUL_TXN_OPS_ADVERTISED);
 	if (nops == 0)
 		return VF_OK;
 	ops = calloc(nops, sizeof(*ops));
@@ -1441,13 +1982,14 @@ static int consul_lock_many(struct vf_kv *kv, struct vf_kv_lease *lease, const c
 	is_read = calloc(nops, sizeof(*is_read));
 	guessed = calloc(nops, sizeof(*guessed));
 	lks = calloc(n ? n : 1, sizeof(*lks));
-	if (!ops || !res || !is_read || !guessed || !lks) {
+	lkeys = calloc(ncmp + 1, sizeof(*lkeys));
+	if (!ops || !res || !is_read || !guessed || !lks || !lkeys) {
 		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
 		goto out;
 	}
 	for (size_t i = 0; i < n && rc == VF_OK; i++) {
 		lks[i] = calloc(1, sizeof(*lks[i]));
-		if (lks[i] == NULL || (lks[i]->base.key = strdup(names[i])) == NULL) {
+		if (lks[i] == NULL || (lks[i]->base.key = consul_lock_key(names[i])) == NULL) {
 			rc = vf_err_set(err, VF_ENOMEM, "out of memory");
 			break;
 		}
@@ -1455,12 +1997,12 @@ static int consul_lock_many(struct vf_kv *kv, struct vf_kv_lease *lease, const c
 	}
 	/* In-process exclusion (also catches a name listed twice). */
 	for (; taken < n && rc == VF_OK; taken++) {
-		rc = consul_held_take(ck, names[taken], lease->id, 0, err);
+		rc = consul_held_take(ck, lks[taken]->base.key, lease->id, names[taken], err);
 		if (rc != VF_OK)
 			break;
 	}
 	if (rc == VF_OK)
-		rc = consul_cmps_ops(ck, cmps, ncmp, ops, guessed, err);
+		rc = consul_cmps_ops(ck, cmps, ncmp, ops, guessed, lkeys, err);
 	if (rc != VF_OK)
 		goto out;
 	for (size_t i = 0; i < n; i++)
@@ -1472,7 +2014,7 @@ static int consul_lock_many(struct vf_kv *kv, struct vf_kv_lease *lease, const c
 	for (;;) {
 		int rg;
 
-		rc = consul_txn_run(ck, ops, nops, is_read, res, &rev, &errs, &nerrs, err);
+		rc = consul_txn_run(ck, ops, nops, is_read, NULL, res, &rev, &errs, &nerrs, err);
 		if (rc != CONSUL_ROLLED_BACK)
 			break;
 		rg = consul_cmps_reguess(ck, cmps, ncmp, ops, nops, is_read, guessed, errs, nerrs,
@@ -1495,14 +2037,19 @@ static int consul_lock_many(struct vf_kv *kv, struct vf_kv_lease *lease, const c
 			if (errs[i].kind == CONSUL_FAIL_BAD_SESSION ||
 			    errs[i].kind == CONSUL_FAIL_DENIED || errs[i].kind == CONSUL_FAIL_OTHER)
 				other = 1;
-			else if (errs[i].kind == CONSUL_FAIL_LOCK_HELD &&
+			else if ((errs[i].kind == CONSUL_FAIL_LOCK_HELD ||
+			          errs[i].kind == CONSUL_FAIL_LOCK_DELAY) &&
 			         errs[i].op_index >= ncmp && errs[i].op_index < nops &&
 			         busy == NULL)
 				busy = &errs[i];
 		}
 		if (busy && !other) {
-			rc = vf_err_set(err, VF_EBUSY, "lock %s is held by another lease",
-			                ops[busy->op_index].key);
+			rc = vf_err_set(err, VF_EBUSY,
+			                busy->kind == CONSUL_FAIL_LOCK_DELAY
+			                        ? "lock %s is held (Consul's lock-delay after its "
+			                          "holder's session ended)"
+			                        : "lock %s is held by another lease",
+			                names[busy->op_index - ncmp]);
 		} else {
 			rc = consul_txn_fail_rc(ops, errs, nerrs, err);
 			if (rc == VF_ELEASE)
@@ -1522,7 +2069,10 @@ static int consul_lock_many(struct vf_kv *kv, struct vf_kv_lease *lease, const c
 	taken = 0;
 out:
 	for (size_t i = 0; i < taken; i++)
-		consul_held_drop(ck, names[i], lease->id);
+		consul_held_drop(ck, lks[i]->base.key, lease->id);
+	for (size_t i = 0; lkeys && i < ncmp; i++)
+		free(lkeys[i]);
+	free(lkeys);
 	for (size_t i = 0; lks && i < n; i++)
 		if (lks[i]) {
 			free(lks[i]->base.key);
@@ -1557,7 +2107,7 @@ static int consul_unlock(struct vf_kv *kv, struct vf_kv_lock **lock, struct vf_e
 		                           .value_len = strlen(ck->holder),
 		                           .session = lk->sid};
 
-		rc = consul_txn_simple(ck, &op, 1, NULL, &errs, &nerrs, err);
+		rc = consul_txn_simple(ck, &op, 1, NULL, NULL, &errs, &nerrs, err);
 		if (rc == CONSUL_ROLLED_BACK) {
 			/* Not held any more (lease gone or lock lost): nothing to release. */
 			rc = consul_txn_fail_rc(&op, errs, nerrs, err);
@@ -1635,6 +2185,29 @@ static int consul_watch_emit(struct consul_watch *w, const struct vf_kv_list *ol
 	return stop;
 }
 
+/* The KV store's head index: X-Consul-Index of a read of a key that never
+ * exists (a '.' segment: refused as a data key), which Consul answers with the
+ * index of the KV table (writes and deletes). */
+static int consul_kv_head(struct consul_kv *ck, int64_t *head_r, struct vf_err *err)
+{
+	struct vf_http_resp resp = {0};
+	int rc;
+
+	*head_r = 0;
+	rc = consul_http(ck, "GET", "/v1/kv/.vfile/head", NULL, 0, 1, 0, NULL, &resp, err);
+	if (rc == VF_OK && resp.status != 404 && resp.status != 200)
+		rc = consul_status_error(resp.status, resp.body.data, resp.body.len, 0,
+		                         "KV head index", err);
+	else if (rc == VF_OK && resp.header == NULL)
+		rc = vf_err_set(err, VF_EPROTO,
+		                "endpoint answered HTTP %ld without X-Consul-Index: not Consul?",
+		                resp.status);
+	if (rc == VF_OK)
+		*head_r = consul_index_parse(resp.header);
+	vf_http_resp_free(&resp);
+	return rc;
+}
+
 /*
  * The loop: blocking query on the prefix from the last index; diff the new
  * listing against the previous one (PUT for new or changed ModifyIndex, DELETE
@@ -1651,6 +2224,26 @@ static void *consul_watch_main(void *arg)
 	int64_t last_refill = vf_now_ms(), backoff = 0;
 	int stop = 0, failing = 0;
 
+	if (w->check_head > 0) {
+		/* A head below after_rev is a restored or reset store (kv.h). If the
+		 * head cannot be read, RESYNC too: re-listing is always safe. */
+		struct vf_err e = {0};
+		int64_t head = 0;
+		int hrc = consul_kv_head(ck, &head, &e);
+
+		if (hrc != VF_OK)
+			vf_log(VF_LOG_INFO,
+			       "consul: watch %s: resumed after index %" PRId64
+			       " but the store's index cannot be read (%s): resync",
+			       w->prefix, w->check_head, e.msg);
+		else if (head < w->check_head)
+			vf_log(VF_LOG_INFO,
+			       "consul: watch %s: resumed after index %" PRId64
+			       " but the store is at %" PRId64 " (reset or restored): resync",
+			       w->prefix, w->check_head, head);
+		if (hrc != VF_OK || head < w->check_head)
+			w->resync_first = 1;
+	}
 	if (w->resync_first) {
 		struct vf_kv_event e = {.type = VF_EV_RESYNC,
 		                        .key = w->prefix,
@@ -1740,8 +2333,11 @@ static int consul_watch_start(struct vf_kv *kv, const char *prefix, int64_t afte
 	int rc;
 
 	*watch_r = NULL;
-	if (fn == NULL || prefix == NULL)
-		return vf_err_set(err, VF_EINVAL, "watch: a prefix and a callback are required");
+	if (fn == NULL)
+		return vf_err_set(err, VF_EINVAL, "watch: a callback is required");
+	rc = vf_kv_key_check(prefix, VF_KEY_PREFIX, "watch", err);
+	if (rc != VF_OK)
+		return rc;
 	w = calloc(1, sizeof(*w));
 	if (w == NULL || (w->prefix = strdup(prefix)) == NULL) {
 		free(w);
@@ -1767,6 +2363,9 @@ static int consul_watch_start(struct vf_kv *kv, const char *prefix, int64_t afte
 	}
 	w->index = w->last.revision < 1 ? 1 : w->last.revision;
 	w->resync_first = after_rev > 0 && w->last.revision > after_rev;
+	/* The prefix's index may lag the store's; the KV head may not: the watch
+	 * thread reads it first (off the caller's path), see consul_watch_main. */
+	w->check_head = after_rev > 0 && w->last.revision < after_rev ? after_rev : 0;
 	if (pthread_create(&w->thread, NULL, consul_watch_main, w) != 0) {
 		rc = vf_err_set(err, VF_ENOMEM, "watch %s: cannot start a thread", prefix);
 		goto fail;
@@ -1927,7 +2526,7 @@ static int consul_open(const config_setting_t *cfg, struct vf_kv **kv_r, struct 
 		pthread_condattr_destroy(&ca);
 	}
 	ck->base.ops = vf_backend_entry();
-	ck->base.max_txn_ops = CONSUL_MAX_TXN_OPS;
+	ck->base.max_txn_ops = CONSUL_TXN_OPS_ADVERTISED;
 	ck->base.min_lease_ttl_s = CONSUL_MIN_TTL_S;
 	*kv_r = &ck->base;
 	rc = VF_OK;

@@ -9,7 +9,10 @@
 #include "common_int.h"
 
 #define CONSUL_MAX_TXN_OPS 64 /* Consul up to 1.13 (128 from 1.14) */
-#define CONSUL_MIN_TTL_S 10   /* session TTL must be 10 s .. 24 h */
+/* What a caller may put in one txn (kv->max_txn_ops): a put may need two Consul
+ * ops (a guard or an unlock of the session that held the key, then the write). */
+#define CONSUL_TXN_OPS_ADVERTISED (CONSUL_MAX_TXN_OPS / 2)
+#define CONSUL_MIN_TTL_S 10 /* session TTL must be 10 s .. 24 h */
 #define CONSUL_MAX_TTL_S 86400
 
 /* One KV operation of a /v1/txn body. */
@@ -95,11 +98,12 @@ enum consul_txn_fail {
 	CONSUL_FAIL_NOT_HELD,    /* unlock: not held by this session */
 	CONSUL_FAIL_BAD_SESSION, /* invalid session (gone) */
 	CONSUL_FAIL_DENIED,      /* ACL */
+	CONSUL_FAIL_LOCK_DELAY,  /* lock: refused for the lock-delay after a session ended */
 };
 struct consul_txn_error {
 	size_t op_index;
 	enum consul_txn_fail kind;
-	char what[160];
+	char what[VF_KV_KEY_MAX + 256]; /* room for a key and the session that holds it */
 };
 int consul_txn_errors_parse(const char *body, size_t len, struct consul_txn_error **errs_r,
                             size_t *n_r, struct vf_err *err);

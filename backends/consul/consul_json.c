@@ -641,6 +641,7 @@ enum consul_txn_fail consul_txn_fail_classify(const char *what)
 		const char *text;
 		enum consul_txn_fail kind;
 	} map[] = {
+	        {"due to lock delay", CONSUL_FAIL_LOCK_DELAY},
 	        {"invalid session", CONSUL_FAIL_BAD_SESSION},
 	        {"failed session check", CONSUL_FAIL_SESSION},
 	        {"lock is already held", CONSUL_FAIL_LOCK_HELD},

@@ -355,6 +355,8 @@ static int etcd_get(struct vf_kv *kv, const char *key, struct vf_kv_pair *pair_r
 	int rc;
 
 	memset(pair_r, 0, sizeof(*pair_r));
+	if ((rc = vf_kv_key_check(key, VF_KEY, "get", err)) != VF_OK)
+		return rc;
 	snprintf(what, sizeof(what), "get %s", key);
 	rc = etcd_build_range(key, 0, &body, &len, err);
 	if (rc == VF_OK)
@@ -381,6 +383,8 @@ static int etcd_list(struct vf_kv *kv, const char *prefix, struct vf_kv_list *li
 	int rc;
 
 	memset(list_r, 0, sizeof(*list_r));
+	if ((rc = vf_kv_key_check(prefix, VF_KEY_PREFIX, "list", err)) != VF_OK)
+		return rc;
 	snprintf(what, sizeof(what), "list %s", prefix);
 	rc = etcd_build_range(prefix, 1, &body, &len, err);
 	if (rc == VF_OK)
@@ -403,6 +407,8 @@ static int etcd_put(struct vf_kv *kv, const char *key, const char *value, size_t
 
 	if (mod_rev_r)
 		*mod_rev_r = 0;
+	if ((rc = vf_kv_key_check(key, VF_KEY, "put", err)) != VF_OK)
+		return rc;
 	snprintf(what, sizeof(what), "put %s", key);
 	rc = etcd_build_put(key, value, value_len, lease ? etcd_lease_id(lease) : 0, &body, &len,
 	                    err);
@@ -427,6 +433,8 @@ static int etcd_cas(struct vf_kv *kv, const char *key, const char *value, size_t
 
 	if (mod_rev_r)
 		*mod_rev_r = 0;
+	if ((rc = vf_kv_key_check(key, VF_KEY, "cas", err)) != VF_OK)
+		return rc;
 	snprintf(what, sizeof(what), "cas %s", key);
 	rc = etcd_build_cas(key, value, value_len, expect, lease ? etcd_lease_id(lease) : 0, &body,
 	                    &len, err);
@@ -466,6 +474,8 @@ static int etcd_del(struct vf_kv *kv, const char *key, struct vf_err *err)
 	int64_t deleted = 0;
 	int rc;
 
+	if ((rc = vf_kv_key_check(key, VF_KEY, "del", err)) != VF_OK)
+		return rc;
 	snprintf(what, sizeof(what), "delete %s", key);
 	rc = etcd_build_delete(key, &body, &len, err);
 	if (rc == VF_OK)
@@ -490,6 +500,8 @@ static int etcd_cas_del(struct vf_kv *kv, const char *key, int64_t expect, struc
 	int64_t deleted = 0;
 	int rc;
 
+	if ((rc = vf_kv_key_check(key, VF_KEY, "cas_del", err)) != VF_OK)
+		return rc;
 	snprintf(what, sizeof(what), "cas_del %s", key);
 	rc = etcd_build_cas_del(key, expect, 0, &body, &len, err);
 	if (rc == VF_OK)
@@ -531,6 +543,8 @@ static int etcd_txn(struct vf_kv *kv, const struct vf_kv_cmp *cmps, size_t ncmp,
 
 	if (res_r)
 		memset(res_r, 0, sizeof(*res_r));
+	if ((rc = vf_kv_txn_keys_check(cmps, ncmp, ops, nops, err)) != VF_OK)
+		return rc;
 	if (nops > 0)
 		first = ops[0].kind == VF_OP_UNLOCK && ops[0].lock ? ops[0].lock->key : ops[0].key;
 	else if (ncmp > 0)

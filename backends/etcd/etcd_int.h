@@ -122,6 +122,8 @@ int etcd_prefix_range(const char *prefix, char **key_r, size_t *klen_r, char **e
 
 /* The lock check lists at most this many waiters ahead of the caller. */
 #define ETCD_LOCK_AHEAD_MAX 16
+/* The waiter keys of lock N are "N" ETCD_LOCK_SEG "<lease>" (kv.h: lock keys). */
+#define ETCD_LOCK_SEG "/.lock/"
 
 struct etcd_range_opt {
 	int64_t limit;

@@ -408,16 +408,16 @@ static void json_gen_cmps(yajl_gen g, const struct vf_kv_cmp *cmps, size_t ncmp)
 			etcd_gen_cmp_rev(g, "CREATE", c->lock->key, c->lock->fence);
 			break;
 		case VF_CMP_LOCK_FREE: {
-			/* no waiter key at all under "<name>/" (see etcd_lock.c) */
-			size_t n = strlen(c->key);
-			char *pfx = malloc(n + 2);
+			/* no waiter key at all under "<name>/.lock/" (see etcd_lock.c) */
+			size_t n = strlen(c->key), m = strlen(ETCD_LOCK_SEG);
+			char *pfx = malloc(n + m + 1);
 
 			if (pfx == NULL) {
 				yajl_gen_null(g); /* out of memory: etcd refuses the request */
 				break;
 			}
 			memcpy(pfx, c->key, n);
-			memcpy(pfx + n, "/", 2);
+			memcpy(pfx + n, ETCD_LOCK_SEG, m + 1);
 			json_gen_cmp_empty(g, pfx);
 			free(pfx);
 			break;

@@ -1,7 +1,8 @@
 /*
  * Lease-locks on KV primitives (not /v3/lock/lock, see WIRE.md 1.6).
  *
- * Lock name N, lease L: the waiter key is "N/<L in hex>", attached to L. The
+ * Lock name N, lease L: the waiter key is "N/.lock/<L in hex>" (ETCD_LOCK_SEG: no
+ * data key can be under it, kv.h), attached to L. The
  * owner is the waiter with the smallest create_revision; the fence is the
  * owner's create_revision (VF_CMP_LOCK_HELD compares CREATE(waiter) == fence).
  * A waiter that is not the owner waits for its predecessor (the greatest
@@ -578,9 +579,14 @@ int etcd_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *name, int
 	if (nreads + 3 > kv->max_txn_ops)
 		return vf_err_set(err, VF_ELIMIT, "lock %s: %zu reads exceed etcd's txn limit",
 		                  name, nreads);
+	if ((rc = vf_kv_key_check(name, VF_KEY_LOCK, "lock", err)) != VF_OK)
+		return rc;
+	for (size_t i = 0; i < nreads; i++)
+		if ((rc = vf_kv_key_check(reads[i], VF_KEY, "lock read", err)) != VF_OK)
+			return rc;
 	snprintf(what, sizeof(what), "lock %s", name);
-	if (vf_buf_printf(&prefix, "%s/", name) != VF_OK ||
-	    vf_buf_printf(&waiter, "%s/%s", name, lease->id) != VF_OK) {
+	if (vf_buf_printf(&prefix, "%s" ETCD_LOCK_SEG, name) != VF_OK ||
+	    vf_buf_printf(&waiter, "%s" ETCD_LOCK_SEG "%s", name, lease->id) != VF_OK) {
 		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
 		goto out;
 	}
@@ -797,6 +803,11 @@ int etcd_lock_many(struct vf_kv *kv, struct vf_kv_lease *lease, const char *cons
 		memset(locks_r, 0, n * sizeof(*locks_r));
 	if (lease == NULL || names == NULL || n == 0 || locks_r == NULL || (ncmp && cmps == NULL))
 		return vf_err_set(err, VF_EINVAL, "lock_many: needs a lease and at least one name");
+	for (size_t i = 0; i < n; i++)
+		if ((rc = vf_kv_key_check(names[i], VF_KEY_LOCK, "lock_many", err)) != VF_OK)
+			return rc;
+	if ((rc = vf_kv_txn_keys_check(cmps, ncmp, NULL, 0, err)) != VF_OK)
+		return rc;
 	snprintf(what, sizeof(what), "lock_many %s%s", names[0] ? names[0] : "(null)",
 	         n > 1 ? " and others" : "");
 	if (n + ncmp > kv->max_txn_ops)
@@ -822,8 +833,8 @@ int etcd_lock_many(struct vf_kv *kv, struct vf_kv_lease *lease, const char *cons
 	for (size_t i = 0; i < n; i++) {
 		struct vf_buf w = {0}, p = {0};
 
-		if (vf_buf_printf(&w, "%s/%s", names[i], lease->id) != VF_OK ||
-		    vf_buf_printf(&p, "%s/", names[i]) != VF_OK ||
+		if (vf_buf_printf(&w, "%s" ETCD_LOCK_SEG "%s", names[i], lease->id) != VF_OK ||
+		    vf_buf_printf(&p, "%s" ETCD_LOCK_SEG, names[i]) != VF_OK ||
 		    (lks[i] = calloc(1, sizeof(*lks[i]))) == NULL) {
 			vf_buf_free(&w);
 			vf_buf_free(&p);

@@ -252,6 +252,8 @@ int etcd_watch_start(struct vf_kv *kv, const char *prefix, int64_t after_rev, vf
 	*watch_r = NULL;
 	if (prefix == NULL || fn == NULL || after_rev < 0)
 		return vf_err_set(err, VF_EINVAL, "watch: needs a prefix and a callback");
+	if ((rc = vf_kv_key_check(prefix, VF_KEY_PREFIX, "watch", err)) != VF_OK)
+		return rc;
 	w = calloc(1, sizeof(*w));
 	if (w == NULL)
 		return vf_err_set(err, VF_ENOMEM, "out of memory");

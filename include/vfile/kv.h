@@ -9,21 +9,52 @@
  *
  * Model:
  *  - Keys are NUL-terminated strings; values are byte strings (stored with a NUL
- *    after the last byte, for convenience). Every value read carries mod_rev (etcd
- *    mod_revision, Consul ModifyIndex) and create_rev (create_revision/CreateIndex).
+ *    after the last byte, for convenience); which keys are valid: "Keys" below.
+ *    Every value read carries mod_rev (etcd mod_revision, Consul ModifyIndex) and
+ *    create_rev (create_revision/CreateIndex).
  *    "expected version" 0 means "the key must not exist". A put that leaves the
  *    value unchanged may keep the old mod_rev and send no watch event (Consul).
+ *  - Lease binding of a key (every backend, since ABI 4): a write (put, cas, a
+ *    txn's VF_OP_PUT) WITHOUT a lease leaves the key bound to no lease, whatever
+ *    lease it was bound to before (Consul's own "set" keeps the key's session: the
+ *    driver clears it in the same atomic request); a write WITH lease B binds the
+ *    key to B, also when it was bound to another lease A (it succeeds, with no
+ *    compare of the binding). The write keeps create_rev of an existing key.
  *  - A lease (etcd lease, Consul session) is kept alive by the backend's own thread
  *    unless granted with VF_LEASE_MANUAL; its loss is reported once through the
- *    callback given at grant. Keys put with a lease vanish when it ends.
+ *    callback given at grant. Keys put with a lease vanish when it ends. While the
+ *    store cannot be reached, the loss is reported at the local deadline (the
+ *    start of the last renewal the store confirmed + the TTL), not later: from
+ *    then on the store may have ended the lease. lease_revoke() waits for a lost
+ *    callback that is running on another thread (and may be called from it).
  *  - A lock is a lease-lock: held until released or until its lease ends. Its fence
  *    (VF_CMP_LOCK_HELD in a txn) makes a write by a holder that lost it fail.
  *    Waiters block without polling (etcd: FIFO, one woken at a time; Consul: all
  *    waiters wake on release, one wins). A lease holds a given lock name at most
- *    once: asking again while this handle holds or awaits it is VF_EBUSY; a waiter
- *    key left behind by an acquisition whose answer was lost is adopted on retry.
+ *    once: asking again while this handle holds or awaits it is VF_EBUSY at once,
+ *    whatever the timeout; a waiter key left behind by an acquisition whose answer
+ *    was lost is adopted on retry. A lock that the store refuses for a while after
+ *    its holder's lease ended (Consul's lock-delay) is held: try-lock VF_EBUSY, a
+ *    bounded lock waits it out.
+ *  - The keys a lock occupies (since ABI 4): the lock called N uses only the key
+ *    "N/.lock" or keys under "N/.lock/": etcd the waiter keys "N/.lock/<lease id>",
+ *    Consul the key "N/.lock". No data key can be one of them (segments that
+ *    begin with '.' are refused), so a lock never collides with data, also not
+ *    with a key N or keys under "N/". vf_kv_lock.key is that store key.
  *  - A watch delivers typed events for a prefix, in store order, on a backend
- *    thread; VF_EV_RESYNC means history is gone: re-list, then continue.
+ *    thread; VF_EV_RESYNC means history is gone: re-list, then continue. A watch
+ *    started after a revision the store has not reached (a restored or reset
+ *    store) begins with VF_EV_RESYNC.
+ *  - The store is checked before it is trusted: an endpoint that does not answer
+ *    as the store does (e.g. any HTTP server that answers 404) is refused with
+ *    VF_EPROTO naming the endpoint, not read as "no keys".
+ *
+ * Keys (since ABI 4; every backend refuses the same keys, with VF_EINVAL and a
+ * message naming the key, escaped): a key or lock name is valid UTF-8 of 1 to
+ * VF_KV_KEY_MAX bytes, without control characters (U+0000-U+001F, U+007F-U+009F),
+ * made of '/'-separated segments that are not empty (no leading '/', no "//", no
+ * trailing '/') and do not begin with '.' (reserved for drivers: lock keys). A
+ * list or watch prefix follows the same rules but may be empty and may end in '/'.
  *
  * Thread-safety: every slot may be called concurrently from any number of threads
  * on one struct vf_kv, except close() (no call may be running or start after it)
@@ -46,7 +77,12 @@
 extern "C" {
 #endif
 
-#define VF_KV_ABI_VERSION 3 /* 2: lock_many appended; 3: VF_CMP_LOCK_FREE */
+/* 2: lock_many appended; 3: VF_CMP_LOCK_FREE; 4: the contract of keys (refused
+ * keys, lock keys under "N/.lock/"), of a put's lease binding, of lease loss while
+ * the store is unreachable, and of a watch resumed past the store's head. */
+#define VF_KV_ABI_VERSION 4
+
+#define VF_KV_KEY_MAX 512 /* longest key, prefix or lock name, in bytes */
 
 /* Status codes: append only, never renumber. */
 enum vf_status {

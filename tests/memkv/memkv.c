@@ -444,6 +444,8 @@ static int mk_get(struct vf_kv *kv, const char *key, struct vf_kv_pair *pair_r, 
 	int rc;
 
 	memset(pair_r, 0, sizeof(*pair_r));
+	if ((rc = vf_kv_key_check(key, VF_KEY, "memkv: get", err)) != VF_OK)
+		return rc;
 	pthread_mutex_lock(&st->mu);
 	e = mk_lookup(st, key);
 	rc = e ? mk_pair(e, pair_r) : vf_err_set(err, VF_ENOTFOUND, "memkv: %s: not found", key);
@@ -455,8 +457,13 @@ static int mk_list(struct vf_kv *kv, const char *prefix, struct vf_kv_list *list
                    struct vf_err *err)
 {
 	struct memkv_store *st = mk_st(kv);
-	size_t plen = strlen(prefix), n = 0;
+	size_t plen, n = 0;
 	int found, rc = VF_OK;
+
+	memset(list_r, 0, sizeof(*list_r));
+	if ((rc = vf_kv_key_check(prefix, VF_KEY_PREFIX, "memkv: list", err)) != VF_OK)
+		return rc;
+	plen = strlen(prefix);
 
 	memset(list_r, 0, sizeof(*list_r));
 	pthread_mutex_lock(&st->mu);
@@ -498,6 +505,9 @@ static int mk_cas(struct vf_kv *kv, const char *key, const char *value, size_t l
 	struct mk_ent *e;
 	int rc;
 
+	if ((rc = vf_kv_key_check(key, VF_KEY, "memkv: put", err)) != VF_OK)
+		return rc;
+
 	pthread_mutex_lock(&st->mu);
 	rc = mk_lease_ok(st, lease, err);
 	e = mk_lookup(st, key);
@@ -530,6 +540,9 @@ static int mk_cas_del(struct vf_kv *kv, const char *key, int64_t expect, struct 
 	struct memkv_store *st = mk_st(kv);
 	struct mk_ent *e;
 	int rc = VF_OK;
+
+	if ((rc = vf_kv_key_check(key, VF_KEY, "memkv: delete", err)) != VF_OK)
+		return rc;
 
 	pthread_mutex_lock(&st->mu);
 	e = mk_lookup(st, key);
@@ -606,6 +619,8 @@ static int mk_txn(struct vf_kv *kv, const struct vf_kv_cmp *cmps, size_t ncmp,
 	if (ncmp + nops > MK_MAX_TXN_OPS)
 		return vf_err_set(err, VF_ELIMIT, "memkv: txn of %zu operations (limit %d)",
 		                  ncmp + nops, MK_MAX_TXN_OPS);
+	if ((rc = vf_kv_txn_keys_check(cmps, ncmp, ops, nops, err)) != VF_OK)
+		return rc;
 	if (nops && (res = calloc(nops, sizeof(*res))) == NULL)
 		return vf_err_set(err, VF_ENOMEM, "memkv: txn: out of memory");
 	pthread_mutex_lock(&st->mu);
@@ -749,6 +764,10 @@ static int mk_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *name
 	int rc = VF_OK;
 
 	*lock_r = NULL;
+	if ((rc = vf_kv_key_check(name, VF_KEY_LOCK, "memkv: lock", err)) != VF_OK) {
+		free(l);
+		return rc;
+	}
 	if (l == NULL || (l->base.key = strdup(name)) == NULL) {
 		free(l);
 		return vf_err_set(err, VF_ENOMEM, "memkv: lock %s: out of memory", name);
@@ -869,6 +888,11 @@ static int mk_lock_many(struct vf_kv *kv, struct vf_kv_lease *lease, const char 
 	if (n + ncmp > kv->max_txn_ops)
 		return vf_err_set(err, VF_ELIMIT, "memkv: lock_many: %zu names + %zu compares", n,
 		                  ncmp);
+	for (i = 0; i < n; i++)
+		if ((rc = vf_kv_key_check(names[i], VF_KEY_LOCK, "memkv: lock_many", err)) != VF_OK)
+			return rc;
+	if ((rc = vf_kv_txn_keys_check(cmps, ncmp, NULL, 0, err)) != VF_OK)
+		return rc;
 	for (i = 0; i < n; i++) {
 		struct mk_lock *l = calloc(1, sizeof(*l));
 
@@ -1001,8 +1025,12 @@ static int mk_watch_start(struct vf_kv *kv, const char *prefix, int64_t after_re
                           struct vf_err *err)
 {
 	struct memkv_store *st = mk_st(kv);
-	struct vf_kv_watch *w = calloc(1, sizeof(*w));
+	struct vf_kv_watch *w;
+	int rc = vf_kv_key_check(prefix, VF_KEY_PREFIX, "memkv: watch", err);
 
+	if (rc != VF_OK)
+		return rc;
+	w = calloc(1, sizeof(*w));
 	if (w == NULL || (w->prefix = strdup(prefix)) == NULL) {
 		free(w);
 		return vf_err_set(err, VF_ENOMEM, "memkv: watch %s: out of memory", prefix);

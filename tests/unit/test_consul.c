@@ -263,6 +263,11 @@ static void test_txn_errors(void)
 	                CONSUL_FAIL_NOT_HELD);
 	CU_ASSERT_EQUAL(consul_txn_fail_classify("Permission denied"), CONSUL_FAIL_DENIED);
 	CU_ASSERT_EQUAL(consul_txn_fail_classify("something new"), CONSUL_FAIL_OTHER);
+	/* Consul 1.8.7, a lock within the lock-delay of a session that ended: held,
+	 * not an invalid request (issue 12 item 9) */
+	CU_ASSERT_EQUAL(
+	        consul_txn_fail_classify("failed to lock key \"a/.lock\" due to lock delay"),
+	        CONSUL_FAIL_LOCK_DELAY);
 }
 
 static int tc_status(long status, const char *file_or_text, int is_file, int write)

@@ -756,6 +756,36 @@ static int live_watch_cb(const struct vf_kv_event *ev, void *arg)
 	return 0;
 }
 
+/* A put straight to etcd's HTTP API, past the driver's key check: a waiter key
+ * left behind by an acquisition whose answer was lost. */
+static int live_raw_put(const char *key, int64_t lease)
+{
+	char *ep = live_url, *body = NULL;
+	struct vf_http_cfg hc = {.endpoints = &ep, .nendpoints = 1, .timeout_ms = 3000};
+	struct vf_http *h = NULL;
+	struct vf_http_resp resp = {0};
+	struct vf_err err = {0};
+	size_t len;
+	int rc = etcd_build_put(key, "", 0, lease, &body, &len, &err);
+
+	if (rc == VF_OK)
+		rc = vf_http_new(&hc, &h, &err);
+	if (rc == VF_OK) {
+		struct vf_http_req req = {
+		        .method = "POST", .path = "/v3/kv/put", .body = body, .body_len = len};
+
+		rc = vf_http_do(h, &req, &resp, &err);
+		if (rc == VF_OK && resp.status != 200)
+			rc = VF_EPROTO;
+	}
+	if (rc != VF_OK)
+		fprintf(stderr, "raw put %s: %s (HTTP %ld)\n", key, err.msg, resp.status);
+	vf_http_resp_free(&resp);
+	vf_http_free(&h);
+	free(body);
+	return rc;
+}
+
 static void test_live_smoke(void)
 {
 	struct vf_backend *be = NULL;
@@ -824,8 +854,9 @@ static void test_live_smoke(void)
 	CU_ASSERT_PTR_NULL(lk);
 	/* A waiter key left by an attempt whose answer was lost is adopted. */
 	char wk[128];
-	snprintf(wk, sizeof(wk), "smoke-lock/y/%s", lease->id);
-	CU_ASSERT_EQUAL(ops->put(kv, wk, "", 0, lease, NULL, &err), VF_OK);
+	snprintf(wk, sizeof(wk), "smoke-lock/y/.lock/%s", lease->id);
+	/* (the API refuses '.' segments, kv.h ABI 4: written here raw) */
+	CU_ASSERT_EQUAL(live_raw_put(wk, strtoll(lease->id, NULL, 16)), VF_OK);
 	rc = ops->lock(kv, lease, "smoke-lock/y", 0, NULL, 0, NULL, &lk, &err);
 	if (rc != VF_OK)
 		fprintf(stderr, "adopt: %s\n", err.msg);
@@ -833,7 +864,10 @@ static void test_live_smoke(void)
 	CU_ASSERT_FATAL(lk != NULL);
 	CU_ASSERT_STRING_EQUAL(lk->key, wk);
 	CU_ASSERT_EQUAL(ops->unlock(kv, &lk, &err), VF_OK);
-	CU_ASSERT_EQUAL(ops->get(kv, wk, &p, &err), VF_ENOTFOUND);
+	/* the waiter key is gone (a list: get refuses its '.' segment) */
+	CU_ASSERT_EQUAL(ops->list(kv, "smoke-lock/y/", &l, &err), VF_OK);
+	CU_ASSERT_EQUAL(l.count, 0);
+	vf_kv_list_clear(&l);
 	CU_ASSERT_EQUAL(ops->lease_revoke(kv, &lease, &err), VF_OK);
 
 	/* Both watch events (and no event of smokex) arrive, bounded wait. */
