@@ -107,7 +107,7 @@ static void test_mount_unmount_refcount(void)
 	CU_ASSERT_EQUAL(testfs_nservers(tc.fs, "v"), 1);
 	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h2].ctx, "v", "c3", &e), VF_OK);
 	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "v"), 0);
-	CU_ASSERT(tc_settled(&tc, "v", 3000));
+	CU_ASSERT(tc_settled(&tc, "v", TC_WAIT_MS));
 	CU_ASSERT(tc_state_is(&tc, "v", "Ready"));
 	CU_ASSERT_EQUAL(vf_volume_remove(tc.n[h1].ctx, "v", &e), VF_OK);
 	CU_ASSERT_EQUAL(memkv_count(tc.st, "vfile/"), 0);
@@ -148,7 +148,7 @@ static void test_prefix_families(void)
 		vf_volume_clear(&vols[i]);
 	free(vols);
 	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h].ctx, "ab", "c1", &e), VF_OK);
-	CU_ASSERT(tc_settled(&tc, "ab", 3000));
+	CU_ASSERT(tc_settled(&tc, "ab", TC_WAIT_MS));
 	tc_free(&tc);
 }
 
@@ -218,7 +218,7 @@ static void test_round_trips(void)
 	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h3].ctx, "v", "c3", &e), VF_OK);
 	/* the last unmount (server stop requested) is 2 */
 	TC_TRIPS(h1, vf_volume_unmount(tc.n[h1].ctx, "v", "c1", &e), 1, 1, 2);
-	CU_ASSERT(tc_settled(&tc, "v", 3000));
+	CU_ASSERT(tc_settled(&tc, "v", TC_WAIT_MS));
 	tc_free(&tc);
 }
 
@@ -318,7 +318,7 @@ static void test_stop_vs_mount_stop_paused(void)
 	CU_ASSERT_EQUAL(vf_volume_mount(tc.n[h2].ctx, "v", "c2", NULL, &e), VF_OK);
 	gate_open(&g);
 	/* the stop's txn fails on the gref version: the server keeps running */
-	CU_ASSERT(tc_settled(&tc, "v", 3000));
+	CU_ASSERT(tc_settled(&tc, "v", TC_WAIT_MS));
 	tc_sleep_ms(300); /* would a (wrong) stop still land? the state must stay */
 	CU_ASSERT(tc_state_is(&tc, "v", "Mounted"));
 	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "v"), 1);
@@ -360,7 +360,7 @@ static void test_stop_vs_mount_mount_paused(void)
 	CU_ASSERT_FATAL(gate_wait(&g, 5000)); /* h2 mounted locally, txn not sent */
 	gate_open(&gs);                       /* the stop flips the state to Ready */
 	{
-		int64_t end = vf_now_ms() + 3000;
+		int64_t end = vf_now_ms() + TC_WAIT_MS;
 
 		while (!tc_state_is(&tc, "v", "Ready") && vf_now_ms() < end)
 			tc_sleep_ms(10);
@@ -373,7 +373,7 @@ static void test_stop_vs_mount_mount_paused(void)
 		fprintf(stderr, "mount: %s\n", a.e.msg);
 	CU_ASSERT(tc_state_is(&tc, "v", "Mounted"));
 	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "v"), 1);
-	CU_ASSERT(tc_settled(&tc, "v", 3000));
+	CU_ASSERT(tc_settled(&tc, "v", TC_WAIT_MS));
 	CU_ASSERT_EQUAL(testfs_nservers(tc.fs, "v"), 1);
 	CU_ASSERT(testfs_mounted(tc.fs, "v", "h2"));
 	CU_ASSERT_EQUAL(testfs_starts(tc.fs, "v"), 2);
@@ -434,7 +434,7 @@ static void test_manager_dies_after_claim(void)
 	CU_ASSERT_EQUAL(testfs_starts(tc.fs, "v"), 1);
 	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "v"), 1);
 	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h].ctx, "v", "c1", &e), VF_OK);
-	CU_ASSERT(tc_settled(&tc, "v", 3000));
+	CU_ASSERT(tc_settled(&tc, "v", TC_WAIT_MS));
 	CU_ASSERT_EQUAL(testfs_violations(tc.fs), 0);
 	tc_free(&tc);
 }
@@ -470,7 +470,7 @@ static void test_serving_manager_lease_lost(void)
 	CU_ASSERT_EQUAL(testfs_nservers(tc.fs, "v"), 1);
 	CU_ASSERT(tc_state_is(&tc, "v", "Mounted"));
 	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h].ctx, "v", "c1", &e), VF_OK);
-	CU_ASSERT(tc_settled(&tc, "v", 3000));
+	CU_ASSERT(tc_settled(&tc, "v", TC_WAIT_MS));
 	CU_ASSERT_EQUAL(testfs_violations(tc.fs), 0);
 	tc_free(&tc);
 }
@@ -677,7 +677,7 @@ static void test_concurrent_memkv(void)
 			hosts += a[i].mounted[v];
 			CU_ASSERT_EQUAL(a[i].mounted[v], testfs_mounted(tc.fs, vols[v], a[i].node));
 		}
-		CU_ASSERT(tc_settled(&tc, vols[v], 5000));
+		CU_ASSERT(tc_settled(&tc, vols[v], TC_WAIT_MS));
 		CU_ASSERT_EQUAL(tc_clients(&tc, vols[v]), (size_t)hosts);
 		CU_ASSERT(testfs_starts(tc.fs, vols[v]) >= (hosts > 0));
 	}
@@ -703,7 +703,7 @@ static void test_reconcile_missed_trigger(void)
 	        VF_OK);
 	tc_add(&tc, "m1", 1); /* its first reconcile pass acts on it */
 	{
-		int64_t end = vf_now_ms() + 3000;
+		int64_t end = vf_now_ms() + TC_WAIT_MS;
 
 		while (!tc_state_is(&tc, "v", "Mounted") && vf_now_ms() < end)
 			tc_sleep_ms(10);
@@ -711,7 +711,7 @@ static void test_reconcile_missed_trigger(void)
 	CU_ASSERT(tc_state_is(&tc, "v", "Mounted"));
 	CU_ASSERT_EQUAL(tc_num(&tc, "start_marker", "v"), 1);
 	/* nobody mounts it: the idle rule asks for a stop after two passes */
-	CU_ASSERT(tc_settled(&tc, "v", 5000));
+	CU_ASSERT(tc_settled(&tc, "v", TC_WAIT_MS));
 	CU_ASSERT(tc_state_is(&tc, "v", "Ready"));
 	tc_free(&tc);
 }
@@ -760,7 +760,7 @@ static void test_lock_left_by_lost_answer(void)
 	CU_ASSERT(took < 2000); /* the sweep runs every 0.5 s; the op timeout is 3 s */
 	CU_ASSERT_EQUAL(vf_vol_dirty_count(tc.n[h1].ctx), 0);
 	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h2].ctx, "v", "b", &e), VF_OK);
-	CU_ASSERT(tc_settled(&tc, "v", 3000));
+	CU_ASSERT(tc_settled(&tc, "v", TC_WAIT_MS));
 	tc_free(&tc);
 }
 
@@ -799,7 +799,7 @@ static void test_stale_own_server_record(void)
 	                                       &e),
 	                VF_OK);
 	/* the reconciler restarts it under the current lease (no server ran) */
-	for (int64_t end = vf_now_ms() + 3000; vf_now_ms() < end && !ok;) {
+	for (int64_t end = vf_now_ms() + TC_WAIT_MS; vf_now_ms() < end && !ok;) {
 		char *sv = memkv_value(tc.st, "vfile/server/v");
 
 		ok = sv && strcmp(sv, val) != 0 && testfs_nservers(tc.fs, "v") == 1;
@@ -882,7 +882,7 @@ static void test_remove_recreate_while_stopping(void)
 	vf_failpoint_set("mgr.after_claim_stop", hold_fp, NULL);
 	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h].ctx, "v", "c1", &e), VF_OK);
 	pthread_mutex_lock(&hold_mu);
-	for (int64_t end = vf_now_ms() + 3000; !hold_hit && vf_now_ms() < end;) {
+	for (int64_t end = vf_now_ms() + TC_WAIT_MS; !hold_hit && vf_now_ms() < end;) {
 		pthread_mutex_unlock(&hold_mu);
 		tc_sleep_ms(10);
 		pthread_mutex_lock(&hold_mu);
@@ -909,7 +909,7 @@ static void test_remove_recreate_while_stopping(void)
 	CU_ASSERT_EQUAL(testfs_violations(tc.fs), 0);
 	vf_failpoint_clear_all();
 	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h].ctx, "v", "c2", &e), VF_OK);
-	CU_ASSERT(tc_settled(&tc, "v", 3000));
+	CU_ASSERT(tc_settled(&tc, "v", TC_WAIT_MS));
 	(void)m2;
 	tc_free(&tc);
 }
@@ -1008,7 +1008,7 @@ static void test_stop_claim_race(void)
 
 		CU_ASSERT_EQUAL_FATAL(kv->ops->txn(kv, NULL, 0, o, 2, NULL, &e), VF_OK);
 	}
-	for (int64_t end = vf_now_ms() + 3000; vf_now_ms() < end && !a[0]; tc_sleep_ms(10)) {
+	for (int64_t end = vf_now_ms() + TC_WAIT_MS; vf_now_ms() < end && !a[0]; tc_sleep_ms(10)) {
 		pthread_mutex_lock(&race_mu);
 		ok = race_hits > 0;
 		pthread_mutex_unlock(&race_mu);
@@ -1022,7 +1022,7 @@ static void test_stop_claim_race(void)
 	CU_ASSERT_EQUAL_FATAL(kv->ops->put(kv, "vfile/start_trigger/v", "1", 1, NULL, NULL, &e),
 	                      VF_OK);
 	ok = 0;
-	for (int64_t end = vf_now_ms() + 3000; vf_now_ms() < end && !ok; tc_sleep_ms(10))
+	for (int64_t end = vf_now_ms() + TC_WAIT_MS; vf_now_ms() < end && !ok; tc_sleep_ms(10))
 		ok = race_value_starts(&tc, "vfile/server/v", b);
 	CU_ASSERT_FATAL(ok);
 	CU_ASSERT_EQUAL(testfs_nservers(tc.fs, "v"), 1);
@@ -1034,7 +1034,7 @@ static void test_stop_claim_race(void)
 	pthread_cond_broadcast(&race_cv);
 	pthread_mutex_unlock(&race_mu);
 	ok = 0;
-	for (int64_t end = vf_now_ms() + 3000; vf_now_ms() < end && !ok; tc_sleep_ms(10))
+	for (int64_t end = vf_now_ms() + TC_WAIT_MS; vf_now_ms() < end && !ok; tc_sleep_ms(10))
 		ok = tc_state_is(&tc, "v", "Ready") && testfs_nservers(tc.fs, "v") == 0;
 	CU_ASSERT(ok); /* B took the orphaned stop over and stopped its server */
 	CU_ASSERT(!tc_state_is(&tc, "v", "Ready") || testfs_nservers(tc.fs, "v") == 0);
@@ -1049,7 +1049,7 @@ static void test_stop_claim_race(void)
 	pthread_mutex_unlock(&race_mu);
 	vf_failpoint_clear_all();
 	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h].ctx, "v", "c1", &e), VF_OK);
-	CU_ASSERT(tc_settled(&tc, "v", 3000));
+	CU_ASSERT(tc_settled(&tc, "v", TC_WAIT_MS));
 	CU_ASSERT_EQUAL(testfs_violations(tc.fs), 0);
 	tc_free(&tc);
 }
@@ -1077,7 +1077,7 @@ static void test_leftover_server_after_crash(void)
 	CU_ASSERT_EQUAL_FATAL(testfs_leftover(tc.fs, "w", "m2"), VF_OK);
 	CU_ASSERT_EQUAL(testfs_nservers(tc.fs, "v"), 2);
 	tc_add(&tc, "m2", 1); /* the restarted daemon */
-	for (int64_t end = vf_now_ms() + 3000; vf_now_ms() < end && !ok; tc_sleep_ms(10))
+	for (int64_t end = vf_now_ms() + TC_WAIT_MS; vf_now_ms() < end && !ok; tc_sleep_ms(10))
 		ok = testfs_nservers(tc.fs, "v") == 1;
 	CU_ASSERT(ok);
 	CU_ASSERT_STRING_EQUAL(testfs_server(tc.fs, "v", who, sizeof(who)) ? who : "", "m1");
@@ -1086,7 +1086,7 @@ static void test_leftover_server_after_crash(void)
 	/* w: no server/ key, so no other manager serves it: left alone */
 	CU_ASSERT_EQUAL(testfs_nservers(tc.fs, "w"), 1);
 	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h].ctx, "v", "c1", &e), VF_OK);
-	CU_ASSERT(tc_settled(&tc, "v", 3000));
+	CU_ASSERT(tc_settled(&tc, "v", TC_WAIT_MS));
 	CU_ASSERT_EQUAL(testfs_violations(tc.fs), 0);
 	tc_free(&tc);
 }
@@ -1122,7 +1122,7 @@ static void test_ctx_status(void)
 	vf_failpoint_set("mgr.after_claim_start", race_claim_fp, NULL);
 	ma.ctx = tc.n[h].ctx;
 	CU_ASSERT_EQUAL_FATAL(pthread_create(&thr, NULL, rc_mount_thread, &ma), 0);
-	for (int64_t end = vf_now_ms() + 3000; vf_now_ms() < end && !ok; tc_sleep_ms(10)) {
+	for (int64_t end = vf_now_ms() + TC_WAIT_MS; vf_now_ms() < end && !ok; tc_sleep_ms(10)) {
 		pthread_mutex_lock(&race_mu);
 		ok = race_hits > 0;
 		pthread_mutex_unlock(&race_mu);
@@ -1143,9 +1143,9 @@ static void test_ctx_status(void)
 	CU_ASSERT_EQUAL(st.servers, 1);
 	CU_ASSERT_EQUAL(st.watchers, 3);
 	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h].ctx, "v", "c2", &e), VF_OK);
-	CU_ASSERT(tc_settled(&tc, "v", 3000));
+	CU_ASSERT(tc_settled(&tc, "v", TC_WAIT_MS));
 	ok = 0;
-	for (int64_t end = vf_now_ms() + 3000; vf_now_ms() < end && !ok; tc_sleep_ms(10))
+	for (int64_t end = vf_now_ms() + TC_WAIT_MS; vf_now_ms() < end && !ok; tc_sleep_ms(10))
 		ok = vf_ctx_status(tc.n[m].ctx, &st) == VF_OK && st.servers == 0;
 	CU_ASSERT(ok);
 	tc_free(&tc);

@@ -58,7 +58,7 @@ static void sc_setup(struct tcluster *tc, int sc)
 		CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc->n[1].ctx, "w", "a", NULL, &e), VF_OK);
 	}
 	if (sc == SC_STOP)
-		CU_ASSERT(tc_settled(tc, "v", 3000));
+		CU_ASSERT(tc_settled(tc, "v", TC_WAIT_MS));
 }
 
 /* The operation under test; returns its status (any is acceptable). */
@@ -134,14 +134,14 @@ static int sc_check(struct tcluster *tc, int sc, const char *what)
 			tc_sleep_ms(20);
 		}
 		rc = vf_volume_mount(tc->n[2].ctx, "w", "x", NULL, &e);
-		ok = rc == VF_OK && tc_num(tc, "gref", "w") == 2 && tc_settled(tc, "w", 4000) &&
-		     testfs_nservers(tc->fs, "w") == 1 && tc_consistent(tc, "w") &&
-		     tc_num(tc, "gref", "v") == 1;
+		ok = rc == VF_OK && tc_num(tc, "gref", "w") == 2 &&
+		     tc_settled(tc, "w", TC_WAIT_MS) && testfs_nservers(tc->fs, "w") == 1 &&
+		     tc_consistent(tc, "w") && tc_num(tc, "gref", "v") == 1;
 		break;
 	default:
 		rc = VF_EINVAL;
 	}
-	ok = ok && tc_consistent(tc, "v") && (sc == SC_REMOVE || tc_settled(tc, "v", 4000));
+	ok = ok && tc_consistent(tc, "v") && (sc == SC_REMOVE || tc_settled(tc, "v", TC_WAIT_MS));
 	if (!ok)
 		fprintf(stderr, "FAULT CASE FAILED: %s: rc %d %s\n", what, rc, e.msg);
 	return ok;
@@ -300,11 +300,11 @@ static int aba_fp(const char *name, const char *vol, void *arg)
 		/* a stop (gref is 0: the manager flips to Ready and stops the server),
 		 * then a start (a new server, state Mounted again) */
 		cv_bump(a->kv, "vfile/stop_trigger/v");
-		CU_ASSERT(cv_wait_value(a->tc, "vfile/state/v", "Ready", 4000));
-		CU_ASSERT(cv_wait_value(a->tc, "vfile/server/v", NULL, 4000));
+		CU_ASSERT(cv_wait_value(a->tc, "vfile/state/v", "Ready", TC_WAIT_MS));
+		CU_ASSERT(cv_wait_value(a->tc, "vfile/server/v", NULL, TC_WAIT_MS));
 		cv_bump(a->kv, "vfile/start_trigger/v");
-		CU_ASSERT(cv_wait_value(a->tc, "vfile/state/v", "Mounted", 4000));
-		for (int64_t end = vf_now_ms() + 4000;
+		CU_ASSERT(cv_wait_value(a->tc, "vfile/state/v", "Mounted", TC_WAIT_MS));
+		for (int64_t end = vf_now_ms() + TC_WAIT_MS;
 		     cv_rev(a->kv, "vfile/server/v") == 0 && vf_now_ms() < end;)
 			tc_sleep_ms(10);
 	}
@@ -334,7 +334,7 @@ static void test_mount_txn_aba(void)
 	CU_ASSERT_EQUAL(a.server_rev, cv_rev(a.kv, "vfile/server/v"));
 	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "v"), 1);
 	CU_ASSERT(testfs_mounted(tc.fs, "v", "h1"));
-	CU_ASSERT(tc_settled(&tc, "v", 3000));
+	CU_ASSERT(tc_settled(&tc, "v", TC_WAIT_MS));
 	a.kv->ops->close(a.kv);
 	tc_free(&tc);
 }
@@ -478,7 +478,7 @@ static void test_record_start_uncertain(void)
 	CU_ASSERT(testfs_mounted(tc.fs, "v", "h1"));
 	CU_ASSERT_EQUAL(testfs_nservers(tc.fs, "v"), 1); /* the server named runs */
 	CU_ASSERT(tc_state_is(&tc, "v", "Mounted"));
-	CU_ASSERT(tc_settled(&tc, "v", 3000));
+	CU_ASSERT(tc_settled(&tc, "v", TC_WAIT_MS));
 	tc_free(&tc);
 }
 
@@ -511,7 +511,7 @@ static void test_repair_own_server_record(void)
 	CU_ASSERT_EQUAL(kv->ops->put(kv, "vfile/state/v", "Mounted", 7, NULL, NULL, &e), VF_OK);
 	CU_ASSERT_EQUAL(testfs_nservers(tc.fs, "v"), 0);
 	/* bound: a few reconcile passes (100 ms each) and one start */
-	for (int64_t end = vf_now_ms() + 5000; !ok && vf_now_ms() < end; tc_sleep_ms(10))
+	for (int64_t end = vf_now_ms() + TC_WAIT_MS; !ok && vf_now_ms() < end; tc_sleep_ms(10))
 		ok = testfs_nservers(tc.fs, "v") == 1;
 	CU_ASSERT(ok);
 	CU_ASSERT(tc_state_is(&tc, "v", "Mounted"));
@@ -563,7 +563,7 @@ static void conv_unmount_store_fails(int uncertain)
 	/* and the volume works as before */
 	CU_ASSERT_EQUAL(vf_volume_mount(tc.n[h1].ctx, "v", "c2", NULL, &e), VF_OK);
 	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h1].ctx, "v", "c2", &e), VF_OK);
-	CU_ASSERT(tc_settled(&tc, "v", 3000));
+	CU_ASSERT(tc_settled(&tc, "v", TC_WAIT_MS));
 	CU_ASSERT_EQUAL(vf_volume_remove(tc.n[h1].ctx, "v", &e), VF_OK);
 	tc_free(&tc);
 }
@@ -599,7 +599,7 @@ static void test_unmount_pending_then_mount_again(void)
 	tc_sleep_ms(VOL_CONV_MAX_MS / 5); /* would a (wrong) release still land? */
 	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "v"), 1);
 	CU_ASSERT(testfs_mounted(tc.fs, "v", "h1"));
-	CU_ASSERT(tc_settled(&tc, "v", 3000));
+	CU_ASSERT(tc_settled(&tc, "v", TC_WAIT_MS));
 	tc_free(&tc);
 }
 
@@ -705,7 +705,7 @@ static void test_sweep_unmounts_late_stale_mount(void)
 	snprintf(dir, sizeof(dir), "%s/h1/v", tmpl);
 	CU_ASSERT_EQUAL(mkdir(dir, 0755), 0);
 	/* bound: a few sweep periods */
-	for (int64_t end = vf_now_ms() + 5000; !gone && vf_now_ms() < end; tc_sleep_ms(10))
+	for (int64_t end = vf_now_ms() + TC_WAIT_MS; !gone && vf_now_ms() < end; tc_sleep_ms(10))
 		gone = !testfs_mounted(tc.fs, "v", "h1");
 	CU_ASSERT(gone);
 	CU_ASSERT(testfs_mounted(tc.fs, "w", "h1")); /* its own mount stays */

@@ -155,6 +155,13 @@ static inline int tc_consistent(struct tcluster *tc, const char *vol)
 	return (g < 0 ? 0 : g) == (int64_t)tc_clients(tc, vol);
 }
 
+/* The bound of a wait for something that must happen (a server started or
+ * stopped, a takeover, a restart): long, since it costs nothing when the
+ * condition comes, and the code's own latency (reconcile passes of 100 ms, lease
+ * retries of 0.5 s) is a small part of it on a busy machine or under valgrind.
+ * Waits that check something does NOT happen use bounds of their own. */
+#define TC_WAIT_MS 20000
+
 /* Poll with a deadline until "a server runs iff gref > 0" holds (stops are async). */
 static inline int tc_settled(struct tcluster *tc, const char *vol, int timeout_ms)
 {
