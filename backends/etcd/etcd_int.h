@@ -100,9 +100,9 @@ int etcd_lock_many(struct vf_kv *kv, struct vf_kv_lease *lease, const char *cons
 void etcd_lock_shutdown(struct etcd_kv *ek); /* close(): forget the waiter keys */
 /* Waiter keys whose release failed (store unreachable) are deleted later by the
  * keep-alive thread, so that a key nobody waits on never becomes the owner. With
- * ek->mu held: run one due give-back (returns 1; mu was dropped meanwhile) or
- * lower *wake_ms to the next one's time (returns 0). */
-int etcd_lock_giveback_due(struct etcd_kv *ek, int64_t now, int64_t *wake_ms);
+ * ek->mu held: run one due give-back within timeout_ms (returns 1; mu was dropped
+ * meanwhile) or lower *wake_ms to the next one's time (returns 0). */
+int etcd_lock_giveback_due(struct etcd_kv *ek, int64_t now, long timeout_ms, int64_t *wake_ms);
 /* ek->mu held: forget the give-backs of lease lease_id (its keys went with it). */
 void etcd_lock_giveback_drop(struct etcd_kv *ek, const char *lease_id);
 void etcd_lock_pw_shutdown(struct etcd_kv *ek); /* close(), before the watches go */

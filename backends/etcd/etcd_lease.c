@@ -107,8 +107,6 @@ static void *lease_thread(void *arg)
 		int64_t id;
 		int rc;
 
-		if (etcd_lock_giveback_due(ek, now, &wake))
-			continue;
 		for (l = ek->leases; l; l = l->next) {
 			if ((l->flags & VF_LEASE_MANUAL) || l->is_lost)
 				continue;
@@ -120,6 +118,13 @@ static void *lease_thread(void *arg)
 				wake = l->next_ms;
 		}
 		if (due == NULL) {
+			/* Waiter keys to give back, in the time no renewal needs. */
+			int64_t slack = wake - now;
+
+			if (slack > ek->timeout_ms)
+				slack = ek->timeout_ms;
+			if (slack >= 200 && etcd_lock_giveback_due(ek, now, (long)slack, &wake))
+				continue;
 			lease_wait_until(ek, wake);
 			continue;
 		}

@@ -34,8 +34,8 @@
 #include "etcd_int.h"
 
 /* Delete key only if its create_revision is still fence. VF_ECONFLICT if not. */
-static int lock_fenced_delete(struct etcd_kv *ek, const char *key, int64_t fence,
-                              struct vf_err *err)
+static int lock_fenced_delete_within(struct etcd_kv *ek, const char *key, int64_t fence,
+                                     long timeout_ms, struct vf_err *err)
 {
 	char what[300], *body = NULL;
 	size_t len;
@@ -45,12 +45,18 @@ static int lock_fenced_delete(struct etcd_kv *ek, const char *key, int64_t fence
 	snprintf(what, sizeof(what), "unlock %s", key);
 	rc = etcd_build_cas_del(key, 0, fence, &body, &len, err);
 	if (rc == VF_OK)
-		rc = etcd_rpc(ek, "/v3/kv/txn", body, len, 0, 0, &tree, what, err);
+		rc = etcd_rpc(ek, "/v3/kv/txn", body, len, 0, timeout_ms, &tree, what, err);
 	if (rc == VF_OK && !etcd_txn_succeeded(tree))
 		rc = vf_err_set(err, VF_ECONFLICT, "%s: not held any more", what);
 	yajl_tree_free(tree);
 	free(body);
 	return rc;
+}
+
+static int lock_fenced_delete(struct etcd_kv *ek, const char *key, int64_t fence,
+                              struct vf_err *err)
+{
+	return lock_fenced_delete_within(ek, key, fence, 0, err);
 }
 
 /* Fill reads_r from responses[first..first+nreads) of tree. */
@@ -608,7 +614,7 @@ static void lock_giveback_cancel(struct etcd_kv *ek, const char *key)
 	pthread_mutex_unlock(&ek->mu);
 }
 
-int etcd_lock_giveback_due(struct etcd_kv *ek, int64_t now, int64_t *wake_ms)
+int etcd_lock_giveback_due(struct etcd_kv *ek, int64_t now, long timeout_ms, int64_t *wake_ms)
 {
 	struct etcd_giveback *g, **p;
 	struct vf_err err = {0};
@@ -630,7 +636,7 @@ int etcd_lock_giveback_due(struct etcd_kv *ek, int64_t now, int64_t *wake_ms)
 	key = g->key;
 	fence = g->fence;
 	pthread_mutex_unlock(&ek->mu);
-	rc = lock_fenced_delete(ek, key, fence, &err);
+	rc = lock_fenced_delete_within(ek, key, fence, timeout_ms, &err);
 	pthread_mutex_lock(&ek->mu);
 	g->running = 0;
 	if (rc == VF_OK || rc == VF_ECONFLICT || rc == VF_ENOTFOUND || g->dropped) {
