@@ -59,6 +59,25 @@ static int lock_fenced_delete(struct etcd_kv *ek, const char *key, int64_t fence
 	return lock_fenced_delete_within(ek, key, fence, 0, err);
 }
 
+/* Delete our waiter key whatever its fence (after a lost acquisition answer: the
+ * key, if there, is ours and nobody else's; a new lock() cancels this first). */
+static int lock_plain_delete_within(struct etcd_kv *ek, const char *key, long timeout_ms,
+                                    struct vf_err *err)
+{
+	char what[300], *body = NULL;
+	size_t len;
+	yajl_val tree = NULL;
+	int rc;
+
+	snprintf(what, sizeof(what), "give back %s", key);
+	rc = etcd_build_delete(key, &body, &len, err);
+	if (rc == VF_OK)
+		rc = etcd_rpc(ek, "/v3/kv/deleterange", body, len, 0, timeout_ms, &tree, what, err);
+	yajl_tree_free(tree);
+	free(body);
+	return rc;
+}
+
 /* Fill reads_r from responses[first..first+nreads) of tree. */
 static int lock_fill_reads(yajl_val tree, size_t first, size_t nreads, struct vf_kv_result *reads_r,
                            struct vf_err *err)
@@ -585,8 +604,8 @@ static void lock_giveback_later(struct etcd_kv *ek, const char *key, int64_t fen
 			g = NULL;
 	}
 	pthread_mutex_unlock(&ek->mu);
-	vf_log(VF_LOG_WARN, "etcd: release of %s failed (%s)%s", key, why,
-	       g ? ": retrying in the background" : " and cannot be retried (out of memory)");
+	vf_log(VF_LOG_WARN, "etcd: waiter key %s left behind (%s)%s", key, why,
+	       g ? ": giving it back in the background" : "; out of memory, not retried");
 }
 
 /* lock() of key again: it adopts the key instead (after a running attempt ends). */
@@ -636,7 +655,8 @@ int etcd_lock_giveback_due(struct etcd_kv *ek, int64_t now, long timeout_ms, int
 	key = g->key;
 	fence = g->fence;
 	pthread_mutex_unlock(&ek->mu);
-	rc = lock_fenced_delete_within(ek, key, fence, timeout_ms, &err);
+	rc = fence ? lock_fenced_delete_within(ek, key, fence, timeout_ms, &err)
+	           : lock_plain_delete_within(ek, key, timeout_ms, &err);
 	pthread_mutex_lock(&ek->mu);
 	g->running = 0;
 	if (rc == VF_OK || rc == VF_ECONFLICT || rc == VF_ENOTFOUND || g->dropped) {
@@ -756,6 +776,10 @@ int etcd_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *name, int
 	                             &body, &len, err);
 	if (rc == VF_OK)
 		rc = etcd_rpc(ek, "/v3/kv/txn", body, len, 0, 0, &tree, what, err);
+	/* The answer was lost: our waiter key may be queued. A retry adopts it; if
+	 * none comes, it must not own the lock for nobody: give it back (any fence). */
+	if (rc == VF_EUNCERTAIN)
+		lock_giveback_later(ek, waiter.data, 0, err ? err->msg : "outcome unknown");
 	if (rc != VF_OK)
 		goto out;
 	/* Success: we enqueued. Failure: our waiter key was already there, left by an

@@ -1651,7 +1651,8 @@ static int gb_waiters(const char *name)
  * cannot give its place back then; its lease lives on (kept alive once the store
  * answers). The key must not own the lock later: it is given back in the
  * background (before: the next locker waited until that lease ended, i.e. forever
- * for a live daemon). */
+ * for a live daemon). The same holds when the cut lost the answer to B's enqueue
+ * (VF_EUNCERTAIN: its key may be queued and no retry comes). */
 static void test_etcd_lock_giveback(void)
 {
 	struct vf_proxy *px = NULL;
@@ -1690,7 +1691,11 @@ static void test_etcd_lock_giveback(void)
 	CU_ASSERT_EQUAL(n, 2);
 	vf_proxy_cut(px); /* B waits on, times out, cannot give back */
 	pthread_join(th, NULL);
-	CU_ASSERT_EQUAL(ga.rc, VF_ETIMEDOUT);
+	/* timed out waiting, or (cut while its enqueue's answer was on the way) an
+	 * uncertain acquisition: either way its waiter key is left behind */
+	CU_ASSERT(ga.rc == VF_ETIMEDOUT || ga.rc == VF_EUNCERTAIN);
+	if (ga.rc != VF_ETIMEDOUT)
+		printf("(B's lock: %s) ", ga.err.msg);
 	CU_ASSERT_EQUAL(gb_waiters(name), 2); /* B's key outlived its lock() */
 	vf_proxy_restore(px);
 	CU_ASSERT_EQUAL(ig.kv->ops->unlock(ig.kv, &ha, &e), VF_OK);
