@@ -83,7 +83,8 @@ struct vf_http_req {
 	const char *body;   /* may be NULL */
 	size_t body_len;
 	const char *const *headers; /* NULL-terminated "Name: value" list, may be NULL */
-	long timeout_ms;            /* 0: the configured one; < 0: none (streams) */
+	long timeout_ms;            /* 0: the configured one; < 0: none (streams). Bounds
+	                             * the whole request, every endpoint tried included */
 	int idempotent;             /* a read: retried on the next endpoint after a lost answer */
 	const char *want_header;    /* capture this response header into resp->header */
 	/* Streaming: if set, body bytes go here instead of resp->body; return the
@@ -91,21 +92,33 @@ struct vf_http_req {
 	size_t (*on_data)(const char *p, size_t n, void *arg);
 	void *arg;
 	volatile int *cancel; /* non-zero aborts the transfer (checked ~1/s and on data) */
+	/* May be NULL. An answer for which it returns non-zero comes from a member
+	 * that cannot serve (no leader, overloaded) and nothing was applied: the
+	 * endpoint is marked bad and the next one asked (the last answer is returned
+	 * as is). Not called for streams (on_data). */
+	int (*failover)(long status, const char *body, size_t len, int idempotent);
 };
 struct vf_http_resp {
 	long status;
 	struct vf_buf body;
 	char *header; /* value of want_header, or NULL */
-	int endpoint; /* index of the endpoint that answered */
+	int endpoint; /* index of the endpoint that answered (or was tried last), -1 */
 };
 
 int vf_http_new(const struct vf_http_cfg *cfg, struct vf_http **h_r, struct vf_err *err);
 void vf_http_free(struct vf_http **h);
 /* VF_OK when an HTTP status was received (any status); VF_EUNAVAIL when no
  * endpoint could be reached (nothing sent); VF_EUNCERTAIN when a non-idempotent
- * request was sent and no complete answer came; VF_ETIMEDOUT never. */
+ * request was sent and no complete answer came; VF_ETIMEDOUT never.
+ * Endpoints are tried good ones first (the one that answered last first), then
+ * those that failed, oldest failure first, all within the request's timeout; a
+ * read's tries share what remains of it equally. A stream that delivered data is
+ * not retried on another endpoint (its caller resumes). */
 int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_resp *resp,
                struct vf_err *err);
+/* Try endpoint ep last from now on, until it answers again (a stream on it died
+ * or it said it cannot serve). */
+void vf_http_demote(struct vf_http *h, int ep);
 void vf_http_resp_free(struct vf_http_resp *resp);
 /* Free a string array of n entries. */
 void vf_strv_free(char **v, size_t n);

@@ -3,6 +3,15 @@
  * connections are reused across calls and threads), endpoint failover, and the
  * split between "nothing was sent" (VF_EUNAVAIL, safe to retry anywhere) and
  * "sent, no complete answer" (VF_EUNCERTAIN for writes).
+ *
+ * Failover within one request's deadline: the request's timeout bounds the whole
+ * attempt across endpoints, not each endpoint. A read (idempotent) with several
+ * endpoints left gives each try an equal share of what remains, so a member that
+ * hangs (paused, or forwarding to a paused leader) costs 1/n of the budget and a
+ * healthy member is still asked in time. Endpoints that failed (no connection, no
+ * answer in time, an answer the caller's failover() refuses, a stream that died)
+ * are marked bad and tried last, oldest failure first; one that answers is good
+ * again and preferred.
  */
 #include <config.h>
 
@@ -16,10 +25,13 @@
 
 #define HTTP_POOL_MAX 16
 
+#define HTTP_MIN_TRY_MS 200 /* a try shorter than this is not worth starting */
+
 struct vf_http {
 	struct vf_http_cfg cfg;
 	pthread_mutex_t mu;
-	size_t preferred; /* endpoint that answered last */
+	size_t preferred;   /* endpoint that answered last */
+	int64_t *bad_since; /* per endpoint: when it last failed (0: good) */
 	CURL *pool[HTTP_POOL_MAX];
 	size_t npool;
 };
@@ -28,6 +40,7 @@ struct http_xfer {
 	const struct vf_http_req *req;
 	struct vf_http_resp *resp;
 	int oom;
+	int got_data; /* a stream delivered bytes to on_data */
 };
 
 static char *http_strdup(const char *s)
@@ -47,7 +60,8 @@ int vf_http_new(const struct vf_http_cfg *cfg, struct vf_http **h_r, struct vf_e
 	}
 	h->cfg = *cfg;
 	h->cfg.endpoints = calloc(cfg->nendpoints, sizeof(char *));
-	if (h->cfg.endpoints == NULL)
+	h->bad_since = calloc(cfg->nendpoints, sizeof(int64_t));
+	if (h->cfg.endpoints == NULL || h->bad_since == NULL)
 		goto oom;
 	for (size_t i = 0; i < cfg->nendpoints; i++) {
 		/* Drop trailing slashes so that paths can start with one. */
@@ -82,6 +96,7 @@ void vf_http_free(struct vf_http **hp)
 	for (size_t i = 0; i < h->npool; i++)
 		curl_easy_cleanup(h->pool[i]);
 	vf_strv_free(h->cfg.endpoints, h->cfg.nendpoints);
+	free(h->bad_since);
 	free(h->cfg.cacert);
 	free(h->cfg.cert);
 	free(h->cfg.key);
@@ -122,8 +137,10 @@ static size_t http_write(char *p, size_t size, size_t n, void *arg)
 	struct http_xfer *x = arg;
 
 	n *= size;
-	if (x->req->on_data)
+	if (x->req->on_data) {
+		x->got_data = 1;
 		return x->req->on_data(p, n, x->req->arg);
+	}
 	if (vf_buf_add(&x->resp->body, p, n) != VF_OK) {
 		x->oom = 1;
 		return 0;
@@ -310,44 +327,116 @@ static int http_tls_refused(const struct vf_http *h, const char *endpoint, long 
 	return refused;
 }
 
+/* The order to try endpoints in: good ones from the preferred one on, then the
+ * bad ones, the one that failed longest ago first. */
+static void http_order(struct vf_http *h, size_t *order)
+{
+	size_t n = h->cfg.nendpoints, k = 0, nbad;
+
+	pthread_mutex_lock(&h->mu);
+	for (size_t i = 0; i < n; i++) {
+		size_t ep = (h->preferred + i) % n;
+
+		if (h->bad_since[ep] == 0)
+			order[k++] = ep;
+	}
+	nbad = k;
+	for (size_t i = 0; i < n; i++)
+		if (h->bad_since[i] != 0) {
+			size_t j = k++;
+
+			while (j > nbad && h->bad_since[order[j - 1]] > h->bad_since[i]) {
+				order[j] = order[j - 1];
+				j--;
+			}
+			order[j] = i;
+		}
+	pthread_mutex_unlock(&h->mu);
+}
+
+static void http_mark(struct vf_http *h, size_t ep, int good)
+{
+	pthread_mutex_lock(&h->mu);
+	if (good) {
+		h->bad_since[ep] = 0;
+		h->preferred = ep;
+	} else if (h->bad_since[ep] == 0) {
+		int64_t now = http_now_ms();
+
+		h->bad_since[ep] = now > 0 ? now : 1;
+	}
+	pthread_mutex_unlock(&h->mu);
+}
+
+void vf_http_demote(struct vf_http *h, int ep)
+{
+	if (h && ep >= 0 && (size_t)ep < h->cfg.nendpoints)
+		http_mark(h, (size_t)ep, 0);
+}
+
 int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_resp *resp,
                struct vf_err *err)
 {
 	struct curl_slist *hdrs = NULL;
 	char curl_msg[CURL_ERROR_SIZE];
-	struct http_xfer x = {req, resp, 0};
-	size_t start, n = h->cfg.nendpoints;
-	int rc = VF_EUNAVAIL;
+	struct http_xfer x = {req, resp, 0, 0};
+	size_t n = h->cfg.nendpoints, tried = 0, *order;
+	long budget = req->timeout_ms ? req->timeout_ms : h->cfg.timeout_ms;
+	int64_t t0 = http_now_ms(), deadline = budget > 0 ? t0 + budget : 0;
+	/* Share the budget between endpoints only for reads expected to answer within
+	 * the store's timeout (not long polls, whose answer may come at the end). */
+	int split = req->idempotent && req->on_data == NULL && budget > 0 &&
+	            budget <= h->cfg.timeout_ms;
+	int rc = VF_EUNAVAIL, timed_out = 0;
 	CURL *c;
 
 	memset(resp, 0, sizeof(*resp));
 	resp->endpoint = -1;
-	c = http_take(h);
-	if (c == NULL)
+	order = calloc(n, sizeof(*order));
+	c = order ? http_take(h) : NULL;
+	if (c == NULL) {
+		free(order);
 		return vf_err_set(err, VF_ENOMEM, "could not create an HTTP handle");
+	}
 	for (const char *const *p = req->headers; p && *p; p++)
 		hdrs = curl_slist_append(hdrs, *p);
 	if (req->body)
 		hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
 	hdrs = curl_slist_append(hdrs, "Expect:");
-
-	pthread_mutex_lock(&h->mu);
-	start = h->preferred;
-	pthread_mutex_unlock(&h->mu);
+	http_order(h, order);
 
 	vf_err_set(err, VF_EUNAVAIL, "no endpoint tried");
 	for (size_t i = 0; i < n; i++) {
-		size_t ep = (start + i) % n;
+		size_t ep = order[i];
 		struct vf_buf url = {0};
-		long timeout = req->timeout_ms ? req->timeout_ms : h->cfg.timeout_ms;
+		long timeout = budget, ctimeout = h->cfg.connect_timeout_ms;
 		CURLcode cc;
 
+		if (deadline) {
+			int64_t left = deadline - http_now_ms();
+
+			if (left <= 0 || (tried > 0 && left < HTTP_MIN_TRY_MS)) {
+				timed_out = 1;
+				break;
+			}
+			timeout = split ? (long)(left / (int64_t)(n - i)) : (long)left;
+			if (timeout < HTTP_MIN_TRY_MS)
+				timeout = left < HTTP_MIN_TRY_MS ? (long)left : HTTP_MIN_TRY_MS;
+			if (ctimeout > timeout)
+				ctimeout = timeout;
+		}
 		if (vf_buf_printf(&url, "%s%s", h->cfg.endpoints[ep], req->path) != VF_OK) {
 			rc = vf_err_set(err, VF_ENOMEM, "out of memory");
 			break;
 		}
+		tried++;
+		resp->endpoint = (int)ep;
 		curl_easy_reset(c);
 		vf_buf_free(&resp->body);
+		free(resp->header);
+		resp->header = NULL;
+		resp->status = 0;
+		x.got_data = 0;
 		curl_easy_setopt(c, CURLOPT_URL, url.data);
 		curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 		/* HTTP/1.1 even where TLS could negotiate HTTP/2: a request whose
@@ -362,7 +451,7 @@ int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_
 			                 (curl_off_t)(req->body ? req->body_len : 0));
 		}
 		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-		curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, h->cfg.connect_timeout_ms);
+		curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, ctimeout);
 		if (timeout > 0)
 			curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout);
 		curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
@@ -383,10 +472,21 @@ int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_
 		cc = http_perform(c, req);
 		if (cc == CURLE_OK) {
 			curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
-			resp->endpoint = (int)ep;
-			pthread_mutex_lock(&h->mu);
-			h->preferred = ep;
-			pthread_mutex_unlock(&h->mu);
+			/* An answer from a member that cannot serve (the caller says:
+			 * no leader, overloaded...): ask the next one while there is one. */
+			if (req->failover && req->on_data == NULL && i + 1 < n &&
+			    req->failover(resp->status, resp->body.data, resp->body.len,
+			                  req->idempotent)) {
+				http_mark(h, ep, 0);
+				rc = vf_err_set(err, VF_EUNAVAIL, "%s %s: HTTP %ld: %.120s",
+				                req->method, url.data, resp->status,
+				                resp->body.data ? resp->body.data : "");
+				if (err)
+					err->http_status = resp->status;
+				vf_buf_free(&url);
+				continue;
+			}
+			http_mark(h, ep, 1);
 			rc = VF_OK;
 			vf_buf_free(&url);
 			break;
@@ -402,6 +502,7 @@ int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_
 			vf_buf_free(&url);
 			break;
 		}
+		http_mark(h, ep, 0);
 		if (cc == CURLE_SSL_CACERT || cc == CURLE_PEER_FAILED_VERIFICATION ||
 		    cc == CURLE_SSL_CERTPROBLEM || cc == CURLE_SSL_CONNECT_ERROR) {
 			rc = vf_err_set(err, VF_EAUTH, "%s: TLS: %s", url.data,
@@ -416,17 +517,17 @@ int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_
 		 * outcome. The alert names it; otherwise ask the server (above). */
 		if (http_tls_failed_early(c, cc, h->cfg.endpoints[ep])) {
 			char why[CURL_ERROR_SIZE];
-			long budget = timeout > 0 && timeout < h->cfg.connect_timeout_ms
-			                      ? timeout
-			                      : h->cfg.connect_timeout_ms;
+			long tls_budget = h->cfg.connect_timeout_ms;
 			int refused =
 			        strstr(curl_msg, "alert") &&
 			        (strstr(curl_msg, "certificate") || strstr(curl_msg, "unknown ca"));
 
+			if (timeout > 0 && timeout < tls_budget)
+				tls_budget = timeout;
 			if (refused)
 				snprintf(why, sizeof(why), "%s", curl_msg);
 			else
-				refused = http_tls_refused(h, h->cfg.endpoints[ep], budget, why,
+				refused = http_tls_refused(h, h->cfg.endpoints[ep], tls_budget, why,
 				                           sizeof(why));
 			if (refused) {
 				rc = vf_err_set(
@@ -451,11 +552,22 @@ int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_
 		                curl_easy_strerror(cc), curl_msg[0] ? " (" : "", curl_msg,
 		                curl_msg[0] ? ")" : "");
 		vf_buf_free(&url);
+		/* A stream that delivered data is not replayed on the next endpoint:
+		 * its caller resumes from what it saw and drops the partial data. */
+		if (x.got_data)
+			break;
 	}
+	if (rc != VF_OK && timed_out && err && tried < n)
+		vf_err_prefix(err, "no answer within %ld ms (%zu of %zu endpoints tried)", budget,
+		              tried, n);
 	curl_slist_free_all(hdrs);
 	http_give(h, c);
-	if (rc != VF_OK)
+	free(order);
+	if (rc != VF_OK) {
 		vf_buf_free(&resp->body);
+		free(resp->header);
+		resp->header = NULL;
+	}
 	return rc;
 }
 

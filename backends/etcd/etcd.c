@@ -120,19 +120,24 @@ int etcd_request(struct etcd_kv *ek, struct vf_http_req *req, struct vf_http_res
                  unsigned long *gen_r, struct vf_err *err)
 {
 	struct vf_buf hdr = {0};
-	const char *headers[2] = {NULL, NULL};
+	/* hasleader: a member without a leader refuses at once ("no leader") instead
+	 * of timing out, and cancels our streams when it loses its leader. */
+	const char *headers[3] = {"Grpc-Metadata-hasleader: true", NULL, NULL};
 	struct vf_err lerr;
 	int rc;
 
 	if (err == NULL)
 		err = &lerr;
 	memset(resp, 0, sizeof(*resp));
+	resp->endpoint = -1;
 	rc = etcd_auth_header(ek, &hdr, gen_r, err);
 	if (rc != VF_OK)
 		goto out;
-	headers[0] = hdr.data;
-	req->headers = hdr.data ? headers : NULL;
+	headers[1] = hdr.data;
+	req->headers = headers;
 	req->method = "POST";
+	if (req->on_data == NULL)
+		req->failover = etcd_failover_answer;
 	rc = vf_http_do(ek->http, req, resp, err);
 	req->headers = NULL;
 out:

@@ -37,6 +37,7 @@ struct etcd_lock {
 
 struct etcd_watch;
 struct etcd_lockkey;
+struct etcd_giveback;
 
 struct etcd_kv {
 	struct vf_kv base; /* first */
@@ -53,8 +54,9 @@ struct etcd_kv {
 	pthread_cond_t cond;
 	struct etcd_lease *leases;
 	struct etcd_watch *watches;
-	struct etcd_lockkey *lock_keys; /* waiter keys held or awaited (etcd_lock.c) */
-	pthread_mutex_t pw_mu;          /* the lock-prefix watches (etcd_lock.c) */
+	struct etcd_lockkey *lock_keys;  /* waiter keys held or awaited (etcd_lock.c) */
+	struct etcd_giveback *givebacks; /* waiter keys still to delete (etcd_lock.c) */
+	pthread_mutex_t pw_mu;           /* the lock-prefix watches (etcd_lock.c) */
 	struct lock_pw *pws;
 	pthread_t ka_thread;
 	int ka_running;
@@ -82,6 +84,9 @@ int etcd_lease_grant(struct vf_kv *kv, int ttl_s, unsigned int flags, vf_kv_leas
 int etcd_lease_keepalive(struct vf_kv *kv, struct vf_kv_lease *lease, struct vf_err *err);
 int etcd_lease_revoke(struct vf_kv *kv, struct vf_kv_lease **lease, struct vf_err *err);
 void etcd_lease_shutdown(struct etcd_kv *ek); /* close(): stop the thread, free leases */
+/* ek->mu held: make sure the keep-alive thread runs (it also retries give-backs)
+ * and wake it. VF_OK or VF_ENOMEM (no thread). */
+int etcd_ka_kick_locked(struct etcd_kv *ek);
 int64_t etcd_lease_id(const struct vf_kv_lease *lease);
 
 /* etcd_lock.c */
@@ -92,7 +97,14 @@ int etcd_unlock(struct vf_kv *kv, struct vf_kv_lock **lock, struct vf_err *err);
 int etcd_lock_many(struct vf_kv *kv, struct vf_kv_lease *lease, const char *const *names, size_t n,
                    const struct vf_kv_cmp *cmps, size_t ncmp, struct vf_kv_lock **locks_r,
                    struct vf_err *err);
-void etcd_lock_shutdown(struct etcd_kv *ek);    /* close(): forget the waiter keys */
+void etcd_lock_shutdown(struct etcd_kv *ek); /* close(): forget the waiter keys */
+/* Waiter keys whose release failed (store unreachable) are deleted later by the
+ * keep-alive thread, so that a key nobody waits on never becomes the owner. With
+ * ek->mu held: run one due give-back within timeout_ms (returns 1; mu was dropped
+ * meanwhile) or lower *wake_ms to the next one's time (returns 0). */
+int etcd_lock_giveback_due(struct etcd_kv *ek, int64_t now, long timeout_ms, int64_t *wake_ms);
+/* ek->mu held: forget the give-backs of lease lease_id (its keys went with it). */
+void etcd_lock_giveback_drop(struct etcd_kv *ek, const char *lease_id);
 void etcd_lock_pw_shutdown(struct etcd_kv *ek); /* close(), before the watches go */
 /* Wait (watch, no polling) until key, seen with create_rev at revision after_rev, is
  * deleted (or replaced), or until deadline_ms (< 0: forever). VF_OK when deleted or
@@ -114,6 +126,11 @@ void etcd_watch_shutdown(struct etcd_kv *ek); /* close(): stop every watch */
  * (a server-side timeout on a write is VF_EUNCERTAIN). */
 int etcd_map_error(long status, const char *body, size_t len, int idempotent, int *reauth_r,
                    const char *what, struct vf_err *err);
+
+/* vf_http_req.failover for etcd: a 503/504 answer moves to the next member when it
+ * is a read, or a write that etcd refused before proposing it ("no leader", "too
+ * many requests"). A write that may have been proposed is not resent. */
+int etcd_failover_answer(long status, const char *body, size_t len, int idempotent);
 
 /* Range end of a prefix: prefix with trailing 0xff dropped and the last byte +1;
  * for "" (or all 0xff) both key and end are "\0". Returns malloc'ed bytes. */

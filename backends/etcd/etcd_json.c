@@ -20,6 +20,32 @@ static int json_has(const char *msg, const char *needle)
 	return msg && strstr(msg, needle) != NULL;
 }
 
+/* Errors etcd returns before a request reaches raft: nothing was applied. */
+static int etcd_not_proposed(const char *msg)
+{
+	return json_has(msg, "no leader") || json_has(msg, "too many requests");
+}
+
+int etcd_failover_answer(long status, const char *body, size_t len, int idempotent)
+{
+	yajl_val tree = NULL;
+	const char *msg = NULL;
+	int rc;
+
+	if (status != 503 && status != 504)
+		return 0;
+	if (idempotent)
+		return 1;
+	if (body && len > 0 && vf_json_parse(body, len, &tree, NULL) == VF_OK) {
+		msg = vf_json_str(vf_json_get(tree, "message", NULL));
+		if (msg == NULL)
+			msg = vf_json_str(vf_json_get(tree, "error", NULL));
+	}
+	rc = msg && etcd_not_proposed(msg);
+	yajl_tree_free(tree);
+	return rc;
+}
+
 int etcd_map_error(long status, const char *body, size_t len, int idempotent, int *reauth_r,
                    const char *what, struct vf_err *err)
 {
@@ -43,7 +69,9 @@ int etcd_map_error(long status, const char *body, size_t len, int idempotent, in
 			vf_json_int64(vf_json_get(tree, "error", "grpc_code", NULL), &code);
 	}
 	if (msg == NULL) {
-		rc = status >= 500 ? VF_EUNAVAIL : VF_EPROTO;
+		/* A write that met a 5xx without etcd's error body may have been
+		 * forwarded and applied: only a read is safely "unavailable". */
+		rc = status >= 500 ? (idempotent ? VF_EUNAVAIL : VF_EUNCERTAIN) : VF_EPROTO;
 		vf_err_set(err, rc, "%s: etcd: unexpected answer (HTTP %ld)", what, status);
 		goto out;
 	}
@@ -65,7 +93,10 @@ int etcd_map_error(long status, const char *body, size_t len, int idempotent, in
 		rc = idempotent ? VF_EUNAVAIL : VF_EUNCERTAIN;
 	else if (code == 14 || status == 503 || json_has(msg, "no leader") ||
 	         json_has(msg, "leader changed") || json_has(msg, "not started"))
-		rc = VF_EUNAVAIL;
+		/* Unavailable after the write was proposed ("leader changed", "server
+		 * stopped", ...) may still apply: uncertain, unless etcd refused it
+		 * before proposing. */
+		rc = idempotent || etcd_not_proposed(msg) ? VF_EUNAVAIL : VF_EUNCERTAIN;
 	else if (code == 5 || status == 404)
 		rc = VF_ENOTFOUND;
 	else if (code == 3 || code == 9 || code == 11 || status == 400)

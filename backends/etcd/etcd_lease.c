@@ -80,6 +80,7 @@ static void lease_report_lost(struct etcd_kv *ek, struct etcd_lease *l, const ch
 	if (l->is_lost)
 		return;
 	l->is_lost = 1;
+	etcd_lock_giveback_drop(ek, l->base.id);
 	vf_log(VF_LOG_WARN, "etcd: lease %s lost: %s", l->base.id, why);
 	if (l->lost == NULL)
 		return;
@@ -117,6 +118,13 @@ static void *lease_thread(void *arg)
 				wake = l->next_ms;
 		}
 		if (due == NULL) {
+			/* Waiter keys to give back, in the time no renewal needs. */
+			int64_t slack = wake - now;
+
+			if (slack > ek->timeout_ms)
+				slack = ek->timeout_ms;
+			if (slack >= 200 && etcd_lock_giveback_due(ek, now, (long)slack, &wake))
+				continue;
 			lease_wait_until(ek, wake);
 			continue;
 		}
@@ -163,6 +171,17 @@ static void *lease_thread(void *arg)
 	return NULL;
 }
 
+int etcd_ka_kick_locked(struct etcd_kv *ek)
+{
+	if (!ek->ka_running && !ek->ka_stop) {
+		if (pthread_create(&ek->ka_thread, NULL, lease_thread, ek) != 0)
+			return VF_ENOMEM;
+		ek->ka_running = 1;
+	}
+	pthread_cond_broadcast(&ek->cond);
+	return VF_OK;
+}
+
 int etcd_lease_grant(struct vf_kv *kv, int ttl_s, unsigned int flags, vf_kv_lease_lost_fn lost,
                      void *arg, struct vf_kv_lease **lease_r, struct vf_err *err)
 {
@@ -201,14 +220,10 @@ int etcd_lease_grant(struct vf_kv *kv, int ttl_s, unsigned int flags, vf_kv_leas
 	l->deadline_ms = t0 + (int64_t)ttl * 1000;
 	l->next_ms = t0 + (int64_t)ttl * 1000 / 3;
 	pthread_mutex_lock(&ek->mu);
-	if (!(flags & VF_LEASE_MANUAL) && !ek->ka_running) {
-		if (pthread_create(&ek->ka_thread, NULL, lease_thread, ek) != 0) {
-			pthread_mutex_unlock(&ek->mu);
-			rc = vf_err_set(err, VF_ENOMEM,
-			                "lease grant: cannot start keep-alive thread");
-			goto out;
-		}
-		ek->ka_running = 1;
+	if (!(flags & VF_LEASE_MANUAL) && etcd_ka_kick_locked(ek) != VF_OK) {
+		pthread_mutex_unlock(&ek->mu);
+		rc = vf_err_set(err, VF_ENOMEM, "lease grant: cannot start keep-alive thread");
+		goto out;
 	}
 	l->next = ek->leases;
 	ek->leases = l;
@@ -277,6 +292,8 @@ int etcd_lease_revoke(struct vf_kv *kv, struct vf_kv_lease **lease, struct vf_er
 
 	pthread_mutex_lock(&ek->mu);
 	lease_unlink(ek, l);
+	if (rc == VF_OK)
+		etcd_lock_giveback_drop(ek, l->base.id);
 	if (l->busy && ek->ka_running && pthread_equal(pthread_self(), ek->ka_thread))
 		l->revoked = 1; /* from its own lost callback: the thread frees it */
 	else {

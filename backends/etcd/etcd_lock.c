@@ -35,8 +35,8 @@
 #include "etcd_int.h"
 
 /* Delete key only if its create_revision is still fence. VF_ECONFLICT if not. */
-static int lock_fenced_delete(struct etcd_kv *ek, const char *key, int64_t fence,
-                              struct vf_err *err)
+static int lock_fenced_delete_within(struct etcd_kv *ek, const char *key, int64_t fence,
+                                     long timeout_ms, struct vf_err *err)
 {
 	char what[300], *body = NULL;
 	size_t len;
@@ -46,9 +46,34 @@ static int lock_fenced_delete(struct etcd_kv *ek, const char *key, int64_t fence
 	snprintf(what, sizeof(what), "unlock %s", key);
 	rc = etcd_build_cas_del(key, 0, fence, &body, &len, err);
 	if (rc == VF_OK)
-		rc = etcd_rpc(ek, "/v3/kv/txn", body, len, 0, 0, &tree, what, err);
+		rc = etcd_rpc(ek, "/v3/kv/txn", body, len, 0, timeout_ms, &tree, what, err);
 	if (rc == VF_OK && !etcd_txn_succeeded(tree))
 		rc = vf_err_set(err, VF_ECONFLICT, "%s: not held any more", what);
+	yajl_tree_free(tree);
+	free(body);
+	return rc;
+}
+
+static int lock_fenced_delete(struct etcd_kv *ek, const char *key, int64_t fence,
+                              struct vf_err *err)
+{
+	return lock_fenced_delete_within(ek, key, fence, 0, err);
+}
+
+/* Delete our waiter key whatever its fence (after a lost acquisition answer: the
+ * key, if there, is ours and nobody else's; a new lock() cancels this first). */
+static int lock_plain_delete_within(struct etcd_kv *ek, const char *key, long timeout_ms,
+                                    struct vf_err *err)
+{
+	char what[300], *body = NULL;
+	size_t len;
+	yajl_val tree = NULL;
+	int rc;
+
+	snprintf(what, sizeof(what), "give back %s", key);
+	rc = etcd_build_delete(key, &body, &len, err);
+	if (rc == VF_OK)
+		rc = etcd_rpc(ek, "/v3/kv/deleterange", body, len, 0, timeout_ms, &tree, what, err);
 	yajl_tree_free(tree);
 	free(body);
 	return rc;
@@ -531,8 +556,159 @@ static void lock_unclaim(struct etcd_kv *ek, const char *key)
 	pthread_mutex_unlock(&ek->mu);
 }
 
+/* ---- give-backs: waiter keys to delete once the store answers ---- */
+
+struct etcd_giveback {
+	char *key;
+	int64_t fence;
+	int64_t next_ms;
+	int backoff_ms;
+	int running; /* the keep-alive thread is deleting it */
+	int dropped; /* its lease ended or a lock() adopted it meanwhile */
+	struct etcd_giveback *next;
+};
+
+#define GIVEBACK_MIN_MS 250
+#define GIVEBACK_MAX_MS 2000
+
+static void giveback_free(struct etcd_giveback *g)
+{
+	free(g->key);
+	free(g);
+}
+
+/* The release of key (fence) failed for a reason that may pass: keep trying in
+ * the background. A lock with no waiter behind it but this key would otherwise
+ * be owned by nobody until the lease ends, which a live daemon never lets happen. */
+static void lock_giveback_later(struct etcd_kv *ek, const char *key, int64_t fence, const char *why)
+{
+	struct etcd_giveback *g;
+
+	pthread_mutex_lock(&ek->mu);
+	for (g = ek->givebacks; g; g = g->next)
+		if (strcmp(g->key, key) == 0 && !g->dropped)
+			break;
+	if (g == NULL && (g = calloc(1, sizeof(*g))) != NULL) {
+		if ((g->key = strdup(key)) == NULL) {
+			free(g);
+			g = NULL;
+		} else {
+			g->next = ek->givebacks;
+			ek->givebacks = g;
+		}
+	}
+	if (g) {
+		g->fence = fence;
+		g->backoff_ms = GIVEBACK_MIN_MS;
+		g->next_ms = vf_now_ms() + GIVEBACK_MIN_MS;
+		if (etcd_ka_kick_locked(ek) != VF_OK)
+			g = NULL;
+	}
+	pthread_mutex_unlock(&ek->mu);
+	vf_log(VF_LOG_WARN, "etcd: waiter key %s left behind (%s)%s", key, why,
+	       g ? ": giving it back in the background" : "; out of memory, not retried");
+}
+
+/* lock() of key again: it adopts the key instead (after a running attempt ends). */
+static void lock_giveback_cancel(struct etcd_kv *ek, const char *key)
+{
+	pthread_mutex_lock(&ek->mu);
+	for (;;) {
+		struct etcd_giveback **p, *g = NULL;
+
+		for (p = &ek->givebacks; *p; p = &(*p)->next)
+			if (strcmp((*p)->key, key) == 0) {
+				g = *p;
+				break;
+			}
+		if (g == NULL)
+			break;
+		if (g->running) { /* the thread frees it once its attempt ends */
+			g->dropped = 1;
+			pthread_cond_wait(&ek->cond, &ek->mu);
+			continue;
+		}
+		*p = g->next;
+		giveback_free(g);
+	}
+	pthread_mutex_unlock(&ek->mu);
+}
+
+int etcd_lock_giveback_due(struct etcd_kv *ek, int64_t now, long timeout_ms, int64_t *wake_ms)
+{
+	struct etcd_giveback *g, **p;
+	struct vf_err err = {0};
+	char *key;
+	int64_t fence;
+	int rc;
+
+	for (g = ek->givebacks; g; g = g->next) {
+		if (g->running || g->dropped)
+			continue;
+		if (g->next_ms <= now)
+			break;
+		if (g->next_ms < *wake_ms)
+			*wake_ms = g->next_ms;
+	}
+	if (g == NULL)
+		return 0;
+	g->running = 1;
+	key = g->key;
+	fence = g->fence;
+	pthread_mutex_unlock(&ek->mu);
+	rc = fence ? lock_fenced_delete_within(ek, key, fence, timeout_ms, &err)
+	           : lock_plain_delete_within(ek, key, timeout_ms, &err);
+	pthread_mutex_lock(&ek->mu);
+	g->running = 0;
+	if (rc == VF_OK || rc == VF_ECONFLICT || rc == VF_ENOTFOUND || g->dropped) {
+		if (!g->dropped)
+			vf_log(VF_LOG_INFO, "etcd: %s given back%s", g->key,
+			       rc == VF_OK ? "" : " (already gone)");
+		for (p = &ek->givebacks; *p; p = &(*p)->next)
+			if (*p == g) {
+				*p = g->next;
+				break;
+			}
+		giveback_free(g);
+	} else {
+		vf_log(VF_LOG_DEBUG, "etcd: release of %s failed again: %s", g->key, err.msg);
+		g->next_ms = vf_now_ms() + g->backoff_ms;
+		g->backoff_ms =
+		        g->backoff_ms * 2 > GIVEBACK_MAX_MS ? GIVEBACK_MAX_MS : g->backoff_ms * 2;
+	}
+	pthread_cond_broadcast(&ek->cond);
+	return 1;
+}
+
+void etcd_lock_giveback_drop(struct etcd_kv *ek, const char *lease_id)
+{
+	size_t n = strlen(lease_id);
+
+	for (struct etcd_giveback **p = &ek->givebacks; *p;) {
+		struct etcd_giveback *g = *p;
+		size_t kl = strlen(g->key);
+
+		if (kl > n && g->key[kl - n - 1] == '/' && strcmp(g->key + kl - n, lease_id) == 0) {
+			if (g->running) {
+				g->dropped = 1;
+			} else {
+				*p = g->next;
+				giveback_free(g);
+				continue;
+			}
+		}
+		p = &g->next;
+	}
+}
+
 void etcd_lock_shutdown(struct etcd_kv *ek)
 {
+	while (ek->givebacks) {
+		struct etcd_giveback *g = ek->givebacks;
+
+		ek->givebacks = g->next;
+		giveback_free(g);
+	}
 	while (ek->lock_keys) {
 		struct etcd_lockkey *k = ek->lock_keys;
 
@@ -590,6 +766,7 @@ int etcd_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *name, int
 		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
 		goto out;
 	}
+	lock_giveback_cancel(ek, waiter.data);
 	rc = lock_claim(ek, waiter.data);
 	if (rc != VF_OK) {
 		vf_err_set(
@@ -605,6 +782,10 @@ int etcd_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *name, int
 	                             &body, &len, err);
 	if (rc == VF_OK)
 		rc = etcd_rpc(ek, "/v3/kv/txn", body, len, 0, 0, &tree, what, err);
+	/* The answer was lost: our waiter key may be queued. A retry adopts it; if
+	 * none comes, it must not own the lock for nobody: give it back (any fence). */
+	if (rc == VF_EUNCERTAIN)
+		lock_giveback_later(ek, waiter.data, 0, err ? err->msg : "outcome unknown");
 	if (rc != VF_OK)
 		goto out;
 	/* Success: we enqueued. Failure: our waiter key was already there, left by an
@@ -741,8 +922,15 @@ int etcd_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *name, int
 	ours = 0;
 	claimed = 0; /* until unlock() */
 out:
-	if (ours && me.create_rev) /* give our place back; the lease would drop it anyway */
-		lock_fenced_delete(ek, waiter.data, me.create_rev, NULL);
+	/* Give our place back. If that fails, the lease would drop it, but only when
+	 * it ends: meanwhile it would own the lock once the waiters ahead went. */
+	if (ours && me.create_rev) {
+		struct vf_err gerr = {0};
+		int grc = lock_fenced_delete(ek, waiter.data, me.create_rev, &gerr);
+
+		if (grc != VF_OK && grc != VF_ECONFLICT)
+			lock_giveback_later(ek, waiter.data, me.create_rev, gerr.msg);
+	}
 	if (claimed)
 		lock_unclaim(ek, waiter.data);
 	if (rc != VF_OK && nreads && reads_r)
@@ -770,6 +958,9 @@ int etcd_unlock(struct vf_kv *kv, struct vf_kv_lock **lock, struct vf_err *err)
 		rc = lock_fenced_delete(ek, lk->base.key, lk->base.fence, err);
 		if (rc == VF_ECONFLICT) /* released by its lease ending: nothing to do */
 			rc = VF_OK;
+		else if (rc != VF_OK && rc != VF_ENOMEM)
+			lock_giveback_later(ek, lk->base.key, lk->base.fence,
+			                    err ? err->msg : vf_strerror(rc));
 	}
 	lock_unclaim(ek, lk->base.key);
 	free(lk->base.key);

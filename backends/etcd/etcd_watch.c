@@ -8,6 +8,17 @@
  * so there is no duplicate either. A cancel with compact_revision means history
  * is gone: the callback gets VF_EV_RESYNC with the current store revision and
  * the watch continues after it. Reconnects back off from 100 ms to 2 s.
+ *
+ * Failover: a stream is never replayed on another member by the HTTP layer (it
+ * would resend the old start revision after events were delivered, and glue the
+ * dead stream's partial line to the new one): every reconnect is a new request
+ * from last delivered + 1 with an empty line buffer. The member a stream failed
+ * on is demoted (tried last); streams carry hasleader, so a member that loses its
+ * leader cancels them (etcd checks every election timeout) and refuses new ones.
+ * A message's events are all parsed before any is delivered, so a revision is
+ * never cut; one that cannot be parsed gives RESYNC. A store whose head is behind
+ * what was already delivered (reset or restored) gives RESYNC too, once a
+ * linearizable read confirms it (a lagging member alone does not).
  */
 #include <config.h>
 
@@ -37,6 +48,7 @@ struct etcd_watch {
 	int64_t floor;       /* this stream resumed after floor: skip events <= floor */
 	struct etcd_stream stream;
 	int created, resync, failed, auth;
+	int64_t behind; /* created at a header revision below floor: check for a reset */
 	char reason[256 + 32];
 	struct etcd_watch *next; /* in ek->watches */
 };
@@ -48,6 +60,48 @@ static int watch_deliver(struct etcd_watch *w, const struct vf_kv_event *ev)
 		return 1;
 	}
 	return 0;
+}
+
+/* Deliver the events of one message: all parsed first, so that a revision is
+ * never delivered in part (resuming after it would drop the rest). */
+static int watch_events(struct etcd_watch *w, yajl_val events)
+{
+	size_t n = events ? events->u.array.len : 0, i, got = 0;
+	struct vf_kv_event *evs = n ? calloc(n, sizeof(*evs)) : NULL;
+	char **bufs = n ? calloc(2 * n, sizeof(char *)) : NULL;
+	struct vf_err err = {0};
+	int stop = 0;
+
+	if (n && (evs == NULL || bufs == NULL)) {
+		snprintf(w->reason, sizeof(w->reason), "out of memory");
+		w->failed = 1;
+		stop = 1;
+		goto out;
+	}
+	for (got = 0; got < n; got++)
+		if (etcd_parse_event(events->u.array.values[got], &evs[got], &bufs[2 * got],
+		                     &bufs[2 * got + 1], &err) != VF_OK) {
+			vf_log(VF_LOG_WARN,
+			       "etcd: watch %s: an event after revision %" PRId64
+			       " cannot be read (%s): delivering none of its message, resyncing",
+			       w->prefix, w->last_rev, err.msg);
+			w->resync = 1;
+			stop = 1;
+			goto out;
+		}
+	for (i = 0; i < n && !stop; i++) {
+		if (evs[i].mod_rev <= w->floor) /* delivered before the reconnect */
+			continue;
+		stop = watch_deliver(w, &evs[i]);
+		if (evs[i].mod_rev > w->last_rev)
+			w->last_rev = evs[i].mod_rev;
+	}
+out:
+	for (i = 0; bufs && i < 2 * got; i++)
+		free(bufs[i]);
+	free(bufs);
+	free(evs);
+	return stop;
 }
 
 static int watch_msg(yajl_val msg, void *arg)
@@ -76,32 +130,16 @@ static int watch_msg(yajl_val msg, void *arg)
 		w->resync = 1;
 		return 1;
 	}
-	if (m.created)
+	if (m.created) {
 		w->created = 1;
-	for (size_t i = 0; m.events && i < m.events->u.array.len; i++) {
-		struct vf_kv_event ev;
-		char *key = NULL, *val = NULL;
-		int stop;
-
-		if (etcd_parse_event(m.events->u.array.values[i], &ev, &key, &val, &err) != VF_OK) {
-			snprintf(w->reason, sizeof(w->reason), "%s", err.msg);
-			w->failed = 1;
+		/* The store's head is behind what we resumed after: reset, restored,
+		 * or a lagging member. Checked outside the stream (watch_thread). */
+		if (m.revision > 0 && m.revision < w->floor) {
+			w->behind = m.revision;
 			return 1;
 		}
-		if (ev.mod_rev <= w->floor) { /* delivered before the reconnect */
-			free(key);
-			free(val);
-			continue;
-		}
-		stop = watch_deliver(w, &ev);
-		if (ev.mod_rev > w->last_rev)
-			w->last_rev = ev.mod_rev;
-		free(key);
-		free(val);
-		if (stop)
-			return 1;
 	}
-	return 0;
+	return watch_events(w, m.events);
 }
 
 static size_t watch_data(const char *p, size_t n, void *arg)
@@ -109,7 +147,7 @@ static size_t watch_data(const char *p, size_t n, void *arg)
 	struct etcd_watch *w = arg;
 	struct vf_err err = {0};
 
-	if (w->cancel || w->done || w->resync || w->failed)
+	if (w->cancel || w->done || w->resync || w->failed || w->behind)
 		return 0;
 	if (etcd_stream_feed(&w->stream, p, n, watch_msg, w, &err) != VF_OK) {
 		if (!w->failed && !w->resync && !w->done) {
@@ -153,6 +191,39 @@ static int watch_resync(struct etcd_watch *w, struct vf_err *err)
 	return VF_OK;
 }
 
+/* A stream was created at header revision w->behind, below the revision we
+ * resumed after. If a linearizable read agrees that the store is behind, it
+ * was reset or restored: writes we would wait for were made at revisions we
+ * skip, so the caller must re-list (RESYNC). Otherwise the member lags:
+ * reconnect. Returns 1 when a resync is due. */
+static int watch_behind(struct etcd_watch *w)
+{
+	struct vf_err err = {0};
+	int64_t rev = 0;
+
+	if (etcd_current_revision(w->ek, w->prefix[0] ? w->prefix : "\x01", &rev, &err) != VF_OK) {
+		snprintf(w->reason, sizeof(w->reason),
+		         "store revision %" PRId64 " is behind %" PRId64
+		         " and cannot be checked: %.180s",
+		         w->behind, w->floor, err.msg);
+		w->failed = 1;
+		return 0;
+	}
+	if (rev >= w->floor) {
+		snprintf(w->reason, sizeof(w->reason),
+		         "a member at revision %" PRId64 " lags behind %" PRId64, w->behind,
+		         w->floor);
+		w->failed = 1;
+		return 0;
+	}
+	vf_log(VF_LOG_WARN,
+	       "etcd: watch %s: the store is at revision %" PRId64 ", behind the %" PRId64
+	       " already delivered (reset or restored): resyncing",
+	       w->prefix, rev, w->floor);
+	w->resync = 1;
+	return 1;
+}
+
 static void *watch_thread(void *arg)
 {
 	struct etcd_watch *w = arg;
@@ -180,6 +251,7 @@ static void *watch_thread(void *arg)
 		}
 		w->floor = w->last_rev;
 		w->created = w->failed = w->auth = 0;
+		w->behind = 0;
 		w->reason[0] = '\0';
 		etcd_stream_free(&w->stream);
 		rc = etcd_build_watch(w->key, w->klen, w->end, w->elen, w->last_rev + 1, &body,
@@ -212,8 +284,13 @@ static void *watch_thread(void *arg)
 			backoff = WATCH_BACKOFF_MIN_MS;
 		if (w->auth && ek->username)
 			etcd_auth_invalidate(ek, gen);
+		if (w->behind && watch_behind(w))
+			continue;
 		if (w->resync)
 			continue;
+		/* Reconnect elsewhere first: this member's stream failed. */
+		if (!w->auth && resp.endpoint >= 0)
+			vf_http_demote(ek->http, resp.endpoint);
 		if (w->failed)
 			vf_log(VF_LOG_WARN, "etcd: watch %s: %s; resuming after revision %" PRId64,
 			       w->prefix, w->reason, w->last_rev);

@@ -1391,3 +1391,300 @@ void vf_proxy_stop(struct vf_proxy **pp)
 	pthread_mutex_destroy(&p->mu);
 	free(p);
 }
+
+/* ---- one member paused ---- */
+
+int vf_srv_member_pause(struct vf_srv *srv, int i)
+{
+	int64_t deadline = srv_now_ms() + 5000;
+
+	if (i < 0 || i >= srv->nmembers || srv->m[i].pid <= 0 || kill(-srv->m[i].pid, SIGSTOP) != 0)
+		return -1;
+	srv->m[i].stopped = 1;
+	while (!srv_all_threads_stopped(srv->m[i].pid) && srv_now_ms() < deadline)
+		usleep(1000);
+	return 0;
+}
+
+int vf_srv_member_resume(struct vf_srv *srv, int i)
+{
+	if (i < 0 || i >= srv->nmembers || srv->m[i].pid <= 0 || kill(-srv->m[i].pid, SIGCONT) != 0)
+		return -1;
+	srv->m[i].stopped = 0;
+	return 0;
+}
+
+/* ---- scripted HTTP server ---- */
+
+struct vf_fake {
+	int lfd, port, stop, wake[2];
+	pthread_t th;
+	pthread_mutex_t mu;
+	struct vf_fake_route *routes;
+	size_t nroutes;
+	int nreq;
+	char **seen; /* every request read, for vf_fake_saw */
+	size_t nseen;
+	pthread_cond_t idle;
+	int live; /* connection threads running (detached) */
+};
+
+struct fake_conn {
+	struct vf_fake *f;
+	int fd;
+};
+
+/* Wait until fd is readable or the server stops; 1 when readable. */
+static int fake_wait(struct vf_fake *f, int fd, int ms)
+{
+	struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = f->wake[0], .events = POLLIN}};
+	int r = poll(p, 2, ms);
+
+	return r > 0 && (p[0].revents & (POLLIN | POLLHUP | POLLERR)) && !(p[1].revents & POLLIN);
+}
+
+static void *fake_conn_main(void *arg)
+{
+	struct fake_conn *c = arg;
+	struct vf_fake *f = c->f;
+	char buf[65536];
+	size_t len = 0, want = 0;
+	const struct vf_fake_route *r = NULL;
+	struct vf_fake_route rt = {0};
+	char *hdr_end = NULL, path[1024] = "";
+	int mode;
+
+	pthread_mutex_lock(&f->mu);
+	mode = f->nroutes ? f->routes[0].mode : VF_FAKE_DROP;
+	pthread_mutex_unlock(&f->mu);
+	/* VF_FAKE_CLOSE applies before the path is known: the first route decides. */
+	if (mode == VF_FAKE_CLOSE)
+		goto out;
+	while (len < sizeof(buf) - 1) {
+		ssize_t n;
+
+		if (!fake_wait(f, c->fd, 10000))
+			goto out;
+		n = read(c->fd, buf + len, sizeof(buf) - 1 - len);
+		if (n <= 0)
+			goto out;
+		len += (size_t)n;
+		buf[len] = '\0';
+		if (hdr_end == NULL && (hdr_end = strstr(buf, "\r\n\r\n")) != NULL) {
+			char *cl = strcasestr(buf, "\r\nContent-Length:");
+
+			want = (size_t)(hdr_end + 4 - buf) + (cl ? strtoul(cl + 17, NULL, 10) : 0);
+		}
+		if (hdr_end && len >= want)
+			break;
+	}
+	sscanf(buf, "%*s %1023s", path);
+	pthread_mutex_lock(&f->mu);
+	f->nreq++;
+	{
+		char **s = realloc(f->seen, (f->nseen + 1) * sizeof(char *));
+
+		if (s) {
+			f->seen = s;
+			if ((s[f->nseen] = strdup(buf)) != NULL)
+				f->nseen++;
+		}
+	}
+	for (size_t i = 0; i < f->nroutes; i++)
+		if (f->routes[i].path == NULL ||
+		    strncmp(path, f->routes[i].path, strlen(f->routes[i].path)) == 0) {
+			rt = f->routes[i];
+			r = &rt;
+			break;
+		}
+	pthread_mutex_unlock(&f->mu);
+	if (r == NULL || r->mode == VF_FAKE_DROP || r->mode == VF_FAKE_CLOSE)
+		goto out;
+	if (r->mode == VF_FAKE_HANG) {
+		while (fake_wait(f, c->fd, 1000) == 0 && !f->stop)
+			;
+		goto out;
+	}
+	if (r->delay_ms > 0) {
+		int64_t until = srv_now_ms() + r->delay_ms;
+
+		for (int64_t left; (left = until - srv_now_ms()) > 0 && !f->stop;) {
+			struct pollfd p = {.fd = f->wake[0], .events = POLLIN};
+
+			if (poll(&p, 1, (int)left) > 0)
+				goto out;
+		}
+	}
+	{
+		const char *body = r->body ? r->body : "";
+		char head[256];
+		int hl = snprintf(head, sizeof(head),
+		                  "HTTP/1.1 %d Fake\r\nContent-Type: application/json\r\n"
+		                  "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+		                  r->status ? r->status : 200,
+		                  strlen(body) + (r->mode == VF_FAKE_TRUNCATE ? 100 : 0));
+		ssize_t w = write(c->fd, head, (size_t)hl);
+
+		if (w == hl)
+			w = write(c->fd, body, strlen(body));
+		(void)w;
+	}
+out:
+	shutdown(c->fd, SHUT_RDWR);
+	close(c->fd);
+	free(c);
+	pthread_mutex_lock(&f->mu);
+	f->live--;
+	pthread_cond_broadcast(&f->idle);
+	pthread_mutex_unlock(&f->mu);
+	return NULL;
+}
+
+static void *fake_main(void *arg)
+{
+	struct vf_fake *f = arg;
+
+	while (!f->stop) {
+		struct fake_conn *c;
+		int fd;
+
+		if (!fake_wait(f, f->lfd, 1000))
+			continue;
+		fd = accept4(f->lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		c = calloc(1, sizeof(*c));
+		if (c == NULL) {
+			close(fd);
+			continue;
+		}
+		c->f = f;
+		c->fd = fd;
+		pthread_mutex_lock(&f->mu);
+		{
+			pthread_t t;
+
+			if (pthread_create(&t, NULL, fake_conn_main, c) == 0) {
+				pthread_detach(t);
+				f->live++;
+			} else {
+				free(c);
+				close(fd);
+			}
+		}
+		pthread_mutex_unlock(&f->mu);
+	}
+	return NULL;
+}
+
+int vf_fake_start(const struct vf_fake_route *routes, size_t n, struct vf_fake **f_r, char *why,
+                  size_t whylen)
+{
+	struct vf_fake *f = calloc(1, sizeof(*f));
+	struct sockaddr_in a;
+	socklen_t len = sizeof(a);
+
+	*f_r = NULL;
+	if (f == NULL || (f->routes = calloc(n ? n : 1, sizeof(*routes))) == NULL) {
+		free(f);
+		srv_why(why, whylen, "out of memory");
+		return -1;
+	}
+	memcpy(f->routes, routes, n * sizeof(*routes));
+	f->nroutes = n;
+	f->wake[0] = f->wake[1] = -1;
+	pthread_mutex_init(&f->mu, NULL);
+	pthread_cond_init(&f->idle, NULL);
+	f->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (f->lfd < 0 || bind(f->lfd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+	    listen(f->lfd, 64) != 0 || getsockname(f->lfd, (struct sockaddr *)&a, &len) != 0 ||
+	    pipe2(f->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+		srv_why(why, whylen, "fake server socket: %s", strerror(errno));
+		goto fail;
+	}
+	f->port = ntohs(a.sin_port);
+	if (pthread_create(&f->th, NULL, fake_main, f) != 0) {
+		srv_why(why, whylen, "fake server thread: %s", strerror(errno));
+		goto fail;
+	}
+	*f_r = f;
+	return 0;
+fail:
+	if (f->lfd >= 0)
+		close(f->lfd);
+	if (f->wake[0] >= 0) {
+		close(f->wake[0]);
+		close(f->wake[1]);
+	}
+	pthread_mutex_destroy(&f->mu);
+	pthread_cond_destroy(&f->idle);
+	free(f->routes);
+	free(f);
+	return -1;
+}
+
+int vf_fake_port(const struct vf_fake *f)
+{
+	return f->port;
+}
+
+void vf_fake_set(struct vf_fake *f, size_t route, int mode)
+{
+	pthread_mutex_lock(&f->mu);
+	if (route < f->nroutes)
+		f->routes[route].mode = mode;
+	pthread_mutex_unlock(&f->mu);
+}
+
+int vf_fake_requests(struct vf_fake *f)
+{
+	int n;
+
+	pthread_mutex_lock(&f->mu);
+	n = f->nreq;
+	pthread_mutex_unlock(&f->mu);
+	return n;
+}
+
+int vf_fake_saw(struct vf_fake *f, const char *needle)
+{
+	int n = 0;
+
+	pthread_mutex_lock(&f->mu);
+	for (size_t i = 0; i < f->nseen; i++)
+		if (strcasestr(f->seen[i], needle))
+			n++;
+	pthread_mutex_unlock(&f->mu);
+	return n;
+}
+
+void vf_fake_stop(struct vf_fake **fp)
+{
+	struct vf_fake *f = *fp;
+	ssize_t w;
+
+	if (f == NULL)
+		return;
+	*fp = NULL;
+	f->stop = 1;
+	w = write(f->wake[1], "x", 1);
+	(void)w;
+	pthread_join(f->th, NULL);
+	pthread_mutex_lock(&f->mu);
+	while (f->live > 0)
+		pthread_cond_wait(&f->idle, &f->mu);
+	pthread_mutex_unlock(&f->mu);
+	close(f->lfd);
+	close(f->wake[0]);
+	close(f->wake[1]);
+	for (size_t i = 0; i < f->nseen; i++)
+		free(f->seen[i]);
+	free(f->seen);
+	free(f->routes);
+	pthread_mutex_destroy(&f->mu);
+	pthread_cond_destroy(&f->idle);
+	free(f);
+}

@@ -130,4 +130,38 @@ void vf_proxy_stop(struct vf_proxy **p);
 /* A free loopback TCP port, or -1. */
 int vf_srv_free_port(void);
 
+/* Pause (SIGSTOP, waiting until every thread stopped) / resume one member. */
+int vf_srv_member_pause(struct vf_srv *srv, int i);
+int vf_srv_member_resume(struct vf_srv *srv, int i);
+
+/*
+ * A scripted HTTP/1.1 server on a free loopback port, to play a store member that
+ * misbehaves: each request is answered by the first route whose path is a prefix
+ * of the request's path (NULL or "": any), then the connection is closed.
+ *   VF_FAKE_REPLY  status and body (Content-Length) after delay_ms
+ *   VF_FAKE_DROP   read the request, then close without a word
+ *   VF_FAKE_HANG   read the request, never answer (until vf_fake_stop)
+ *   VF_FAKE_CLOSE  close right after accept, before reading anything
+ *   VF_FAKE_TRUNCATE  like REPLY, but announce 100 bytes more than the body and
+ *                  close after it (a stream that dies mid-way)
+ * Routes are copied; vf_fake_set changes a route's mode while it runs.
+ */
+enum { VF_FAKE_REPLY = 1, VF_FAKE_DROP, VF_FAKE_HANG, VF_FAKE_CLOSE, VF_FAKE_TRUNCATE };
+struct vf_fake_route {
+	const char *path;
+	int mode;
+	int delay_ms;
+	int status;
+	const char *body;
+};
+struct vf_fake;
+int vf_fake_start(const struct vf_fake_route *routes, size_t n, struct vf_fake **f_r, char *why,
+                  size_t whylen);
+int vf_fake_port(const struct vf_fake *f);
+void vf_fake_set(struct vf_fake *f, size_t route, int mode);
+/* Requests read so far, and how many of them contained needle (headers or body). */
+int vf_fake_requests(struct vf_fake *f);
+int vf_fake_saw(struct vf_fake *f, const char *needle);
+void vf_fake_stop(struct vf_fake **f);
+
 #endif /* VFILE_TEST_HARNESS_H */

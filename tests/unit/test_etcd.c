@@ -410,6 +410,55 @@ static void test_map_errors(void)
 	CU_ASSERT(strstr(err.msg, "get k") != NULL);
 }
 
+/* #12.9: unavailable after the write was proposed may still apply: uncertain for a
+ * write; only what etcd refuses before proposing ("no leader", "too many requests")
+ * is unavailable. Reads stay unavailable (they are retried elsewhere). */
+static void test_map_errors_after_proposal(void)
+{
+	static const char *const uncertain[] = {
+	        "{\"error\":\"etcdserver: leader changed\",\"message\":\"etcdserver: leader "
+	        "changed\",\"code\":14}",
+	        "{\"error\":\"etcdserver: server stopped\",\"message\":\"etcdserver: server "
+	        "stopped\",\"code\":14}",
+	        "{\"error\":\"etcdserver: request timed out, possibly due to previous leader "
+	        "failure\",\"message\":\"etcdserver: request timed out, possibly due to "
+	        "previous leader failure\",\"code\":14}",
+	        "", /* a 5xx without etcd's body */
+	};
+	static const char *const unavailable[] = {
+	        "{\"error\":\"etcdserver: no leader\",\"message\":\"etcdserver: no "
+	        "leader\",\"code\":14}",
+	        "{\"error\":\"etcdserver: too many requests\",\"message\":\"etcdserver: too "
+	        "many requests\",\"code\":14}",
+	};
+	struct vf_err err = {0};
+
+	for (size_t i = 0; i < sizeof(uncertain) / sizeof(uncertain[0]); i++) {
+		long st = uncertain[i][0] ? 503 : 502;
+
+		CU_ASSERT_EQUAL(etcd_map_error(st, uncertain[i], strlen(uncertain[i]), 0, NULL,
+		                               "put k", &err),
+		                VF_EUNCERTAIN);
+		CU_ASSERT_EQUAL(etcd_map_error(st, uncertain[i], strlen(uncertain[i]), 1, NULL,
+		                               "get k", &err),
+		                VF_EUNAVAIL);
+	}
+	for (size_t i = 0; i < sizeof(unavailable) / sizeof(unavailable[0]); i++)
+		CU_ASSERT_EQUAL(etcd_map_error(503, unavailable[i], strlen(unavailable[i]), 0, NULL,
+		                               "put k", &err),
+		                VF_EUNAVAIL);
+	/* which answers move to the next member: reads on any 503/504, writes only
+	 * when nothing was proposed */
+	CU_ASSERT_EQUAL(etcd_failover_answer(503, uncertain[0], strlen(uncertain[0]), 1), 1);
+	CU_ASSERT_EQUAL(etcd_failover_answer(503, uncertain[0], strlen(uncertain[0]), 0), 0);
+	CU_ASSERT_EQUAL(etcd_failover_answer(503, uncertain[2], strlen(uncertain[2]), 0), 0);
+	CU_ASSERT_EQUAL(etcd_failover_answer(503, unavailable[0], strlen(unavailable[0]), 0), 1);
+	CU_ASSERT_EQUAL(etcd_failover_answer(503, unavailable[1], strlen(unavailable[1]), 0), 1);
+	CU_ASSERT_EQUAL(etcd_failover_answer(504, "", 0, 1), 1);
+	CU_ASSERT_EQUAL(etcd_failover_answer(400, unavailable[0], strlen(unavailable[0]), 1), 0);
+	CU_ASSERT_EQUAL(etcd_failover_answer(200, "{}", 2, 1), 0);
+}
+
 /* ---- watch streams ---- */
 
 struct test_events {
@@ -905,6 +954,7 @@ void vf_test_register(void)
 	VF_ADD_TEST(s, test_parse_txn);
 	VF_ADD_TEST(s, test_parse_lease);
 	VF_ADD_TEST(s, test_map_errors);
+	VF_ADD_TEST(s, test_map_errors_after_proposal);
 	VF_ADD_TEST(s, test_watch_events);
 	VF_ADD_TEST(s, test_watch_split_every_byte);
 	VF_ADD_TEST(s, test_watch_special);
