@@ -33,7 +33,8 @@
  *    waiters wake on release, one wins). A lease holds a given lock name at most
  *    once: asking again while this handle holds or awaits it is VF_EBUSY at once,
  *    whatever the timeout; a waiter key left behind by an acquisition whose answer
- *    was lost is adopted on retry. A lock that the store refuses for a while after
+ *    was lost is adopted on retry, and without a retry the driver deletes it in the
+ *    background (it never comes to own the lock). A lock that the store refuses for a while after
  *    its holder's lease ended (Consul's lock-delay) is held: try-lock VF_EBUSY, a
  *    bounded lock waits it out.
  *  - The keys a lock occupies (since ABI 4): the lock called N uses only the key
