@@ -351,6 +351,12 @@ static int srv_find_bin(int kind, char *out, size_t size)
 
 /* ---- processes ---- */
 
+/* The port in member i's advertised peer URL: its peer proxy's, if it has one. */
+static int srv_peer_url_port(const struct vf_srv *srv, int i)
+{
+	return srv->peer_proxy[i] ? vf_proxy_port(srv->peer_proxy[i]) : srv->m[i].peer_port;
+}
+
 static int srv_member_argv(struct vf_srv *srv, int i, char **argv, size_t max, char *store,
                            size_t storelen)
 {
@@ -376,7 +382,7 @@ static int srv_member_argv(struct vf_srv *srv, int i, char **argv, size_t max, c
 		for (int j = 0; j < srv->nmembers; j++)
 			cl += (size_t)snprintf(cluster + cl, sizeof(cluster) - cl,
 			                       "%s%s=http://127.0.0.1:%d", j ? "," : "",
-			                       srv->m[j].name, srv->m[j].peer_port);
+			                       srv->m[j].name, srv_peer_url_port(srv, j));
 		ARG("--name");
 		ARG("%s", m->name);
 		ARG("--data-dir");
@@ -403,7 +409,7 @@ static int srv_member_argv(struct vf_srv *srv, int i, char **argv, size_t max, c
 		ARG("--listen-peer-urls");
 		ARG("http://127.0.0.1:%d", m->peer_port);
 		ARG("--initial-advertise-peer-urls");
-		ARG("http://127.0.0.1:%d", m->peer_port);
+		ARG("http://127.0.0.1:%d", srv_peer_url_port(srv, i));
 		ARG("--initial-cluster");
 		ARG("%s", cluster);
 		ARG("--initial-cluster-state");
@@ -422,7 +428,10 @@ static int srv_member_argv(struct vf_srv *srv, int i, char **argv, size_t max, c
 	} else {
 		ARG("agent");
 		ARG("-config-file");
-		ARG("%s/consul.json", srv->dir);
+		if (srv->nmembers > 1)
+			ARG("%s/%s.json", srv->dir, m->name);
+		else
+			ARG("%s/consul.json", srv->dir);
 	}
 	argv[n] = NULL;
 	return 0;
@@ -552,8 +561,9 @@ static int srv_member_ready(struct vf_srv *srv, int i)
 	if (srv->opts.auth)
 		snprintf(hdr, sizeof(hdr), "X-Consul-Token: %s", srv->admin_secret);
 	/* Sessions need the node in the catalog: wait for the leader to register it. */
-	if (srv_http(m->client_port, "GET", "/v1/catalog/node/n0", hdr[0] ? hdr : NULL, NULL, 1000,
-	             body, sizeof(body)) != 200)
+	snprintf(v, sizeof(v), "/v1/catalog/node/%s", m->name);
+	if (srv_http(m->client_port, "GET", v, hdr[0] ? hdr : NULL, NULL, 1000, body,
+	             sizeof(body)) != 200)
 		return 0;
 	return strstr(body, "\"Node\"") != NULL;
 }
@@ -715,27 +725,51 @@ static int srv_consul_auth(struct vf_srv *srv, char *why, size_t whylen)
 	return 0;
 }
 
+static int srv_consul_member_config(struct vf_srv *srv, int i, char *why, size_t whylen);
+
 static int srv_consul_config(struct vf_srv *srv, char *why, size_t whylen)
 {
+	for (int i = 0; i < srv->nmembers; i++)
+		if (srv_consul_member_config(srv, i, why, whylen) != 0)
+			return -1;
+	return 0;
+}
+
+/* Member i's config file (consul.json for a single server, else <name>.json). */
+static int srv_consul_member_config(struct vf_srv *srv, int i, char *why, size_t whylen)
+{
+	struct vf_srv_member *m = &srv->m[i];
 	char path[4200];
 	FILE *f;
 
-	snprintf(path, sizeof(path), "%s/consul.json", srv->dir);
+	if (srv->nmembers > 1)
+		snprintf(path, sizeof(path), "%s/%s.json", srv->dir, m->name);
+	else
+		snprintf(path, sizeof(path), "%s/consul.json", srv->dir);
 	f = fopen(path, "w");
 	if (f == NULL) {
 		srv_why(why, whylen, "cannot write %s: %s", path, strerror(errno));
 		return -1;
 	}
 	fprintf(f,
-	        "{\"server\": true, \"bootstrap_expect\": 1, \"node_name\": \"n0\",\n"
-	        " \"data_dir\": \"%s/n0.data\", \"bind_addr\": \"127.0.0.1\",\n"
+	        "{\"server\": true, \"bootstrap_expect\": %d, \"node_name\": \"%s\",\n"
+	        " \"data_dir\": \"%s/%s.data\", \"bind_addr\": \"127.0.0.1\",\n"
 	        " \"client_addr\": \"127.0.0.1\", \"disable_host_node_id\": true,\n"
 	        " \"disable_update_check\": true, \"log_level\": \"warn\",\n"
 	        " \"performance\": {\"raft_multiplier\": 1},\n"
 	        " \"ports\": {\"http\": %d, \"dns\": -1, \"grpc\": -1, \"https\": %d,\n"
 	        "   \"serf_lan\": %d, \"serf_wan\": %d, \"server\": %d}",
-	        srv->dir, srv->m[0].client_port, srv->tls_cert ? srv->m[0].https_port : -1,
-	        srv->m[0].serf_lan_port, srv->m[0].serf_wan_port, srv->m[0].peer_port);
+	        srv->nmembers, m->name, srv->dir, m->name, m->client_port,
+	        srv->tls_cert ? m->https_port : -1, m->serf_lan_port, m->serf_wan_port,
+	        m->peer_port);
+	if (srv->nmembers > 1) {
+		fprintf(f, ",\n \"retry_join\": [");
+		for (int j = 0, k = 0; j < srv->nmembers; j++)
+			if (j != i)
+				fprintf(f, "%s\"127.0.0.1:%d\"", k++ ? ", " : "",
+				        srv->m[j].serf_lan_port);
+		fprintf(f, "]");
+	}
 	if (srv->tls_cert) {
 		fprintf(f,
 		        ",\n \"cert_file\": \"%s\", \"key_file\": \"%s\", \"ca_file\": \"%s\",\n"
@@ -908,7 +942,7 @@ int vf_srv_start(int kind, const struct vf_srv_opts *opts, struct vf_srv **srv_r
 		free(srv);
 		return -1;
 	}
-	srv->nmembers = kind == VF_SRV_ETCD && opts && opts->members > 1 ? opts->members : 1;
+	srv->nmembers = opts && opts->members > 1 ? opts->members : 1;
 	if (srv->nmembers > VF_SRV_MAX_MEMBERS) {
 		srv_why(why, whylen, "at most %d members", VF_SRV_MAX_MEMBERS);
 		srv_free_strings(srv);
@@ -948,6 +982,13 @@ int vf_srv_start(int kind, const struct vf_srv_opts *opts, struct vf_srv **srv_r
 			srv_why(why, whylen, "cannot find free loopback ports");
 			goto fail;
 		}
+		for (int i = 0; kind == VF_SRV_ETCD && srv->opts.peer_proxies && i < srv->nmembers;
+		     i++) {
+			vf_proxy_stop(&srv->peer_proxy[i]);
+			if (vf_proxy_start(srv->m[i].peer_port, &srv->peer_proxy[i], why, whylen) !=
+			    0)
+				goto fail;
+		}
 		if (srv_launch(srv, why, whylen) == 0)
 			break;
 		for (int i = 0; i < srv->nmembers; i++)
@@ -982,6 +1023,8 @@ void vf_srv_stop(struct vf_srv **srvp)
 	srv_unregister(srv);
 	for (int i = 0; i < srv->nmembers; i++)
 		srv_member_stop(srv, i, SIGTERM);
+	for (int i = 0; i < srv->nmembers; i++)
+		vf_proxy_stop(&srv->peer_proxy[i]);
 	srv_rmrf(srv->dir);
 	free(srv->config);
 	free(srv->auth_config[0]);
@@ -1097,8 +1140,25 @@ int vf_srv_leader(struct vf_srv *srv)
 {
 	char body[8192], id[64], leader[64];
 
-	if (srv->kind == VF_SRV_CONSUL)
+	if (srv->kind == VF_SRV_CONSUL && srv->nmembers == 1)
 		return srv->m[0].pid > 0 ? 0 : -1;
+	if (srv->kind == VF_SRV_CONSUL) {
+		/* "127.0.0.1:<server port>" of the leader */
+		for (int i = 0; i < srv->nmembers; i++) {
+			const char *colon;
+
+			if (srv->m[i].pid <= 0 || srv->m[i].stopped)
+				continue;
+			if (srv_http(srv->m[i].client_port, "GET", "/v1/status/leader", NULL, NULL,
+			             1000, body, sizeof(body)) != 200 ||
+			    (colon = strrchr(body, ':')) == NULL)
+				continue;
+			for (int j = 0; j < srv->nmembers; j++)
+				if (atoi(colon + 1) == srv->m[j].peer_port && srv->m[j].pid > 0)
+					return j;
+		}
+		return -1;
+	}
 	for (int i = 0; i < srv->nmembers; i++) {
 		if (srv->m[i].pid <= 0 || srv->m[i].stopped)
 			continue;
@@ -1112,6 +1172,42 @@ int vf_srv_leader(struct vf_srv *srv)
 			return i;
 	}
 	return -1;
+}
+
+/* Member i's id as etcd prints it in X-Server-From (hex), cached. */
+static int srv_member_hex(struct vf_srv *srv, int i, char *why, size_t whylen)
+{
+	char body[8192], id[64];
+
+	if (srv->member_id[i][0])
+		return 0;
+	if (srv_http(srv->m[i].client_port, "POST", "/v3/maintenance/status", NULL, "{}", 3000,
+	             body, sizeof(body)) != 200 ||
+	    srv_json_field(body, "member_id", id, sizeof(id)) != 0) {
+		srv_why(why, whylen, "etcd member %s: no member id in its status", srv->m[i].name);
+		return -1;
+	}
+	snprintf(srv->member_id[i], sizeof(srv->member_id[i]), "%llx", strtoull(id, NULL, 10));
+	return 0;
+}
+
+int vf_srv_partition(struct vf_srv *srv, int i, int on, char *why, size_t whylen)
+{
+	if (srv->kind != VF_SRV_ETCD || i < 0 || i >= srv->nmembers || !srv->peer_proxy[i]) {
+		srv_why(why, whylen, "partition needs an etcd cluster with peer proxies");
+		return -1;
+	}
+	if (on && srv_member_hex(srv, i, why, whylen) != 0)
+		return -1;
+	for (int j = 0; j < srv->nmembers; j++) {
+		if (j == i && on)
+			vf_proxy_cut(srv->peer_proxy[j]);
+		else if (j == i)
+			vf_proxy_restore(srv->peer_proxy[j]);
+		else
+			vf_proxy_block_from(srv->peer_proxy[j], on ? srv->member_id[i] : NULL);
+	}
+	return 0;
 }
 
 const char *vf_srv_config(const struct vf_srv *srv)
@@ -1148,6 +1244,13 @@ struct vf_proxy {
 	int nconn;
 	int cfd[PROXY_MAX_CONN], ufd[PROXY_MAX_CONN];
 	char config[128];
+	/* black hole: parked connections (accepted, never answered) */
+	int hole, nparked;
+	int parked[PROXY_MAX_CONN];
+	/* X-Server-From of each connection's client ("" until seen), blocked senders */
+	char from[PROXY_MAX_CONN][24];
+	char block[VF_SRV_MAX_MEMBERS][24];
+	int nblock, pending_block;
 };
 
 static void proxy_drop(struct vf_proxy *p, int i)
@@ -1161,6 +1264,51 @@ static void proxy_drop(struct vf_proxy *p, int i)
 	p->nconn--;
 	p->cfd[i] = p->cfd[p->nconn];
 	p->ufd[i] = p->ufd[p->nconn];
+	memcpy(p->from[i], p->from[p->nconn], sizeof(p->from[i]));
+	p->from[p->nconn][0] = '\0';
+}
+
+static void proxy_unpark(struct vf_proxy *p)
+{
+	struct linger lg = {1, 0};
+
+	while (p->nparked > 0) {
+		int c = p->parked[--p->nparked];
+
+		setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		close(c);
+	}
+}
+
+/* Is sender from blocked (under mu)? */
+static int proxy_blocked(struct vf_proxy *p, const char *from)
+{
+	for (int b = 0; from[0] && b < p->nblock; b++)
+		if (strcmp(p->block[b], from) == 0)
+			return 1;
+	return 0;
+}
+
+/* Remember the X-Server-From value in what connection i's client sent. */
+static void proxy_sniff(struct vf_proxy *p, int i, const char *buf, size_t n)
+{
+	static const char tag[] = "X-Server-From: ";
+	size_t tl = sizeof(tag) - 1;
+
+	if (p->from[i][0])
+		return;
+	for (size_t k = 0; k + tl < n; k++) {
+		if (buf[k] == 'X' && memcmp(buf + k, tag, tl) == 0) {
+			size_t j = 0;
+
+			k += tl;
+			while (k < n && j + 1 < sizeof(p->from[i]) && buf[k] != '\r' &&
+			       buf[k] != '\n')
+				p->from[i][j++] = buf[k++];
+			p->from[i][j] = '\0';
+			return;
+		}
+	}
 }
 
 static int proxy_connect(int port)
@@ -1181,14 +1329,26 @@ static int proxy_connect(int port)
 	return fd;
 }
 
-/* Copy what is readable on from to to; -1 when the connection is over. */
-static int proxy_pump(int from, int to)
+/* Copy what is readable on from to to; -1 when the connection is over. sniff >= 0:
+ * from is connection sniff's client side (its X-Server-From is noted, and a
+ * blocked sender's connection is over). */
+static int proxy_pump(struct vf_proxy *p, int sniff, int from, int to)
 {
 	char buf[65536];
 	ssize_t n = recv(from, buf, sizeof(buf), MSG_DONTWAIT);
 
 	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
 		return -1;
+	if (sniff >= 0 && n > 0) {
+		int blocked;
+
+		pthread_mutex_lock(&p->mu);
+		proxy_sniff(p, sniff, buf, (size_t)n);
+		blocked = proxy_blocked(p, p->from[sniff]);
+		pthread_mutex_unlock(&p->mu);
+		if (blocked)
+			return -1;
+	}
 	for (ssize_t off = 0; n > 0 && off < n;) {
 		ssize_t w = send(to, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
 
@@ -1215,22 +1375,31 @@ static void *proxy_main(void *arg)
 
 	for (;;) {
 		struct pollfd pfd[2 + 2 * PROXY_MAX_CONN];
-		int n = 0, stopping, cut;
+		int n = 0, stopping, cut, hole;
 
 		pthread_mutex_lock(&p->mu);
 		stopping = p->stopping;
 		cut = p->cut;
+		hole = p->hole;
 		if (p->pending_cut) {
 			while (p->nconn > 0)
 				proxy_drop(p, 0);
 			p->pending_cut = 0;
+		}
+		if (!hole)
+			proxy_unpark(p);
+		if (p->pending_block) {
+			for (int i = p->nconn - 1; i >= 0; i--)
+				if (proxy_blocked(p, p->from[i]))
+					proxy_drop(p, i);
+			p->pending_block = 0;
 		}
 		pthread_mutex_unlock(&p->mu);
 		if (stopping)
 			break;
 		pfd[n++] = (struct pollfd){p->wake[0], POLLIN, 0};
 		pfd[n++] = (struct pollfd){p->lfd, POLLIN, 0};
-		for (int i = 0; i < p->nconn; i++) {
+		for (int i = 0; !hole && i < p->nconn; i++) {
 			pfd[n++] = (struct pollfd){p->cfd[i], POLLIN, 0};
 			pfd[n++] = (struct pollfd){p->ufd[i], POLLIN, 0};
 		}
@@ -1246,7 +1415,12 @@ static void *proxy_main(void *arg)
 		if (pfd[1].revents & POLLIN) {
 			int c = accept4(p->lfd, NULL, NULL, SOCK_CLOEXEC);
 
-			if (c >= 0) {
+			if (c >= 0 && hole && p->nparked < PROXY_MAX_CONN) {
+				pthread_mutex_lock(&p->mu);
+				p->accepted++;
+				p->parked[p->nparked++] = c;
+				pthread_mutex_unlock(&p->mu);
+			} else if (c >= 0) {
 				int u = cut || p->nconn == PROXY_MAX_CONN
 				                ? -1
 				                : proxy_connect(p->target);
@@ -1260,9 +1434,12 @@ static void *proxy_main(void *arg)
 					setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 					close(c);
 				} else {
+					pthread_mutex_lock(&p->mu);
 					p->cfd[p->nconn] = c;
 					p->ufd[p->nconn] = u;
+					p->from[p->nconn][0] = '\0';
 					p->nconn++;
+					pthread_mutex_unlock(&p->mu);
 				}
 			}
 		}
@@ -1271,16 +1448,22 @@ static void *proxy_main(void *arg)
 			struct pollfd *cp = &pfd[2 + 2 * i], *up = &pfd[3 + 2 * i];
 			int bad = 0;
 
-			if (cp->revents && proxy_pump(cp->fd, up->fd) != 0)
+			if (cp->revents && proxy_pump(p, i, cp->fd, up->fd) != 0)
 				bad = 1;
-			if (!bad && up->revents && proxy_pump(up->fd, cp->fd) != 0)
+			if (!bad && up->revents && proxy_pump(p, -1, up->fd, cp->fd) != 0)
 				bad = 1;
-			if (bad)
+			if (bad) {
+				pthread_mutex_lock(&p->mu);
 				proxy_drop(p, i);
+				pthread_mutex_unlock(&p->mu);
+			}
 		}
 	}
+	pthread_mutex_lock(&p->mu);
 	while (p->nconn > 0)
 		proxy_drop(p, 0);
+	proxy_unpark(p);
+	pthread_mutex_unlock(&p->mu);
 	return NULL;
 }
 
@@ -1359,6 +1542,27 @@ void vf_proxy_restore(struct vf_proxy *p)
 {
 	pthread_mutex_lock(&p->mu);
 	p->cut = 0;
+	p->hole = 0;
+	pthread_mutex_unlock(&p->mu);
+	proxy_poke(p);
+}
+
+void vf_proxy_blackhole(struct vf_proxy *p)
+{
+	pthread_mutex_lock(&p->mu);
+	p->hole = 1;
+	pthread_mutex_unlock(&p->mu);
+	proxy_poke(p);
+}
+
+void vf_proxy_block_from(struct vf_proxy *p, const char *from)
+{
+	pthread_mutex_lock(&p->mu);
+	if (from == NULL)
+		p->nblock = 0;
+	else if (p->nblock < VF_SRV_MAX_MEMBERS && !proxy_blocked(p, from))
+		snprintf(p->block[p->nblock++], sizeof(p->block[0]), "%s", from);
+	p->pending_block = 1;
 	pthread_mutex_unlock(&p->mu);
 	proxy_poke(p);
 }

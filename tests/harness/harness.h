@@ -41,6 +41,10 @@ struct vf_srv_opts {
 	/* With auth: the vfile user (etcd role) / token (Consul policy: key_prefix write,
 	 * session_prefix write) is limited to keys under this prefix (NULL: every key). */
 	const char *acl_prefix;
+	/* etcd with members > 1: every member's peer URL is a vf_proxy the harness owns
+	 * (the member listens on its own peer port, the cluster reaches it through the
+	 * proxy), so that vf_srv_partition can cut one member off its peers. */
+	int peer_proxies;
 };
 
 /* One server process (an etcd member, or the Consul agent). */
@@ -67,7 +71,9 @@ struct vf_srv {
 	char *config;          /* snippet without credentials */
 	char *auth_config[2];  /* [0]: wrong credentials, [1]: right ones */
 	struct vf_srv *next;   /* live-server registry */
-	char *tls_cert, *tls_key, *tls_ca, *acl_prefix; /* copies of the opts strings */
+	char *tls_cert, *tls_key, *tls_ca, *acl_prefix;  /* copies of the opts strings */
+	struct vf_proxy *peer_proxy[VF_SRV_MAX_MEMBERS]; /* opts.peer_proxies */
+	char member_id[VF_SRV_MAX_MEMBERS][24];          /* etcd member ids (hex), cached */
 };
 
 /* Start a server (or cluster). On failure returns -1 with a one-line reason in why. */
@@ -84,11 +90,19 @@ int vf_srv_kill(struct vf_srv *srv);
 /* Stop (if running) and start again with the same ports and data, wait until ready. */
 int vf_srv_restart(struct vf_srv *srv, char *why, size_t whylen);
 
-/* Cluster members (etcd, opts.members > 1; also valid with one member). */
+/* Cluster members (etcd, opts.members > 1; also valid with one member). Consul with
+ * opts.members > 1 runs that many server agents (bootstrap_expect = members, joined
+ * over their loopback serf ports, node names n0, n1, ...); one member keeps the
+ * single-server setup. */
 int vf_srv_member_kill(struct vf_srv *srv, int i);
 int vf_srv_member_restart(struct vf_srv *srv, int i, char *why, size_t whylen);
 /* Index of the current leader among running members, -1 if none answers. */
 int vf_srv_leader(struct vf_srv *srv);
+/* etcd with opts.peer_proxies: on = 1 cuts member i off its peers (every connection
+ * into its peer port, and every connection it opens to another member, recognised
+ * by etcd's X-Server-From header, is dropped), so it loses quorum while its client
+ * port still answers; on = 0 heals. -1 with why if not possible. */
+int vf_srv_partition(struct vf_srv *srv, int i, int on, char *why, size_t whylen);
 
 /* libconfig settings for the backend group, e.g.
  * endpoints = ["http://127.0.0.1:P"]; timeout_ms = 2000; */
@@ -123,6 +137,13 @@ int vf_proxy_port(const struct vf_proxy *p);
 const char *vf_proxy_config(const struct vf_proxy *p);
 void vf_proxy_cut(struct vf_proxy *p);
 void vf_proxy_restore(struct vf_proxy *p);
+/* Black hole: new connections are accepted and never answered, open ones are no
+ * longer forwarded (the client sees silence, not a reset). vf_proxy_restore ends it:
+ * the parked connections are reset, the open ones flow again. */
+void vf_proxy_blackhole(struct vf_proxy *p);
+/* Drop every connection whose client sent an "X-Server-From: <from>" header (etcd
+ * peer traffic from member <from>), now and from now on; NULL clears the list. */
+void vf_proxy_block_from(struct vf_proxy *p, const char *from);
 /* Connections accepted so far (including those closed while cut). */
 int vf_proxy_accepted(struct vf_proxy *p);
 void vf_proxy_stop(struct vf_proxy **p);

@@ -153,6 +153,8 @@ void ig_setup(const char *prog, int members)
 		fprintf(stderr, "%s: mkdtemp failed\n", prog);
 		exit(1);
 	}
+	if (ig.srv_opts)
+		o = *ig.srv_opts;
 	o.timeout_ms = ig.req_timeout_ms;
 	o.members = members;
 	if (vf_srv_start(ig.kind, &o, &ig.srv, why, sizeof(why)) != 0) {

@@ -25,6 +25,9 @@ struct ig_run {
 	int req_timeout_ms;    /* per-request timeout in the backend config */
 	int slow;              /* deadline multiplier (valgrind) */
 	char dir[256];         /* a temporary directory of the run */
+	/* set before ig_setup: the server options to start from (members and
+	 * timeout_ms are still ig_setup's) */
+	const struct vf_srv_opts *srv_opts;
 };
 extern struct ig_run ig;
 

@@ -16,6 +16,7 @@
  * Prints "ready LEASE" once up, then reads commands from stdin, one per line, and
  * answers each with "ok [detail]" or "err CODE MESSAGE":
  *   create VOL | remove VOL | mount VOL ID | unmount VOL ID | lease | quit
+ *   mounts (the volumes mounted locally, space-separated, after "ok")
  *
  * The file server ("dirfs") is a directory shared by every node of a test: a
  * manager serving VOL keeps VFNODE_DIR/srv.VOL@NODE holding its pid (a server
@@ -344,6 +345,17 @@ int main(int argc, char **argv)
 			vn_reply(vf_volume_mount(vn_ctx, vol, id, NULL, &e), &e, NULL);
 		} else if (strcmp(cmd, "unmount") == 0) {
 			vn_reply(vf_volume_unmount(vn_ctx, vol, id, &e), &e, NULL);
+		} else if (strcmp(cmd, "mounts") == 0) {
+			/* the volumes this process has mounted locally, by its own record */
+			char list[4096] = "";
+			size_t n = 0;
+
+			pthread_mutex_lock(&vn_ctx->mu);
+			for (size_t i = 0; i < vn_ctx->nmounted && n + 1 < sizeof(list); i++)
+				n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s",
+				                      n ? " " : "", vn_ctx->mounted[i]);
+			pthread_mutex_unlock(&vn_ctx->mu);
+			vn_reply(VF_OK, &e, n ? list : NULL);
 		} else if (strcmp(cmd, "lease") == 0) {
 			char lid[64];
 
