@@ -141,6 +141,89 @@ static void test_pause_proxy(void)
 	vf_srv_stop(&srv);
 }
 
+/* A black hole answers nothing and resets nothing: the client waits out its own
+ * timeout; a restore lets requests through again. */
+static void test_proxy_blackhole(void)
+{
+	struct vf_srv *srv = NULL;
+	struct vf_proxy *px = NULL;
+	char why[512];
+	int64_t t0;
+
+	if (vf_srv_start(VF_SRV_ETCD, NULL, &srv, why, sizeof(why)) != 0)
+		vf_test_unavailable(why);
+	CU_ASSERT_EQUAL_FATAL(vf_proxy_start(srv->m[0].client_port, &px, why, sizeof(why)), 0);
+	CU_ASSERT_EQUAL(th_get(vf_proxy_port(px), "/health", 2000), 200);
+	vf_proxy_blackhole(px);
+	t0 = th_now_ms();
+	CU_ASSERT_EQUAL(th_get(vf_proxy_port(px), "/health", 1000), -1);
+	CU_ASSERT(th_now_ms() - t0 >= 900); /* silence until the client gives up */
+	vf_proxy_restore(px);
+	CU_ASSERT_EQUAL(th_get(vf_proxy_port(px), "/health", 2000), 200);
+	vf_proxy_stop(&px);
+	vf_srv_stop(&srv);
+}
+
+/* Member i cut off its peers: it loses its leader (etcd /health is 503 without a
+ * leader) while it keeps answering; the others keep quorum; healed, it is healthy
+ * again. Bounds: the harness's election timeout is 500 ms. */
+static void test_etcd_partition(void)
+{
+	struct vf_srv *srv = NULL;
+	struct vf_srv_opts o = {.members = 3, .peer_proxies = 1};
+	char why[512];
+	int i, st = 0, other;
+	int64_t t0;
+
+	if (vf_srv_start(VF_SRV_ETCD, &o, &srv, why, sizeof(why)) != 0)
+		vf_test_unavailable(why);
+	i = vf_srv_leader(srv);
+	CU_ASSERT_FATAL(i >= 0);
+	i = (i + 1) % 3; /* a follower */
+	other = (i + 1) % 3;
+	CU_ASSERT_EQUAL_FATAL(vf_srv_partition(srv, i, 1, why, sizeof(why)), 0);
+	t0 = th_now_ms();
+	while ((st = th_get(srv->m[i].client_port, "/health", 2000)) == 200 &&
+	       th_now_ms() - t0 < 10000)
+		usleep(100000);
+	printf("partitioned member: /health %d after %lld ms; ", st, (long long)(th_now_ms() - t0));
+	CU_ASSERT(st > 0 && st != 200); /* answers, unhealthy */
+	CU_ASSERT_EQUAL(th_get(srv->m[other].client_port, "/health", 2000), 200);
+	CU_ASSERT_EQUAL(vf_srv_partition(srv, i, 0, why, sizeof(why)), 0);
+	t0 = th_now_ms();
+	while ((st = th_get(srv->m[i].client_port, "/health", 2000)) != 200 &&
+	       th_now_ms() - t0 < 10000)
+		usleep(100000);
+	CU_ASSERT_EQUAL(st, 200);
+	vf_srv_stop(&srv);
+}
+
+/* Three Consul server agents: a leader, another after the leader's death, and the
+ * dead one back with its data. */
+static void test_consul_cluster(void)
+{
+	struct vf_srv *srv = NULL;
+	struct vf_srv_opts o = {.members = 3};
+	char why[512];
+	int leader, next = -1;
+	int64_t t0;
+
+	if (vf_srv_start(VF_SRV_CONSUL, &o, &srv, why, sizeof(why)) != 0)
+		vf_test_unavailable(why);
+	CU_ASSERT_EQUAL(srv->nmembers, 3);
+	leader = vf_srv_leader(srv);
+	CU_ASSERT_FATAL(leader >= 0 && leader < 3);
+	CU_ASSERT_EQUAL(vf_srv_member_kill(srv, leader), 0);
+	t0 = th_now_ms();
+	while ((next = vf_srv_leader(srv)) < 0 && th_now_ms() - t0 < 30000)
+		usleep(100000);
+	printf("consul: new leader %d after %lld ms; ", next, (long long)(th_now_ms() - t0));
+	CU_ASSERT(next >= 0 && next != leader);
+	CU_ASSERT_EQUAL(vf_srv_member_restart(srv, leader, why, sizeof(why)), 0);
+	CU_ASSERT_EQUAL(th_get(srv->m[leader].client_port, "/v1/status/leader", 2000), 200);
+	vf_srv_stop(&srv);
+}
+
 static void test_missing_binary(void)
 {
 	struct vf_srv *srv = NULL;
@@ -169,4 +252,7 @@ void vf_test_register(void)
 	VF_ADD_TEST(s, test_missing_binary);
 	VF_ADD_TEST(s, test_pause_proxy);
 	VF_ADD_TEST(s, test_etcd_cluster);
+	VF_ADD_TEST(s, test_proxy_blackhole);
+	VF_ADD_TEST(s, test_etcd_partition);
+	VF_ADD_TEST(s, test_consul_cluster);
 }

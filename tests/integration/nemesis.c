@@ -112,13 +112,23 @@ static struct {
 	int kill_req; /* nemesis -> driver: node index to kill -9, -1 none */
 	int killed_host, killed_mgr;
 	int decks_played; /* full passes of the fault deck */
+	int healed, nemesis_exit;
+	/* single-member faults: two of three members keep quorum, so an op sent more
+	 * than grace_ms after the fault began must not fail for want of the store */
+	struct {
+		int f, m, reported;
+		int64_t start, end; /* end 0: still on */
+	} ep[128];
+	int nep, failover_fails;
+	int64_t grace_ms;
+	pthread_cond_t cv;
 
 	/* counts */
 	int ops, ops_ok, noanswer;
 	int fails[16]; /* by -code (1..15) */
 	int nfault[10];
 	/* history violations */
-	char viol[NM_MAX_VIOL][300];
+	char viol[NM_MAX_VIOL][512];
 	int nviol;
 	int64_t overlap_max_ms;
 	int sampler_stop;
@@ -361,10 +371,66 @@ static int nm_any_mounted(int v, int *host_r, int *k_r)
 	return 0;
 }
 
+static int nm_episode_begin(int f, int m)
+{
+	int i;
+
+	pthread_mutex_lock(&nm.mu);
+	i = nm.nep < 128 ? nm.nep++ : -1;
+	if (i >= 0) {
+		nm.ep[i].f = f;
+		nm.ep[i].m = m;
+		nm.ep[i].reported = 0;
+		nm.ep[i].start = vf_now_ms();
+		nm.ep[i].end = 0;
+	}
+	pthread_mutex_unlock(&nm.mu);
+	return i;
+}
+
+static void nm_episode_end(int i)
+{
+	pthread_mutex_lock(&nm.mu);
+	if (i >= 0)
+		nm.ep[i].end = vf_now_ms();
+	pthread_mutex_unlock(&nm.mu);
+}
+
+/* An op that failed for want of the store while a quorum stayed reachable. */
+static void nm_failover_check(const struct nm_node *n, int rc, const char *msg)
+{
+	if (rc != VF_EUNAVAIL && rc != VF_EUNCERTAIN && rc != VF_ETIMEDOUT && rc != NM_NOANSWER)
+		return;
+	pthread_mutex_lock(&nm.mu);
+	for (int i = 0; i < nm.nep; i++) {
+		if (n->sent_ms < nm.ep[i].start + nm.grace_ms ||
+		    (nm.ep[i].end && n->sent_ms >= nm.ep[i].end))
+			continue;
+		nm.failover_fails++;
+		if (!nm.ep[i].reported && nm.nviol < NM_MAX_VIOL) {
+			char line[512];
+
+			nm.ep[i].reported = 1;
+			snprintf(line, sizeof(line),
+			         "%s %s %s sent %.1f s into a %s of store member %d (the other two "
+			         "held quorum) failed: %d %.200s",
+			         n->name, nm_opname[n->op],
+			         n->op == OP_MOUNTS ? "" : nm.vols[n->vol],
+			         (double)(n->sent_ms - nm.ep[i].start) / 1000.0,
+			         nm_fname[nm.ep[i].f], nm.ep[i].m, rc, msg);
+			memcpy(nm.viol[nm.nviol++], line, sizeof(line));
+		}
+		break;
+	}
+	pthread_mutex_unlock(&nm.mu);
+}
+
 static void nm_answer(struct nm_node *n, int rc, const char *msg)
 {
 	unsigned bit = 1u << n->k;
 	int v = n->vol;
+
+	nm_failover_check(n, rc, msg);
 
 	nm.ops++;
 	if (rc == VF_OK)
@@ -420,8 +486,8 @@ static void nm_next_op(struct nm_node *n, unsigned *st)
 	pthread_mutex_lock(&nm.mu);
 	unmount_only = nm.unmount_only;
 	pthread_mutex_unlock(&nm.mu);
-	/* an unmount when asked to, or 35% of the time, if the host has a mount */
-	if (unmount_only || r < 35) {
+	/* outage window: only unmounts (of whatever the host has) */
+	if (unmount_only) {
 		for (int t = 0; t < nm.nvols; t++) {
 			int vv = (v + t) % nm.nvols;
 
@@ -434,17 +500,23 @@ static void nm_next_op(struct nm_node *n, unsigned *st)
 					return;
 				}
 		}
-		if (unmount_only)
-			return;
+		return;
 	}
-	if (r < 88) {
-		for (k = 0; k < NM_IDS; k++)
-			if (!(n->believed[v] & (1u << k))) {
-				nm_send(n, OP_MOUNT, v, k);
-				return;
-			}
+	/* 92%: a random mount id of a random volume flips (mounted: unmount, else
+	 * mount), so about half the ids are mounted at any time; else create/remove */
+	if (r < 92) {
+		k = (int)nm_rand(st, NM_IDS);
+		if (n->believed[v] & (1u << k)) {
+			pthread_mutex_lock(&nm.mu);
+			nm.unmounts_in_flight++;
+			pthread_mutex_unlock(&nm.mu);
+			nm_send(n, OP_UNMOUNT, v, k);
+		} else {
+			nm_send(n, OP_MOUNT, v, k);
+		}
+		return;
 	}
-	nm_send(n, r < 94 ? OP_CREATE : OP_REMOVE, v, 0);
+	nm_send(n, r < 96 ? OP_CREATE : OP_REMOVE, v, 0);
 }
 
 /* ---- the nemesis ---- */
@@ -497,7 +569,7 @@ static void *nm_nemesis(void *arg)
 
 	(void)arg;
 	for (;;) {
-		int f, m, d, stop;
+		int f, m, d, stop, e;
 
 		nm_nap(1000 + (int)nm_rand(&st, 2000));
 		pthread_mutex_lock(&nm.mu);
@@ -531,28 +603,39 @@ static void *nm_nemesis(void *arg)
 			vf_proxy_restore(nm.cp[m]);
 			break;
 		case F_HOLE:
+			/* long enough to outlast the failover grace */
+			d = (int)nm.grace_ms + 2000 + (int)nm_rand(&st, 4000);
+			e = nm_episode_begin(f, m);
 			vf_proxy_blackhole(nm.cp[m]);
 			nm_nap(d);
 			vf_proxy_restore(nm.cp[m]);
+			nm_episode_end(e);
 			break;
 		case F_PART:
+			d = (int)nm.grace_ms + 2000 + (int)nm_rand(&st, 4000);
 			if (vf_srv_partition(ig.srv, m, 1, why, sizeof(why)) != 0)
 				break;
-			nm_nap(d + 1000);
+			e = nm_episode_begin(f, m);
+			nm_nap(d);
 			vf_srv_partition(ig.srv, m, 0, why, sizeof(why));
+			nm_episode_end(e);
 			break;
 		case F_KILL:
 		case F_LEADER:
 			if (f == F_LEADER && (m = vf_srv_leader(ig.srv)) < 0)
 				m = 0;
+			e = nm_episode_begin(f, m);
 			vf_srv_member_kill(ig.srv, m);
 			nm_nap(d);
 			if (vf_srv_member_restart(ig.srv, m, why, sizeof(why)) != 0)
 				nm_violation("store member %d did not come back: %s", m, why);
+			nm_episode_end(e);
 			break;
 		case F_RESTART:
+			e = nm_episode_begin(f, m);
 			if (vf_srv_member_restart(ig.srv, m, why, sizeof(why)) != 0)
 				nm_violation("store member %d did not come back: %s", m, why);
+			nm_episode_end(e);
 			break;
 		case F_COMPACT:
 			if (nm_compact(why, sizeof(why)) != VF_OK)
@@ -617,6 +700,13 @@ static void *nm_nemesis(void *arg)
 		pthread_mutex_unlock(&nm.mu);
 		nm_log("fault %s member %d %d ms %s", nm_fname[f], m, d, why);
 	}
+	/* Store members this thread restarted die with it (PR_SET_PDEATHSIG, see
+	 * harness.h): stay until the run is over. */
+	pthread_mutex_lock(&nm.mu);
+	nm.healed = 1;
+	while (!nm.nemesis_exit)
+		pthread_cond_wait(&nm.cv, &nm.mu);
+	pthread_mutex_unlock(&nm.mu);
 	return NULL;
 }
 
@@ -818,6 +908,10 @@ static int nm_vol_ok(int v, const unsigned local[NM_MAX_NODES], int probe_id, ch
 
 	if (g < 0)
 		g = 0;
+	if (nc < 0) {
+		snprintf(why, size, "%s: the store cannot be read", vol);
+		goto out;
+	}
 	if (g != nc) {
 		snprintf(why, size, "%s: gref %" PRId64 " but %d client keys", vol, g, nc);
 		goto out;
@@ -894,24 +988,43 @@ out:
 	return ok;
 }
 
-/* No lock key left: every node is idle, so a key under lock/ is held by a dead
- * lease (or leaked). */
+/* No lock held: every node is idle, so a lock/gref/<vol> or lock/state/<vol> that
+ * an observer cannot try-lock is held by a dead lease (or leaked by a live one).
+ * Asked through the backend's own lock (Consul keeps released lock keys). */
+static struct vf_kv_lease *nm_obs_lease;
+
 static int nm_locks_ok(char *why, size_t size)
 {
-	struct vf_kv_list l = {0};
-	char pre[128];
-	int ok;
+	static const char *const which[] = {"gref", "state"};
+	struct vf_err e = {0};
 
-	snprintf(pre, sizeof(pre), "%slock/", nm.prefix);
-	if (ig.kv->ops->list(ig.kv, pre, &l, NULL) != VF_OK) {
-		snprintf(why, size, "cannot list %s", pre);
+	if (nm_obs_lease == NULL &&
+	    ig.kv->ops->lease_grant(ig.kv, ig.ttl_s, 0, NULL, NULL, &nm_obs_lease, &e) != VF_OK) {
+		snprintf(why, size, "observer lease: %.200s", e.msg);
 		return 0;
 	}
-	ok = l.count == 0;
-	if (!ok)
-		snprintf(why, size, "%zu lock keys left, first %s", l.count, l.items[0].key);
-	vf_kv_list_clear(&l);
-	return ok;
+	for (int v = 0; v < nm.nvols; v++)
+		for (int w = 0; w < 2; w++) {
+			struct vf_kv_lock *lk = NULL;
+			char name[128];
+			int rc;
+
+			snprintf(name, sizeof(name), "%slock/%s/%s", nm.prefix, which[w],
+			         nm.vols[v]);
+			memset(&e, 0, sizeof(e));
+			rc = ig.kv->ops->lock(ig.kv, nm_obs_lease, name, 0, NULL, 0, NULL, &lk, &e);
+			if (rc == VF_OK) {
+				ig.kv->ops->unlock(ig.kv, &lk, &e);
+				continue;
+			}
+			if (rc == VF_EBUSY)
+				snprintf(why, size, "lock %s is held while every node is idle",
+				         name);
+			else
+				snprintf(why, size, "try-lock %s: %d %.200s", name, rc, e.msg);
+			return 0;
+		}
+	return 1;
 }
 
 /* Poll until every volume holds or the bound; returns ms taken or -1 (why: all broken). */
@@ -965,6 +1078,10 @@ static int nm_run(void)
 	nm.ttl_s = ig.ttl_s;
 	nm.op_timeout_ms = (ig.kind == VF_SRV_CONSUL ? 30000 : 10000) * ig.slow;
 	nm.reconcile_ms = 1000;
+	/* failover bound: a request timed out on the lost member and one retried on
+	 * another, plus a second; Consul: plus a leader election (raft_multiplier 1) */
+	nm.grace_ms =
+	        (2 * ig.req_timeout_ms + 1000 + (ig.kind == VF_SRV_CONSUL ? 5000 : 0)) * ig.slow;
 	nm.nmembers = ig.srv->nmembers;
 	for (int i = 0; i < NM_MEMBERS; i++) {
 		if (vf_proxy_start(ig.srv->m[i].client_port, &nm.cp[i], err, sizeof(err)) != 0) {
@@ -1006,7 +1123,22 @@ static int nm_run(void)
 	pthread_mutex_lock(&nm.mu);
 	nm.stop_faults = 1;
 	pthread_mutex_unlock(&nm.mu);
-	pthread_join(nem, NULL); /* heals the fault in progress */
+	/* the fault in progress heals within its length (<= op timeout + 2 s) plus a
+	 * member restart (bounded by the harness's 30 s readiness wait) */
+	for (int64_t end = vf_now_ms() + (int64_t)(nm.op_timeout_ms + 40000) * ig.slow;;) {
+		int healed;
+
+		pthread_mutex_lock(&nm.mu);
+		healed = nm.healed;
+		pthread_mutex_unlock(&nm.mu);
+		if (healed)
+			break;
+		if (vf_now_ms() > end) {
+			nm_violation("the nemesis did not heal its last fault in time");
+			break;
+		}
+		ig_nap_ms(50);
+	}
 	for (int i = 0; i < NM_MEMBERS; i++) {
 		vf_proxy_restore(nm.cp[i]);
 		if (ig.srv->m[i].pid <= 0 &&
@@ -1092,6 +1224,10 @@ static int nm_run(void)
 				el += (size_t)snprintf(fails + el, sizeof(fails) - el, "%s%s %d",
 				                       el ? ", " : "", vf_strerror(-c),
 				                       nm.fails[c]);
+		if (nm.failover_fails)
+			el += (size_t)snprintf(fails + el, sizeof(fails) - el,
+			                       "%sof which failed past the failover grace %d",
+			                       el ? "; " : "", nm.failover_fails);
 		if (nm.noanswer)
 			el += (size_t)snprintf(fails + el, sizeof(fails) - el, "%sno answer %d",
 			                       el ? ", " : "", nm.noanswer);
@@ -1115,6 +1251,13 @@ static int nm_run(void)
 		nm_node_kill(&nm.node[i]);
 	for (int i = 0; i < NM_MEMBERS; i++)
 		vf_proxy_stop(&nm.cp[i]);
+	if (nm_obs_lease)
+		ig.kv->ops->lease_revoke(ig.kv, &nm_obs_lease, NULL);
+	pthread_mutex_lock(&nm.mu);
+	nm.nemesis_exit = 1;
+	pthread_cond_broadcast(&nm.cv);
+	pthread_mutex_unlock(&nm.mu);
+	pthread_join(nem, NULL);
 	ig_case("nemesis", 0);
 	return verdict ? 0 : 1;
 }
@@ -1133,6 +1276,7 @@ void vf_test_register(void)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	signal(SIGPIPE, SIG_IGN);
 	pthread_mutex_init(&nm.mu, NULL);
+	pthread_cond_init(&nm.cv, NULL);
 	nm.kill_req = -1;
 	nm.full = nm_env("NEMESIS_FULL", 0);
 	nm.seed = (unsigned)nm_env("NEMESIS_SEED", (int)(time(NULL) ^ getpid()));
