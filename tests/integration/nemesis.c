@@ -544,12 +544,12 @@ static int nm_compact(char *why, size_t size)
  * shuffled from the seed (node-kill twice: a host, then a manager). */
 static int nm_deck(int *deck, unsigned *st)
 {
-	static const int etcd[] = {F_CUT,     F_HOLE,     F_PART,     F_KILL,
-	                           F_COMPACT, F_NODEKILL, F_NODEKILL, F_OUTAGE};
+	static const int etcd[] = {F_CUT,      F_HOLE,     F_PART,   F_KILL,  F_COMPACT,
+	                           F_NODEKILL, F_NODEKILL, F_OUTAGE, F_OUTAGE};
 	static const int consul[] = {F_CUT,      F_HOLE,     F_LEADER, F_RESTART,
-	                             F_NODEKILL, F_NODEKILL, F_OUTAGE};
+	                             F_NODEKILL, F_NODEKILL, F_OUTAGE, F_OUTAGE};
 	const int *src = ig.kind == VF_SRV_ETCD ? etcd : consul;
-	int n = ig.kind == VF_SRV_ETCD ? 8 : 7;
+	int n = ig.kind == VF_SRV_ETCD ? 9 : 8;
 
 	memcpy(deck, src, sizeof(int) * (size_t)n);
 	for (int i = n - 1; i > 0; i--) {
@@ -679,8 +679,10 @@ static void *nm_nemesis(void *arg)
 				pthread_mutex_unlock(&nm.mu);
 				if (n > 0 || vf_now_ms() > end)
 					break;
-				nm_nap(5);
+				nm_nap(2);
 			}
+			/* somewhere inside the unmount: lock, local unmount, txn, trigger */
+			nm_nap((int)nm_rand(&st, 60));
 			for (int i = 0; i < NM_MEMBERS; i++)
 				if (hole)
 					vf_proxy_blackhole(nm.cp[i]);
