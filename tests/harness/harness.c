@@ -1251,6 +1251,8 @@ struct vf_proxy {
 	char from[PROXY_MAX_CONN][24];
 	char block[VF_SRV_MAX_MEMBERS][24];
 	int nblock, pending_block;
+	int hole_after; /* < 0: off; else requests to let through before a hole */
+	int swallowed;  /* a request was swallowed: reset the open connections at restore */
 };
 
 static void proxy_drop(struct vf_proxy *p, int i)
@@ -1329,6 +1331,17 @@ static int proxy_connect(int port)
 	return fd;
 }
 
+/* Does buf start an HTTP request? */
+static int proxy_request_start(const char *buf, size_t n)
+{
+	static const char *const m[] = {"GET ", "PUT ", "POST ", "DELETE ", "HEAD "};
+
+	for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++)
+		if (n >= strlen(m[i]) && memcmp(buf, m[i], strlen(m[i])) == 0)
+			return 1;
+	return 0;
+}
+
 /* Copy what is readable on from to to; -1 when the connection is over. sniff >= 0:
  * from is connection sniff's client side (its X-Server-From is noted, and a
  * blocked sender's connection is over). */
@@ -1340,14 +1353,26 @@ static int proxy_pump(struct vf_proxy *p, int sniff, int from, int to)
 	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
 		return -1;
 	if (sniff >= 0 && n > 0) {
-		int blocked;
+		int blocked, swallow = 0;
 
 		pthread_mutex_lock(&p->mu);
 		proxy_sniff(p, sniff, buf, (size_t)n);
 		blocked = proxy_blocked(p, p->from[sniff]);
+		if (p->hole_after >= 0 && proxy_request_start(buf, (size_t)n)) {
+			if (p->hole_after == 0) {
+				p->hole = 1;
+				p->hole_after = -1;
+				p->swallowed = 1;
+				swallow = 1;
+			} else {
+				p->hole_after--;
+			}
+		}
 		pthread_mutex_unlock(&p->mu);
 		if (blocked)
 			return -1;
+		if (swallow)
+			return 0;
 	}
 	for (ssize_t off = 0; n > 0 && off < n;) {
 		ssize_t w = send(to, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
@@ -1388,6 +1413,11 @@ static void *proxy_main(void *arg)
 		}
 		if (!hole)
 			proxy_unpark(p);
+		if (!hole && p->swallowed) {
+			while (p->nconn > 0)
+				proxy_drop(p, 0);
+			p->swallowed = 0;
+		}
 		if (p->pending_block) {
 			for (int i = p->nconn - 1; i >= 0; i--)
 				if (proxy_blocked(p, p->from[i]))
@@ -1486,6 +1516,7 @@ int vf_proxy_start(int target_port, struct vf_proxy **p_r, char *why, size_t why
 		return -1;
 	}
 	p->target = target_port;
+	p->hole_after = -1;
 	p->wake[0] = p->wake[1] = -1;
 	pthread_mutex_init(&p->mu, NULL);
 	p->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -1543,8 +1574,27 @@ void vf_proxy_restore(struct vf_proxy *p)
 	pthread_mutex_lock(&p->mu);
 	p->cut = 0;
 	p->hole = 0;
+	p->hole_after = -1;
 	pthread_mutex_unlock(&p->mu);
 	proxy_poke(p);
+}
+
+void vf_proxy_hole_after(struct vf_proxy *p, int n)
+{
+	pthread_mutex_lock(&p->mu);
+	p->hole_after = n;
+	pthread_mutex_unlock(&p->mu);
+	proxy_poke(p);
+}
+
+int vf_proxy_holed(struct vf_proxy *p)
+{
+	int h;
+
+	pthread_mutex_lock(&p->mu);
+	h = p->hole;
+	pthread_mutex_unlock(&p->mu);
+	return h;
 }
 
 void vf_proxy_blackhole(struct vf_proxy *p)

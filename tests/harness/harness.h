@@ -139,8 +139,14 @@ void vf_proxy_cut(struct vf_proxy *p);
 void vf_proxy_restore(struct vf_proxy *p);
 /* Black hole: new connections are accepted and never answered, open ones are no
  * longer forwarded (the client sees silence, not a reset). vf_proxy_restore ends it:
- * the parked connections are reset, the open ones flow again. */
+ * the parked connections are reset, the open ones flow again (after a hole set by
+ * vf_proxy_hole_after they are reset too: a request was swallowed). */
 void vf_proxy_blackhole(struct vf_proxy *p);
+/* Let n more HTTP requests through (counted at their first bytes, on every
+ * connection), then turn into a black hole, the (n+1)th request included. */
+void vf_proxy_hole_after(struct vf_proxy *p, int n);
+/* Is p a black hole now? */
+int vf_proxy_holed(struct vf_proxy *p);
 /* Drop every connection whose client sent an "X-Server-From: <from>" header (etcd
  * peer traffic from member <from>), now and from now on; NULL clears the list. */
 void vf_proxy_block_from(struct vf_proxy *p, const char *from);

@@ -83,8 +83,11 @@ struct nm_node {
 	char buf[8192];
 	size_t len;
 	char log[512];
+	char snippet[512];               /* its backend settings: its own proxies */
+	struct vf_proxy *px[NM_MEMBERS]; /* its links to the store members */
 	/* the op in flight */
 	int op, vol, k;
+	int hl_op;                /* the op is the host-link fault's unmount */
 	int64_t sent_ms, next_ms; /* next_ms: think time before the next op */
 	/* hosts: mount ids by volume, as the answers left them (bit k) */
 	unsigned believed[NM_MAX_VOLS];
@@ -97,9 +100,7 @@ static struct {
 	int full, nhosts, nmgrs, nvols, target_ops, op_phase_s;
 	unsigned seed;
 	char prefix[64], dir[300];
-	char snippet[512];
 	int ttl_s, op_timeout_ms, reconcile_ms;
-	struct vf_proxy *cp[NM_MEMBERS]; /* client proxies */
 	int nmembers;
 	struct nm_node node[NM_MAX_NODES];
 	int nnodes;
@@ -120,6 +121,9 @@ static struct {
 		int64_t start, end; /* end 0: still on */
 	} ep[128];
 	int nep, failover_fails;
+	/* hostlink: nemesis asks (hl_req = requests to let through), the driver arms a
+	 * host's links and sends it an unmount (hl_host), hl_answered when it answers */
+	int hl_req, hl_host, hl_answered;
 	int64_t grace_ms;
 	pthread_cond_t cv;
 
@@ -134,9 +138,40 @@ static struct {
 	int sampler_stop;
 } nm;
 
-enum { F_CUT, F_HOLE, F_PART, F_KILL, F_LEADER, F_RESTART, F_COMPACT, F_NODEKILL, F_OUTAGE, F_N };
-static const char *const nm_fname[] = {"cut",     "hole",    "partition", "kill",  "leader",
-                                       "restart", "compact", "node-kill", "outage"};
+enum {
+	F_CUT,
+	F_HOLE,
+	F_PART,
+	F_KILL,
+	F_LEADER,
+	F_RESTART,
+	F_COMPACT,
+	F_NODEKILL,
+	F_OUTAGE,
+	F_HOSTLINK,
+	F_N
+};
+static const char *const nm_fname[] = {"cut",     "hole",    "partition", "kill",   "leader",
+                                       "restart", "compact", "node-kill", "outage", "host-link"};
+
+enum { PX_RESTORE, PX_CUT, PX_HOLE };
+
+/* Every node's link to store member m. */
+static void nm_px(int m, int action)
+{
+	for (int i = 0; i < NM_MAX_NODES; i++) {
+		struct vf_proxy *p = nm.node[i].px[m];
+
+		if (p == NULL)
+			continue;
+		if (action == PX_CUT)
+			vf_proxy_cut(p);
+		else if (action == PX_HOLE)
+			vf_proxy_blackhole(p);
+		else
+			vf_proxy_restore(p);
+	}
+}
 
 static void nm_violation(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void nm_violation(const char *fmt, ...)
@@ -225,6 +260,23 @@ static int nm_spawn(struct nm_node *n, const char *name, int manager)
 	memset(n, 0, sizeof(*n));
 	snprintf(n->name, sizeof(n->name), "%s", name);
 	n->manager = manager;
+	{
+		char eps[300], err[512];
+		size_t el = 0;
+
+		for (int i = 0; i < NM_MEMBERS; i++) {
+			if (vf_proxy_start(ig.srv->m[i].client_port, &n->px[i], err, sizeof(err)) !=
+			    0) {
+				fprintf(stderr, "proxy: %s\n", err);
+				return -1;
+			}
+			el += (size_t)snprintf(eps + el, sizeof(eps) - el,
+			                       "%s\"http://127.0.0.1:%d\"", i ? ", " : "",
+			                       vf_proxy_port(n->px[i]));
+		}
+		snprintf(n->snippet, sizeof(n->snippet), "endpoints = [%s]; timeout_ms = %d;", eps,
+		         ig.req_timeout_ms);
+	}
 	snprintf(n->log, sizeof(n->log), "%s/%s.log", nm.dir, name);
 	if (vfnode && *vfnode)
 		snprintf(exe, sizeof(exe), "%s", vfnode);
@@ -249,7 +301,7 @@ static int nm_spawn(struct nm_node *n, const char *name, int manager)
 		close(in[1]);
 		close(out[0]);
 		setenv("VFNODE_BACKEND", ig.backend, 1);
-		setenv("VFNODE_CONFIG", nm.snippet, 1);
+		setenv("VFNODE_CONFIG", n->snippet, 1);
 		setenv("VFNODE_PREFIX", nm.prefix, 1);
 		setenv("VFNODE_DIR", nm.dir, 1);
 		snprintf(num, sizeof(num), "%d", nm.ttl_s);
@@ -431,6 +483,12 @@ static void nm_answer(struct nm_node *n, int rc, const char *msg)
 	int v = n->vol;
 
 	nm_failover_check(n, rc, msg);
+	if (n->hl_op) {
+		n->hl_op = 0;
+		pthread_mutex_lock(&nm.mu);
+		nm.hl_answered = 1;
+		pthread_mutex_unlock(&nm.mu);
+	}
 
 	nm.ops++;
 	if (rc == VF_OK)
@@ -544,12 +602,12 @@ static int nm_compact(char *why, size_t size)
  * shuffled from the seed (node-kill twice: a host, then a manager). */
 static int nm_deck(int *deck, unsigned *st)
 {
-	static const int etcd[] = {F_CUT,      F_HOLE,     F_PART,   F_KILL,  F_COMPACT,
-	                           F_NODEKILL, F_NODEKILL, F_OUTAGE, F_OUTAGE};
-	static const int consul[] = {F_CUT,      F_HOLE,     F_LEADER, F_RESTART,
-	                             F_NODEKILL, F_NODEKILL, F_OUTAGE, F_OUTAGE};
+	static const int etcd[] = {F_CUT,      F_HOLE,     F_PART,   F_KILL,     F_COMPACT,
+	                           F_NODEKILL, F_NODEKILL, F_OUTAGE, F_HOSTLINK, F_HOSTLINK};
+	static const int consul[] = {F_CUT,      F_HOLE,   F_LEADER,   F_RESTART, F_NODEKILL,
+	                             F_NODEKILL, F_OUTAGE, F_HOSTLINK, F_HOSTLINK};
 	const int *src = ig.kind == VF_SRV_ETCD ? etcd : consul;
-	int n = ig.kind == VF_SRV_ETCD ? 9 : 8;
+	int n = ig.kind == VF_SRV_ETCD ? 10 : 9;
 
 	memcpy(deck, src, sizeof(int) * (size_t)n);
 	for (int i = n - 1; i > 0; i--) {
@@ -598,17 +656,17 @@ static void *nm_nemesis(void *arg)
 		why[0] = '\0';
 		switch (f) {
 		case F_CUT:
-			vf_proxy_cut(nm.cp[m]);
+			nm_px(m, PX_CUT);
 			nm_nap(200 + d / 4);
-			vf_proxy_restore(nm.cp[m]);
+			nm_px(m, PX_RESTORE);
 			break;
 		case F_HOLE:
 			/* long enough to outlast the failover grace */
 			d = (int)nm.grace_ms + 2000 + (int)nm_rand(&st, 4000);
 			e = nm_episode_begin(f, m);
-			vf_proxy_blackhole(nm.cp[m]);
+			nm_px(m, PX_HOLE);
 			nm_nap(d);
-			vf_proxy_restore(nm.cp[m]);
+			nm_px(m, PX_RESTORE);
 			nm_episode_end(e);
 			break;
 		case F_PART:
@@ -659,8 +717,7 @@ static void *nm_nemesis(void *arg)
 			}
 			pthread_mutex_unlock(&nm.mu);
 			if (want < 0)
-				f = F_CUT, vf_proxy_cut(nm.cp[m]), nm_nap(300),
-				vf_proxy_restore(nm.cp[m]);
+				f = F_CUT, nm_px(m, PX_CUT), nm_nap(300), nm_px(m, PX_RESTORE);
 			break;
 		}
 		case F_OUTAGE: {
@@ -684,15 +741,55 @@ static void *nm_nemesis(void *arg)
 			/* somewhere inside the unmount: lock, local unmount, txn, trigger */
 			nm_nap((int)nm_rand(&st, 60));
 			for (int i = 0; i < NM_MEMBERS; i++)
-				if (hole)
-					vf_proxy_blackhole(nm.cp[i]);
-				else
-					vf_proxy_cut(nm.cp[i]);
+				nm_px(i, hole ? PX_HOLE : PX_CUT);
 			nm_nap(d);
 			for (int i = 0; i < NM_MEMBERS; i++)
-				vf_proxy_restore(nm.cp[i]);
+				nm_px(i, PX_RESTORE);
 			pthread_mutex_lock(&nm.mu);
 			nm.unmount_only = 0;
+			pthread_mutex_unlock(&nm.mu);
+			break;
+		}
+		case F_HOSTLINK: {
+			/* one host's links die in the middle of an unmount: n requests of it
+			 * pass (the lock, ...), the next is swallowed; down past the lease TTL */
+			int64_t end = vf_now_ms() + 5000;
+			int h = -1, answered = 0;
+
+			pthread_mutex_lock(&nm.mu);
+			nm.hl_req = 1 + (int)nm_rand(&st, 3);
+			nm.hl_answered = 0;
+			while (nm.hl_host < 0 && vf_now_ms() < end) {
+				pthread_mutex_unlock(&nm.mu);
+				nm_nap(10);
+				pthread_mutex_lock(&nm.mu);
+			}
+			h = nm.hl_host;
+			nm.hl_req = 0;
+			pthread_mutex_unlock(&nm.mu);
+			if (h < 0)
+				break;
+			m = h;
+			for (end = vf_now_ms() + (int64_t)(nm.op_timeout_ms + 5000) * ig.slow;
+			     !answered && vf_now_ms() < end;) {
+				int holed = 0;
+
+				/* one link swallowed a request: the host's other links die with
+				 * it (its retry on another member must not get through) */
+				for (int i = 0; i < NM_MEMBERS; i++)
+					holed |= vf_proxy_holed(nm.node[h].px[i]);
+				for (int i = 0; holed && i < NM_MEMBERS; i++)
+					vf_proxy_blackhole(nm.node[h].px[i]);
+				nm_nap(2);
+				pthread_mutex_lock(&nm.mu);
+				answered = nm.hl_answered;
+				pthread_mutex_unlock(&nm.mu);
+			}
+			nm_nap(2 * nm.ttl_s * 1000 + (int)nm_rand(&st, 2000));
+			for (int i = 0; i < NM_MEMBERS; i++)
+				vf_proxy_restore(nm.node[h].px[i]);
+			pthread_mutex_lock(&nm.mu);
+			nm.hl_host = -1;
 			pthread_mutex_unlock(&nm.mu);
 			break;
 		}
@@ -764,7 +861,7 @@ static void nm_drive(void)
 
 	for (;;) {
 		struct pollfd pf[NM_MAX_NODES];
-		int who[NM_MAX_NODES], np = 0, busy = 0, kill_req;
+		int who[NM_MAX_NODES], np = 0, busy = 0, kill_req, hl_req;
 		int more, decks;
 
 		pthread_mutex_lock(&nm.mu);
@@ -791,6 +888,35 @@ static void nm_drive(void)
 			nm_node_kill(n);
 			n->killed = 1;
 			n->op = OP_NONE;
+		}
+		pthread_mutex_lock(&nm.mu);
+		hl_req = nm.hl_req && nm.hl_host < 0 ? nm.hl_req : 0;
+		pthread_mutex_unlock(&nm.mu);
+		for (int i = 0; hl_req && i < nm.nnodes; i++) {
+			struct nm_node *n = &nm.node[i];
+			int v = 0, k = 0;
+
+			if (!n->alive || n->manager || n->op != OP_NONE)
+				continue;
+			while (v < nm.nvols && !n->believed[v])
+				v++;
+			if (v == nm.nvols)
+				continue;
+			while (!(n->believed[v] & (1u << k)))
+				k++;
+			for (int j = 0; j < NM_MEMBERS; j++)
+				vf_proxy_hole_after(n->px[j], hl_req);
+			pthread_mutex_lock(&nm.mu);
+			nm.hl_host = i;
+			nm.hl_req = 0;
+			nm.unmounts_in_flight++;
+			pthread_mutex_unlock(&nm.mu);
+			nm_log("host-link: %s unmounts %s-%d, its links die after %d request(s)",
+			       n->name, n->name, k, hl_req);
+			nm_send(n, OP_UNMOUNT, v, k);
+			n->hl_op = 1;
+			sent++;
+			break;
 		}
 		for (int i = 0; i < nm.nnodes; i++) {
 			struct nm_node *n = &nm.node[i];
@@ -1064,11 +1190,10 @@ static int nm_env(const char *name, int def)
 
 static int nm_run(void)
 {
-	char why[NM_MAX_VOLS + 1][400], eps[400], err[512];
+	char why[NM_MAX_VOLS + 1][400], err[512];
 	pthread_t nem, smp;
 	int64_t t_quiet, settle_ms, t0;
 	int nh, verdict = 1, alive_host = -1;
-	size_t n = 0;
 
 	printf("NEMESIS seed %u (NEMESIS_SEED=%u reproduces the schedule), %s run\n", nm.seed,
 	       nm.seed, nm.full ? "full" : "quick");
@@ -1085,16 +1210,6 @@ static int nm_run(void)
 	nm.grace_ms =
 	        (2 * ig.req_timeout_ms + 1000 + (ig.kind == VF_SRV_CONSUL ? 5000 : 0)) * ig.slow;
 	nm.nmembers = ig.srv->nmembers;
-	for (int i = 0; i < NM_MEMBERS; i++) {
-		if (vf_proxy_start(ig.srv->m[i].client_port, &nm.cp[i], err, sizeof(err)) != 0) {
-			fprintf(stderr, "proxy: %s\n", err);
-			return 1;
-		}
-		n += (size_t)snprintf(eps + n, sizeof(eps) - n, "%s\"http://127.0.0.1:%d\"",
-		                      i ? ", " : "", vf_proxy_port(nm.cp[i]));
-	}
-	snprintf(nm.snippet, sizeof(nm.snippet), "endpoints = [%s]; timeout_ms = %d;", eps,
-	         ig.req_timeout_ms);
 	for (int v = 0; v < nm.nvols; v++)
 		snprintf(nm.vols[v], sizeof(nm.vols[v]), "nv%d", v);
 	for (int i = 0; i < nm.nhosts + nm.nmgrs; i++) {
@@ -1142,7 +1257,7 @@ static int nm_run(void)
 		ig_nap_ms(50);
 	}
 	for (int i = 0; i < NM_MEMBERS; i++) {
-		vf_proxy_restore(nm.cp[i]);
+		nm_px(i, PX_RESTORE);
 		if (ig.srv->m[i].pid <= 0 &&
 		    vf_srv_member_restart(ig.srv, i, err, sizeof(err)) != 0)
 			nm_violation("store member %d did not come back: %s", i, err);
@@ -1251,8 +1366,9 @@ static int nm_run(void)
 			nm_line(&nm.node[i], 15000, err, sizeof(err));
 	for (int i = 0; i < nm.nnodes; i++)
 		nm_node_kill(&nm.node[i]);
-	for (int i = 0; i < NM_MEMBERS; i++)
-		vf_proxy_stop(&nm.cp[i]);
+	for (int i = 0; i < nm.nnodes; i++)
+		for (int j = 0; j < NM_MEMBERS; j++)
+			vf_proxy_stop(&nm.node[i].px[j]);
 	if (nm_obs_lease)
 		ig.kv->ops->lease_revoke(ig.kv, &nm_obs_lease, NULL);
 	pthread_mutex_lock(&nm.mu);
@@ -1280,6 +1396,7 @@ void vf_test_register(void)
 	pthread_mutex_init(&nm.mu, NULL);
 	pthread_cond_init(&nm.cv, NULL);
 	nm.kill_req = -1;
+	nm.hl_host = -1;
 	nm.full = nm_env("NEMESIS_FULL", 0);
 	nm.seed = (unsigned)nm_env("NEMESIS_SEED", (int)(time(NULL) ^ getpid()));
 	nm.nhosts = nm.full ? 4 : 3;
