@@ -757,7 +757,7 @@ static void *nm_nemesis(void *arg)
 			int h = -1, answered = 0;
 
 			pthread_mutex_lock(&nm.mu);
-			nm.hl_req = 1 + (int)nm_rand(&st, 3);
+			nm.hl_req = 1 + (int)nm_rand(&st, 3); /* 1-3: requests 0-2 pass */
 			nm.hl_answered = 0;
 			while (nm.hl_host < 0 && vf_now_ms() < end) {
 				pthread_mutex_unlock(&nm.mu);
@@ -905,14 +905,14 @@ static void nm_drive(void)
 			while (!(n->believed[v] & (1u << k)))
 				k++;
 			for (int j = 0; j < NM_MEMBERS; j++)
-				vf_proxy_hole_after(n->px[j], hl_req);
+				vf_proxy_hole_after(n->px[j], hl_req - 1);
 			pthread_mutex_lock(&nm.mu);
 			nm.hl_host = i;
 			nm.hl_req = 0;
 			nm.unmounts_in_flight++;
 			pthread_mutex_unlock(&nm.mu);
 			nm_log("host-link: %s unmounts %s-%d, its links die after %d request(s)",
-			       n->name, n->name, k, hl_req);
+			       n->name, n->name, k, hl_req - 1);
 			nm_send(n, OP_UNMOUNT, v, k);
 			n->hl_op = 1;
 			sent++;
