@@ -934,10 +934,17 @@ static void nm_drive(void)
 				/* an op past its own timeout (plus slack) has no answer */
 				if (vf_now_ms() - n->sent_ms >
 				    (int64_t)(2 * nm.op_timeout_ms + 10000) * ig.slow) {
+					/* killed: a late answer would pass for the next op's */
 					nm_violation(
-					        "%s: %s %s did not answer within 2 op timeouts",
+					        "%s: %s %s did not answer within 2 op timeouts "
+					        "(node killed)",
 					        n->name, nm_opname[n->op], nm.vols[n->vol]);
+					if (n->op == OP_MOUNT || n->op == OP_UNMOUNT)
+						n->maybe[n->vol] |= 1u << n->k;
 					nm_answer(n, NM_NOANSWER, "no answer");
+					nm_node_kill(n);
+					n->killed = 1;
+					busy--;
 					continue;
 				}
 				pf[np] = (struct pollfd){.fd = n->out_fd, .events = POLLIN};
