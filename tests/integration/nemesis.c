@@ -112,7 +112,8 @@ static struct {
 	int unmounts_in_flight;
 	int kill_req; /* nemesis -> driver: node index to kill -9, -1 none */
 	int killed_host, killed_mgr;
-	int decks_played; /* full passes of the fault deck */
+	int decks_played;      /* full passes of the fault deck */
+	int decks_played_seen; /* nemesis thread only: decks dealt */
 	int healed, nemesis_exit;
 	/* single-member faults: two of three members keep quorum, so an op sent more
 	 * than grace_ms after the fault began must not fail for want of the store */
@@ -607,8 +608,8 @@ static int nm_deck(int *deck, unsigned *st)
 	static const int consul[] = {F_CUT,      F_HOLE,   F_LEADER,   F_RESTART, F_NODEKILL,
 	                             F_NODEKILL, F_OUTAGE, F_HOSTLINK, F_HOSTLINK};
 	const int *src = ig.kind == VF_SRV_ETCD ? etcd : consul;
-	/* the quick run plays host-link once (on Consul it lasts ~1 min) */
-	int n = (ig.kind == VF_SRV_ETCD ? 10 : 9) - (nm.full ? 0 : 1);
+	/* Consul's quick run plays host-link once (there it lasts ~1 min) */
+	int n = ig.kind == VF_SRV_ETCD ? 10 : nm.full ? 9 : 8;
 
 	memcpy(deck, src, sizeof(int) * (size_t)n);
 	for (int i = n - 1; i > 0; i--) {
@@ -644,6 +645,8 @@ static void *nm_nemesis(void *arg)
 			}
 			ndeck = nm_deck(deck, &st);
 			pos = 0;
+			if (ndeck && nm.decks_played_seen++ > 0)
+				continue; /* a pass is over: the driver may end the op phase */
 		}
 		f = deck[pos++];
 		/* the first endpoint is the one every node talks to first: cut off half
