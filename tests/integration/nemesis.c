@@ -565,6 +565,13 @@ static void nm_next_op(struct nm_node *n, unsigned *st)
 	 * mount), so about half the ids are mounted at any time; else create/remove */
 	if (r < 92) {
 		k = (int)nm_rand(st, NM_IDS);
+		/* an id whose unmount failed is retired, as Docker's ids are (a new
+		 * container, a new id): mounting it again would hide the record the
+		 * failed unmount left */
+		if (!(n->believed[v] & (1u << k)) && (n->failed_un[v] & (1u << k))) {
+			nm_send(n, OP_CREATE, v, 0);
+			return;
+		}
 		if (n->believed[v] & (1u << k)) {
 			pthread_mutex_lock(&nm.mu);
 			nm.unmounts_in_flight++;
@@ -1008,7 +1015,8 @@ static unsigned nm_ids(const char *value, const char *host, int *foreign_r)
 		snprintf(id, sizeof(id), "%.*s", (int)(q - p - 1), p + 1);
 		if (strncmp(id, host, hl) == 0 && id[hl] == '-' && atoi(id + hl + 1) < NM_IDS)
 			bits |= 1u << atoi(id + hl + 1);
-		else
+		else if (!(strncmp(id, host, hl) == 0 && id[hl] == '-' &&
+		           atoi(id + hl + 1) == NM_IDS)) /* <host>-NM_IDS: the probe's */
 			*foreign_r = 1;
 		p = strchr(q + 1, '"');
 	}
@@ -1299,15 +1307,12 @@ static int nm_run(void)
 	for (int v = 0; alive_host >= 0 && v < nm.nvols; v++) {
 		struct nm_node *pn = &nm.node[alive_host];
 		char msg[4096], *st = ig_value(nm.prefix, "state", nm.vols[v]);
-		int rc, k = 0;
+		int rc, k;
 
 		if (st == NULL) /* removed by the stream: nothing to probe */
 			continue;
 		free(st);
-		while (k < NM_IDS && (pn->believed[v] & (1u << k)))
-			k++;
-		if (k == NM_IDS)
-			continue;
+		k = NM_IDS; /* the probe's own id, never used by the streams */
 		rc = nm_call(pn, OP_MOUNT, v, k, msg, sizeof(msg));
 		if (rc != VF_OK) {
 			nm_violation("%s wedged: probe mount from %s: %d %s", nm.vols[v], pn->name,
@@ -1316,7 +1321,6 @@ static int nm_run(void)
 		}
 		rc = nm_call(pn, OP_UNMOUNT, v, k, msg, sizeof(msg));
 		if (rc != VF_OK) {
-			pn->failed_un[v] |= 1u << k;
 			nm_violation("%s wedged: probe unmount from %s: %d %s", nm.vols[v],
 			             pn->name, rc, msg);
 		}
