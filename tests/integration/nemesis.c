@@ -5,24 +5,28 @@
  * real clusters have; at quiescence the invariants are read straight from the store.
  *
  * Store ($VFILE_INTEG_BACKEND):
- *  - etcd: a 3-member cluster, every member's client port behind a vf_proxy of this
- *    program and its peer port behind one of the harness (vf_srv_partition).
- *  - Consul: 3 server agents (bootstrap_expect 3, not -dev), client ports behind
- *    proxies.
- * Nodes reach the store only through the client proxies (all three endpoints).
+ *  - etcd: a 3-member cluster, its peer ports behind proxies of the harness
+ *    (vf_srv_partition).
+ *  - Consul: 3 server agents (bootstrap_expect 3, not -dev).
+ * Every node reaches the store only through its own three proxies (one per member,
+ * its three endpoints), so faults can hit one member's links or one host's.
  *
  * Faults (one at a time, random order and lengths from the seed):
- *  cut        every connection through one member's client proxy reset mid-stream
- *  hole       one member's client proxy accepts and never answers (black hole)
+ *  cut        every node's connections to one member reset mid-stream
+ *  hole       every node's link to one member accepts and never answers
  *  partition  (etcd) one member cut off its peers: no quorum, still answering
  *  kill       (etcd) a random member SIGKILLed, restarted with its data later
  *  leader     (Consul) the leader SIGKILLed, restarted with its data later
  *  restart    (Consul) a server stopped and started again with its data
  *  compact    (etcd) history compacted to the current revision
  *  node-kill  kill -9 of a host or a manager, never restarted (at most one each)
- *  outage     the store unreachable for every node (all client proxies cut or
- *             black-holed) while the hosts only unmount; a failed unmount is never
- *             retried (Docker does not), the host forgets the mount
+ *  outage     the store unreachable for every node (all links cut or
+ *             black-holed) while the hosts only unmount
+ *  host-link  one host's links swallow the 1st-3rd request of an unmount and stay
+ *             dead past the lease TTL
+ * A failed unmount is never retried (Docker does not): the host forgets the mount
+ * and retires its id. During a single-member fault (hole, partition, kill, leader,
+ * restart) an op sent past a failover grace must not fail for want of the store.
  *
  * At quiescence (faults healed, ops answered; wait bounded by 3 lease TTLs + one
  * op timeout + 5 reconcile periods), per volume, from the store:
@@ -32,7 +36,7 @@
  *    flight), and the host's own local mount table agrees;
  *  - gref > 0: Mounted, a server/ key, exactly one live file server;
  *    gref == 0: not Mounted, no live file server;
- *  - no lock key left under lock/ (a lock held by a dead lease);
+ *  - no gref/state lock held while every node is idle (observer try-locks);
  *  - a probe mount + unmount from a surviving host works, and the volume settles.
  * History: no mount that answered ok is missing from the store (above), no remove
  * answered ok while a host still had an acknowledged mount of the volume, never
