@@ -1725,7 +1725,7 @@ out:
 	return rc;
 }
 
-static void vol_pend_cancel(struct vf_ctx *ctx, const char *vol, const char *id);
+static int vol_pend_cancel(struct vf_ctx *ctx, const char *vol, const char *id);
 static void vol_pend_add(struct vf_ctx *ctx, const char *vol, const char *id, int local_done);
 static int vol_conv_retryable(int rc);
 
@@ -1734,7 +1734,7 @@ int vf_volume_mount(struct vf_ctx *ctx, const char *name, const char *mount_id, 
 {
 	int64_t deadline = vf_now_ms() + ctx->op_timeout_ms;
 	struct vf_buf path = {0};
-	int rc, retry;
+	int rc, retry, pend;
 
 	if (path_r)
 		*path_r = NULL;
@@ -1749,8 +1749,9 @@ int vf_volume_mount(struct vf_ctx *ctx, const char *name, const char *mount_id, 
 	if (vf_buf_printf(&path, "%s/%s", ctx->mount_root, name) != VF_OK)
 		return vf_err_set(err, VF_ENOMEM, "volume %s: out of memory", name);
 	vf_vol_local_enter(ctx, "gref", name, 0);
-	/* mounted again: a release of this id still to be retried is void */
-	vol_pend_cancel(ctx, name, mount_id);
+	/* mounted again: a release of this id still to be retried is void, unless
+	 * this mount fails (below) */
+	pend = vol_pend_cancel(ctx, name, mount_id);
 	do {
 		unsigned gen = vf_ctx_lease_gen(ctx);
 
@@ -1762,6 +1763,10 @@ int vf_volume_mount(struct vf_ctx *ctx, const char *name, const char *mount_id, 
 			retry = 1;
 		}
 	} while (rc != VF_OK && retry && vf_now_ms() < deadline);
+	/* the caller was told this id is unmounted, and now that it did not mount:
+	 * the release it was promised still has to happen */
+	if (rc != VF_OK && pend >= 0)
+		vol_pend_add(ctx, name, mount_id, pend);
 	vf_vol_local_leave(ctx, "gref", name);
 	if (rc == VF_OK && path_r) {
 		*path_r = path.data;
@@ -2098,11 +2103,19 @@ static void vol_pend_drop_locked(struct vf_ctx *ctx, const char *vol, const char
 		}
 }
 
-static void vol_pend_cancel(struct vf_ctx *ctx, const char *vol, const char *id)
+/* Drop the pending release of vol/id: -1 if there was none, else whether its
+ * local unmount was done. */
+static int vol_pend_cancel(struct vf_ctx *ctx, const char *vol, const char *id)
 {
+	int local_done = -1;
+
 	pthread_mutex_lock(&ctx->mu);
+	for (struct vol_pending *p = ctx->pending; p; p = p->next)
+		if (strcmp(p->vol, vol) == 0 && strcmp(p->id, id) == 0)
+			local_done = p->local_done;
 	vol_pend_drop_locked(ctx, vol, id, 0);
 	pthread_mutex_unlock(&ctx->mu);
+	return local_done;
 }
 
 static void vol_pend_free(struct vf_ctx *ctx)

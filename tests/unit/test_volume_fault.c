@@ -603,6 +603,41 @@ static void test_unmount_pending_then_mount_again(void)
 	tc_free(&tc);
 }
 
+/* Found by the nemesis suite (Consul, full run): an unmount answered OK and left
+ * its id's release to the background; a mount of the same id (a restarted
+ * container) then failed while the store was still down. The mount had voided
+ * the pending release, so the id stayed counted for good. A mount that fails
+ * puts the release back. */
+static void test_unmount_pending_then_mount_fails(void)
+{
+	struct tcluster tc;
+	struct vf_err e = {0};
+	int h1, ok = 0;
+
+	tc_init(&tc);
+	tc.op_timeout_ms = 1500;
+	tc_add(&tc, "m1", 1);
+	h1 = tc_add(&tc, "h1", 0);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h1].ctx, "v", NULL, 0, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h1].ctx, "v", "c1", NULL, &e), VF_OK);
+	memkv_shim_fail(tc.n[h1].shim, MEMKV_TXN, 1, MEMKV_FAULT_UNAVAIL, 1);
+	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h1].ctx, "v", "c1", &e), VF_OK);
+	CU_ASSERT_EQUAL(vf_vol_pending_count(tc.n[h1].ctx), 1);
+	/* the store down for locks too: the mount cannot take the gref lock */
+	memkv_shim_fail(tc.n[h1].shim, MEMKV_LOCK, 1, MEMKV_FAULT_UNAVAIL, 1);
+	CU_ASSERT_NOT_EQUAL(vf_volume_mount(tc.n[h1].ctx, "v", "c1", NULL, &e), VF_OK);
+	CU_ASSERT_EQUAL(vf_vol_pending_count(tc.n[h1].ctx), 1); /* still to release */
+	memkv_shim_clear(tc.n[h1].shim);
+	for (int64_t end = vf_now_ms() + VOL_CONV_MAX_MS + TC_WAIT_MS; !ok && vf_now_ms() < end;
+	     tc_sleep_ms(20))
+		ok = vf_vol_pending_count(tc.n[h1].ctx) == 0 && tc_num(&tc, "gref", "v") <= 0 &&
+		     tc_clients(&tc, "v") == 0;
+	CU_ASSERT(ok);
+	CU_ASSERT(!testfs_mounted(tc.fs, "v", "h1"));
+	CU_ASSERT(tc_settled(&tc, "v", TC_WAIT_MS));
+	tc_free(&tc);
+}
+
 /* #18.2: a mount the store does not count (sshfs finished it after its daemon
  * was killed mid-mount) and a restarted daemon, whose memory is empty: Docker's
  * Unmount of that id answered OK but left the mount (the volume was then
@@ -739,6 +774,7 @@ void vf_test_register_fault(void)
 	VF_ADD_TEST(s, test_unmount_store_down_converges);
 	VF_ADD_TEST(s, test_unmount_uncertain_converges);
 	VF_ADD_TEST(s, test_unmount_pending_then_mount_again);
+	VF_ADD_TEST(s, test_unmount_pending_then_mount_fails);
 	VF_ADD_TEST(s, test_unmount_after_restart_uses_mount_table);
 	VF_ADD_TEST(s, test_startup_converges_records_and_mounts);
 	VF_ADD_TEST(s, test_sweep_unmounts_late_stale_mount);
