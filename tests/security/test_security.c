@@ -613,8 +613,10 @@ static void test_etcd_tls_versions_ok(void)
 		SEC_OK(vf_http_new(&hc, &h, &err));
 		if (h == NULL)
 			continue;
-		SEC_OK(vf_http_do(h, &rq, &resp, &err));
-		if (err.code == VF_OK) {
+		int rc = vf_http_do(h, &rq, &resp, &err);
+
+		SEC_RC(rc, VF_OK);
+		if (rc == VF_OK) {
 			CU_ASSERT_EQUAL(resp.status, 200);
 			vf_http_resp_free(&resp);
 		}
