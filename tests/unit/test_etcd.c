@@ -921,7 +921,7 @@ static void test_live_smoke(void)
 
 	/* Both watch events (and no event of smokex) arrive, bounded wait. */
 	pthread_mutex_lock(&lw.mu);
-	for (int64_t end = vf_now_ms() + 5000; lw.n < 3 && vf_now_ms() < end;) {
+	for (int64_t end = vf_now_ms() + 20000; lw.n < 3 && vf_now_ms() < end;) {
 		pthread_mutex_unlock(&lw.mu);
 		usleep(10000);
 		pthread_mutex_lock(&lw.mu);

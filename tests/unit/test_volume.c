@@ -238,7 +238,7 @@ static int gate_fp(const char *name, const char *vol, void *arg)
 		g->armed = 0;
 		g->reached = 1;
 		pthread_cond_broadcast(&g->cv);
-		int64_t end = vf_now_ms() + 10000;
+		int64_t end = vf_now_ms() + TC_WAIT_MS;
 
 		while (!g->go && vf_now_ms() < end) {
 			struct timespec ts;
@@ -313,7 +313,7 @@ static void test_stop_vs_mount_stop_paused(void)
 	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h1].ctx, "v", "c1", NULL, &e), VF_OK);
 	vf_failpoint_set("mgr.stop_after_read", gate_fp, &g);
 	CU_ASSERT_EQUAL_FATAL(vf_volume_unmount(tc.n[h1].ctx, "v", "c1", &e), VF_OK);
-	CU_ASSERT_FATAL(gate_wait(&g, 5000)); /* the stop handler read gref == 0 */
+	CU_ASSERT_FATAL(gate_wait(&g, TC_WAIT_MS)); /* the stop handler read gref == 0 */
 	/* a warm mount in between: state is still Mounted */
 	CU_ASSERT_EQUAL(vf_volume_mount(tc.n[h2].ctx, "v", "c2", NULL, &e), VF_OK);
 	gate_open(&g);
@@ -350,15 +350,15 @@ static void test_stop_vs_mount_mount_paused(void)
 
 	vf_failpoint_set("mgr.stop_after_read", gate_fp, &gs);
 	CU_ASSERT_EQUAL_FATAL(vf_volume_unmount(tc.n[h1].ctx, "v", "c1", &e), VF_OK);
-	CU_ASSERT_FATAL(gate_wait(&gs, 5000));
+	CU_ASSERT_FATAL(gate_wait(&gs, TC_WAIT_MS));
 	g.armed = 1;
 	vf_failpoint_set("vol.mount_before_txn", gate_fp, &g);
 	a.ctx = tc.n[h2].ctx;
 	a.vol = "v";
 	a.id = "c2";
 	CU_ASSERT_EQUAL_FATAL(pthread_create(&thr, NULL, mount_thread, &a), 0);
-	CU_ASSERT_FATAL(gate_wait(&g, 5000)); /* h2 mounted locally, txn not sent */
-	gate_open(&gs);                       /* the stop flips the state to Ready */
+	CU_ASSERT_FATAL(gate_wait(&g, TC_WAIT_MS)); /* h2 mounted locally, txn not sent */
+	gate_open(&gs);                             /* the stop flips the state to Ready */
 	{
 		int64_t end = vf_now_ms() + TC_WAIT_MS;
 
@@ -428,7 +428,7 @@ static void test_manager_dies_after_claim(void)
 	took = vf_now_ms() - t0;
 	CU_ASSERT(k.killed);
 	/* lease TTL (1 s) + one reconcile period, with slack for a loaded machine */
-	CU_ASSERT(took <= 1000 + tc.reconcile_ms + 1500);
+	CU_ASSERT(took <= (1000 + tc.reconcile_ms + 1500) * tc_slow());
 	CU_ASSERT(tc_state_is(&tc, "v", "Mounted"));
 	CU_ASSERT_EQUAL(testfs_nservers(tc.fs, "v"), 1);
 	CU_ASSERT_EQUAL(testfs_starts(tc.fs, "v"), 1);
@@ -459,7 +459,7 @@ static void test_serving_manager_lease_lost(void)
 	free(sv);
 	testfs_node_crash(tc.fs, node); /* the process died with its server */
 	CU_ASSERT_EQUAL(memkv_lease_kill(tc.st, lease), VF_OK);
-	for (int64_t end = vf_now_ms() + 5000; vf_now_ms() < end && !ok;) {
+	for (int64_t end = vf_now_ms() + TC_WAIT_MS; vf_now_ms() < end && !ok;) {
 		sv = memkv_value(tc.st, "vfile/server/v");
 		ok = sv != NULL && testfs_server(tc.fs, "v", who, sizeof(who)) != NULL;
 		free(sv);
@@ -535,7 +535,7 @@ static void test_restart_batched(void)
 	free(sv);
 	/* the manager idle: every start claim closed (else its lease's end makes
 	 * the claim look orphaned and a start job races the batches) */
-	for (int64_t end = vf_now_ms() + 10000; vf_now_ms() < end && served < RB_N;) {
+	for (int64_t end = vf_now_ms() + TC_WAIT_MS; vf_now_ms() < end && served < RB_N;) {
 		served = 0;
 		for (int i = 0; i < RB_N; i++)
 			served += rb_claim_done(&tc, vol[i]);
@@ -554,7 +554,7 @@ static void test_restart_batched(void)
 	testfs_node_crash(tc.fs, "m1"); /* its servers died with its lease */
 	CU_ASSERT_EQUAL(memkv_lease_kill(tc.st, lease), VF_OK);
 	/* restarted and recorded (a server runs before its record is written) */
-	for (int64_t end = vf_now_ms() + 10000; vf_now_ms() < end && served < RB_N - 1;) {
+	for (int64_t end = vf_now_ms() + TC_WAIT_MS; vf_now_ms() < end && served < RB_N - 1;) {
 		served = 0;
 		for (int i = 0; i < RB_N; i++)
 			served += i != 7 && rb_restarted(&tc, vol[i], "m1", lease);
@@ -577,7 +577,7 @@ static void test_restart_batched(void)
 	                           (unsigned)((vf_now_ms() - t0) / tc.reconcile_ms + 1));
 	CU_ASSERT_EQUAL(okv->ops->unlock(okv, &olk, &e), VF_OK);
 	served = 0;
-	for (int64_t end = vf_now_ms() + 10000; vf_now_ms() < end && !served;) {
+	for (int64_t end = vf_now_ms() + TC_WAIT_MS; vf_now_ms() < end && !served;) {
 		served = rb_restarted(&tc, "b07", "m1", lease);
 		if (!served)
 			tc_sleep_ms(20);
@@ -728,7 +728,7 @@ static void test_lock_left_by_lost_answer(void)
 	int h1, h2, rc;
 
 	tc_init(&tc);
-	tc.op_timeout_ms = 3000;
+	tc.op_timeout_ms = 3000 * tc_slow();
 	tc_add(&tc, "m1", 1);
 	h1 = tc_add(&tc, "h1", 0);
 	h2 = tc_add(&tc, "h2", 0);
@@ -757,7 +757,7 @@ static void test_lock_left_by_lost_answer(void)
 	if (rc != VF_OK)
 		fprintf(stderr, "h2 mount: %s\n", e.msg);
 	CU_ASSERT_EQUAL(rc, VF_OK);
-	CU_ASSERT(took < 2000); /* the sweep runs every 0.5 s; the op timeout is 3 s */
+	CU_ASSERT(took < 2000 * tc_slow()); /* the sweep runs every 0.5 s; the op timeout is 3 s */
 	CU_ASSERT_EQUAL(vf_vol_dirty_count(tc.n[h1].ctx), 0);
 	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h2].ctx, "v", "b", &e), VF_OK);
 	CU_ASSERT(tc_settled(&tc, "v", TC_WAIT_MS));
@@ -824,7 +824,7 @@ static int hold_on, hold_hit;
 
 static int hold_fp(const char *name, const char *vol, void *arg)
 {
-	int64_t end = vf_now_ms() + 5000;
+	int64_t end = vf_now_ms() + TC_WAIT_MS;
 
 	(void)name, (void)vol, (void)arg;
 	pthread_mutex_lock(&hold_mu);
@@ -870,7 +870,7 @@ static void test_remove_recreate_while_stopping(void)
 	int h, m2, hit = 0;
 
 	tc_init(&tc);
-	tc.op_timeout_ms = 4000;
+	tc.op_timeout_ms = 4000 * tc_slow();
 	tc_add(&tc, "m1", 1);
 	h = tc_add(&tc, "h1", 0);
 	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h].ctx, "v", NULL, 0, &e), VF_OK);
@@ -925,7 +925,7 @@ static int race_hold, race_hits, race_check_hold;
 
 static int race_wait(int *flag)
 {
-	int64_t end = vf_now_ms() + 5000;
+	int64_t end = vf_now_ms() + TC_WAIT_MS;
 
 	while (*flag && vf_now_ms() < end) {
 		struct timespec ts;

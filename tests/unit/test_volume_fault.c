@@ -40,7 +40,7 @@ static void sc_setup(struct tcluster *tc, int sc)
 	struct vf_err e = {0};
 
 	tc_init(tc);
-	tc->op_timeout_ms = 2500;
+	tc->op_timeout_ms = 2500 * tc_slow();
 	tc_add(tc, "m1", 1);
 	tc_add(tc, "h1", 0);
 	tc_add(tc, "h2", 0);
@@ -124,7 +124,7 @@ static int sc_check(struct tcluster *tc, int sc, const char *what)
 		/* the restart waits for a new lease (a failed grant is retried after
 		 * 0.5 s) and a reconcile pass: wait for it with a bound of its own, not
 		 * within the mount's op timeout, which a busy machine can outlast */
-		for (int64_t end = vf_now_ms() + 10000; vf_now_ms() < end;) {
+		for (int64_t end = vf_now_ms() + TC_WAIT_MS; vf_now_ms() < end;) {
 			char *sv = memkv_value(tc->st, "vfile/server/w");
 			int up = sv != NULL && testfs_nservers(tc->fs, "w") == 1;
 
@@ -364,7 +364,7 @@ static void incons_hook(const char *prefix, int after, void *arg)
 		a->gref_done = 1;
 		pthread_cond_broadcast(&a->cv);
 	} else if (a->armed && !after && strcmp(prefix, "vfile/client/") == 0) {
-		int64_t end = vf_now_ms() + 10000; /* > the mount's op timeout */
+		int64_t end = vf_now_ms() + TC_WAIT_MS; /* > the mount's op timeout */
 
 		while (!a->gref_done && vf_now_ms() < end) {
 			struct timespec ts;
@@ -615,7 +615,7 @@ static void test_unmount_pending_then_mount_fails(void)
 	int h1, ok = 0;
 
 	tc_init(&tc);
-	tc.op_timeout_ms = 1500;
+	tc.op_timeout_ms = 1500 * tc_slow();
 	tc_add(&tc, "m1", 1);
 	h1 = tc_add(&tc, "h1", 0);
 	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h1].ctx, "v", NULL, 0, &e), VF_OK);

@@ -37,6 +37,16 @@ struct tcluster {
 	char mount_root[256]; /* empty: a path that does not exist; else <root>/<node> */
 };
 
+/* How much slower than native the code runs: 5 under valgrind (the memcheck
+ * preload, or VFILE_VALGRIND=1), else 1. Scales the bounds that measure a
+ * latency the code promises (op timeouts, "took at most"), never a wait. */
+static inline int tc_slow(void)
+{
+	const char *vg = getenv("VFILE_VALGRIND"), *pre = getenv("LD_PRELOAD");
+
+	return (vg && strcmp(vg, "1") == 0) || (pre && strstr(pre, "vgpreload")) ? 5 : 1;
+}
+
 /* The test file server's mounts are the hosts' "mount table". */
 static inline int tc_probe(void *fs_arg, const char *vol, const char *path)
 {
@@ -52,7 +62,7 @@ static inline void tc_init(struct tcluster *tc)
 	CU_ASSERT_EQUAL_FATAL(memkv_store_new(&tc->st), VF_OK);
 	tc->fs = testfs_new();
 	CU_ASSERT_PTR_NOT_NULL_FATAL(tc->fs);
-	tc->op_timeout_ms = 4000;
+	tc->op_timeout_ms = 4000 * tc_slow();
 	tc->reconcile_ms = 100;
 	vf_vol_mount_probe_set(tc_probe);
 }
@@ -161,6 +171,7 @@ static inline int tc_consistent(struct tcluster *tc, const char *vol)
  * retries of 0.5 s) is a small part of it on a busy machine or under valgrind.
  * Waits that check something does NOT happen use bounds of their own. */
 #define TC_WAIT_MS 20000
+
 
 /* Poll with a deadline until "a server runs iff gref > 0" holds (stops are async). */
 static inline int tc_settled(struct tcluster *tc, const char *vol, int timeout_ms)
