@@ -39,6 +39,8 @@ summary() {
 summary | tee /tmp/vfile-test-summary.txt
 if [ "$status" != 0 ]; then
 	tail -150 test-suite.log 2>/dev/null || true
+	echo "make check failed; what failed:"
+	grep -E '^(FAIL|ERROR):|FAILED|had failures|^ +[0-9]+\. [^ ]+:[0-9]+ ' test-suite.log | head -60 || true
 	exit "$status"
 fi
 

@@ -56,6 +56,7 @@ for log in $(find tests -name '*.log' ! -name test-suite.log | sort); do
 done
 if [ "$status" != 0 ]; then
 	tail -100 test-suite.log 2>/dev/null || true
+	grep -E '^(FAIL|ERROR):|FAILED|had failures|^ +[0-9]+\. [^ ]+:[0-9]+ ' test-suite.log | head -60 || true
 	echo "test-sanitizers: FAILED after $((end - start)) s (build $obj)"
 	exit "$status"
 fi
