@@ -1141,6 +1141,21 @@ out:
 /* A restart batch: keep the volumes no other job is on (marked in bbusy while
  * it runs), restart them at once; the rest, and a batch that cannot go as a
  * whole, go back as single restarts. */
+/* The worker is done with batch b, run or not: its volumes leave bbusy (a
+ * volume left there is never restarted again by this process: no pass batches
+ * it, no single restart of it is taken) and count as settled. */
+static void mgr_batch_release(struct mgr *m, const struct mgr_batch *b)
+{
+	pthread_mutex_lock(&m->mu);
+	for (size_t i = 0; i < b->n; i++)
+		if (b->claim[i] == BATCH_MINE) {
+			mgr_hdel(&m->bbusy, b->vol[i]);
+			mgr_settled(m, b->vol[i]);
+		}
+	pthread_cond_broadcast(&m->job_cv);
+	pthread_mutex_unlock(&m->mu);
+}
+
 static void mgr_run_batch(struct mgr *m, const struct mgr_batch *b, struct vf_kv_lease *lease)
 {
 	struct vf_ctx *ctx = m->ctx;
@@ -1170,14 +1185,7 @@ static void mgr_run_batch(struct mgr *m, const struct mgr_batch *b, struct vf_kv
 	for (size_t i = 0; i < b->n; i++)
 		if (mine[i] && !back[i])
 			vf_vol_local_leave(ctx, "state", b->vol[i]);
-	pthread_mutex_lock(&m->mu);
-	for (size_t i = 0; i < b->n; i++)
-		if (mine[i]) {
-			mgr_hdel(&m->bbusy, b->vol[i]);
-			mgr_settled(m, b->vol[i]);
-		}
-	pthread_cond_broadcast(&m->job_cv);
-	pthread_mutex_unlock(&m->mu);
+	mgr_batch_release(m, b);
 	for (size_t i = 0; i < b->n; i++)
 		if (back[i] || (mine[i] && all_back))
 			mgr_enqueue(m, b->vol[i], JOB_RESTART);
@@ -1193,8 +1201,13 @@ static void mgr_run(struct mgr *m, const struct mgr_job *j)
 	pthread_mutex_lock(&m->mu);
 	suspended = m->suspended;
 	pthread_mutex_unlock(&m->mu);
-	if (lease == NULL || suspended)
+	/* the failpoint: a batch taken just before the lease was found lost */
+	if (lease == NULL || suspended ||
+	    (j->batch && vf_failpoint_hit("mgr.batch_taken_suspended", j->vol))) {
+		if (j->batch) /* taken, so its volumes are in bbusy: out again */
+			mgr_batch_release(m, j->batch);
 		goto out;
+	}
 	vf_log(VF_LOG_DEBUG, "volume %s: %s job", j->vol, mgr_job_names[j->kind]);
 	switch (j->kind) {
 	case JOB_START:

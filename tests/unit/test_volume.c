@@ -601,6 +601,67 @@ static void test_restart_batched(void)
 	tc_free(&tc);
 }
 
+/* A restart batch a worker took just before the lease was found lost is
+ * dropped: its volumes must not stay marked as being restarted by a batch
+ * (they were never restarted again: the CI failure of test_restart_batched
+ * under valgrind, 20 of 30 volumes without a server for 40 s). */
+static int drop_batch_fp(const char *name, const char *vol, void *arg)
+{
+	int *n = arg;
+
+	(void)name, (void)vol;
+	return __atomic_fetch_add(n, 1, __ATOMIC_SEQ_CST) == 0; /* the first only */
+}
+
+static void test_restart_batch_dropped(void)
+{
+	struct tcluster tc;
+	struct vf_err e = {0};
+	char vol[8][16], *sv, lease[64] = "", node[64];
+	int h, served = 0, dropped = 0;
+
+	tc_init(&tc);
+	tc_add(&tc, "m1", 1);
+	h = tc_add(&tc, "h1", 0);
+	for (int i = 0; i < 8; i++) {
+		snprintf(vol[i], sizeof(vol[i]), "d%02d", i);
+		CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h].ctx, vol[i], NULL, 0, &e), VF_OK);
+		CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h].ctx, vol[i], "c1", NULL, &e), VF_OK);
+	}
+	for (int64_t end = vf_now_ms() + TC_WAIT_MS; vf_now_ms() < end && served < 8;) {
+		served = 0;
+		for (int i = 0; i < 8; i++)
+			served += rb_claim_done(&tc, vol[i]);
+		if (served < 8)
+			tc_sleep_ms(10);
+	}
+	CU_ASSERT_EQUAL_FATAL(served, 8);
+	sv = memkv_value(tc.st, "vfile/server/d00");
+	CU_ASSERT_FATAL(sv != NULL && sscanf(sv, "%63s %63s", node, lease) == 2);
+	free(sv);
+	vf_failpoint_set("mgr.batch_taken_suspended", drop_batch_fp, &dropped);
+	testfs_node_crash(tc.fs, "m1");
+	CU_ASSERT_EQUAL(memkv_lease_kill(tc.st, lease), VF_OK);
+	served = 0;
+	for (int64_t end = vf_now_ms() + TC_WAIT_MS; vf_now_ms() < end && served < 8;) {
+		served = 0;
+		for (int i = 0; i < 8; i++)
+			served += rb_restarted(&tc, vol[i], "m1", lease);
+		if (served < 8)
+			tc_sleep_ms(20);
+	}
+	vf_failpoint_clear_all();
+	CU_ASSERT(__atomic_load_n(&dropped, __ATOMIC_SEQ_CST) >= 1); /* a batch was dropped */
+	CU_ASSERT_EQUAL(served, 8);
+	for (int i = 0; i < 8; i++) {
+		CU_ASSERT(tc_state_is(&tc, vol[i], "Mounted"));
+		CU_ASSERT_EQUAL(tc_num(&tc, "gref", vol[i]), 1);
+		CU_ASSERT(tc_consistent(&tc, vol[i]));
+	}
+	CU_ASSERT_EQUAL(testfs_violations(tc.fs), 0);
+	tc_free(&tc);
+}
+
 /* Many hosts and two managers in threads over memkv: quiescent invariants. */
 struct rnd_arg {
 	struct vf_ctx *ctx;
@@ -1167,6 +1228,7 @@ void vf_test_register(void)
 	VF_ADD_TEST(s, test_manager_dies_after_claim);
 	VF_ADD_TEST(s, test_serving_manager_lease_lost);
 	VF_ADD_TEST(s, test_restart_batched);
+	VF_ADD_TEST(s, test_restart_batch_dropped);
 	VF_ADD_TEST(s, test_concurrent_memkv);
 	VF_ADD_TEST(s, test_reconcile_missed_trigger);
 	VF_ADD_TEST(s, test_lock_left_by_lost_answer);
