@@ -128,7 +128,11 @@
  *   and every reconcile pass (above). A start that finds server/<vol> of another
  *   live manager with the state not Mounted waits (above): a re-created volume
  *   never gets a second server while the old incarnation's still runs.
- * create: txn [ABSENT state] put state=Ready, gref=0, info.
+ * create: txn [ABSENT state] put state=Ready, gref=0, info. Compare failed (the
+ *   volume exists: two swarm tasks racing to create it) or outcome unknown: one
+ *   txn reads state and info; the same options (as a set of key=value) is
+ *   success, others are VF_ECONFLICT naming each difference; absent (removed
+ *   meanwhile, or our uncertain txn did not land): create again (8 tries).
  */
 #include <config.h>
 
@@ -2370,6 +2374,86 @@ static void *ctx_converge_thread(void *arg)
 	return NULL;
 }
 
+/* The options of an info/<vol> document against those of a create request:
+ * VF_OK when the same set of key=value, else VF_ECONFLICT with every difference
+ * named in err. */
+static int vol_opts_same(const char *name, const char *info, const struct vf_opt *opts,
+                         size_t nopts, struct vf_err *err)
+{
+	yajl_val t = NULL, ov;
+	struct vf_buf d = {0};
+	int rc;
+
+	if (info == NULL || vf_json_parse(info, strlen(info), &t, NULL) != VF_OK)
+		return vf_err_set(err, VF_ECONFLICT,
+		                  "volume %s already exists (its options cannot be read)", name);
+	ov = vf_json_get(t, "options", NULL);
+	for (size_t i = 0; i < nopts; i++) {
+		const char *want = opts[i].value ? opts[i].value : "";
+		const char *have = NULL;
+
+		for (size_t j = 0; ov && YAJL_IS_OBJECT(ov) && j < ov->u.object.len; j++)
+			if (strcmp(ov->u.object.keys[j], opts[i].key) == 0)
+				have = vf_json_str(ov->u.object.values[j]);
+		if (have == NULL)
+			vf_buf_printf(&d, "%s%s=%.60s (existing volume: not set)",
+			              d.len ? ", " : "", opts[i].key, want);
+		else if (strcmp(have, want) != 0)
+			vf_buf_printf(&d, "%s%s=%.60s (existing volume: %.60s)", d.len ? ", " : "",
+			              opts[i].key, want, have);
+	}
+	for (size_t j = 0; ov && YAJL_IS_OBJECT(ov) && j < ov->u.object.len; j++) {
+		size_t i;
+		const char *have = vf_json_str(ov->u.object.values[j]);
+
+		for (i = 0; i < nopts; i++)
+			if (strcmp(ov->u.object.keys[j], opts[i].key) == 0)
+				break;
+		if (i == nopts)
+			vf_buf_printf(&d, "%s%s not given (existing volume: %s=%.60s)",
+			              d.len ? ", " : "", ov->u.object.keys[j], ov->u.object.keys[j],
+			              have ? have : "");
+	}
+	if (d.len)
+		rc = vf_err_set(err, VF_ECONFLICT,
+		                "volume %s already exists with other options: %.180s", name,
+		                d.data);
+	else
+		rc = VF_OK;
+	vf_buf_free(&d);
+	yajl_tree_free(t);
+	return rc;
+}
+
+/* create found state/<vol> (or does not know whether its own txn landed,
+ * uncertain): read state and info in one txn. VF_OK: the volume exists with the
+ * same options (our own create, or an identical one); VF_ECONFLICT: other
+ * options, named; VF_ENOTFOUND: not there (removed meanwhile, or our uncertain
+ * create did not land): create again. */
+static int vol_create_same(struct vf_ctx *ctx, const char *name, const struct vf_opt *opts,
+                           size_t nopts, const char *ks, const char *ki, int uncertain,
+                           struct vf_err *err)
+{
+	struct vf_kv_op o[] = {{.kind = VF_OP_GET, .key = ks}, {.kind = VF_OP_GET, .key = ki}};
+	struct vf_kv_txn_result res = {0};
+	int rc = ctx->kv->ops->txn(ctx->kv, NULL, 0, o, 2, &res, err);
+
+	if (rc != VF_OK) {
+		vf_err_prefix(err, "volume %s: %s; cannot read it back", name,
+		              uncertain ? "create sent, no answer" : "exists");
+	} else if (res.count < 2 || !res.results[0].found) {
+		rc = VF_ENOTFOUND;
+	} else {
+		rc = vol_opts_same(name, res.results[1].found ? res.results[1].pair.value : NULL,
+		                   opts, nopts, err);
+		if (rc == VF_OK)
+			vf_log(VF_LOG_DEBUG, "volume %s: create: exists with the same options",
+			       name);
+	}
+	vf_kv_txn_result_clear(&res);
+	return rc;
+}
+
 int vf_volume_create(struct vf_ctx *ctx, const char *name, const struct vf_opt *opts, size_t nopts,
                      struct vf_err *err)
 {
@@ -2393,10 +2477,23 @@ int vf_volume_create(struct vf_ctx *ctx, const char *name, const struct vf_opt *
 	        {.kind = VF_OP_PUT, .key = kg, .value = "0", .value_len = 1},
 	        {.kind = VF_OP_PUT, .key = ki, .value = info, .value_len = strlen(info)}};
 
-	rc = ctx->kv->ops->txn(ctx->kv, &c, 1, o, 3, NULL, err);
-	if (rc == VF_ECONFLICT)
-		rc = vf_err_set(err, VF_ECONFLICT, "volume %s already exists", name);
-	else if (rc != VF_OK)
+	/* a create that finds the volume (another swarm task created it first) is
+	 * answered by comparing options; removed meanwhile: create again (bounded) */
+	for (int tries = 0; tries < 8; tries++) {
+		rc = ctx->kv->ops->txn(ctx->kv, &c, 1, o, 3, NULL, err);
+		if (rc == VF_EUNCERTAIN)
+			rc = vol_create_same(ctx, name, opts, nopts, ks, ki, 1, err);
+		else if (rc == VF_ECONFLICT)
+			rc = vol_create_same(ctx, name, opts, nopts, ks, ki, 0, err);
+		if (rc != VF_ENOTFOUND)
+			break;
+	}
+	if (rc == VF_ENOTFOUND)
+		rc = vf_err_set(err, VF_ECONFLICT,
+		                "volume %s: cannot create: removed and re-created under us "
+		                "repeatedly",
+		                name);
+	else if (rc != VF_OK && rc != VF_ECONFLICT && rc != VF_EINVAL)
 		vf_err_prefix(err, "volume %s: cannot create", name);
 	free(info);
 	return rc;

@@ -1212,6 +1212,133 @@ static void test_ctx_status(void)
 	tc_free(&tc);
 }
 
+/* Create of an existing volume (issue 14, item 6): the same options succeed, in
+ * any order; other options are refused naming each difference; an uncertain
+ * answer is resolved by reading the volume back. */
+static void test_create_idempotent(void)
+{
+	struct tcluster tc;
+	struct vf_err e = {0};
+	struct vf_opt a[] = {{"size", "10G"}, {"uid", "1000"}};
+	struct vf_opt a2[] = {{"uid", "1000"}, {"size", "10G"}};
+	struct vf_opt b[] = {{"size", "20G"}, {"uid", "1000"}};
+	struct vf_opt c[] = {{"size", "10G"}};
+	struct vf_opt d[] = {{"size", "10G"}, {"uid", "1000"}, {"mode", "ro"}};
+	int h;
+
+	tc_init(&tc);
+	h = tc_add(&tc, "h1", 0);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h].ctx, "v", a, 2, &e), VF_OK);
+	CU_ASSERT_EQUAL(vf_volume_create(tc.n[h].ctx, "v", a, 2, &e), VF_OK);
+	CU_ASSERT_EQUAL(vf_volume_create(tc.n[h].ctx, "v", a2, 2, &e), VF_OK);
+	CU_ASSERT_EQUAL(vf_volume_create(tc.n[h].ctx, "v", b, 2, &e), VF_ECONFLICT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "size=20G (existing volume: 10G)"));
+	CU_ASSERT_PTR_NULL(strstr(e.msg, "uid"));
+	CU_ASSERT_EQUAL(vf_volume_create(tc.n[h].ctx, "v", c, 1, &e), VF_ECONFLICT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "uid not given (existing volume: uid=1000)"));
+	CU_ASSERT_EQUAL(vf_volume_create(tc.n[h].ctx, "v", d, 3, &e), VF_ECONFLICT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "mode=ro (existing volume: not set)"));
+	CU_ASSERT_EQUAL(vf_volume_create(tc.n[h].ctx, "v", NULL, 0, &e), VF_ECONFLICT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "size not given"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "uid not given"));
+	/* the refused creates changed nothing */
+	{
+		char *info = memkv_value(tc.st, "vfile/info/v");
+
+		CU_ASSERT(info && strstr(info, "\"10G\"") && !strstr(info, "20G"));
+		free(info);
+	}
+	/* the create's answer lost: applied (read back: ours) or not (created again) */
+	memkv_shim_fail(tc.n[h].shim, MEMKV_TXN, 1, MEMKV_FAULT_UNCERTAIN_APPLIED, 0);
+	CU_ASSERT_EQUAL(vf_volume_create(tc.n[h].ctx, "w1", a, 2, &e), VF_OK);
+	memkv_shim_fail(tc.n[h].shim, MEMKV_TXN, 1, MEMKV_FAULT_UNCERTAIN_NOT_APPLIED, 0);
+	CU_ASSERT_EQUAL(vf_volume_create(tc.n[h].ctx, "w2", a, 2, &e), VF_OK);
+	memkv_shim_clear(tc.n[h].shim);
+	CU_ASSERT(tc_state_is(&tc, "w1", "Ready"));
+	CU_ASSERT(tc_state_is(&tc, "w2", "Ready"));
+	tc_free(&tc);
+}
+
+struct create_race {
+	struct vf_ctx *ctx;
+	const char *vol;
+	const struct vf_opt *opts;
+	size_t nopts;
+	pthread_barrier_t *bar;
+	int rc;
+	char msg[256];
+};
+
+static void *create_race_run(void *arg)
+{
+	struct create_race *r = arg;
+	struct vf_err e = {0};
+
+	pthread_barrier_wait(r->bar);
+	r->rc = vf_volume_create(r->ctx, r->vol, r->opts, r->nopts, &e);
+	snprintf(r->msg, sizeof(r->msg), "%s", e.msg);
+	return NULL;
+}
+
+/* Swarm tasks on several hosts racing to create one volume: with the same
+ * options every one succeeds and one volume exists; with two option sets the
+ * volume gets one of them and every create of the other is refused. */
+static void test_create_race(void)
+{
+	enum { NT = 8, ROUNDS = 20 };
+	struct tcluster tc;
+	struct vf_opt a[] = {{"size", "1G"}}, b[] = {{"size", "2G"}};
+	struct create_race r[NT];
+	pthread_t th[NT];
+	pthread_barrier_t bar;
+	int nodes[4];
+
+	tc_init(&tc);
+	for (int i = 0; i < 4; i++) {
+		char nm[8];
+
+		snprintf(nm, sizeof(nm), "h%d", i);
+		nodes[i] = tc_add(&tc, nm, 0);
+	}
+	for (int round = 0; round < ROUNDS; round++) {
+		char vol[32];
+		int mixed = round % 2, ok = 0, conflict = 0, ok_a = 0;
+
+		snprintf(vol, sizeof(vol), "race%d", round);
+		pthread_barrier_init(&bar, NULL, NT);
+		for (int i = 0; i < NT; i++) {
+			int use_b = mixed && i % 2;
+
+			r[i] = (struct create_race){.ctx = tc.n[nodes[i % 4]].ctx,
+			                            .vol = vol,
+			                            .opts = use_b ? b : a,
+			                            .nopts = 1,
+			                            .bar = &bar};
+			CU_ASSERT_EQUAL_FATAL(pthread_create(&th[i], NULL, create_race_run, &r[i]),
+			                      0);
+		}
+		for (int i = 0; i < NT; i++) {
+			pthread_join(th[i], NULL);
+			ok += r[i].rc == VF_OK;
+			conflict += r[i].rc == VF_ECONFLICT;
+			ok_a += r[i].rc == VF_OK && r[i].opts == a;
+			if (r[i].rc == VF_ECONFLICT)
+				CU_ASSERT_PTR_NOT_NULL(strstr(r[i].msg, "size="));
+		}
+		pthread_barrier_destroy(&bar);
+		CU_ASSERT(tc_state_is(&tc, vol, "Ready"));
+		if (!mixed) {
+			CU_ASSERT_EQUAL(ok, NT);
+		} else {
+			/* the winner's set: all its creates succeed, all others refused */
+			CU_ASSERT_EQUAL(ok, NT / 2);
+			CU_ASSERT_EQUAL(conflict, NT / 2);
+			CU_ASSERT(ok_a == 0 || ok_a == NT / 2);
+		}
+	}
+	tc_free(&tc);
+}
+
 void vf_test_register(void)
 {
 	CU_pSuite s = CU_add_suite("volume", NULL, NULL);
@@ -1220,6 +1347,8 @@ void vf_test_register(void)
 		vf_test_abort("suite volume");
 	VF_ADD_TEST(s, test_names);
 	VF_ADD_TEST(s, test_bad_input_touches_nothing);
+	VF_ADD_TEST(s, test_create_idempotent);
+	VF_ADD_TEST(s, test_create_race);
 	VF_ADD_TEST(s, test_mount_unmount_refcount);
 	VF_ADD_TEST(s, test_prefix_families);
 	VF_ADD_TEST(s, test_round_trips);
