@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <curl/curl.h>
 #include <yajl/yajl_gen.h>
@@ -55,6 +56,15 @@ static const struct ctl_cmd_info ctl_cmds[] = {
         {CTL_KVDUMP, "kv-dump", NULL, 0, "/VFile.KVDump", 60,
          "kv-dump\n"
          "  Print every key under the configured prefix with its value and version.\n"},
+        {CTL_NODES, "nodes", NULL, 0, "/VFile.Nodes", 60,
+         "nodes\n"
+         "  List the hosts: role, whether their lease is alive, the volumes each holds.\n"},
+        {CTL_EVICT, "evict", NULL, 0, "/VFile.Evict", 300,
+         "evict NODE [VOLUME] [--force]\n"
+         "  Release the mounts a dead host holds (of VOLUME, or of every volume): its\n"
+         "  mount ids and global references, each volume in one transaction under the\n"
+         "  volume's lock. Refused while NODE's lease is alive (its vfiled runs).\n"
+         "  --force   evict a host whose lease is alive (its mounts lose their record)\n"},
         {CTL_MIGRATE, "migrate", NULL, 0, NULL, 0,
          "migrate --to OTHER.conf [--force] [--overwrite]\n"
          "  Copy every volume from the store of the config (-c, default\n"
@@ -255,6 +265,10 @@ int ctl_parse(int argc, char *const *argv, struct ctl_args *a, char *msg, size_t
 				a->overwrite = 1;
 				continue;
 			}
+			if (ci && ci->cmd == CTL_EVICT && strcmp(arg, "--force") == 0) {
+				a->evict_force = 1;
+				continue;
+			}
 			if (ci && (ci->cmd == CTL_MOUNT || ci->cmd == CTL_UNMOUNT) &&
 			    (rc = ctl_opt_value(argc, argv, &i, NULL, "--id", &val)) != 0) {
 				if (rc < 0 || val[0] == '\0')
@@ -281,7 +295,11 @@ int ctl_parse(int argc, char *const *argv, struct ctl_args *a, char *msg, size_t
 			a->cmd = ci->cmd;
 			continue;
 		}
-		if (!ci->takes_name || a->name)
+		if (ci->cmd == CTL_EVICT && a->node == NULL) {
+			a->node = arg;
+			continue;
+		}
+		if ((!ci->takes_name && ci->cmd != CTL_EVICT) || a->name)
 			return ctl_bad(msg, msgsize, "%s: unexpected argument '%s'", ci->name, arg);
 		a->name = arg;
 	}
@@ -298,6 +316,8 @@ int ctl_parse(int argc, char *const *argv, struct ctl_args *a, char *msg, size_t
 		               "invalid volume name '%s': a letter or digit, then up to %d of "
 		               "letters, digits, '_', '.', '-'",
 		               a->name, VF_VOLUME_NAME_MAX - 1);
+	if (ci->cmd == CTL_EVICT && (a->node == NULL || a->node[0] == '\0'))
+		return ctl_bad(msg, msgsize, "evict: missing NODE");
 	if (ci->cmd == CTL_MIGRATE && a->to == NULL)
 		return ctl_bad(msg, msgsize, "migrate: missing --to OTHER.conf");
 	if (ci->cmd == CTL_MIGRATE && a->socket)
@@ -407,6 +427,12 @@ static int ctl_body(const struct ctl_args *a, char **body_r)
 	if (a->cmd == CTL_MOUNT || a->cmd == CTL_UNMOUNT) {
 		vf_jgen_str(g, "ID");
 		vf_jgen_str(g, a->id);
+	}
+	if (a->cmd == CTL_EVICT) {
+		vf_jgen_str(g, "Node");
+		vf_jgen_str(g, a->node);
+		vf_jgen_str(g, "Force");
+		yajl_gen_bool(g, a->evict_force);
 	}
 	if (a->cmd == CTL_CREATE) {
 		vf_jgen_str(g, "Opts");
@@ -689,6 +715,65 @@ static void ctl_print_status(yajl_val resp, FILE *out)
 	}
 }
 
+static void ctl_print_nodes(yajl_val resp, FILE *out)
+{
+	yajl_val nodes = vf_json_get(resp, "Nodes", NULL);
+	struct ctl_table t = {.ncols = 5};
+	const char *h[] = {"NODE", "ROLE", "LEASE", "STARTED", "VOLUMES"};
+
+	ctl_table_add(&t, h);
+	for (size_t i = 0; YAJL_IS_ARRAY(nodes) && i < nodes->u.array.len; i++) {
+		yajl_val x = nodes->u.array.values[i];
+		yajl_val vols = vf_json_get(x, "Volumes", NULL);
+		char name[256], role[32], started[32] = "-", vl[4096] = "";
+		int64_t st = 0;
+		int alive = YAJL_IS_TRUE(vf_json_get(x, "Alive", NULL));
+
+		ctl_cell(vf_json_get(x, "Node", NULL), name, sizeof(name));
+		ctl_cell(vf_json_get(x, "Role", NULL), role, sizeof(role));
+		if (vf_json_int64(vf_json_get(x, "Started", NULL), &st) == VF_OK && st > 0) {
+			time_t tt = (time_t)st;
+			struct tm tm;
+
+			if (gmtime_r(&tt, &tm))
+				strftime(started, sizeof(started), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		}
+		for (size_t k = 0; YAJL_IS_ARRAY(vols) && k < vols->u.array.len; k++) {
+			const char *v = vf_json_str(vols->u.array.values[k]);
+
+			snprintf(vl + strlen(vl), sizeof(vl) - strlen(vl), "%s%s", k ? "," : "",
+			         v ? v : "?");
+		}
+		const char *row[] = {name, role[0] ? role : "-", alive ? "alive" : "GONE", started,
+		                     vl[0] ? vl : "-"};
+		ctl_table_add(&t, row);
+	}
+	ctl_table_print(&t, out);
+}
+
+static void ctl_print_evict(const struct ctl_args *a, yajl_val resp, FILE *out)
+{
+	yajl_val rel = vf_json_get(resp, "Released", NULL);
+	size_t n = YAJL_IS_ARRAY(rel) ? rel->u.array.len : 0;
+
+	if (n == 0) {
+		fprintf(out, "node %s holds no %s%s: nothing released\n", a->node,
+		        a->name ? "mount of " : "volume", a->name ? a->name : "");
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		yajl_val x = rel->u.array.values[i];
+		char vol[256], ids[1024], gb[32], ga[32];
+
+		ctl_cell(vf_json_get(x, "Volume", NULL), vol, sizeof(vol));
+		ctl_cell(vf_json_get(x, "Ids", NULL), ids, sizeof(ids));
+		ctl_cell(vf_json_get(x, "GrefBefore", NULL), gb, sizeof(gb));
+		ctl_cell(vf_json_get(x, "GrefAfter", NULL), ga, sizeof(ga));
+		fprintf(out, "released %s from %s: mount ids %s; hosts %s -> %s\n", vol, a->node,
+		        ids[0] ? ids : "-", gb, ga);
+	}
+}
+
 static void ctl_print_kvdump(yajl_val resp, FILE *out)
 {
 	yajl_val keys = vf_json_get(resp, "Keys", NULL);
@@ -799,6 +884,12 @@ static int ctl_run(const struct ctl_args *a, FILE *out, FILE *errf)
 		break;
 	case CTL_KVDUMP:
 		ctl_print_kvdump(resp, out);
+		break;
+	case CTL_NODES:
+		ctl_print_nodes(resp, out);
+		break;
+	case CTL_EVICT:
+		ctl_print_evict(a, resp, out);
 		break;
 	case CTL_MIGRATE:
 	case CTL_NONE:

@@ -27,6 +27,8 @@ enum ctl_cmd {
 	CTL_STATUS,
 	CTL_KVDUMP,
 	CTL_MIGRATE,
+	CTL_NODES,
+	CTL_EVICT,
 };
 
 struct ctl_args {
@@ -40,9 +42,11 @@ struct ctl_args {
 	const char *id;                 /* --id of mount/unmount */
 	const char *opts[CTL_MAX_OPTS]; /* create -o "key=value", validated */
 	size_t nopts;
-	const char *to; /* migrate --to FILE */
-	int force;      /* migrate --force: copy Mounted volumes too */
-	int overwrite;  /* migrate --overwrite: replace volumes on the target */
+	const char *to;   /* migrate --to FILE */
+	int force;        /* migrate --force: copy Mounted volumes too */
+	int overwrite;    /* migrate --overwrite: replace volumes on the target */
+	const char *node; /* evict NODE */
+	int evict_force;  /* evict --force: also a host whose lease holds */
 };
 
 /* Parse argv (argv[0] is the program). CTL_EXIT_OK with *a filled, or

@@ -1773,6 +1773,8 @@ static void *mgr_reconciler(void *arg)
 
 		if (vf_mgr_reconcile_now(ctx, &e) != VF_OK)
 			vf_log(VF_LOG_WARN, "node %s: %s", ctx->node_id, e.msg);
+		else
+			vf_node_auto_evict(ctx, &ctx->gone);
 		pthread_mutex_lock(&m->mu);
 	}
 	pthread_mutex_unlock(&m->mu);

@@ -62,6 +62,12 @@ void vf_metrics_inc(enum vf_metric m)
 		atomic_fetch_add_explicit(&metrics_counters[m], 1, memory_order_relaxed);
 }
 
+void vf_metrics_add(enum vf_metric m, uint64_t n)
+{
+	if ((unsigned)m < VF_M_NCOUNTERS)
+		atomic_fetch_add_explicit(&metrics_counters[m], n, memory_order_relaxed);
+}
+
 uint64_t vf_metrics_get(enum vf_metric m)
 {
 	if ((unsigned)m >= VF_M_NCOUNTERS)
@@ -188,6 +194,10 @@ int vf_metrics_render(char **text_r, size_t *len_r, struct vf_err *err)
 	metrics_family(&b, "vfile_reconcile_runs_total", "counter", "Reconciler passes.");
 	vf_buf_printf(&b, "vfile_reconcile_runs_total %llu\n",
 	              (unsigned long long)metrics_load(&metrics_counters[VF_M_RECONCILE_RUNS]));
+	metrics_family(&b, "vfile_evictions_total", "counter",
+	               "Volumes a dead host was evicted from (vfilectl evict, evict_after_s).");
+	vf_buf_printf(&b, "vfile_evictions_total %llu\n",
+	              (unsigned long long)metrics_load(&metrics_counters[VF_M_EVICTIONS]));
 	metrics_family(&b, "vfile_kv_errors_total", "counter",
 	               "Store calls that did not succeed, by slot and kind (conflict and busy "
 	               "are lost races, not failures).");

@@ -26,6 +26,7 @@ enum vf_metric {
 	VF_M_SERVER_STOP_ERRORS,  /* a file-server stop failed */
 	VF_M_WATCH_RESYNCS,       /* VF_EV_RESYNC events delivered to a watcher */
 	VF_M_RECONCILE_RUNS,      /* reconciler passes */
+	VF_M_EVICTIONS,           /* volumes a host was evicted from (vf_node_evict) */
 	VF_M_NCOUNTERS
 };
 
@@ -37,8 +38,9 @@ enum vf_metric_hist {
 	VF_H_NHISTS
 };
 
-/* Add 1 to counter m. */
+/* Add 1 (n) to counter m. */
 void vf_metrics_inc(enum vf_metric m);
+void vf_metrics_add(enum vf_metric m, uint64_t n);
 /* Record one observation of ms milliseconds in histogram h. */
 void vf_metrics_observe_ms(enum vf_metric_hist h, int64_t ms);
 /* Count a store error: op is the kv slot name ("txn"), code a vf_status

@@ -5,9 +5,9 @@
  *
  * What is copied, per volume (a volume is a state/<vol> key): state, gref, info,
  * the triggers and markers, client/<vol>/<node>, and the finished claims ("done
- * N"). Not copied: lock/ (the backends' lock keys), server/<vol> and live claims
- * (both put with the lease of a daemon of the source store: they would outlive
- * nothing on the target; a marker whose claim is absent is re-claimed and
+ * N"). Not copied: lock/ (the backends' lock keys), server/<vol>, live claims and
+ * node/<node> (put with the lease of a daemon of the source store: they would
+ * outlive nothing on the target; a marker whose claim is absent is re-claimed and
  * finished by a manager of the target). Keys under the prefix that belong to no
  * volume are reported and left alone.
  *
@@ -51,6 +51,8 @@ static enum mig_kind mig_classify(const char *rel, const char *value, const char
 	flen = (size_t)(slash - rel);
 	if (flen == 4 && strncmp(rel, "lock", 4) == 0)
 		return MIG_LOCK;
+	if (flen == 4 && strncmp(rel, "node", 4) == 0)
+		return MIG_LEASE; /* node/<node>: a daemon's liveness key, bound to its lease */
 	if (flen == 6 && strncmp(rel, "client", 6) == 0) {
 		const char *v = slash + 1, *s2 = strchr(v, '/');
 
@@ -503,7 +505,8 @@ int ctl_migrate_kv(struct vf_kv *src, const char *sp, struct vf_kv *dst, const c
 	else
 		fprintf(out,
 		        "migrated %zu volume(s), %zu keys, verified; not copied: %zu lock key(s), "
-		        "%zu lease-bound key(s) (server/, live claims), %zu key(s) of no volume\n",
+		        "%zu lease-bound key(s) (server/, node/, live claims), %zu key(s) of no "
+		        "volume\n",
 		        p.nvols, nverified, p.nlock, p.nlease, p.nother + p.norphan);
 	rc = CTL_EXIT_OK;
 out:

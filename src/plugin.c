@@ -42,6 +42,8 @@ static const struct {
         {VF_EP_CAPABILITIES, "/VolumeDriver.Capabilities"},
         {VF_EP_STATUS, "/VFile.Status"},
         {VF_EP_KVDUMP, "/VFile.KVDump"},
+        {VF_EP_NODES, "/VFile.Nodes"},
+        {VF_EP_EVICT, "/VFile.Evict"},
 };
 #define PLUGIN_NPATHS (sizeof(plugin_paths) / sizeof(plugin_paths[0]))
 
@@ -108,6 +110,7 @@ void vf_plugin_req_clear(struct vf_plugin_req *req)
 		return;
 	free(req->name);
 	free(req->id);
+	free(req->node);
 	free(req->opts);
 	vf_strv_free(req->opt_strs, 2 * req->nopts);
 	memset(req, 0, sizeof(*req));
@@ -550,6 +553,43 @@ static int plugin_decode_opts(yajl_val opts, const char *path, const char *const
 	return VF_OK;
 }
 
+/* Evict: Node (required: 1 to VF_PLUGIN_NODE_MAX printable bytes, no '/', quote,
+ * backslash or space) and Force (optional boolean). */
+static int plugin_decode_evict(yajl_val root, const char *path, struct vf_plugin_req *req,
+                               struct vf_err *err)
+{
+	yajl_val v = root && YAJL_IS_OBJECT(root) ? vf_json_get(root, "Node", NULL) : NULL;
+	yajl_val f = root && YAJL_IS_OBJECT(root) ? vf_json_get(root, "Force", NULL) : NULL;
+	size_t n;
+
+	if (v == NULL || YAJL_IS_NULL(v))
+		return vf_err_set(err, VF_EINVAL, "%s: missing Node", path);
+	if (!YAJL_IS_STRING(v))
+		return vf_err_set(err, VF_EINVAL, "%s: Node must be a string", path);
+	n = strlen(v->u.string);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)v->u.string[i];
+
+		if (ch <= 0x20 || ch >= 0x7f || ch == '/' || ch == '"' || ch == '\\')
+			n = 0;
+	}
+	if (n == 0 || n > VF_PLUGIN_NODE_MAX) {
+		char en[300];
+
+		vf_plugin_escape(en, sizeof(en), v->u.string, 64);
+		return vf_err_set(err, VF_EINVAL,
+		                  "%s: invalid Node '%s' (1 to %d printable characters, no '/', "
+		                  "quote, backslash or space)",
+		                  path, en, VF_PLUGIN_NODE_MAX);
+	}
+	if (f != NULL && !YAJL_IS_NULL(f) && !YAJL_IS_TRUE(f) && !YAJL_IS_FALSE(f))
+		return vf_err_set(err, VF_EINVAL, "%s: Force must be true or false", path);
+	req->force = f != NULL && YAJL_IS_TRUE(f);
+	if ((req->node = strdup(v->u.string)) == NULL)
+		return vf_err_set(err, VF_ENOMEM, "out of memory");
+	return VF_OK;
+}
+
 static int plugin_decode_tree(yajl_val root, const char *path, const char *const *known,
                               struct vf_plugin_req *req, struct vf_err *err)
 {
@@ -568,17 +608,29 @@ static int plugin_decode_tree(yajl_val root, const char *path, const char *const
 	case VF_EP_UNMOUNT:
 		need_name = need_id = 1;
 		break;
+	case VF_EP_EVICT:
+		need_name = 1; /* optional there */
+		break;
 	default:
 		break;
 	}
 	if (root != NULL && !YAJL_IS_OBJECT(root) && !YAJL_IS_NULL(root))
 		return vf_err_set(err, VF_EINVAL, "%s: the request body must be a JSON object",
 		                  path);
+	if (req->ep == VF_EP_EVICT) {
+		int rc = plugin_decode_evict(root, path, req, err);
+
+		if (rc != VF_OK)
+			return rc;
+	}
 	if (!need_name)
 		return VF_OK;
 	v = root && YAJL_IS_OBJECT(root) ? vf_json_get(root, "Name", NULL) : NULL;
-	if (v == NULL || YAJL_IS_NULL(v))
+	if (v == NULL || YAJL_IS_NULL(v)) {
+		if (req->ep == VF_EP_EVICT)
+			return VF_OK; /* every volume of the node */
 		return vf_err_set(err, VF_EINVAL, "%s: missing Name", path);
+	}
 	if (!YAJL_IS_STRING(v))
 		return vf_err_set(err, VF_EINVAL, "%s: Name must be a string", path);
 	name = v->u.string;

@@ -14,7 +14,8 @@
  *   /VolumeDriver.Get           {Name}        -> {Volume:{Name, Mountpoint, Status}}
  *   /VolumeDriver.List          {}            -> {Volumes:[...]}
  *   /VolumeDriver.Capabilities  {}            -> {"Capabilities":{"Scope":"global"}}
- *   /VFile.Status, /VFile.KVDump (admin, used by vfilectl)
+ *   /VFile.Status, /VFile.KVDump, /VFile.Nodes (admin, used by vfilectl)
+ *   /VFile.Evict                {Node, Name?, Force?} -> {Node, Released:[...]}
  * Bodies over VF_PLUGIN_MAX_BODY are refused while they are received. Every other
  * bound (strict JSON, nesting, UTF-8, options, ids, request time, connections per
  * peer) is below and in doc/reliability.md, "Input bounds"; bytes a client sent are
@@ -32,6 +33,7 @@
 /* Input bounds (doc/reliability.md, "Input bounds"). */
 #define VF_PLUGIN_MAX_BODY (64 * 1024)
 #define VF_PLUGIN_ID_MAX 64           /* a mount id; Docker's are 64 hex digits */
+#define VF_PLUGIN_NODE_MAX 253        /* a node name (Evict), bytes */
 #define VF_PLUGIN_OPTS_MAX 16         /* Create options in one request */
 #define VF_PLUGIN_OPT_KEY_MAX 64      /* an option name, bytes */
 #define VF_PLUGIN_OPT_VALUE_MAX 253   /* an option value, bytes (a DNS name) */
@@ -54,6 +56,8 @@ enum vf_plugin_ep {
 	VF_EP_CAPABILITIES,
 	VF_EP_STATUS,
 	VF_EP_KVDUMP,
+	VF_EP_NODES,
+	VF_EP_EVICT,
 };
 
 /* A decoded request. Every string is owned by the request. */
@@ -64,6 +68,8 @@ struct vf_plugin_req {
 	struct vf_opt *opts; /* Create options (key/value point into opt_strs) */
 	size_t nopts;
 	char **opt_strs; /* 2 * nopts strings: key0, value0, key1, ... */
+	char *node;      /* Evict: the host (validated); name is then optional */
+	int force;       /* Evict: Force true */
 };
 
 /* The endpoint a path names (VF_EP_UNKNOWN if none) and back. */

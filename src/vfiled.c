@@ -391,6 +391,76 @@ static int vfd_kvdump(struct vfd *d, yajl_gen g, struct vf_err *err)
 	return VF_OK;
 }
 
+/* /VFile.Nodes: every host with a liveness key or a client key. */
+static int vfd_nodes(struct vfd *d, yajl_gen g, struct vf_err *err)
+{
+	struct vf_node *nodes = NULL;
+	size_t n = 0;
+	int rc = vf_node_list(d->ctx, &nodes, &n, err);
+
+	if (rc != VF_OK)
+		return rc;
+	vf_jgen_str(g, "Nodes");
+	yajl_gen_array_open(g);
+	for (size_t i = 0; i < n; i++) {
+		yajl_gen_map_open(g);
+		vf_jgen_str(g, "Node");
+		vf_jgen_str(g, nodes[i].name);
+		vf_jgen_str(g, "Role");
+		vf_jgen_str(g, nodes[i].role ? nodes[i].role : "");
+		vf_jgen_str(g, "Addr");
+		vf_jgen_str(g, nodes[i].addr ? nodes[i].addr : "");
+		vf_jgen_str(g, "Started");
+		vf_jgen_int(g, nodes[i].started);
+		vf_jgen_str(g, "Alive");
+		yajl_gen_bool(g, nodes[i].alive);
+		vf_jgen_str(g, "Volumes");
+		yajl_gen_array_open(g);
+		for (size_t k = 0; k < nodes[i].nvols; k++)
+			vf_jgen_str(g, nodes[i].vols[k]);
+		yajl_gen_array_close(g);
+		yajl_gen_map_close(g);
+	}
+	yajl_gen_array_close(g);
+	vf_nodes_free(&nodes, n);
+	return VF_OK;
+}
+
+/* /VFile.Evict: what was released is answered also when it failed part-way. */
+static int vfd_evict(struct vfd *d, const struct vf_plugin_req *req, yajl_gen g, struct vf_err *err)
+{
+	struct vf_evicted *ev = NULL;
+	size_t n = 0;
+	int rc = vf_node_evict(d->ctx, req->node, req->name, req->force, &ev, &n, err);
+
+	vf_jgen_str(g, "Node");
+	vf_jgen_str(g, req->node);
+	vf_jgen_str(g, "Released");
+	yajl_gen_array_open(g);
+	for (size_t i = 0; i < n; i++) {
+		yajl_gen_map_open(g);
+		vf_jgen_str(g, "Volume");
+		vf_jgen_str(g, ev[i].vol ? ev[i].vol : "");
+		vf_jgen_str(g, "Ids");
+		yajl_gen_array_open(g);
+		for (size_t k = 0; k < ev[i].nids; k++)
+			vf_jgen_str(g, ev[i].ids[k]);
+		yajl_gen_array_close(g);
+		vf_jgen_str(g, "GrefBefore");
+		vf_jgen_int(g, ev[i].gref_before);
+		vf_jgen_str(g, "GrefAfter");
+		vf_jgen_int(g, ev[i].gref_after);
+		yajl_gen_map_close(g);
+	}
+	yajl_gen_array_close(g);
+	vf_log(rc == VF_OK ? VF_LOG_WARN : VF_LOG_ERR, "evict %s%s%s%s: %zu volume(s) released%s%s",
+	       req->node, req->name ? " volume " : "", req->name ? req->name : "",
+	       req->force ? " (forced)" : "", n, rc == VF_OK ? "" : "; ",
+	       rc == VF_OK ? "" : err->msg);
+	vf_evicted_free(&ev, n);
+	return rc;
+}
+
 static int vfd_handle(void *arg, const struct vf_plugin_req *req, yajl_gen g, struct vf_err *err)
 {
 	struct vfd *d = arg;
@@ -449,6 +519,12 @@ static int vfd_handle(void *arg, const struct vf_plugin_req *req, yajl_gen g, st
 		break;
 	case VF_EP_KVDUMP:
 		rc = vfd_kvdump(d, g, err);
+		break;
+	case VF_EP_NODES:
+		rc = vfd_nodes(d, g, err);
+		break;
+	case VF_EP_EVICT:
+		rc = vfd_evict(d, req, g, err);
 		break;
 	default:
 		rc = vf_err_set(err, VF_EINVAL, "%s: not handled", vf_plugin_ep_path(req->ep));

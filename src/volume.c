@@ -143,6 +143,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "volume_int.h"
 #include "fs_int.h"
@@ -737,6 +738,13 @@ static int ctx_grant(struct vf_ctx *ctx, struct vf_err *err)
 
 	if (rc != VF_OK)
 		return vf_err_prefix(err, "node %s: cannot grant the process lease", ctx->node_id);
+	/* node/<node> lives exactly as long as the lease: a lease without it would
+	 * let evict take this live host for a dead one, so no key, no lease */
+	rc = vf_node_announce(ctx, l, err);
+	if (rc != VF_OK) {
+		ctx->kv->ops->lease_revoke(ctx->kv, &l, NULL);
+		return rc;
+	}
 	/* the write lock only to swap the pointer: readers never wait on the store */
 	pthread_rwlock_wrlock(&ctx->lease_rw);
 	pthread_mutex_lock(&ctx->mu);
@@ -1078,6 +1086,8 @@ int vf_ctx_new(struct vf_kv *kv, const struct vf_ctx_cfg *cfg, struct vf_ctx **c
 		ctx->lease_ttl_s = kv->min_lease_ttl_s;
 	ctx->op_timeout_ms = cfg->op_timeout_ms > 0 ? cfg->op_timeout_ms : 30000;
 	ctx->reconcile_ms = cfg->reconcile_ms > 0 ? cfg->reconcile_ms : 5000;
+	ctx->evict_after_s = cfg->evict_after_s > 0 ? cfg->evict_after_s : 0;
+	ctx->started_s = (int64_t)time(NULL);
 	ctx->fs = cfg->fs;
 	ctx->fs_arg = cfg->fs_arg;
 	pthread_rwlock_init(&ctx->lease_rw, NULL);
@@ -1154,6 +1164,7 @@ void vf_ctx_free(struct vf_ctx **ctxp)
 		free(d);
 	}
 	vol_pend_free(ctx);
+	vf_node_gone_free(&ctx->gone);
 	vf_strv_free(ctx->mounted, ctx->nmounted);
 	vol_memo_free(ctx);
 	pthread_rwlock_destroy(&ctx->lease_rw);

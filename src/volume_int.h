@@ -51,6 +51,8 @@ struct vf_ctx {
 	struct vf_kv *kv;
 	char *node_id, *node_addr, *prefix, *mount_root;
 	int manager, lease_ttl_s, op_timeout_ms, reconcile_ms;
+	int evict_after_s; /* managers: evict hosts without a lease this long (0: never) */
+	int64_t started_s; /* wall clock of vf_ctx_new, in node/<node> */
 	const struct vf_fs_ops *fs;
 	void *fs_arg;
 
@@ -92,6 +94,10 @@ struct vf_ctx {
 	pthread_cond_t conv_cv;
 	pthread_t conv_thr;
 	int conv_started, conv_startup; /* conv_startup: the start-up check to redo */
+
+	/* automatic eviction (src/node.c): hosts seen without a lease, by the
+	 * manager's reconciler thread only */
+	struct node_gone *gone;
 };
 
 /* Key "<prefix><family>/<vol>" into buf. */
@@ -168,6 +174,17 @@ typedef int (*vf_vol_probe_fn)(void *fs_arg, const char *vol, const char *path);
 void vf_vol_mount_probe_set(vf_vol_probe_fn fn);
 /* Mount ids of this process whose release is still to be retried (tests). */
 size_t vf_vol_pending_count(struct vf_ctx *ctx);
+
+/* ---- hosts (src/node.c) ---- */
+/* Key "<prefix>node/<node>" into buf. */
+void vf_node_key(const struct vf_ctx *ctx, char *buf, size_t size, const char *node);
+/* Put node/<this node> with lease (role, address, start time, lease id). */
+int vf_node_announce(struct vf_ctx *ctx, struct vf_kv_lease *lease, struct vf_err *err);
+/* One automatic-eviction step (manager reconciler, after each pass): hosts
+ * with client keys and no node key for evict_after_s are evicted. */
+struct node_gone;
+void vf_node_auto_evict(struct vf_ctx *ctx, struct node_gone **gone);
+void vf_node_gone_free(struct node_gone **gone);
 
 /* manager.c */
 int vf_mgr_start(struct vf_ctx *ctx, struct vf_err *err);

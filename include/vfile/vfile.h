@@ -62,6 +62,8 @@ struct vf_ctx_cfg {
 	int reconcile_ms;       /* period of the reconciler (default 5000) */
 	const struct vf_fs_ops *fs;
 	void *fs_arg;
+	int evict_after_s; /* managers: evict a host whose lease has been gone this long
+	                    * (seconds, as seen by the manager); 0: never */
 };
 struct vf_ctx;
 
@@ -105,6 +107,39 @@ int vf_volume_unmount(struct vf_ctx *ctx, const char *name, const char *mount_id
 int vf_volume_get(struct vf_ctx *ctx, const char *name, struct vf_volume *vol_r,
                   struct vf_err *err);
 int vf_volume_list(struct vf_ctx *ctx, struct vf_volume **vols_r, size_t *n_r, struct vf_err *err);
+
+/* ---- Hosts ----
+ * Every daemon holds node/<node> with its lease ({"role","addr","started","lease"}):
+ * a host whose key is absent has no lease (stopped, dead, or cut off from the store).
+ */
+struct vf_node {
+	char *name;
+	char *role; /* "manager" | "worker"; NULL when not alive */
+	char *addr;
+	int64_t started; /* unix seconds of its daemon's start; 0 when not alive */
+	int alive;       /* node/<name> present: its lease holds */
+	char **vols;     /* volumes it holds a client key of */
+	size_t nvols;
+};
+/* Hosts with a node key or a client key, sorted by name. */
+int vf_node_list(struct vf_ctx *ctx, struct vf_node **nodes_r, size_t *n_r, struct vf_err *err);
+void vf_nodes_free(struct vf_node **nodes, size_t n);
+
+/* What one eviction released. */
+struct vf_evicted {
+	char *vol;
+	char **ids; /* the host's mount ids that were recorded */
+	size_t nids;
+	int64_t gref_before, gref_after;
+};
+/* Release node's client ids (of vol, or of every volume when vol is NULL) and
+ * its global references, each volume in one txn under its gref lock, fenced
+ * on the versions read. Refused (VF_EBUSY, nothing written) while node holds a
+ * lease, unless force; refused for this context's own node. *ev_r: what was
+ * released (also on a failure part-way). */
+int vf_node_evict(struct vf_ctx *ctx, const char *node, const char *vol, int force,
+                  struct vf_evicted **ev_r, size_t *n_r, struct vf_err *err);
+void vf_evicted_free(struct vf_evicted **ev, size_t n);
 
 /* What a context is doing, for status reports. lease_id: the current lease
  * ("" while none is held); manager: 1 while the manager side runs; watchers:

@@ -215,6 +215,15 @@ static const char *fake_answer(const char *path)
 		       "alpha\",\"Value\":\"2\",\"ModRev\":9}],\"Err\":\"\"}";
 	if (strcmp(path, "/VolumeDriver.Unmount") == 0)
 		return "not json";
+	if (strcmp(path, "/VFile.Nodes") == 0)
+		return "{\"Nodes\":[{\"Node\":\"h1\",\"Role\":\"\",\"Addr\":\"\",\"Started\":0,"
+		       "\"Alive\":false,\"Volumes\":[\"alpha\",\"beta\"]},{\"Node\":\"m1\","
+		       "\"Role\":"
+		       "\"manager\",\"Addr\":\"10.0.0.1\",\"Started\":86400,\"Alive\":true,"
+		       "\"Volumes\":[]}],\"Err\":\"\"}";
+	if (strcmp(path, "/VFile.Evict") == 0)
+		return "{\"Node\":\"h1\",\"Released\":[{\"Volume\":\"alpha\",\"Ids\":[\"c1\","
+		       "\"c2\"],\"GrefBefore\":2,\"GrefAfter\":1}],\"Err\":\"\"}";
 	return "{\"Err\":\"\"}";
 }
 
@@ -336,6 +345,53 @@ static void test_run_tables(void)
 	CU_ASSERT_STRING_EQUAL(out, "alpha\n");
 	CU_ASSERT_STRING_EQUAL(last_body,
 	                       "{\"Name\":\"alpha\",\"Opts\":{\"size\":\"1G\",\"mode\":\"0770\"}}");
+	free(out);
+	free(err);
+}
+
+static void test_run_nodes_evict(void)
+{
+	char *out = NULL, *err = NULL;
+	struct ctl_args a;
+	char msg[256];
+	char **v;
+
+	v = ARGV("evict", "h1");
+	CU_ASSERT_EQUAL(parse(vlen(v), v, &a, msg), CTL_EXIT_OK);
+	CU_ASSERT_STRING_EQUAL(a.node, "h1");
+	CU_ASSERT_PTR_NULL(a.name);
+	CU_ASSERT_EQUAL(a.evict_force, 0);
+	v = ARGV("evict", "--force", "h1", "vol");
+	CU_ASSERT_EQUAL(parse(vlen(v), v, &a, msg), CTL_EXIT_OK);
+	CU_ASSERT_STRING_EQUAL(a.name, "vol");
+	CU_ASSERT_EQUAL(a.evict_force, 1);
+	v = ARGV("evict");
+	CU_ASSERT_EQUAL(parse(vlen(v), v, &a, msg), CTL_EXIT_USAGE);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "missing NODE"));
+	v = ARGV("evict", "h1", "v", "extra");
+	CU_ASSERT_EQUAL(parse(vlen(v), v, &a, msg), CTL_EXIT_USAGE);
+	v = ARGV("evict", "h1", "bad/vol");
+	CU_ASSERT_EQUAL(parse(vlen(v), v, &a, msg), CTL_EXIT_USAGE);
+	v = ARGV("nodes", "x");
+	CU_ASSERT_EQUAL(parse(vlen(v), v, &a, msg), CTL_EXIT_USAGE);
+	v = ARGV("create", "v", "--force");
+	CU_ASSERT_EQUAL(parse(vlen(v), v, &a, msg), CTL_EXIT_USAGE);
+
+	CU_ASSERT_EQUAL(CTL(out, err, "-s", sock_path, "nodes"), CTL_EXIT_OK);
+	CU_ASSERT_STRING_EQUAL(out, "NODE  ROLE     LEASE  STARTED               VOLUMES\n"
+	                            "h1    -        GONE   -                     alpha,beta\n"
+	                            "m1    manager  alive  1970-01-02T00:00:00Z  -\n");
+	CU_ASSERT_STRING_EQUAL(last_path, "/VFile.Nodes");
+	free(out);
+	free(err);
+	CU_ASSERT_EQUAL(CTL(out, err, "-s", sock_path, "evict", "h1", "--force"), CTL_EXIT_OK);
+	CU_ASSERT_STRING_EQUAL(out, "released alpha from h1: mount ids c1, c2; hosts 2 -> 1\n");
+	CU_ASSERT_STRING_EQUAL(last_path, "/VFile.Evict");
+	CU_ASSERT_STRING_EQUAL(last_body, "{\"Node\":\"h1\",\"Force\":true}");
+	free(out);
+	free(err);
+	CU_ASSERT_EQUAL(CTL(out, err, "-s", sock_path, "evict", "h1", "alpha"), CTL_EXIT_OK);
+	CU_ASSERT_STRING_EQUAL(last_body, "{\"Name\":\"alpha\",\"Node\":\"h1\",\"Force\":false}");
 	free(out);
 	free(err);
 }
@@ -486,6 +542,7 @@ void vf_test_register(void)
 	if (s == NULL)
 		vf_test_abort("suite ctl_run");
 	VF_ADD_TEST(s, test_run_tables);
+	VF_ADD_TEST(s, test_run_nodes_evict);
 	VF_ADD_TEST(s, test_run_json_and_errors);
 	vf_test_register_fs();
 }

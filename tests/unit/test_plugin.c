@@ -233,6 +233,40 @@ static void test_decode_oversized_and_unknown(void)
 	CU_ASSERT_STRING_EQUAL(vf_plugin_ep_path(VF_EP_KVDUMP), "/VFile.KVDump");
 }
 
+/* /VFile.Evict: Node required and checked, Name optional, Force a boolean. */
+static void test_decode_evict(void)
+{
+	struct vf_plugin_req r;
+	struct vf_err err = {0};
+
+	CU_ASSERT_EQUAL_FATAL(dec("/VFile.Evict", "{\"Node\":\"h1\"}", &r, &err), VF_OK);
+	CU_ASSERT_EQUAL(r.ep, VF_EP_EVICT);
+	CU_ASSERT_STRING_EQUAL(r.node, "h1");
+	CU_ASSERT_PTR_NULL(r.name);
+	CU_ASSERT_EQUAL(r.force, 0);
+	vf_plugin_req_clear(&r);
+	CU_ASSERT_EQUAL_FATAL(
+	        dec("/VFile.Evict", "{\"Node\":\"h1.x\",\"Name\":\"v\",\"Force\":true}", &r, &err),
+	        VF_OK);
+	CU_ASSERT_STRING_EQUAL(r.name, "v");
+	CU_ASSERT_EQUAL(r.force, 1);
+	vf_plugin_req_clear(&r);
+	CU_ASSERT_EQUAL(dec("/VFile.Evict", "{}", &r, &err), VF_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "missing Node"));
+	CU_ASSERT_EQUAL(dec("/VFile.Evict", "{\"Node\":\"a/b\"}", &r, &err), VF_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "invalid Node"));
+	CU_ASSERT_EQUAL(dec("/VFile.Evict", "{\"Node\":\"\"}", &r, &err), VF_EINVAL);
+	CU_ASSERT_EQUAL(dec("/VFile.Evict", "{\"Node\":7}", &r, &err), VF_EINVAL);
+	CU_ASSERT_EQUAL(dec("/VFile.Evict", "{\"Node\":\"h1\",\"Force\":\"yes\"}", &r, &err),
+	                VF_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "Force"));
+	CU_ASSERT_EQUAL(dec("/VFile.Evict", "{\"Node\":\"h1\",\"Name\":\"../x\"}", &r, &err),
+	                VF_EINVAL);
+	CU_ASSERT_EQUAL_FATAL(dec("/VFile.Nodes", "", &r, &err), VF_OK);
+	CU_ASSERT_EQUAL(r.ep, VF_EP_NODES);
+	vf_plugin_req_clear(&r);
+}
+
 /* Any byte outside printable ASCII in an error message (what reaches the log and Err). */
 static int test_msg_raw(const char *msg)
 {
@@ -972,6 +1006,7 @@ void vf_test_register(void)
 	if (s == NULL)
 		vf_test_abort("plugin_decode suite");
 	VF_ADD_TEST(s, test_decode_good);
+	VF_ADD_TEST(s, test_decode_evict);
 	VF_ADD_TEST(s, test_decode_malformed);
 	VF_ADD_TEST(s, test_decode_missing_name);
 	VF_ADD_TEST(s, test_decode_invalid_names);

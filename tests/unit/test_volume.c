@@ -110,7 +110,9 @@ static void test_mount_unmount_refcount(void)
 	CU_ASSERT(tc_settled(&tc, "v", TC_WAIT_MS));
 	CU_ASSERT(tc_state_is(&tc, "v", "Ready"));
 	CU_ASSERT_EQUAL(vf_volume_remove(tc.n[h1].ctx, "v", &e), VF_OK);
-	CU_ASSERT_EQUAL(memkv_count(tc.st, "vfile/"), 0);
+	/* nothing of v is left; what remains are the hosts' liveness keys */
+	CU_ASSERT_EQUAL(memkv_count(tc.st, "vfile/"), memkv_count(tc.st, "vfile/node/"));
+	CU_ASSERT_EQUAL(memkv_count(tc.st, "vfile/node/"), 3);
 	CU_ASSERT_EQUAL(vf_volume_remove(tc.n[h1].ctx, "v", &e), VF_ENOTFOUND);
 	CU_ASSERT_EQUAL(testfs_violations(tc.fs), 0);
 	tc_free(&tc);
@@ -1339,6 +1341,196 @@ static void test_create_race(void)
 	tc_free(&tc);
 }
 
+/* A host gone for good (its daemon's context freed without unmounting: the lease
+ * ends, its client keys stay): listed as not alive; evict of a live host is
+ * refused unless forced; evict of the dead one releases exactly its ids and
+ * references; the last unmount then stops the server and remove works. */
+static int tc_node_alive(struct tcluster *tc, const char *node)
+{
+	char k[300];
+	char *v;
+
+	snprintf(k, sizeof(k), "vfile/node/%s", node);
+	v = memkv_value(tc->st, k);
+	free(v);
+	return v != NULL;
+}
+
+static void test_evict_dead_host(void)
+{
+	struct tcluster tc;
+	struct vf_err e = {0};
+	struct vf_node *nodes = NULL;
+	struct vf_evicted *ev = NULL;
+	size_t n = 0;
+	int m, h1, h2;
+
+	tc_init(&tc);
+	m = tc_add(&tc, "m1", 1);
+	h1 = tc_add(&tc, "h1", 0);
+	h2 = tc_add(&tc, "h2", 0);
+	CU_ASSERT(tc_node_alive(&tc, "m1") && tc_node_alive(&tc, "h1"));
+	{
+		char *v = memkv_value(tc.st, "vfile/node/m1");
+
+		CU_ASSERT(v && strstr(v, "\"role\":\"manager\"") && strstr(v, "\"started\":"));
+		free(v);
+	}
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h1].ctx, "v", NULL, 0, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h1].ctx, "w", NULL, 0, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h1].ctx, "v", "c1", NULL, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h1].ctx, "v", "c2", NULL, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h1].ctx, "w", "c4", NULL, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h2].ctx, "v", "c3", NULL, &e), VF_OK);
+	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "v"), 2);
+	/* live: refused, nothing written */
+	CU_ASSERT_EQUAL(vf_node_evict(tc.n[m].ctx, "h1", NULL, 0, &ev, &n, &e), VF_EBUSY);
+	CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "alive"));
+	CU_ASSERT_EQUAL(n, 0);
+	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "v"), 2);
+	CU_ASSERT_EQUAL(vf_node_evict(tc.n[m].ctx, "m1", NULL, 1, &ev, &n, &e), VF_EINVAL);
+	/* h1 dies for good: its lease ends, its records stay */
+	vf_ctx_free(&tc.n[h1].ctx);
+	CU_ASSERT(!tc_node_alive(&tc, "h1"));
+	CU_ASSERT(tc_state_is(&tc, "v", "Mounted"));
+	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "v"), 2);
+	CU_ASSERT_EQUAL_FATAL(vf_node_list(tc.n[m].ctx, &nodes, &n, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(n, 3);
+	CU_ASSERT_STRING_EQUAL(nodes[0].name, "h1");
+	CU_ASSERT_EQUAL(nodes[0].alive, 0);
+	CU_ASSERT_EQUAL(nodes[0].nvols, 2);
+	CU_ASSERT_STRING_EQUAL(nodes[1].name, "h2");
+	CU_ASSERT_EQUAL(nodes[1].alive, 1);
+	CU_ASSERT_STRING_EQUAL(nodes[1].role, "worker");
+	CU_ASSERT_EQUAL(nodes[1].nvols, 1);
+	CU_ASSERT_STRING_EQUAL(nodes[2].name, "m1");
+	CU_ASSERT_STRING_EQUAL(nodes[2].role, "manager");
+	CU_ASSERT_EQUAL(nodes[2].nvols, 0);
+	vf_nodes_free(&nodes, n);
+	/* evict of one volume, then of the rest */
+	CU_ASSERT_EQUAL_FATAL(vf_node_evict(tc.n[h2].ctx, "h1", "v", 0, &ev, &n, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(n, 1);
+	CU_ASSERT_STRING_EQUAL(ev[0].vol, "v");
+	CU_ASSERT_EQUAL(ev[0].nids, 2);
+	CU_ASSERT_EQUAL(ev[0].gref_before, 2);
+	CU_ASSERT_EQUAL(ev[0].gref_after, 1);
+	vf_evicted_free(&ev, n);
+	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "v"), 1);
+	CU_ASSERT(tc_consistent(&tc, "v"));
+	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "w"), 1);
+	CU_ASSERT_EQUAL_FATAL(vf_node_evict(tc.n[m].ctx, "h1", NULL, 0, &ev, &n, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(n, 1);
+	CU_ASSERT_STRING_EQUAL(ev[0].vol, "w");
+	CU_ASSERT_STRING_EQUAL(ev[0].ids[0], "c4");
+	vf_evicted_free(&ev, n);
+	/* w had no other host: its server is stopped (the evict bumped stop_trigger) */
+	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "w"), 0);
+	CU_ASSERT(tc_settled(&tc, "w", TC_WAIT_MS));
+	CU_ASSERT(tc_state_is(&tc, "w", "Ready"));
+	/* nothing more to release */
+	CU_ASSERT_EQUAL(vf_node_evict(tc.n[m].ctx, "h1", NULL, 0, &ev, &n, &e), VF_OK);
+	CU_ASSERT_EQUAL(n, 0);
+	/* the last unmount stops v's server; remove works */
+	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h2].ctx, "v", "c3", &e), VF_OK);
+	CU_ASSERT(tc_settled(&tc, "v", TC_WAIT_MS));
+	CU_ASSERT(tc_state_is(&tc, "v", "Ready"));
+	CU_ASSERT_EQUAL(vf_volume_remove(tc.n[h2].ctx, "v", &e), VF_OK);
+	CU_ASSERT_EQUAL(vf_volume_remove(tc.n[h2].ctx, "w", &e), VF_OK);
+	/* forced: a live host's records go too */
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h2].ctx, "x", NULL, 0, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h2].ctx, "x", "c5", NULL, &e), VF_OK);
+	CU_ASSERT_EQUAL(vf_node_evict(tc.n[m].ctx, "h2", "x", 1, &ev, &n, &e), VF_OK);
+	CU_ASSERT_EQUAL(n, 1);
+	vf_evicted_free(&ev, n);
+	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "x"), 0);
+	CU_ASSERT(tc_consistent(&tc, "x"));
+	/* the evicted live host's unmount of its id still answers ok */
+	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h2].ctx, "x", "c5", &e), VF_OK);
+	CU_ASSERT(tc_settled(&tc, "x", TC_WAIT_MS));
+	CU_ASSERT_EQUAL(testfs_violations(tc.fs), 0);
+	tc_free(&tc);
+}
+
+/* A host that comes back between evict's liveness check and its txn is not
+ * evicted: the txn compares node/<node> absent. The hook puts the key when evict
+ * lists client/ (after its first check). */
+struct evict_back {
+	struct vf_kv *kv;
+};
+
+static void evict_back_hook(const char *prefix, int after, void *arg)
+{
+	struct evict_back *b = arg;
+
+	if (!after && strcmp(prefix, "vfile/client/") == 0)
+		b->kv->ops->put(b->kv, "vfile/node/h1", "{}", 2, NULL, NULL, NULL);
+}
+
+static void test_evict_host_back(void)
+{
+	struct tcluster tc;
+	struct vf_err e = {0};
+	struct vf_evicted *ev = NULL;
+	struct evict_back b;
+	size_t n = 0;
+	int m, h1;
+
+	tc_init(&tc);
+	m = tc_add(&tc, "m1", 1);
+	h1 = tc_add(&tc, "h1", 0);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h1].ctx, "v", NULL, 0, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h1].ctx, "v", "c1", NULL, &e), VF_OK);
+	vf_ctx_free(&tc.n[h1].ctx);
+	b.kv = tc.n[h1].base;
+	memkv_shim_list_hook(tc.n[m].shim, evict_back_hook, &b);
+	CU_ASSERT_EQUAL(vf_node_evict(tc.n[m].ctx, "h1", NULL, 0, &ev, &n, &e), VF_EBUSY);
+	memkv_shim_list_hook(tc.n[m].shim, NULL, NULL);
+	CU_ASSERT_EQUAL(n, 0);
+	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "v"), 1);
+	CU_ASSERT_EQUAL(tc_clients(&tc, "v"), 1);
+	tc_free(&tc);
+}
+
+/* evict_after_s: a manager evicts a host whose lease has been gone that long,
+ * not before, and never a live host. */
+static void test_evict_auto(void)
+{
+	struct tcluster tc;
+	struct vf_err e = {0};
+	int64_t t0, took = -1;
+	int h1, h2;
+
+	tc_init(&tc);
+	tc.evict_after_s = 2;
+	tc_add(&tc, "m1", 1);
+	h1 = tc_add(&tc, "h1", 0);
+	h2 = tc_add(&tc, "h2", 0);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h1].ctx, "v", NULL, 0, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h1].ctx, "v", "c1", NULL, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h2].ctx, "v", "c2", NULL, &e), VF_OK);
+	vf_ctx_free(&tc.n[h1].ctx);
+	t0 = vf_now_ms();
+	for (int64_t end = t0 + TC_WAIT_MS; vf_now_ms() < end; tc_sleep_ms(20))
+		if (tc_clients(&tc, "v") == 1 && tc_num(&tc, "gref", "v") == 1) {
+			took = vf_now_ms() - t0;
+			break;
+		}
+	CU_ASSERT(took >= 0);
+	CU_ASSERT(took >= 1900); /* the grace (2 s) was waited */
+	CU_ASSERT(tc_consistent(&tc, "v"));
+	CU_ASSERT(tc_node_alive(&tc, "h2"));
+	{
+		char *c = memkv_value(tc.st, "vfile/client/v/h2");
+
+		CU_ASSERT_PTR_NOT_NULL(c); /* the live host is kept */
+		free(c);
+	}
+	CU_ASSERT(tc_state_is(&tc, "v", "Mounted"));
+	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h2].ctx, "v", "c2", &e), VF_OK);
+	CU_ASSERT(tc_settled(&tc, "v", TC_WAIT_MS));
+	tc_free(&tc);
+}
+
 void vf_test_register(void)
 {
 	CU_pSuite s = CU_add_suite("volume", NULL, NULL);
@@ -1349,6 +1541,9 @@ void vf_test_register(void)
 	VF_ADD_TEST(s, test_bad_input_touches_nothing);
 	VF_ADD_TEST(s, test_create_idempotent);
 	VF_ADD_TEST(s, test_create_race);
+	VF_ADD_TEST(s, test_evict_dead_host);
+	VF_ADD_TEST(s, test_evict_host_back);
+	VF_ADD_TEST(s, test_evict_auto);
 	VF_ADD_TEST(s, test_mount_unmount_refcount);
 	VF_ADD_TEST(s, test_prefix_families);
 	VF_ADD_TEST(s, test_round_trips);

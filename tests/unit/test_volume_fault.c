@@ -118,7 +118,8 @@ static int sc_check(struct tcluster *tc, int sc, const char *what)
 		break;
 	case SC_REMOVE:
 		rc = vf_volume_remove(tc->n[1].ctx, "v", &e);
-		ok = (rc == VF_OK || rc == VF_ENOTFOUND) && memkv_count(tc->st, "vfile/") == 0;
+		ok = (rc == VF_OK || rc == VF_ENOTFOUND) &&
+		     memkv_count(tc->st, "vfile/") == memkv_count(tc->st, "vfile/node/");
 		break;
 	case SC_RESTART: /* both served again, once, and still mountable */
 		/* the restart waits for a new lease (a failed grant is retried after

@@ -34,6 +34,7 @@ struct tcluster {
 	struct tnode n[TC_MAX];
 	int nn;
 	int op_timeout_ms, reconcile_ms;
+	int evict_after_s;    /* managers added from then on */
 	char mount_root[256]; /* empty: a path that does not exist; else <root>/<node> */
 };
 
@@ -93,6 +94,7 @@ static inline int tc_add(struct tcluster *tc, const char *name, int manager)
 	cfg.lease_ttl_s = 1;
 	cfg.op_timeout_ms = tc->op_timeout_ms;
 	cfg.reconcile_ms = tc->reconcile_ms;
+	cfg.evict_after_s = tc->evict_after_s;
 	cfg.fs = &testfs_ops;
 	cfg.fs_arg = &n->fsn;
 	CU_ASSERT_EQUAL_FATAL(vf_ctx_new(n->kv, &cfg, &n->ctx, &e), VF_OK);
@@ -171,7 +173,6 @@ static inline int tc_consistent(struct tcluster *tc, const char *vol)
  * retries of 0.5 s) is a small part of it on a busy machine or under valgrind.
  * Waits that check something does NOT happen use bounds of their own. */
 #define TC_WAIT_MS 20000
-
 
 /* Poll with a deadline until "a server runs iff gref > 0" holds (stops are async). */
 static inline int tc_settled(struct tcluster *tc, const char *vol, int timeout_ms)
