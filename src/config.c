@@ -14,28 +14,14 @@
 #include "metrics_int.h"
 
 static const char *const conf_known_top[] = {
-        "node_id",
-        "role",
-        "docker_socket",
-        "backend",
-        "backend_dir",
-        "prefix",
-        "plugin_socket",
-        "socket_group",
-        "socket_mode",
-        "mount_root",
-        "state_dir",
-        "lease_ttl_s",
-        "op_timeout_ms",
-        "reconcile_ms",
-        "request_timeout_ms",
-        "log_level",
-        "log_target",
-        "etcd",
-        "consul",
-        "fileserver",
-        "metrics_listen",
-        NULL,
+        "node_id",       "role",         "docker_socket",
+        "backend",       "backend_dir",  "prefix",
+        "plugin_socket", "socket_group", "socket_mode",
+        "mount_root",    "state_dir",    "lease_ttl_s",
+        "op_timeout_ms", "reconcile_ms", "request_timeout_ms",
+        "log_level",     "log_target",   "etcd",
+        "consul",        "fileserver",   "metrics_listen",
+        "evict_after_s", NULL,
 };
 
 /* Settings of the etcd group that belong to vfiled, not to the driver. */
@@ -374,6 +360,15 @@ static int conf_validate(struct vf_conf *c, struct vf_err *err)
 	    (rc = conf_positive(c, root, "request_timeout_ms", 5000, &c->request_timeout_ms,
 	                        err)) != VF_OK)
 		return rc;
+	/* automatic eviction: 0 (off) or at least 2 lease TTLs, so that a host whose
+	 * keep-alive is only late is never taken for a dead one */
+	rc = conf_fix_err(c, vf_cfg_int(root, "evict_after_s", 0, &c->evict_after_s, err), err);
+	if (rc != VF_OK)
+		return rc;
+	if (c->evict_after_s < 0 || (c->evict_after_s > 0 && c->evict_after_s < 2 * c->lease_ttl_s))
+		return conf_bad(c, config_setting_get_member(root, "evict_after_s"),
+		                "evict_after_s", "must be 0 (off) or at least twice lease_ttl_s",
+		                err);
 
 	/* logging */
 	if ((rc = conf_word(c, root, "log_level", "info", conf_level_names, &level, err)) != VF_OK)

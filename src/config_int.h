@@ -22,6 +22,8 @@
  *       embedded_peer_url, embedded_binary are read by vfiled and removed from the
  *       group before it is handed to the driver.
  *   fileserver = {...}  passed to vf_fs_open()
+ *   evict_after_s      int      managers evict a host whose lease has been gone this
+ *                               long (0: never, the default; else >= 2 * lease_ttl_s)
  *   metrics_listen     string   "HOST:PORT" ("127.0.0.1:9105", "[::1]:9105"): serve
  *                               Prometheus metrics on GET /metrics (default: off)
  * Errors name file, line and setting.
@@ -64,7 +66,8 @@ struct vf_conf {
 	int op_timeout_ms;
 	int reconcile_ms;
 	int request_timeout_ms;
-	int log_level; /* enum vf_log_level */
+	int evict_after_s; /* 0: no automatic eviction */
+	int log_level;     /* enum vf_log_level */
 	char *log_target;
 	char *metrics_listen; /* NULL: no metrics listener */
 	int has_secret;       /* the file holds a password or token */

@@ -692,6 +692,7 @@ static int vfd_start(struct vfd *d, const sigset_t *sigs, struct vf_err *err)
 	cc.lease_ttl_s = c->lease_ttl_s;
 	cc.op_timeout_ms = c->op_timeout_ms;
 	cc.reconcile_ms = c->reconcile_ms;
+	cc.evict_after_s = c->evict_after_s;
 	cc.fs = &d->mfs;
 	cc.fs_arg = d;
 	int64_t until = vf_now_ms() + c->op_timeout_ms;

@@ -170,6 +170,32 @@ static void test_conf_string_and_module_path(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "inline:2: setting 'prefix' must not be empty"));
 }
 
+static void test_conf_evict_after(void)
+{
+	struct vf_conf *c = NULL;
+	struct vf_err err = {0};
+
+	CU_ASSERT_EQUAL_FATAL(vf_conf_load_string("backend = \"etcd\";\n", "inline", &c, &err),
+	                      VF_OK);
+	CU_ASSERT_EQUAL(c->evict_after_s, 0); /* off by default */
+	vf_conf_free(&c);
+	CU_ASSERT_EQUAL_FATAL(vf_conf_load_string("backend = \"etcd\";\nlease_ttl_s = 10;\n"
+	                                          "evict_after_s = 600;\n",
+	                                          "inline", &c, &err),
+	                      VF_OK);
+	CU_ASSERT_EQUAL(c->evict_after_s, 600);
+	vf_conf_free(&c);
+	CU_ASSERT_EQUAL(vf_conf_load_string("backend = \"etcd\";\nlease_ttl_s = 10;\n"
+	                                    "evict_after_s = 15;\n",
+	                                    "inline", &c, &err),
+	                VF_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "inline:3: setting 'evict_after_s'"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "twice lease_ttl_s"));
+	CU_ASSERT_EQUAL(vf_conf_load_string("backend = \"etcd\";\nevict_after_s = -1;\n", "inline",
+	                                    &c, &err),
+	                VF_EINVAL);
+}
+
 static void test_conf_secret_perms(void)
 {
 	char path[] = "/tmp/vfile-conf-XXXXXX";
@@ -222,5 +248,6 @@ void vf_test_register_config(void)
 	VF_ADD_TEST(s, test_conf_missing_required);
 	VF_ADD_TEST(s, test_conf_syntax_and_io);
 	VF_ADD_TEST(s, test_conf_string_and_module_path);
+	VF_ADD_TEST(s, test_conf_evict_after);
 	VF_ADD_TEST(s, test_conf_secret_perms);
 }
