@@ -221,6 +221,7 @@ static void mgr_served_set(struct mgr *m, const char *vol, int on)
 		mgr_hput(&m->served, vol);
 	else
 		mgr_hdel(&m->served, vol);
+	vf_metrics_gauge_set(VF_G_SERVERS, (int64_t)m->served.n);
 	pthread_mutex_unlock(&m->mu);
 }
 
@@ -1612,6 +1613,18 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 	pthread_rwlock_unlock(&ctx->lease_rw);
 	m->pass++;
 	vf_metrics_inc(VF_M_RECONCILE_RUNS);
+	vf_metrics_gauge_set(VF_G_LAST_RECONCILE, (int64_t)time(NULL));
+	{
+		int64_t nm = 0, nv = 0;
+
+		for (size_t i = 0; i < l[L_STATE].count; i++)
+			if (vf_volume_name_valid(l[L_STATE].items[i].key + strlen(pre[L_STATE]))) {
+				nv++;
+				nm += strcmp(l[L_STATE].items[i].value, "Mounted") == 0;
+			}
+		vf_metrics_gauge_set(VF_G_VOLUMES_MOUNTED, nm);
+		vf_metrics_gauge_set(VF_G_VOLUMES_READY, nv - nm);
+	}
 	for (size_t i = 0; i < l[L_STATE].count; i++) {
 		const struct vf_kv_pair *s = &l[L_STATE].items[i], *f[L_N];
 		const char *vol = s->key + strlen(pre[L_STATE]);

@@ -62,6 +62,40 @@ void vf_metrics_inc(enum vf_metric m)
 		atomic_fetch_add_explicit(&metrics_counters[m], 1, memory_order_relaxed);
 }
 
+static atomic_int_fast64_t metrics_gauges[VF_G_NGAUGES];
+static vf_metrics_health_fn metrics_health_fn;
+static void *metrics_health_arg;
+
+void vf_metrics_gauge_set(enum vf_metric_gauge g, int64_t v)
+{
+	if ((unsigned)g < VF_G_NGAUGES)
+		atomic_store_explicit(&metrics_gauges[g], v, memory_order_relaxed);
+}
+
+int64_t vf_metrics_gauge_get(enum vf_metric_gauge g)
+{
+	if ((unsigned)g >= VF_G_NGAUGES)
+		return 0;
+	return atomic_load_explicit(&metrics_gauges[g], memory_order_relaxed);
+}
+
+void vf_metrics_health_set(vf_metrics_health_fn fn, void *arg)
+{
+	metrics_health_fn = fn;
+	metrics_health_arg = arg;
+}
+
+int vf_metrics_health(struct vf_err *err)
+{
+	if (metrics_health_fn)
+		return metrics_health_fn(metrics_health_arg, err);
+	if (!vf_metrics_gauge_get(VF_G_LEASE_HELD))
+		return vf_err_set(err, VF_ELEASE, "no lease held");
+	if (!vf_metrics_gauge_get(VF_G_STORE_UP))
+		return vf_err_set(err, VF_EUNAVAIL, "the store did not answer the last request");
+	return VF_OK;
+}
+
 void vf_metrics_add(enum vf_metric m, uint64_t n)
 {
 	if ((unsigned)m < VF_M_NCOUNTERS)
@@ -124,6 +158,8 @@ void vf_metrics_reset(void)
 	for (size_t o = 0; o < METRICS_NOPS; o++)
 		for (size_t k = 0; k < METRICS_NKINDS; k++)
 			atomic_store(&metrics_kv_errs[o][k], 0);
+	for (size_t g = 0; g < VF_G_NGAUGES; g++)
+		atomic_store(&metrics_gauges[g], 0);
 }
 
 /* ---- exposition ---- */
@@ -170,6 +206,27 @@ static void metrics_hist_render(struct vf_buf *b, const char *name, const char *
 	vf_buf_printf(b, "%s_count %llu\n", name, (unsigned long long)count);
 }
 
+/* Error kinds whose series exist from the start (0) for every slot, so that
+ * rate() and alerts see them before the first error: the store failing, not a
+ * lost race (conflict, busy) nor a missing key. */
+static int metrics_kind_always(size_t k)
+{
+	static const int always[] = {-VF_EUNCERTAIN, -VF_EUNAVAIL,  -VF_EPROTO,
+	                             -VF_EAUTH,      -VF_ETIMEDOUT, -VF_ELEASE};
+
+	for (size_t i = 0; i < sizeof(always) / sizeof(always[0]); i++)
+		if ((size_t)always[i] == k)
+			return 1;
+	return 0;
+}
+
+static void metrics_gauge(struct vf_buf *b, const char *name, const char *help,
+                          enum vf_metric_gauge g)
+{
+	metrics_family(b, name, "gauge", help);
+	vf_buf_printf(b, "%s %lld\n", name, (long long)vf_metrics_gauge_get(g));
+}
+
 int vf_metrics_render(char **text_r, size_t *len_r, struct vf_err *err)
 {
 	struct vf_buf b = {0};
@@ -205,11 +262,28 @@ int vf_metrics_render(char **text_r, size_t *len_r, struct vf_err *err)
 		for (size_t k = 1; k < METRICS_NKINDS; k++) {
 			uint64_t v = metrics_load(&metrics_kv_errs[o][k]);
 
-			if (v)
+			if (v || metrics_kind_always(k))
 				vf_buf_printf(
 				        &b, "vfile_kv_errors_total{op=\"%s\",kind=\"%s\"} %llu\n",
 				        metrics_kv_ops[o], metrics_kinds[k], (unsigned long long)v);
 		}
+	metrics_family(&b, "vfile_volumes", "gauge",
+	               "Volumes by state, as the last reconcile pass listed them (managers).");
+	vf_buf_printf(&b, "vfile_volumes{state=\"Ready\"} %lld\n",
+	              (long long)vf_metrics_gauge_get(VF_G_VOLUMES_READY));
+	vf_buf_printf(&b, "vfile_volumes{state=\"Mounted\"} %lld\n",
+	              (long long)vf_metrics_gauge_get(VF_G_VOLUMES_MOUNTED));
+	metrics_gauge(&b, "vfile_servers_running", "File servers this daemon runs.", VF_G_SERVERS);
+	metrics_gauge(&b, "vfile_local_mounts", "Volumes mounted on this host by this daemon.",
+	              VF_G_LOCAL_MOUNTS);
+	metrics_gauge(&b, "vfile_lease_held", "1 while this daemon holds its store lease.",
+	              VF_G_LEASE_HELD);
+	metrics_gauge(&b, "vfile_store_up",
+	              "1 if the store answered this daemon's last request (or health probe).",
+	              VF_G_STORE_UP);
+	metrics_gauge(&b, "vfile_last_reconcile_timestamp_seconds",
+	              "Unix time of the last reconcile pass (managers; 0: none yet).",
+	              VF_G_LAST_RECONCILE);
 	metrics_hist_render(&b, "vfile_lock_wait_seconds",
 	                    "Time spent acquiring a store lock (acquired or not).", VF_H_LOCK_WAIT);
 	metrics_hist_render(&b, "vfile_mount_duration_seconds", "Duration of mount requests.",
@@ -247,6 +321,9 @@ struct metrics_watch {
 static int metrics_count(const char *op, int rc)
 {
 	vf_metrics_kv_error(op, rc);
+	/* reached or not: an answer of any kind (a compare failed, a key missing,
+	 * a lock busy or waited out) is the store up */
+	vf_metrics_gauge_set(VF_G_STORE_UP, rc != VF_EUNAVAIL && rc != VF_EUNCERTAIN);
 	return rc;
 }
 
@@ -586,12 +663,26 @@ static metrics_mhd_result metrics_access(void *cls, struct MHD_Connection *conn,
 		vf_http_guard_busy(cls, conn, 0); /* the response is bounded again */
 		return ret;
 	}
+	if (strcmp(url, "/healthz") == 0) {
+		struct vf_err herr = {0};
+		int ok;
+
+		vf_http_guard_busy(cls, conn, 1);
+		ok = vf_metrics_health(&herr) == VF_OK;
+		vf_http_guard_busy(cls, conn, 0);
+		if (ok)
+			text = strdup("ok\n");
+		else if (asprintf(&text, "unhealthy: %s\n", herr.msg) < 0)
+			text = NULL;
+		return metrics_reply(conn, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, text,
+		                     text ? strlen(text) : 0, "text/plain");
+	}
 	if (strcmp(url, "/") == 0) {
-		text = strdup("vfiled metrics: GET /metrics\n");
+		text = strdup("vfiled: GET /metrics, GET /healthz\n");
 		return metrics_reply(conn, MHD_HTTP_OK, text, text ? strlen(text) : 0,
 		                     "text/plain");
 	}
-	text = strdup("not found: GET /metrics\n");
+	text = strdup("not found: GET /metrics, GET /healthz\n");
 	return metrics_reply(conn, MHD_HTTP_NOT_FOUND, text, text ? strlen(text) : 0, "text/plain");
 }
 

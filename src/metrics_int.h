@@ -38,6 +38,29 @@ enum vf_metric_hist {
 	VF_H_NHISTS
 };
 
+/* Gauges: process-wide values set by whoever knows them (one context per
+ * process: vfiled). */
+enum vf_metric_gauge {
+	VF_G_VOLUMES_READY = 0, /* volumes Ready, as the last reconcile pass listed (managers) */
+	VF_G_VOLUMES_MOUNTED,   /* volumes Mounted, likewise */
+	VF_G_SERVERS,           /* file servers this process runs */
+	VF_G_LOCAL_MOUNTS,      /* volumes mounted on this host by this process */
+	VF_G_LEASE_HELD,        /* 1 while the process holds its lease */
+	VF_G_STORE_UP,          /* 1 if the last store request was answered, 0 if not */
+	VF_G_LAST_RECONCILE,    /* unix time of the last reconcile pass (managers; 0: none) */
+	VF_G_NGAUGES
+};
+void vf_metrics_gauge_set(enum vf_metric_gauge g, int64_t v);
+int64_t vf_metrics_gauge_get(enum vf_metric_gauge g);
+
+/* GET /healthz: fn returns VF_OK (200 "ok") or an error whose message is the
+ * 503 answer. NULL (default): healthy iff the lease is held and the store
+ * answered last (the gauges). Set before the listener starts. */
+typedef int (*vf_metrics_health_fn)(void *arg, struct vf_err *err);
+void vf_metrics_health_set(vf_metrics_health_fn fn, void *arg);
+/* The answer /healthz gives now: VF_OK or an error with the reason. */
+int vf_metrics_health(struct vf_err *err);
+
 /* Add 1 (n) to counter m. */
 void vf_metrics_inc(enum vf_metric m);
 void vf_metrics_add(enum vf_metric m, uint64_t n);
@@ -62,7 +85,8 @@ int vf_metrics_render(char **text_r, size_t *len_r, struct vf_err *err);
 int vf_metrics_kv_wrap(struct vf_kv *inner, struct vf_kv **kv_r, struct vf_err *err);
 
 /* The HTTP listener: listen is "HOST:PORT" (IPv4 address, or [IPv6]:PORT).
- * Serves GET /metrics (and / with a pointer to it); anything else is 404. */
+ * Serves GET /metrics, GET /healthz (200 "ok" or 503 with the reason), and /
+ * with a pointer to them; anything else is 404. */
 /* The listener's bounds (doc/reliability.md, "Input bounds"): a whole request within
  * VF_METRICS_REQUEST_MS; with VF_METRICS_PENDING connections waiting for a request,
  * a new one drops the one waiting longest; VF_METRICS_CONNS in all. */

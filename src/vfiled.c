@@ -47,6 +47,7 @@ struct vfd {
 	struct vf_ctx *ctx;
 	struct vf_plugin_server *srv;
 	struct vf_metrics_server *metrics;
+	char node_key[600]; /* <prefix>node/<node>: what /healthz reads */
 };
 
 /* ---- systemd ---- */
@@ -229,6 +230,30 @@ static int vfd_embedded_endpoints(struct vfd *d, struct vf_err *err)
 	return VF_OK;
 }
 
+/* ---- /healthz ---- */
+
+/* Healthy: the lease is held and the store answers a read of our own liveness
+ * key (through the metrics shim: vfile_store_up follows the answer). The key
+ * missing while the lease is held means the store lost it: unhealthy too. */
+static int vfd_health(void *arg, struct vf_err *err)
+{
+	struct vfd *d = arg;
+	struct vf_kv_pair p = {0};
+	int rc;
+
+	if (!vf_metrics_gauge_get(VF_G_LEASE_HELD))
+		return vf_err_set(err, VF_ELEASE, "node %s holds no lease (starting, or lost it)",
+		                  d->node_id);
+	rc = d->kv->ops->get(d->kv, d->node_key, &p, err);
+	vf_kv_pair_clear(&p);
+	if (rc == VF_ENOTFOUND)
+		return vf_err_set(err, VF_ELEASE, "node %s: %s is missing from the store",
+		                  d->node_id, d->node_key);
+	if (rc != VF_OK)
+		return vf_err_prefix(err, "store");
+	return VF_OK;
+}
+
 /* ---- request handling ---- */
 
 static void vfd_gen_mountpoint(struct vfd *d, yajl_gen g, const char *name, int mounted)
@@ -282,6 +307,10 @@ static void vfd_gen_tree(yajl_gen g, yajl_val v)
 	}
 }
 
+/* status: 0 none; 1 all (Get); 2 state and gref only (List: Docker keeps a List
+ * entry's Status as the volume's status, e.g. docker volume ls --format
+ * '{{.Status}}'; the Volume plugin protocol documents Status for Get only, and
+ * a short one keeps List small) */
 static void vfd_gen_volume(struct vfd *d, yajl_gen g, const struct vf_volume *v, int status)
 {
 	yajl_val info = NULL;
@@ -290,7 +319,15 @@ static void vfd_gen_volume(struct vfd *d, yajl_gen g, const struct vf_volume *v,
 	vf_jgen_str(g, "Name");
 	vf_jgen_str(g, v->name);
 	vfd_gen_mountpoint(d, g, v->name, vfd_mounted_here(d, v));
-	if (status) {
+	if (status == 2) {
+		vf_jgen_str(g, "Status");
+		yajl_gen_map_open(g);
+		vf_jgen_str(g, "state");
+		vf_jgen_str(g, v->state ? v->state : "");
+		vf_jgen_str(g, "gref");
+		vf_jgen_int(g, v->gref);
+		yajl_gen_map_close(g);
+	} else if (status) {
 		vf_jgen_str(g, "Status");
 		yajl_gen_map_open(g);
 		vf_jgen_str(g, "state");
@@ -510,7 +547,7 @@ static int vfd_handle(void *arg, const struct vf_plugin_req *req, yajl_gen g, st
 			vf_jgen_str(g, "Volumes");
 			yajl_gen_array_open(g);
 			for (size_t i = 0; i < n; i++)
-				vfd_gen_volume(d, g, &vols[i], 0);
+				vfd_gen_volume(d, g, &vols[i], 2);
 			yajl_gen_array_close(g);
 		}
 		break;
@@ -677,9 +714,12 @@ static int vfd_start(struct vfd *d, const sigset_t *sigs, struct vf_err *err)
 		if ((rc = vf_metrics_kv_wrap(d->kv, &mkv, err)) != VF_OK)
 			return rc;
 		d->kv = mkv;
+		snprintf(d->node_key, sizeof(d->node_key), "%snode/%s", c->prefix, d->node_id);
+		vf_metrics_health_set(vfd_health, d);
 		if ((rc = vf_metrics_server_start(c->metrics_listen, &d->metrics, err)) != VF_OK)
 			return rc;
-		vf_log(VF_LOG_INFO, "metrics on http://%s/metrics", c->metrics_listen);
+		vf_log(VF_LOG_INFO, "metrics on http://%s/metrics, health on /healthz",
+		       c->metrics_listen);
 	}
 	if ((rc = vf_fs_open(c->fileserver_group, c->state_dir, &d->fs, &d->fs_arg, err)) != VF_OK)
 		return rc;

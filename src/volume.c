@@ -145,6 +145,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "metrics_int.h"
 #include "volume_int.h"
 #include "fs_int.h"
 
@@ -751,6 +752,7 @@ static int ctx_grant(struct vf_ctx *ctx, struct vf_err *err)
 	ctx->lease = l;
 	snprintf(ctx->lease_id, sizeof(ctx->lease_id), "%s", l->id);
 	ctx->lease_gen++;
+	vf_metrics_gauge_set(VF_G_LEASE_HELD, 1);
 	pthread_cond_broadcast(&ctx->cv); /* operations waiting for a new lease */
 	pthread_mutex_unlock(&ctx->mu);
 	pthread_rwlock_unlock(&ctx->lease_rw);
@@ -1019,6 +1021,7 @@ static void *ctx_lease_thread(void *arg)
 		pthread_rwlock_wrlock(&ctx->lease_rw);
 		old = ctx->lease;
 		ctx->lease = NULL;
+		vf_metrics_gauge_set(VF_G_LEASE_HELD, 0);
 		pthread_rwlock_unlock(&ctx->lease_rw);
 		if (old)
 			ctx->kv->ops->lease_revoke(ctx->kv, &old, NULL);
@@ -1151,6 +1154,7 @@ void vf_ctx_free(struct vf_ctx **ctxp)
 		pthread_join(ctx->lease_thr, NULL);
 	if (ctx->lease)
 		ctx->kv->ops->lease_revoke(ctx->kv, &ctx->lease, NULL);
+	vf_metrics_gauge_set(VF_G_LEASE_HELD, 0);
 	while (ctx->locals) {
 		struct vol_local *l = ctx->locals;
 
@@ -1200,6 +1204,7 @@ static void vol_local_set(struct vf_ctx *ctx, const char *vol, int on)
 			if (!on) {
 				free(ctx->mounted[i]);
 				ctx->mounted[i] = ctx->mounted[--ctx->nmounted];
+				vf_metrics_gauge_set(VF_G_LOCAL_MOUNTS, (int64_t)ctx->nmounted);
 			}
 			pthread_mutex_unlock(&ctx->mu);
 			return;
@@ -1213,6 +1218,7 @@ static void vol_local_set(struct vf_ctx *ctx, const char *vol, int on)
 				ctx->nmounted++;
 		}
 	}
+	vf_metrics_gauge_set(VF_G_LOCAL_MOUNTS, (int64_t)ctx->nmounted);
 	pthread_mutex_unlock(&ctx->mu);
 }
 

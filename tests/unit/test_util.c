@@ -1,7 +1,11 @@
 /* Unit tests of the shared helpers: base64, JSON accessors, errors, config. */
 #include <config.h>
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
 
 #include "test_int.h"
 #include "common_int.h"
@@ -114,6 +118,82 @@ static void test_cfg_types(void)
 	config_destroy(&c);
 }
 
+/* Log lines written while stderr is fd (JOURNAL_STREAM set to js, or unset). */
+static char *log_capture(const char *js, int journal_of_file)
+{
+	char path[] = "/tmp/vfile-log-XXXXXX", env[64], *text = NULL;
+	int fd = mkstemp(path), saved = dup(2);
+	struct stat st;
+	FILE *f;
+	long n;
+
+	if (fd < 0 || saved < 0)
+		return NULL;
+	fstat(fd, &st);
+	if (journal_of_file) {
+		snprintf(env, sizeof(env), "%llu:%llu", (unsigned long long)st.st_dev,
+		         (unsigned long long)st.st_ino);
+		setenv("JOURNAL_STREAM", env, 1);
+	} else if (js) {
+		setenv("JOURNAL_STREAM", js, 1);
+	} else {
+		unsetenv("JOURNAL_STREAM");
+	}
+	fflush(stderr);
+	dup2(fd, 2);
+	vf_log_set_target("stderr", NULL); /* checks the stream again */
+	vf_log(VF_LOG_ERR, "vol x: an error");
+	vf_log(VF_LOG_WARN, "vol x: a warning");
+	vf_log(VF_LOG_INFO, "vol x: news");
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	unsetenv("JOURNAL_STREAM");
+	vf_log_set_target("stderr", NULL);
+	f = fdopen(fd, "r");
+	if (f) {
+		fseek(f, 0, SEEK_END);
+		n = ftell(f);
+		rewind(f);
+		text = calloc(1, (size_t)n + 1);
+		if (text && fread(text, 1, (size_t)n, f) != (size_t)n) {
+			free(text);
+			text = NULL;
+		}
+		fclose(f);
+	}
+	unlink(path);
+	return text;
+}
+
+/* Under systemd with stderr connected to the journal, each line starts with
+ * its syslog priority so journalctl -p works; elsewhere lines keep their time. */
+static void test_log_journal_priorities(void)
+{
+	int lvl = vf_log_get_level();
+	char *t;
+
+	vf_log_set_level(VF_LOG_INFO);
+	t = log_capture(NULL, 1);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+	CU_ASSERT_PTR_NOT_NULL(strstr(t, "<3>error: vol x: an error\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(t, "<4>warning: vol x: a warning\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(t, "<6>info: vol x: news\n"));
+	free(t);
+	/* JOURNAL_STREAM of another stream (stderr redirected by hand), or none */
+	t = log_capture("1:2", 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+	CU_ASSERT_PTR_NULL(strstr(t, "<4>"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(t, " warning: vol x: a warning\n"));
+	free(t);
+	t = log_capture(NULL, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+	CU_ASSERT_PTR_NULL(strstr(t, "<3>"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(t, " error: vol x: an error\n"));
+	free(t);
+	vf_log_set_level(lvl);
+}
+
 void vf_test_register_util(void);
 void vf_test_register_util(void)
 {
@@ -125,4 +205,5 @@ void vf_test_register_util(void)
 	VF_ADD_TEST(s, test_json_malformed);
 	VF_ADD_TEST(s, test_err_oneline);
 	VF_ADD_TEST(s, test_cfg_types);
+	VF_ADD_TEST(s, test_log_journal_priorities);
 }

@@ -6,6 +6,7 @@
 #include <pthread.h>
 
 #include "test_volume_util.h"
+#include "metrics_int.h"
 
 void vf_test_register_fault(void);
 
@@ -1531,6 +1532,48 @@ static void test_evict_auto(void)
 	tc_free(&tc);
 }
 
+/* The gauges the volume manager keeps (issue 14, item 5): lease held, local
+ * mounts, servers running, volumes by state and the last reconcile time. */
+static int tc_gauge_is(enum vf_metric_gauge g, int64_t v)
+{
+	for (int64_t end = vf_now_ms() + TC_WAIT_MS; vf_now_ms() < end; tc_sleep_ms(10))
+		if (vf_metrics_gauge_get(g) == v)
+			return 1;
+	fprintf(stderr, "gauge %d is %lld, not %lld\n", (int)g, (long long)vf_metrics_gauge_get(g),
+	        (long long)v);
+	return 0;
+}
+
+static void test_gauges(void)
+{
+	struct tcluster tc;
+	struct vf_err e = {0};
+	int64_t t0 = (int64_t)time(NULL);
+	int h;
+
+	vf_metrics_reset();
+	tc_init(&tc);
+	tc_add(&tc, "m1", 1);
+	h = tc_add(&tc, "h1", 0);
+	CU_ASSERT_EQUAL(vf_metrics_gauge_get(VF_G_LEASE_HELD), 1);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h].ctx, "v", NULL, 0, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h].ctx, "w", NULL, 0, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h].ctx, "v", "c1", NULL, &e), VF_OK);
+	CU_ASSERT_EQUAL(vf_metrics_gauge_get(VF_G_LOCAL_MOUNTS), 1);
+	CU_ASSERT(tc_gauge_is(VF_G_SERVERS, 1));
+	CU_ASSERT(tc_gauge_is(VF_G_VOLUMES_MOUNTED, 1));
+	CU_ASSERT(tc_gauge_is(VF_G_VOLUMES_READY, 1));
+	CU_ASSERT(vf_metrics_gauge_get(VF_G_LAST_RECONCILE) >= t0);
+	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h].ctx, "v", "c1", &e), VF_OK);
+	CU_ASSERT_EQUAL(vf_metrics_gauge_get(VF_G_LOCAL_MOUNTS), 0);
+	CU_ASSERT(tc_gauge_is(VF_G_SERVERS, 0));
+	CU_ASSERT(tc_gauge_is(VF_G_VOLUMES_READY, 2));
+	CU_ASSERT(tc_gauge_is(VF_G_VOLUMES_MOUNTED, 0));
+	tc_free(&tc);
+	CU_ASSERT_EQUAL(vf_metrics_gauge_get(VF_G_LEASE_HELD), 0);
+	vf_metrics_reset();
+}
+
 void vf_test_register(void)
 {
 	CU_pSuite s = CU_add_suite("volume", NULL, NULL);
@@ -1544,6 +1587,7 @@ void vf_test_register(void)
 	VF_ADD_TEST(s, test_evict_dead_host);
 	VF_ADD_TEST(s, test_evict_host_back);
 	VF_ADD_TEST(s, test_evict_auto);
+	VF_ADD_TEST(s, test_gauges);
 	VF_ADD_TEST(s, test_mount_unmount_refcount);
 	VF_ADD_TEST(s, test_prefix_families);
 	VF_ADD_TEST(s, test_round_trips);
