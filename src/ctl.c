@@ -38,7 +38,7 @@ static const struct ctl_cmd_info ctl_cmds[] = {
          "  Remove a volume. Refused while any host has it mounted (the hosts are named).\n"},
         {CTL_LS, "ls", "list", 0, "/VolumeDriver.List", 60,
          "ls\n"
-         "  List the volumes (and where each is mounted on this host).\n"},
+         "  List the volumes: state, hosts counted, where each is mounted on this host.\n"},
         {CTL_INSPECT, "inspect", NULL, 1, "/VolumeDriver.Get", 60,
          "inspect NAME\n"
          "  Show a volume: state, refcount, hosts, file server, options.\n"},
