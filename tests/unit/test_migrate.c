@@ -44,6 +44,8 @@ static void mt_setup(struct mt *t)
 	mt_put(t->src, "p/stop_claim/v1", "done 2");
 	mt_put(t->src, "p/server/v1", "m1 7f00aa");
 	mt_put(t->src, "p/lock/gref/v1", "x");
+	/* a daemon's liveness key: bound to its lease, not copied */
+	mt_put(t->src, "p/node/m1", "{\"role\":\"manager\"}");
 	for (int i = 0; i < 10; i++) {
 		snprintf(k, sizeof(k), "p/client/v1/node%d", i);
 		mt_put(t->src, k, "{\"addr\":\"h\",\"ids\":[\"a\"]}");
@@ -117,8 +119,9 @@ static void test_migrate_force_copies(void)
 	mt_setup(&t);
 	CU_ASSERT_EQUAL_FATAL(mt_run(&t, 1, 0, 0), CTL_EXIT_OK);
 	CU_ASSERT_PTR_NOT_NULL(strstr(t.out, "migrated 2 volume(s), 18 keys, verified"));
-	CU_ASSERT_PTR_NOT_NULL(strstr(t.out, "not copied: 1 lock key(s), 2 lease-bound key(s)"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(t.out, "not copied: 1 lock key(s), 3 lease-bound key(s)"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(t.out, "2 key(s) of no volume"));
+	CU_ASSERT_PTR_NULL(memkv_value(t.b, "n/node/m1"));
 	/* copied under the new prefix */
 	CU_ASSERT_TRUE(mt_value_is(t.b, "n/state/v1", "Ready"));
 	CU_ASSERT_TRUE(
@@ -140,7 +143,7 @@ static void test_migrate_force_copies(void)
 	CU_ASSERT_EQUAL(memkv_count(t.b, "q/"), 0);
 	CU_ASSERT_EQUAL(memkv_count(t.b, ""), 18);
 	/* the source is untouched */
-	CU_ASSERT_EQUAL(memkv_count(t.a, "p/"), 23);
+	CU_ASSERT_EQUAL(memkv_count(t.a, "p/"), 24);
 	mt_teardown(&t);
 }
 
