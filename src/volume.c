@@ -2161,6 +2161,17 @@ size_t vf_vol_pending_count(struct vf_ctx *ctx)
 	return n;
 }
 
+int vf_vol_pending_has(struct vf_ctx *ctx, const char *vol, const char *id)
+{
+	int has = 0;
+
+	pthread_mutex_lock(&ctx->mu);
+	for (struct vol_pending *p = ctx->pending; p && !has; p = p->next)
+		has = strcmp(p->vol, vol) == 0 && strcmp(p->id, id) == 0;
+	pthread_mutex_unlock(&ctx->mu);
+	return has;
+}
+
 /* One try at the release of a pending id (converge thread, mu not held): the
  * unmount's own locked path, with the local unmount skipped when done. */
 static void vol_pend_try(struct vf_ctx *ctx, unsigned long seq)

@@ -174,6 +174,8 @@ typedef int (*vf_vol_probe_fn)(void *fs_arg, const char *vol, const char *path);
 void vf_vol_mount_probe_set(vf_vol_probe_fn fn);
 /* Mount ids of this process whose release is still to be retried (tests). */
 size_t vf_vol_pending_count(struct vf_ctx *ctx);
+/* Is the release of mount id `id` of vol still to be retried? (tests) */
+int vf_vol_pending_has(struct vf_ctx *ctx, const char *vol, const char *id);
 
 /* ---- hosts (src/node.c) ---- */
 /* Key "<prefix>node/<node>" into buf. */

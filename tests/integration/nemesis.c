@@ -98,6 +98,9 @@ struct nm_node {
 	unsigned maybe[NM_MAX_VOLS];     /* killed with this op in flight */
 	unsigned failed_un[NM_MAX_VOLS]; /* the id's last op was a failed unmount */
 	unsigned failed_mo[NM_MAX_VOLS]; /* ... a failed mount */
+	/* ... an unmount answered OK with its release left to the background
+	 * ("ok pending"): a host killed before the release keeps the id */
+	unsigned pend_un[NM_MAX_VOLS];
 };
 
 static struct {
@@ -198,18 +201,26 @@ static unsigned nm_rand(unsigned *st, unsigned n)
 	return n ? (unsigned)(rand_r(st) % n) : 0;
 }
 
+/* The history (every op and fault): stdout with NEMESIS_VERBOSE, else this
+ * file, printed when the verdict is FAIL (the run's logs do not outlive it). */
+static FILE *nm_hist;
+
 static void nm_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void nm_log(const char *fmt, ...)
 {
 	va_list ap;
 
-	if (!getenv("NEMESIS_VERBOSE"))
+	FILE *f = getenv("NEMESIS_VERBOSE") ? stdout : nm_hist;
+
+	if (f == NULL)
 		return;
-	printf("  %7.1f ", (double)vf_now_ms() / 1000.0);
+	flockfile(f);
+	fprintf(f, "  %7.1f ", (double)vf_now_ms() / 1000.0);
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	vfprintf(f, fmt, ap);
 	va_end(ap);
-	printf("\n");
+	fprintf(f, "\n");
+	funlockfile(f);
 	fflush(stdout);
 }
 
@@ -510,6 +521,7 @@ static void nm_answer(struct nm_node *n, int rc, const char *msg)
 			n->believed[v] |= bit;
 			n->failed_mo[v] &= ~bit;
 			n->failed_un[v] &= ~bit;
+			n->pend_un[v] &= ~bit;
 		} else {
 			n->failed_mo[v] |= bit;
 		}
@@ -524,6 +536,10 @@ static void nm_answer(struct nm_node *n, int rc, const char *msg)
 			n->failed_un[v] |= bit;
 		else
 			n->failed_un[v] &= ~bit;
+		if (rc == VF_OK && strcmp(msg, "pending") == 0)
+			n->pend_un[v] |= bit;
+		else
+			n->pend_un[v] &= ~bit;
 		break;
 	case OP_REMOVE: {
 		int h, k;
@@ -1088,10 +1104,11 @@ static int nm_vol_ok(int v, const unsigned local[NM_MAX_NODES], int probe_id, ch
 			         n->name);
 			goto out;
 		}
-		/* a killed host cannot converge what failed before it died: its failed
-		 * ops count as uncertain, like the op in flight when it was killed */
+		/* a killed host cannot converge what failed before it died, nor finish
+		 * a release it left to the background: those ids count as uncertain,
+		 * like the op in flight when it was killed (vfilectl evict frees them) */
 		if (n->killed)
-			n->maybe[v] |= n->failed_un[v] | n->failed_mo[v];
+			n->maybe[v] |= n->failed_un[v] | n->failed_mo[v] | n->pend_un[v];
 		if ((have & ~n->maybe[v]) != (want & ~n->maybe[v])) {
 			unsigned extra = have & ~want, lost = want & ~have;
 			int k = 0;
@@ -1108,6 +1125,7 @@ static int nm_vol_ok(int v, const unsigned local[NM_MAX_NODES], int probe_id, ch
 			         : n->failed_un[v] & (1u << k)
 			                 ? " whose unmount failed (never retried)"
 			         : n->failed_mo[v] & (1u << k) ? " whose mount failed"
+			         : n->pend_un[v] & (1u << k)   ? " whose release was pending"
 			         : n->killed                   ? " (host killed)"
 			                                       : " answered unmounted");
 			goto out;
@@ -1225,6 +1243,12 @@ static int nm_run(void)
 	ig_prefix(nm.prefix, sizeof(nm.prefix));
 	snprintf(nm.dir, sizeof(nm.dir), "%s/nemesis", ig.dir);
 	mkdir(nm.dir, 0755);
+	{
+		char hp[400];
+
+		snprintf(hp, sizeof(hp), "%s/history", nm.dir);
+		nm_hist = fopen(hp, "w+");
+	}
 	nm.ttl_s = ig.ttl_s;
 	nm.op_timeout_ms = (ig.kind == VF_SRV_CONSUL ? 30000 : 10000) * ig.slow;
 	nm.reconcile_ms = 1000;
@@ -1376,6 +1400,15 @@ static int nm_run(void)
 		       verdict ? "PASS" : "FAIL", nm.nviol);
 		for (int i = 0; i < nm.nviol; i++)
 			printf("NEMESIS %s VIOLATION %s\n", ig.backend, nm.viol[i]);
+		if (!verdict && nm_hist) {
+			char hl[2048];
+
+			printf("NEMESIS %s: the run's history:\n", ig.backend);
+			fflush(nm_hist);
+			rewind(nm_hist);
+			while (fgets(hl, sizeof(hl), nm_hist))
+				fputs(hl, stdout);
+		}
 		if (!verdict)
 			printf("NEMESIS %s: node logs in %s (VFILE_INTEG_KEEP=1 keeps them)\n",
 			       ig.backend, nm.dir);
@@ -1396,6 +1429,9 @@ static int nm_run(void)
 	pthread_mutex_unlock(&nm.mu);
 	pthread_join(nem, NULL);
 	ig_case("nemesis", 0);
+	if (nm_hist)
+		fclose(nm_hist);
+	nm_hist = NULL;
 	return verdict ? 0 : 1;
 }
 

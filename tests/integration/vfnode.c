@@ -344,7 +344,13 @@ int main(int argc, char **argv)
 		} else if (strcmp(cmd, "mount") == 0) {
 			vn_reply(vf_volume_mount(vn_ctx, vol, id, NULL, &e), &e, NULL);
 		} else if (strcmp(cmd, "unmount") == 0) {
-			vn_reply(vf_volume_unmount(vn_ctx, vol, id, &e), &e, NULL);
+			int urc = vf_volume_unmount(vn_ctx, vol, id, &e);
+
+			/* "ok pending": answered OK with the store part left to the
+			 * background (a host killed now keeps the id, by design) */
+			vn_reply(urc, &e,
+			         urc == VF_OK && vf_vol_pending_has(vn_ctx, vol, id) ? "pending"
+			                                                             : NULL);
 		} else if (strcmp(cmd, "mounts") == 0) {
 			/* the volumes this process has mounted locally, by its own record */
 			char list[4096] = "";
