@@ -17,9 +17,9 @@ esac
 
 # sshd's ChrootDirectory wants every component of export_root root-owned and not
 # group/world-writable: not under /tmp. At exit: the sshfs mounts are undone first,
-# then (after the daemons are gone; vfiled leaves its servers running on exit, by
-# design) the servers named by the managers' pid files are killed and the export
-# removed.
+# then (after the daemons are gone; their guards stop their servers, this is a
+# safety net) the servers named by the managers' pid files are killed and the
+# export removed.
 mkdir -p /var/lib
 EXPORT=$(mktemp -d "/var/lib/vfile-e2e-$E2E_NAME.XXXXXX")
 chmod 755 "$EXPORT"
