@@ -38,6 +38,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <dirent.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -789,6 +791,32 @@ static void sftp_sweep(struct sftp_fs *fs)
 
 /* ---- host side ---- */
 
+/* Make the mountpoint directory immutable (on: chattr +i; off: -i). While no sshfs
+ * is mounted on it — a remount's window after a dead mount was dropped, an sshfs
+ * that died — a program that creates a file under it then fails (EPERM, even as
+ * root) instead of writing into the host's own directory, where the next mount
+ * would hide what it wrote (an acknowledged write lost). Needs
+ * CAP_LINUX_IMMUTABLE and a filesystem with the flag: else a debug line only.
+ * Returns whether the flag was set before (-1: unknown). */
+static int sftp_seal(const char *vol, const char *mountpoint, int on)
+{
+	int fd = open(mountpoint, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), flags = 0;
+	int was = -1;
+
+	if (fd < 0)
+		return -1;
+	if (ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0)
+		was = (flags & FS_IMMUTABLE_FL) != 0;
+	if (was >= 0 && was != !!on) {
+		flags = on ? flags | FS_IMMUTABLE_FL : flags & ~FS_IMMUTABLE_FL;
+		if (ioctl(fd, FS_IOC_SETFLAGS, &flags) != 0)
+			vf_log(VF_LOG_DEBUG, "volume %s: cannot %s the immutable flag of %s: %s",
+			       vol, on ? "set" : "clear", mountpoint, strerror(errno));
+	}
+	close(fd);
+	return was;
+}
+
 static int sftp_mount(void *arg, const char *vol, const char *info_json, const char *mountpoint,
                       struct vf_err *err)
 {
@@ -799,7 +827,7 @@ static int sftp_mount(void *arg, const char *vol, const char *info_json, const c
 	char o_proxy[2 * PATH_MAX + 200] = "", o_ctimeout[40] = "ConnectTimeout=10";
 	struct vf_buf khtext = {0};
 	const char **argv = NULL;
-	int port, rc, status, k = 0;
+	int port, rc, status, k = 0, sealed = -1;
 
 	if (vf_fs_vol_check(vol, err) != VF_OK)
 		return VF_EINVAL;
@@ -876,6 +904,7 @@ static int sftp_mount(void *arg, const char *vol, const char *info_json, const c
 		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
 		goto out;
 	}
+	sealed = sftp_seal(vol, mountpoint, 1);
 	argv[k++] = fs->sshfs;
 	argv[k++] = remote;
 	argv[k++] = mountpoint;
@@ -926,6 +955,10 @@ static int sftp_mount(void *arg, const char *vol, const char *info_json, const c
 	vf_log(VF_LOG_INFO, "volume %s: mounted %s:%d at %s%s", vol, addr, port, mountpoint,
 	       o_proxy[0] ? " (through vfilectl proxy: follows the volume's server)" : "");
 out:
+	/* a first mount that failed leaves a plain directory; a remount that failed
+	 * keeps it sealed (what was under the dead mount stays unwritable) */
+	if (rc != VF_OK && sealed == 0 && !vf_fs_is_mounted(mountpoint))
+		sftp_seal(vol, mountpoint, 0);
 	free(argv);
 	free(addr);
 	free(hostkey);
@@ -956,6 +989,7 @@ static int sftp_unmount(void *arg, const char *vol, const char *mountpoint, stru
 		rc = vf_err_set(err, VF_ETIMEDOUT, "volume %s: %s still mounted after %d ms", vol,
 		                mountpoint, fs->mount_timeout_ms);
 	} else {
+		sftp_seal(vol, mountpoint, 0); /* a plain directory again */
 		vf_log(VF_LOG_INFO, "volume %s: unmounted %s", vol, mountpoint);
 	}
 	free(errout);

@@ -47,6 +47,9 @@ static void cleanup(void)
 		}
 	if (tmp[0]) {
 		char pidf[PATH_MAX + 64], *txt = NULL;
+		const char *unseal[] = {"chattr", "-i", mnt[0], mnt[1], mnt[2], NULL};
+
+		run(unseal, NULL, NULL); /* mountpoints are immutable while mounted */
 
 		const char *vols[] = {"vol1", "vol2", "par0", "par1", "par2", "par3", "blocker"};
 		for (size_t v = 0; v < sizeof(vols) / sizeof(vols[0]); v++) {
