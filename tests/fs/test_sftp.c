@@ -11,6 +11,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <poll.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -356,6 +359,19 @@ static void test_jail(void)
 	}
 }
 
+static int port_accepts(int port)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+	                         .sin_port = htons((uint16_t)port),
+	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), ok;
+
+	ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
 static pid_t pid_of(const char *vol)
 {
 	char pidf[PATH_MAX + 64], *txt = NULL;
@@ -387,6 +403,11 @@ static void test_guard_sweep(void)
 	snprintf(pidf, sizeof(pidf), "%s/state/sftp/vol1/sshd.pid", tmp);
 	const char *argv[] = {"/usr/sbin/sshd", "-D", "-e", "-f", conf, NULL};
 	CU_ASSERT_EQUAL_FATAL(vf_fs_spawn(argv, NULL, -1, -1, &left, &err), VF_OK);
+	/* until it listens (it rewrites its command line while starting) */
+	int64_t deadline = vf_now_ms() + 10000;
+	while (!port_accepts(srv_port) && vf_now_ms() < deadline)
+		poll(NULL, 0, 20); /* bounded poll of the port */
+	CU_ASSERT(port_accepts(srv_port));
 	snprintf(txt, sizeof(txt), "%ld\n", (long)left);
 	CU_ASSERT_EQUAL(vf_fs_write_file(pidf, txt, strlen(txt), 0600, &err), VF_OK);
 	snprintf(state, sizeof(state), "%s/state", tmp);
