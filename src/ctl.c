@@ -65,6 +65,13 @@ static const struct ctl_cmd_info ctl_cmds[] = {
          "  mount ids and global references, each volume in one transaction under the\n"
          "  volume's lock. Refused while NODE's lease is alive (its vfiled runs).\n"
          "  --force   evict a host whose lease is alive (its mounts lose their record)\n"},
+        {CTL_PROXY, "proxy", NULL, 1, NULL, 0,
+         "proxy NAME [--wait-ms MS] [--check-ms MS]\n"
+         "  Relay stdin/stdout to the live file server of NAME, as named by vfiled (the\n"
+         "  ssh ProxyCommand of the sftp driver's mounts; see vfilectl(8)). Waits up to\n"
+         "  --wait-ms (default 60000) for a live server that accepts; cuts the\n"
+         "  connection when vfiled names another server or none (asked every\n"
+         "  --check-ms, default 1000).\n"},
         {CTL_MIGRATE, "migrate", NULL, 0, NULL, 0,
          "migrate --to OTHER.conf [--force] [--overwrite]\n"
          "  Copy every volume from the store of the config (-c, default\n"
@@ -269,6 +276,31 @@ int ctl_parse(int argc, char *const *argv, struct ctl_args *a, char *msg, size_t
 				a->evict_force = 1;
 				continue;
 			}
+			if (ci && ci->cmd == CTL_PROXY) {
+				static const char *const names[] = {"--wait-ms", "--check-ms"};
+				long *dst[] = {&a->wait_ms, &a->check_ms};
+				int k = -1;
+
+				for (int j = 0; j < 2 && k < 0; j++)
+					if ((rc = ctl_opt_value(argc, argv, &i, NULL, names[j],
+					                        &val)) != 0)
+						k = j;
+				if (k >= 0) {
+					char *end;
+
+					if (rc < 0)
+						return ctl_bad(msg, msgsize,
+						               "%s needs milliseconds", arg);
+					*dst[k] = strtol(val, &end, 10);
+					if (*end || end == val || *dst[k] <= 0 ||
+					    *dst[k] > 86400000L)
+						return ctl_bad(
+						        msg, msgsize,
+						        "invalid %s '%s': milliseconds, 1-86400000",
+						        names[k], val);
+					continue;
+				}
+			}
 			if (ci && (ci->cmd == CTL_MOUNT || ci->cmd == CTL_UNMOUNT) &&
 			    (rc = ctl_opt_value(argc, argv, &i, NULL, "--id", &val)) != 0) {
 				if (rc < 0 || val[0] == '\0')
@@ -324,6 +356,10 @@ int ctl_parse(int argc, char *const *argv, struct ctl_args *a, char *msg, size_t
 		return ctl_bad(msg, msgsize, "migrate talks to the stores: give -c CONFIG, not -s");
 	if ((ci->cmd == CTL_MOUNT || ci->cmd == CTL_UNMOUNT) && a->id == NULL)
 		a->id = CTL_DEFAULT_ID;
+	if (ci->cmd == CTL_PROXY && a->wait_ms == 0)
+		a->wait_ms = CTL_PROXY_WAIT_MS;
+	if (ci->cmd == CTL_PROXY && a->check_ms == 0)
+		a->check_ms = CTL_PROXY_CHECK_MS;
 	return CTL_EXIT_OK;
 }
 
@@ -336,9 +372,8 @@ static size_t ctl_on_data(char *p, size_t size, size_t n, void *arg)
 	return vf_buf_add(b, p, size * n) == VF_OK ? size * n : 0;
 }
 
-/* POST body to endpoint over the unix socket; *resp_r: the parsed answer. */
-static int ctl_call(const char *sock, const char *endpoint, const char *body, long timeout_s,
-                    yajl_val *resp_r, FILE *errf)
+int ctl_call(const char *sock, const char *endpoint, const char *body, long timeout_s,
+             yajl_val *resp_r, FILE *errf)
 {
 	char url[256], cerr[CURL_ERROR_SIZE] = "";
 	struct curl_slist *hdrs = NULL;
@@ -836,6 +871,10 @@ static int ctl_run(const struct ctl_args *a, FILE *out, FILE *errf)
 	}
 	if ((rc = ctl_socket(a, &sock, errf)) != CTL_EXIT_OK)
 		goto out;
+	if (a->cmd == CTL_PROXY) {
+		rc = ctl_proxy(sock, a->name, a->wait_ms, a->check_ms, errf);
+		goto out;
+	}
 	if (ctl_body(a, &body) != VF_OK) {
 		fprintf(errf, "vfilectl: out of memory\n");
 		rc = CTL_EXIT_FAIL;
@@ -892,6 +931,7 @@ static int ctl_run(const struct ctl_args *a, FILE *out, FILE *errf)
 		ctl_print_evict(a, resp, out);
 		break;
 	case CTL_MIGRATE:
+	case CTL_PROXY:
 	case CTL_NONE:
 		break;
 	}

@@ -7,6 +7,7 @@
 #define VFILE_CTL_INT_H
 
 #include <stdio.h>
+#include <yajl/yajl_tree.h>
 
 #define CTL_EXIT_OK 0
 #define CTL_EXIT_FAIL 1  /* the operation failed (the daemon's Err, daemon not running) */
@@ -15,6 +16,8 @@
 #define CTL_MAX_OPTS 32
 #define CTL_DEFAULT_SOCKET "/run/docker/plugins/vfile.sock"
 #define CTL_DEFAULT_ID "vfilectl"
+#define CTL_PROXY_WAIT_MS 60000 /* fileserver.failover_wait_ms's default */
+#define CTL_PROXY_CHECK_MS 1000
 
 enum ctl_cmd {
 	CTL_NONE = 0,
@@ -29,6 +32,7 @@ enum ctl_cmd {
 	CTL_MIGRATE,
 	CTL_NODES,
 	CTL_EVICT,
+	CTL_PROXY,
 };
 
 struct ctl_args {
@@ -47,6 +51,8 @@ struct ctl_args {
 	int overwrite;    /* migrate --overwrite: replace volumes on the target */
 	const char *node; /* evict NODE */
 	int evict_force;  /* evict --force: also a host whose lease holds */
+	long wait_ms;     /* proxy --wait-ms (default CTL_PROXY_WAIT_MS) */
+	long check_ms;    /* proxy --check-ms (default CTL_PROXY_CHECK_MS) */
 };
 
 /* Parse argv (argv[0] is the program). CTL_EXIT_OK with *a filled, or
@@ -68,6 +74,15 @@ int ctl_migrate(const char *src_file, const char *dst_file, const struct ctl_mig
 struct vf_kv;
 int ctl_migrate_kv(struct vf_kv *src, const char *src_prefix, struct vf_kv *dst,
                    const char *dst_prefix, const struct ctl_migrate_opts *o, FILE *out, FILE *errf);
+
+/* POST body to vfiled's endpoint over the unix socket sock; *resp_r: the parsed
+ * answer (a JSON object). CTL_EXIT_OK, or CTL_EXIT_FAIL with the reason on errf. */
+int ctl_call(const char *sock, const char *endpoint, const char *body, long timeout_s,
+             yajl_val *resp_r, FILE *errf);
+
+/* vfilectl proxy (src/ctl_proxy.c): relay stdin/stdout to vol's live file server,
+ * waiting up to wait_ms for one; returns the exit code. */
+int ctl_proxy(const char *sock, const char *vol, long wait_ms, long check_ms, FILE *errf);
 
 /* The whole program: parse, talk to vfiled, print; returns the exit code. */
 int ctl_main(int argc, char **argv, FILE *out, FILE *errf);

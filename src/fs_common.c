@@ -86,6 +86,23 @@ void vf_fs_close(void *arg)
 		b->drv->close(arg);
 }
 
+void vf_fs_sweep(void *arg)
+{
+	struct fs_base *b = arg;
+
+	if (b && b->drv->sweep)
+		b->drv->sweep(arg);
+}
+
+int vf_fs_set_proxy(void *arg, const char *ctl_socket, struct vf_err *err)
+{
+	struct fs_base *b = arg;
+
+	if (b == NULL || b->drv->set_proxy == NULL || ctl_socket == NULL)
+		return VF_OK;
+	return b->drv->set_proxy(arg, ctl_socket, err);
+}
+
 int vf_fs_vol_check(const char *vol, struct vf_err *err)
 {
 	if (vol == NULL || vol[0] == '\0' || vol[0] == '.' || strchr(vol, '/') ||

@@ -28,9 +28,17 @@
  * value is VF_EINVAL naming file:line: setting. */
 int vf_fs_open(const config_setting_t *fileserver_group, const char *state_dir,
                const struct vf_fs_ops **ops_r, void **arg_r, struct vf_err *err);
-/* Free the driver (arg may be NULL). Servers started by the sftp driver keep running
- * (a restarted vfiled adopts them); stop them first to end them. */
+/* Free the driver (arg may be NULL). The sftp driver's servers end with it (and
+ * with the process, whatever way it ends: see fs_sftp.c). */
 void vf_fs_close(void *arg);
+/* The daemon that owns state_dir, at its start: stop the servers an earlier run
+ * left behind (sftp; a no-op for the other drivers). */
+void vf_fs_sweep(void *arg);
+/* Mounts made from now on reach the volume's server through `vfilectl -s
+ * ctl_socket proxy VOL`, which follows the volume to its current server (sftp;
+ * VF_OK and a no-op for the other drivers). VF_EINVAL for a socket path that
+ * cannot go into ssh's ProxyCommand. */
+int vf_fs_set_proxy(void *arg, const char *ctl_socket, struct vf_err *err);
 
 /* ---- internal to the fs_*.c files ---- */
 struct fs_driver {
@@ -39,6 +47,8 @@ struct fs_driver {
 	int (*open)(const config_setting_t *grp, const char *state_dir, void **arg_r,
 	            struct vf_err *err);
 	void (*close)(void *arg);
+	void (*sweep)(void *arg);                                                /* NULL: none */
+	int (*set_proxy)(void *arg, const char *ctl_socket, struct vf_err *err); /* NULL */
 };
 /* The first member of every driver's arg. */
 struct fs_base {

@@ -10,11 +10,18 @@
  * <state_dir>/sftp/<vol>/ {sshd_config, authorized_keys, sshd.log, sshd.pid}.
  *
  * Host side: sshfs (FUSE) mounts user@addr:/data with the cluster private key and a
- * known_hosts file holding the cluster host key (HostKeyAlias, so any port matches);
- * unmount with fusermount3 -u (or fusermount -u).
+ * known_hosts file holding the cluster host key (HostKeyAlias, so any server and
+ * port matches); unmount with fusermount3 -u (or fusermount -u). Inside vfiled
+ * (vf_fs_set_proxy), ssh reaches the server through `vfilectl proxy VOL`
+ * (ProxyCommand), which asks vfiled for the volume's live server on every
+ * (re)connection and cuts a connection whose server the store no longer names,
+ * so sshfs' reconnect follows the volume to the manager that took it over.
  *
- * A restarted vfiled adopts the sshd it left running (pid file + /proc cmdline check),
- * so clients are not cut off by a daemon restart.
+ * No server outlives its daemon: each sshd has a guard, a forked child of vfiled
+ * that blocks reading a pipe whose only write end vfiled holds; when vfiled dies
+ * (or closes the driver) the read ends and the guard kills the sshd and every
+ * process under it (its sessions). A restarted vfiled stops any sshd a previous
+ * run left behind (vf_fs_sweep: pid file + /proc cmdline check).
  */
 #include <config.h>
 
@@ -31,9 +38,12 @@
 #include <time.h>
 #include <unistd.h>
 #include <dirent.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "common_int.h"
@@ -44,7 +54,7 @@
 struct sftp_srv {
 	char *vol;
 	pid_t pid;   /* sshd; 0 while starting */
-	int adopted; /* left by an earlier vfiled: not our child */
+	pid_t guard; /* its guard (see above); 0 none */
 	int port;
 	int busy; /* a start/stop/running runs for this volume */
 	struct sftp_srv *next;
@@ -64,6 +74,10 @@ struct sftp_fs {
 	int port_lo, port_hi, port_next;
 	int start_timeout_ms, mount_timeout_ms, stop_timeout_ms;
 	int chroot;
+	char *vfilectl;       /* for the ProxyCommand */
+	char *ctl_socket;     /* vfiled's socket: mounts go through the proxy; NULL direct */
+	int failover_wait_ms; /* the proxy's wait for a live server */
+	int guard_r, guard_w; /* the guards' pipe: vfiled holds the only write end */
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
 	struct sftp_srv *srvs;
@@ -140,7 +154,7 @@ static int sftp_path(char *buf, size_t size, struct vf_err *err, const char *fmt
 	return VF_OK;
 }
 
-/* Is pid an sshd running with our config file? (for adopted servers and stale pids) */
+/* Is pid an sshd running with our config file? (for leftovers of an earlier run) */
 static int sftp_pid_is_ours(pid_t pid, const char *conf)
 {
 	char path[64], *cmd = NULL, state = '?';
@@ -178,93 +192,168 @@ static int sftp_pid_is_ours(pid_t pid, const char *conf)
 	return ours;
 }
 
-static int sftp_alive(struct sftp_fs *fs, struct sftp_srv *s)
+/* ---- killing a server: async-signal-safe, for the forked guard too ---- */
+
+/* pid's parent from /proc/<pid>/stat (name: pid's decimal digits), or -1. */
+static long sftp_ppid_of(const char *name)
 {
-	char conf[PATH_MAX];
+	char path[64] = "/proc/", buf[512];
+	size_t k = 6;
+	ssize_t n;
+	int fd;
+
+	for (const char *c = name; *c && k < sizeof(path) - 6; c++)
+		path[k++] = *c;
+	memcpy(path + k, "/stat", 6);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	/* "pid (comm) S ppid ...": after the last ')' */
+	char *p = NULL;
+	for (char *q = buf; *q; q++)
+		if (*q == ')')
+			p = q;
+	if (p == NULL || p[1] != ' ' || p[2] == '\0' || p[3] != ' ')
+		return -1;
+	long v = 0;
+	for (p += 4; *p >= '0' && *p <= '9'; p++)
+		v = v * 10 + (*p - '0');
+	return v;
+}
+
+/* SIGKILL root and every process under it (sshd's sessions run in their own
+ * sessions: the process group does not reach them). Each one found is stopped
+ * first, so that none forks or is reparented while the tree is walked. No
+ * allocation, no stdio: raw getdents64 over /proc. */
+#define SFTP_TREE_MAX 512
+static void sftp_kill_tree(pid_t root)
+{
+	pid_t set[SFTP_TREE_MAX];
+	size_t n = 1, before;
+	char dents[4096];
+
+	set[0] = root;
+	kill(root, SIGSTOP);
+	for (int pass = 0; pass < 8; pass++) {
+		int dfd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		long got;
+
+		if (dfd < 0)
+			break;
+		before = n;
+		while ((got = syscall(SYS_getdents64, dfd, dents, sizeof(dents))) > 0) {
+			for (long off = 0; off < got;) {
+				/* struct linux_dirent64: ino (8), off (8), reclen (2), type (1),
+				 * name */
+				unsigned short reclen;
+				const char *name = dents + off + 19;
+				long pid = 0, ppid;
+				int isnum = name[0] != '\0', known = 0;
+
+				memcpy(&reclen, dents + off + 16, sizeof(reclen));
+				off += reclen;
+				for (const char *c = name; *c && isnum; c++)
+					isnum = *c >= '0' && *c <= '9';
+				if (!isnum)
+					continue;
+				for (const char *c = name; *c; c++)
+					pid = pid * 10 + (*c - '0');
+				for (size_t i = 0; i < n && !known; i++)
+					known = set[i] == (pid_t)pid;
+				if (known || n >= SFTP_TREE_MAX || (ppid = sftp_ppid_of(name)) <= 0)
+					continue;
+				for (size_t i = 0; i < n; i++)
+					if (set[i] == (pid_t)ppid) {
+						kill((pid_t)pid, SIGSTOP);
+						set[n++] = (pid_t)pid;
+						break;
+					}
+			}
+		}
+		close(dfd);
+		if (n == before)
+			break; /* nothing new under the tree: complete */
+	}
+	for (size_t i = 0; i < n; i++)
+		kill(set[i], SIGKILL);
+}
+
+/* Fork the guard of sshd (see the top of the file); its pid, or 0 when the fork
+ * failed (the server then runs unguarded: said in the log). */
+static pid_t sftp_guard_start(struct sftp_fs *fs, const char *vol, pid_t sshd)
+{
+	pid_t g;
+
+	if (fs->guard_r < 0)
+		return 0;
+	g = fork();
+	if (g == 0) {
+		/* the guard: only async-signal-safe calls from here on */
+		char c;
+
+		if (dup2(fs->guard_r, 0) < 0)
+			_exit(1);
+#ifdef SYS_close_range
+		if (syscall(SYS_close_range, 1U, ~0U, 0U) != 0)
+#endif
+			for (int fd = 1; fd < 65536; fd++)
+				close(fd);
+		for (;;) {
+			ssize_t r = read(0, &c, 1);
+
+			if (r == 0 || (r < 0 && errno != EINTR))
+				break; /* vfiled is gone */
+		}
+		sftp_kill_tree(sshd);
+		_exit(0);
+	}
+	if (g < 0) {
+		vf_log(VF_LOG_ERR,
+		       "volume %s: cannot fork the guard of sshd %ld: %s (it may outlive "
+		       "vfiled)",
+		       vol, (long)sshd, strerror(errno));
+		return 0;
+	}
+	return g;
+}
+
+/* End the guard of s (the server is being stopped, or has exited). */
+static void sftp_guard_stop(struct sftp_srv *s)
+{
 	int st;
 
+	if (s->guard <= 0)
+		return;
+	kill(s->guard, SIGKILL);
+	vf_fs_wait(s->guard, -1, &st);
+	s->guard = 0;
+}
+
+static int sftp_alive(struct sftp_fs *fs, struct sftp_srv *s)
+{
+	int st;
+
+	(void)fs;
 	if (s->pid <= 0)
 		return 0;
-	if (!s->adopted) {
-		if (waitpid(s->pid, &st, WNOHANG) == 0)
-			return 1;
-		return 0; /* exited (now reaped) */
-	}
-	if (sftp_path(conf, sizeof(conf), NULL, "%s/sftp/%s/sshd_config", fs->state_dir, s->vol))
-		return 0;
-	return sftp_pid_is_ours(s->pid, conf);
+	if (waitpid(s->pid, &st, WNOHANG) == 0)
+		return 1;
+	sftp_guard_stop(s); /* exited (now reaped): its guard has nothing to guard */
+	return 0;
 }
 
-/* Kill the per-connection sshd processes (they run in their own sessions, so the
- * listener's process group does not reach them), then the listener. */
+/* Stop s: its guard, then the sshd and its sessions; reap it. */
 static void sftp_kill(struct sftp_fs *fs, struct sftp_srv *s)
 {
-	DIR *d = opendir("/proc");
-	struct dirent *e;
-	int64_t deadline;
+	int st;
 
-	while (d && (e = readdir(d)) != NULL) {
-		char path[300], line[512], *p;
-		long pid, ppid = 0;
-		FILE *f;
-
-		if ((pid = strtol(e->d_name, &p, 10)) <= 0 || *p != '\0')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-		if ((f = fopen(path, "re")) == NULL)
-			continue;
-		if (fgets(line, sizeof(line), f) && (p = strrchr(line, ')')) != NULL)
-			sscanf(p + 2, "%*c %ld", &ppid);
-		fclose(f);
-		if (ppid == (long)s->pid)
-			kill((pid_t)pid, SIGKILL);
-	}
-	if (d)
-		closedir(d);
-	if (!s->adopted) {
-		vf_fs_kill_wait(s->pid, fs->stop_timeout_ms);
-		return;
-	}
-	kill(s->pid, SIGTERM);
-	deadline = vf_now_ms() + fs->stop_timeout_ms;
-	while (sftp_alive(fs, s) && vf_now_ms() < deadline) {
-		struct timespec ts = {0, 20 * 1000 * 1000};
-		nanosleep(&ts, NULL); /* not our child: no pidfd wait, poll with a deadline */
-	}
-	if (sftp_alive(fs, s))
-		kill(s->pid, SIGKILL);
-}
-
-/* A server left by an earlier vfiled: adopt it if its pid file names a live sshd
- * running our config for this volume. Fills s->pid/port/adopted. */
-static void sftp_adopt(struct sftp_fs *fs, struct sftp_srv *s)
-{
-	char path[PATH_MAX], conf[PATH_MAX], *text = NULL, *p;
-	long pid;
-	int port = 0;
-
-	if (sftp_path(path, sizeof(path), NULL, "%s/sftp/%s/sshd.pid", fs->state_dir, s->vol) ||
-	    sftp_path(conf, sizeof(conf), NULL, "%s/sftp/%s/sshd_config", fs->state_dir, s->vol))
-		return;
-	if (vf_fs_read_file(path, &text, NULL, NULL) != VF_OK)
-		return;
-	pid = strtol(text, &p, 10);
-	free(text);
-	if (pid <= 0 || !sftp_pid_is_ours((pid_t)pid, conf))
-		return;
-	if (vf_fs_read_file(conf, &text, NULL, NULL) != VF_OK)
-		return;
-	p = strstr(text, "\nPort ");
-	if (p)
-		port = atoi(p + 6);
-	free(text);
-	if (port <= 0)
-		return;
-	s->pid = (pid_t)pid;
-	sftp_set_port(fs, s, port);
-	s->adopted = 1;
-	vf_log(VF_LOG_INFO, "volume %s: adopted running sshd (pid %ld, port %d)", s->vol, pid,
-	       port);
+	sftp_guard_stop(s);
+	sftp_kill_tree(s->pid);
+	vf_fs_wait(s->pid, fs->stop_timeout_ms, &st);
 }
 
 /* ---- start ---- */
@@ -507,7 +596,7 @@ static int sftp_spawn_one(struct sftp_fs *fs, struct sftp_srv *s, const char *ru
 	for (;;) {
 		if (sftp_port_open(fs->listen_addr, port)) {
 			s->pid = pid;
-			s->adopted = 0;
+			s->guard = sftp_guard_start(fs, s->vol, pid);
 			snprintf(pidtxt, sizeof(pidtxt), "%ld\n", (long)pid);
 			vf_fs_write_file(pidp, pidtxt, strlen(pidtxt), 0600, NULL);
 			return VF_OK;
@@ -540,6 +629,14 @@ static int sftp_check_file(const char *what, const char *path, struct vf_err *er
 	return VF_OK;
 }
 
+static int sftp_check_exec(const char *what, const char *path, struct vf_err *err)
+{
+	if (access(path, X_OK) != 0)
+		return vf_err_set(err, VF_EINVAL, "fileserver.%s %s: %s", what, path,
+		                  strerror(errno));
+	return VF_OK;
+}
+
 static int sftp_start(void *arg, const char *vol, const char *info_json, char **addr_r, int *port_r,
                       struct vf_err *err)
 {
@@ -555,8 +652,6 @@ static int sftp_start(void *arg, const char *vol, const char *info_json, char **
 		return VF_EINVAL;
 	if ((s = sftp_acquire(fs, vol)) == NULL)
 		return vf_err_set(err, VF_ENOMEM, "out of memory");
-	if (s->pid == 0)
-		sftp_adopt(fs, s);
 	if (s->pid > 0 && sftp_alive(fs, s)) {
 		rc = VF_OK; /* already serving: same answer */
 		goto out;
@@ -620,10 +715,8 @@ static int sftp_stop(void *arg, const char *vol, const char *info_json, struct v
 		return VF_EINVAL;
 	if ((s = sftp_acquire(fs, vol)) == NULL)
 		return vf_err_set(err, VF_ENOMEM, "out of memory");
-	if (s->pid == 0)
-		sftp_adopt(fs, s);
 	if (s->pid > 0) {
-		if (s->adopted || sftp_alive(fs, s))
+		if (sftp_alive(fs, s))
 			sftp_kill(fs, s);
 		vf_log(VF_LOG_INFO, "volume %s: sftp server (pid %ld) stopped", vol, (long)s->pid);
 	}
@@ -643,8 +736,6 @@ static int sftp_running(void *arg, const char *vol)
 
 	if (vf_fs_vol_check(vol, NULL) != VF_OK || (s = sftp_acquire(fs, vol)) == NULL)
 		return 0;
-	if (s->pid == 0)
-		sftp_adopt(fs, s);
 	alive = sftp_alive(fs, s);
 	if (!alive) {
 		s->pid = 0;
@@ -654,7 +745,77 @@ static int sftp_running(void *arg, const char *vol)
 	return alive;
 }
 
+/* ---- a restarted daemon ---- */
+
+/* Stop every sshd that an earlier run of vfiled on this state_dir left behind
+ * (its pid file names a live sshd running that volume's config): such a server
+ * outlived its daemon's lease, so the store does not name it any more. */
+static void sftp_sweep(struct sftp_fs *fs)
+{
+	char dir[PATH_MAX];
+	struct dirent *e;
+	DIR *d;
+
+	if (sftp_path(dir, sizeof(dir), NULL, "%s/sftp", fs->state_dir) != VF_OK ||
+	    (d = opendir(dir)) == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		char pidp[PATH_MAX], conf[PATH_MAX], *text = NULL;
+		int64_t deadline;
+		long pid;
+
+		if (e->d_name[0] == '.' || vf_fs_vol_check(e->d_name, NULL) != VF_OK ||
+		    sftp_path(pidp, sizeof(pidp), NULL, "%s/%s/sshd.pid", dir, e->d_name) ||
+		    sftp_path(conf, sizeof(conf), NULL, "%s/%s/sshd_config", dir, e->d_name) ||
+		    vf_fs_read_file(pidp, &text, NULL, NULL) != VF_OK)
+			continue;
+		pid = strtol(text, NULL, 10);
+		free(text);
+		if (pid > 0 && sftp_pid_is_ours((pid_t)pid, conf)) {
+			vf_log(VF_LOG_WARN,
+			       "volume %s: stopping the sshd (pid %ld) an earlier run of vfiled "
+			       "left "
+			       "running",
+			       e->d_name, pid);
+			sftp_kill_tree((pid_t)pid);
+			deadline = vf_now_ms() + fs->stop_timeout_ms;
+			while (sftp_pid_is_ours((pid_t)pid, conf) && vf_now_ms() < deadline) {
+				struct timespec ts = {0, 20 * 1000 * 1000};
+				nanosleep(&ts, NULL); /* not our child: poll with a deadline */
+			}
+		}
+		unlink(pidp);
+	}
+	closedir(d);
+}
+
 /* ---- host side ---- */
+
+/* Make the mountpoint directory immutable (on: chattr +i; off: -i). While no sshfs
+ * is mounted on it — a remount's window after a dead mount was dropped, an sshfs
+ * that died — a program that creates a file under it then fails (EPERM, even as
+ * root) instead of writing into the host's own directory, where the next mount
+ * would hide what it wrote (an acknowledged write lost). Needs
+ * CAP_LINUX_IMMUTABLE and a filesystem with the flag: else a debug line only.
+ * Returns whether the flag was set before (-1: unknown). */
+static int sftp_seal(const char *vol, const char *mountpoint, int on)
+{
+	int fd = open(mountpoint, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), flags = 0;
+	int was = -1;
+
+	if (fd < 0)
+		return -1;
+	if (ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0)
+		was = (flags & FS_IMMUTABLE_FL) != 0;
+	if (was >= 0 && was != !!on) {
+		flags = on ? flags | FS_IMMUTABLE_FL : flags & ~FS_IMMUTABLE_FL;
+		if (ioctl(fd, FS_IOC_SETFLAGS, &flags) != 0)
+			vf_log(VF_LOG_DEBUG, "volume %s: cannot %s the immutable flag of %s: %s",
+			       vol, on ? "set" : "clear", mountpoint, strerror(errno));
+	}
+	close(fd);
+	return was;
+}
 
 static int sftp_mount(void *arg, const char *vol, const char *info_json, const char *mountpoint,
                       struct vf_err *err)
@@ -663,9 +824,10 @@ static int sftp_mount(void *arg, const char *vol, const char *info_json, const c
 	char *addr = NULL, *hostkey = NULL, *out = NULL, *errout = NULL;
 	char dir[PATH_MAX], kh[PATH_MAX], remote[PATH_MAX + 300], line[160];
 	char o_port[32], o_id[PATH_MAX + 32], o_kh[PATH_MAX + 32];
+	char o_proxy[2 * PATH_MAX + 200] = "", o_ctimeout[40] = "ConnectTimeout=10";
 	struct vf_buf khtext = {0};
 	const char **argv = NULL;
-	int port, rc, status, k = 0;
+	int port, rc, status, k = 0, sealed = -1;
 
 	if (vf_fs_vol_check(vol, err) != VF_OK)
 		return VF_EINVAL;
@@ -688,6 +850,15 @@ static int sftp_mount(void *arg, const char *vol, const char *info_json, const c
 	if ((rc = vf_fs_info_server(info_json, &addr, &port, err)) != VF_OK) {
 		vf_err_prefix(err, "volume %s", vol);
 		goto out;
+	}
+	if (fs->ctl_socket && (rc = sftp_check_exec("vfilectl", fs->vfilectl, err)) != VF_OK)
+		goto out;
+	if (fs->ctl_socket) {
+		/* through the proxy: it finds the live server (and follows it) */
+		snprintf(o_proxy, sizeof(o_proxy), "ProxyCommand=%s -s %s proxy %s --wait-ms %d",
+		         fs->vfilectl, fs->ctl_socket, vol, fs->failover_wait_ms);
+		snprintf(o_ctimeout, sizeof(o_ctimeout), "ConnectTimeout=%d",
+		         fs->failover_wait_ms / 1000 + 10);
 	}
 	if (port <= 0) {
 		rc = vf_err_set(err, VF_EPROTO, "volume %s: file server has no port", vol);
@@ -733,10 +904,11 @@ static int sftp_mount(void *arg, const char *vol, const char *info_json, const c
 		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
 		goto out;
 	}
+	sealed = sftp_seal(vol, mountpoint, 1);
 	argv[k++] = fs->sshfs;
 	argv[k++] = remote;
 	argv[k++] = mountpoint;
-	const char *opts[] = {o_port,
+	const char *opts[] = {o_proxy[0] ? o_proxy : o_port,
 	                      o_id,
 	                      "IdentitiesOnly=yes",
 	                      o_kh,
@@ -745,7 +917,7 @@ static int sftp_mount(void *arg, const char *vol, const char *info_json, const c
 	                      "HostKeyAlias=" SFTP_HOST_ALIAS,
 	                      "BatchMode=yes",
 	                      "PasswordAuthentication=no",
-	                      "ConnectTimeout=10",
+	                      o_ctimeout,
 	                      "ServerAliveInterval=5",
 	                      "ServerAliveCountMax=3",
 	                      "reconnect",
@@ -780,8 +952,13 @@ static int sftp_mount(void *arg, const char *vol, const char *info_json, const c
 		                vol, mountpoint, fs->mount_timeout_ms);
 		goto out;
 	}
-	vf_log(VF_LOG_INFO, "volume %s: mounted %s:%d at %s", vol, addr, port, mountpoint);
+	vf_log(VF_LOG_INFO, "volume %s: mounted %s:%d at %s%s", vol, addr, port, mountpoint,
+	       o_proxy[0] ? " (through vfilectl proxy: follows the volume's server)" : "");
 out:
+	/* a first mount that failed leaves a plain directory; a remount that failed
+	 * keeps it sealed (what was under the dead mount stays unwritable) */
+	if (rc != VF_OK && sealed == 0 && !vf_fs_is_mounted(mountpoint))
+		sftp_seal(vol, mountpoint, 0);
 	free(argv);
 	free(addr);
 	free(hostkey);
@@ -812,6 +989,7 @@ static int sftp_unmount(void *arg, const char *vol, const char *mountpoint, stru
 		rc = vf_err_set(err, VF_ETIMEDOUT, "volume %s: %s still mounted after %d ms", vol,
 		                mountpoint, fs->mount_timeout_ms);
 	} else {
+		sftp_seal(vol, mountpoint, 0); /* a plain directory again */
 		vf_log(VF_LOG_INFO, "volume %s: unmounted %s", vol, mountpoint);
 	}
 	free(errout);
@@ -832,13 +1010,27 @@ static void sftp_close(void *arg)
 {
 	struct sftp_fs *fs = arg;
 
+	/* the guards see the pipe end and stop every server: none outlives us */
+	if (fs->guard_w >= 0)
+		close(fs->guard_w);
+	if (fs->guard_r >= 0)
+		close(fs->guard_r);
 	while (fs->srvs) {
 		struct sftp_srv *s = fs->srvs;
+		int st;
 
 		fs->srvs = s->next;
+		if (s->guard > 0 && vf_fs_wait(s->guard, fs->stop_timeout_ms, &st) != VF_OK)
+			sftp_guard_stop(s);
+		if (s->pid > 0 && s->guard <= 0)
+			sftp_kill_tree(s->pid); /* unguarded (its fork failed): stop it here */
+		if (s->pid > 0)
+			vf_fs_wait(s->pid, fs->stop_timeout_ms, &st);
 		free(s->vol);
 		free(s);
 	}
+	free(fs->vfilectl);
+	free(fs->ctl_socket);
 	free(fs->state_dir);
 	free(fs->export_root);
 	free(fs->listen_addr);
@@ -922,6 +1114,8 @@ static int sftp_open(const config_setting_t *grp, const char *state_dir, void **
 	                                    "start_timeout_ms",
 	                                    "mount_timeout_ms",
 	                                    "stop_timeout_ms",
+	                                    "vfilectl",
+	                                    "failover_wait_ms",
 	                                    NULL};
 	struct sftp_fs *fs;
 	struct passwd *pw;
@@ -934,6 +1128,7 @@ static int sftp_open(const config_setting_t *grp, const char *state_dir, void **
 	if ((fs = calloc(1, sizeof(*fs))) == NULL)
 		return vf_err_set(err, VF_ENOMEM, "out of memory");
 	fs->base.drv = &fs_sftp_driver;
+	fs->guard_r = fs->guard_w = -1;
 	pthread_mutex_init(&fs->mu, NULL);
 	pthread_cond_init(&fs->cond, NULL);
 	if ((fs->state_dir = strdup(state_dir)) == NULL) {
@@ -978,8 +1173,15 @@ static int sftp_open(const config_setting_t *grp, const char *state_dir, void **
 	    (rc = vf_cfg_bool(grp, "chroot", 1, &fs->chroot, err)) ||
 	    (rc = vf_cfg_int(grp, "start_timeout_ms", 10000, &fs->start_timeout_ms, err)) ||
 	    (rc = vf_cfg_int(grp, "mount_timeout_ms", 20000, &fs->mount_timeout_ms, err)) ||
-	    (rc = vf_cfg_int(grp, "stop_timeout_ms", 5000, &fs->stop_timeout_ms, err)))
+	    (rc = vf_cfg_int(grp, "stop_timeout_ms", 5000, &fs->stop_timeout_ms, err)) ||
+	    (rc = vf_cfg_int(grp, "failover_wait_ms", 60000, &fs->failover_wait_ms, err)) ||
+	    (rc = sftp_cfg_path(grp, "vfilectl", VF_BINDIR "/vfilectl", &fs->vfilectl, err)))
 		goto out;
+	if (fs->failover_wait_ms <= 0 || fs->failover_wait_ms > 3600000) {
+		rc = vf_fs_cfg_bad(grp, "failover_wait_ms", err,
+		                   "must be 1-3600000 (milliseconds)");
+		goto out;
+	}
 	if (fs->sshd[0] != '/') {
 		rc = vf_fs_cfg_bad(grp, "sshd", err, "must be an absolute path");
 		goto out;
@@ -1033,6 +1235,16 @@ static int sftp_open(const config_setting_t *grp, const char *state_dir, void **
 		fm = strdup("fusermount");
 	fs->fusermount = fm;
 	fm = NULL;
+	{
+		int p[2];
+
+		if (pipe2(p, O_CLOEXEC) != 0) {
+			rc = vf_err_set(err, VF_EINVAL, "file server: pipe: %s", strerror(errno));
+			goto out;
+		}
+		fs->guard_r = p[0];
+		fs->guard_w = p[1];
+	}
 	if (fs->user == NULL || fs->advertise_addr == NULL || fs->fusermount == NULL)
 		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
 out:
@@ -1046,9 +1258,33 @@ out:
 	return VF_OK;
 }
 
+static void sftp_sweep_arg(void *arg)
+{
+	sftp_sweep(arg);
+}
+
+static int sftp_set_proxy(void *arg, const char *ctl_socket, struct vf_err *err)
+{
+	struct sftp_fs *fs = arg;
+
+	/* the ProxyCommand goes through sshfs -o (split on ',') and a shell */
+	if (ctl_socket[0] != '/' || strpbrk(ctl_socket, ", \t\n%'\"\\$`;&|<>(){}*?[]~!#"))
+		return vf_err_set(err, VF_EINVAL,
+		                  "file server: plugin socket %s cannot be used in ssh's "
+		                  "ProxyCommand (an absolute path without commas, spaces, %% or "
+		                  "shell characters)",
+		                  ctl_socket);
+	free(fs->ctl_socket);
+	if ((fs->ctl_socket = strdup(ctl_socket)) == NULL)
+		return vf_err_set(err, VF_ENOMEM, "out of memory");
+	return VF_OK;
+}
+
 const struct fs_driver fs_sftp_driver = {
         .name = "sftp",
         .ops = &sftp_ops,
         .open = sftp_open,
         .close = sftp_close,
+        .sweep = sftp_sweep_arg,
+        .set_proxy = sftp_set_proxy,
 };

@@ -307,6 +307,27 @@ static void vfd_gen_tree(yajl_gen g, yajl_val v)
 	}
 }
 
+/* The server that info names, when it is live: the volume is Mounted and
+ * server/<vol> names the same node (the key ends with its manager's lease). A
+ * Ready volume, or one whose manager died and is not yet served again, has none:
+ * info keeps the last address, which nobody may use. */
+static yajl_val vfd_live_server(const struct vf_volume *v, yajl_val info, const char **lease_r)
+{
+	yajl_val server = vf_json_get(info, "server", NULL);
+	const char *node = vf_json_str(vf_json_get(server, "node", NULL));
+	size_t n;
+
+	*lease_r = NULL;
+	if (!YAJL_IS_OBJECT(server) || node == NULL || v->server == NULL || v->state == NULL ||
+	    strcmp(v->state, "Mounted") != 0)
+		return NULL;
+	n = strlen(node);
+	if (strncmp(v->server, node, n) != 0 || v->server[n] != ' ')
+		return NULL;
+	*lease_r = v->server + n + 1;
+	return server;
+}
+
 /* status: 0 none; 1 all (Get); 2 state and gref only (List: Docker keeps a List
  * entry's Status as the volume's status, e.g. docker volume ls --format
  * '{{.Status}}'; the Volume plugin protocol documents Status for Get only, and
@@ -341,11 +362,21 @@ static void vfd_gen_volume(struct vfd *d, yajl_gen g, const struct vf_volume *v,
 		yajl_gen_array_close(g);
 		if (v->info_json &&
 		    vf_json_parse(v->info_json, strlen(v->info_json), &info, NULL) == VF_OK) {
-			yajl_val server = vf_json_get(info, "server", NULL);
+			const char *lease = NULL;
+			yajl_val server = vfd_live_server(v, info, &lease);
 			yajl_val opts = vf_json_get(info, "options", NULL);
 
-			vf_jgen_str(g, "server");
-			vfd_gen_tree(g, server);
+			if (server) { /* {node, addr, port, lease}: where to connect now */
+				vf_jgen_str(g, "server");
+				yajl_gen_map_open(g);
+				for (size_t i = 0; i < server->u.object.len; i++) {
+					vf_jgen_str(g, server->u.object.keys[i]);
+					vfd_gen_tree(g, server->u.object.values[i]);
+				}
+				vf_jgen_str(g, "lease");
+				vf_jgen_str(g, lease);
+				yajl_gen_map_close(g);
+			}
 			if (opts) {
 				vf_jgen_str(g, "options");
 				vfd_gen_tree(g, opts);
@@ -721,8 +752,11 @@ static int vfd_start(struct vfd *d, const sigset_t *sigs, struct vf_err *err)
 		vf_log(VF_LOG_INFO, "metrics on http://%s/metrics, health on /healthz",
 		       c->metrics_listen);
 	}
-	if ((rc = vf_fs_open(c->fileserver_group, c->state_dir, &d->fs, &d->fs_arg, err)) != VF_OK)
+	if ((rc = vf_fs_open(c->fileserver_group, c->state_dir, &d->fs, &d->fs_arg, err)) !=
+	            VF_OK ||
+	    (rc = vf_fs_set_proxy(d->fs_arg, c->plugin_socket, err)) != VF_OK)
 		return rc;
+	vf_fs_sweep(d->fs_arg); /* servers of an earlier run: their lease is gone */
 	vfd_mfs_init(d);
 	cc.node_id = d->node_id;
 	cc.node_addr = d->node_addr;

@@ -143,6 +143,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #include "metrics_int.h"
@@ -1246,6 +1247,15 @@ static int vol_mounted_here(struct vf_ctx *ctx, const char *vol, const char *pat
 	return p >= 0 ? p : vol_local_mounted(ctx, vol);
 }
 
+/* Does the filesystem at path answer? statvfs reaches the server of a network
+ * mount (stat may be answered from a cache); a dead FUSE daemon fails it. */
+static int vol_mount_answers(const char *path)
+{
+	struct statvfs sv;
+
+	return statvfs(path, &sv) == 0;
+}
+
 static int vol_fs_mount(struct vf_ctx *ctx, const char *vol, const char *info, const char *path,
                         struct vf_err *err)
 {
@@ -1598,8 +1608,10 @@ static int vol_mount_once(struct vf_ctx *ctx, const char *vol, const char *id, c
 	if (rc != VF_OK)
 		goto out;
 	if (ids.n > 0) {
-		/* this host already holds the global reference */
-		if (!vol_mounted_here(ctx, vol, path)) {
+		/* this host already holds the global reference: its mount must also
+		 * answer (a dead FUSE mount is in the table but fails with ENOTCONN;
+		 * the driver's mount drops and remounts it) */
+		if (!vol_mounted_here(ctx, vol, path) || !vol_mount_answers(path)) {
 			rc = vol_fs_mount(ctx, vol, rr[R_INFO].pair.value, path, err);
 			if (rc != VF_OK)
 				goto out;
@@ -2643,6 +2655,7 @@ void vf_volume_clear(struct vf_volume *v)
 	free(v->state);
 	vf_strv_free(v->clients, v->nclients);
 	free(v->info_json);
+	free(v->server);
 	memset(v, 0, sizeof(*v));
 }
 
@@ -2672,10 +2685,11 @@ static int vol_add_client(struct vf_volume *v, const char *node)
 
 int vf_volume_get(struct vf_ctx *ctx, const char *name, struct vf_volume *vol_r, struct vf_err *err)
 {
-	char ks[512], kg[512], ki[512], cpre[512];
+	char ks[512], kg[512], ki[512], ksv[512], cpre[512];
 	struct vf_kv_op o[] = {{.kind = VF_OP_GET, .key = ks},
 	                       {.kind = VF_OP_GET, .key = kg},
-	                       {.kind = VF_OP_GET, .key = ki}};
+	                       {.kind = VF_OP_GET, .key = ki},
+	                       {.kind = VF_OP_GET, .key = ksv}};
 	struct vf_kv_txn_result res = {0};
 	struct vf_kv_list cl = {0};
 	int rc;
@@ -2686,13 +2700,14 @@ int vf_volume_get(struct vf_ctx *ctx, const char *name, struct vf_volume *vol_r,
 	vf_vol_key(ctx, ks, sizeof(ks), VK_STATE, name);
 	vf_vol_key(ctx, kg, sizeof(kg), VK_GREF, name);
 	vf_vol_key(ctx, ki, sizeof(ki), VK_INFO, name);
+	vf_vol_key(ctx, ksv, sizeof(ksv), VK_SERVER, name);
 	vol_client_key(ctx, cpre, sizeof(cpre), name, NULL);
-	rc = ctx->kv->ops->txn(ctx->kv, NULL, 0, o, 3, &res, err);
+	rc = ctx->kv->ops->txn(ctx->kv, NULL, 0, o, 4, &res, err);
 	if (rc != VF_OK) {
 		vf_err_prefix(err, "volume %s: cannot read", name);
 		goto out;
 	}
-	if (res.count < 3 || !res.results[0].found) {
+	if (res.count < 4 || !res.results[0].found) {
 		rc = vf_err_set(err, VF_ENOTFOUND, "volume %s does not exist", name);
 		goto out;
 	}
@@ -2704,6 +2719,9 @@ int vf_volume_get(struct vf_ctx *ctx, const char *name, struct vf_volume *vol_r,
 	rc = vol_fill(vol_r, name, res.results[0].pair.value,
 	              res.results[1].found ? res.results[1].pair.value : NULL,
 	              res.results[2].found ? res.results[2].pair.value : NULL);
+	if (rc == VF_OK && res.results[3].found &&
+	    (vol_r->server = strdup(res.results[3].pair.value)) == NULL)
+		rc = VF_ENOMEM;
 	for (size_t i = 0; rc == VF_OK && i < cl.count; i++)
 		rc = vol_add_client(vol_r, cl.items[i].key + strlen(cpre));
 	if (rc != VF_OK) {

@@ -90,6 +90,10 @@ struct vf_volume {
 	char **clients; /* their node ids */
 	size_t nclients;
 	char *info_json; /* info/<vol>: options, server node/address/port */
+	/* server/<vol> as read with the rest ("NODE LEASE"), NULL when absent: the
+	 * server that info names is live only while this names the same node (the
+	 * key ends with its manager's lease). vf_volume_get only; list leaves NULL. */
+	char *server;
 };
 void vf_volume_clear(struct vf_volume *v);
 

@@ -36,6 +36,8 @@ e2e_cleanup() {
 		awk -v d="$d" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
 			while read -r m; do umount -l "$m" 2>/dev/null; done
 	done
+	# the sftp driver makes mountpoints immutable while mounted (chattr +i)
+	for d in "$E2E_DIR"/*/mnt/*; do [ -d "$d" ] && chattr -i "$d" 2>/dev/null; done
 	if [ "${E2E_KEEP:-}" = "" ]; then rm -rf "$E2E_DIR"; else e2e_log "kept $E2E_DIR"; fi
 	eval "$E2E_ON_EXIT_LATE"
 }

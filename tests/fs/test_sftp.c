@@ -11,7 +11,11 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <poll.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "test_int.h"
 #include "common_int.h"
@@ -46,6 +50,9 @@ static void cleanup(void)
 		}
 	if (tmp[0]) {
 		char pidf[PATH_MAX + 64], *txt = NULL;
+		const char *unseal[] = {"chattr", "-i", mnt[0], mnt[1], mnt[2], NULL};
+
+		run(unseal, NULL, NULL); /* mountpoints are immutable while mounted */
 
 		const char *vols[] = {"vol1", "vol2", "par0", "par1", "par2", "par3", "blocker"};
 		for (size_t v = 0; v < sizeof(vols) / sizeof(vols[0]); v++) {
@@ -352,29 +359,72 @@ static void test_jail(void)
 	}
 }
 
-static void test_adopt(void)
+static int port_accepts(int port)
 {
-	/* a restarted vfiled adopts the server it left running */
-	struct vf_err err = {0};
-	char *addr = NULL;
-	int port = 0;
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+	                         .sin_port = htons((uint16_t)port),
+	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), ok;
 
+	ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+static pid_t pid_of(const char *vol)
+{
+	char pidf[PATH_MAX + 64], *txt = NULL;
+	pid_t pid = 0;
+
+	snprintf(pidf, sizeof(pidf), "%s/state/sftp/%s/sshd.pid", tmp, vol);
+	if (vf_fs_read_file(pidf, &txt, NULL, NULL) == VF_OK)
+		pid = (pid_t)atoi(txt);
+	free(txt);
+	return pid;
+}
+
+static void test_guard_sweep(void)
+{
+	/* No server outlives its driver: closing it (vfiled's exit, whatever way it
+	 * exits, closes the guards' pipe) stops every server. A restarted daemon
+	 * adopts nothing: it stops the sshd an earlier run left behind. */
+	struct vf_err err = {0};
+	char state[PATH_MAX + 16], conf[PATH_MAX + 64], pidf[PATH_MAX + 64], txt[32];
+	char *addr = NULL;
+	pid_t old = pid_of("vol1"), left = 0;
+	int port = 0, st = 0;
+
+	CU_ASSERT_FATAL(old > 0);
 	vf_fs_close(fsarg);
 	fsarg = NULL;
-	char state[PATH_MAX + 16];
-	snprintf(state, sizeof(state), "%s/state2", tmp);
-	CU_ASSERT_EQUAL_FATAL(
-	        vf_fs_open(config_lookup(&cfg, "fileserver"), state, &ops, &fsarg, &err), VF_OK);
-	/* another state dir knows nothing about it */
-	CU_ASSERT_EQUAL(ops->running(fsarg, "vol1"), 0);
-	vf_fs_close(fsarg);
-	fsarg = NULL;
+	CU_ASSERT_NOT_EQUAL(kill(old, 0), 0); /* stopped (and reaped) with the driver */
+	snprintf(conf, sizeof(conf), "%s/state/sftp/vol1/sshd_config", tmp);
+	snprintf(pidf, sizeof(pidf), "%s/state/sftp/vol1/sshd.pid", tmp);
+	const char *argv[] = {"/usr/sbin/sshd", "-D", "-e", "-f", conf, NULL};
+	CU_ASSERT_EQUAL_FATAL(vf_fs_spawn(argv, NULL, -1, -1, &left, &err), VF_OK);
+	/* until it listens (it rewrites its command line while starting) */
+	int64_t deadline = vf_now_ms() + 10000;
+	while (!port_accepts(srv_port) && vf_now_ms() < deadline)
+		poll(NULL, 0, 20); /* bounded poll of the port */
+	CU_ASSERT(port_accepts(srv_port));
+	snprintf(txt, sizeof(txt), "%ld\n", (long)left);
+	CU_ASSERT_EQUAL(vf_fs_write_file(pidf, txt, strlen(txt), 0600, &err), VF_OK);
 	snprintf(state, sizeof(state), "%s/state", tmp);
 	CU_ASSERT_EQUAL_FATAL(
 	        vf_fs_open(config_lookup(&cfg, "fileserver"), state, &ops, &fsarg, &err), VF_OK);
-	CU_ASSERT_EQUAL(ops->running(fsarg, "vol1"), 1);
+	CU_ASSERT_EQUAL(ops->running(fsarg, "vol1"), 0); /* not adopted */
+	vf_fs_sweep(fsarg);
+	if (vf_fs_wait(left, 5000, &st) != VF_OK) {
+		CU_FAIL("the sweep did not stop the leftover sshd");
+		kill(left, SIGKILL); /* leave no sshd behind */
+		vf_fs_wait(left, -1, &st);
+	}
+	CU_ASSERT(WIFSIGNALED(st));
+	CU_ASSERT_NOT_EQUAL(access(pidf, F_OK), 0);
 	CU_ASSERT_EQUAL(ops->start(fsarg, "vol1", "{}", &addr, &port, &err), VF_OK);
-	CU_ASSERT_EQUAL(port, srv_port);
+	CU_ASSERT_EQUAL(ops->running(fsarg, "vol1"), 1);
+	srv_port = port;
 	free(addr);
 }
 
@@ -517,6 +567,6 @@ void vf_test_register(void)
 	VF_ADD_TEST(s, test_options);
 	VF_ADD_TEST(s, test_parallel);
 	VF_ADD_TEST(s, test_jail);
-	VF_ADD_TEST(s, test_adopt);
+	VF_ADD_TEST(s, test_guard_sweep);
 	VF_ADD_TEST(s, test_stop_unmount);
 }

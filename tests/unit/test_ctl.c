@@ -10,8 +10,11 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <signal.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 
 #include "test_int.h"
 #include "common_int.h"
@@ -187,8 +190,12 @@ static volatile int srv_stop;
 static char last_path[256], last_body[1024];
 static pthread_mutex_t srv_mu = PTHREAD_MUTEX_INITIALIZER;
 
+static const char *get_override; /* a Get answer for the proxy tests (under srv_mu) */
+
 static const char *fake_answer(const char *path)
 {
+	if (get_override && strcmp(path, "/VolumeDriver.Get") == 0)
+		return get_override;
 	if (strcmp(path, "/VolumeDriver.List") == 0)
 		return "{\"Volumes\":[{\"Name\":\"alpha\",\"Mountpoint\":\"/var/lib/vfile/mounts/"
 		       "alpha\"},{\"Name\":\"beta-longer-name\",\"Mountpoint\":\"\"}],\"Err\":"
@@ -492,6 +499,178 @@ static void test_run_json_and_errors(void)
 	free(err);
 }
 
+/* ---- vfilectl proxy against the fake vfiled and a local TCP "server" ---- */
+
+static char get_buf[2][512];
+
+/* The fake's Get answer: a live server 127.0.0.1:port with lease (port 0: none). */
+static void set_server(int slot, int port, const char *lease)
+{
+	if (port)
+		snprintf(get_buf[slot], sizeof(get_buf[slot]),
+		         "{\"Volume\":{\"Name\":\"alpha\",\"Status\":{\"state\":\"Mounted\","
+		         "\"server\":{\"node\":\"m1\",\"addr\":\"127.0.0.1\",\"port\":%d,"
+		         "\"lease\":\"%s\"}}},\"Err\":\"\"}",
+		         port, lease);
+	else
+		snprintf(get_buf[slot], sizeof(get_buf[slot]),
+		         "{\"Volume\":{\"Name\":\"alpha\",\"Status\":{\"state\":\"Mounted\"}},"
+		         "\"Err\":\"\"}");
+	pthread_mutex_lock(&srv_mu);
+	get_override = get_buf[slot];
+	pthread_mutex_unlock(&srv_mu);
+}
+
+static int tcp_listen(int *port_r)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t sl = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 4) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&sa, &sl) != 0)
+		return -1;
+	*port_r = ntohs(sa.sin_port);
+	return fd;
+}
+
+/* Run "vfilectl -s SOCK proxy alpha ARGS..." in a child with stdin/stdout on pipes. */
+static pid_t proxy_start(int *to_r, int *from_r, const char *wait_ms)
+{
+	int in[2], out[2];
+	pid_t pid;
+
+	if (pipe(in) != 0 || pipe(out) != 0)
+		return -1;
+	pid = fork();
+	if (pid == 0) {
+		char *argv[] = {"vfilectl", "-s",        sock_path,       "proxy",
+		                "alpha",    "--wait-ms", (char *)wait_ms, "--check-ms",
+		                "100",      NULL};
+		FILE *e = fopen("/dev/null", "w");
+
+		dup2(in[0], 0);
+		dup2(out[1], 1);
+		close(in[1]);
+		close(out[0]);
+		_exit(ctl_main(9, argv, stdout, e ? e : stderr));
+	}
+	close(in[0]);
+	close(out[1]);
+	*to_r = in[1];
+	*from_r = out[0];
+	return pid;
+}
+
+/* Read exactly n bytes within 10 s. */
+static int read_n(int fd, char *buf, size_t n)
+{
+	size_t got = 0;
+
+	while (got < n) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		ssize_t r;
+
+		if (poll(&p, 1, 10000) <= 0 || (r = read(fd, buf + got, n - got)) <= 0)
+			return -1;
+		got += (size_t)r;
+	}
+	return 0;
+}
+
+static int wait_exit(pid_t pid, int ms)
+{
+	for (int i = 0; i < ms / 10; i++) {
+		int st;
+
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+		poll(NULL, 0, 10);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	return -1;
+}
+
+static void test_proxy(void)
+{
+	int port = 0, lfd = tcp_listen(&port), to = -1, from = -1, conn;
+	char buf[16];
+	pid_t pid;
+
+	CU_ASSERT_FATAL(lfd >= 0);
+	/* relays both ways to the server vfiled names */
+	set_server(0, port, "L1");
+	pid = proxy_start(&to, &from, "5000");
+	CU_ASSERT_FATAL(pid > 0);
+	struct pollfd p = {.fd = lfd, .events = POLLIN};
+	CU_ASSERT_FATAL(poll(&p, 1, 10000) == 1);
+	conn = accept(lfd, NULL, NULL);
+	CU_ASSERT_FATAL(conn >= 0);
+	CU_ASSERT_EQUAL(write(to, "hello", 5), 5);
+	CU_ASSERT_EQUAL(read_n(conn, buf, 5), 0);
+	CU_ASSERT_EQUAL(memcmp(buf, "hello", 5), 0);
+	CU_ASSERT_EQUAL(write(conn, "world", 5), 5);
+	CU_ASSERT_EQUAL(read_n(from, buf, 5), 0);
+	CU_ASSERT_EQUAL(memcmp(buf, "world", 5), 0);
+	/* the store names another server (a new lease): the connection is cut */
+	set_server(1, port, "L2");
+	CU_ASSERT_EQUAL(wait_exit(pid, 5000), CTL_EXIT_FAIL);
+	CU_ASSERT_EQUAL(read(conn, buf, 1), 0); /* EOF at the server */
+	close(conn);
+	close(to);
+	close(from);
+
+	/* no live server: waits --wait-ms, then fails */
+	set_server(0, 0, NULL);
+	int64_t t0 = vf_now_ms();
+	pid = proxy_start(&to, &from, "400");
+	CU_ASSERT_EQUAL(wait_exit(pid, 5000), CTL_EXIT_FAIL);
+	CU_ASSERT(vf_now_ms() - t0 >= 400);
+	close(to);
+	close(from);
+
+	/* none at first, one after 300 ms: it waits for it and connects */
+	pid = proxy_start(&to, &from, "5000");
+	poll(NULL, 0, 300); /* the proxy is polling meanwhile: this is the gap it must span */
+	set_server(0, port, "L3");
+	CU_ASSERT_FATAL(poll(&p, 1, 10000) == 1);
+	conn = accept(lfd, NULL, NULL);
+	CU_ASSERT(conn >= 0);
+	/* the proxy's stdin ends: it passes the end on, the server closes, it exits 0 */
+	close(to);
+	CU_ASSERT_EQUAL(read(conn, buf, 1), 0);
+	close(conn);
+	CU_ASSERT_EQUAL(wait_exit(pid, 5000), CTL_EXIT_OK);
+	close(from);
+	close(lfd);
+	pthread_mutex_lock(&srv_mu);
+	get_override = NULL;
+	pthread_mutex_unlock(&srv_mu);
+}
+
+static void test_parse_proxy(void)
+{
+	struct ctl_args a;
+	char msg[256];
+	char **v = ARGV("-s", "/run/v.sock", "proxy", "vol1", "--wait-ms", "2500");
+
+	CU_ASSERT_EQUAL(parse(vlen(v), v, &a, msg), CTL_EXIT_OK);
+	CU_ASSERT_EQUAL(a.cmd, CTL_PROXY);
+	CU_ASSERT_STRING_EQUAL(a.name, "vol1");
+	CU_ASSERT_EQUAL(a.wait_ms, 2500);
+	CU_ASSERT_EQUAL(a.check_ms, CTL_PROXY_CHECK_MS);
+	v = ARGV("proxy", "vol1", "--check-ms=200");
+	CU_ASSERT_EQUAL(parse(vlen(v), v, &a, msg), CTL_EXIT_OK);
+	CU_ASSERT_EQUAL(a.wait_ms, CTL_PROXY_WAIT_MS);
+	CU_ASSERT_EQUAL(a.check_ms, 200);
+	expect_usage(ARGV("proxy"), "proxy: missing volume NAME");
+	expect_usage(ARGV("proxy", "v", "--wait-ms", "0"), "invalid --wait-ms '0'");
+	expect_usage(ARGV("proxy", "v", "--wait-ms"), "--wait-ms needs milliseconds");
+	expect_usage(ARGV("proxy", "v", "--check-ms", "x"), "invalid --check-ms 'x'");
+	expect_usage(ARGV("ls", "--wait-ms", "5"), "unknown option '--wait-ms' for ls");
+}
+
 static int ctl_suite_init(void)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -544,5 +723,7 @@ void vf_test_register(void)
 	VF_ADD_TEST(s, test_run_tables);
 	VF_ADD_TEST(s, test_run_nodes_evict);
 	VF_ADD_TEST(s, test_run_json_and_errors);
+	VF_ADD_TEST(s, test_parse_proxy);
+	VF_ADD_TEST(s, test_proxy);
 	vf_test_register_fs();
 }
