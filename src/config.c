@@ -17,6 +17,7 @@ static const char *const conf_known_top[] = {
         "node_id",
         "role",
         "docker_socket",
+        "docker_wait_s",
         "backend",
         "backend_dir",
         "prefix",
@@ -372,7 +373,8 @@ static int conf_validate(struct vf_conf *c, struct vf_err *err)
 	            VF_OK ||
 	    (rc = conf_positive(c, root, "reconcile_ms", 5000, &c->reconcile_ms, err)) != VF_OK ||
 	    (rc = conf_positive(c, root, "request_timeout_ms", 5000, &c->request_timeout_ms,
-	                        err)) != VF_OK)
+	                        err)) != VF_OK ||
+	    (rc = conf_positive(c, root, "docker_wait_s", 300, &c->docker_wait_s, err)) != VF_OK)
 		return rc;
 
 	/* logging */
