@@ -110,6 +110,7 @@ void ctl_usage(FILE *f, enum ctl_cmd cmd)
 	        "  -j, --json          print the daemon's JSON answer (for scripts)\n"
 	        "  -t, --timeout SEC   bound on the request (default: 60, mount/unmount 300)\n"
 	        "  -h, --help          this help; COMMAND --help for a command's\n"
+	        "      --version       print the version and exit\n"
 	        "\n"
 	        "Exit status: 0 success, 1 the operation failed, 2 usage error.\n");
 }
@@ -202,6 +203,10 @@ int ctl_parse(int argc, char *const *argv, struct ctl_args *a, char *msg, size_t
 				a->help = 1;
 				continue;
 			}
+			if (strcmp(arg, "--version") == 0) {
+				a->version = 1;
+				continue;
+			}
 			if (strcmp(arg, "-j") == 0 || strcmp(arg, "--json") == 0) {
 				a->json = 1;
 				continue;
@@ -287,7 +292,7 @@ int ctl_parse(int argc, char *const *argv, struct ctl_args *a, char *msg, size_t
 	}
 	if (a->socket && a->config)
 		return ctl_bad(msg, msgsize, "give -s SOCKET or -c CONFIG, not both");
-	if (a->help)
+	if (a->help || a->version)
 		return CTL_EXIT_OK;
 	if (ci == NULL)
 		return ctl_bad(msg, msgsize, "no command given");
@@ -824,6 +829,10 @@ int ctl_main(int argc, char **argv, FILE *out, FILE *errf)
 		else
 			fprintf(errf, "Try 'vfilectl --help'.\n");
 		return rc;
+	}
+	if (a.version) {
+		fprintf(out, "vfilectl (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION);
+		return CTL_EXIT_OK;
 	}
 	if (a.help) {
 		ctl_usage(out, a.cmd);

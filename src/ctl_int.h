@@ -34,6 +34,7 @@ struct ctl_args {
 	const char *config; /* -c */
 	int json;           /* --json */
 	int help;           /* --help (global when cmd == CTL_NONE) */
+	int version;        /* --version */
 	long timeout_s;     /* --timeout, 0 = per command default */
 	enum ctl_cmd cmd;
 	const char *name;               /* NAME of create/rm/inspect/mount/unmount */
