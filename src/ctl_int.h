@@ -27,6 +27,7 @@ enum ctl_cmd {
 	CTL_STATUS,
 	CTL_KVDUMP,
 	CTL_MIGRATE,
+	CTL_INIT,
 };
 
 struct ctl_args {
@@ -65,6 +66,10 @@ int ctl_migrate(const char *src_file, const char *dst_file, const struct ctl_mig
 struct vf_kv;
 int ctl_migrate_kv(struct vf_kv *src, const char *src_prefix, struct vf_kv *dst,
                    const char *dst_prefix, const struct ctl_migrate_opts *o, FILE *out, FILE *errf);
+
+/* vfilectl init: write the cluster marker of the config's export_root (and the
+ * store's cluster id if there is none yet); returns the exit code. */
+int ctl_init(const char *file, int json, FILE *out, FILE *errf);
 
 /* The whole program: parse, talk to vfiled, print; returns the exit code. */
 int ctl_main(int argc, char **argv, FILE *out, FILE *errf);

@@ -35,6 +35,7 @@
 #include <systemd/sd-daemon.h>
 #endif
 
+#include "cluster_int.h"
 #include "common_int.h"
 #include "config_int.h"
 #include "daemon_int.h"
@@ -59,6 +60,7 @@ struct vfd {
 	struct vf_metrics_server *metrics;
 	const sigset_t *sigs; /* taken with sigtimedwait while starting */
 	int stop_sig;         /* SIGTERM/SIGINT taken while starting */
+	int refused;          /* a manager whose export_root is not the cluster's */
 	int ready;            /* __atomic: the store is reached, requests are served */
 	pthread_mutex_t phase_mu;
 	char phase[512]; /* what the daemon waits for while !ready: the Err answered */
@@ -728,6 +730,41 @@ static int vfd_wait_docker(struct vfd *d, struct vf_err *err)
 	}
 }
 
+/* A manager's export_root must hold the cluster's marker (cluster_int.h); the first
+ * manager writes it. Store errors are retried like the store wait. */
+static int vfd_cluster(struct vfd *d, struct vf_err *err)
+{
+	struct vf_conf *c = d->conf;
+	char root[4096], *id = NULL;
+	const char *what = NULL;
+	int keeps, rc;
+
+	if (!vf_cluster_export_root(c->fileserver_group, root, sizeof(root), &keeps))
+		return vf_err_set(err, VF_EINVAL, "fileserver.export_root is too long");
+	if (!keeps) {
+		vf_log(VF_LOG_DEBUG, "cluster marker: fileserver.driver none keeps no data");
+		return VF_OK;
+	}
+	for (int tries = 0;; tries++) {
+		rc = vf_cluster_check(d->kv, c->prefix, root, VF_CLUSTER_START, &id, &what, err);
+		if (rc == VF_OK) {
+			vf_log(VF_LOG_INFO, "cluster %s: export_root %s: marker %s", id, root,
+			       what);
+			free(id);
+			return VF_OK;
+		}
+		if (rc != VF_EUNAVAIL && rc != VF_EUNCERTAIN) {
+			d->refused = rc == VF_EINVAL;
+			return rc;
+		}
+		vfd_phase(d, "vfiled is starting: store not reached yet (%s)", err->msg);
+		if (tries == 0 || tries % 30 == 0)
+			vf_log(VF_LOG_WARN, "cluster marker: %s (retrying)", err->msg);
+		if (vfd_pause(d, tries < 10 ? 500 : 2000))
+			return vf_err_set(err, VF_EINVAL, "stopped by a signal while starting");
+	}
+}
+
 /* Open everything; retries the store until it answers or a signal. */
 static int vfd_start(struct vfd *d, struct vf_err *err)
 {
@@ -793,6 +830,8 @@ static int vfd_start(struct vfd *d, struct vf_err *err)
 			return vf_err_set(err, VF_EINVAL, "stopped by a signal while starting");
 	}
 	if (rc != VF_OK)
+		return rc;
+	if (d->manager && (rc = vfd_cluster(d, err)) != VF_OK)
 		return rc;
 	if (d->manager && (rc = vf_ctx_start_manager(d->ctx, err)) != VF_OK)
 		return rc;
@@ -878,7 +917,7 @@ int main(int argc, char **argv)
 			goto out;
 		}
 		vf_log(VF_LOG_ERR, "cannot start: %s", err.msg);
-		status = 1;
+		status = d.refused ? 2 : 1; /* 2: the unit does not restart it */
 		goto out;
 	}
 	for (;;) {

@@ -162,6 +162,8 @@ out=$(/usr/sbin/vfiled --version 2>&1 || true)
 check "vfiled --version: '$out'" grep -q "vfiled (vfile) $ver" <<<"$out"
 check "vfilectl --help" sh -c '/usr/bin/vfilectl --help | grep -q migrate'
 check "/etc/vfile/vfile.conf installed" test -f /etc/vfile/vfile.conf
+check "the shipped config leaves the worker default" grep -qx '#role = "worker";' /etc/vfile/vfile.conf
+check "the shipped config sets no role" not grep -qE '^[[:space:]]*role[[:space:]]*=' /etc/vfile/vfile.conf
 check "vfiled.service installed" test -f /lib/systemd/system/vfiled.service
 check "vfiled.socket installed" test -f /lib/systemd/system/vfiled.socket
 if command -v systemd-analyze >/dev/null; then

@@ -485,11 +485,13 @@ static int ctl_suite_clean(void)
 }
 
 void vf_test_register_migrate(void);
+void vf_test_register_cluster(void);
 void vf_test_register(void)
 {
 	CU_pSuite s = CU_add_suite("ctl_parse", NULL, NULL);
 
 	vf_test_register_migrate();
+	vf_test_register_cluster();
 
 	if (s == NULL)
 		vf_test_abort("suite ctl_parse");
