@@ -139,6 +139,25 @@ int vf_cfg_strv(const config_setting_t *cfg, const char *name, const char *def, 
 int vf_cfg_known(const config_setting_t *cfg, const char *const *known, struct vf_err *err);
 /* "file:line: " for messages about setting s (empty when unknown). */
 void vf_cfg_where(const config_setting_t *s, char *buf, size_t size);
+/* A secret of group cfg (named group in messages), first found of:
+ *   1. setting name (inline);
+ *   2. setting name_file: an absolute path, or a name without '/' read from
+ *      $CREDENTIALS_DIRECTORY (systemd LoadCredential=); giving both 1 and 2 is an
+ *      error;
+ *   3. the credential cred in $CREDENTIALS_DIRECTORY, when it exists (cred may be
+ *      NULL);
+ *   4. the environment variable env (may be NULL), when set and not empty;
+ *   5. the file named by the environment variable env_file (may be NULL).
+ * A file holds one line (trailing newlines dropped; empty is an error). *out_r is
+ * NULL when none gives one. Messages name settings and files, never the secret;
+ * the caller clears the secret (memset) before freeing it. */
+int vf_cfg_secret(const config_setting_t *cfg, const char *group, const char *name,
+                  const char *cred, const char *env, const char *env_file, char **out_r,
+                  struct vf_err *err);
+/* file as vf_cfg_secret reads it: a name without '/' in $CREDENTIALS_DIRECTORY. */
+int vf_cfg_secret_path(const char *file, char *buf, size_t size);
+/* getenv(name), or NULL when unset or empty. */
+const char *vf_env(const char *name);
 
 /* ---- KV keys (kv.h: "Keys") ---- */
 enum vf_key_kind {

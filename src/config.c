@@ -14,14 +14,12 @@
 #include "metrics_int.h"
 
 static const char *const conf_known_top[] = {
-        "node_id",       "role",         "docker_socket",
-        "backend",       "backend_dir",  "prefix",
-        "plugin_socket", "socket_group", "socket_mode",
-        "mount_root",    "state_dir",    "lease_ttl_s",
-        "op_timeout_ms", "reconcile_ms", "request_timeout_ms",
-        "log_level",     "log_target",   "etcd",
-        "consul",        "fileserver",   "metrics_listen",
-        "evict_after_s", NULL,
+        "node_id",      "role",           "docker_socket", "docker_wait_s",
+        "backend",      "backend_dir",    "prefix",        "plugin_socket",
+        "socket_group", "socket_mode",    "mount_root",    "state_dir",
+        "lease_ttl_s",  "op_timeout_ms",  "reconcile_ms",  "request_timeout_ms",
+        "log_level",    "log_target",     "etcd",          "consul",
+        "fileserver",   "metrics_listen", "evict_after_s", NULL,
 };
 
 /* Settings of the etcd group that belong to vfiled, not to the driver. */
@@ -358,7 +356,8 @@ static int conf_validate(struct vf_conf *c, struct vf_err *err)
 	            VF_OK ||
 	    (rc = conf_positive(c, root, "reconcile_ms", 5000, &c->reconcile_ms, err)) != VF_OK ||
 	    (rc = conf_positive(c, root, "request_timeout_ms", 5000, &c->request_timeout_ms,
-	                        err)) != VF_OK)
+	                        err)) != VF_OK ||
+	    (rc = conf_positive(c, root, "docker_wait_s", 300, &c->docker_wait_s, err)) != VF_OK)
 		return rc;
 	/* automatic eviction: 0 (off) or at least 2 lease TTLs, so that a host whose
 	 * keep-alive is only late is never taken for a dead one */

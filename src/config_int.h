@@ -6,6 +6,8 @@
  *   role               string   "manager" | "worker" | "auto" (default "worker";
  *                               auto: ask the local dockerd's swarm info)
  *   docker_socket      string   dockerd's socket for role = auto (/var/run/docker.sock)
+ *   docker_wait_s      int      role = auto: how long vfiled waits for dockerd to
+ *                               answer as a swarm node at start (300)
  *   backend            string   REQUIRED: a module name ("etcd", "consul") or a path
  *   backend_dir        string   where module names are looked up
  *   prefix             string   key prefix ("vfile/")
@@ -53,6 +55,7 @@ struct vf_conf {
 	int node_id_set; /* node_id came from the file (else: host name) */
 	enum vf_conf_role role;
 	char *docker_socket;
+	int docker_wait_s;
 	char *backend;      /* as written */
 	char *backend_name; /* the group name: "etcd" for "etcd" or "/x/etcd.so" */
 	char *backend_dir;  /* NULL: default */

@@ -13,6 +13,7 @@
 #include <curl/curl.h>
 #include <yajl/yajl_gen.h>
 
+#include "cluster_int.h"
 #include "common_int.h"
 #include "config_int.h"
 #include "ctl_int.h"
@@ -81,6 +82,15 @@ static const struct ctl_cmd_info ctl_cmds[] = {
          "  --to FILE     the target configuration (its backend and prefix)\n"
          "  --force       copy even while volumes are Mounted (refused otherwise)\n"
          "  --overwrite   replace volumes that already exist on the target\n"},
+        {CTL_INIT, "init", NULL, 0, NULL, 0,
+         "init\n"
+         "  Mark fileserver.export_root of the config (-c, default\n"
+         "  " VF_CONF_DEFAULT_FILE ") as the cluster's shared storage: write\n"
+         "  <export_root>/" VF_CLUSTER_MARKER " with the cluster id of the store (key\n"
+         "  <prefix>" VF_CLUSTER_KEY "), creating the id if the store has none. Managers\n"
+         "  refuse to start on an export_root without the marker (the first manager\n"
+         "  writes it itself). Refused if the export_root holds another cluster's.\n"
+         "  Talks to the store directly (no daemon).\n"},
 };
 #define CTL_NCMDS (sizeof(ctl_cmds) / sizeof(ctl_cmds[0]))
 
@@ -127,6 +137,7 @@ void ctl_usage(FILE *f, enum ctl_cmd cmd)
 	        "  -j, --json          print the daemon's JSON answer (for scripts)\n"
 	        "  -t, --timeout SEC   bound on the request (default: 60, mount/unmount 300)\n"
 	        "  -h, --help          this help; COMMAND --help for a command's\n"
+	        "      --version       print the version and exit\n"
 	        "\n"
 	        "Exit status: 0 success, 1 the operation failed, 2 usage error.\n");
 }
@@ -217,6 +228,10 @@ int ctl_parse(int argc, char *const *argv, struct ctl_args *a, char *msg, size_t
 		if (!only_args && arg[0] == '-' && arg[1] != '\0') {
 			if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
 				a->help = 1;
+				continue;
+			}
+			if (strcmp(arg, "--version") == 0) {
+				a->version = 1;
 				continue;
 			}
 			if (strcmp(arg, "-j") == 0 || strcmp(arg, "--json") == 0) {
@@ -337,7 +352,7 @@ int ctl_parse(int argc, char *const *argv, struct ctl_args *a, char *msg, size_t
 	}
 	if (a->socket && a->config)
 		return ctl_bad(msg, msgsize, "give -s SOCKET or -c CONFIG, not both");
-	if (a->help)
+	if (a->help || a->version)
 		return CTL_EXIT_OK;
 	if (ci == NULL)
 		return ctl_bad(msg, msgsize, "no command given");
@@ -354,6 +369,8 @@ int ctl_parse(int argc, char *const *argv, struct ctl_args *a, char *msg, size_t
 		return ctl_bad(msg, msgsize, "migrate: missing --to OTHER.conf");
 	if (ci->cmd == CTL_MIGRATE && a->socket)
 		return ctl_bad(msg, msgsize, "migrate talks to the stores: give -c CONFIG, not -s");
+	if (ci->cmd == CTL_INIT && a->socket)
+		return ctl_bad(msg, msgsize, "init talks to the store: give -c CONFIG, not -s");
 	if ((ci->cmd == CTL_MOUNT || ci->cmd == CTL_UNMOUNT) && a->id == NULL)
 		a->id = CTL_DEFAULT_ID;
 	if (ci->cmd == CTL_PROXY && a->wait_ms == 0)
@@ -869,6 +886,8 @@ static int ctl_run(const struct ctl_args *a, FILE *out, FILE *errf)
 		return ctl_migrate(a->config ? a->config : VF_CONF_DEFAULT_FILE, a->to, &mo, out,
 		                   errf);
 	}
+	if (a->cmd == CTL_INIT)
+		return ctl_init(a->config ? a->config : VF_CONF_DEFAULT_FILE, a->json, out, errf);
 	if ((rc = ctl_socket(a, &sock, errf)) != CTL_EXIT_OK)
 		goto out;
 	if (a->cmd == CTL_PROXY) {
@@ -932,6 +951,7 @@ static int ctl_run(const struct ctl_args *a, FILE *out, FILE *errf)
 		break;
 	case CTL_MIGRATE:
 	case CTL_PROXY:
+	case CTL_INIT:
 	case CTL_NONE:
 		break;
 	}
@@ -940,6 +960,65 @@ out:
 	free(body);
 	free(sock);
 	return rc;
+}
+
+int ctl_init(const char *file, int json, FILE *out, FILE *errf)
+{
+	struct vf_conf *conf = NULL;
+	struct vf_backend *be = NULL;
+	struct vf_kv *kv = NULL;
+	struct vf_err err = {0};
+	char root[4096], *id = NULL;
+	const char *what = NULL;
+	int keeps, rc;
+
+	rc = vf_conf_load(file, &conf, &err);
+	if (rc == VF_OK &&
+	    !vf_cluster_export_root(conf->fileserver_group, root, sizeof(root), &keeps))
+		rc = vf_err_set(&err, VF_EINVAL, "%s: fileserver.export_root is too long", file);
+	if (rc == VF_OK)
+		rc = vf_backend_load(conf->backend, conf->backend_dir, &be, &err);
+	if (rc == VF_OK)
+		rc = vf_backend_open(be, conf->backend_group, &kv, &err);
+	if (rc == VF_OK)
+		rc = vf_cluster_check(kv, conf->prefix, root, VF_CLUSTER_INIT, &id, &what, &err);
+	if (rc != VF_OK) {
+		fprintf(errf, "vfilectl: init: %s\n", err.msg);
+	} else if (json) {
+		yajl_gen g = yajl_gen_alloc(NULL);
+		char marker[4200], *text = NULL;
+		size_t len;
+
+		snprintf(marker, sizeof(marker), "%s/%s", root, VF_CLUSTER_MARKER);
+		if (g == NULL) {
+			fprintf(errf, "vfilectl: out of memory\n");
+			rc = VF_ENOMEM;
+			goto out;
+		}
+		yajl_gen_map_open(g);
+		vf_jgen_str(g, "Cluster");
+		vf_jgen_str(g, id);
+		vf_jgen_str(g, "Marker");
+		vf_jgen_str(g, marker);
+		vf_jgen_str(g, "Done");
+		vf_jgen_str(g, what);
+		yajl_gen_map_close(g);
+		if (vf_jgen_finish(g, &text, &len, &err) == VF_OK)
+			fprintf(out, "%s\n", text);
+		yajl_gen_free(g);
+		free(text);
+	} else {
+		fprintf(out, "cluster %s: %s/%s %s%s\n", id, root, VF_CLUSTER_MARKER,
+		        strcmp(what, "matches") == 0 ? "already marked" : what,
+		        keeps ? "" : " (fileserver.driver \"none\" keeps no data there)");
+	}
+out:
+	free(id);
+	if (kv)
+		kv->ops->close(kv);
+	vf_backend_unload(&be);
+	vf_conf_free(&conf);
+	return rc == VF_OK ? CTL_EXIT_OK : CTL_EXIT_FAIL;
 }
 
 int ctl_main(int argc, char **argv, FILE *out, FILE *errf)
@@ -955,6 +1034,10 @@ int ctl_main(int argc, char **argv, FILE *out, FILE *errf)
 		else
 			fprintf(errf, "Try 'vfilectl --help'.\n");
 		return rc;
+	}
+	if (a.version) {
+		fprintf(out, "vfilectl (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION);
+		return CTL_EXIT_OK;
 	}
 	if (a.help) {
 		ctl_usage(out, a.cmd);

@@ -33,6 +33,7 @@ enum ctl_cmd {
 	CTL_NODES,
 	CTL_EVICT,
 	CTL_PROXY,
+	CTL_INIT,
 };
 
 struct ctl_args {
@@ -40,6 +41,7 @@ struct ctl_args {
 	const char *config; /* -c */
 	int json;           /* --json */
 	int help;           /* --help (global when cmd == CTL_NONE) */
+	int version;        /* --version */
 	long timeout_s;     /* --timeout, 0 = per command default */
 	enum ctl_cmd cmd;
 	const char *name;               /* NAME of create/rm/inspect/mount/unmount */
@@ -83,6 +85,9 @@ int ctl_call(const char *sock, const char *endpoint, const char *body, long time
 /* vfilectl proxy (src/ctl_proxy.c): relay stdin/stdout to vol's live file server,
  * waiting up to wait_ms for one; returns the exit code. */
 int ctl_proxy(const char *sock, const char *vol, long wait_ms, long check_ms, FILE *errf);
+/* vfilectl init: write the cluster marker of the config's export_root (and the
+ * store's cluster id if there is none yet); returns the exit code. */
+int ctl_init(const char *file, int json, FILE *out, FILE *errf);
 
 /* The whole program: parse, talk to vfiled, print; returns the exit code. */
 int ctl_main(int argc, char **argv, FILE *out, FILE *errf);

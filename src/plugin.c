@@ -945,6 +945,7 @@ struct vf_plugin_server {
 	pthread_cond_t cond;
 	int inflight;
 	int quiesced;
+	int activated; /* the socket came from systemd: its path is not ours to unlink */
 	struct vf_http_guard *guard;
 };
 
@@ -1403,9 +1404,18 @@ int vf_plugin_server_start(const struct vf_plugin_server_cfg *cfg, struct vf_plu
 	rc = vf_http_guard_new(&gc, &srv->guard, err);
 	if (rc != VF_OK)
 		goto fail;
-	rc = plugin_listen(cfg, &srv->listen_fd, err);
-	if (rc != VF_OK)
+	if (cfg->listen_fd > 0) {
+		/* socket activation: keep it out of the file servers and hooks we spawn */
+		if (fcntl(cfg->listen_fd, F_SETFD, FD_CLOEXEC) != 0) {
+			rc = vf_err_set(err, VF_EINVAL, "plugin socket %s: passed fd %d: %s",
+			                cfg->socket_path, cfg->listen_fd, strerror(errno));
+			goto fail;
+		}
+		srv->listen_fd = cfg->listen_fd;
+		srv->activated = 1;
+	} else if ((rc = plugin_listen(cfg, &srv->listen_fd, err)) != VF_OK) {
 		goto fail;
+	}
 	srv->mhd = MHD_start_daemon(
 	        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC |
 	                MHD_USE_ERROR_LOG,
@@ -1419,7 +1429,8 @@ int vf_plugin_server_start(const struct vf_plugin_server_cfg *cfg, struct vf_plu
 	if (srv->mhd == NULL) {
 		rc = vf_err_set(err, VF_EINVAL, "plugin socket %s: cannot start the HTTP server",
 		                cfg->socket_path);
-		unlink(srv->socket_path);
+		if (!srv->activated)
+			unlink(srv->socket_path);
 		goto fail;
 	}
 	srv->listen_fd = -1; /* MHD owns it now (quiesce hands it back) */
@@ -1457,7 +1468,8 @@ int vf_plugin_server_drain(struct vf_plugin_server *srv, int timeout_ms)
 		srv->quiesced = 1;
 		if (fd != MHD_INVALID_SOCKET)
 			close(fd);
-		unlink(srv->socket_path);
+		if (!srv->activated) /* systemd keeps an activated socket open */
+			unlink(srv->socket_path);
 	}
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_sec += timeout_ms / 1000;
@@ -1486,7 +1498,7 @@ void vf_plugin_server_stop(struct vf_plugin_server **srvp)
 	vf_http_guard_free(&srv->guard);
 	if (srv->listen_fd >= 0)
 		close(srv->listen_fd);
-	if (!srv->quiesced)
+	if (!srv->quiesced && !srv->activated)
 		unlink(srv->socket_path);
 	pthread_mutex_destroy(&srv->mu);
 	pthread_cond_destroy(&srv->cond);

@@ -98,6 +98,11 @@ typedef int (*vf_plugin_handler_fn)(void *arg, const struct vf_plugin_req *req, 
 
 struct vf_plugin_server_cfg {
 	const char *socket_path;
+	int listen_fd;            /* a listening unix socket already bound to socket_path
+	                           * (socket activation: SD_LISTEN_FDS_START or above),
+	                           * taken over by the server; 0: create socket_path
+	                           * (socket_group, socket_mode). An activated socket is
+	                           * never unlinked: its unit owns the path */
 	const char *socket_group; /* NULL: unchanged */
 	int socket_mode;          /* e.g. 0660 */
 	int idle_timeout_s;       /* close idle connections after this (0: 60) */
@@ -112,7 +117,8 @@ struct vf_plugin_server_cfg {
 };
 struct vf_plugin_server;
 
-/* Create the socket (a stale one is replaced; a live one is refused) and serve. */
+/* Create the socket (a stale one is replaced; a live one is refused), or take
+ * cfg->listen_fd, and serve. */
 int vf_plugin_server_start(const struct vf_plugin_server_cfg *cfg, struct vf_plugin_server **srv_r,
                            struct vf_err *err);
 /* Stop accepting connections, then wait up to timeout_ms for requests in flight.

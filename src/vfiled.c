@@ -4,8 +4,16 @@
  * reconciler and file servers) and serves the Docker volume plugin protocol on a
  * unix socket. SIGTERM/SIGINT: drain and exit 0; SIGHUP: reload log settings.
  * With metrics_listen, serves Prometheus metrics over HTTP; built with libsystemd,
- * tells systemd READY=1 once the lease is granted and the socket served, and
- * STOPPING=1 when it starts to shut down (the unit is then Type=notify).
+ * takes the plugin socket from systemd (vfiled.socket, sd_listen_fds) when it is
+ * activated, tells systemd READY=1 as soon as the socket is served, STATUS= while it
+ * waits for dockerd or the store, and STOPPING=1 when it starts to shut down (the
+ * unit is then Type=notify).
+ *
+ * Boot order: the plugin socket is served first, so Docker can activate the plugin
+ * at once; until dockerd (role = auto) and the store have been reached every volume
+ * request is answered {"Err": "vfiled is starting: ..."}. dockerd is waited for up to
+ * docker_wait_s, the store without a bound (each failure logged, then one line every
+ * 30 s); a signal stops the wait.
  *
  * Exit status: 0 clean stop (or --check-config ok), 1 runtime failure, 2 bad
  * usage or configuration.
@@ -14,7 +22,9 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +35,7 @@
 #include <systemd/sd-daemon.h>
 #endif
 
+#include "cluster_int.h"
 #include "common_int.h"
 #include "config_int.h"
 #include "daemon_int.h"
@@ -47,7 +58,13 @@ struct vfd {
 	struct vf_ctx *ctx;
 	struct vf_plugin_server *srv;
 	struct vf_metrics_server *metrics;
-	char node_key[600]; /* <prefix>node/<node>: what /healthz reads */
+	char node_key[600];   /* <prefix>node/<node>: what /healthz reads */
+	const sigset_t *sigs; /* taken with sigtimedwait while starting */
+	int stop_sig;         /* SIGTERM/SIGINT taken while starting */
+	int refused;          /* a manager whose export_root is not the cluster's */
+	int ready;            /* __atomic: the store is reached, requests are served */
+	pthread_mutex_t phase_mu;
+	char phase[512]; /* what the daemon waits for while !ready: the Err answered */
 };
 
 /* ---- systemd ---- */
@@ -62,6 +79,33 @@ static void vfd_notify(const char *state)
 #else
 	(void)state;
 #endif
+}
+
+/* ---- starting ---- */
+
+/* What requests are told while the daemon starts; also systemd's STATUS=. */
+static void vfd_phase(struct vfd *d, const char *fmt, ...) VF_PRINTF(2, 3);
+static void vfd_phase(struct vfd *d, const char *fmt, ...)
+{
+	char buf[sizeof(d->phase)], st[sizeof(d->phase) + 8];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	for (char *p = buf; *p; p++)
+		if (*p == '\n')
+			*p = ' ';
+	pthread_mutex_lock(&d->phase_mu);
+	memcpy(d->phase, buf, sizeof(d->phase));
+	pthread_mutex_unlock(&d->phase_mu);
+	snprintf(st, sizeof(st), "STATUS=%s", buf);
+	vfd_notify(st);
+}
+
+static int vfd_ready(struct vfd *d)
+{
+	return __atomic_load_n(&d->ready, __ATOMIC_ACQUIRE);
 }
 
 /* ---- file-server calls, counted ---- */
@@ -177,6 +221,13 @@ static int vfd_swarm_role(struct vfd *d, struct vf_err *err)
 	const char *addr = vf_json_str(vf_json_get(t, "Swarm", "NodeAddr", NULL));
 	yajl_val ctl = vf_json_get(t, "Swarm", "ControlAvailable", NULL);
 
+	if (state && (strcmp(state, "pending") == 0 || strcmp(state, "locked") == 0)) {
+		/* joining, or an autolocked swarm waiting for `docker swarm unlock` */
+		rc = vf_err_set(err, VF_EUNAVAIL,
+		                "role = auto: dockerd at %s: swarm node state is '%s'",
+		                c->docker_socket, state);
+		goto out;
+	}
 	if (state == NULL || strcmp(state, "active") != 0 || nid == NULL || nid[0] == '\0') {
 		rc = vf_err_set(err, VF_EINVAL,
 		                "role = auto: dockerd at %s is not an active swarm node "
@@ -539,6 +590,15 @@ static int vfd_handle(void *arg, const struct vf_plugin_req *req, yajl_gen g, st
 	int64_t t0 = vf_now_ms();
 	int rc = VF_OK;
 
+	if (!vfd_ready(d)) {
+		/* Activate and Capabilities are answered by the server: Docker can take
+		 * the plugin while the daemon waits for dockerd or the store */
+		pthread_mutex_lock(&d->phase_mu);
+		rc = vf_err_set(err, VF_EUNAVAIL, "%s", d->phase);
+		pthread_mutex_unlock(&d->phase_mu);
+		vf_log(VF_LOG_DEBUG, "%s: %s", vf_plugin_ep_path(req->ep) + 1, err->msg);
+		return rc;
+	}
 	switch (req->ep) {
 	case VF_EP_CREATE:
 		rc = vf_volume_create(d->ctx, req->name, req->opts, req->nopts, err);
@@ -714,22 +774,157 @@ static int vfd_mkdirs(const char *path, struct vf_err *err)
 	return VF_OK;
 }
 
-/* Open everything; retries the store until it answers, a signal, or op_timeout. */
-static int vfd_start(struct vfd *d, const sigset_t *sigs, struct vf_err *err)
+/* Wait ms while starting: 1 if the daemon must stop (SIGTERM/SIGINT, kept in
+ * d->stop_sig); SIGHUP reloads the log settings and the wait goes on. */
+static int vfd_pause(struct vfd *d, int ms)
+{
+	int64_t until = vf_now_ms() + ms;
+
+	for (int64_t left = ms; left > 0; left = until - vf_now_ms()) {
+		int sig = vfd_wait_signal(d->sigs, (int)left);
+
+		if (sig == SIGHUP) {
+			vfd_reload(d);
+		} else if (sig == SIGTERM || sig == SIGINT) {
+			d->stop_sig = sig;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* The listening socket systemd passed for plugin_socket (vfiled.socket), or 0. */
+static int vfd_activated_fd(struct vfd *d)
+{
+#ifdef HAVE_LIBSYSTEMD
+	int n = sd_listen_fds(1), fd = 0;
+
+	if (n < 0)
+		vf_log(VF_LOG_WARN, "socket activation: %s", strerror(-n));
+	for (int i = 0; i < n; i++) {
+		int cand = SD_LISTEN_FDS_START + i;
+
+		if (fd == 0 &&
+		    sd_is_socket_unix(cand, SOCK_STREAM, 1, d->conf->plugin_socket, 0) > 0)
+			fd = cand;
+		else
+			close(cand);
+	}
+	if (n > 0 && fd == 0)
+		vf_log(VF_LOG_ERR,
+		       "socket activation: none of the %d socket(s) systemd passed listens on "
+		       "plugin_socket %s (make ListenStream= of vfiled.socket match it): "
+		       "binding %s",
+		       n, d->conf->plugin_socket, d->conf->plugin_socket);
+	return fd;
+#else
+	(void)d;
+	return 0;
+#endif
+}
+
+/* Serve the plugin socket at once; requests wait for d->ready. */
+static int vfd_serve(struct vfd *d, struct vf_err *err)
 {
 	struct vf_conf *c = d->conf;
-	struct vf_ctx_cfg cc = {0};
 	struct vf_plugin_server_cfg sc = {0};
 	int rc;
 
+	vfd_phase(d, "vfiled is starting");
+	sc.socket_path = c->plugin_socket;
+	sc.listen_fd = vfd_activated_fd(d);
+	sc.socket_group = c->socket_group;
+	sc.socket_mode = c->socket_mode;
+	sc.idle_timeout_s = 60;
+	sc.known_opts = vf_volume_known_opts();
+	sc.handler = vfd_handle;
+	sc.arg = d;
+	if ((rc = vf_plugin_server_start(&sc, &d->srv, err)) != VF_OK)
+		return rc;
+	vf_log(VF_LOG_INFO, "serving %s%s (volume requests wait for the store)", c->plugin_socket,
+	       sc.listen_fd ? " (socket activation)" : "");
+	vfd_notify("READY=1");
+	return VF_OK;
+}
+
+/* role = auto: ask dockerd until it answers as a swarm node, up to docker_wait_s. */
+static int vfd_wait_docker(struct vfd *d, struct vf_err *err)
+{
+	struct vf_conf *c = d->conf;
+	int64_t t0 = vf_now_ms(), until = t0 + (int64_t)c->docker_wait_s * 1000, logged = 0;
+	int rc, tries = 0;
+
+	vfd_phase(d, "vfiled is starting: waiting for dockerd at %s (role = auto)",
+	          c->docker_socket);
+	for (;;) {
+		rc = vfd_swarm_role(d, err);
+		if (rc == VF_OK || (rc != VF_EUNAVAIL && rc != VF_EPROTO))
+			return rc;
+		int64_t now = vf_now_ms();
+		if (now >= until)
+			return vf_err_prefix(err, "dockerd not ready after %d s (docker_wait_s)",
+			                     c->docker_wait_s);
+		if (tries++ == 0 || now - logged >= 30000) {
+			vf_log(VF_LOG_WARN, "%s: waiting for dockerd (up to %d s, %lld s so far)",
+			       err->msg, c->docker_wait_s, (long long)((now - t0) / 1000));
+			logged = now;
+		}
+		if (vfd_pause(d, tries < 10 ? 500 : 2000))
+			return vf_err_set(err, VF_EINVAL, "stopped by a signal while starting");
+	}
+}
+
+/* A manager's export_root must hold the cluster's marker (cluster_int.h); the first
+ * manager writes it. Store errors are retried like the store wait. */
+static int vfd_cluster(struct vfd *d, struct vf_err *err)
+{
+	struct vf_conf *c = d->conf;
+	char root[4096], *id = NULL;
+	const char *what = NULL;
+	int keeps, rc;
+
+	if (!vf_cluster_export_root(c->fileserver_group, root, sizeof(root), &keeps))
+		return vf_err_set(err, VF_EINVAL, "fileserver.export_root is too long");
+	if (!keeps) {
+		vf_log(VF_LOG_DEBUG, "cluster marker: fileserver.driver none keeps no data");
+		return VF_OK;
+	}
+	for (int tries = 0;; tries++) {
+		rc = vf_cluster_check(d->kv, c->prefix, root, VF_CLUSTER_START, &id, &what, err);
+		if (rc == VF_OK) {
+			vf_log(VF_LOG_INFO, "cluster %s: export_root %s: marker %s", id, root,
+			       what);
+			free(id);
+			return VF_OK;
+		}
+		if (rc != VF_EUNAVAIL && rc != VF_EUNCERTAIN) {
+			d->refused = rc == VF_EINVAL;
+			return rc;
+		}
+		vfd_phase(d, "vfiled is starting: store not reached yet (%s)", err->msg);
+		if (tries == 0 || tries % 30 == 0)
+			vf_log(VF_LOG_WARN, "cluster marker: %s (retrying)", err->msg);
+		if (vfd_pause(d, tries < 10 ? 500 : 2000))
+			return vf_err_set(err, VF_EINVAL, "stopped by a signal while starting");
+	}
+}
+
+/* Open everything; retries the store until it answers or a signal. */
+static int vfd_start(struct vfd *d, struct vf_err *err)
+{
+	struct vf_conf *c = d->conf;
+	struct vf_ctx_cfg cc = {0};
+	int rc;
+
 	if (c->role == VF_ROLE_AUTO) {
-		if ((rc = vfd_swarm_role(d, err)) != VF_OK)
+		if ((rc = vfd_wait_docker(d, err)) != VF_OK)
 			return rc;
 	}
 	if ((rc = vfd_mkdirs(c->state_dir, err)) != VF_OK ||
 	    (rc = vfd_mkdirs(c->mount_root, err)) != VF_OK)
 		return rc;
 	if (c->embedded.enabled) {
+		vfd_phase(d, "vfiled is starting: starting the embedded etcd");
 		rc = vfd_etcd_start(&c->embedded, d->node_id, 30000, &d->etcd, err);
 		if (rc == VF_OK)
 			rc = vfd_embedded_endpoints(d, err);
@@ -769,33 +964,33 @@ static int vfd_start(struct vfd *d, const sigset_t *sigs, struct vf_err *err)
 	cc.evict_after_s = c->evict_after_s;
 	cc.fs = &d->mfs;
 	cc.fs_arg = d;
-	int64_t until = vf_now_ms() + c->op_timeout_ms;
-	for (;;) {
+	vfd_phase(d, "vfiled is starting: store not reached yet");
+	int64_t t0 = vf_now_ms(), logged = 0;
+	for (int tries = 0;; tries++) {
 		rc = vf_ctx_new(d->kv, &cc, &d->ctx, err);
-		if (rc == VF_OK || (rc != VF_EUNAVAIL && rc != VF_EUNCERTAIN) ||
-		    vf_now_ms() >= until)
+		if (rc == VF_OK || (rc != VF_EUNAVAIL && rc != VF_EUNCERTAIN))
 			break;
-		vf_log(VF_LOG_WARN, "%s (retrying)", err->msg);
-		if (vfd_wait_signal(sigs, 1000))
+		int64_t now = vf_now_ms();
+		vfd_phase(d, "vfiled is starting: store not reached yet (%s)", err->msg);
+		if (tries == 0 || now - logged >= 30000) {
+			vf_log(VF_LOG_WARN, "%s (retrying; waiting for the store %lld s so far)",
+			       err->msg, (long long)((now - t0) / 1000));
+			logged = now;
+		}
+		if (vfd_pause(d, tries < 10 ? 500 : 2000))
 			return vf_err_set(err, VF_EINVAL, "stopped by a signal while starting");
 	}
 	if (rc != VF_OK)
 		return rc;
+	if (d->manager && (rc = vfd_cluster(d, err)) != VF_OK)
+		return rc;
 	if (d->manager && (rc = vf_ctx_start_manager(d->ctx, err)) != VF_OK)
 		return rc;
-	sc.socket_path = c->plugin_socket;
-	sc.socket_group = c->socket_group;
-	sc.socket_mode = c->socket_mode;
-	sc.idle_timeout_s = 60;
-	sc.known_opts = vf_volume_known_opts();
-	sc.handler = vfd_handle;
-	sc.arg = d;
-	if ((rc = vf_plugin_server_start(&sc, &d->srv, err)) != VF_OK)
-		return rc;
+	__atomic_store_n(&d->ready, 1, __ATOMIC_RELEASE);
+	vfd_notify("STATUS=serving");
 	vf_log(VF_LOG_INFO, "node %s (%s): %s, backend %s, serving %s", d->node_id,
 	       d->node_addr[0] ? d->node_addr : "-", d->manager ? "manager" : "worker", c->backend,
 	       c->plugin_socket);
-	vfd_notify("READY=1");
 	return VF_OK;
 }
 
@@ -809,7 +1004,7 @@ int main(int argc, char **argv)
 	        {NULL, 0, NULL, 0},
 	};
 	const char *file = VF_CONF_DEFAULT_FILE;
-	struct vfd d = {0};
+	struct vfd d = {.phase_mu = PTHREAD_MUTEX_INITIALIZER};
 	struct vf_err err = {0};
 	sigset_t sigs;
 	char host[256];
@@ -864,9 +1059,16 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	if (vfd_start(&d, &sigs, &err) != VF_OK) {
+	d.sigs = &sigs;
+	if (vfd_serve(&d, &err) != VF_OK || vfd_start(&d, &err) != VF_OK) {
+		if (d.stop_sig) {
+			vf_log(VF_LOG_INFO, "node %s: %s while starting: stopping", d.node_id,
+			       d.stop_sig == SIGTERM ? "SIGTERM" : "SIGINT");
+			vfd_notify("STOPPING=1");
+			goto out;
+		}
 		vf_log(VF_LOG_ERR, "cannot start: %s", err.msg);
-		status = 1;
+		status = d.refused ? 2 : 1; /* 2: the unit does not restart it */
 		goto out;
 	}
 	for (;;) {

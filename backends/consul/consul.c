@@ -2403,8 +2403,9 @@ static void consul_watch_stop(struct vf_kv *kv, struct vf_kv_watch **watch)
 /* ---- open / close ---- */
 
 static const char *const consul_known[] = {
-        "endpoints", "token",       "timeout_ms",    "connect_timeout_ms", "cacert",       "cert",
-        "key",       "consistency", "lock_delay_ms", "session_ttl_s",      "watch_wait_s", NULL,
+        "endpoints",     "token",        "token_file", "timeout_ms",  "connect_timeout_ms",
+        "cacert",        "cert",         "key",        "consistency", "lock_delay_ms",
+        "session_ttl_s", "watch_wait_s", NULL,
 };
 
 /* Refuse value of setting name unless lo <= v <= hi, naming file:line:setting. */
@@ -2451,12 +2452,15 @@ static int consul_open(const config_setting_t *cfg, struct vf_kv **kv_r, struct 
 	                      : (env_addr && *env_addr) ? env_addr
 	                                                : CONSUL_DEFAULT_ADDR,
 	                      &hc.endpoints, &hc.nendpoints, err)) != VF_OK ||
-	    (rc = vf_cfg_str(cfg, "token", getenv("CONSUL_HTTP_TOKEN"), &token, err)) != VF_OK ||
+	    /* token, token_file, the credential consul-token, then the consul CLI's
+	     * environment; the same for TLS where the config is silent */
+	    (rc = vf_cfg_secret(cfg, "consul", "token", "consul-token", "CONSUL_HTTP_TOKEN",
+	                        "CONSUL_HTTP_TOKEN_FILE", &token, err)) != VF_OK ||
 	    (rc = vf_cfg_int(cfg, "timeout_ms", 5000, &timeout_ms, err)) != VF_OK ||
 	    (rc = vf_cfg_int(cfg, "connect_timeout_ms", 2000, &connect_ms, err)) != VF_OK ||
-	    (rc = vf_cfg_str(cfg, "cacert", NULL, &hc.cacert, err)) != VF_OK ||
-	    (rc = vf_cfg_str(cfg, "cert", NULL, &hc.cert, err)) != VF_OK ||
-	    (rc = vf_cfg_str(cfg, "key", NULL, &hc.key, err)) != VF_OK ||
+	    (rc = vf_cfg_str(cfg, "cacert", vf_env("CONSUL_CACERT"), &hc.cacert, err)) != VF_OK ||
+	    (rc = vf_cfg_str(cfg, "cert", vf_env("CONSUL_CLIENT_CERT"), &hc.cert, err)) != VF_OK ||
+	    (rc = vf_cfg_str(cfg, "key", vf_env("CONSUL_CLIENT_KEY"), &hc.key, err)) != VF_OK ||
 	    (rc = vf_cfg_str(cfg, "consistency", "default", &consistency, err)) != VF_OK ||
 	    (rc = vf_cfg_int(cfg, "lock_delay_ms", 0, &ck->lock_delay_ms, err)) != VF_OK ||
 	    (rc = vf_cfg_int(cfg, "session_ttl_s", 0, &ck->session_ttl_s, err)) != VF_OK ||

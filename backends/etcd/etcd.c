@@ -218,6 +218,7 @@ static const char *const etcd_known[] = {"endpoints",
                                          "connect_timeout_ms",
                                          "username",
                                          "password",
+                                         "password_file",
                                          "cacert",
                                          "cert",
                                          "key",
@@ -238,6 +239,72 @@ static int etcd_cfg_positive(const config_setting_t *cfg, const char *name, int 
 	vf_cfg_where(cfg ? config_setting_get_member(cfg, name) : NULL, where, sizeof(where));
 	return vf_err_set(err, VF_EINVAL, "%ssetting 'etcd.%s' must be a positive number of ms",
 	                  where, name);
+}
+
+/* ETCDCTL_ENDPOINTS ("a,b", etcdctl's form: a URL or HOST:PORT) as URLs. */
+static int etcd_env_endpoints(const char *env, int tls, char ***v_r, size_t *n_r,
+                              struct vf_err *err)
+{
+	char *copy = strdup(env), *save = NULL;
+	char **v = calloc(strlen(env) / 2 + 2, sizeof(char *));
+	size_t n = 0;
+	int rc = VF_OK;
+
+	*v_r = NULL;
+	*n_r = 0;
+	if (copy == NULL || v == NULL) {
+		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (char *t = strtok_r(copy, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+		int r = strstr(t, "://") ? asprintf(&v[n], "%s", t)
+		                         : asprintf(&v[n], "%s://%s", tls ? "https" : "http", t);
+
+		if (r < 0) {
+			v[n] = NULL;
+			rc = vf_err_set(err, VF_ENOMEM, "out of memory");
+			goto out;
+		}
+		n++;
+	}
+	if (n == 0)
+		rc = vf_err_set(err, VF_EINVAL, "$ETCDCTL_ENDPOINTS names no endpoint");
+out:
+	free(copy);
+	if (rc != VF_OK) {
+		vf_strv_free(v, n);
+		return rc;
+	}
+	*v_r = v;
+	*n_r = n;
+	return VF_OK;
+}
+
+/* username: the setting, else $ETCDCTL_USER ("user" or "user:password", etcdctl's
+ * form). The password: vf_cfg_secret (password, password_file, the credential
+ * etcd-password, $ETCDCTL_PASSWORD), else the one in $ETCDCTL_USER when the user
+ * came from there. */
+static int etcd_cfg_auth(const config_setting_t *cfg, struct etcd_kv *ek, struct vf_err *err)
+{
+	const char *env_user = vf_env("ETCDCTL_USER");
+	int rc = vf_cfg_str(cfg, "username", NULL, &ek->username, err);
+
+	if (rc != VF_OK)
+		return rc;
+	if (ek->username == NULL && env_user) {
+		const char *colon = strchr(env_user, ':');
+
+		ek->username =
+		        colon ? strndup(env_user, (size_t)(colon - env_user)) : strdup(env_user);
+		if (ek->username == NULL)
+			return vf_err_set(err, VF_ENOMEM, "out of memory");
+		if (colon && (ek->password = strdup(colon + 1)) == NULL)
+			return vf_err_set(err, VF_ENOMEM, "out of memory");
+	}
+	if (ek->password == NULL)
+		rc = vf_cfg_secret(cfg, "etcd", "password", "etcd-password", "ETCDCTL_PASSWORD",
+		                   NULL, &ek->password, err);
+	return rc;
 }
 
 static void etcd_free(struct etcd_kv *ek)
@@ -273,16 +340,23 @@ static int etcd_open(const config_setting_t *cfg, struct vf_kv **kv_r, struct vf
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* waits use vf_now_ms() */
 	pthread_cond_init(&ek->cond, &ca);
 	pthread_condattr_destroy(&ca);
+	/* Where the config is silent, etcdctl's environment (ETCDCTL_*) applies. */
 	if ((rc = vf_cfg_known(cfg, etcd_known, err)) != VF_OK ||
-	    (rc = vf_cfg_strv(cfg, "endpoints", ETCD_DEFAULT_ENDPOINT, &hc.endpoints,
-	                      &hc.nendpoints, err)) != VF_OK ||
 	    (rc = etcd_cfg_positive(cfg, "timeout_ms", 5000, &timeout, err)) != VF_OK ||
 	    (rc = etcd_cfg_positive(cfg, "connect_timeout_ms", 2000, &ctimeout, err)) != VF_OK ||
-	    (rc = vf_cfg_str(cfg, "username", NULL, &ek->username, err)) != VF_OK ||
-	    (rc = vf_cfg_str(cfg, "password", NULL, &ek->password, err)) != VF_OK ||
-	    (rc = vf_cfg_str(cfg, "cacert", NULL, &hc.cacert, err)) != VF_OK ||
-	    (rc = vf_cfg_str(cfg, "cert", NULL, &hc.cert, err)) != VF_OK ||
-	    (rc = vf_cfg_str(cfg, "key", NULL, &hc.key, err)) != VF_OK)
+	    (rc = etcd_cfg_auth(cfg, ek, err)) != VF_OK ||
+	    (rc = vf_cfg_str(cfg, "cacert", vf_env("ETCDCTL_CACERT"), &hc.cacert, err)) != VF_OK ||
+	    (rc = vf_cfg_str(cfg, "cert", vf_env("ETCDCTL_CERT"), &hc.cert, err)) != VF_OK ||
+	    (rc = vf_cfg_str(cfg, "key", vf_env("ETCDCTL_KEY"), &hc.key, err)) != VF_OK)
+		goto out;
+	if ((cfg == NULL || config_setting_get_member(cfg, "endpoints") == NULL) &&
+	    vf_env("ETCDCTL_ENDPOINTS"))
+		rc = etcd_env_endpoints(vf_env("ETCDCTL_ENDPOINTS"), hc.cacert || hc.cert,
+		                        &hc.endpoints, &hc.nendpoints, err);
+	else
+		rc = vf_cfg_strv(cfg, "endpoints", ETCD_DEFAULT_ENDPOINT, &hc.endpoints,
+		                 &hc.nendpoints, err);
+	if (rc != VF_OK)
 		goto out;
 	if (hc.nendpoints == 0) {
 		rc = vf_err_set(err, VF_EINVAL, "setting 'etcd.endpoints' is an empty list");
@@ -306,7 +380,10 @@ static int etcd_open(const config_setting_t *cfg, struct vf_kv **kv_r, struct vf
 		ek->username = NULL;
 	}
 	if (ek->password && ek->username == NULL) {
-		rc = vf_err_set(err, VF_EINVAL, "setting 'etcd.password' needs 'etcd.username'");
+		rc = vf_err_set(err, VF_EINVAL,
+		                "the etcd password (setting 'etcd.password' or "
+		                "'etcd.password_file', the credential etcd-password or "
+		                "$ETCDCTL_PASSWORD) needs 'etcd.username' or $ETCDCTL_USER");
 		goto out;
 	}
 	if ((hc.cert == NULL) != (hc.key == NULL)) {

@@ -107,10 +107,13 @@ wait_for() {
 }
 
 # ---- stores ----
-start_etcd() { # sets ETCD_URL
+# start_etcd [CLIENT_PORT PEER_PORT]: sets ETCD_URL (ports picked unless given)
+start_etcd() {
 	command -v etcd >/dev/null || e2e_unavailable "etcd not installed"
-	local cp pp
-	cp=$(free_port) && pp=$(free_port) || e2e_unavailable "no free port"
+	local cp=${1:-} pp=${2:-}
+	if [ -z "$cp" ]; then
+		cp=$(free_port) && pp=$(free_port) || e2e_unavailable "no free port"
+	fi
 	ETCD_URL="http://127.0.0.1:$cp"
 	spawn "$E2E_DIR/etcd.log" etcd --name e2e --data-dir "$E2E_DIR/etcd-data" \
 		--listen-client-urls "$ETCD_URL" --advertise-client-urls "$ETCD_URL" \
@@ -167,7 +170,15 @@ EOF
 	fi
 }
 
-# start_vfiled NAME: runs vfiled -c NAME.conf, waits until it answers Activate.
+# vfiled_ready NAME: vfiled NAME has reached its store (VFile.Status answers without Err;
+# while it starts, the socket answers Activate but every other request is an Err).
+vfiled_ready() {
+	local st
+	st=$(req "$1" /VFile.Status '' 2>/dev/null) && [ -n "$st" ] &&
+		[ "$(jget '["Err"]' <<<"$st" 2>/dev/null)" = "" ]
+}
+
+# start_vfiled NAME: runs vfiled -c NAME.conf, waits until it has reached its store.
 start_vfiled() {
 	local name=$1
 	mkdir -p "$E2E_DIR/$name"
@@ -175,7 +186,7 @@ start_vfiled() {
 	eval "PID_$name=$E2E_LAST"
 	local i up=0
 	for i in $(seq 300); do
-		if req "$name" /Plugin.Activate '' >/dev/null 2>&1; then up=1; break; fi
+		if vfiled_ready "$name"; then up=1; break; fi
 		kill -0 "$E2E_LAST" 2>/dev/null || break
 		sleep 0.1
 	done

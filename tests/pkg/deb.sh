@@ -31,6 +31,7 @@ check() {
 	shift
 	if "$@"; then ok "$what"; else fail "$what"; fi
 }
+not() { ! "$@"; }
 elapsed() { echo "$(($(date +%s) - start))s"; }
 # rc_has RC WANT TEXT NEEDLE: the status was WANT and TEXT holds NEEDLE
 rc_has() { [ "$1" = "$2" ] && grep -qF -- "$4" <<<"$3"; }
@@ -83,7 +84,8 @@ for f in usr/sbin/vfiled usr/bin/vfilectl usr/lib/vfile/backends/etcd.so \
 	usr/lib/vfile/backends/consul.so usr/include/vfile/kv.h \
 	usr/include/vfile/vfile.h usr/lib/pkgconfig/libvfile.pc \
 	usr/share/vfile/vfile.conf usr/share/vfile/hooks/vfile-local-hook \
-	usr/lib/systemd/system/vfiled.service usr/share/man/man8/vfiled.8 \
+	usr/lib/systemd/system/vfiled.service usr/lib/systemd/system/vfiled.socket \
+	usr/share/man/man8/vfiled.8 \
 	usr/share/man/man8/vfilectl.8 usr/share/man/man5/vfile.conf.5; do
 	check "installed: /$f" test -e "$d/$f"
 done
@@ -97,6 +99,16 @@ else
 	check "unit: Type=simple (built without libsystemd)" grep -qx 'Type=simple' \
 		"$d/usr/lib/systemd/system/vfiled.service"
 fi
+unit="$d/usr/lib/systemd/system/vfiled.service"
+for h in NoNewPrivileges=yes LockPersonality=yes SystemCallArchitectures=native \
+	'RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK' \
+	'EnvironmentFile=-/etc/default/vfile' Requires=vfiled.socket; do
+	check "unit: $h" grep -qx "$h" "$unit"
+done
+check "unit: no option that makes a private mount namespace" \
+	not grep -qE '^(Protect(System|Home|KernelTunables|KernelModules|ControlGroups|Proc|Clock|KernelLogs|Hostname)|Private(Tmp|Devices|Mounts|Network|Users)|ReadOnlyPaths|ReadWritePaths|InaccessiblePaths|TemporaryFileSystem|BindPaths|BindReadOnlyPaths|RootDirectory|RootImage|MountFlags)=' "$unit"
+check "socket unit listens on the default plugin_socket" \
+	grep -qx 'ListenStream=/run/docker/plugins/vfile.sock' "$d/usr/lib/systemd/system/vfiled.socket"
 cflags=$(PKG_CONFIG_SYSROOT_DIR="$d" PKG_CONFIG_PATH="$d/usr/lib/pkgconfig" \
 	pkg-config --cflags libvfile)
 check "pkg-config --cflags libvfile points into DESTDIR ($cflags)" grep -q -- "-I$d/usr/include" <<<"$cflags"
@@ -150,10 +162,19 @@ out=$(/usr/sbin/vfiled --version 2>&1 || true)
 check "vfiled --version: '$out'" grep -q "vfiled (vfile) $ver" <<<"$out"
 check "vfilectl --help" sh -c '/usr/bin/vfilectl --help | grep -q migrate'
 check "/etc/vfile/vfile.conf installed" test -f /etc/vfile/vfile.conf
+check "the shipped config leaves the worker default" grep -qx '#role = "worker";' /etc/vfile/vfile.conf
+check "the shipped config sets no role" not grep -qE '^[[:space:]]*role[[:space:]]*=' /etc/vfile/vfile.conf
 check "vfiled.service installed" test -f /lib/systemd/system/vfiled.service
+check "vfiled.socket installed" test -f /lib/systemd/system/vfiled.socket
+if command -v systemd-analyze >/dev/null; then
+	out=$(systemd-analyze verify --man=no /lib/systemd/system/vfiled.socket \
+		/lib/systemd/system/vfiled.service 2>&1) && rc=0 || rc=$?
+	check "systemd-analyze verify vfiled.service vfiled.socket (rc $rc): $out" test "$rc" = 0
+fi
 check "man vfiled installed" test -f /usr/share/man/man8/vfiled.8.gz
 check "the service is not enabled before it is configured" \
 	test ! -e /etc/systemd/system/multi-user.target.wants/vfiled.service
+check "nor its socket" test ! -e /etc/systemd/system/sockets.target.wants/vfiled.socket
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 bedir="/usr/lib/$multiarch/vfile/backends"
 # a config naming backend $1 (file servers: none, so no keys are needed)
@@ -214,6 +235,7 @@ check "a program links libvfile with pkg-config --libs" \
 log "purge ($(elapsed))"
 check "apt-get purge" sh -c "apt-get purge -y -qq $PKGS >'$tmp/purge.log' 2>&1"
 check "vfiled gone" test ! -e /usr/sbin/vfiled
+check "the units are gone" test ! -e /lib/systemd/system/vfiled.socket
 check "/etc/vfile gone with the purge" test ! -e /etc/vfile/vfile.conf
 check "the backends are gone" test ! -e "$bedir/etcd.so"
 

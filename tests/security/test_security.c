@@ -649,6 +649,122 @@ static int consul_init(void)
 	return sec_start(VF_SRV_CONSUL, &o);
 }
 
+/* Write secret to sec_dir/name (mode 0600, with a newline); its path into buf. */
+static const char *sec_secret_file(char *buf, size_t size, const char *name, const char *secret)
+{
+	FILE *f;
+
+	snprintf(buf, size, "%s/%s", sec_dir, name);
+	f = fopen(buf, "w");
+	CU_ASSERT_PTR_NOT_NULL(f);
+	if (f) {
+		fchmod(fileno(f), 0600);
+		fprintf(f, "%s\n", secret);
+		fclose(f);
+	}
+	return buf;
+}
+
+static void test_etcd_auth_password_file(void)
+{
+	char s[2048], path[600];
+	struct vf_err err = {0};
+	struct vf_kv *kv = NULL;
+
+	/* password_file = an absolute path */
+	sec_secret_file(path, sizeof(path), "etcd-password", vf_srv_secret(sec_srv));
+	SEC_OK(sec_open(sec_settings(s, sizeof(s), vf_srv_config(sec_srv),
+	                             "username = \"vfile\"; password_file = \"%s\";", path),
+	                &kv, &err));
+	if (kv)
+		sec_exercise(kv);
+	sec_close(&kv);
+	/* a systemd credential: password_file names it, or the default name */
+	setenv("CREDENTIALS_DIRECTORY", sec_dir, 1);
+	SEC_OK(sec_open(sec_settings(s, sizeof(s), vf_srv_config(sec_srv),
+	                             "username = \"vfile\"; password_file = \"etcd-password\";"),
+	                &kv, &err));
+	if (kv)
+		sec_exercise(kv);
+	sec_close(&kv);
+	SEC_OK(sec_open(sec_settings(s, sizeof(s), vf_srv_config(sec_srv), "username = \"vfile\";"),
+	                &kv, &err));
+	if (kv)
+		sec_exercise(kv);
+	sec_close(&kv);
+	unsetenv("CREDENTIALS_DIRECTORY");
+}
+
+static void test_etcd_auth_env(void)
+{
+	char user[300];
+	struct vf_err err = {0};
+	struct vf_kv *kv = NULL;
+
+	/* etcdctl's ETCDCTL_USER=user:password, the config naming only endpoints */
+	snprintf(user, sizeof(user), "vfile:%s", vf_srv_secret(sec_srv));
+	setenv("ETCDCTL_USER", user, 1);
+	SEC_OK(sec_open(vf_srv_config(sec_srv), &kv, &err));
+	if (kv)
+		sec_exercise(kv);
+	sec_close(&kv);
+	/* ETCDCTL_USER and ETCDCTL_PASSWORD */
+	setenv("ETCDCTL_USER", "vfile", 1);
+	setenv("ETCDCTL_PASSWORD", vf_srv_secret(sec_srv), 1);
+	SEC_OK(sec_open(vf_srv_config(sec_srv), &kv, &err));
+	if (kv)
+		sec_exercise(kv);
+	sec_close(&kv);
+	unsetenv("ETCDCTL_USER");
+	unsetenv("ETCDCTL_PASSWORD");
+}
+
+/* sec_exercise again on Consul: its watch diffs listings, so the watched key must
+ * be new (an earlier exercise left it with the same value). */
+static void sec_exercise_fresh(struct vf_kv *kv)
+{
+	struct vf_err err = {0};
+	int rc = kv->ops->del(kv, SEC_PREFIX "sec/w", &err);
+
+	CU_ASSERT(rc == VF_OK || rc == VF_ENOTFOUND);
+	sec_exercise(kv);
+}
+
+static void test_consul_token_file(void)
+{
+	char s[2048], t[1024], path[600];
+	struct vf_err err = {0};
+	struct vf_kv *kv = NULL;
+
+	sec_secret_file(path, sizeof(path), "consul-token", vf_srv_secret(sec_srv));
+	SEC_OK(sec_open(sec_settings(s, sizeof(s), vf_srv_config(sec_srv),
+	                             "token_file = \"%s\"; %s", path,
+	                             sec_tls(t, sizeof(t), "ca", "client")),
+	                &kv, &err));
+	if (kv)
+		sec_exercise_fresh(kv);
+	sec_close(&kv);
+	/* the consul CLI's CONSUL_HTTP_TOKEN_FILE, and the TLS files from CONSUL_CACERT,
+	 * CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY: the config names only the endpoint */
+	setenv("CONSUL_HTTP_TOKEN_FILE", path, 1);
+	snprintf(path, sizeof(path), "%s/ca.pem", sec_certs);
+	setenv("CONSUL_CACERT", path, 1);
+	snprintf(path, sizeof(path), "%s/client.pem", sec_certs);
+	setenv("CONSUL_CLIENT_CERT", path, 1);
+	snprintf(path, sizeof(path), "%s/client-key.pem", sec_certs);
+	setenv("CONSUL_CLIENT_KEY", path, 1);
+	SEC_OK(sec_open(
+	        sec_settings(s, sizeof(s), vf_srv_config(sec_srv), "connect_timeout_ms = 15000;"),
+	        &kv, &err));
+	if (kv)
+		sec_exercise_fresh(kv);
+	sec_close(&kv);
+	unsetenv("CONSUL_HTTP_TOKEN_FILE");
+	unsetenv("CONSUL_CACERT");
+	unsetenv("CONSUL_CLIENT_CERT");
+	unsetenv("CONSUL_CLIENT_KEY");
+}
+
 static void test_consul_tls_acl_ok(void)
 {
 	char s[2048], t[1024];
@@ -1044,6 +1160,7 @@ void vf_test_register(void)
 	if (s == NULL)
 		vf_test_abort("suite consul_tls_acl");
 	VF_ADD_TEST(s, test_consul_tls_acl_ok);
+	VF_ADD_TEST(s, test_consul_token_file);
 	VF_ADD_TEST(s, test_consul_outside_prefix);
 	VF_ADD_TEST(s, test_consul_wrong_token);
 	VF_ADD_TEST(s, test_consul_no_token);
@@ -1054,6 +1171,8 @@ void vf_test_register(void)
 	if (s == NULL)
 		vf_test_abort("suite etcd_auth");
 	VF_ADD_TEST(s, test_etcd_auth_ok);
+	VF_ADD_TEST(s, test_etcd_auth_password_file);
+	VF_ADD_TEST(s, test_etcd_auth_env);
 	VF_ADD_TEST(s, test_etcd_auth_outside_prefix);
 	VF_ADD_TEST(s, test_etcd_auth_wrong_password);
 	VF_ADD_TEST(s, test_etcd_auth_no_user);

@@ -106,11 +106,41 @@ static void test_conf_defaults(void)
 	CU_ASSERT_EQUAL(c->socket_mode, 0660);
 	CU_ASSERT_EQUAL(c->lease_ttl_s, 10);
 	CU_ASSERT_EQUAL(c->op_timeout_ms, 30000);
+	CU_ASSERT_EQUAL(c->docker_wait_s, 300);
 	CU_ASSERT_EQUAL(c->log_level, VF_LOG_INFO);
 	CU_ASSERT_STRING_EQUAL(c->log_target, "stderr");
 	CU_ASSERT_FALSE(c->embedded.enabled);
 	CU_ASSERT_PTR_NULL(c->backend_group);
 	CU_ASSERT_PTR_NULL(c->fileserver_group);
+	vf_conf_free(&c);
+}
+
+/* The shipped sample (conf/vfile.conf, /etc/vfile/vfile.conf of the .deb): a
+ * worker, every setting commented (its groups empty) but the required backend. */
+static void test_conf_sample(void)
+{
+	const char *top = getenv("top_srcdir");
+	struct vf_conf *c = NULL;
+	struct vf_err err = {0};
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s/conf/vfile.conf", top ? top : ".");
+	CU_ASSERT_EQUAL_FATAL(vf_conf_load(path, &c, &err), VF_OK);
+	CU_ASSERT_EQUAL(c->role, VF_ROLE_WORKER);
+	CU_ASSERT_FALSE(c->has_secret);
+	config_setting_t *root = config_root_setting(&c->cfg);
+	for (int i = 0; i < config_setting_length(root); i++) {
+		config_setting_t *m = config_setting_get_elem(root, (unsigned int)i);
+		const char *name = config_setting_name(m);
+
+		if (config_setting_type(m) == CONFIG_TYPE_GROUP) {
+			CU_ASSERT_EQUAL(config_setting_length(m), 0);
+			if (config_setting_length(m) != 0)
+				printf("\n    group %s has an uncommented setting", name);
+		} else {
+			CU_ASSERT_STRING_EQUAL(name, "backend");
+		}
+	}
 	vf_conf_free(&c);
 }
 
@@ -243,6 +273,7 @@ void vf_test_register_config(void)
 		vf_test_abort("config suite");
 	VF_ADD_TEST(s, test_conf_good);
 	VF_ADD_TEST(s, test_conf_defaults);
+	VF_ADD_TEST(s, test_conf_sample);
 	VF_ADD_TEST(s, test_conf_wrong_types);
 	VF_ADD_TEST(s, test_conf_unknown_setting);
 	VF_ADD_TEST(s, test_conf_missing_required);

@@ -302,6 +302,21 @@ static int ctl(char **out_r, char **err_r, char **argv)
 
 #define CTL(out, err, ...) ctl(&out, &err, ARGV(__VA_ARGS__))
 
+static void test_run_version(void)
+{
+	char *out = NULL, *err = NULL;
+
+	CU_ASSERT_EQUAL(CTL(out, err, "--version"), CTL_EXIT_OK);
+	CU_ASSERT_STRING_EQUAL(out, "vfilectl (" PACKAGE_NAME ") " PACKAGE_VERSION "\n");
+	CU_ASSERT_STRING_EQUAL(err, "");
+	free(out);
+	free(err);
+	CU_ASSERT_EQUAL(CTL(out, err, "--help"), CTL_EXIT_OK);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "--version"));
+	free(out);
+	free(err);
+}
+
 static void test_run_tables(void)
 {
 	char *out = NULL, *err = NULL;
@@ -705,11 +720,13 @@ static int ctl_suite_clean(void)
 }
 
 void vf_test_register_migrate(void);
+void vf_test_register_cluster(void);
 void vf_test_register(void)
 {
 	CU_pSuite s = CU_add_suite("ctl_parse", NULL, NULL);
 
 	vf_test_register_migrate();
+	vf_test_register_cluster();
 
 	if (s == NULL)
 		vf_test_abort("suite ctl_parse");
@@ -720,6 +737,7 @@ void vf_test_register(void)
 	s = CU_add_suite("ctl_run", ctl_suite_init, ctl_suite_clean);
 	if (s == NULL)
 		vf_test_abort("suite ctl_run");
+	VF_ADD_TEST(s, test_run_version);
 	VF_ADD_TEST(s, test_run_tables);
 	VF_ADD_TEST(s, test_run_nodes_evict);
 	VF_ADD_TEST(s, test_run_json_and_errors);

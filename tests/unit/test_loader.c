@@ -81,12 +81,14 @@ static void test_load_unloadable(void)
 }
 
 void vf_test_register_util(void);
+void vf_test_register_secrets(void);
 
 void vf_test_register(void)
 {
 	CU_pSuite s;
 
 	vf_test_register_util();
+	vf_test_register_secrets();
 	s = CU_add_suite("loader", loader_init, NULL);
 	VF_ADD_TEST(s, test_load_good);
 	VF_ADD_TEST(s, test_load_bad_abi);

@@ -746,6 +746,43 @@ static void test_server_socket_reuse(void)
 	CU_ASSERT_PTR_NULL(s2);
 }
 
+/* Socket activation: the server takes a listening socket it did not make, keeps
+ * it out of children (FD_CLOEXEC), answers on it, and leaves its path alone. */
+static void test_server_activated(void)
+{
+	struct vf_plugin_server_cfg cfg = {.handler = stub_handler, .socket_mode = 0660};
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct vf_plugin_server *s2 = NULL;
+	struct vf_err err = {0};
+	struct test_resp r;
+	char saved[sizeof(srv_sock)];
+	struct stat st;
+	int fd;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/act.sock", srv_dir);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0); /* as systemd passes it: no FD_CLOEXEC */
+	CU_ASSERT_FATAL(fd >= 3);
+	CU_ASSERT_EQUAL_FATAL(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	CU_ASSERT_EQUAL_FATAL(listen(fd, 16), 0);
+	cfg.socket_path = sa.sun_path;
+	cfg.listen_fd = fd;
+	CU_ASSERT_EQUAL_FATAL(vf_plugin_server_start(&cfg, &s2, &err), VF_OK);
+	CU_ASSERT(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+	memcpy(saved, srv_sock, sizeof(saved));
+	snprintf(srv_sock, sizeof(srv_sock), "%s", sa.sun_path);
+	CU_ASSERT_EQUAL(test_post("/Plugin.Activate", "", 0, &r), CURLE_OK);
+	CU_ASSERT_EQUAL(r.status, 200);
+	CU_ASSERT_PTR_NOT_NULL(r.body.data && strstr(r.body.data, "VolumeDriver"));
+	vf_buf_free(&r.body);
+	memcpy(srv_sock, saved, sizeof(saved));
+	CU_ASSERT_EQUAL(vf_plugin_server_drain(s2, 5000), 0);
+	vf_plugin_server_stop(&s2);
+	/* the unit owns the path: still there after the server stopped */
+	CU_ASSERT_EQUAL(lstat(sa.sun_path, &st), 0);
+	CU_ASSERT(S_ISSOCK(st.st_mode));
+	unlink(sa.sun_path);
+}
+
 static void test_server_drain(void)
 {
 	struct test_resp r;
@@ -1025,6 +1062,7 @@ void vf_test_register(void)
 	VF_ADD_TEST(s, test_server_bad_input);
 	VF_ADD_TEST(s, test_server_oversized);
 	VF_ADD_TEST(s, test_server_socket_reuse);
+	VF_ADD_TEST(s, test_server_activated);
 	VF_ADD_TEST(s, test_server_nul_paths);
 	VF_ADD_TEST(s, test_server_slow_request);
 	VF_ADD_TEST(s, test_server_socket_symlink);
