@@ -53,6 +53,16 @@ static const char *const metrics_kinds[] = {
 #define METRICS_NKINDS (sizeof(metrics_kinds) / sizeof(metrics_kinds[0]))
 
 static atomic_uint_fast64_t metrics_counters[VF_M_NCOUNTERS];
+static atomic_int_fast64_t metrics_gauges[VF_G_NGAUGES];
+static atomic_int metrics_gauges_set;
+
+void vf_metrics_gauge_set(enum vf_metric_gauge g, int64_t v)
+{
+	if ((unsigned)g < VF_G_NGAUGES) {
+		atomic_store_explicit(&metrics_gauges[g], v, memory_order_relaxed);
+		atomic_store_explicit(&metrics_gauges_set, 1, memory_order_relaxed);
+	}
+}
 static struct metrics_hist metrics_hists[VF_H_NHISTS];
 static atomic_uint_fast64_t metrics_kv_errs[METRICS_NOPS][METRICS_NKINDS];
 
@@ -109,6 +119,9 @@ void vf_metrics_reset(void)
 {
 	for (size_t i = 0; i < VF_M_NCOUNTERS; i++)
 		atomic_store(&metrics_counters[i], 0);
+	for (size_t i = 0; i < VF_G_NGAUGES; i++)
+		atomic_store(&metrics_gauges[i], 0);
+	atomic_store(&metrics_gauges_set, 0);
 	for (size_t h = 0; h < VF_H_NHISTS; h++) {
 		for (size_t b = 0; b <= METRICS_NBOUNDS; b++)
 			atomic_store(&metrics_hists[h].buckets[b], 0);
@@ -188,6 +201,31 @@ int vf_metrics_render(char **text_r, size_t *len_r, struct vf_err *err)
 	metrics_family(&b, "vfile_reconcile_runs_total", "counter", "Reconciler passes.");
 	vf_buf_printf(&b, "vfile_reconcile_runs_total %llu\n",
 	              (unsigned long long)metrics_load(&metrics_counters[VF_M_RECONCILE_RUNS]));
+	if (atomic_load_explicit(&metrics_gauges_set, memory_order_relaxed)) {
+		static const struct {
+			const char *name, *help;
+		} gs[VF_G_NGAUGES] = {
+		        {"vfile_etcd_members", "Embedded cluster: members (voters and learners)."},
+		        {"vfile_etcd_voters", "Embedded cluster: voting members."},
+		        {"vfile_etcd_learners", "Embedded cluster: learners."},
+		        {"vfile_etcd_healthy_members",
+		         "Embedded cluster: members whose /health answered true."},
+		        {"vfile_etcd_local_member", "1 when this host runs an embedded member."},
+		};
+
+		for (size_t i = 0; i < VF_G_NGAUGES; i++) {
+			metrics_family(&b, gs[i].name, "gauge", gs[i].help);
+			vf_buf_printf(&b, "%s %lld\n", gs[i].name,
+			              (long long)atomic_load_explicit(&metrics_gauges[i],
+			                                              memory_order_relaxed));
+		}
+		metrics_family(&b, "vfile_etcd_member_changes_total", "counter",
+		               "Embedded cluster: membership changes this host made (bootstrap, "
+		               "add, promote, remove).");
+		vf_buf_printf(
+		        &b, "vfile_etcd_member_changes_total %llu\n",
+		        (unsigned long long)metrics_load(&metrics_counters[VF_M_MEMBER_CHANGES]));
+	}
 	metrics_family(&b, "vfile_kv_errors_total", "counter",
 	               "Store calls that did not succeed, by slot and kind (conflict and busy "
 	               "are lost races, not failures).");

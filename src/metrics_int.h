@@ -26,7 +26,18 @@ enum vf_metric {
 	VF_M_SERVER_STOP_ERRORS,  /* a file-server stop failed */
 	VF_M_WATCH_RESYNCS,       /* VF_EV_RESYNC events delivered to a watcher */
 	VF_M_RECONCILE_RUNS,      /* reconciler passes */
+	VF_M_MEMBER_CHANGES,      /* embedded cluster: membership changes this host made */
 	VF_M_NCOUNTERS
+};
+
+/* Gauges (set, not added to): the embedded cluster as this host last saw it. */
+enum vf_metric_gauge {
+	VF_G_ETCD_MEMBERS = 0,  /* members in the list (voters and learners) */
+	VF_G_ETCD_VOTERS,       /* voting members */
+	VF_G_ETCD_LEARNERS,     /* learners */
+	VF_G_ETCD_HEALTHY,      /* members whose /health answered true */
+	VF_G_ETCD_LOCAL_MEMBER, /* 1 when this host runs a member */
+	VF_G_NGAUGES
 };
 
 enum vf_metric_hist {
@@ -44,6 +55,8 @@ void vf_metrics_observe_ms(enum vf_metric_hist h, int64_t ms);
 /* Count a store error: op is the kv slot name ("txn"), code a vf_status
  * (VF_OK and VF_ENOTFOUND are not errors and are ignored). */
 void vf_metrics_kv_error(const char *op, int code);
+/* Set gauge g to v; a gauge never set is not rendered. */
+void vf_metrics_gauge_set(enum vf_metric_gauge g, int64_t v);
 /* Read a counter (tests). */
 uint64_t vf_metrics_get(enum vf_metric m);
 /* Histogram count (tests). */
