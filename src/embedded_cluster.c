@@ -56,6 +56,17 @@ static int vfe_strv(yajl_val a, char ***v_r, size_t *n_r)
 	return VF_OK;
 }
 
+static int vfe_member_cmp(const void *a, const void *b)
+{
+	const struct vfe_member *x = a, *y = b;
+
+	if ((x->name[0] == '\0') != (y->name[0] == '\0'))
+		return x->name[0] == '\0' ? 1 : -1;
+	if (x->name[0])
+		return strcmp(x->name, y->name);
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
 void vfe_list_clear(struct vfe_list *l)
 {
 	for (size_t i = 0; l && i < l->n; i++) {
@@ -107,6 +118,9 @@ int vfe_list_parse(const char *json, size_t len, struct vfe_list *list_r, struct
 		}
 	}
 	yajl_tree_free(t);
+	/* by name (members not started yet, nameless, last): logs and status read
+	 * the same order on every host */
+	qsort(list_r->m, list_r->n, sizeof(struct vfe_member), vfe_member_cmp);
 	return VF_OK;
 }
 
