@@ -799,7 +799,15 @@ static int vfd_cluster_start(struct vfd *d, const sigset_t *sigs, struct vf_err 
 		vfd_member_step(d);
 		pthread_mutex_lock(&d->mmu);
 		enum vfe_action a = d->last_action;
-		int settled = d->manager ? (d->etcd != NULL && a != VFE_PROMOTE) || a == VFE_STANDBY
+		/* A manager: its member runs as a voter (a learner refuses client
+		 * requests: wait for its promotion), or it stands by, or it waits on a
+		 * cluster that answers (it works as a client meanwhile). A worker: the
+		 * cluster answered (the endpoints file is written). */
+		int changing = a == VFE_BOOTSTRAP || a == VFE_START || a == VFE_START_JOINING ||
+		               a == VFE_JOIN || a == VFE_PROMOTE || a == VFE_REJOIN ||
+		               a == VFE_WIPE;
+		int settled = d->manager ? (d->last_reachable && !changing &&
+		                            (d->etcd != NULL || a == VFE_STANDBY || a == VFE_WAIT))
 		                         : d->last_reachable;
 		pthread_mutex_unlock(&d->mmu);
 		if (settled)
