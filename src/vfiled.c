@@ -554,8 +554,10 @@ static int vfd_member_client(struct vfd *d, const struct vfe_list *l, int skip_s
 	return rc;
 }
 
-/* One membership step: read the list, decide, act (at most one change). */
-static void vfd_member_step(struct vfd *d)
+/* One membership step: read the list, decide, act (at most one change).
+ * Returns 1 when it acted (the next step should come soon: a learner to
+ * promote, a removed member to re-add). */
+static int vfd_member_step(struct vfd *d)
 {
 	struct vf_conf_embedded *e = &d->conf->embedded;
 	struct vfe_list list = {0}, after = {0};
@@ -697,6 +699,8 @@ static void vfd_member_step(struct vfd *d)
 	vf_metrics_gauge_set(VF_G_ETCD_LOCAL_MEMBER, d->etcd != NULL);
 	pthread_mutex_unlock(&d->mmu);
 	vfe_list_clear(&list);
+	return dec.action != VFE_NONE && dec.action != VFE_WAIT && dec.action != VFE_STANDBY &&
+	       dec.action != VFE_REFUSED;
 }
 
 /* Wait ms on the membership condition unless stopping; returns mstop. */
@@ -729,14 +733,16 @@ static void *vfd_member_thread(void *arg)
 {
 	struct vfd *d = arg;
 
-	while (!vfd_member_pause(d, VFD_MEMBER_PERIOD_MS)) {
+	int acted = 0;
+
+	while (!vfd_member_pause(d, acted ? VFD_MEMBER_PERIOD_MS / 4 : VFD_MEMBER_PERIOD_MS)) {
 		if (d->conf->role == VF_ROLE_AUTO) {
 			struct vf_err err = {0};
 
 			if (vfd_swarm_role(d, 1, &err) != VF_OK)
 				vf_log(VF_LOG_DEBUG, "embedded cluster: %s", err.msg);
 		}
-		vfd_member_step(d);
+		acted = vfd_member_step(d);
 	}
 	return NULL;
 }
@@ -796,7 +802,7 @@ static int vfd_cluster_start(struct vfd *d, const sigset_t *sigs, struct vf_err 
 	       d->bootstrapper ? ", bootstrapper" : "");
 	until = vf_now_ms() + bound_ms;
 	for (;;) {
-		vfd_member_step(d);
+		(void)vfd_member_step(d);
 		pthread_mutex_lock(&d->mmu);
 		enum vfe_action a = d->last_action;
 		/* A manager: its member runs as a voter (a learner refuses client
@@ -817,7 +823,7 @@ static int vfd_cluster_start(struct vfd *d, const sigset_t *sigs, struct vf_err 
 			       bound_ms, d->last_why);
 			break;
 		}
-		if (vfd_wait_signal(sigs, 1000))
+		if (vfd_wait_signal(sigs, VFD_MEMBER_PERIOD_MS / 4))
 			return vf_err_set(err, VF_EINVAL, "stopped by a signal while starting");
 	}
 	if (pthread_create(&d->mthr, NULL, vfd_member_thread, d) == 0)
