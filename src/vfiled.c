@@ -266,7 +266,10 @@ static int vfd_swarm_role(struct vfd *d, int live, struct vf_err *err)
 		/* the membership thread: only the role and the managers change */
 		pthread_mutex_lock(&d->mmu);
 		if (d->live_manager != (ctl != NULL && YAJL_IS_TRUE(ctl)))
-			vf_log(VF_LOG_INFO, "role = auto: the swarm made this node a %s",
+			vf_log(VF_LOG_INFO,
+			       "role = auto: the swarm made this node a %s: the embedded store's "
+			       "membership follows now; the volume manager role (watchers, file "
+			       "servers) at the next vfiled restart",
 			       ctl != NULL && YAJL_IS_TRUE(ctl) ? "manager" : "worker");
 		d->live_manager = ctl != NULL && YAJL_IS_TRUE(ctl);
 		pthread_mutex_unlock(&d->mmu);
