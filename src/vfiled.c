@@ -69,8 +69,7 @@ struct vfd {
 	enum vfe_action last_action;
 	char last_why[512];
 	char last_members[1024];
-	long changes;      /* membership changes this host made */
-	int64_t joined_ms; /* when the member last became a voter (status) */
+	long changes; /* membership changes this host made */
 };
 
 #define VFD_MEMBER_PERIOD_MS 2000
@@ -628,9 +627,6 @@ static int vfd_member_step(struct vfd *d)
 			vf_log(VF_LOG_INFO, "embedded cluster: %s", dec.why);
 			break;
 		}
-		pthread_mutex_lock(&d->mmu);
-		d->joined_ms = vf_now_ms();
-		pthread_mutex_unlock(&d->mmu);
 		vfd_member_changed(d, "promoted to a voting member");
 		break;
 	}
@@ -792,7 +788,10 @@ static int vfd_cluster_start(struct vfd *d, const sigset_t *sigs, struct vf_err 
 		d->bootstrapper = strcmp(e->seeds[0], e->client_url) == 0;
 		if (c->role != VF_ROLE_AUTO)
 			d->managers = (int)e->nseeds;
-	} else if (d->nseeds == 0) {
+	} else if (d->nseeds > 0) {
+		/* seeds from the swarm: compare with the client URL derived above */
+		d->bootstrapper = strcmp(d->seeds[0], e->client_url) == 0;
+	} else {
 		d->bootstrapper = 1; /* alone: the single-member setup */
 		if (c->role != VF_ROLE_AUTO)
 			d->managers = 1;
