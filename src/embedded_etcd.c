@@ -57,16 +57,23 @@ static void eetcd_tls(CURL *c, const struct vf_conf_embedded *e)
 		curl_easy_setopt(c, CURLOPT_SSLKEY, e->key);
 }
 
-static int eetcd_healthy_tls(const char *client_url, const struct vf_conf_embedded *e,
-                             int timeout_ms);
+static int eetcd_probe(const char *client_url, const struct vf_conf_embedded *e, int timeout_ms,
+                       const char *path, const char *want);
 
 int vfd_etcd_healthy(const char *client_url, int timeout_ms)
 {
-	return eetcd_healthy_tls(client_url, NULL, timeout_ms);
+	return eetcd_probe(client_url, NULL, timeout_ms, "/health", "\"true\"");
 }
 
 static int eetcd_healthy_tls(const char *client_url, const struct vf_conf_embedded *e,
                              int timeout_ms)
+{
+	return eetcd_probe(client_url, e, timeout_ms, "/health", "\"true\"");
+}
+
+/* GET <client_url><path>: 1 when it answers 200 with want in the body. */
+static int eetcd_probe(const char *client_url, const struct vf_conf_embedded *e, int timeout_ms,
+                       const char *path, const char *want)
 {
 	char url[512];
 	struct vf_buf body = {0};
@@ -76,7 +83,7 @@ static int eetcd_healthy_tls(const char *client_url, const struct vf_conf_embedd
 
 	if (c == NULL)
 		return 0;
-	snprintf(url, sizeof(url), "%s/health", client_url);
+	snprintf(url, sizeof(url), "%s%s", client_url, path);
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -85,7 +92,7 @@ static int eetcd_healthy_tls(const char *client_url, const struct vf_conf_embedd
 	eetcd_tls(c, e);
 	if (curl_easy_perform(c) == CURLE_OK) {
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-		ok = status == 200 && body.data && strstr(body.data, "\"true\"") != NULL;
+		ok = status == 200 && body.data && strstr(body.data, want) != NULL;
 	}
 	curl_easy_cleanup(c);
 	vf_buf_free(&body);
@@ -327,6 +334,11 @@ int vfd_etcd_start(const struct vf_conf_embedded *e, const char *name, const cha
 		eetcd_free(ee);
 		return rc;
 	}
+	/* A member restarting on its data may have no quorum until its peers are
+	 * back too (every manager rebooted): it is up once it serves /version; a
+	 * new or joining member must be healthy. */
+	int restart = vfd_etcd_has_data(ee->data_dir);
+
 	if ((rc = eetcd_spawn(ee, err)) != VF_OK) {
 		eetcd_free(ee);
 		return rc;
@@ -334,7 +346,9 @@ int vfd_etcd_start(const struct vf_conf_embedded *e, const char *name, const cha
 	int64_t until = vf_now_ms() + timeout_ms;
 	int healthy = 0, exited = 0, status = 0;
 
-	while (!(healthy = eetcd_healthy_tls(ee->client_url, &ee->tls, 500)) &&
+	while (!(healthy = restart ? eetcd_probe(ee->client_url, &ee->tls, 500, "/version",
+	                                         "etcdserver")
+	                           : eetcd_healthy_tls(ee->client_url, &ee->tls, 500)) &&
 	       vf_now_ms() < until) {
 		if (waitpid(ee->pid, &status, WNOHANG) == ee->pid) {
 			ee->pid = 0;
@@ -370,7 +384,8 @@ int vfd_etcd_start(const struct vf_conf_embedded *e, const char *name, const cha
 	else
 		vf_log(VF_LOG_WARN,
 		       "embedded etcd: no supervisor thread: it will not be restarted");
-	vf_log(VF_LOG_INFO, "embedded etcd: healthy on %s", ee->client_url);
+	vf_log(VF_LOG_INFO, "embedded etcd: %s on %s", restart ? "up (on its data)" : "healthy",
+	       ee->client_url);
 	*ee_r = ee;
 	return VF_OK;
 }
