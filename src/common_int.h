@@ -119,6 +119,10 @@ int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_
 /* Try endpoint ep last from now on, until it answers again (a stream on it died
  * or it said it cannot serve). */
 void vf_http_demote(struct vf_http *h, int ep);
+/* Replace the endpoint list (n > 0), e.g. when a store's membership changed.
+ * Requests under way finish on the list they started with; an endpoint in both
+ * lists keeps its failover state. Thread-safe. */
+int vf_http_set_endpoints(struct vf_http *h, char *const *v, size_t n, struct vf_err *err);
 void vf_http_resp_free(struct vf_http_resp *resp);
 /* Free a string array of n entries. */
 void vf_strv_free(char **v, size_t n);

@@ -24,8 +24,9 @@ static const char *const conf_known_top[] = {
 
 /* Settings of the etcd group that belong to vfiled, not to the driver. */
 static const char *const conf_embedded_keys[] = {
-        "embedded",          "embedded_data_dir", "embedded_client_url",
-        "embedded_peer_url", "embedded_binary",   NULL,
+        "embedded",          "embedded_data_dir",    "embedded_client_url",
+        "embedded_peer_url", "embedded_binary",      "embedded_seeds",
+        "embedded_name",     "embedded_max_members", NULL,
 };
 
 /* Settings whose value is a secret: their presence makes file permissions matter. */
@@ -77,6 +78,11 @@ void vf_conf_free(struct vf_conf **confp)
 	free(c->embedded.client_url);
 	free(c->embedded.peer_url);
 	free(c->embedded.binary);
+	free(c->embedded.name);
+	vf_strv_free(c->embedded.seeds, c->embedded.nseeds);
+	free(c->embedded.cacert);
+	free(c->embedded.cert);
+	free(c->embedded.key);
 	config_destroy(&c->cfg);
 	free(c);
 	*confp = NULL;
@@ -238,8 +244,30 @@ static int conf_embedded(struct vf_conf *c, struct vf_err *err)
 	if (rc == VF_OK)
 		rc = conf_fix_err(c, vf_cfg_str(g, "embedded_binary", "etcd", &e->binary, err),
 		                  err);
+	if (rc == VF_OK)
+		rc = conf_fix_err(c, vf_cfg_str(g, "embedded_name", NULL, &e->name, err), err);
+	if (rc == VF_OK && config_setting_get_member(g, "embedded_seeds"))
+		rc = conf_fix_err(
+		        c, vf_cfg_strv(g, "embedded_seeds", NULL, &e->seeds, &e->nseeds, err), err);
+	if (rc == VF_OK)
+		rc = conf_positive(c, g, "embedded_max_members", 5, &e->max_members, err);
+	if (rc == VF_OK)
+		rc = conf_fix_err(c, vf_cfg_str(g, "cacert", NULL, &e->cacert, err), err);
+	if (rc == VF_OK)
+		rc = conf_fix_err(c, vf_cfg_str(g, "cert", NULL, &e->cert, err), err);
+	if (rc == VF_OK)
+		rc = conf_fix_err(c, vf_cfg_str(g, "key", NULL, &e->key, err), err);
 	if (rc != VF_OK)
 		return rc;
+	e->client_url_set = config_setting_get_member(g, "embedded_client_url") != NULL;
+	e->peer_url_set = config_setting_get_member(g, "embedded_peer_url") != NULL;
+	for (size_t i = 0; i < e->nseeds; i++)
+		if (strncmp(e->seeds[i], "http://", 7) != 0 &&
+		    strncmp(e->seeds[i], "https://", 8) != 0)
+			return conf_bad(c, config_setting_get_member(g, "embedded_seeds"),
+			                "etcd.embedded_seeds",
+			                "must list client URLs (http:// or https://)", err);
+
 	if (e->data_dir == NULL) {
 		if (asprintf(&dd, "%s/etcd", c->state_dir) < 0)
 			return vf_err_set(err, VF_ENOMEM, "out of memory");

@@ -21,8 +21,9 @@
  *   log_target         string   "stderr" | "syslog"
  *   etcd = {...}, consul = {...}   the backend's group, passed whole to open();
  *       in etcd: embedded (bool), embedded_data_dir, embedded_client_url,
- *       embedded_peer_url, embedded_binary are read by vfiled and removed from the
- *       group before it is handed to the driver.
+ *       embedded_peer_url, embedded_binary, embedded_seeds (list of client URLs),
+ *       embedded_max_members (int), embedded_name are read by vfiled and removed
+ *       from the group before it is handed to the driver.
  *   fileserver = {...}  passed to vf_fs_open()
  *   evict_after_s      int      managers evict a host whose lease has been gone this
  *                               long (0: never, the default; else >= 2 * lease_ttl_s)
@@ -43,10 +44,17 @@ enum vf_conf_role { VF_ROLE_WORKER = 0, VF_ROLE_MANAGER = 1, VF_ROLE_AUTO = 2 };
 
 struct vf_conf_embedded {
 	int enabled;
-	char *data_dir;   /* default <state_dir>/etcd */
-	char *client_url; /* default http://127.0.0.1:2379 */
-	char *peer_url;   /* default http://127.0.0.1:2380 */
-	char *binary;     /* default "etcd" (looked up in PATH) */
+	char *data_dir;                   /* default <state_dir>/etcd */
+	char *client_url;                 /* default http://127.0.0.1:2379 */
+	char *peer_url;                   /* default http://127.0.0.1:2380 */
+	char *binary;                     /* default "etcd" (looked up in PATH) */
+	int client_url_set, peer_url_set; /* given in the file (else derived, role = auto) */
+	char *name;                       /* member name (NULL: the node id) */
+	char **seeds; /* embedded_seeds: client URLs where the managers' members answer */
+	size_t nseeds;
+	int max_members; /* embedded_max_members (default 5) */
+	/* TLS of the members: the etcd group's cacert, cert, key (the driver's too) */
+	char *cacert, *cert, *key;
 };
 
 struct vf_conf {

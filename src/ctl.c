@@ -743,6 +743,49 @@ static void ctl_print_inspect(yajl_val resp, FILE *out)
 	}
 }
 
+/* The embedded cluster's membership (vfiled's "Membership"): this host's part,
+ * the reason of its last decision, and the member list as a table. */
+static void ctl_print_membership(yajl_val m, FILE *out)
+{
+	yajl_val ms = vf_json_get(m, "Members", NULL);
+	const char *why = vf_json_str(vf_json_get(m, "Why", NULL));
+	struct ctl_table t = {.ncols = 4};
+	const char *h[] = {"  NAME", "CLIENT URL", "ROLE", "HEALTH"};
+	char name[256], st[64], role[64], mgr[32], ch[32], line[1024];
+
+	ctl_cell(vf_json_get(m, "Member", NULL), name, sizeof(name));
+	ctl_cell(vf_json_get(m, "State", NULL), st, sizeof(st));
+	ctl_cell(vf_json_get(m, "SwarmRole", NULL), role, sizeof(role));
+	ctl_cell(vf_json_get(m, "Managers", NULL), mgr, sizeof(mgr));
+	ctl_cell(vf_json_get(m, "Changes", NULL), ch, sizeof(ch));
+	snprintf(line, sizeof(line), "%s (member %s; this node a %s of %s managers; %s changes)",
+	         st, name, role, mgr, ch);
+	fprintf(out, "%-12s %s\n", "Membership:", line);
+	if (why && why[0])
+		fprintf(out, "%-12s %s\n", "Reason:", why);
+	if (!YAJL_IS_ARRAY(ms) || ms->u.array.len == 0) {
+		fprintf(out, "%-12s %s\n", "Members:", "(none read)");
+		return;
+	}
+	fprintf(out, "Members:\n");
+	ctl_table_add(&t, h);
+	for (size_t i = 0; i < ms->u.array.len; i++) {
+		yajl_val x = ms->u.array.values[i];
+		yajl_val l = vf_json_get(x, "Learner", NULL), hl = vf_json_get(x, "Healthy", NULL);
+		char n[256], url[512];
+		const char *url_s = vf_json_str(vf_json_get(x, "ClientURL", NULL));
+
+		const char *nm = vf_json_str(vf_json_get(x, "Name", NULL));
+
+		snprintf(n, sizeof(n), "  %.250s", nm && nm[0] ? nm : "(not started)");
+		snprintf(url, sizeof(url), "%s", url_s && url_s[0] ? url_s : "-");
+		const char *row[] = {n, url, l && YAJL_IS_TRUE(l) ? "learner" : "voter",
+		                     hl && YAJL_IS_TRUE(hl) ? "healthy" : "unhealthy"};
+		ctl_table_add(&t, row);
+	}
+	ctl_table_print(&t, out);
+}
+
 static void ctl_print_status(yajl_val resp, FILE *out)
 {
 	static const char *const top[] = {"Node", "Role", "Backend", "Lease", NULL};
@@ -756,7 +799,8 @@ static void ctl_print_status(yajl_val resp, FILE *out)
 	ctl_kv_line(out, "Servers:", vf_json_get(resp, "Manager", "Servers", NULL));
 	for (size_t i = 0; i < resp->u.object.len; i++) {
 		const char *k = resp->u.object.keys[i];
-		int known = strcmp(k, "Manager") == 0 || strcmp(k, "Err") == 0;
+		int known = strcmp(k, "Manager") == 0 || strcmp(k, "Err") == 0 ||
+		            strcmp(k, "Membership") == 0;
 
 		for (const char *const *t = top; *t && !known; t++)
 			known = strcmp(k, *t) == 0;
@@ -765,6 +809,8 @@ static void ctl_print_status(yajl_val resp, FILE *out)
 			ctl_kv_line(out, key, resp->u.object.values[i]);
 		}
 	}
+	if (YAJL_IS_OBJECT(vf_json_get(resp, "Membership", NULL)))
+		ctl_print_membership(vf_json_get(resp, "Membership", NULL), out);
 }
 
 static void ctl_print_nodes(yajl_val resp, FILE *out)

@@ -27,11 +27,21 @@
 
 #define HTTP_MIN_TRY_MS 200 /* a try shorter than this is not worth starting */
 
-struct vf_http {
-	struct vf_http_cfg cfg;
-	pthread_mutex_t mu;
+/* One list of endpoints with its failover state. vf_http_set_endpoints() swaps
+ * in a new one while requests may still run on the old one: each request holds a
+ * reference to the list it started with (refs, under vf_http.mu). */
+struct http_eps {
+	unsigned int refs;
+	size_t n;
+	char **v;
 	size_t preferred;   /* endpoint that answered last */
 	int64_t *bad_since; /* per endpoint: when it last failed (0: good) */
+};
+
+struct vf_http {
+	struct vf_http_cfg cfg; /* cfg.endpoints unused: see eps */
+	pthread_mutex_t mu;
+	struct http_eps *eps;
 	CURL *pool[HTTP_POOL_MAX];
 	size_t npool;
 };
@@ -48,6 +58,90 @@ static char *http_strdup(const char *s)
 	return s ? strdup(s) : NULL;
 }
 
+static void http_eps_free(struct http_eps *e)
+{
+	if (e == NULL)
+		return;
+	vf_strv_free(e->v, e->n);
+	free(e->bad_since);
+	free(e);
+}
+
+static struct http_eps *http_eps_new(char *const *v, size_t n)
+{
+	struct http_eps *e = calloc(1, sizeof(*e));
+
+	if (e == NULL)
+		return NULL;
+	e->refs = 1;
+	e->v = calloc(n, sizeof(char *));
+	e->bad_since = calloc(n, sizeof(int64_t));
+	if (e->v == NULL || e->bad_since == NULL) {
+		http_eps_free(e);
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		/* Drop trailing slashes so that paths can start with one. */
+		char *s = strdup(v[i]);
+
+		if (s == NULL) {
+			http_eps_free(e);
+			return NULL;
+		}
+		for (size_t k = strlen(s); k > 0 && s[k - 1] == '/'; k--)
+			s[k - 1] = '\0';
+		e->v[e->n++] = s;
+	}
+	return e;
+}
+
+static struct http_eps *http_eps_get(struct vf_http *h)
+{
+	struct http_eps *e;
+
+	pthread_mutex_lock(&h->mu);
+	e = h->eps;
+	e->refs++;
+	pthread_mutex_unlock(&h->mu);
+	return e;
+}
+
+static void http_eps_put(struct vf_http *h, struct http_eps *e)
+{
+	int last;
+
+	pthread_mutex_lock(&h->mu);
+	last = --e->refs == 0;
+	pthread_mutex_unlock(&h->mu);
+	if (last)
+		http_eps_free(e);
+}
+
+int vf_http_set_endpoints(struct vf_http *h, char *const *v, size_t n, struct vf_err *err)
+{
+	struct http_eps *e, *old;
+
+	if (n == 0)
+		return vf_err_set(err, VF_EINVAL, "no endpoints given");
+	if ((e = http_eps_new(v, n)) == NULL)
+		return vf_err_set(err, VF_ENOMEM, "out of memory");
+	pthread_mutex_lock(&h->mu);
+	old = h->eps;
+	/* An endpoint kept keeps its failover state; the preferred one stays preferred. */
+	for (size_t i = 0; i < e->n; i++)
+		for (size_t j = 0; old && j < old->n; j++)
+			if (strcmp(e->v[i], old->v[j]) == 0) {
+				e->bad_since[i] = old->bad_since[j];
+				if (j == old->preferred)
+					e->preferred = i;
+			}
+	h->eps = e;
+	pthread_mutex_unlock(&h->mu);
+	if (old)
+		http_eps_put(h, old);
+	return VF_OK;
+}
+
 int vf_http_new(const struct vf_http_cfg *cfg, struct vf_http **h_r, struct vf_err *err)
 {
 	struct vf_http *h = calloc(1, sizeof(*h));
@@ -59,19 +153,11 @@ int vf_http_new(const struct vf_http_cfg *cfg, struct vf_http **h_r, struct vf_e
 		                  cfg->nendpoints ? "out of memory" : "no endpoints configured");
 	}
 	h->cfg = *cfg;
-	h->cfg.endpoints = calloc(cfg->nendpoints, sizeof(char *));
-	h->bad_since = calloc(cfg->nendpoints, sizeof(int64_t));
-	if (h->cfg.endpoints == NULL || h->bad_since == NULL)
+	h->cfg.endpoints = NULL;
+	h->cfg.nendpoints = 0;
+	pthread_mutex_init(&h->mu, NULL);
+	if ((h->eps = http_eps_new(cfg->endpoints, cfg->nendpoints)) == NULL)
 		goto oom;
-	for (size_t i = 0; i < cfg->nendpoints; i++) {
-		/* Drop trailing slashes so that paths can start with one. */
-		char *e = strdup(cfg->endpoints[i]);
-		if (e == NULL)
-			goto oom;
-		for (size_t n = strlen(e); n > 0 && e[n - 1] == '/'; n--)
-			e[n - 1] = '\0';
-		h->cfg.endpoints[i] = e;
-	}
 	h->cfg.cacert = http_strdup(cfg->cacert);
 	h->cfg.cert = http_strdup(cfg->cert);
 	h->cfg.key = http_strdup(cfg->key);
@@ -79,7 +165,6 @@ int vf_http_new(const struct vf_http_cfg *cfg, struct vf_http **h_r, struct vf_e
 		h->cfg.connect_timeout_ms = 2000;
 	if (h->cfg.timeout_ms <= 0)
 		h->cfg.timeout_ms = 5000;
-	pthread_mutex_init(&h->mu, NULL);
 	*h_r = h;
 	return VF_OK;
 oom:
@@ -95,8 +180,7 @@ void vf_http_free(struct vf_http **hp)
 		return;
 	for (size_t i = 0; i < h->npool; i++)
 		curl_easy_cleanup(h->pool[i]);
-	vf_strv_free(h->cfg.endpoints, h->cfg.nendpoints);
-	free(h->bad_since);
+	http_eps_free(h->eps);
 	free(h->cfg.cacert);
 	free(h->cfg.cert);
 	free(h->cfg.key);
@@ -329,23 +413,23 @@ static int http_tls_refused(const struct vf_http *h, const char *endpoint, long 
 
 /* The order to try endpoints in: good ones from the preferred one on, then the
  * bad ones, the one that failed longest ago first. */
-static void http_order(struct vf_http *h, size_t *order)
+static void http_order(struct vf_http *h, struct http_eps *e, size_t *order)
 {
-	size_t n = h->cfg.nendpoints, k = 0, nbad;
+	size_t n = e->n, k = 0, nbad;
 
 	pthread_mutex_lock(&h->mu);
 	for (size_t i = 0; i < n; i++) {
-		size_t ep = (h->preferred + i) % n;
+		size_t ep = (e->preferred + i) % n;
 
-		if (h->bad_since[ep] == 0)
+		if (e->bad_since[ep] == 0)
 			order[k++] = ep;
 	}
 	nbad = k;
 	for (size_t i = 0; i < n; i++)
-		if (h->bad_since[i] != 0) {
+		if (e->bad_since[i] != 0) {
 			size_t j = k++;
 
-			while (j > nbad && h->bad_since[order[j - 1]] > h->bad_since[i]) {
+			while (j > nbad && e->bad_since[order[j - 1]] > e->bad_since[i]) {
 				order[j] = order[j - 1];
 				j--;
 			}
@@ -354,24 +438,36 @@ static void http_order(struct vf_http *h, size_t *order)
 	pthread_mutex_unlock(&h->mu);
 }
 
-static void http_mark(struct vf_http *h, size_t ep, int good)
+/* Called with h->mu held. */
+static void http_mark_locked(struct http_eps *e, size_t ep, int good)
 {
-	pthread_mutex_lock(&h->mu);
 	if (good) {
-		h->bad_since[ep] = 0;
-		h->preferred = ep;
-	} else if (h->bad_since[ep] == 0) {
+		e->bad_since[ep] = 0;
+		e->preferred = ep;
+	} else if (e->bad_since[ep] == 0) {
 		int64_t now = http_now_ms();
 
-		h->bad_since[ep] = now > 0 ? now : 1;
+		e->bad_since[ep] = now > 0 ? now : 1;
 	}
+}
+
+static void http_mark(struct vf_http *h, struct http_eps *e, size_t ep, int good)
+{
+	pthread_mutex_lock(&h->mu);
+	http_mark_locked(e, ep, good);
 	pthread_mutex_unlock(&h->mu);
 }
 
 void vf_http_demote(struct vf_http *h, int ep)
 {
-	if (h && ep >= 0 && (size_t)ep < h->cfg.nendpoints)
-		http_mark(h, (size_t)ep, 0);
+	if (h == NULL || ep < 0)
+		return;
+	/* ep indexes the list of the request that reported it; after a swap the
+	 * index may name another endpoint, which then is only tried later. */
+	pthread_mutex_lock(&h->mu);
+	if ((size_t)ep < h->eps->n)
+		http_mark_locked(h->eps, (size_t)ep, 0);
+	pthread_mutex_unlock(&h->mu);
 }
 
 int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_resp *resp,
@@ -380,7 +476,8 @@ int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_
 	struct curl_slist *hdrs = NULL;
 	char curl_msg[CURL_ERROR_SIZE];
 	struct http_xfer x = {req, resp, 0, 0};
-	size_t n = h->cfg.nendpoints, tried = 0, *order;
+	struct http_eps *eps = http_eps_get(h);
+	size_t n = eps->n, tried = 0, *order;
 	long budget = req->timeout_ms ? req->timeout_ms : h->cfg.timeout_ms;
 	int64_t t0 = http_now_ms(), deadline = budget > 0 ? t0 + budget : 0;
 	/* Share the budget between endpoints only for reads expected to answer within
@@ -396,6 +493,7 @@ int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_
 	c = order ? http_take(h) : NULL;
 	if (c == NULL) {
 		free(order);
+		http_eps_put(h, eps);
 		return vf_err_set(err, VF_ENOMEM, "could not create an HTTP handle");
 	}
 	for (const char *const *p = req->headers; p && *p; p++)
@@ -403,7 +501,7 @@ int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_
 	if (req->body)
 		hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
 	hdrs = curl_slist_append(hdrs, "Expect:");
-	http_order(h, order);
+	http_order(h, eps, order);
 
 	vf_err_set(err, VF_EUNAVAIL, "no endpoint tried");
 	for (size_t i = 0; i < n; i++) {
@@ -425,7 +523,7 @@ int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_
 			if (ctimeout > timeout)
 				ctimeout = timeout;
 		}
-		if (vf_buf_printf(&url, "%s%s", h->cfg.endpoints[ep], req->path) != VF_OK) {
+		if (vf_buf_printf(&url, "%s%s", eps->v[ep], req->path) != VF_OK) {
 			rc = vf_err_set(err, VF_ENOMEM, "out of memory");
 			break;
 		}
@@ -477,7 +575,7 @@ int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_
 			if (req->failover && req->on_data == NULL && i + 1 < n &&
 			    req->failover(resp->status, resp->body.data, resp->body.len,
 			                  req->idempotent)) {
-				http_mark(h, ep, 0);
+				http_mark(h, eps, ep, 0);
 				rc = vf_err_set(err, VF_EUNAVAIL, "%s %s: HTTP %ld: %.120s",
 				                req->method, url.data, resp->status,
 				                resp->body.data ? resp->body.data : "");
@@ -486,7 +584,7 @@ int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_
 				vf_buf_free(&url);
 				continue;
 			}
-			http_mark(h, ep, 1);
+			http_mark(h, eps, ep, 1);
 			rc = VF_OK;
 			vf_buf_free(&url);
 			break;
@@ -502,7 +600,7 @@ int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_
 			vf_buf_free(&url);
 			break;
 		}
-		http_mark(h, ep, 0);
+		http_mark(h, eps, ep, 0);
 		if (cc == CURLE_SSL_CACERT || cc == CURLE_PEER_FAILED_VERIFICATION ||
 		    cc == CURLE_SSL_CERTPROBLEM || cc == CURLE_SSL_CONNECT_ERROR) {
 			rc = vf_err_set(err, VF_EAUTH, "%s: TLS: %s", url.data,
@@ -515,7 +613,7 @@ int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_
 		 * read, or as a close that fails the first write. Either way the
 		 * request was never processed: an auth error, not an uncertain
 		 * outcome. The alert names it; otherwise ask the server (above). */
-		if (http_tls_failed_early(c, cc, h->cfg.endpoints[ep])) {
+		if (http_tls_failed_early(c, cc, eps->v[ep])) {
 			char why[CURL_ERROR_SIZE];
 			long tls_budget = h->cfg.connect_timeout_ms;
 			int refused =
@@ -527,7 +625,7 @@ int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_
 			if (refused)
 				snprintf(why, sizeof(why), "%s", curl_msg);
 			else
-				refused = http_tls_refused(h, h->cfg.endpoints[ep], tls_budget, why,
+				refused = http_tls_refused(h, eps->v[ep], tls_budget, why,
 				                           sizeof(why));
 			if (refused) {
 				rc = vf_err_set(
@@ -563,6 +661,7 @@ int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_
 	curl_slist_free_all(hdrs);
 	http_give(h, c);
 	free(order);
+	http_eps_put(h, eps);
 	if (rc != VF_OK) {
 		vf_buf_free(&resp->body);
 		free(resp->header);

@@ -63,13 +63,17 @@ void vf_metrics_inc(enum vf_metric m)
 }
 
 static atomic_int_fast64_t metrics_gauges[VF_G_NGAUGES];
+static atomic_int metrics_etcd_set; /* an embedded-cluster gauge was set */
 static vf_metrics_health_fn metrics_health_fn;
 static void *metrics_health_arg;
 
 void vf_metrics_gauge_set(enum vf_metric_gauge g, int64_t v)
 {
-	if ((unsigned)g < VF_G_NGAUGES)
-		atomic_store_explicit(&metrics_gauges[g], v, memory_order_relaxed);
+	if ((unsigned)g >= VF_G_NGAUGES)
+		return;
+	atomic_store_explicit(&metrics_gauges[g], v, memory_order_relaxed);
+	if (g >= VF_G_ETCD_MEMBERS)
+		atomic_store_explicit(&metrics_etcd_set, 1, memory_order_relaxed);
 }
 
 int64_t vf_metrics_gauge_get(enum vf_metric_gauge g)
@@ -149,6 +153,7 @@ void vf_metrics_reset(void)
 {
 	for (size_t i = 0; i < VF_M_NCOUNTERS; i++)
 		atomic_store(&metrics_counters[i], 0);
+	atomic_store(&metrics_etcd_set, 0);
 	for (size_t h = 0; h < VF_H_NHISTS; h++) {
 		for (size_t b = 0; b <= METRICS_NBOUNDS; b++)
 			atomic_store(&metrics_hists[h].buckets[b], 0);
@@ -255,6 +260,30 @@ int vf_metrics_render(char **text_r, size_t *len_r, struct vf_err *err)
 	               "Volumes a dead host was evicted from (vfilectl evict, evict_after_s).");
 	vf_buf_printf(&b, "vfile_evictions_total %llu\n",
 	              (unsigned long long)metrics_load(&metrics_counters[VF_M_EVICTIONS]));
+	if (atomic_load_explicit(&metrics_etcd_set, memory_order_relaxed)) {
+		static const struct {
+			const char *name, *help;
+		} gs[VF_G_NGAUGES - VF_G_ETCD_MEMBERS] = {
+		        {"vfile_etcd_members", "Embedded cluster: members (voters and learners)."},
+		        {"vfile_etcd_voters", "Embedded cluster: voting members."},
+		        {"vfile_etcd_learners", "Embedded cluster: learners."},
+		        {"vfile_etcd_healthy_members",
+		         "Embedded cluster: members whose /health answered true."},
+		        {"vfile_etcd_local_member", "1 when this host runs an embedded member."},
+		};
+
+		for (size_t i = 0; i < VF_G_NGAUGES - VF_G_ETCD_MEMBERS; i++) {
+			metrics_family(&b, gs[i].name, "gauge", gs[i].help);
+			vf_buf_printf(&b, "%s %lld\n", gs[i].name,
+			              (long long)vf_metrics_gauge_get(VF_G_ETCD_MEMBERS + i));
+		}
+		metrics_family(&b, "vfile_etcd_member_changes_total", "counter",
+		               "Embedded cluster: membership changes this host made (bootstrap, "
+		               "add, promote, remove).");
+		vf_buf_printf(
+		        &b, "vfile_etcd_member_changes_total %llu\n",
+		        (unsigned long long)metrics_load(&metrics_counters[VF_M_MEMBER_CHANGES]));
+	}
 	metrics_family(&b, "vfile_kv_errors_total", "counter",
 	               "Store calls that did not succeed, by slot and kind (conflict and busy "
 	               "are lost races, not failures).");

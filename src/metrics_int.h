@@ -27,6 +27,7 @@ enum vf_metric {
 	VF_M_WATCH_RESYNCS,       /* VF_EV_RESYNC events delivered to a watcher */
 	VF_M_RECONCILE_RUNS,      /* reconciler passes */
 	VF_M_EVICTIONS,           /* volumes a host was evicted from (vf_node_evict) */
+	VF_M_MEMBER_CHANGES,      /* embedded cluster: membership changes this host made */
 	VF_M_NCOUNTERS
 };
 
@@ -48,6 +49,12 @@ enum vf_metric_gauge {
 	VF_G_LEASE_HELD,        /* 1 while the process holds its lease */
 	VF_G_STORE_UP,          /* 1 if the last store request was answered, 0 if not */
 	VF_G_LAST_RECONCILE,    /* unix time of the last reconcile pass (managers; 0: none) */
+	/* the embedded cluster as this host last saw it (rendered once one is set) */
+	VF_G_ETCD_MEMBERS,      /* members in the list (voters and learners) */
+	VF_G_ETCD_VOTERS,       /* voting members */
+	VF_G_ETCD_LEARNERS,     /* learners */
+	VF_G_ETCD_HEALTHY,      /* members whose /health answered true */
+	VF_G_ETCD_LOCAL_MEMBER, /* 1 when this host runs a member */
 	VF_G_NGAUGES
 };
 void vf_metrics_gauge_set(enum vf_metric_gauge g, int64_t v);

@@ -6,8 +6,10 @@
  */
 #include <config.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "etcd_int.h"
@@ -116,6 +118,83 @@ static int etcd_auth_header(struct etcd_kv *ek, struct vf_buf *hdr, unsigned lon
 	return rc;
 }
 
+/* ---- endpoints_file ---- */
+
+/* Read the URLs of an endpoints file: one per line, '#' comments and blank lines
+ * skipped, only http:// and https:// URLs kept. VF_ENOTFOUND when it holds none. */
+static int etcd_ep_read(const char *path, char ***v_r, size_t *n_r, struct vf_err *err)
+{
+	FILE *f = fopen(path, "re");
+	char line[1024], **v = NULL;
+	size_t n = 0;
+
+	*v_r = NULL;
+	*n_r = 0;
+	if (f == NULL)
+		return vf_err_set(err, VF_ENOTFOUND, "cannot read %s: %s", path, strerror(errno));
+	while (fgets(line, sizeof(line), f) && n < 64) {
+		char *s = line + strspn(line, " \t"), **nv;
+
+		s[strcspn(s, " \t\r\n#")] = '\0';
+		if (strncmp(s, "http://", 7) != 0 && strncmp(s, "https://", 8) != 0)
+			continue;
+		if ((nv = realloc(v, (n + 1) * sizeof(char *))) == NULL ||
+		    (nv[n] = strdup(s)) == NULL) {
+			if (nv)
+				v = nv;
+			vf_strv_free(v, n);
+			fclose(f);
+			return vf_err_set(err, VF_ENOMEM, "out of memory");
+		}
+		v = nv;
+		n++;
+	}
+	fclose(f);
+	if (n == 0) {
+		free(v);
+		return vf_err_set(err, VF_ENOTFOUND, "%s holds no http:// or https:// URL", path);
+	}
+	*v_r = v;
+	*n_r = n;
+	return VF_OK;
+}
+
+/* Take the endpoints file's list when the file changed (at most once a second). */
+static void etcd_ep_refresh(struct etcd_kv *ek)
+{
+	struct stat st;
+	struct vf_err err = {0};
+	char **v = NULL;
+	size_t n = 0;
+	int64_t now = vf_now_ms();
+
+	if (ek->ep_file == NULL)
+		return;
+	pthread_mutex_lock(&ek->ep_mu);
+	if (now - ek->ep_checked_ms < 1000 || stat(ek->ep_file, &st) != 0 ||
+	    (st.st_mtim.tv_sec == ek->ep_mtime.tv_sec &&
+	     st.st_mtim.tv_nsec == ek->ep_mtime.tv_nsec && (long long)st.st_size == ek->ep_size &&
+	     (long long)st.st_ino == ek->ep_ino)) {
+		if (now - ek->ep_checked_ms >= 1000)
+			ek->ep_checked_ms = now;
+		pthread_mutex_unlock(&ek->ep_mu);
+		return;
+	}
+	ek->ep_checked_ms = now;
+	ek->ep_mtime = st.st_mtim;
+	ek->ep_size = (long long)st.st_size;
+	ek->ep_ino = (long long)st.st_ino;
+	if (etcd_ep_read(ek->ep_file, &v, &n, &err) == VF_OK &&
+	    vf_http_set_endpoints(ek->http, v, n, &err) == VF_OK)
+		vf_log(VF_LOG_INFO, "etcd: endpoints from %s: %zu (first %s)", ek->ep_file, n,
+		       v[0]);
+	else
+		vf_log(VF_LOG_WARN, "etcd: endpoints_file: %s (keeping the current endpoints)",
+		       err.msg);
+	pthread_mutex_unlock(&ek->ep_mu);
+	vf_strv_free(v, n);
+}
+
 int etcd_request(struct etcd_kv *ek, struct vf_http_req *req, struct vf_http_resp *resp,
                  unsigned long *gen_r, struct vf_err *err)
 {
@@ -130,6 +209,7 @@ int etcd_request(struct etcd_kv *ek, struct vf_http_req *req, struct vf_http_res
 		err = &lerr;
 	memset(resp, 0, sizeof(*resp));
 	resp->endpoint = -1;
+	etcd_ep_refresh(ek);
 	rc = etcd_auth_header(ek, &hdr, gen_r, err);
 	if (rc != VF_OK)
 		goto out;
@@ -226,6 +306,7 @@ static const char *const etcd_known[] = {"endpoints",
                                          "embedded_data_dir",
                                          "embedded_client_url",
                                          "embedded_peer_url",
+                                         "endpoints_file",
                                          NULL};
 
 static int etcd_cfg_positive(const config_setting_t *cfg, const char *name, int def, int *out_r,
@@ -315,6 +396,8 @@ static void etcd_free(struct etcd_kv *ek)
 		memset(ek->password, 0, strlen(ek->password));
 	free(ek->password);
 	free(ek->token);
+	free(ek->ep_file);
+	pthread_mutex_destroy(&ek->ep_mu);
 	pthread_mutex_destroy(&ek->auth_mu);
 	pthread_mutex_destroy(&ek->mu);
 	pthread_mutex_destroy(&ek->pw_mu);
@@ -334,6 +417,7 @@ static int etcd_open(const config_setting_t *cfg, struct vf_kv **kv_r, struct vf
 	if (ek == NULL)
 		return vf_err_set(err, VF_ENOMEM, "out of memory");
 	pthread_mutex_init(&ek->auth_mu, NULL);
+	pthread_mutex_init(&ek->ep_mu, NULL);
 	pthread_mutex_init(&ek->mu, NULL);
 	pthread_mutex_init(&ek->pw_mu, NULL);
 	pthread_condattr_init(&ca);
@@ -347,7 +431,8 @@ static int etcd_open(const config_setting_t *cfg, struct vf_kv **kv_r, struct vf
 	    (rc = etcd_cfg_auth(cfg, ek, err)) != VF_OK ||
 	    (rc = vf_cfg_str(cfg, "cacert", vf_env("ETCDCTL_CACERT"), &hc.cacert, err)) != VF_OK ||
 	    (rc = vf_cfg_str(cfg, "cert", vf_env("ETCDCTL_CERT"), &hc.cert, err)) != VF_OK ||
-	    (rc = vf_cfg_str(cfg, "key", vf_env("ETCDCTL_KEY"), &hc.key, err)) != VF_OK)
+	    (rc = vf_cfg_str(cfg, "key", vf_env("ETCDCTL_KEY"), &hc.key, err)) != VF_OK ||
+	    (rc = vf_cfg_str(cfg, "endpoints_file", NULL, &ek->ep_file, err)) != VF_OK)
 		goto out;
 	if ((cfg == NULL || config_setting_get_member(cfg, "endpoints") == NULL) &&
 	    vf_env("ETCDCTL_ENDPOINTS"))
@@ -358,6 +443,22 @@ static int etcd_open(const config_setting_t *cfg, struct vf_kv **kv_r, struct vf
 		                 &hc.nendpoints, err);
 	if (rc != VF_OK)
 		goto out;
+	if (ek->ep_file && ek->ep_file[0] == '\0') {
+		free(ek->ep_file);
+		ek->ep_file = NULL;
+	}
+	if (ek->ep_file) {
+		/* The file, when it holds URLs, wins over 'endpoints' (the seed list). */
+		char **fv = NULL;
+		size_t fn = 0;
+		struct vf_err ferr = {0};
+
+		if (etcd_ep_read(ek->ep_file, &fv, &fn, &ferr) == VF_OK) {
+			vf_strv_free(hc.endpoints, hc.nendpoints);
+			hc.endpoints = fv;
+			hc.nendpoints = fn;
+		}
+	}
 	if (hc.nendpoints == 0) {
 		rc = vf_err_set(err, VF_EINVAL, "setting 'etcd.endpoints' is an empty list");
 		goto out;

@@ -46,6 +46,13 @@ struct etcd_kv {
 	char *password;
 	int timeout_ms;
 
+	/* endpoints_file: re-read when it changes (checked at most once a second) */
+	char *ep_file;
+	pthread_mutex_t ep_mu;
+	int64_t ep_checked_ms;
+	struct timespec ep_mtime;
+	long long ep_size, ep_ino;
+
 	pthread_mutex_t auth_mu; /* token and its generation */
 	char *token;
 	unsigned long token_gen;

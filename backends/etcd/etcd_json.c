@@ -23,7 +23,9 @@ static int json_has(const char *msg, const char *needle)
 /* Errors etcd returns before a request reaches raft: nothing was applied. */
 static int etcd_not_proposed(const char *msg)
 {
-	return json_has(msg, "no leader") || json_has(msg, "too many requests");
+	/* a learner (embedded cluster, issue 15) refuses before proposing anything */
+	return json_has(msg, "no leader") || json_has(msg, "too many requests") ||
+	       json_has(msg, "not supported for learner");
 }
 
 int etcd_failover_answer(long status, const char *body, size_t len, int idempotent)

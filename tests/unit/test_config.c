@@ -261,6 +261,48 @@ static void test_conf_secret_perms(void)
 	vf_conf_free(&c);
 }
 
+/* Issue 15: the embedded cluster's settings, read by vfiled and kept from the driver. */
+static void test_conf_embedded_cluster(void)
+{
+	struct vf_conf *c = NULL;
+	struct vf_err err = {0};
+
+	CU_ASSERT_EQUAL_FATAL(
+	        vf_conf_load_string(
+	                "backend = \"etcd\";\nnode_id = \"n1\";\netcd = { embedded = "
+	                "true;\n embedded_seeds = [ \"http://10.0.0.1:2379\", "
+	                "\"https://10.0.0.2:2379\" ];\n embedded_max_members = 3;\n "
+	                "cacert = \"/ca.pem\"; cert = \"/c.pem\"; key = \"/k.pem\"; };\n",
+	                "e.conf", &c, &err),
+	        VF_OK);
+	CU_ASSERT_EQUAL(c->embedded.nseeds, 2);
+	CU_ASSERT_STRING_EQUAL(c->embedded.seeds[1], "https://10.0.0.2:2379");
+	CU_ASSERT_EQUAL(c->embedded.max_members, 3);
+	CU_ASSERT_PTR_NULL(c->embedded.name); /* vfiled uses the node id */
+	CU_ASSERT_FALSE(c->embedded.client_url_set);
+	CU_ASSERT_STRING_EQUAL(c->embedded.cacert, "/ca.pem");
+	CU_ASSERT_STRING_EQUAL(c->embedded.key, "/k.pem");
+	CU_ASSERT_PTR_NULL(config_setting_get_member(c->backend_group, "embedded_seeds"));
+	CU_ASSERT_PTR_NULL(config_setting_get_member(c->backend_group, "embedded_max_members"));
+	/* the TLS files stay the driver's too */
+	CU_ASSERT_PTR_NOT_NULL(config_setting_get_member(c->backend_group, "cacert"));
+	vf_conf_free(&c);
+	CU_ASSERT_EQUAL(vf_conf_load_string("backend = \"etcd\";\netcd = { embedded = true;\n "
+	                                    "embedded_seeds = [ \"10.0.0.1:2379\" ]; };\n",
+	                                    "e.conf", &c, &err),
+	                VF_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "e.conf:3: setting 'etcd.embedded_seeds'"));
+	CU_ASSERT_EQUAL(vf_conf_load_string("backend = \"etcd\";\netcd = { embedded = true;\n "
+	                                    "embedded_max_members = 0; };\n",
+	                                    "e.conf", &c, &err),
+	                VF_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "embedded_max_members"));
+	CU_ASSERT_EQUAL(vf_conf_load_string("backend = \"etcd\";\netcd = { embedded_name = 5; };\n",
+	                                    "e.conf", &c, &err),
+	                VF_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "embedded_name"));
+}
+
 void vf_test_register_config(void);
 void vf_test_register_metrics(void);
 void vf_test_register_config(void)
@@ -281,4 +323,5 @@ void vf_test_register_config(void)
 	VF_ADD_TEST(s, test_conf_string_and_module_path);
 	VF_ADD_TEST(s, test_conf_evict_after);
 	VF_ADD_TEST(s, test_conf_secret_perms);
+	VF_ADD_TEST(s, test_conf_embedded_cluster);
 }

@@ -214,7 +214,12 @@ static const char *fake_answer(const char *path)
 		return "{\"Node\":\"n1\",\"Role\":\"manager\",\"Backend\":\"etcd\",\"Lease\":"
 		       "\"42\","
 		       "\"Manager\":{\"Watchers\":1,\"Servers\":[\"alpha\",\"gamma\"],\"Empty\":[],"
-		       "\"None\":{}},\"Err\":"
+		       "\"None\":{}},\"Membership\":{\"Member\":\"n1\",\"SwarmRole\":\"manager\","
+		       "\"Managers\":4,\"State\":\"standby\",\"Why\":\"standby: the cluster has 3 "
+		       "members\",\"Changes\":0,\"Members\":[{\"ID\":\"a\",\"Name\":\"m1\","
+		       "\"ClientURL\":\"http://10.0.0.1:2379\",\"Learner\":false,\"Healthy\":true},"
+		       "{\"ID\":\"b\",\"Name\":\"\",\"ClientURL\":\"\",\"Learner\":true,"
+		       "\"Healthy\":false}],\"Reachable\":true},\"Err\":"
 		       "\"\"}";
 	if (strcmp(path, "/VFile.KVDump") == 0)
 		return "{\"Keys\":[{\"Key\":\"vfile/state/alpha\",\"Value\":\"Mounted\",\"ModRev\":"
@@ -345,6 +350,15 @@ static void test_run_tables(void)
 	CU_ASSERT(strstr(out, "Lease:       42\n") != NULL);
 	CU_ASSERT(strstr(out, "Watchers:    1\n") != NULL);
 	CU_ASSERT(strstr(out, "Servers:     alpha, gamma\n") != NULL);
+	/* issue 15: the embedded cluster's membership, the members as a table */
+	CU_ASSERT(strstr(out, "Membership:  standby (member n1; this node a manager of 4 managers; "
+	                      "0 changes)\n") != NULL);
+	CU_ASSERT(strstr(out, "Reason:      standby: the cluster has 3 members\n") != NULL);
+	CU_ASSERT(strstr(out,
+	                 "Members:\n"
+	                 "  NAME           CLIENT URL            ROLE     HEALTH\n"
+	                 "  m1             http://10.0.0.1:2379  voter    healthy\n"
+	                 "  (not started)  -                     learner  unhealthy\n") != NULL);
 	free(out);
 	free(err);
 

@@ -430,6 +430,9 @@ static void test_map_errors_after_proposal(void)
 	        "leader\",\"code\":14}",
 	        "{\"error\":\"etcdserver: too many requests\",\"message\":\"etcdserver: too "
 	        "many requests\",\"code\":14}",
+	        /* a learner of the embedded cluster (issue 15), as etcd 3.4.23 answers */
+	        "{\"error\":\"etcdserver: rpc not supported for learner\",\"message\":"
+	        "\"etcdserver: rpc not supported for learner\",\"code\":14}",
 	};
 	struct vf_err err = {0};
 
@@ -454,6 +457,7 @@ static void test_map_errors_after_proposal(void)
 	CU_ASSERT_EQUAL(etcd_failover_answer(503, uncertain[2], strlen(uncertain[2]), 0), 0);
 	CU_ASSERT_EQUAL(etcd_failover_answer(503, unavailable[0], strlen(unavailable[0]), 0), 1);
 	CU_ASSERT_EQUAL(etcd_failover_answer(503, unavailable[1], strlen(unavailable[1]), 0), 1);
+	CU_ASSERT_EQUAL(etcd_failover_answer(503, unavailable[2], strlen(unavailable[2]), 0), 1);
 	CU_ASSERT_EQUAL(etcd_failover_answer(504, "", 0, 1), 1);
 	CU_ASSERT_EQUAL(etcd_failover_answer(400, unavailable[0], strlen(unavailable[0]), 1), 0);
 	CU_ASSERT_EQUAL(etcd_failover_answer(200, "{}", 2, 1), 0);

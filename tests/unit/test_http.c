@@ -11,8 +11,10 @@
  */
 #include <config.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "test_int.h"
 #include "common_int.h"
@@ -313,6 +315,66 @@ static void test_stream_not_replayed(void)
 	fx_stop(&fx);
 }
 
+struct set_eps_arg {
+	struct vf_http *h;
+	char *eps[1];
+};
+
+static void *set_eps_thread(void *arg)
+{
+	struct set_eps_arg *a = arg;
+	struct timespec ts = {0, 200000000L};
+
+	nanosleep(&ts, NULL);
+	vf_http_set_endpoints(a->h, a->eps, 1, NULL);
+	return NULL;
+}
+
+/* Issue 15: vf_http_set_endpoints swaps the list (an embedded cluster's member list
+ * changed): the next request goes to the new list; an endpoint in both keeps its
+ * place; a request under way finishes on the list it started with. */
+static void test_set_endpoints(void)
+{
+	const struct vf_fake_route r[] = {
+	        {NULL, VF_FAKE_REPLY, 0, 200, "{\"member\":0}"},
+	        {NULL, VF_FAKE_REPLY, 600, 200, "{\"member\":1}"},
+	};
+	struct http_fx fx;
+	struct vf_http_resp resp;
+	struct vf_err err = {0};
+	char *eps[2];
+	int64_t ms;
+	pthread_t t;
+
+	fx_start(&fx, r, 2, 1, 3000); /* endpoint 0 refuses: the list is [dead, f0, f1] */
+	CU_ASSERT_EQUAL(asprintf(&eps[0], "http://127.0.0.1:%d", vf_fake_port(fx.f[1])) > 0, 1);
+	CU_ASSERT_EQUAL(asprintf(&eps[1], "http://127.0.0.1:%d/", vf_fake_port(fx.f[0])) > 0, 1);
+	CU_ASSERT_EQUAL(vf_http_set_endpoints(fx.h, eps, 0, &err), VF_EINVAL);
+	/* [f1, f0]: f1 first */
+	CU_ASSERT_EQUAL(vf_http_set_endpoints(fx.h, eps, 2, &err), VF_OK);
+	CU_ASSERT_EQUAL(fx_do(&fx, "POST", 1, &resp, &ms, &err), VF_OK);
+	CU_ASSERT_EQUAL(resp.endpoint, 0);
+	CU_ASSERT(resp.body.data && strstr(resp.body.data, "\"member\":1"));
+	vf_http_resp_free(&resp);
+	CU_ASSERT_EQUAL(vf_fake_requests(fx.f[0]), 0);
+	/* a request to the slow f1 under way while the list becomes [f0] alone */
+	struct set_eps_arg a = {fx.h, {eps[1]}};
+
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, set_eps_thread, &a), 0);
+	CU_ASSERT_EQUAL(fx_do(&fx, "POST", 1, &resp, &ms, &err), VF_OK);
+	CU_ASSERT(resp.body.data && strstr(resp.body.data, "\"member\":1"));
+	vf_http_resp_free(&resp);
+	pthread_join(t, NULL);
+	CU_ASSERT_EQUAL(fx_do(&fx, "POST", 1, &resp, &ms, &err), VF_OK);
+	CU_ASSERT_EQUAL(resp.endpoint, 0);
+	CU_ASSERT(resp.body.data && strstr(resp.body.data, "\"member\":0"));
+	vf_http_resp_free(&resp);
+	CU_ASSERT_EQUAL(vf_fake_requests(fx.f[0]), 1);
+	free(eps[0]);
+	free(eps[1]);
+	fx_stop(&fx);
+}
+
 void vf_test_register(void)
 {
 	CU_pSuite s = CU_add_suite("http", NULL, NULL);
@@ -327,4 +389,5 @@ void vf_test_register(void)
 	VF_ADD_TEST(s, test_late_answer);
 	VF_ADD_TEST(s, test_503_failover);
 	VF_ADD_TEST(s, test_stream_not_replayed);
+	VF_ADD_TEST(s, test_set_endpoints);
 }
