@@ -193,6 +193,7 @@ fileserver = {
 	port_range = "$range";
 	private_key = "$tmp/keys/cluster_key";
 	host_key = "$tmp/keys/host_key";
+	vfilectl = "$VFILECTL";
 };
 EOF
 	chmod 600 "$tmp/$n/vfile.conf"
