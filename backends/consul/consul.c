@@ -840,6 +840,10 @@ static int consul_list_ex(struct consul_kv *ck, const char *prefix, int64_t inde
 		rc = vf_buf_printf(&q, "&index=%" PRId64 "&wait=%ldms", index, wait_ms);
 		/* Consul adds up to wait/16 of jitter. */
 		req.timeout_ms = wait_ms + wait_ms / 16 + ck->timeout_ms;
+	} else {
+		/* a plain listing answers at once: a server that hangs costs its
+		 * share of the timeout, not all of it */
+		req.stream_split = 1;
 	}
 	if (rc == VF_OK)
 		rc = consul_kv_path(&path, prefix, q.data);
