@@ -101,6 +101,10 @@ struct vf_http_req {
 	 * watch): like other reads it shares the budget between endpoints, its share
 	 * bounding the wait for its first byte (once data flows it is not cut). */
 	int stream_split;
+	/* A read that may wait long for its answer (a long poll): while no byte came,
+	 * leave its endpoint as soon as another request marks that endpoint bad (it
+	 * hangs or cannot serve) and ask the next one within the same timeout. */
+	int leave_if_demoted;
 };
 struct vf_http_resp {
 	long status;

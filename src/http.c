@@ -44,6 +44,10 @@ struct http_xfer {
 	int got_data;     /* a stream delivered bytes to on_data */
 	int64_t first_by; /* a stream's try: its first byte due by then (0: none) */
 	int first_late;   /* ... and it was aborted for not sending it in time */
+	struct vf_http *h;
+	size_t ep;       /* the endpoint of the try */
+	int64_t started; /* when the try started */
+	int demoted;     /* leave_if_demoted: aborted, another request found ep bad */
 };
 
 static char *http_strdup(const char *s)
@@ -177,6 +181,17 @@ static size_t http_header(char *p, size_t size, size_t n, void *arg)
 
 static int64_t http_now_ms(void);
 
+/* Has another request marked ep bad since the try started? */
+static int http_demoted_since(struct vf_http *h, size_t ep, int64_t since)
+{
+	int64_t bad;
+
+	pthread_mutex_lock(&h->mu);
+	bad = h->bad_since[ep];
+	pthread_mutex_unlock(&h->mu);
+	return bad != 0 && bad >= since;
+}
+
 static int http_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
 {
 	struct http_xfer *x = arg;
@@ -186,6 +201,11 @@ static int http_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut,
 		return 1;
 	if (x->first_by && !x->got_data && http_now_ms() >= x->first_by) {
 		x->first_late = 1;
+		return 1;
+	}
+	if (x->req->leave_if_demoted && !x->got_data && x->h &&
+	    http_demoted_since(x->h, x->ep, x->started)) {
+		x->demoted = 1;
 		return 1;
 	}
 	return 0;
@@ -218,7 +238,8 @@ static int http_tls_failed_early(CURL *c, CURLcode cc, const char *endpoint)
  * 20 ms, so that *cancel ends it within 20 ms: on an idle connection libcurl
  * calls the progress callback only about once a second, which made every
  * watch_stop() take up to 1 s. So does a stream whose first byte is due by a
- * deadline (x->first_by). Other requests run with curl_easy_perform. */
+ * deadline (x->first_by), or one that leaves an endpoint other requests find
+ * failing (leave_if_demoted). Other requests run with curl_easy_perform. */
 static CURLcode http_perform(CURL *c, const struct vf_http_req *req, const struct http_xfer *x)
 {
 	CURLM *m;
@@ -226,7 +247,8 @@ static CURLcode http_perform(CURL *c, const struct vf_http_req *req, const struc
 	CURLcode cc = CURLE_ABORTED_BY_CALLBACK;
 	int running = 1, left;
 
-	if ((req->cancel == NULL && x->first_by == 0) || (m = curl_multi_init()) == NULL)
+	if ((req->cancel == NULL && x->first_by == 0 && !req->leave_if_demoted) ||
+	    (m = curl_multi_init()) == NULL)
 		return curl_easy_perform(c);
 	if (curl_multi_add_handle(m, c) != CURLM_OK) {
 		curl_multi_cleanup(m);
@@ -391,7 +413,7 @@ int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_
 {
 	struct curl_slist *hdrs = NULL;
 	char curl_msg[CURL_ERROR_SIZE];
-	struct http_xfer x = {req, resp, 0, 0, 0, 0};
+	struct http_xfer x = {req, resp, 0, 0, 0, 0, h, 0, 0, 0};
 	size_t n = h->cfg.nendpoints, tried = 0, *order;
 	long budget = req->timeout_ms ? req->timeout_ms : h->cfg.timeout_ms;
 	int64_t t0 = http_now_ms(), deadline = budget > 0 ? t0 + budget : 0;
@@ -446,6 +468,9 @@ int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_
 			}
 		}
 		x.first_late = 0;
+		x.demoted = 0;
+		x.ep = ep;
+		x.started = http_now_ms();
 		if (vf_buf_printf(&url, "%s%s", h->cfg.endpoints[ep], req->path) != VF_OK) {
 			rc = vf_err_set(err, VF_ENOMEM, "out of memory");
 			break;
@@ -483,7 +508,7 @@ int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_
 		curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, http_header);
 		curl_easy_setopt(c, CURLOPT_HEADERDATA, &x);
 		curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curl_msg);
-		if (req->cancel || x.first_by) {
+		if (req->cancel || x.first_by || req->leave_if_demoted) {
 			curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
 			curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, http_progress);
 			curl_easy_setopt(c, CURLOPT_XFERINFODATA, &x);
@@ -516,6 +541,15 @@ int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_
 			rc = vf_err_set(err, VF_ENOMEM, "out of memory reading %s", url.data);
 			vf_buf_free(&url);
 			break;
+		}
+		if (cc == CURLE_ABORTED_BY_CALLBACK && x.demoted) {
+			/* a read that waits (a long poll): its member was found hanging or
+			 * refusing by another request meanwhile; ask the next one */
+			rc = vf_err_set(err, VF_EUNAVAIL,
+			                "%s %s: left: the endpoint failed another request",
+			                req->method, url.data);
+			vf_buf_free(&url);
+			continue;
 		}
 		if (cc == CURLE_ABORTED_BY_CALLBACK && x.first_late) {
 			/* a read: nothing changed, the next endpoint may answer */

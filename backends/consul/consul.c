@@ -840,6 +840,9 @@ static int consul_list_ex(struct consul_kv *ck, const char *prefix, int64_t inde
 		rc = vf_buf_printf(&q, "&index=%" PRId64 "&wait=%ldms", index, wait_ms);
 		/* Consul adds up to wait/16 of jitter. */
 		req.timeout_ms = wait_ms + wait_ms / 16 + ck->timeout_ms;
+		/* a server that hangs says nothing to a blocking query for its whole
+		 * wait: leave it once other requests find it failing */
+		req.leave_if_demoted = 1;
 	} else {
 		/* a plain listing answers at once: a server that hangs costs its
 		 * share of the timeout, not all of it */
