@@ -2587,7 +2587,8 @@ static int consul_open(const config_setting_t *cfg, struct vf_kv **kv_r, struct 
 	                            "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != strlen(snode))) {
 		char where[256] = "";
 
-		vf_cfg_where(config_setting_get_member(cfg, "session_node"), where, sizeof(where));
+		vf_cfg_where(cfg ? config_setting_get_member(cfg, "session_node") : NULL, where,
+		             sizeof(where));
 		rc = vf_err_set(
 		        err, VF_EINVAL,
 		        "%ssetting 'consul.session_node': \"%.100s\" is not a node name "
