@@ -33,7 +33,8 @@
  *  - gref == number of client/<vol>/ keys;
  *  - client/<vol>/<host> holds exactly the mount ids the host's answers left it
  *    with (a surviving host; a killed host: what it had, give or take the op in
- *    flight), and the host's own local mount table agrees;
+ *    flight, its failed ops and the ids its background release had not dropped
+ *    when it died), and the host's own local mount table agrees;
  *  - gref > 0: Mounted, a server/ key, exactly one live file server;
  *    gref == 0: not Mounted, no live file server;
  *  - no gref/state lock held while every node is idle (observer try-locks);
@@ -1045,6 +1046,40 @@ static void nm_local_mounts(unsigned local[NM_MAX_NODES])
 	}
 }
 
+/* The ids of vol that the killed host n left to its background release (an
+ * unmount answered OK with its store part retried in the background, as Docker
+ * never retries an Unmount) and that its log does not show released before it
+ * died: the host would finish them when it came back (it re-checks its records
+ * on start), a host killed for good never does. From its log. */
+static unsigned nm_pending_releases(const struct nm_node *n, const char *vol)
+{
+	FILE *f = fopen(n->log, "r");
+	char line[2048], a[160], b[160];
+	unsigned pend = 0;
+
+	snprintf(a, sizeof(a), "volume %s: unmount of mount id %s-", vol, n->name);
+	snprintf(b, sizeof(b), "volume %s: mount id %s-", vol, n->name);
+	while (f && fgets(line, sizeof(line), f)) {
+		const char *p;
+		int k;
+
+		if ((p = strstr(line, a)) != NULL &&
+		    strstr(p, "answered OK, the store part is retried in the background")) {
+			k = atoi(p + strlen(a));
+			if (k >= 0 && k < NM_IDS)
+				pend |= 1u << k;
+		} else if ((p = strstr(line, b)) != NULL &&
+		           strstr(p, "released (in the background)")) {
+			k = atoi(p + strlen(b));
+			if (k >= 0 && k < NM_IDS)
+				pend &= ~(1u << k);
+		}
+	}
+	if (f)
+		fclose(f);
+	return pend;
+}
+
 /* Every invariant of volume v now; 1 holds, else 0 with the first broken one in why. */
 static int nm_vol_ok(int v, const unsigned local[NM_MAX_NODES], int probe_id, char *why,
                      size_t size)
@@ -1089,9 +1124,12 @@ static int nm_vol_ok(int v, const unsigned local[NM_MAX_NODES], int probe_id, ch
 			goto out;
 		}
 		/* a killed host cannot converge what failed before it died: its failed
-		 * ops count as uncertain, like the op in flight when it was killed */
+		 * ops count as uncertain, like the op in flight when it was killed, and
+		 * so do the ids its background release had not yet dropped (only as an
+		 * extra id: a mount it acknowledged must still be there) */
 		if (n->killed)
-			n->maybe[v] |= n->failed_un[v] | n->failed_mo[v];
+			n->maybe[v] |= n->failed_un[v] | n->failed_mo[v] |
+			               (nm_pending_releases(n, vol) & ~want);
 		if ((have & ~n->maybe[v]) != (want & ~n->maybe[v])) {
 			unsigned extra = have & ~want, lost = want & ~have;
 			int k = 0;
