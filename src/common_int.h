@@ -97,6 +97,14 @@ struct vf_http_req {
 	 * endpoint is marked bad and the next one asked (the last answer is returned
 	 * as is). Not called for streams (on_data). */
 	int (*failover)(long status, const char *body, size_t len, int idempotent);
+	/* A streamed read (on_data) whose answer starts at once (a listing, not a
+	 * watch): like other reads it shares the budget between endpoints, its share
+	 * bounding the wait for its first byte (once data flows it is not cut). */
+	int stream_split;
+	/* A read that may wait long for its answer (a long poll): while no byte came,
+	 * leave its endpoint as soon as another request marks that endpoint bad (it
+	 * hangs or cannot serve) and ask the next one within the same timeout. */
+	int leave_if_demoted;
 };
 struct vf_http_resp {
 	long status;
@@ -112,7 +120,8 @@ void vf_http_free(struct vf_http **h);
  * request was sent and no complete answer came; VF_ETIMEDOUT never.
  * Endpoints are tried good ones first (the one that answered last first), then
  * those that failed, oldest failure first, all within the request's timeout; a
- * read's tries share what remains of it equally. A stream that delivered data is
+ * read's tries share what remains of it equally (a stream_split read's share
+ * bounds the wait for its first byte, not the transfer). A stream that delivered data is
  * not retried on another endpoint (its caller resumes). */
 int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_resp *resp,
                struct vf_err *err);

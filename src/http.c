@@ -8,10 +8,11 @@
  * attempt across endpoints, not each endpoint. A read (idempotent) with several
  * endpoints left gives each try an equal share of what remains, so a member that
  * hangs (paused, or forwarding to a paused leader) costs 1/n of the budget and a
- * healthy member is still asked in time. Endpoints that failed (no connection, no
- * answer in time, an answer the caller's failover() refuses, a stream that died)
- * are marked bad and tried last, oldest failure first; one that answers is good
- * again and preferred.
+ * healthy member is still asked in time (a listing's share bounds the wait for
+ * its first byte: once data flows it is not cut). Endpoints that failed (no
+ * connection, no answer in time, an answer the caller's failover() refuses, a
+ * stream that died) are marked bad and tried last, oldest failure first; one that
+ * answers is good again and preferred.
  */
 #include <config.h>
 
@@ -50,7 +51,14 @@ struct http_xfer {
 	const struct vf_http_req *req;
 	struct vf_http_resp *resp;
 	int oom;
-	int got_data; /* a stream delivered bytes to on_data */
+	int got_data;     /* a stream delivered bytes to on_data */
+	int64_t first_by; /* a stream's try: its first byte due by then (0: none) */
+	int first_late;   /* ... and it was aborted for not sending it in time */
+	struct vf_http *h;
+	size_t ep;            /* the endpoint of the try */
+	int64_t started;      /* when the try started */
+	int demoted;          /* leave_if_demoted: aborted, another request found ep bad */
+	struct http_eps *eps; /* the endpoint list of the request */
 };
 
 static char *http_strdup(const char *s)
@@ -256,12 +264,36 @@ static size_t http_header(char *p, size_t size, size_t n, void *arg)
 	return n;
 }
 
+static int64_t http_now_ms(void);
+
+/* Has another request marked ep bad since the try started? */
+static int http_demoted_since(struct vf_http *h, struct http_eps *e, size_t ep, int64_t since)
+{
+	int64_t bad;
+
+	pthread_mutex_lock(&h->mu);
+	bad = e->bad_since[ep];
+	pthread_mutex_unlock(&h->mu);
+	return bad != 0 && bad >= since;
+}
+
 static int http_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
 {
 	struct http_xfer *x = arg;
 
 	(void)dt, (void)dn, (void)ut, (void)un;
-	return (x->req->cancel && *x->req->cancel) ? 1 : 0;
+	if (x->req->cancel && *x->req->cancel)
+		return 1;
+	if (x->first_by && !x->got_data && http_now_ms() >= x->first_by) {
+		x->first_late = 1;
+		return 1;
+	}
+	if (x->req->leave_if_demoted && !x->got_data && x->h &&
+	    http_demoted_since(x->h, x->eps, x->ep, x->started)) {
+		x->demoted = 1;
+		return 1;
+	}
+	return 0;
 }
 
 /* Did any byte of the request leave? Decides unavailable vs uncertain. */
@@ -290,21 +322,24 @@ static int http_tls_failed_early(CURL *c, CURLcode cc, const char *endpoint)
 /* A cancellable request (a stream) runs in a private multi handle polled every
  * 20 ms, so that *cancel ends it within 20 ms: on an idle connection libcurl
  * calls the progress callback only about once a second, which made every
- * watch_stop() take up to 1 s. Other requests run with curl_easy_perform. */
-static CURLcode http_perform(CURL *c, const struct vf_http_req *req)
+ * watch_stop() take up to 1 s. So does a stream whose first byte is due by a
+ * deadline (x->first_by), or one that leaves an endpoint other requests find
+ * failing (leave_if_demoted). Other requests run with curl_easy_perform. */
+static CURLcode http_perform(CURL *c, const struct vf_http_req *req, const struct http_xfer *x)
 {
 	CURLM *m;
 	CURLMsg *msg;
 	CURLcode cc = CURLE_ABORTED_BY_CALLBACK;
 	int running = 1, left;
 
-	if (req->cancel == NULL || (m = curl_multi_init()) == NULL)
+	if ((req->cancel == NULL && x->first_by == 0 && !req->leave_if_demoted) ||
+	    (m = curl_multi_init()) == NULL)
 		return curl_easy_perform(c);
 	if (curl_multi_add_handle(m, c) != CURLM_OK) {
 		curl_multi_cleanup(m);
 		return curl_easy_perform(c);
 	}
-	while (running && !*req->cancel) {
+	while (running && !(req->cancel && *req->cancel)) {
 		if (curl_multi_perform(m, &running) != CURLM_OK) {
 			cc = CURLE_FAILED_INIT;
 			running = 0;
@@ -475,14 +510,16 @@ int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_
 {
 	struct curl_slist *hdrs = NULL;
 	char curl_msg[CURL_ERROR_SIZE];
-	struct http_xfer x = {req, resp, 0, 0};
+	struct http_xfer x = {req, resp, 0, 0, 0, 0, h, 0, 0, 0, NULL};
 	struct http_eps *eps = http_eps_get(h);
 	size_t n = eps->n, tried = 0, *order;
 	long budget = req->timeout_ms ? req->timeout_ms : h->cfg.timeout_ms;
 	int64_t t0 = http_now_ms(), deadline = budget > 0 ? t0 + budget : 0;
 	/* Share the budget between endpoints only for reads expected to answer within
-	 * the store's timeout (not long polls, whose answer may come at the end). */
-	int split = req->idempotent && req->on_data == NULL && budget > 0 &&
+	 * the store's timeout (not long polls, whose answer may come at the end). A
+	 * streamed read that asked for it (a Consul listing) is not cut once its data
+	 * flows: its share bounds the wait for its first byte, the budget the rest. */
+	int split = req->idempotent && (req->on_data == NULL || req->stream_split) && budget > 0 &&
 	            budget <= h->cfg.timeout_ms;
 	int rc = VF_EUNAVAIL, timed_out = 0;
 	CURL *c;
@@ -507,7 +544,7 @@ int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_
 	for (size_t i = 0; i < n; i++) {
 		size_t ep = order[i];
 		struct vf_buf url = {0};
-		long timeout = budget, ctimeout = h->cfg.connect_timeout_ms;
+		long timeout = budget, ctimeout = h->cfg.connect_timeout_ms, share = 0;
 		CURLcode cc;
 
 		if (deadline) {
@@ -522,7 +559,18 @@ int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_
 				timeout = left < HTTP_MIN_TRY_MS ? (long)left : HTTP_MIN_TRY_MS;
 			if (ctimeout > timeout)
 				ctimeout = timeout;
+			x.first_by = 0;
+			if (split && req->on_data && i + 1 < n) {
+				share = timeout;
+				x.first_by = http_now_ms() + share;
+				timeout = (long)left;
+			}
 		}
+		x.first_late = 0;
+		x.demoted = 0;
+		x.ep = ep;
+		x.eps = eps;
+		x.started = http_now_ms();
 		if (vf_buf_printf(&url, "%s%s", eps->v[ep], req->path) != VF_OK) {
 			rc = vf_err_set(err, VF_ENOMEM, "out of memory");
 			break;
@@ -560,14 +608,14 @@ int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_
 		curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, http_header);
 		curl_easy_setopt(c, CURLOPT_HEADERDATA, &x);
 		curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curl_msg);
-		if (req->cancel) {
+		if (req->cancel || x.first_by || req->leave_if_demoted) {
 			curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
 			curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, http_progress);
 			curl_easy_setopt(c, CURLOPT_XFERINFODATA, &x);
 		}
 		http_tls_opts(h, c);
 		curl_msg[0] = '\0';
-		cc = http_perform(c, req);
+		cc = http_perform(c, req, &x);
 		if (cc == CURLE_OK) {
 			curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
 			/* An answer from a member that cannot serve (the caller says:
@@ -593,6 +641,23 @@ int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_
 			rc = vf_err_set(err, VF_ENOMEM, "out of memory reading %s", url.data);
 			vf_buf_free(&url);
 			break;
+		}
+		if (cc == CURLE_ABORTED_BY_CALLBACK && x.demoted) {
+			/* a read that waits (a long poll): its member was found hanging or
+			 * refusing by another request meanwhile; ask the next one */
+			rc = vf_err_set(err, VF_EUNAVAIL,
+			                "%s %s: left: the endpoint failed another request",
+			                req->method, url.data);
+			vf_buf_free(&url);
+			continue;
+		}
+		if (cc == CURLE_ABORTED_BY_CALLBACK && x.first_late) {
+			/* a read: nothing changed, the next endpoint may answer */
+			http_mark(h, eps, ep, 0);
+			rc = vf_err_set(err, VF_EUNAVAIL, "%s %s: no answer within %ld ms",
+			                req->method, url.data, share);
+			vf_buf_free(&url);
+			continue;
 		}
 		if (cc == CURLE_ABORTED_BY_CALLBACK || cc == CURLE_WRITE_ERROR) {
 			rc = vf_err_set(err, VF_EUNCERTAIN, "%s %s: cancelled", req->method,

@@ -31,7 +31,8 @@
 #include "consul_int.h"
 
 #define CONSUL_DEFAULT_ADDR "http://127.0.0.1:8500"
-#define CONSUL_TXN_RETRIES 8 /* get <-> check-not-exists conversions per call */
+#define CONSUL_SESSION_NODE "vfile-sessions" /* default consul.session_node */
+#define CONSUL_TXN_RETRIES 8                 /* get <-> check-not-exists conversions per call */
 
 #define CONSUL_SEEN_N 64          /* remembered (key, ModifyIndex, value) facts */
 #define CONSUL_SEEN_MAX_VALUE 256 /* longer values are not remembered */
@@ -60,7 +61,8 @@ struct consul_kv {
 	int session_ttl_s;
 	int watch_wait_s;
 	long timeout_ms;
-	char holder[128]; /* value written into lock keys: host:pid */
+	char holder[128];   /* value written into lock keys: host:pid */
+	char *session_node; /* catalog node sessions are bound to, NULL: the agent's */
 
 	pthread_mutex_t mu;
 	pthread_cond_t cv;      /* keep-alive thread wake-up, lease busy flags */
@@ -74,6 +76,8 @@ struct consul_kv {
 	int ka_stop;
 	unsigned long seq;
 	int verified; /* an endpoint answered /v1/status/leader as Consul does (under mu) */
+	int snode;    /* session_node (under mu): 0 not registered yet, 1 registered,
+	               * -1 refused (ACL): sessions go to the agent's node */
 };
 
 struct consul_lease {
@@ -186,6 +190,7 @@ static int consul_http(struct consul_kv *ck, const char *method, const char *pat
 	        .idempotent = idempotent,
 	        .want_header = "X-Consul-Index",
 	        .cancel = cancel,
+	        .failover = consul_failover_answer,
 	};
 	int rc = consul_verify(ck, err);
 
@@ -835,6 +840,13 @@ static int consul_list_ex(struct consul_kv *ck, const char *prefix, int64_t inde
 		rc = vf_buf_printf(&q, "&index=%" PRId64 "&wait=%ldms", index, wait_ms);
 		/* Consul adds up to wait/16 of jitter. */
 		req.timeout_ms = wait_ms + wait_ms / 16 + ck->timeout_ms;
+		/* a server that hangs says nothing to a blocking query for its whole
+		 * wait: leave it once other requests find it failing */
+		req.leave_if_demoted = 1;
+	} else {
+		/* a plain listing answers at once: a server that hangs costs its
+		 * share of the timeout, not all of it */
+		req.stream_split = 1;
 	}
 	if (rc == VF_OK)
 		rc = consul_kv_path(&path, prefix, q.data);
@@ -878,6 +890,10 @@ static int consul_list_ex(struct consul_kv *ck, const char *prefix, int64_t inde
 	else if (resp.status != 200 && resp.status != 404) /* 404: nothing under prefix */
 		rc = consul_status_error(resp.status, st.head, st.nhead, 0,
 		                         *prefix ? prefix : "(all keys)", err);
+	/* a stream gets no failover() from vf_http: a server that cannot serve
+	 * (no leader, overloaded) is asked last from now on */
+	if (rc != VF_OK && consul_failover_answer(resp.status, st.head, st.nhead, 1))
+		vf_http_demote(ck->http, resp.endpoint);
 	list_r->revision = consul_index_parse(resp.header);
 out:
 	consul_lparse_free(st.p);
@@ -1334,11 +1350,86 @@ out:
 
 /* ---- sessions (leases) ---- */
 
+/* The node new sessions are bound to, into node ("": the agent's own).
+ *
+ * A session is bound to a catalog node, by default the node of the agent that
+ * created it. When the other servers mark that node failed (its agent stopped,
+ * paused or cut off), Consul ends every session bound to it, whatever the
+ * session's checks, although the servers that hold quorum still answer and the
+ * session is renewed through them. So sessions go to a node of their own
+ * (consul.session_node, registered here once per handle through the catalog,
+ * without checks: no agent runs it, no serf failure ends it, and the leader's
+ * reconciliation leaves nodes without a serfHealth check alone): the TTL alone
+ * decides. A token refused the registration (ACL: it needs node "<name>"
+ * { policy = "write" }) falls back to the agent's node, with a warning. */
+static int consul_session_node(struct consul_kv *ck, char *node, size_t size, struct vf_err *err)
+{
+	struct vf_http_resp resp = {0};
+	char *body = NULL;
+	size_t len;
+	int state, rc;
+
+	node[0] = '\0';
+	if (ck->session_node == NULL)
+		return VF_OK;
+	pthread_mutex_lock(&ck->mu);
+	state = ck->snode;
+	pthread_mutex_unlock(&ck->mu);
+	if (state < 0)
+		return VF_OK;
+	if (state == 0) {
+		rc = consul_node_register_body(ck->session_node, &body, &len, err);
+		/* idempotent: registering the same node again changes nothing */
+		if (rc == VF_OK)
+			rc = consul_http(ck, "PUT", "/v1/catalog/register", body, len, 1, 0, NULL,
+			                 &resp, err);
+		if (rc == VF_OK && resp.status == 403) {
+			struct vf_err e = {0};
+
+			consul_status_error(resp.status, resp.body.data, resp.body.len, 1,
+			                    "catalog register", &e);
+			vf_log(VF_LOG_WARN,
+			       "consul: cannot register the session node \"%s\" (%s): sessions are "
+			       "bound to the agent's node instead, and end when the servers mark "
+			       "it failed; grant the token node \"%s\" { policy = \"write\" }",
+			       ck->session_node, e.msg, ck->session_node);
+			state = -1;
+		} else if (rc == VF_OK && resp.status != 200) {
+			rc = consul_status_error(resp.status, resp.body.data, resp.body.len, 1,
+			                         "catalog register", err);
+		} else if (rc == VF_OK) {
+			state = 1;
+		}
+		vf_http_resp_free(&resp);
+		free(body);
+		if (rc != VF_OK)
+			return vf_err_prefix(err, "session node %s", ck->session_node);
+		pthread_mutex_lock(&ck->mu);
+		if (ck->snode >= 0)
+			ck->snode = state;
+		state = ck->snode;
+		pthread_mutex_unlock(&ck->mu);
+	}
+	if (state > 0)
+		snprintf(node, size, "%s", ck->session_node);
+	return VF_OK;
+}
+
+/* Forget the session node's state: register it again (1: it vanished from the
+ * catalog) or give it up (-1: the token may not bind sessions to it). */
+static void consul_session_node_reset(struct consul_kv *ck, int state)
+{
+	pthread_mutex_lock(&ck->mu);
+	if (ck->snode >= 0)
+		ck->snode = state;
+	pthread_mutex_unlock(&ck->mu);
+}
+
 static int consul_session_create(struct consul_kv *ck, int ttl_s, const char *behavior, char *id,
                                  size_t idsz, struct vf_err *err)
 {
 	struct vf_http_resp resp = {0};
-	char name[192], *body = NULL;
+	char name[192], node[128], *body = NULL;
 	size_t len;
 	unsigned long seq;
 	int rc;
@@ -1347,12 +1438,39 @@ static int consul_session_create(struct consul_kv *ck, int ttl_s, const char *be
 	seq = ++ck->seq;
 	pthread_mutex_unlock(&ck->mu);
 	snprintf(name, sizeof(name), "vfile-%s-%s-%lu", ck->holder, behavior, seq);
-	rc = consul_session_body(name, ttl_s, behavior, ck->lock_delay_ms, &body, &len, err);
-	if (rc != VF_OK)
-		goto out;
-	rc = consul_http(ck, "PUT", "/v1/session/create", body, len, 0, 0, NULL, &resp, err);
-	if (rc != VF_OK)
-		goto out;
+	for (int attempt = 0;; attempt++) {
+		rc = consul_session_node(ck, node, sizeof(node), err);
+		if (rc != VF_OK)
+			goto out;
+		rc = consul_session_body(name, ttl_s, behavior, ck->lock_delay_ms, node, &body,
+		                         &len, err);
+		if (rc != VF_OK)
+			goto out;
+		rc = consul_http(ck, "PUT", "/v1/session/create", body, len, 0, 0, NULL, &resp,
+		                 err);
+		free(body);
+		body = NULL;
+		if (rc != VF_OK)
+			goto out;
+		if (resp.status == 200 || node[0] == '\0' || attempt > 0)
+			break;
+		if (resp.status == 403) {
+			vf_log(VF_LOG_WARN,
+			       "consul: a session on node \"%s\" was refused (ACL: the token needs "
+			       "session \"%s\" { policy = \"write\" }): sessions are bound to the "
+			       "agent's node instead, and end when the servers mark it failed",
+			       node, node);
+			consul_session_node_reset(ck, -1);
+		} else if (resp.body.data &&
+		           memmem(resp.body.data, resp.body.len, "Missing node registration",
+		                  strlen("Missing node registration"))) {
+			/* someone removed the node from the catalog: register it again */
+			consul_session_node_reset(ck, 0);
+		} else {
+			break;
+		}
+		vf_http_resp_free(&resp);
+	}
 	if (resp.status == 200)
 		rc = consul_session_create_parse(resp.body.data ? resp.body.data : "",
 		                                 resp.body.len, id, idsz, err);
@@ -2403,9 +2521,9 @@ static void consul_watch_stop(struct vf_kv *kv, struct vf_kv_watch **watch)
 /* ---- open / close ---- */
 
 static const char *const consul_known[] = {
-        "endpoints",     "token",        "token_file", "timeout_ms",  "connect_timeout_ms",
-        "cacert",        "cert",         "key",        "consistency", "lock_delay_ms",
-        "session_ttl_s", "watch_wait_s", NULL,
+        "endpoints",     "token",        "token_file",   "timeout_ms",  "connect_timeout_ms",
+        "cacert",        "cert",         "key",          "consistency", "lock_delay_ms",
+        "session_ttl_s", "watch_wait_s", "session_node", NULL,
 };
 
 /* Refuse value of setting name unless lo <= v <= hi, naming file:line:setting. */
@@ -2425,7 +2543,7 @@ static int consul_open(const config_setting_t *cfg, struct vf_kv **kv_r, struct 
 {
 	struct consul_kv *ck = NULL;
 	struct vf_http_cfg hc = {0};
-	char *token = NULL, *consistency = NULL, *addr = NULL;
+	char *token = NULL, *consistency = NULL, *addr = NULL, *snode = NULL;
 	const char *env_addr = getenv("CONSUL_HTTP_ADDR");
 	int timeout_ms, connect_ms, rc;
 	char host[64] = "host";
@@ -2464,8 +2582,27 @@ static int consul_open(const config_setting_t *cfg, struct vf_kv **kv_r, struct 
 	    (rc = vf_cfg_str(cfg, "consistency", "default", &consistency, err)) != VF_OK ||
 	    (rc = vf_cfg_int(cfg, "lock_delay_ms", 0, &ck->lock_delay_ms, err)) != VF_OK ||
 	    (rc = vf_cfg_int(cfg, "session_ttl_s", 0, &ck->session_ttl_s, err)) != VF_OK ||
-	    (rc = vf_cfg_int(cfg, "watch_wait_s", 60, &ck->watch_wait_s, err)) != VF_OK)
+	    (rc = vf_cfg_int(cfg, "watch_wait_s", 60, &ck->watch_wait_s, err)) != VF_OK ||
+	    (rc = vf_cfg_str(cfg, "session_node", CONSUL_SESSION_NODE, &snode, err)) != VF_OK)
 		goto fail;
+	if (snode && (strlen(snode) > 100 ||
+	              strspn(snode, "abcdefghijklmnopqrstuvwxyz"
+	                            "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != strlen(snode))) {
+		char where[256] = "";
+
+		vf_cfg_where(cfg ? config_setting_get_member(cfg, "session_node") : NULL, where,
+		             sizeof(where));
+		rc = vf_err_set(
+		        err, VF_EINVAL,
+		        "%ssetting 'consul.session_node': \"%.100s\" is not a node name "
+		        "(letters, digits, '-', '_', '.'; at most 100; \"\": the agent's node)",
+		        where, snode);
+		goto fail;
+	}
+	if (snode && *snode) {
+		ck->session_node = snode;
+		snode = NULL;
+	}
 	if ((rc = consul_cfg_range(cfg, "timeout_ms", timeout_ms, 1, 3600000, NULL, err)) ||
 	    (rc = consul_cfg_range(cfg, "connect_timeout_ms", connect_ms, 1, 3600000, NULL, err)) ||
 	    (rc = consul_cfg_range(cfg, "lock_delay_ms", ck->lock_delay_ms, 0, 60000,
@@ -2539,9 +2676,11 @@ fail:
 	if (ck) {
 		vf_http_free(&ck->http);
 		free(ck->token_hdr);
+		free(ck->session_node);
 		free(ck);
 	}
 out:
+	free(snode);
 	if (token) {
 		memset(token, 0, strlen(token));
 		free(token);
@@ -2588,6 +2727,7 @@ static void consul_close(struct vf_kv *kv)
 		memset(ck->token_hdr, 0, strlen(ck->token_hdr));
 		free(ck->token_hdr);
 	}
+	free(ck->session_node);
 	pthread_cond_destroy(&ck->cv);
 	pthread_cond_destroy(&ck->lock_cv);
 	pthread_mutex_destroy(&ck->mu);

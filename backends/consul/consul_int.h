@@ -113,9 +113,17 @@ enum consul_txn_fail consul_txn_fail_classify(const char *what);
 int consul_status_error(long status, const char *body, size_t len, int write, const char *what,
                         struct vf_err *err);
 
-/* Sessions. */
+/* vf_http_req.failover for Consul: an answer that says the server could not
+ * serve (no leader, 429 too many requests) moves any request to the next
+ * server; another 5xx moves a read (idempotent). */
+int consul_failover_answer(long status, const char *body, size_t len, int idempotent);
+
+/* Sessions. node: the catalog node the session is bound to (NULL or "": the
+ * agent's own). No checks in either case: the TTL alone governs. */
 int consul_session_body(const char *name, int ttl_s, const char *behavior, int lock_delay_ms,
-                        char **body_r, size_t *len_r, struct vf_err *err);
+                        const char *node, char **body_r, size_t *len_r, struct vf_err *err);
+/* PUT /v1/catalog/register body of the node sessions are bound to. */
+int consul_node_register_body(const char *node, char **body_r, size_t *len_r, struct vf_err *err);
 /* {"ID":"..."} → id (size idsz). */
 int consul_session_create_parse(const char *body, size_t len, char *id, size_t idsz,
                                 struct vf_err *err);

@@ -760,7 +760,7 @@ int consul_status_error(long status, const char *body, size_t len, int write, co
 }
 
 int consul_session_body(const char *name, int ttl_s, const char *behavior, int lock_delay_ms,
-                        char **body_r, size_t *len_r, struct vf_err *err)
+                        const char *node, char **body_r, size_t *len_r, struct vf_err *err)
 {
 	yajl_gen g = yajl_gen_alloc(NULL);
 	char buf[32];
@@ -784,10 +784,56 @@ int consul_session_body(const char *name, int ttl_s, const char *behavior, int l
 	vf_jgen_str(g, "NodeChecks");
 	yajl_gen_array_open(g);
 	yajl_gen_array_close(g);
+	/* A node of our own: not the agent's, whose failure (as the other servers
+	 * see it) would end the session whatever its checks (consul_session_node) */
+	if (node && *node) {
+		vf_jgen_str(g, "Node");
+		vf_jgen_str(g, node);
+	}
 	yajl_gen_map_close(g);
 	rc = vf_jgen_finish(g, body_r, len_r, err);
 	yajl_gen_free(g);
 	return rc;
+}
+
+int consul_node_register_body(const char *node, char **body_r, size_t *len_r, struct vf_err *err)
+{
+	yajl_gen g = yajl_gen_alloc(NULL);
+	int rc;
+
+	*body_r = NULL;
+	if (g == NULL)
+		return vf_err_set(err, VF_ENOMEM, "out of memory");
+	yajl_gen_map_open(g);
+	vf_jgen_str(g, "Node");
+	vf_jgen_str(g, node);
+	/* the catalog wants an address; nothing connects to this node */
+	vf_jgen_str(g, "Address");
+	vf_jgen_str(g, "127.0.0.1");
+	vf_jgen_str(g, "NodeMeta");
+	yajl_gen_map_open(g);
+	vf_jgen_str(g, "vfile");
+	vf_jgen_str(g, "session-node");
+	yajl_gen_map_close(g);
+	yajl_gen_map_close(g);
+	rc = vf_jgen_finish(g, body_r, len_r, err);
+	yajl_gen_free(g);
+	return rc;
+}
+
+int consul_failover_answer(long status, const char *body, size_t len, int idempotent)
+{
+	/* refused before the request reached raft: nothing was applied, any
+	 * request may go to the next server */
+	if (status == 429 ||
+	    (status >= 500 && (consul_body_has(body, len, "No cluster leader") ||
+	                       consul_body_has(body, len, "No path to datacenter"))))
+		return 1;
+	/* "Missing node registration" is an answer about the request, not the
+	 * server: another server gives the same */
+	if (consul_body_has(body, len, "Missing node registration"))
+		return 0;
+	return idempotent && status >= 500;
 }
 
 int consul_session_create_parse(const char *body, size_t len, char *id, size_t idsz,

@@ -705,7 +705,8 @@ static int srv_consul_auth(struct vf_srv *srv, char *why, size_t whylen)
 	snprintf(policy, sizeof(policy),
 	         "{\"Name\":\"vfile\",\"Rules\":\"key_prefix \\\"%s\\\" { policy = \\\"write\\\" } "
 	         "session_prefix \\\"\\\" { policy = \\\"write\\\" } "
-	         "node_prefix \\\"\\\" { policy = \\\"read\\\" }\"}",
+	         "node_prefix \\\"\\\" { policy = \\\"read\\\" } "
+	         "node \\\"vfile-sessions\\\" { policy = \\\"write\\\" }\"}",
 	         srv->acl_prefix ? srv->acl_prefix : "");
 
 	snprintf(hdr, sizeof(hdr), "X-Consul-Token: %s", srv->admin_secret);

@@ -39,7 +39,9 @@ struct vf_srv_opts {
 	int tls_client_auth;            /* 1: clients must present a certificate (etcd
 	                                   --client-cert-auth, Consul verify_incoming_https) */
 	/* With auth: the vfile user (etcd role) / token (Consul policy: key_prefix write,
-	 * session_prefix write) is limited to keys under this prefix (NULL: every key). */
+	 * session_prefix write, node_prefix read, node "vfile-sessions" write: the node
+	 * the Consul driver binds sessions to) is limited to keys under this prefix
+	 * (NULL: every key). */
 	const char *acl_prefix;
 	/* etcd with members > 1: every member's peer URL is a vf_proxy the harness owns
 	 * (the member listens on its own peer port, the cluster reaches it through the

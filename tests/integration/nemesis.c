@@ -33,7 +33,8 @@
  *  - gref == number of client/<vol>/ keys;
  *  - client/<vol>/<host> holds exactly the mount ids the host's answers left it
  *    with (a surviving host; a killed host: what it had, give or take the op in
- *    flight), and the host's own local mount table agrees;
+ *    flight, its failed ops and the ids its background release had not dropped
+ *    when it died), and the host's own local mount table agrees;
  *  - gref > 0: Mounted, a server/ key, exactly one live file server;
  *    gref == 0: not Mounted, no live file server;
  *  - no gref/state lock held while every node is idle (observer try-locks);

@@ -13,6 +13,9 @@
  *  8-13. (etcd) failover: leader paused under a keep-alive, a watch cut mid-stream,
  *     a watch resumed past the store's head, a member without leader, a revision
  *     with an unreadable event, a waiter key left by a failed give-back
+ *  14. (Consul) the server a manager talks to first paused, then black-holed,
+ *     then the leader paused, past the session TTL: the lease and the file
+ *     server survive
  * Each case ends with ig_invariants on every volume it used and prints its
  * time to recover ("MEASURE ..." lines, recorded in doc/reliability.md).
  */
@@ -348,6 +351,20 @@ static int fn_cmd(struct fnode *n, int ms, char *msg, size_t size, const char *c
 	if (rc == VF_OK && strcmp(cmd, "unmount") == 0 && strcmp(id, "probe") != 0)
 		fn_believe(n, vol, 0);
 	return rc;
+}
+
+/* Lines of the node's log that contain needle. */
+static int fn_log_count(const struct fnode *n, const char *needle)
+{
+	FILE *f = fopen(n->log, "r");
+	char line[2048];
+	int found = 0;
+
+	while (f && fgets(line, sizeof(line), f))
+		found += strstr(line, needle) != NULL;
+	if (f)
+		fclose(f);
+	return found;
 }
 
 static int fn_log_has(const struct fnode *n, const char *needle)
@@ -1719,6 +1736,242 @@ static void test_etcd_lock_giveback(void)
 	vf_proxy_stop(&px);
 }
 
+/* ---- 14. Consul: the server a manager talks to first paused, then black-holed ----
+ * Issue 12 (the Consul nemesis, seed 1796322065): a mount 10.2 s into a black hole
+ * of one Consul server failed because its manager had given its file server up: the
+ * manager's session could not be kept alive. Sessions were bound to the node of the
+ * agent that created them, with its serfHealth check: when that server stops, the
+ * other two mark its node failed and invalidate every session on it, although they
+ * hold quorum and answer. 3 servers, each behind a proxy; every node lists the
+ * victim (a follower) first. The victim is SIGSTOPped, then (after it rejoined)
+ * black-holed through its proxy, then the leader of the moment is SIGSTOPped,
+ * each time for 2 TTLs + 5 s. The manager's lease
+ * must survive both, its file server must keep running, a mount and an unmount of
+ * the volume from another host TTL + 3 s into the fault must succeed within one
+ * failover bound, and the refcounts must be exact. */
+struct cm_fault {
+	int lost;          /* leases the manager logged lost meanwhile */
+	int64_t down_ms;   /* sampled time without exactly one live server */
+	int64_t mount_ms;  /* the mount during the fault: its latency (-1: failed) */
+	int64_t umount_ms; /* the unmount after it */
+	char msg[1024];
+};
+
+/* Answer of a command sent with fn_send, or -1 while none came (non-blocking). */
+static int cm_poll_reply(struct fnode *n, char *msg, size_t size)
+{
+	struct pollfd pf = {.fd = n->out_fd, .events = POLLIN};
+
+	if (memchr(n->buf, '\n', n->len) == NULL && poll(&pf, 1, 0) <= 0)
+		return -1;
+	return fn_reply(n, 1000, msg, size);
+}
+
+/* Hold the fault (already applied) for hold_ms, sampling the volume's servers
+ * every 100 ms, and send a mount then an unmount from host at op_at_ms. */
+static void cm_hold(struct fcase *fc, struct fnode *host, int64_t hold_ms, int64_t op_at_ms,
+                    struct cm_fault *r)
+{
+	int64_t t0 = vf_now_ms(), last = t0, sent = 0;
+	int stage = 0; /* 0: before the mount, 1: mount sent, 2: unmount sent, 3: done */
+
+	memset(r, 0, sizeof(*r));
+	r->mount_ms = r->umount_ms = -1;
+	while (vf_now_ms() - t0 < hold_ms || (stage == 1 || stage == 2)) {
+		int64_t now = vf_now_ms();
+		char m[1024];
+		int rc;
+
+		if (ig_dirfs_servers(fc->dir, "v") != 1)
+			r->down_ms += now - last;
+		last = now;
+		if (stage == 0 && now - t0 >= op_at_ms) {
+			CU_ASSERT_EQUAL_FATAL(fn_send(host, "mount v c2"), 0);
+			sent = now;
+			stage = 1;
+		} else if (stage == 1 && (rc = cm_poll_reply(host, m, sizeof(m))) >= 0) {
+			if (rc == VF_OK) {
+				r->mount_ms = vf_now_ms() - sent;
+				CU_ASSERT_EQUAL_FATAL(fn_send(host, "unmount v c2"), 0);
+				sent = vf_now_ms();
+				stage = 2;
+			} else {
+				snprintf(r->msg, sizeof(r->msg), "mount: %d %.900s", rc, m);
+				stage = 3;
+			}
+		} else if (stage == 2 && (rc = cm_poll_reply(host, m, sizeof(m))) >= 0) {
+			if (rc == VF_OK)
+				r->umount_ms = vf_now_ms() - sent;
+			else
+				snprintf(r->msg, sizeof(r->msg), "unmount: %d %.900s", rc, m);
+			stage = 3;
+		}
+		if ((stage == 1 || stage == 2) && vf_now_ms() - sent > fc->op_timeout_ms + 10000L) {
+			snprintf(r->msg, sizeof(r->msg), "%s: no answer",
+			         stage == 1 ? "mount" : "unmount");
+			CU_FAIL_FATAL("an operation hangs");
+		}
+		ig_nap_ms(100);
+	}
+}
+
+/* Wait until member i answers a write again (it rejoined), bounded by ms. */
+static int cm_rejoined(const struct vf_srv *cl, int i, const char *key, int ms)
+{
+	struct vf_kv *kv = NULL;
+	struct vf_err e = {0};
+	char snip[256];
+	int rc = VF_EUNAVAIL;
+
+	snprintf(snip, sizeof(snip), "endpoints = [\"http://127.0.0.1:%d\"]; timeout_ms = %d;",
+	         cl->m[i].client_port, ig.req_timeout_ms);
+	if (ig_open(snip, &kv, &e) != VF_OK)
+		return 0;
+	for (int64_t end = vf_now_ms() + ms; vf_now_ms() < end; ig_nap_ms(200)) {
+		struct vf_kv_pair p = {0};
+
+		rc = kv->ops->put(kv, key, "x", 1, NULL, NULL, &e);
+		/* a stale read would not prove it caught up: read back through it */
+		if (rc == VF_OK)
+			rc = kv->ops->get(kv, key, &p, &e);
+		vf_kv_pair_clear(&p);
+		if (rc == VF_OK)
+			break;
+	}
+	kv->ops->close(kv);
+	return rc == VF_OK;
+}
+
+static void test_consul_member_fault_lease(void)
+{
+	struct vf_srv_opts o = {0};
+	struct vf_srv *cl = NULL;
+	struct vf_proxy *px[3] = {NULL};
+	struct vf_kv *save = ig.kv, *okv = NULL;
+	struct fcase fc;
+	struct fnode n[3];
+	struct fprobe pr;
+	struct ig_probe ip;
+	struct cm_fault r[3];
+	struct vf_err e = {0};
+	char why[512], snip[512], osnip[256], key[128];
+	char *sv;
+	int leader = -1, victim, order[3];
+	int64_t hold_ms, op_at_ms, op_bound;
+
+	if (ig.kind != VF_SRV_CONSUL) {
+		CU_PASS("Consul only");
+		return;
+	}
+	ig_case("consul_member_fault_lease", 420);
+	o.members = 3;
+	o.timeout_ms = ig.req_timeout_ms;
+	if (vf_srv_start(VF_SRV_CONSUL, &o, &cl, why, sizeof(why)) != 0) {
+		fprintf(stderr, "\ncluster: %s\n", why);
+		CU_FAIL_FATAL("cannot start 3 Consul servers");
+	}
+	for (int64_t end = vf_now_ms() + 30000L * ig.slow; leader < 0 && vf_now_ms() < end;)
+		if ((leader = vf_srv_leader(cl)) < 0)
+			ig_nap_ms(100);
+	CU_ASSERT_FATAL(leader >= 0);
+	victim = (leader + 1) % 3;
+	order[0] = victim;
+	order[1] = leader;
+	order[2] = (leader + 2) % 3;
+	for (int i = 0; i < 3; i++)
+		CU_ASSERT_EQUAL_FATAL(
+		        vf_proxy_start(cl->m[i].client_port, &px[i], why, sizeof(why)), 0);
+	snprintf(snip, sizeof(snip),
+	         "endpoints = [\"http://127.0.0.1:%d\", \"http://127.0.0.1:%d\", "
+	         "\"http://127.0.0.1:%d\"]; timeout_ms = %d;",
+	         vf_proxy_port(px[order[0]]), vf_proxy_port(px[order[1]]),
+	         vf_proxy_port(px[order[2]]), ig.req_timeout_ms);
+	/* the observer reads through the two servers that stay healthy */
+	snprintf(osnip, sizeof(osnip),
+	         "endpoints = [\"http://127.0.0.1:%d\", \"http://127.0.0.1:%d\"]; timeout_ms = %d;",
+	         cl->m[order[1]].client_port, cl->m[order[2]].client_port, ig.req_timeout_ms);
+	CU_ASSERT_EQUAL_FATAL(ig_open(osnip, &okv, &e), VF_OK);
+	ig.kv = okv;
+	fc_init(&fc, "f14");
+	fc.snippet = snip;
+	snprintf(key, sizeof(key), "%srejoin", fc.prefix);
+	CU_ASSERT_EQUAL_FATAL(fn_spawn(&n[0], &fc, "m1", 1, NULL, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(fn_spawn(&n[1], &fc, "h1", 0, NULL, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(fn_spawn(&n[2], &fc, "h2", 0, NULL, NULL), 0);
+	FN_OK(&n[1], "create", "v", NULL);
+	FN_OK(&n[1], "mount", "v", "c1");
+	sv = ig_value(fc.prefix, "server", "v");
+	CU_ASSERT_FATAL(sv != NULL && strncmp(sv, "m1", 2) == 0);
+	free(sv);
+	CU_ASSERT_EQUAL_FATAL(ig_dirfs_servers(fc.dir, "v"), 1);
+
+	/* 2 TTLs + 5 s: past the TTL and past Consul's own grace (it may end a
+	 * session up to 2 TTLs late), and past serf's failure detection */
+	hold_ms = 2L * fc.ttl_s * 1000 + 5000;
+	op_at_ms = (int64_t)fc.ttl_s * 1000 + 3000;
+	/* a mount or unmount through [victim, healthy, healthy]: the victim costs at
+	 * most one request timeout per request; a few requests each, and slack */
+	op_bound = 6L * ig.req_timeout_ms * ig.slow + 5000;
+	/* 0: the first endpoint (a follower) paused; 1: black-holed; 2: whichever
+	 * server leads then paused (an election; "No cluster leader" meanwhile) */
+	for (int f = 0; f < 3; f++) {
+		static const char *const what[] = {
+		        "(first endpoint, a follower) SIGSTOPped",
+		        "(first endpoint, a follower) black-holed",
+		        "(the leader) SIGSTOPped",
+		};
+		int lost0 = fn_log_count(&n[0], "LOST"), who = victim;
+
+		if (f == 2) {
+			who = -1;
+			for (int64_t end = vf_now_ms() + 30000L * ig.slow;
+			     who < 0 && vf_now_ms() < end;)
+				if ((who = vf_srv_leader(cl)) < 0)
+					ig_nap_ms(100);
+			CU_ASSERT_FATAL(who >= 0);
+		}
+		if (f == 1) {
+			vf_proxy_blackhole(px[who]);
+		} else {
+			CU_ASSERT_EQUAL_FATAL(vf_srv_member_pause(cl, who), 0);
+		}
+		cm_hold(&fc, &n[2], hold_ms, op_at_ms, &r[f]);
+		if (f == 1) {
+			vf_proxy_restore(px[who]);
+		} else {
+			CU_ASSERT_EQUAL(vf_srv_member_resume(cl, who), 0);
+		}
+		/* the server is back before the next fault (a loss reported late
+		 * counts too) */
+		CU_ASSERT_FATAL(cm_rejoined(cl, who, key, 60000 * ig.slow));
+		r[f].lost = fn_log_count(&n[0], "LOST") - lost0;
+		ig_note("case 14, Consul server n%d %s for %" PRId64
+		        " ms: manager lease %s, %" PRId64 " ms without exactly one live server; "
+		        "a mount %" PRId64 " ms into it took %" PRId64 " ms, the unmount %" PRId64
+		        " ms (bound %" PRId64 " ms)%s%s",
+		        who, what[f], hold_ms, r[f].lost ? "LOST" : "kept", r[f].down_ms, op_at_ms,
+		        r[f].mount_ms, r[f].umount_ms, op_bound, r[f].msg[0] ? ": " : "", r[f].msg);
+		CU_ASSERT_EQUAL(r[f].lost, 0);
+		CU_ASSERT_EQUAL(r[f].down_ms, 0);
+		CU_ASSERT(r[f].mount_ms >= 0 && r[f].mount_ms <= op_bound);
+		CU_ASSERT(r[f].umount_ms >= 0 && r[f].umount_ms <= op_bound);
+		CU_ASSERT_EQUAL(ig_num(fc.prefix, "gref", "v"), 1);
+		CU_ASSERT_EQUAL(ig_clients(fc.prefix, "v"), 1);
+		CU_ASSERT_EQUAL(ig_dirfs_servers(fc.dir, "v"), 1);
+	}
+	pr = (struct fprobe){&fc, n, 3, 2};
+	ip = fp_of(&pr);
+	CU_ASSERT(ig_invariants(&ip, fc.prefix, "v", 20000));
+	FN_OK(&n[1], "unmount", "v", "c1");
+	CU_ASSERT(ig_settled(&ip, fc.prefix, "v", 20000));
+	fc_end(n, 3, &fc);
+	ig.kv = save;
+	okv->ops->close(okv);
+	for (int i = 0; i < 3; i++)
+		vf_proxy_stop(&px[i]);
+	vf_srv_stop(&cl);
+}
+
 /* ---- registration ---- */
 static int fc_selected(const char *fn)
 {
@@ -1769,4 +2022,5 @@ void vf_test_register(void)
 	FC_ADD(s, test_etcd_no_leader_member);
 	FC_ADD(s, test_etcd_watch_revision_not_cut);
 	FC_ADD(s, test_etcd_lock_giveback);
+	FC_ADD(s, test_consul_member_fault_lease);
 }

@@ -780,6 +780,28 @@ static void test_consul_tls_acl_ok(void)
 	sec_close(&kv);
 }
 
+/* A token that may not write the session node (consul.session_node names a node
+ * the policy does not grant): sessions fall back to the agent's node, with a
+ * warning, and everything works as before. */
+static void test_consul_session_node_refused(void)
+{
+	char s[2048], t[1024];
+	struct vf_err err = {0};
+	struct vf_kv *kv = NULL;
+
+	SEC_OK(sec_open(sec_settings(s, sizeof(s), vf_srv_auth_config(sec_srv, 1),
+	                             "%s session_node = \"vfile-not-granted\";",
+	                             sec_tls(t, sizeof(t), "ca", "client")),
+	                &kv, &err));
+	if (kv) {
+		/* sec_exercise's watch waits for a change of sec/w: an earlier
+		 * exercise left it with the value it puts (Consul then sends no event) */
+		kv->ops->del(kv, SEC_PREFIX "sec/w", &err);
+		sec_exercise(kv);
+	}
+	sec_close(&kv);
+}
+
 /* Keys outside the prefix: refused with VF_EAUTH, for reads and writes. */
 static void sec_outside_prefix(const char *settings)
 {
@@ -1161,6 +1183,7 @@ void vf_test_register(void)
 		vf_test_abort("suite consul_tls_acl");
 	VF_ADD_TEST(s, test_consul_tls_acl_ok);
 	VF_ADD_TEST(s, test_consul_token_file);
+	VF_ADD_TEST(s, test_consul_session_node_refused);
 	VF_ADD_TEST(s, test_consul_outside_prefix);
 	VF_ADD_TEST(s, test_consul_wrong_token);
 	VF_ADD_TEST(s, test_consul_no_token);

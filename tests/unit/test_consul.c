@@ -341,8 +341,8 @@ static void test_session(void)
 	CU_ASSERT_EQUAL(consul_duration_s("15", &ttl), VF_EPROTO);
 	CU_ASSERT_EQUAL(consul_duration_s("", &ttl), VF_EPROTO);
 
-	CU_ASSERT_EQUAL_FATAL(consul_session_body("vfile-h-1", 15, "delete", 0, &gen, &glen, &err),
-	                      VF_OK);
+	CU_ASSERT_EQUAL_FATAL(
+	        consul_session_body("vfile-h-1", 15, "delete", 0, NULL, &gen, &glen, &err), VF_OK);
 	CU_ASSERT_EQUAL_FATAL(vf_json_parse(gen, glen, &t, &err), VF_OK);
 	CU_ASSERT_STRING_EQUAL(vf_json_str(vf_json_get(t, "TTL", NULL)), "15s");
 	CU_ASSERT_STRING_EQUAL(vf_json_str(vf_json_get(t, "Behavior", NULL)), "delete");
@@ -352,8 +352,54 @@ static void test_session(void)
 		yajl_val c = vf_json_get(t, "NodeChecks", NULL);
 		CU_ASSERT(c != NULL && YAJL_IS_ARRAY(c) && c->u.array.len == 0);
 	}
+	CU_ASSERT_PTR_NULL(vf_json_get(t, "Node", NULL)); /* the agent's node */
 	yajl_tree_free(t);
 	free(gen);
+
+	/* bound to a node of its own, still without checks */
+	CU_ASSERT_EQUAL_FATAL(consul_session_body("vfile-h-2", 10, "release", 0, "vfile-sessions",
+	                                          &gen, &glen, &err),
+	                      VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_json_parse(gen, glen, &t, &err), VF_OK);
+	CU_ASSERT_STRING_EQUAL(vf_json_str(vf_json_get(t, "Node", NULL)), "vfile-sessions");
+	{
+		yajl_val c = vf_json_get(t, "NodeChecks", NULL);
+		CU_ASSERT(c != NULL && YAJL_IS_ARRAY(c) && c->u.array.len == 0);
+	}
+	yajl_tree_free(t);
+	free(gen);
+	CU_ASSERT_EQUAL_FATAL(consul_node_register_body("vfile-sessions", &gen, &glen, &err),
+	                      VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_json_parse(gen, glen, &t, &err), VF_OK);
+	CU_ASSERT_STRING_EQUAL(vf_json_str(vf_json_get(t, "Node", NULL)), "vfile-sessions");
+	CU_ASSERT_PTR_NOT_NULL(vf_json_str(vf_json_get(t, "Address", NULL)));
+	CU_ASSERT_PTR_NULL(vf_json_get(t, "Checks", NULL)); /* no serfHealth: never reaped */
+	yajl_tree_free(t);
+	free(gen);
+}
+
+/* Which answers move a request to the next server (saved Consul 1.8.7 texts). */
+static void test_failover_answer(void)
+{
+	static const char nl[] = "No cluster leader";
+	static const char rpc[] = "rpc error making call: EOF";
+	static const char miss[] = "Missing node registration";
+
+	/* no leader, too many requests: nothing applied, writes move too */
+	CU_ASSERT(consul_failover_answer(500, nl, strlen(nl), 0));
+	CU_ASSERT(consul_failover_answer(500, nl, strlen(nl), 1));
+	CU_ASSERT(consul_failover_answer(429, "", 0, 0));
+	/* another 5xx: reads only (a write may have been applied) */
+	CU_ASSERT(consul_failover_answer(500, rpc, strlen(rpc), 1));
+	CU_ASSERT(!consul_failover_answer(500, rpc, strlen(rpc), 0));
+	CU_ASSERT(consul_failover_answer(503, "", 0, 1));
+	/* answers about the request, not the server */
+	CU_ASSERT(!consul_failover_answer(500, miss, strlen(miss), 0));
+	CU_ASSERT(!consul_failover_answer(500, miss, strlen(miss), 1));
+	CU_ASSERT(!consul_failover_answer(403, "Permission denied", 17, 1));
+	CU_ASSERT(!consul_failover_answer(404, "", 0, 1));
+	CU_ASSERT(!consul_failover_answer(409, "", 0, 0));
+	CU_ASSERT(!consul_failover_answer(200, "", 0, 1));
 }
 
 static void test_txn_build(void)
@@ -542,6 +588,7 @@ void vf_test_register(void)
 	VF_ADD_TEST(s, test_txn_errors);
 	VF_ADD_TEST(s, test_status_errors);
 	VF_ADD_TEST(s, test_session);
+	VF_ADD_TEST(s, test_failover_answer);
 	VF_ADD_TEST(s, test_txn_build);
 	VF_ADD_TEST(s, test_watch_diff);
 	VF_ADD_TEST(s, test_next_index);

@@ -13,6 +13,7 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <time.h>
 #include <string.h>
 #include <time.h>
 
@@ -375,6 +376,104 @@ static void test_set_endpoints(void)
 	fx_stop(&fx);
 }
 
+/* A streamed read (a Consul listing) whose first member hangs reaches the next
+ * within its own timeout: the first try's share bounds the wait for its first
+ * byte (before: a stream was not split, the hung member took the whole budget
+ * and the read failed with "1 of 3 endpoints tried"). */
+static void test_stream_first_byte_failover(void)
+{
+	const struct vf_fake_route r[] = {
+	        {NULL, VF_FAKE_HANG, 0, 0, NULL},
+	        {NULL, VF_FAKE_REPLY, 0, 200, "[{\"Key\":\"a\"}]"},
+	        {NULL, VF_FAKE_REPLY, 0, 200, "[{\"Key\":\"a\"}]"},
+	};
+	struct http_fx fx;
+	struct vf_http_req req = {0};
+	struct vf_http_resp resp;
+	struct vf_buf got = {0};
+	struct vf_err err = {0};
+	int64_t t0, ms;
+
+	fx_start(&fx, r, 3, 0, 3000);
+	req.method = "GET";
+	req.path = "/v1/kv/p/?recurse";
+	req.idempotent = 1;
+	req.on_data = collect;
+	req.arg = &got;
+	req.stream_split = 1;
+	t0 = vf_now_ms();
+	CU_ASSERT_EQUAL(vf_http_do(fx.h, &req, &resp, &err), VF_OK);
+	ms = vf_now_ms() - t0;
+	CU_ASSERT_EQUAL(resp.status, 200);
+	CU_ASSERT_EQUAL(resp.endpoint, 1);
+	CU_ASSERT(got.data && strcmp(got.data, "[{\"Key\":\"a\"}]") == 0);
+	/* its share: 3000 / 3 ms, and the answer */
+	CU_ASSERT(ms < 1000 + HTTP_SLACK_MS);
+	printf("(second member answered the stream after %lld ms, budget 3000) ", (long long)ms);
+	vf_buf_free(&got);
+	vf_http_resp_free(&resp);
+	fx_stop(&fx);
+}
+
+struct demote_arg {
+	struct vf_http *h;
+	int ep, after_ms;
+};
+
+static void *demote_main(void *arg)
+{
+	struct demote_arg *d = arg;
+	struct timespec ts = {d->after_ms / 1000, (long)(d->after_ms % 1000) * 1000000L};
+
+	nanosleep(&ts, NULL);
+	vf_http_demote(d->h, d->ep);
+	return NULL;
+}
+
+/* A long poll (a Consul blocking query) on a member that hangs hears nothing for
+ * its whole wait; once another request marks that member bad, it leaves it and
+ * asks the next one (before: it waited out its timeout there, 65 s for a watch
+ * through a black-holed Consul server). */
+static void test_long_poll_leaves_demoted(void)
+{
+	const struct vf_fake_route r[] = {
+	        {NULL, VF_FAKE_HANG, 0, 0, NULL},
+	        {NULL, VF_FAKE_REPLY, 0, 200, "[]"},
+	};
+	struct http_fx fx;
+	struct vf_http_req req = {0};
+	struct vf_http_resp resp;
+	struct vf_buf got = {0};
+	struct vf_err err = {0};
+	struct demote_arg d;
+	volatile int cancel = 0;
+	pthread_t th;
+	int64_t t0, ms;
+
+	fx_start(&fx, r, 2, 0, 2000);
+	req.method = "GET";
+	req.path = "/v1/kv/p/?recurse&index=5&wait=60000ms";
+	req.idempotent = 1;
+	req.timeout_ms = 8000; /* above the configured 2000: a long poll, not split */
+	req.on_data = collect;
+	req.arg = &got;
+	req.cancel = &cancel;
+	req.leave_if_demoted = 1;
+	d = (struct demote_arg){fx.h, 0, 500};
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&th, NULL, demote_main, &d), 0);
+	t0 = vf_now_ms();
+	CU_ASSERT_EQUAL(vf_http_do(fx.h, &req, &resp, &err), VF_OK);
+	ms = vf_now_ms() - t0;
+	pthread_join(th, NULL);
+	CU_ASSERT_EQUAL(resp.status, 200);
+	CU_ASSERT_EQUAL(resp.endpoint, 1);
+	CU_ASSERT(ms >= 500 && ms < 500 + HTTP_SLACK_MS);
+	printf("(left the hung member %lld ms after the start, demoted at 500) ", (long long)ms);
+	vf_buf_free(&got);
+	vf_http_resp_free(&resp);
+	fx_stop(&fx);
+}
+
 void vf_test_register(void)
 {
 	CU_pSuite s = CU_add_suite("http", NULL, NULL);
@@ -390,4 +489,6 @@ void vf_test_register(void)
 	VF_ADD_TEST(s, test_503_failover);
 	VF_ADD_TEST(s, test_stream_not_replayed);
 	VF_ADD_TEST(s, test_set_endpoints);
+	VF_ADD_TEST(s, test_stream_first_byte_failover);
+	VF_ADD_TEST(s, test_long_poll_leaves_demoted);
 }
