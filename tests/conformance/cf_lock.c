@@ -444,9 +444,13 @@ static void test_lock_after_holder_lost(void)
 	int rc;
 
 	cf_case("lock_after_holder_lost", 60);
-	snprintf(cfg, sizeof(cfg), "%s%s", vf_srv_config(cf_srv),
-	         strcmp(cf_name, "consul") == 0 ? " lock_delay_ms = 2000;" : "");
-	CF_OK_FATAL(cf_open(cfg, &dkv, &err));
+	if (cf_srv) {
+		snprintf(cfg, sizeof(cfg), "%s%s", vf_srv_config(cf_srv),
+		         strcmp(cf_name, "consul") == 0 ? " lock_delay_ms = 2000;" : "");
+		CF_OK_FATAL(cf_open(cfg, &dkv, &err));
+	} else {
+		CF_OK_FATAL(cf_open_more(&dkv, &err));
+	}
 	cf_key(name, sizeof(name), "delay", "n");
 	CF_OK_FATAL(dkv->ops->lease_grant(dkv, cf_lease_ttl(), 0, NULL, NULL, &la, &err));
 	CF_OK_FATAL(dkv->ops->lease_grant(dkv, cf_lease_ttl(), 0, NULL, NULL, &lb, &err));

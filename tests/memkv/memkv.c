@@ -55,15 +55,43 @@ struct mk_waiter {
 struct mk_lockrec {
 	char *name;
 	int64_t holder; /* lease id, 0: free */
+	int owned;      /* the holder has a handle for it (else: adopted on its retry) */
 	int64_t fence;
 	struct mk_waiter *head, *tail;
 	struct mk_lockrec *next;
 };
 
 struct mk_lock {
-	struct vf_kv_lock base;
+	struct vf_kv_lock base; /* base.key: "<name>/.lock", as kv.h says a lock's key is */
+	char *name;
 	int64_t lease;
+	struct memkv_store *st;
 };
+
+static struct mk_lock *mk_lock_new(struct memkv_store *st, const char *name, int64_t lease)
+{
+	struct mk_lock *l = calloc(1, sizeof(*l));
+
+	if (l == NULL || (l->name = strdup(name)) == NULL ||
+	    asprintf(&l->base.key, "%s/.lock", name) < 0) {
+		if (l)
+			free(l->name);
+		free(l);
+		return NULL;
+	}
+	l->lease = lease;
+	l->st = st;
+	return l;
+}
+
+static void mk_lock_free(struct mk_lock *l)
+{
+	if (l) {
+		free(l->base.key);
+		free(l->name);
+		free(l);
+	}
+}
 
 struct memkv_store {
 	pthread_mutex_t mu;
@@ -268,6 +296,7 @@ static struct mk_lockrec *mk_lockrec(struct memkv_store *st, const char *name, i
 static void mk_lock_pass(struct memkv_store *st, struct mk_lockrec *r)
 {
 	r->holder = 0;
+	r->owned = 0;
 	while (r->head) {
 		struct mk_waiter *w = r->head;
 
@@ -281,6 +310,7 @@ static void mk_lock_pass(struct memkv_store *st, struct mk_lockrec *r)
 			continue;
 		}
 		r->holder = w->lease;
+		r->owned = 1;
 		r->fence++;
 		w->state = 1;
 		pthread_cond_signal(&w->cv);
@@ -570,7 +600,7 @@ static int mk_lock_held(struct memkv_store *st, const struct vf_kv_lock *lk)
 	const struct mk_lock *l = (const struct mk_lock *)lk;
 	struct mk_lockrec *r;
 
-	if (l == NULL || (r = mk_lockrec(st, l->base.key, 0)) == NULL)
+	if (l == NULL || (r = mk_lockrec(st, l->name, 0)) == NULL)
 		return 0;
 	return r->holder == l->lease && r->fence == l->base.fence &&
 	       mk_lease_find(st, l->lease) != NULL;
@@ -599,7 +629,7 @@ static int mk_cmp_ok(struct memkv_store *st, const struct vf_kv_cmp *c)
 
 static void mk_unlock_locked(struct memkv_store *st, struct mk_lock *l)
 {
-	struct mk_lockrec *r = mk_lockrec(st, l->base.key, 0);
+	struct mk_lockrec *r = mk_lockrec(st, l->name, 0);
 
 	if (r && r->holder == l->lease && r->fence == l->base.fence)
 		mk_lock_pass(st, r);
@@ -760,19 +790,14 @@ static int mk_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *name
 	struct memkv_store *st = mk_st(kv);
 	int64_t id = ((struct mk_lease *)lease)->id;
 	struct mk_lockrec *r;
-	struct mk_lock *l = calloc(1, sizeof(*l));
+	struct mk_lock *l;
 	int rc = VF_OK;
 
 	*lock_r = NULL;
-	if ((rc = vf_kv_key_check(name, VF_KEY_LOCK, "memkv: lock", err)) != VF_OK) {
-		free(l);
+	if ((rc = vf_kv_key_check(name, VF_KEY_LOCK, "memkv: lock", err)) != VF_OK)
 		return rc;
-	}
-	if (l == NULL || (l->base.key = strdup(name)) == NULL) {
-		free(l);
+	if ((l = mk_lock_new(st, name, id)) == NULL)
 		return vf_err_set(err, VF_ENOMEM, "memkv: lock %s: out of memory", name);
-	}
-	l->lease = id;
 	pthread_mutex_lock(&st->mu);
 	if (mk_lease_find(st, id) == NULL) {
 		rc = vf_err_set(err, VF_ELEASE, "memkv: lock %s: lease %s is gone", name,
@@ -784,10 +809,28 @@ static int mk_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *name
 		rc = vf_err_set(err, VF_ENOMEM, "memkv: lock %s: out of memory", name);
 		goto out;
 	}
-	if (r->holder == 0 && r->head == NULL) {
+	/* kv.h: a lease holds a name at most once; asking again while it holds (with a
+	 * handle) or awaits it is VF_EBUSY at once. A hold whose handle was lost (the
+	 * answer of an acquisition that was applied, memkv_lock_abandon) is adopted. */
+	if (r->holder == id && r->owned) {
+		rc = vf_err_set(err, VF_EBUSY, "memkv: lock %s is already held by lease %s", name,
+		                lease->id);
+		goto out;
+	}
+	for (struct mk_waiter *x = r->head; x; x = x->next)
+		if (x->lease == id) {
+			rc = vf_err_set(err, VF_EBUSY,
+			                "memkv: lock %s is already awaited by lease %s", name,
+			                lease->id);
+			goto out;
+		}
+	if (r->holder == id) {
+		r->owned = 1;
+	} else if (r->holder == 0 && r->head == NULL) {
 		r->holder = id;
+		r->owned = 1;
 		r->fence++;
-	} else if (r->holder != id) {
+	} else {
 		struct mk_waiter w = {.lease = id};
 		struct timespec ts;
 
@@ -850,8 +893,7 @@ static int mk_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *name
 out:
 	pthread_mutex_unlock(&st->mu);
 	if (rc != VF_OK) {
-		free(l->base.key);
-		free(l);
+		mk_lock_free(l);
 		return rc;
 	}
 	*lock_r = &l->base;
@@ -868,8 +910,7 @@ static int mk_unlock(struct vf_kv *kv, struct vf_kv_lock **lock, struct vf_err *
 	pthread_mutex_lock(&st->mu);
 	mk_unlock_locked(st, l);
 	pthread_mutex_unlock(&st->mu);
-	free(l->base.key);
-	free(l);
+	mk_lock_free(l);
 	*lock = NULL;
 	return VF_OK;
 }
@@ -894,14 +935,12 @@ static int mk_lock_many(struct vf_kv *kv, struct vf_kv_lease *lease, const char 
 	if ((rc = vf_kv_txn_keys_check(cmps, ncmp, NULL, 0, err)) != VF_OK)
 		return rc;
 	for (i = 0; i < n; i++) {
-		struct mk_lock *l = calloc(1, sizeof(*l));
+		struct mk_lock *l = mk_lock_new(st, names[i], id);
 
-		if (l == NULL || (l->base.key = strdup(names[i])) == NULL) {
-			free(l);
+		if (l == NULL) {
 			rc = vf_err_set(err, VF_ENOMEM, "memkv: lock_many: out of memory");
 			goto out;
 		}
-		l->lease = id;
 		locks_r[i] = &l->base;
 	}
 	pthread_mutex_lock(&st->mu);
@@ -925,6 +964,7 @@ static int mk_lock_many(struct vf_kv *kv, struct vf_kv_lease *lease, const char 
 			break;
 		}
 		r->holder = id;
+		r->owned = 1;
 		locks_r[i]->fence = ++r->fence;
 	}
 	pthread_mutex_unlock(&st->mu);
@@ -932,8 +972,7 @@ out:
 	if (rc != VF_OK)
 		for (i = 0; i < n; i++)
 			if (locks_r[i]) {
-				free(locks_r[i]->key);
-				free(locks_r[i]);
+				mk_lock_free((struct mk_lock *)locks_r[i]);
 				locks_r[i] = NULL;
 			}
 	return rc;
@@ -967,7 +1006,9 @@ static void *mk_watch_thread(void *arg)
 		size_t n = 0;
 		int stop = 0;
 
-		if (w->pos < st->compact_rev) {
+		/* history gone, or a start past the head (kv.h: a watch resumed after
+		 * a revision the store has not reached begins with VF_EV_RESYNC) */
+		if (w->pos < st->compact_rev || w->pos > st->rev) {
 			struct vf_kv_event ev = {.type = VF_EV_RESYNC,
 			                         .key = w->prefix,
 			                         .value = "",
@@ -1232,4 +1273,20 @@ size_t memkv_count(struct memkv_store *st, const char *prefix)
 		n += strncmp(st->ents[i].key, prefix, plen) == 0;
 	pthread_mutex_unlock(&st->mu);
 	return n;
+}
+
+void memkv_lock_abandon(struct vf_kv_lock **lock)
+{
+	struct mk_lock *l = (struct mk_lock *)*lock;
+	struct mk_lockrec *r;
+
+	if (l == NULL)
+		return;
+	pthread_mutex_lock(&l->st->mu);
+	r = mk_lockrec(l->st, l->name, 0);
+	if (r && r->holder == l->lease && r->fence == l->base.fence)
+		r->owned = 0;
+	pthread_mutex_unlock(&l->st->mu);
+	mk_lock_free(l);
+	*lock = NULL;
 }

@@ -16,9 +16,12 @@
  * every 20 ms); auto keep-alive renews them unless frozen; memkv_lease_kill()
  * ends one at once (the owner's lost callback runs, as after a partition).
  * Locks are lease-locks with FIFO waiters (one condition variable per waiter),
- * a fence that grows with every acquisition, and are re-entrant per lease (a
- * lease asking for a lock it holds gets it again: how an uncertain lock() is
- * recovered). Watches keep history until compact().
+ * a fence that grows with every acquisition, and, as kv.h says, a lease holds
+ * a name at most once (asking again while it holds or awaits it is VF_EBUSY); a
+ * hold whose handle was lost (memkv_lock_abandon: the fault shim's "applied but
+ * reported uncertain") is adopted by the same lease's next lock(), as the real
+ * drivers adopt the waiter key of a lost answer. Watches keep history until
+ * compact(). tests/conformance checks memkv against kv.h (memkv.test).
  */
 #ifndef VFILE_MEMKV_H
 #define VFILE_MEMKV_H
@@ -47,6 +50,9 @@ size_t memkv_lease_count(struct memkv_store *st);
 char *memkv_value(struct memkv_store *st, const char *key);
 /* Number of keys under prefix. */
 size_t memkv_count(struct memkv_store *st, const char *prefix);
+/* Free a memkv lock handle as if its acquisition's answer was lost: the lease
+ * keeps the lock, and its next lock() of the name adopts it. */
+void memkv_lock_abandon(struct vf_kv_lock **lock);
 
 /* ---- shims ---- */
 enum memkv_slot {

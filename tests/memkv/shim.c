@@ -70,6 +70,28 @@ static struct memkv_shim *shim_of(struct vf_kv *kv)
 	return (struct memkv_shim *)kv;
 }
 
+/* A lock taken in the store whose handle the caller never learns. Over memkv the
+ * lease keeps it, adopted by its next lock() (as a real driver adopts the waiter
+ * key of a lost answer); over another store the handle is kept and released at
+ * close. */
+static void shim_lock_lost(struct memkv_shim *s, struct vf_kv_lock **lock)
+{
+	if (*lock == NULL)
+		return;
+	if (s->inner->ops == memkv_ops()) {
+		memkv_lock_abandon(lock);
+		return;
+	}
+	pthread_mutex_lock(&s->mu);
+	if (s->nlost_locks < 64) {
+		s->lost_locks[s->nlost_locks++] = *lock;
+		*lock = NULL;
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (*lock)
+		s->inner->ops->unlock(s->inner, lock, NULL);
+}
+
 static int shim_fail(int mode, int slot, struct vf_err *err)
 {
 	if (mode == MEMKV_FAULT_UNAVAIL)
@@ -245,13 +267,7 @@ static int shim_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *na
 	if (mode == MEMKV_FAULT_UNCERTAIN_APPLIED && rc == VF_OK) {
 		/* the lock is taken in the store; the caller never learns its handle */
 		vf_kv_results_clear(reads_r, nreads);
-		pthread_mutex_lock(&s->mu);
-		if (s->nlost_locks < 64)
-			s->lost_locks[s->nlost_locks++] = *lock_r;
-		else
-			s->inner->ops->unlock(s->inner, lock_r, NULL);
-		pthread_mutex_unlock(&s->mu);
-		*lock_r = NULL;
+		shim_lock_lost(s, lock_r);
 		return shim_fail(mode, MEMKV_LOCK, err);
 	}
 	return rc;
@@ -271,15 +287,8 @@ static int shim_lock_many(struct vf_kv *kv, struct vf_kv_lease *lease, const cha
 	rc = s->inner->ops->lock_many(s->inner, lease, names, n, cmps, ncmp, locks_r, err);
 	if (mode == MEMKV_FAULT_UNCERTAIN_APPLIED && rc == VF_OK) {
 		/* the locks are taken in the store; the caller never learns their handles */
-		pthread_mutex_lock(&s->mu);
-		for (size_t i = 0; i < n; i++) {
-			if (s->nlost_locks < 64)
-				s->lost_locks[s->nlost_locks++] = locks_r[i];
-			else
-				s->inner->ops->unlock(s->inner, &locks_r[i], NULL);
-			locks_r[i] = NULL;
-		}
-		pthread_mutex_unlock(&s->mu);
+		for (size_t i = 0; i < n; i++)
+			shim_lock_lost(s, &locks_r[i]);
 		return shim_fail(mode, MEMKV_LOCK_MANY, err);
 	}
 	return rc;
