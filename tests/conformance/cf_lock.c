@@ -12,6 +12,7 @@
 #define CF_LOCK_THREADS 4
 #define CF_LOCK_ROUNDS 250
 
+/* One locker thread, with a handle and a lease of its own (locker 0 uses cf_kv). */
 struct cf_locker {
 	int idx;
 	int done, errors;
@@ -28,13 +29,24 @@ static void *cf_locker_main(void *arg)
 	struct cf_locker *lk = arg;
 	struct vf_err err = {0};
 	struct vf_kv_lease *lease = NULL;
+	struct vf_kv *kv = NULL;
 	char name[256], ctr[256], buf[32];
 
 	cf_key(name, sizeof(name), "lock", "excl");
 	cf_key(ctr, sizeof(ctr), "lock", "counter");
-	if (cf_ops->lease_grant(cf_kv, cf_lease_ttl(), 0, NULL, NULL, &lease, &err) != VF_OK) {
+	/* each locker its own handle, as each host has its own (cf_kv is one of them) */
+	if (lk->idx == 0) {
+		kv = cf_kv;
+	} else if (cf_open_more(&kv, &err) != VF_OK) {
+		lk->errors++;
+		snprintf(lk->msg, sizeof(lk->msg), "open: %s", err.msg);
+		return NULL;
+	}
+	if (kv->ops->lease_grant(kv, cf_lease_ttl(), 0, NULL, NULL, &lease, &err) != VF_OK) {
 		lk->errors++;
 		snprintf(lk->msg, sizeof(lk->msg), "lease_grant: %s", err.msg);
+		if (kv != cf_kv)
+			kv->ops->close(kv);
 		return NULL;
 	}
 	for (int i = 0; i < CF_LOCK_ROUNDS; i++) {
@@ -43,7 +55,7 @@ static void *cf_locker_main(void *arg)
 		long n = 0;
 		int rc;
 
-		rc = cf_ops->lock(cf_kv, lease, name, 60000 * cf_slow, NULL, 0, NULL, &lock, &err);
+		rc = kv->ops->lock(kv, lease, name, 60000 * cf_slow, NULL, 0, NULL, &lock, &err);
 		if (rc != VF_OK) {
 			lk->errors++;
 			snprintf(lk->msg, sizeof(lk->msg), "lock: %s", err.msg);
@@ -56,13 +68,13 @@ static void *cf_locker_main(void *arg)
 			cf_lk_fence_bad++;
 		cf_lk_fence = lock->fence;
 		pthread_mutex_unlock(&cf_lk_mu);
-		rc = cf_ops->get(cf_kv, ctr, &p, &err);
+		rc = kv->ops->get(kv, ctr, &p, &err);
 		if (rc == VF_OK)
 			n = strtol(p.value, NULL, 10);
 		vf_kv_pair_clear(&p);
 		if (rc == VF_OK || rc == VF_ENOTFOUND) {
 			snprintf(buf, sizeof(buf), "%ld", n + 1);
-			rc = cf_ops->put(cf_kv, ctr, buf, strlen(buf), NULL, NULL, &err);
+			rc = kv->ops->put(kv, ctr, buf, strlen(buf), NULL, NULL, &err);
 		}
 		if (rc != VF_OK) {
 			lk->errors++;
@@ -71,7 +83,7 @@ static void *cf_locker_main(void *arg)
 		pthread_mutex_lock(&cf_lk_mu);
 		cf_lk_inside--;
 		pthread_mutex_unlock(&cf_lk_mu);
-		if (cf_ops->unlock(cf_kv, &lock, &err) != VF_OK) {
+		if (kv->ops->unlock(kv, &lock, &err) != VF_OK) {
 			lk->errors++;
 			snprintf(lk->msg, sizeof(lk->msg), "unlock: %s", err.msg);
 		}
@@ -79,7 +91,9 @@ static void *cf_locker_main(void *arg)
 			break;
 		lk->done++;
 	}
-	cf_ops->lease_revoke(cf_kv, &lease, &err);
+	kv->ops->lease_revoke(kv, &lease, &err);
+	if (kv != cf_kv)
+		kv->ops->close(kv);
 	return NULL;
 }
 
@@ -121,7 +135,7 @@ static void test_lock_try_and_reads(void)
 	struct vf_kv_result rr[2] = {{0}};
 	char name[256], r1[256], r2[256], x[256], v[64];
 	const char *reads[2] = {r1, r2};
-	int64_t t0, rr1 = 0, took;
+	int64_t t0, rr1 = 0, took, fa;
 
 	cf_case("lock_try_and_reads", 60);
 	cf_key(name, sizeof(name), "lock", "try");
@@ -167,12 +181,20 @@ static void test_lock_try_and_reads(void)
 		CF_OK(cf_get_str(cf_kv, x, v, sizeof(v), NULL, &err));
 		CU_ASSERT_STRING_EQUAL(v, "a");
 	}
+	fa = a->fence;
 	CF_OK(cf_ops->unlock(cf_kv, &a, &err));
 	CU_ASSERT_PTR_NULL(a);
 	/* Released: the try now succeeds, with a larger fence. */
 	CF_OK(cf_ops->lock(cf_kv, lb, name, 0, NULL, 0, NULL, &b, &err));
-	if (b)
+	CU_ASSERT_PTR_NOT_NULL(b);
+	if (b) {
+		if (b->fence <= fa)
+			fprintf(stderr,
+			        "\nfence after re-acquisition %" PRId64 ", before %" PRId64 "\n",
+			        b->fence, fa);
+		CU_ASSERT(b->fence > fa);
 		CF_OK(cf_ops->unlock(cf_kv, &b, &err));
+	}
 	CF_OK(cf_ops->lease_revoke(cf_kv, &la, &err));
 	CF_OK(cf_ops->lease_revoke(cf_kv, &lb, &err));
 }

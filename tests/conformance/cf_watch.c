@@ -302,13 +302,29 @@ static void test_watch_order(void)
 	cf_check_mirror(&w, "watch view");
 	cf_ops->watch_stop(cf_kv, &wh);
 	CU_ASSERT_PTR_NULL(wh);
-	/* Stopped: no more events. */
+	/* Stopped: no more events. A second watch on the same prefix, started after
+	 * the stop, sees the next write: by then the stopped watch would have had it
+	 * too, had it not stopped (an event after watch_stop returned is a use of
+	 * freed caller memory in real code). */
 	{
-		int n0 = w.n;
+		const char *want[2] = {a, "after-stop"};
+		int n0;
 
+		pthread_mutex_lock(&w.mu);
+		n0 = w.n;
+		pthread_mutex_unlock(&w.mu);
+		cf_watch_init(&h, base);
+		CF_OK_FATAL(cf_ops->watch_start(cf_kv, base, 0, cf_watch_cb, &h, &hh, &err));
 		CF_OK(cf_ops->put(cf_kv, a, "after-stop", 10, NULL, NULL, &err));
-		CF_OK(cf_get_str(cf_kv, a, outside, sizeof(outside), NULL, &err));
+		CU_ASSERT(cf_watch_wait(&h, cf_pred_mirror_has, want, 15000));
+		cf_ops->watch_stop(cf_kv, &hh);
+		cf_watch_fini(&h);
+		pthread_mutex_lock(&w.mu);
+		if (w.n != n0)
+			fprintf(stderr, "\nstopped watch: %d events after watch_stop returned\n",
+			        w.n - n0);
 		CU_ASSERT_EQUAL(w.n, n0);
+		pthread_mutex_unlock(&w.mu);
 	}
 	cf_watch_fini(&w);
 }
