@@ -183,7 +183,7 @@ enum vf_key_kind {
  * operation, e.g. "put"). Used by every slot of every driver, and by memkv. */
 int vf_kv_key_check(const char *key, enum vf_key_kind kind, const char *what, struct vf_err *err);
 /* Every key of a txn (compares: VF_KEY, or VF_KEY_LOCK for VF_CMP_LOCK_FREE;
- * ops but VF_OP_UNLOCK: VF_KEY). */
+ * ops but VF_OP_UNLOCK: VF_KEY), and no key written (PUT, DELETE) twice. */
 int vf_kv_txn_keys_check(const struct vf_kv_cmp *cmps, size_t ncmp, const struct vf_kv_op *ops,
                          size_t nops, struct vf_err *err);
 

@@ -1025,6 +1025,7 @@ out:
 	if (rc == VF_ELEASE)
 		vf_ctx_lease_gone(ctx, lease);
 	vf_kv_results_clear(rr, S_N);
+	vf_failpoint_hit("mgr.stop_done", vol);
 	return rc;
 }
 
@@ -1788,6 +1789,7 @@ static void *mgr_reconciler(void *arg)
 			vf_log(VF_LOG_WARN, "node %s: %s", ctx->node_id, e.msg);
 		else
 			vf_node_auto_evict(ctx, &ctx->gone);
+		vf_failpoint_hit("mgr.reconcile_done", "");
 		pthread_mutex_lock(&m->mu);
 	}
 	pthread_mutex_unlock(&m->mu);

@@ -331,5 +331,17 @@ int vf_kv_txn_keys_check(const struct vf_kv_cmp *cmps, size_t ncmp, const struct
 	for (size_t i = 0; i < nops && rc == VF_OK; i++)
 		if (ops[i].kind != VF_OP_UNLOCK)
 			rc = vf_kv_key_check(ops[i].key, VF_KEY, "txn op", err);
+	/* kv.h: one txn writes a key at most once (etcd refuses it, Consul would
+	 * apply both in order): refused the same way by every backend. */
+	for (size_t i = 0; i < nops && rc == VF_OK; i++) {
+		if (ops[i].kind != VF_OP_PUT && ops[i].kind != VF_OP_DELETE)
+			continue;
+		for (size_t j = i + 1; j < nops && rc == VF_OK; j++)
+			if ((ops[j].kind == VF_OP_PUT || ops[j].kind == VF_OP_DELETE) &&
+			    strcmp(ops[i].key, ops[j].key) == 0)
+				rc = vf_err_set(err, VF_EINVAL,
+				                "txn writes key '%s' twice (ops %zu and %zu)",
+				                ops[i].key, i, j);
+	}
 	return rc;
 }

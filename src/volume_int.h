@@ -20,6 +20,10 @@ int vf_failpoint_hit(const char *name, const char *vol);
 /* Names used:
  *  mgr.after_claim_start / mgr.after_claim_stop: a marker was just claimed
  *  mgr.stop_after_read: stop handler holds the state lock and read gref == 0
+ *  mgr.stop_done: a stop handler has finished, whatever its outcome (the
+ *    return value is ignored)
+ *  mgr.reconcile_done: a pass of the reconciler thread has finished (vol "";
+ *    the return value is ignored)
  *  mgr.before_start_txn: the server is up, state not yet Mounted
  *  vol.mount_before_txn: host mounted locally, the gref+1 txn not yet sent
  *  mgr.inconsistent: the reconciler is about to log gref != client count

@@ -1011,6 +1011,9 @@ static int consul_delete(struct consul_kv *ck, const char *key, int cas, int64_t
 	rc = consul_txn_simple(ck, ops, n, NULL, NULL, &errs, &nerrs, err);
 	if (rc == VF_OK)
 		consul_seen_forget(ck, key);
+	/* kv.h: cas_del(key, 0) of an absent key deleted nothing: VF_ENOTFOUND, as etcd */
+	if (rc == VF_OK && cas && expect == 0)
+		rc = vf_err_set(err, VF_ENOTFOUND, "cas_del %s: no such key", key);
 	if (rc == CONSUL_ROLLED_BACK) {
 		if (!cas && nerrs && errs[0].kind == CONSUL_FAIL_MISSING)
 			rc = vf_err_set(err, VF_ENOTFOUND, "key %s not found", key);

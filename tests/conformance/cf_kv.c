@@ -85,6 +85,28 @@ static void test_kv_basic(void)
 	CU_ASSERT_EQUAL(p.value_len, 0);
 	CU_ASSERT_PTR_NOT_NULL(p.value);
 	vf_kv_pair_clear(&p);
+
+	/* kv.h "Sizes": a value of VF_KV_VALUE_PORTABLE bytes is accepted. */
+	{
+		char *big = malloc(VF_KV_VALUE_PORTABLE);
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(big);
+		for (size_t i = 0; i < VF_KV_VALUE_PORTABLE; i++)
+			big[i] = (char)('a' + i % 26);
+		cf_key(k, sizeof(k), "basic", "big");
+		CF_OK(cf_ops->put(cf_kv, k, big, VF_KV_VALUE_PORTABLE, NULL, NULL, &err));
+		CF_OK(cf_ops->get(cf_kv, k, &p, &err));
+		CU_ASSERT_EQUAL(p.value_len, VF_KV_VALUE_PORTABLE);
+		CU_ASSERT(p.value && memcmp(p.value, big, VF_KV_VALUE_PORTABLE) == 0);
+		vf_kv_pair_clear(&p);
+		free(big);
+	}
+	/* kv.h: err may be NULL; the status is still returned. */
+	CU_ASSERT_EQUAL(cf_ops->get(cf_kv, k2, &p, NULL), VF_ENOTFOUND);
+	CU_ASSERT_EQUAL(cf_ops->put(cf_kv, k2, "n", 1, NULL, NULL, NULL), VF_OK);
+	CU_ASSERT_EQUAL(cf_ops->cas(cf_kv, k2, "m", 1, 0, NULL, NULL, NULL), VF_ECONFLICT);
+	CU_ASSERT_EQUAL(cf_ops->get(cf_kv, "", &p, NULL), VF_EINVAL);
+	CU_ASSERT_EQUAL(cf_ops->del(cf_kv, k2, NULL), VF_OK);
 }
 
 /* ---- 2. compare-and-swap ---- */
@@ -128,11 +150,15 @@ static void test_cas(void)
 	CU_ASSERT_STRING_EQUAL(v, "v3");
 	CF_OK(cf_ops->cas_del(cf_kv, k, r3, &err));
 	CF_RC(cf_get_str(cf_kv, k, v, sizeof(v), NULL, &err), VF_ENOTFOUND);
-	{
-		int rc = cf_ops->cas_del(cf_kv, k, r3, &err);
-
-		CU_ASSERT(rc == VF_ECONFLICT || rc == VF_ENOTFOUND);
-	}
+	/* kv.h cas_del: an absent key fails an expected version > 0 (VF_ECONFLICT);
+	 * expected version 0 ("must be absent") holds and deletes nothing:
+	 * VF_ENOTFOUND; on a present key it fails (VF_ECONFLICT). */
+	CF_RC(cf_ops->cas_del(cf_kv, k, r3, &err), VF_ECONFLICT);
+	CF_RC(cf_ops->cas_del(cf_kv, k, 0, &err), VF_ENOTFOUND);
+	CF_OK(cf_ops->put(cf_kv, k, "v4", 2, NULL, NULL, &err));
+	CF_RC(cf_ops->cas_del(cf_kv, k, 0, &err), VF_ECONFLICT);
+	CF_OK(cf_get_str(cf_kv, k, v, sizeof(v), NULL, &err));
+	CU_ASSERT_STRING_EQUAL(v, "v4");
 }
 
 /* ---- 11. issue 12: lease binding of a put, keys, lock keys, lease loss ---- */

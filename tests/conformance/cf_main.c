@@ -289,7 +289,6 @@ void vf_test_register(void)
 		cf_slow = 5;
 		cf_timeout_ms = 5000;
 	}
-	atexit(cf_cleanup);
 	if (file && *file) {
 		cf_setup_config(file);
 	} else {
@@ -310,6 +309,8 @@ void vf_test_register(void)
 			exit(2);
 		}
 	}
+	/* after the harness's own exit handler: ours runs first (LIFO) */
+	atexit(cf_cleanup);
 	cf_ops = cf_kv->ops;
 	snprintf(cf_prefix, sizeof(cf_prefix), "conf-%ld-%ld/", (long)getpid(), (long)time(NULL));
 	printf("conformance: backend %s (%s), caps 0x%x, max_txn_ops %u, min_lease_ttl_s %d, "

@@ -93,6 +93,20 @@ static void test_txn(void)
 		CU_ASSERT_STRING_EQUAL(v, "z");
 		CF_RC(cf_get_str(cf_kv, c, v, sizeof(v), NULL, &err), VF_ENOTFOUND);
 	}
+	/* kv.h: a txn writes a key at most once: two writes are VF_EINVAL, nothing
+	 * applied (etcd refuses them; Consul would apply both in order). */
+	{
+		struct vf_kv_op ops[] = {
+		        {.kind = VF_OP_PUT, .key = d, .value = "1", .value_len = 1},
+		        {.kind = VF_OP_PUT, .key = a, .value = "9", .value_len = 1},
+		        {.kind = VF_OP_DELETE, .key = d}};
+
+		CF_RC(cf_ops->txn(cf_kv, NULL, 0, ops, 3, NULL, &err), VF_EINVAL);
+		CU_ASSERT(strstr(err.msg, "twice") != NULL);
+		CF_RC(cf_get_str(cf_kv, d, v, sizeof(v), NULL, &err), VF_ENOTFOUND);
+		CF_OK(cf_get_str(cf_kv, a, v, sizeof(v), NULL, &err));
+		CU_ASSERT_STRING_EQUAL(v, "2");
+	}
 	/* The limit: max_txn_ops ops commit, one more is VF_ELIMIT and writes nothing. */
 	{
 		size_t n = cf_kv->max_txn_ops + 1;

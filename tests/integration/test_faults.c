@@ -733,10 +733,6 @@ static void test_cluster_leader_killed(void)
 	char why[512];
 	int64_t t0;
 
-	if (ig.kind != VF_SRV_ETCD) {
-		CU_PASS("etcd only");
-		return;
-	}
 	ig_case("cluster_leader_killed", 240);
 	o.members = 3;
 	o.timeout_ms = ig.req_timeout_ms;
@@ -909,10 +905,6 @@ static void test_compacted_while_cut(void)
 	int64_t rev = 0, t0, ttr;
 	int rc;
 
-	if (!(ig.kv->ops->caps & VF_KV_CAP_COMPACT)) {
-		CU_PASS("no compaction");
-		return;
-	}
 	ig_case("compacted_while_cut", 120);
 	fc_init(&fc, "f6");
 	CU_ASSERT_EQUAL_FATAL(vf_proxy_start(ig.srv->m[0].client_port, &px, why, sizeof(why)), 0);
@@ -922,10 +914,14 @@ static void test_compacted_while_cut(void)
 	fm.snippet = vf_proxy_config(px);
 	fm.ttl_s = 20;
 	fm.reconcile_ms = 600000;
-	CU_ASSERT_EQUAL_FATAL(fn_spawn(&n[0], &fm, "m1", 1, NULL, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(fn_spawn(&n[0], &fm, "m1", 1, "mgr.reconcile_done:mark", NULL), 0);
 	CU_ASSERT_EQUAL_FATAL(fn_spawn(&n[1], &fc, "h1", 0, NULL, NULL), 0);
 	FN_OK(&n[1], "create", "v", NULL);
-	ig_nap_ms(300); /* the manager's first pass is done */
+	/* the manager's first pass is done (it runs at start; the next in 10 min) */
+	snprintf(k, sizeof(k), "%s/hit.mgr.reconcile_done.m1", fc.dir);
+	for (t0 = vf_now_ms(); access(k, F_OK) != 0 && vf_now_ms() - t0 < 20000L * ig.slow;)
+		ig_nap_ms(20);
+	CU_ASSERT_FATAL(access(k, F_OK) == 0);
 	vf_proxy_cut(px);
 	CU_ASSERT_EQUAL_FATAL(fn_send(&n[1], "mount v c1"), 0);
 	for (t0 = vf_now_ms();
@@ -1312,10 +1308,6 @@ static void test_etcd_leader_paused_keepalive(void)
 	struct vf_srv *cl = NULL;
 	char why[512], prefix[64], key[96];
 
-	if (ig.kind != VF_SRV_ETCD) {
-		CU_PASS("etcd only");
-		return;
-	}
 	ig_case("etcd_leader_paused_keepalive", 150);
 	ig_prefix(prefix, sizeof(prefix));
 	snprintf(key, sizeof(key), "%ska", prefix);
@@ -1433,10 +1425,6 @@ static void test_etcd_watch_failover_once(void)
 	int got, dups = 0, order = 0;
 	const int total = 200;
 
-	if (ig.kind != VF_SRV_ETCD) {
-		CU_PASS("etcd only");
-		return;
-	}
 	ig_case("etcd_watch_failover_once", 90);
 	ig_prefix(prefix, sizeof(prefix));
 	CU_ASSERT_EQUAL_FATAL(vf_proxy_start(ig.srv->m[0].client_port, &px, why, sizeof(why)), 0);
@@ -1499,10 +1487,6 @@ static void test_etcd_watch_past_head(void)
 	int64_t rev = 0, rev2 = 0;
 	int bound = 3 * ig.req_timeout_ms * ig.slow;
 
-	if (ig.kind != VF_SRV_ETCD) {
-		CU_PASS("etcd only");
-		return;
-	}
 	ig_case("etcd_watch_past_head", 60);
 	ig_prefix(prefix, sizeof(prefix));
 	snprintf(k, sizeof(k), "%sa", prefix);
@@ -1543,10 +1527,6 @@ static void test_etcd_no_leader_member(void)
 	int64_t rev = 0, t0;
 	int rc, bound = 3 * ig.req_timeout_ms * ig.slow;
 
-	if (ig.kind != VF_SRV_ETCD) {
-		CU_PASS("etcd only");
-		return;
-	}
 	ig_case("etcd_no_leader_member", 60);
 	ig_prefix(prefix, sizeof(prefix));
 	snprintf(k, sizeof(k), "%sa", prefix);
@@ -1604,10 +1584,6 @@ static void test_etcd_watch_revision_not_cut(void)
 	char why[256], snip[256];
 	int bound = 3 * ig.req_timeout_ms * ig.slow, cut = 0;
 
-	if (ig.kind != VF_SRV_ETCD) {
-		CU_PASS("etcd only");
-		return;
-	}
 	ig_case("etcd_watch_revision_not_cut", 60);
 	CU_ASSERT_EQUAL_FATAL(vf_fake_start(r, 2, &fk, why, sizeof(why)), 0);
 	snprintf(snip, sizeof(snip), "endpoints = [\"http://127.0.0.1:%d\"]; timeout_ms = %d;",
@@ -1683,10 +1659,6 @@ static void test_etcd_lock_giveback(void)
 	int64_t t0, took;
 	int n = 0, rc;
 
-	if (ig.kind != VF_SRV_ETCD) {
-		CU_PASS("etcd only");
-		return;
-	}
 	ig_case("etcd_lock_giveback", 90);
 	ig_prefix(prefix, sizeof(prefix));
 	snprintf(name, sizeof(name), "%slock", prefix);
@@ -1859,10 +1831,6 @@ static void test_consul_member_fault_lease(void)
 	int leader = -1, victim, order[3];
 	int64_t hold_ms, op_at_ms, op_bound;
 
-	if (ig.kind != VF_SRV_CONSUL) {
-		CU_PASS("Consul only");
-		return;
-	}
 	ig_case("consul_member_fault_lease", 420);
 	o.members = 3;
 	o.timeout_ms = ig.req_timeout_ms;
@@ -1986,18 +1954,23 @@ static int fc_selected(const char *fn)
 			return 1;
 	return 0;
 }
-#define FC_ADD(s, fn)                                                                              \
+/* Add fn if selected; why not NULL: registered inactive (not run), with why. */
+#define FC_ADD_IF(s, fn, why)                                                                      \
 	do {                                                                                       \
 		if (fc_selected(#fn))                                                              \
-			VF_ADD_TEST(s, fn);                                                        \
+			VF_ADD_TEST_IF(s, fn, why);                                                \
 	} while (0)
+#define FC_ADD(s, fn) FC_ADD_IF(s, fn, NULL)
 
 void vf_test_register(void)
 {
 	CU_pSuite s;
 	char name[64];
+	const char *etcd_only, *consul_only;
 
 	ig_setup("integ_faults", 0);
+	etcd_only = ig.kind == VF_SRV_ETCD ? NULL : "an etcd case";
+	consul_only = ig.kind == VF_SRV_CONSUL ? NULL : "a Consul case";
 	atexit(fn_kill_all);
 	signal(SIGPIPE, SIG_IGN);
 	snprintf(name, sizeof(name), "faults-%s", ig.backend);
@@ -2008,19 +1981,20 @@ void vf_test_register(void)
 	FC_ADD(s, test_serving_manager_killed);
 	FC_ADD(s, test_manager_killed_after_claim);
 	FC_ADD(s, test_session_invalidated_under_lock);
-	FC_ADD(s, test_compacted_while_cut);
+	FC_ADD_IF(s, test_compacted_while_cut,
+	          (ig.kv->ops->caps & VF_KV_CAP_COMPACT) ? NULL : "the backend cannot compact");
 	FC_ADD(s, test_store_paused);
 	FC_ADD(s, test_store_killed);
-	FC_ADD(s, test_cluster_leader_killed);
+	FC_ADD_IF(s, test_cluster_leader_killed, etcd_only);
 	FC_ADD(s, test_unmount_store_outage_converges);
 	FC_ADD(s, test_restart_after_crash_mid_mount);
 	FC_ADD(s, test_restart_releases_ids_without_mount);
 	FC_ADD(s, test_no_false_inconsistent_under_load);
-	FC_ADD(s, test_etcd_leader_paused_keepalive);
-	FC_ADD(s, test_etcd_watch_failover_once);
-	FC_ADD(s, test_etcd_watch_past_head);
-	FC_ADD(s, test_etcd_no_leader_member);
-	FC_ADD(s, test_etcd_watch_revision_not_cut);
-	FC_ADD(s, test_etcd_lock_giveback);
-	FC_ADD(s, test_consul_member_fault_lease);
+	FC_ADD_IF(s, test_etcd_leader_paused_keepalive, etcd_only);
+	FC_ADD_IF(s, test_etcd_watch_failover_once, etcd_only);
+	FC_ADD_IF(s, test_etcd_watch_past_head, etcd_only);
+	FC_ADD_IF(s, test_etcd_no_leader_member, etcd_only);
+	FC_ADD_IF(s, test_etcd_watch_revision_not_cut, etcd_only);
+	FC_ADD_IF(s, test_etcd_lock_giveback, etcd_only);
+	FC_ADD_IF(s, test_consul_member_fault_lease, consul_only);
 }

@@ -12,6 +12,8 @@
  *   exit1  the same, but only in the first process that hits it (O_EXCL file)
  *   pause  the first hit prints "paused NAME VOL LEASE" and waits (<= 120 s) for
  *          the file VFNODE_DIR/go.NODE, then goes on
+ *   mark   every hit creates the file VFNODE_DIR/hit.NAME.NODE (if absent) and
+ *          goes on: a test waits for it (e.g. mgr.reconcile_done)
  *
  * Prints "ready LEASE" once up, then reads commands from stdin, one per line, and
  * answers each with "ok [detail]" or "err CODE MESSAGE":
@@ -210,6 +212,15 @@ static int vn_fp_hit(const char *name, const char *vol, void *arg)
 		close(fd);
 		vn_say("fp %s %s exit", name, vol);
 		_exit(137);
+	}
+	if (strcmp(fp->action, "mark") == 0) {
+		int fd;
+
+		snprintf(p, sizeof(p), "%s/hit.%s.%s", vn_dir, name, vn_node);
+		fd = open(p, O_WRONLY | O_CREAT, 0644);
+		if (fd >= 0)
+			close(fd);
+		return 0;
 	}
 	if (strcmp(fp->action, "pause") == 0 &&
 	    !__atomic_exchange_n(&fp->done, 1, __ATOMIC_SEQ_CST)) {

@@ -576,8 +576,8 @@ static int mk_cas_del(struct vf_kv *kv, const char *key, int64_t expect, struct 
 
 	pthread_mutex_lock(&st->mu);
 	e = mk_lookup(st, key);
-	if (e == NULL)
-		rc = vf_err_set(err, expect >= 0 ? VF_ECONFLICT : VF_ENOTFOUND,
+	if (e == NULL) /* kv.h: expected version 0 holds for an absent key */
+		rc = vf_err_set(err, expect > 0 ? VF_ECONFLICT : VF_ENOTFOUND,
 		                "memkv: %s: not found", key);
 	else if (expect >= 0 && e->mod != expect)
 		rc = vf_err_set(err, VF_ECONFLICT, "memkv: %s: version is %" PRId64, key, e->mod);

@@ -70,6 +70,10 @@ static struct memkv_shim *shim_of(struct vf_kv *kv)
 	return (struct memkv_shim *)kv;
 }
 
+/* bench/vfbench links the shim without memkv.c (it wraps the real backends only). */
+#pragma weak memkv_ops
+#pragma weak memkv_lock_abandon
+
 /* A lock taken in the store whose handle the caller never learns. Over memkv the
  * lease keeps it, adopted by its next lock() (as a real driver adopts the waiter
  * key of a lost answer); over another store the handle is kept and released at
@@ -78,7 +82,7 @@ static void shim_lock_lost(struct memkv_shim *s, struct vf_kv_lock **lock)
 {
 	if (*lock == NULL)
 		return;
-	if (s->inner->ops == memkv_ops()) {
+	if (memkv_ops && memkv_lock_abandon && s->inner->ops == memkv_ops()) {
 		memkv_lock_abandon(lock);
 		return;
 	}

@@ -230,6 +230,8 @@ struct gate {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int reached, go, armed;
+	pthread_t th; /* the thread held at the gate */
+	int done;     /* gate_done_fp: that thread's handler has finished */
 };
 
 static int gate_fp(const char *name, const char *vol, void *arg)
@@ -240,6 +242,7 @@ static int gate_fp(const char *name, const char *vol, void *arg)
 	if (g->armed) {
 		g->armed = 0;
 		g->reached = 1;
+		g->th = pthread_self();
 		pthread_cond_broadcast(&g->cv);
 		int64_t end = vf_now_ms() + TC_WAIT_MS;
 
@@ -277,6 +280,44 @@ static int gate_wait(struct gate *g, int ms)
 	return r;
 }
 
+/* On a "...done" failpoint: the handler held at the gate has finished. */
+static int gate_done_fp(const char *name, const char *vol, void *arg)
+{
+	struct gate *g = arg;
+
+	(void)name, (void)vol;
+	pthread_mutex_lock(&g->mu);
+	if (g->reached && pthread_equal(g->th, pthread_self())) {
+		g->done = 1;
+		pthread_cond_broadcast(&g->cv);
+	}
+	pthread_mutex_unlock(&g->mu);
+	return 0;
+}
+
+/* Wait (at most ms) until the held handler has finished; 1 if it did. */
+static int gate_done_wait(struct gate *g, int ms)
+{
+	int64_t end = vf_now_ms() + ms;
+	int r;
+
+	pthread_mutex_lock(&g->mu);
+	while (!g->done && vf_now_ms() < end) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&g->cv, &g->mu, &ts);
+	}
+	r = g->done;
+	pthread_mutex_unlock(&g->mu);
+	return r;
+}
+
 static void gate_open(struct gate *g)
 {
 	pthread_mutex_lock(&g->mu);
@@ -304,7 +345,7 @@ static void *mount_thread(void *arg)
 static void test_stop_vs_mount_stop_paused(void)
 {
 	struct tcluster tc;
-	struct gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 1};
+	struct gate g = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .armed = 1};
 	struct vf_err e = {0};
 	int h1, h2;
 
@@ -315,14 +356,16 @@ static void test_stop_vs_mount_stop_paused(void)
 	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h1].ctx, "v", NULL, 0, &e), VF_OK);
 	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h1].ctx, "v", "c1", NULL, &e), VF_OK);
 	vf_failpoint_set("mgr.stop_after_read", gate_fp, &g);
+	vf_failpoint_set("mgr.stop_done", gate_done_fp, &g);
 	CU_ASSERT_EQUAL_FATAL(vf_volume_unmount(tc.n[h1].ctx, "v", "c1", &e), VF_OK);
 	CU_ASSERT_FATAL(gate_wait(&g, TC_WAIT_MS)); /* the stop handler read gref == 0 */
 	/* a warm mount in between: state is still Mounted */
 	CU_ASSERT_EQUAL(vf_volume_mount(tc.n[h2].ctx, "v", "c2", NULL, &e), VF_OK);
 	gate_open(&g);
-	/* the stop's txn fails on the gref version: the server keeps running */
+	/* the stop's txn fails on the gref version: the server keeps running. Once
+	 * the held stop handler has finished, a (wrong) stop would have landed. */
+	CU_ASSERT(gate_done_wait(&g, TC_WAIT_MS));
 	CU_ASSERT(tc_settled(&tc, "v", TC_WAIT_MS));
-	tc_sleep_ms(300); /* would a (wrong) stop still land? the state must stay */
 	CU_ASSERT(tc_state_is(&tc, "v", "Mounted"));
 	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "v"), 1);
 	CU_ASSERT_EQUAL(testfs_nservers(tc.fs, "v"), 1);
@@ -909,6 +952,18 @@ static int hold_fp(const char *name, const char *vol, void *arg)
 	return 0;
 }
 
+static int start_claims; /* under hold_mu */
+
+static int start_claim_fp(const char *name, const char *vol, void *arg)
+{
+	(void)name, (void)arg;
+	pthread_mutex_lock(&hold_mu);
+	if (strcmp(vol, "v") == 0)
+		start_claims++;
+	pthread_mutex_unlock(&hold_mu);
+	return 0;
+}
+
 struct rc_mount_arg {
 	struct vf_ctx *ctx;
 	int rc;
@@ -958,8 +1013,19 @@ static void test_remove_recreate_while_stopping(void)
 	CU_ASSERT_EQUAL(vf_volume_remove(tc.n[h].ctx, "v", &e), VF_OK);
 	CU_ASSERT_EQUAL(vf_volume_create(tc.n[h].ctx, "v", NULL, 0, &e), VF_OK);
 	ma.ctx = tc.n[h].ctx;
+	start_claims = 0;
+	vf_failpoint_set("mgr.after_claim_start", start_claim_fp, NULL);
 	pthread_create(&thr, NULL, rc_mount_thread, &ma);
-	tc_sleep_ms(400); /* m2 got the start trigger (m1 is busy with v) */
+	/* m2 claims the start (m1 is held in v's stop) */
+	pthread_mutex_lock(&hold_mu);
+	for (int64_t end = vf_now_ms() + TC_WAIT_MS; !start_claims && vf_now_ms() < end;) {
+		pthread_mutex_unlock(&hold_mu);
+		tc_sleep_ms(10);
+		pthread_mutex_lock(&hold_mu);
+	}
+	hit = start_claims;
+	pthread_mutex_unlock(&hold_mu);
+	CU_ASSERT(hit > 0);
 	CU_ASSERT_EQUAL(testfs_violations(tc.fs), 0);
 	pthread_mutex_lock(&hold_mu);
 	hold_on = 0;
