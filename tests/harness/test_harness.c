@@ -17,14 +17,6 @@
 #include "test_int.h"
 #include "harness.h"
 
-static int64_t th_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* GET path on 127.0.0.1:port with a receive timeout; the HTTP status or -1. */
 static int th_get(int port, const char *path, int timeout_ms)
 {
@@ -84,10 +76,10 @@ static void test_etcd_cluster(void)
 	/* The leader dies: another member leads within a bound. */
 	CU_ASSERT_EQUAL(vf_srv_member_kill(srv, leader), 0);
 	CU_ASSERT_EQUAL(srv->m[leader].pid, 0);
-	t0 = th_now_ms();
-	while ((next = vf_srv_leader(srv)) < 0 && th_now_ms() - t0 < 15000)
-		usleep(50000);
-	printf("new leader %d after %lld ms; ", next, (long long)(th_now_ms() - t0));
+	t0 = vf_test_now_ms();
+	while ((next = vf_srv_leader(srv)) < 0 && vf_test_now_ms() - t0 < 15000)
+		vf_test_sleep_ms(50);
+	printf("new leader %d after %lld ms; ", next, (long long)(vf_test_now_ms() - t0));
 	CU_ASSERT(next >= 0 && next != leader);
 	CU_ASSERT_EQUAL(th_get(srv->m[leader].client_port, "/health", 1000), -1);
 	/* It comes back with its data, on its ports. */
@@ -115,9 +107,9 @@ static void test_pause_proxy(void)
 	port = srv->m[0].client_port;
 	pid = srv->m[0].pid;
 	CU_ASSERT_EQUAL(vf_srv_pause(srv), 0);
-	t0 = th_now_ms();
+	t0 = vf_test_now_ms();
 	CU_ASSERT_EQUAL(th_get(port, "/health", 500), -1); /* no answer while stopped */
-	CU_ASSERT(th_now_ms() - t0 < 2000);
+	CU_ASSERT(vf_test_now_ms() - t0 < 2000);
 	CU_ASSERT_EQUAL(vf_srv_resume(srv), 0);
 	CU_ASSERT_EQUAL(th_get(port, "/health", 2000), 200);
 
@@ -155,9 +147,9 @@ static void test_proxy_blackhole(void)
 	CU_ASSERT_EQUAL_FATAL(vf_proxy_start(srv->m[0].client_port, &px, why, sizeof(why)), 0);
 	CU_ASSERT_EQUAL(th_get(vf_proxy_port(px), "/health", 2000), 200);
 	vf_proxy_blackhole(px);
-	t0 = th_now_ms();
+	t0 = vf_test_now_ms();
 	CU_ASSERT_EQUAL(th_get(vf_proxy_port(px), "/health", 1000), -1);
-	CU_ASSERT(th_now_ms() - t0 >= 900); /* silence until the client gives up */
+	CU_ASSERT(vf_test_now_ms() - t0 >= 900); /* silence until the client gives up */
 	vf_proxy_restore(px);
 	CU_ASSERT_EQUAL(th_get(vf_proxy_port(px), "/health", 2000), 200);
 	vf_proxy_stop(&px);
@@ -182,18 +174,19 @@ static void test_etcd_partition(void)
 	i = (i + 1) % 3; /* a follower */
 	other = (i + 1) % 3;
 	CU_ASSERT_EQUAL_FATAL(vf_srv_partition(srv, i, 1, why, sizeof(why)), 0);
-	t0 = th_now_ms();
+	t0 = vf_test_now_ms();
 	while ((st = th_get(srv->m[i].client_port, "/health", 2000)) == 200 &&
-	       th_now_ms() - t0 < 10000)
-		usleep(100000);
-	printf("partitioned member: /health %d after %lld ms; ", st, (long long)(th_now_ms() - t0));
+	       vf_test_now_ms() - t0 < 10000)
+		vf_test_sleep_ms(100);
+	printf("partitioned member: /health %d after %lld ms; ", st,
+	       (long long)(vf_test_now_ms() - t0));
 	CU_ASSERT(st > 0 && st != 200); /* answers, unhealthy */
 	CU_ASSERT_EQUAL(th_get(srv->m[other].client_port, "/health", 2000), 200);
 	CU_ASSERT_EQUAL(vf_srv_partition(srv, i, 0, why, sizeof(why)), 0);
-	t0 = th_now_ms();
+	t0 = vf_test_now_ms();
 	while ((st = th_get(srv->m[i].client_port, "/health", 2000)) != 200 &&
-	       th_now_ms() - t0 < 10000)
-		usleep(100000);
+	       vf_test_now_ms() - t0 < 10000)
+		vf_test_sleep_ms(100);
 	CU_ASSERT_EQUAL(st, 200);
 	vf_srv_stop(&srv);
 }
@@ -214,10 +207,10 @@ static void test_consul_cluster(void)
 	leader = vf_srv_leader(srv);
 	CU_ASSERT_FATAL(leader >= 0 && leader < 3);
 	CU_ASSERT_EQUAL(vf_srv_member_kill(srv, leader), 0);
-	t0 = th_now_ms();
-	while ((next = vf_srv_leader(srv)) < 0 && th_now_ms() - t0 < 30000)
-		usleep(100000);
-	printf("consul: new leader %d after %lld ms; ", next, (long long)(th_now_ms() - t0));
+	t0 = vf_test_now_ms();
+	while ((next = vf_srv_leader(srv)) < 0 && vf_test_now_ms() - t0 < 30000)
+		vf_test_sleep_ms(100);
+	printf("consul: new leader %d after %lld ms; ", next, (long long)(vf_test_now_ms() - t0));
 	CU_ASSERT(next >= 0 && next != leader);
 	CU_ASSERT_EQUAL(vf_srv_member_restart(srv, leader, why, sizeof(why)), 0);
 	CU_ASSERT_EQUAL(th_get(srv->m[leader].client_port, "/v1/status/leader", 2000), 200);

@@ -18,41 +18,9 @@
 
 struct ig_run ig;
 
-static pthread_mutex_t ig_dog_mu = PTHREAD_MUTEX_INITIALIZER;
-static const char *ig_dog_name;
-static int64_t ig_dog_deadline;
-
-void ig_nap_ms(int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-	nanosleep(&ts, NULL);
-}
-
-static void *ig_dog_main(void *arg)
-{
-	(void)arg;
-	for (;;) {
-		pthread_mutex_lock(&ig_dog_mu);
-		if (ig_dog_deadline && vf_now_ms() > ig_dog_deadline) {
-			fprintf(stderr, "\nTIMEOUT: case %s ran past its bound; killing servers\n",
-			        ig_dog_name);
-			fflush(stderr);
-			vf_srv_kill_all();
-			_exit(1);
-		}
-		pthread_mutex_unlock(&ig_dog_mu);
-		ig_nap_ms(200);
-	}
-	return NULL;
-}
-
 void ig_case(const char *name, int bound_s)
 {
-	pthread_mutex_lock(&ig_dog_mu);
-	ig_dog_name = name;
-	ig_dog_deadline = bound_s ? vf_now_ms() + (int64_t)bound_s * 1000 * ig.slow : 0;
-	pthread_mutex_unlock(&ig_dog_mu);
+	vf_test_dog_case(name, (int64_t)bound_s * 1000 * ig.slow);
 	if (bound_s) {
 		printf("\n  [%s/%s] ", ig.backend, name);
 		fflush(stdout);
@@ -125,7 +93,6 @@ void ig_setup(const char *prog, int members)
 	struct vf_srv_opts o = {0};
 	struct vf_err err = {0};
 	char why[512], path[1024];
-	pthread_t dog;
 
 	ig.backend = name && *name ? name : "etcd";
 	ig.slow = 1;
@@ -170,8 +137,7 @@ void ig_setup(const char *prog, int members)
 	ig.ttl_s = ig.kv->min_lease_ttl_s > 2 ? ig.kv->min_lease_ttl_s : 2;
 	printf("%s: backend %s, %d member(s), lease TTL %d s, server {%s}\n", prog, ig.backend,
 	       members > 1 ? members : 1, ig.ttl_s, vf_srv_config(ig.srv));
-	if (pthread_create(&dog, NULL, ig_dog_main, NULL) == 0)
-		pthread_detach(dog);
+	vf_test_dog_start(vf_srv_kill_all);
 }
 
 /* ---- killing a lease behind its owner's back ---- */
@@ -294,7 +260,7 @@ int ig_settled(const struct ig_probe *p, const char *prefix, const char *vol, in
 			        settle_ms, last);
 			return 0;
 		}
-		ig_nap_ms(50);
+		vf_test_sleep_ms(50);
 	}
 }
 

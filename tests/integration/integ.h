@@ -43,7 +43,6 @@ int ig_open(const char *snippet, struct vf_kv **kv_r, struct vf_err *err);
 void ig_case(const char *name, int bound_s);
 /* A measurement in the verbose output (also collected for doc/reliability.md). */
 void ig_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void ig_nap_ms(int ms);
 /* A fresh key prefix for one case ("vfile-<pid>-<n>/"). */
 void ig_prefix(char *buf, size_t size);
 

@@ -610,7 +610,7 @@ static void nm_next_op(struct nm_node *n, unsigned *st)
 
 static void nm_nap(int ms)
 {
-	ig_nap_ms(ms);
+	vf_test_sleep_ms(ms);
 }
 
 static int nm_compact(char *why, size_t size)
@@ -878,7 +878,7 @@ static void *nm_sampler(void *arg)
 				        nm.vols[v], nm.ttl_s);
 			}
 		}
-		ig_nap_ms(100);
+		vf_test_sleep_ms(100);
 	}
 	return NULL;
 }
@@ -985,7 +985,7 @@ static void nm_drive(void)
 		if (!more && busy == 0)
 			break;
 		if (np == 0) {
-			ig_nap_ms(20);
+			vf_test_sleep_ms(20);
 			continue;
 		}
 		if (poll(pf, (nfds_t)np, 100) <= 0)
@@ -1219,7 +1219,7 @@ static int64_t nm_settle(int64_t bound_ms, int probe_id, char why[NM_MAX_VOLS + 
 			return vf_now_ms() - t0;
 		if (vf_now_ms() > end)
 			return -1;
-		ig_nap_ms(250);
+		vf_test_sleep_ms(250);
 	}
 }
 
@@ -1302,7 +1302,7 @@ static int nm_run(void)
 			nm_violation("the nemesis did not heal its last fault in time");
 			break;
 		}
-		ig_nap_ms(50);
+		vf_test_sleep_ms(50);
 	}
 	for (int i = 0; i < NM_MEMBERS; i++) {
 		nm_px(i, PX_RESTORE);

@@ -171,7 +171,6 @@ static void test_live_smoke(void)
 	vf_backend_unload(&be);
 }
 
-
 static void live_cleanup(void)
 {
 	vf_srv_stop(&live_srv);

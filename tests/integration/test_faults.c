@@ -238,7 +238,7 @@ static void fn_reap(struct fnode *n, int ms)
 			waitpid(n->pid, &st, 0);
 			break;
 		}
-		ig_nap_ms(20);
+		vf_test_sleep_ms(20);
 	}
 	n->pid = 0;
 	fn_register(n, 0);
@@ -527,7 +527,7 @@ static void test_serving_manager_killed(void)
 			ttr = vf_now_ms() - t0;
 			break;
 		}
-		ig_nap_ms(50);
+		vf_test_sleep_ms(50);
 	}
 	ig_note("case 2, serving manager %s killed: %s serves again after %" PRId64
 	        " ms (bound: TTL + reconcile period = %" PRId64 " ms)",
@@ -827,7 +827,7 @@ static void fc_store_outage(int kill_it)
 	CU_ASSERT(t_fail <= fc.op_timeout_ms + 2L * ig.req_timeout_ms * ig.slow + 1000);
 	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "v1"));
 	while (vf_now_ms() - t0 < 10000)
-		ig_nap_ms(100);
+		vf_test_sleep_ms(100);
 	if (kill_it) {
 		if (vf_srv_restart(ig.srv, why, sizeof(why)) != 0) {
 			fprintf(stderr, "\nrestart: %s\n", why);
@@ -850,7 +850,7 @@ static void fc_store_outage(int kill_it)
 				break;
 			}
 		}
-		ig_nap_ms(100);
+		vf_test_sleep_ms(100);
 	}
 	CU_ASSERT(ttr_trig >= 0);
 	/* and the nodes serve again */
@@ -860,7 +860,7 @@ static void fc_store_outage(int kill_it)
 		rc = fn_cmd(&n[2], fc.op_timeout_ms + 5000, msg, sizeof(msg), "mount", "v1", "c1");
 		if (rc == VF_OK || vf_now_ms() - t_back > 60000L * ig.slow)
 			break;
-		ig_nap_ms(200);
+		vf_test_sleep_ms(200);
 	}
 	ttr_mount = vf_now_ms() - t_back;
 	if (rc != VF_OK)
@@ -920,13 +920,13 @@ static void test_compacted_while_cut(void)
 	/* the manager's first pass is done (it runs at start; the next in 10 min) */
 	snprintf(k, sizeof(k), "%s/hit.mgr.reconcile_done.m1", fc.dir);
 	for (t0 = vf_now_ms(); access(k, F_OK) != 0 && vf_now_ms() - t0 < 20000L * ig.slow;)
-		ig_nap_ms(20);
+		vf_test_sleep_ms(20);
 	CU_ASSERT_FATAL(access(k, F_OK) == 0);
 	vf_proxy_cut(px);
 	CU_ASSERT_EQUAL_FATAL(fn_send(&n[1], "mount v c1"), 0);
 	for (t0 = vf_now_ms();
 	     ig_num(fc.prefix, "start_trigger", "v") < 1 && vf_now_ms() - t0 < 5000L * ig.slow;)
-		ig_nap_ms(20);
+		vf_test_sleep_ms(20);
 	CU_ASSERT_FATAL(ig_num(fc.prefix, "start_trigger", "v") == 1);
 	snprintf(k, sizeof(k), "%sfiller", fc.prefix);
 	for (int i = 0; i < 5; i++)
@@ -1024,7 +1024,7 @@ static int64_t fc_wait_released(const struct fcase *fc, const char *vol, int64_t
 		if (ready && ig_num(fc->prefix, "gref", vol) == 0 &&
 		    ig_clients(fc->prefix, vol) == 0 && ig_dirfs_servers(fc->dir, vol) == 0)
 			return vf_now_ms() - t0;
-		ig_nap_ms(50);
+		vf_test_sleep_ms(50);
 	}
 	return -1;
 }
@@ -1211,7 +1211,7 @@ static void test_no_false_inconsistent_under_load(void)
 	/* a real one is reported (within a few passes) */
 	snprintf(k, sizeof(k), "%sgref/w", fc.prefix);
 	CU_ASSERT_EQUAL(ig.kv->ops->put(ig.kv, k, "2", 1, NULL, NULL, &e), VF_OK);
-	for (t0 = vf_now_ms(); !seen && vf_now_ms() - t0 < 10000L * ig.slow; ig_nap_ms(50))
+	for (t0 = vf_now_ms(); !seen && vf_now_ms() - t0 < 10000L * ig.slow; vf_test_sleep_ms(50))
 		seen = fn_log_has(&n[0], "volume w: INCONSISTENT: gref is 2 but 0 client(s)");
 	CU_ASSERT(seen);
 	CU_ASSERT_EQUAL(ig.kv->ops->put(ig.kv, k, "0", 1, NULL, NULL, &e), VF_OK);
@@ -1337,14 +1337,14 @@ static void test_etcd_leader_paused_keepalive(void)
 			grc = kv->ops->put(kv, key, "settle", 6, NULL, NULL, &e);
 			if (grc == VF_OK || vf_now_ms() > end)
 				break;
-			ig_nap_ms(200);
+			vf_test_sleep_ms(200);
 		}
 		kv->ops->close(kv);
 		kv = NULL;
 		CU_ASSERT_EQUAL_FATAL(grc, VF_OK);
 		for (int64_t end = vf_now_ms() + 15000; leader < 0 && vf_now_ms() < end;)
 			if ((leader = vf_srv_leader(cl)) < 0)
-				ig_nap_ms(100);
+				vf_test_sleep_ms(100);
 		CU_ASSERT_FATAL(leader >= 0);
 		f1 = (leader + 1) % 3;
 		f2 = (leader + 2) % 3;
@@ -1366,14 +1366,14 @@ static void test_etcd_leader_paused_keepalive(void)
 			if (grc == VF_OK || (grc != VF_EUNAVAIL && grc != VF_EUNCERTAIN) ||
 			    vf_now_ms() > end)
 				break;
-			ig_nap_ms(200);
+			vf_test_sleep_ms(200);
 		}
 		if (grc != VF_OK)
 			fprintf(stderr, "\nlease grant: %s\n", e.msg);
 		CU_ASSERT_EQUAL_FATAL(grc, VF_OK);
 		CU_ASSERT_EQUAL_FATAL(kv->ops->put(kv, key, "x", 1, lease, NULL, &e), VF_OK);
 		if (vf_now_ms() - t0 < 3000)
-			ig_nap_ms((int)(3000 - (vf_now_ms() - t0)));
+			vf_test_sleep_ms((int)(3000 - (vf_now_ms() - t0)));
 		CU_ASSERT_EQUAL_FATAL(vf_srv_member_pause(cl, leader), 0);
 		tp = vf_now_ms();
 		/* a read through the same endpoints meanwhile: answered within its 5 s */
@@ -1387,7 +1387,7 @@ static void test_etcd_leader_paused_keepalive(void)
 		while (vf_now_ms() - tp < 14000) {
 			if (__atomic_load_n(&lost, __ATOMIC_SEQ_CST) && lost_ms < 0)
 				lost_ms = vf_now_ms() - tp;
-			ig_nap_ms(100);
+			vf_test_sleep_ms(100);
 		}
 		CU_ASSERT_EQUAL(__atomic_load_n(&lost, __ATOMIC_SEQ_CST), 0);
 		/* the store agrees: the key attached to the lease is still there */
@@ -1453,7 +1453,7 @@ static void test_etcd_watch_failover_once(void)
 		}
 	}
 	got = ev_wait(&l, &l.puts, total, 20000 * ig.slow);
-	ig_nap_ms(300); /* late duplicates, if any, would come right after the last */
+	vf_test_sleep_ms(300); /* late duplicates, if any, would come right after the last */
 	pthread_mutex_lock(&l.mu);
 	for (int i = 1; i < l.n; i++) {
 		if (l.revs[i] == l.revs[i - 1])
@@ -1674,7 +1674,7 @@ static void test_etcd_lock_giveback(void)
 	ga.lease = lb;
 	ga.name = name;
 	CU_ASSERT_EQUAL_FATAL(pthread_create(&th, NULL, gb_lock_main, &ga), 0);
-	for (int64_t end = vf_now_ms() + 5000L * ig.slow; vf_now_ms() < end; ig_nap_ms(20))
+	for (int64_t end = vf_now_ms() + 5000L * ig.slow; vf_now_ms() < end; vf_test_sleep_ms(20))
 		if ((n = gb_waiters(name)) >= 2)
 			break;
 	CU_ASSERT_EQUAL(n, 2);
@@ -1783,7 +1783,7 @@ static void cm_hold(struct fcase *fc, struct fnode *host, int64_t hold_ms, int64
 			         stage == 1 ? "mount" : "unmount");
 			CU_FAIL_FATAL("an operation hangs");
 		}
-		ig_nap_ms(100);
+		vf_test_sleep_ms(100);
 	}
 }
 
@@ -1799,7 +1799,7 @@ static int cm_rejoined(const struct vf_srv *cl, int i, const char *key, int ms)
 	         cl->m[i].client_port, ig.req_timeout_ms);
 	if (ig_open(snip, &kv, &e) != VF_OK)
 		return 0;
-	for (int64_t end = vf_now_ms() + ms; vf_now_ms() < end; ig_nap_ms(200)) {
+	for (int64_t end = vf_now_ms() + ms; vf_now_ms() < end; vf_test_sleep_ms(200)) {
 		struct vf_kv_pair p = {0};
 
 		rc = kv->ops->put(kv, key, "x", 1, NULL, NULL, &e);
@@ -1840,7 +1840,7 @@ static void test_consul_member_fault_lease(void)
 	}
 	for (int64_t end = vf_now_ms() + 30000L * ig.slow; leader < 0 && vf_now_ms() < end;)
 		if ((leader = vf_srv_leader(cl)) < 0)
-			ig_nap_ms(100);
+			vf_test_sleep_ms(100);
 	CU_ASSERT_FATAL(leader >= 0);
 	victim = (leader + 1) % 3;
 	order[0] = victim;
@@ -1895,7 +1895,7 @@ static void test_consul_member_fault_lease(void)
 			for (int64_t end = vf_now_ms() + 30000L * ig.slow;
 			     who < 0 && vf_now_ms() < end;)
 				if ((who = vf_srv_leader(cl)) < 0)
-					ig_nap_ms(100);
+					vf_test_sleep_ms(100);
 			CU_ASSERT_FATAL(who >= 0);
 		}
 		if (f == 1) {

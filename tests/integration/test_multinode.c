@@ -383,7 +383,7 @@ static int gate_fp(const char *name, const char *vol, void *arg)
 		pthread_cond_broadcast(&g->cv);
 		while (!g->go && vf_now_ms() < end) {
 			pthread_mutex_unlock(&g->mu);
-			ig_nap_ms(10);
+			vf_test_sleep_ms(10);
 			pthread_mutex_lock(&g->mu);
 		}
 	}
@@ -402,7 +402,7 @@ static int gate_wait(struct gate *g, int ms)
 		pthread_mutex_unlock(&g->mu);
 		if (r || vf_now_ms() > end)
 			return r;
-		ig_nap_ms(10);
+		vf_test_sleep_ms(10);
 	}
 }
 
@@ -442,7 +442,7 @@ static int mn_wait_state(const char *prefix, const char *vol, const char *want, 
 	int64_t end = vf_now_ms() + (int64_t)ms * ig.slow;
 
 	while (!mn_state_is(prefix, vol, want) && vf_now_ms() < end)
-		ig_nap_ms(20);
+		vf_test_sleep_ms(20);
 	return mn_state_is(prefix, vol, want);
 }
 
@@ -475,7 +475,7 @@ static void test_stop_vs_mount_stop_paused(void)
 	pr = (struct mn_probe){&c, 1, believe, 2, 1, mn_one};
 	ip = mn_probe_of(&pr);
 	CU_ASSERT(ig_settled(&ip, c.prefix, "v", 5000));
-	ig_nap_ms(500); /* a wrong stop landing late would show now */
+	vf_test_sleep_ms(500); /* a wrong stop landing late would show now */
 	CU_ASSERT(mn_state_is(c.prefix, "v", "Mounted"));
 	CU_ASSERT_EQUAL(ig_num(c.prefix, "gref", "v"), 1);
 	CU_ASSERT_EQUAL(testfs_nservers(c.fs, "v"), 1);

@@ -49,22 +49,6 @@ static pid_t sec_vfiled_pid;
 
 /* ---- helpers ---- */
 
-static int64_t sec_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sec_nap_ms(int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
 /* Remember a secret for tests/security/secrets.test (next to the harness's list). */
 static void sec_note_secret(const char *secret)
 {
@@ -287,10 +271,10 @@ static void sec_exercise(struct vf_kv *kv)
 	SEC_OK(o->watch_start(kv, SEC_PREFIX "sec/", 0, sec_watch_cb, (void *)&got, &w, &err));
 	if (w) {
 		/* Consul's watch starts with a listing: put until the event arrives. */
-		for (int64_t end = sec_now_ms() + 15000; !got && sec_now_ms() < end;) {
+		for (int64_t end = vf_test_now_ms() + 15000; !got && vf_test_now_ms() < end;) {
 			SEC_OK(o->put(kv, SEC_PREFIX "sec/w", "w", 1, NULL, NULL, &err));
 			for (int i = 0; i < 20 && !got; i++)
-				sec_nap_ms(50);
+				vf_test_sleep_ms(50);
 		}
 		CU_ASSERT(got);
 		o->watch_stop(kv, &w);
@@ -1003,7 +987,7 @@ static int sec_vfiled_run(const char *name, const char *conf, const char *arg, c
 	char bin[4200], log[600];
 	pid_t pid;
 	int st = 0;
-	int64_t end = sec_now_ms() + 60000;
+	int64_t end = vf_test_now_ms() + 60000;
 
 	snprintf(log, sizeof(log), "%s/%s.log", sec_dir, name);
 	pid = fork();
@@ -1021,12 +1005,12 @@ static int sec_vfiled_run(const char *name, const char *conf, const char *arg, c
 	if (pid < 0)
 		return -1;
 	while (waitpid(pid, &st, WNOHANG) == 0) {
-		if (sec_now_ms() > end) {
+		if (vf_test_now_ms() > end) {
 			kill(-pid, SIGKILL);
 			waitpid(pid, &st, 0);
 			return -1;
 		}
-		sec_nap_ms(20);
+		vf_test_sleep_ms(20);
 	}
 	if (out_r)
 		*out_r = sec_read_file(log);
@@ -1122,7 +1106,7 @@ static void test_vfiled_socket_mode_group(void)
 	}
 	CU_ASSERT_FATAL(pid > 0);
 	sec_vfiled_pid = pid;
-	for (int64_t end = sec_now_ms() + 30000; sec_now_ms() < end;) {
+	for (int64_t end = vf_test_now_ms() + 30000; vf_test_now_ms() < end;) {
 		if (stat(sock, &st) == 0 && S_ISSOCK(st.st_mode)) {
 			ok = 1;
 			break;
@@ -1131,7 +1115,7 @@ static void test_vfiled_socket_mode_group(void)
 			sec_vfiled_pid = 0;
 			break;
 		}
-		sec_nap_ms(50);
+		vf_test_sleep_ms(50);
 	}
 	CU_ASSERT(ok);
 	if (ok) {
@@ -1142,12 +1126,12 @@ static void test_vfiled_socket_mode_group(void)
 	}
 	if (sec_vfiled_pid > 0) {
 		kill(pid, SIGTERM);
-		for (int64_t end = sec_now_ms() + 30000; sec_now_ms() < end;) {
+		for (int64_t end = vf_test_now_ms() + 30000; vf_test_now_ms() < end;) {
 			if (waitpid(pid, &status, WNOHANG) == pid) {
 				sec_vfiled_pid = 0;
 				break;
 			}
-			sec_nap_ms(50);
+			vf_test_sleep_ms(50);
 		}
 		CU_ASSERT_EQUAL(sec_vfiled_pid, 0); /* it exits on SIGTERM */
 		sec_vfiled_kill();

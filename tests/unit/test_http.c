@@ -198,6 +198,40 @@ static void test_refused_and_dropped(void)
 	fx_stop(&fx);
 }
 
+/* A member that accepts and closes before reading a byte: the client cannot
+ * tell it from one that read the request and died, so a write there is
+ * VF_EUNCERTAIN and is not resent to the next member; a read moves on to it. */
+static void test_accept_then_close(void)
+{
+	const struct vf_fake_route r[] = {
+	        {NULL, VF_FAKE_CLOSE, 0, 0, NULL},
+	        {NULL, VF_FAKE_REPLY, 0, 200, "{\"ok\":1}"},
+	};
+	struct http_fx fx;
+	struct vf_http_resp resp;
+	struct vf_err err = {0};
+	int64_t ms;
+	int rc;
+
+	fx_start(&fx, r, 2, 0, 2000); /* [close, good] */
+	CU_ASSERT_EQUAL(fx_do(&fx, "POST", 1, &resp, &ms, &err), VF_OK);
+	CU_ASSERT_EQUAL(resp.endpoint, 1);
+	CU_ASSERT(ms < 2000 + HTTP_SLACK_MS);
+	vf_http_resp_free(&resp);
+	fx_stop(&fx);
+
+	fx_start(&fx, r, 1, 0, 2000); /* [close] */
+	rc = fx_do(&fx, "POST", 0, &resp, &ms, &err);
+	if (rc != VF_EUNCERTAIN)
+		fprintf(stderr, "\nwrite to a member that closed at accept: %s: %s\n",
+		        vf_strerror(rc), err.msg);
+	CU_ASSERT_EQUAL(rc, VF_EUNCERTAIN);
+	CU_ASSERT(err.msg[0] != '\0');
+	CU_ASSERT_EQUAL(fx_do(&fx, "POST", 1, &resp, &ms, &err), VF_EUNAVAIL);
+	CU_ASSERT(ms < 2000 + HTTP_SLACK_MS);
+	fx_stop(&fx);
+}
+
 /* An answer later than the budget: a read is unavailable, a write uncertain. */
 static void test_late_answer(void)
 {
@@ -486,6 +520,7 @@ void vf_test_register(void)
 	VF_ADD_TEST(s, test_write_timeout_demotes);
 	VF_ADD_TEST(s, test_refused_and_dropped);
 	VF_ADD_TEST(s, test_late_answer);
+	VF_ADD_TEST(s, test_accept_then_close);
 	VF_ADD_TEST(s, test_503_failover);
 	VF_ADD_TEST(s, test_stream_not_replayed);
 	VF_ADD_TEST(s, test_set_endpoints);

@@ -337,7 +337,8 @@ void vf_test_register_secrets(void)
 	CU_pSuite s = CU_add_suite("secrets", sec_init, sec_cleanup);
 
 	VF_ADD_TEST(s, test_secret_sources);
-	VF_ADD_TEST_IF(s, test_etcd_env, sec_have("etcd") ? NULL : "built without the etcd backend");
+	VF_ADD_TEST_IF(s, test_etcd_env,
+	               sec_have("etcd") ? NULL : "built without the etcd backend");
 	VF_ADD_TEST_IF(s, test_consul_env,
 	               sec_have("consul") ? NULL : "built without the Consul backend");
 }

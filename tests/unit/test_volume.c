@@ -345,7 +345,8 @@ static void *mount_thread(void *arg)
 static void test_stop_vs_mount_stop_paused(void)
 {
 	struct tcluster tc;
-	struct gate g = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .armed = 1};
+	struct gate g = {
+	        .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .armed = 1};
 	struct vf_err e = {0};
 	int h1, h2;
 
@@ -379,7 +380,8 @@ static void test_stop_vs_mount_stop_paused(void)
 static void test_stop_vs_mount_mount_paused(void)
 {
 	struct tcluster tc;
-	struct gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0};
+	struct gate g = {
+	        .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .armed = 0};
 	struct mount_arg a = {0};
 	struct vf_err e = {0};
 	pthread_t thr;
@@ -392,7 +394,8 @@ static void test_stop_vs_mount_mount_paused(void)
 	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h1].ctx, "v", NULL, 0, &e), VF_OK);
 	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h1].ctx, "v", "c1", NULL, &e), VF_OK);
 	/* pause the stop so the state is still Mounted when h2 reads it */
-	struct gate gs = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 1};
+	struct gate gs = {
+	        .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .armed = 1};
 
 	vf_failpoint_set("mgr.stop_after_read", gate_fp, &gs);
 	CU_ASSERT_EQUAL_FATAL(vf_volume_unmount(tc.n[h1].ctx, "v", "c1", &e), VF_OK);
@@ -409,7 +412,7 @@ static void test_stop_vs_mount_mount_paused(void)
 		int64_t end = vf_now_ms() + TC_WAIT_MS;
 
 		while (!tc_state_is(&tc, "v", "Ready") && vf_now_ms() < end)
-			tc_sleep_ms(10);
+			vf_test_sleep_ms(10);
 	}
 	CU_ASSERT(tc_state_is(&tc, "v", "Ready"));
 	gate_open(&g);
@@ -510,7 +513,7 @@ static void test_serving_manager_lease_lost(void)
 		ok = sv != NULL && testfs_server(tc.fs, "v", who, sizeof(who)) != NULL;
 		free(sv);
 		if (!ok)
-			tc_sleep_ms(20);
+			vf_test_sleep_ms(20);
 	}
 	CU_ASSERT(ok);
 	CU_ASSERT_EQUAL(testfs_nservers(tc.fs, "v"), 1);
@@ -586,7 +589,7 @@ static void test_restart_batched(void)
 		for (int i = 0; i < RB_N; i++)
 			served += rb_claim_done(&tc, vol[i]);
 		if (served < RB_N)
-			tc_sleep_ms(10);
+			vf_test_sleep_ms(10);
 	}
 	CU_ASSERT_EQUAL_FATAL(served, RB_N);
 	served = 0;
@@ -605,7 +608,7 @@ static void test_restart_batched(void)
 		for (int i = 0; i < RB_N; i++)
 			served += i != 7 && rb_restarted(&tc, vol[i], "m1", lease);
 		if (served < RB_N - 1)
-			tc_sleep_ms(20);
+			vf_test_sleep_ms(20);
 	}
 	CU_ASSERT_EQUAL(served, RB_N - 1);
 	CU_ASSERT_EQUAL(testfs_nservers(tc.fs, "b07"), 0); /* its lock is held */
@@ -626,7 +629,7 @@ static void test_restart_batched(void)
 	for (int64_t end = vf_now_ms() + TC_WAIT_MS; vf_now_ms() < end && !served;) {
 		served = rb_restarted(&tc, "b07", "m1", lease);
 		if (!served)
-			tc_sleep_ms(20);
+			vf_test_sleep_ms(20);
 	}
 	CU_ASSERT(served);
 	for (int i = 0; i < RB_N; i++) {
@@ -679,7 +682,7 @@ static void test_restart_batch_dropped(void)
 		for (int i = 0; i < 8; i++)
 			served += rb_claim_done(&tc, vol[i]);
 		if (served < 8)
-			tc_sleep_ms(10);
+			vf_test_sleep_ms(10);
 	}
 	CU_ASSERT_EQUAL_FATAL(served, 8);
 	sv = memkv_value(tc.st, "vfile/server/d00");
@@ -694,7 +697,7 @@ static void test_restart_batch_dropped(void)
 		for (int i = 0; i < 8; i++)
 			served += rb_restarted(&tc, vol[i], "m1", lease);
 		if (served < 8)
-			tc_sleep_ms(20);
+			vf_test_sleep_ms(20);
 	}
 	vf_failpoint_clear_all();
 	CU_ASSERT(__atomic_load_n(&dropped, __ATOMIC_SEQ_CST) >= 1); /* a batch was dropped */
@@ -813,7 +816,7 @@ static void test_reconcile_missed_trigger(void)
 		int64_t end = vf_now_ms() + TC_WAIT_MS;
 
 		while (!tc_state_is(&tc, "v", "Mounted") && vf_now_ms() < end)
-			tc_sleep_ms(10);
+			vf_test_sleep_ms(10);
 	}
 	CU_ASSERT(tc_state_is(&tc, "v", "Mounted"));
 	CU_ASSERT_EQUAL(tc_num(&tc, "start_marker", "v"), 1);
@@ -912,7 +915,7 @@ static void test_stale_own_server_record(void)
 		ok = sv && strcmp(sv, val) != 0 && testfs_nservers(tc.fs, "v") == 1;
 		free(sv);
 		if (!ok)
-			tc_sleep_ms(20);
+			vf_test_sleep_ms(20);
 	}
 	CU_ASSERT(ok);
 	CU_ASSERT_EQUAL(testfs_violations(tc.fs), 0);
@@ -1003,7 +1006,7 @@ static void test_remove_recreate_while_stopping(void)
 	pthread_mutex_lock(&hold_mu);
 	for (int64_t end = vf_now_ms() + TC_WAIT_MS; !hold_hit && vf_now_ms() < end;) {
 		pthread_mutex_unlock(&hold_mu);
-		tc_sleep_ms(10);
+		vf_test_sleep_ms(10);
 		pthread_mutex_lock(&hold_mu);
 	}
 	hit = hold_hit;
@@ -1020,7 +1023,7 @@ static void test_remove_recreate_while_stopping(void)
 	pthread_mutex_lock(&hold_mu);
 	for (int64_t end = vf_now_ms() + TC_WAIT_MS; !start_claims && vf_now_ms() < end;) {
 		pthread_mutex_unlock(&hold_mu);
-		tc_sleep_ms(10);
+		vf_test_sleep_ms(10);
 		pthread_mutex_lock(&hold_mu);
 	}
 	hit = start_claims;
@@ -1138,7 +1141,8 @@ static void test_stop_claim_race(void)
 
 		CU_ASSERT_EQUAL_FATAL(kv->ops->txn(kv, NULL, 0, o, 2, NULL, &e), VF_OK);
 	}
-	for (int64_t end = vf_now_ms() + TC_WAIT_MS; vf_now_ms() < end && !a[0]; tc_sleep_ms(10)) {
+	for (int64_t end = vf_now_ms() + TC_WAIT_MS; vf_now_ms() < end && !a[0];
+	     vf_test_sleep_ms(10)) {
 		pthread_mutex_lock(&race_mu);
 		ok = race_hits > 0;
 		pthread_mutex_unlock(&race_mu);
@@ -1152,7 +1156,7 @@ static void test_stop_claim_race(void)
 	CU_ASSERT_EQUAL_FATAL(kv->ops->put(kv, "vfile/start_trigger/v", "1", 1, NULL, NULL, &e),
 	                      VF_OK);
 	ok = 0;
-	for (int64_t end = vf_now_ms() + TC_WAIT_MS; vf_now_ms() < end && !ok; tc_sleep_ms(10))
+	for (int64_t end = vf_now_ms() + TC_WAIT_MS; vf_now_ms() < end && !ok; vf_test_sleep_ms(10))
 		ok = race_value_starts(&tc, "vfile/server/v", b);
 	CU_ASSERT_FATAL(ok);
 	CU_ASSERT_EQUAL(testfs_nservers(tc.fs, "v"), 1);
@@ -1164,7 +1168,7 @@ static void test_stop_claim_race(void)
 	pthread_cond_broadcast(&race_cv);
 	pthread_mutex_unlock(&race_mu);
 	ok = 0;
-	for (int64_t end = vf_now_ms() + TC_WAIT_MS; vf_now_ms() < end && !ok; tc_sleep_ms(10))
+	for (int64_t end = vf_now_ms() + TC_WAIT_MS; vf_now_ms() < end && !ok; vf_test_sleep_ms(10))
 		ok = tc_state_is(&tc, "v", "Ready") && testfs_nservers(tc.fs, "v") == 0;
 	CU_ASSERT(ok); /* B took the orphaned stop over and stopped its server */
 	CU_ASSERT(!tc_state_is(&tc, "v", "Ready") || testfs_nservers(tc.fs, "v") == 0);
@@ -1207,7 +1211,7 @@ static void test_leftover_server_after_crash(void)
 	CU_ASSERT_EQUAL_FATAL(testfs_leftover(tc.fs, "w", "m2"), VF_OK);
 	CU_ASSERT_EQUAL(testfs_nservers(tc.fs, "v"), 2);
 	tc_add(&tc, "m2", 1); /* the restarted daemon */
-	for (int64_t end = vf_now_ms() + TC_WAIT_MS; vf_now_ms() < end && !ok; tc_sleep_ms(10))
+	for (int64_t end = vf_now_ms() + TC_WAIT_MS; vf_now_ms() < end && !ok; vf_test_sleep_ms(10))
 		ok = testfs_nservers(tc.fs, "v") == 1;
 	CU_ASSERT(ok);
 	CU_ASSERT_STRING_EQUAL(testfs_server(tc.fs, "v", who, sizeof(who)) ? who : "", "m1");
@@ -1252,7 +1256,8 @@ static void test_ctx_status(void)
 	vf_failpoint_set("mgr.after_claim_start", race_claim_fp, NULL);
 	ma.ctx = tc.n[h].ctx;
 	CU_ASSERT_EQUAL_FATAL(pthread_create(&thr, NULL, rc_mount_thread, &ma), 0);
-	for (int64_t end = vf_now_ms() + TC_WAIT_MS; vf_now_ms() < end && !ok; tc_sleep_ms(10)) {
+	for (int64_t end = vf_now_ms() + TC_WAIT_MS; vf_now_ms() < end && !ok;
+	     vf_test_sleep_ms(10)) {
 		pthread_mutex_lock(&race_mu);
 		ok = race_hits > 0;
 		pthread_mutex_unlock(&race_mu);
@@ -1275,7 +1280,7 @@ static void test_ctx_status(void)
 	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h].ctx, "v", "c2", &e), VF_OK);
 	CU_ASSERT(tc_settled(&tc, "v", TC_WAIT_MS));
 	ok = 0;
-	for (int64_t end = vf_now_ms() + TC_WAIT_MS; vf_now_ms() < end && !ok; tc_sleep_ms(10))
+	for (int64_t end = vf_now_ms() + TC_WAIT_MS; vf_now_ms() < end && !ok; vf_test_sleep_ms(10))
 		ok = vf_ctx_status(tc.n[m].ctx, &st) == VF_OK && st.servers == 0;
 	CU_ASSERT(ok);
 	tc_free(&tc);
@@ -1577,7 +1582,7 @@ static void test_evict_auto(void)
 	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h2].ctx, "v", "c2", NULL, &e), VF_OK);
 	vf_ctx_free(&tc.n[h1].ctx);
 	t0 = vf_now_ms();
-	for (int64_t end = t0 + TC_WAIT_MS; vf_now_ms() < end; tc_sleep_ms(20))
+	for (int64_t end = t0 + TC_WAIT_MS; vf_now_ms() < end; vf_test_sleep_ms(20))
 		if (tc_clients(&tc, "v") == 1 && tc_num(&tc, "gref", "v") == 1) {
 			took = vf_now_ms() - t0;
 			break;
@@ -1602,7 +1607,7 @@ static void test_evict_auto(void)
  * mounts, servers running, volumes by state and the last reconcile time. */
 static int tc_gauge_is(enum vf_metric_gauge g, int64_t v)
 {
-	for (int64_t end = vf_now_ms() + TC_WAIT_MS; vf_now_ms() < end; tc_sleep_ms(10))
+	for (int64_t end = vf_now_ms() + TC_WAIT_MS; vf_now_ms() < end; vf_test_sleep_ms(10))
 		if (vf_metrics_gauge_get(g) == v)
 			return 1;
 	fprintf(stderr, "gauge %d is %lld, not %lld\n", (int)g, (long long)vf_metrics_gauge_get(g),

@@ -133,7 +133,7 @@ static int sc_check(struct tcluster *tc, int sc, const char *what)
 			free(sv);
 			if (up)
 				break;
-			tc_sleep_ms(20);
+			vf_test_sleep_ms(20);
 		}
 		rc = vf_volume_mount(tc->n[2].ctx, "w", "x", NULL, &e);
 		ok = rc == VF_OK && tc_num(tc, "gref", "w") == 2 &&
@@ -248,7 +248,7 @@ static int cv_wait_value(struct tcluster *tc, const char *key, const char *want,
 			return 1;
 		if (vf_now_ms() > end)
 			return 0;
-		tc_sleep_ms(10);
+		vf_test_sleep_ms(10);
 	}
 }
 
@@ -308,7 +308,7 @@ static int aba_fp(const char *name, const char *vol, void *arg)
 		CU_ASSERT(cv_wait_value(a->tc, "vfile/state/v", "Mounted", TC_WAIT_MS));
 		for (int64_t end = vf_now_ms() + TC_WAIT_MS;
 		     cv_rev(a->kv, "vfile/server/v") == 0 && vf_now_ms() < end;)
-			tc_sleep_ms(10);
+			vf_test_sleep_ms(10);
 	}
 	return 0;
 }
@@ -422,7 +422,7 @@ static void test_reconcile_no_false_inconsistent(void)
 	 * the hook with gref/ already listed, and disarm it (seen at load 8) */
 	for (int64_t end = vf_now_ms() + TC_WAIT_MS;
 	     vf_metrics_get(VF_M_RECONCILE_RUNS) == runs0 && vf_now_ms() < end;)
-		tc_sleep_ms(10);
+		vf_test_sleep_ms(10);
 	CU_ASSERT(vf_metrics_get(VF_M_RECONCILE_RUNS) > runs0);
 	/* a mount commits between the two lists of one pass */
 	a.armed = 1;
@@ -522,7 +522,7 @@ static void test_repair_own_server_record(void)
 	CU_ASSERT_EQUAL(kv->ops->put(kv, "vfile/state/v", "Mounted", 7, NULL, NULL, &e), VF_OK);
 	CU_ASSERT_EQUAL(testfs_nservers(tc.fs, "v"), 0);
 	/* bound: a few reconcile passes (100 ms each) and one start */
-	for (int64_t end = vf_now_ms() + TC_WAIT_MS; !ok && vf_now_ms() < end; tc_sleep_ms(10))
+	for (int64_t end = vf_now_ms() + TC_WAIT_MS; !ok && vf_now_ms() < end; vf_test_sleep_ms(10))
 		ok = testfs_nservers(tc.fs, "v") == 1;
 	CU_ASSERT(ok);
 	CU_ASSERT(tc_state_is(&tc, "v", "Mounted"));
@@ -558,14 +558,14 @@ static void conv_unmount_store_fails(int uncertain)
 	CU_ASSERT(memkv_shim_fired(tc.n[h1].shim));
 	CU_ASSERT(!testfs_mounted(tc.fs, "v", "h1"));
 	if (!uncertain) {
-		tc_sleep_ms(3 * VOL_CONV_MIN_MS); /* retries fail while it is down */
+		vf_test_sleep_ms(3 * VOL_CONV_MIN_MS); /* retries fail while it is down */
 		CU_ASSERT_EQUAL(tc_num(&tc, "gref", "v"), 1);
 		CU_ASSERT_EQUAL(vf_vol_pending_count(tc.n[h1].ctx), 1);
 	}
 	memkv_shim_clear(tc.n[h1].shim); /* the store answers again */
 	/* bound: the longest backoff, one try (<= min(op timeout, 5 s)), the stop */
 	for (int64_t end = vf_now_ms() + VOL_CONV_MAX_MS + tc.op_timeout_ms + 3000;
-	     !ok && vf_now_ms() < end; tc_sleep_ms(10))
+	     !ok && vf_now_ms() < end; vf_test_sleep_ms(10))
 		ok = tc_num(&tc, "gref", "v") == 0 && tc_clients(&tc, "v") == 0 &&
 		     tc_state_is(&tc, "v", "Ready") && testfs_nservers(tc.fs, "v") == 0;
 	CU_ASSERT(ok);
@@ -607,7 +607,7 @@ static void test_unmount_pending_then_mount_again(void)
 	memkv_shim_clear(tc.n[h1].shim);
 	CU_ASSERT_EQUAL(vf_volume_mount(tc.n[h1].ctx, "v", "c1", NULL, &e), VF_OK);
 	CU_ASSERT_EQUAL(vf_vol_pending_count(tc.n[h1].ctx), 0);
-	tc_sleep_ms(VOL_CONV_MAX_MS / 5); /* would a (wrong) release still land? */
+	vf_test_sleep_ms(VOL_CONV_MAX_MS / 5); /* would a (wrong) release still land? */
 	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "v"), 1);
 	CU_ASSERT(testfs_mounted(tc.fs, "v", "h1"));
 	CU_ASSERT(tc_settled(&tc, "v", TC_WAIT_MS));
@@ -640,7 +640,7 @@ static void test_unmount_pending_then_mount_fails(void)
 	CU_ASSERT_EQUAL(vf_vol_pending_count(tc.n[h1].ctx), 1); /* still to release */
 	memkv_shim_clear(tc.n[h1].shim);
 	for (int64_t end = vf_now_ms() + VOL_CONV_MAX_MS + TC_WAIT_MS; !ok && vf_now_ms() < end;
-	     tc_sleep_ms(20))
+	     vf_test_sleep_ms(20))
 		ok = vf_vol_pending_count(tc.n[h1].ctx) == 0 && tc_num(&tc, "gref", "v") <= 0 &&
 		     tc_clients(&tc, "v") == 0;
 	CU_ASSERT(ok);
@@ -710,7 +710,7 @@ static void test_startup_converges_records_and_mounts(void)
 	CU_ASSERT(!testfs_mounted(tc.fs, "w", "h1"));
 	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "w"), 1); /* h2's stays */
 	for (int64_t end = vf_now_ms() + VOL_CONV_MAX_MS + tc.op_timeout_ms + 3000;
-	     !ok && vf_now_ms() < end; tc_sleep_ms(10))
+	     !ok && vf_now_ms() < end; vf_test_sleep_ms(10))
 		ok = tc_num(&tc, "gref", "v") == 0 && tc_clients(&tc, "v") == 0 &&
 		     tc_state_is(&tc, "v", "Ready") && testfs_nservers(tc.fs, "v") == 0;
 	CU_ASSERT(ok);
@@ -751,7 +751,8 @@ static void test_sweep_unmounts_late_stale_mount(void)
 	snprintf(dir, sizeof(dir), "%s/h1/v", tmpl);
 	CU_ASSERT_EQUAL(mkdir(dir, 0755), 0);
 	/* bound: a few sweep periods */
-	for (int64_t end = vf_now_ms() + TC_WAIT_MS; !gone && vf_now_ms() < end; tc_sleep_ms(10))
+	for (int64_t end = vf_now_ms() + TC_WAIT_MS; !gone && vf_now_ms() < end;
+	     vf_test_sleep_ms(10))
 		gone = !testfs_mounted(tc.fs, "v", "h1");
 	CU_ASSERT(gone);
 	CU_ASSERT(testfs_mounted(tc.fs, "w", "h1")); /* its own mount stays */

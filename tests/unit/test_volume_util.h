@@ -118,13 +118,6 @@ static inline void tc_free(struct tcluster *tc)
 	testfs_free(&tc->fs);
 }
 
-static inline void tc_sleep_ms(int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-	nanosleep(&ts, NULL);
-}
-
 static inline int64_t tc_num(struct tcluster *tc, const char *fam, const char *vol)
 {
 	char k[300];
@@ -191,7 +184,7 @@ static inline int tc_settled(struct tcluster *tc, const char *vol, int timeout_m
 			        (long long)g, ns, tc_clients(tc, vol));
 			return 0;
 		}
-		tc_sleep_ms(10);
+		vf_test_sleep_ms(10);
 	}
 }
 
