@@ -43,9 +43,10 @@
  *    "expected version" 0 means "the key must not exist". A put that leaves the
  *    value unchanged may keep the old mod_rev and send no watch event (Consul).
  *  - Sizes: a key, lock name or prefix is at most VF_KV_KEY_MAX bytes; a value of
- *    up to VF_KV_VALUE_PORTABLE bytes is accepted by every backend, and a txn of
- *    max_txn_ops such values; above that a store limit may answer VF_ELIMIT
- *    (Consul: 512 KiB per value, etcd: 1.5 MiB per request by default).
+ *    up to VF_KV_VALUE_PORTABLE bytes is accepted by every backend (also in a
+ *    txn, lock or lock_many); above that, or for a request larger than the store
+ *    takes (Consul: 512 KiB per value; etcd: 1.5 MiB per request by default), the
+ *    answer is VF_ELIMIT.
  *  - Lease binding of a key (every backend, since ABI 4): a write (put, cas, a
  *    txn's VF_OP_PUT) WITHOUT a lease leaves the key bound to no lease, whatever
  *    lease it was bound to before (Consul's own "set" keeps the key's session: the
