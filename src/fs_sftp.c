@@ -570,8 +570,9 @@ static void sftp_log_tail(const char *rundir, char *buf, size_t size)
 /* ---- sshd's log: into <rundir>/sshd.log and vfiled's log ----
  * sshd runs with -e (its log on stderr), stderr is a pipe; a detached thread per
  * sshd copies each line to sshd.log (read back by start errors) and logs it
- * as "volume VOL: sshd: LINE" with a priority from sshd's prefix (fatal: err,
- * error: warning, debugN: debug, else info). It ends when the last holder of
+ * as "volume VOL: sshd: LINE" with a priority judged from the line (fatal, bind
+ * failures: err; errors, refused or failed authentication: warning; the start's
+ * connection test, plain disconnects: debug; else info). It ends when the last holder of
  * the pipe (sshd and its sessions) is gone. sshd logs no secret at LogLevel
  * INFO (a key is named by its fingerprint). */
 struct sftp_logfwd {
@@ -585,13 +586,18 @@ static void sftp_logfwd_line(const struct sftp_logfwd *f, char *line)
 
 	if (line[0] == '\0')
 		return;
-	if (strncmp(line, "fatal:", 6) == 0)
+	/* sshd -e writes most lines without their level: judged by the text */
+	if (strncmp(line, "fatal", 5) == 0 || strstr(line, "Cannot bind") ||
+	    strstr(line, "Missing privilege separation"))
 		level = VF_LOG_ERR;
-	else if (strncmp(line, "error:", 6) == 0)
-		/* the connection test of the start (and any port probe) */
-		level = strstr(line, "kex_exchange_identification") ? VF_LOG_DEBUG : VF_LOG_WARN;
-	else if (strncmp(line, "debug", 5) == 0)
-		level = VF_LOG_DEBUG;
+	else if (strncmp(line, "error", 5) == 0 || strstr(line, "authenticating user") ||
+	         strstr(line, "Invalid user") || strstr(line, "refused") ||
+	         strstr(line, "Failed ") || strstr(line, "Bad "))
+		level = VF_LOG_WARN;
+	else if (strncmp(line, "debug", 5) == 0 || strstr(line, "kex_exchange_identification") ||
+	         strncmp(line, "Connection closed by", 20) == 0 ||
+	         strncmp(line, "Connection reset by", 19) == 0)
+		level = VF_LOG_DEBUG; /* the start's connection test, port probes */
 	vf_log(level, "volume %s: sshd: %s", f->vol, line);
 }
 
