@@ -580,6 +580,30 @@ struct sftp_logfwd {
 	char vol[256];
 };
 
+/* Forwarders running (any driver instance): sftp_close waits for them. */
+static pthread_mutex_t sftp_logfwd_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sftp_logfwd_cv = PTHREAD_COND_INITIALIZER;
+static int sftp_logfwd_n;
+
+/* Wait (up to ms) until no forwarder runs (their sshd are stopped). */
+static void sftp_logfwd_drain(int ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&sftp_logfwd_mu);
+	while (sftp_logfwd_n > 0)
+		if (pthread_cond_timedwait(&sftp_logfwd_cv, &sftp_logfwd_mu, &ts) == ETIMEDOUT)
+			break;
+	pthread_mutex_unlock(&sftp_logfwd_mu);
+}
+
 static void sftp_logfwd_line(const struct sftp_logfwd *f, char *line)
 {
 	int level = VF_LOG_INFO;
@@ -640,6 +664,10 @@ static void *sftp_logfwd_run(void *arg)
 	if (f->filefd >= 0)
 		close(f->filefd);
 	free(f);
+	pthread_mutex_lock(&sftp_logfwd_mu);
+	sftp_logfwd_n--;
+	pthread_cond_broadcast(&sftp_logfwd_cv);
+	pthread_mutex_unlock(&sftp_logfwd_mu);
 	return NULL;
 }
 
@@ -667,7 +695,13 @@ static int sftp_logfwd_start(const char *vol, const char *logp, int *wfd_r, pthr
 		                  strerror(errno));
 	}
 	f->rfd = fds[0];
+	pthread_mutex_lock(&sftp_logfwd_mu);
+	sftp_logfwd_n++;
+	pthread_mutex_unlock(&sftp_logfwd_mu);
 	if (pthread_create(thr_r, NULL, sftp_logfwd_run, f) != 0) {
+		pthread_mutex_lock(&sftp_logfwd_mu);
+		sftp_logfwd_n--;
+		pthread_mutex_unlock(&sftp_logfwd_mu);
 		close(fds[0]);
 		close(fds[1]);
 		close(f->filefd);
@@ -1161,6 +1195,8 @@ static void sftp_close(void *arg)
 		free(s->vol);
 		free(s);
 	}
+	/* their sshd stopped: the log forwarders end with the last session */
+	sftp_logfwd_drain(fs->stop_timeout_ms);
 	free(fs->vfilectl);
 	free(fs->ctl_socket);
 	free(fs->state_dir);
