@@ -375,6 +375,7 @@ static int conf_validate(struct vf_conf *c, struct vf_err *err)
 			return conf_bad(c, config_setting_get_member(root, strs[i].name),
 			                strs[i].name, "must not be empty", err);
 	}
+	c->docker_socket_set = config_setting_get_member(root, "docker_socket") != NULL;
 	if ((rc = conf_socket_mode(c, root, err)) != VF_OK)
 		return rc;
 

@@ -5,7 +5,9 @@
  *   node_id            string   this host's name (default: the host name)
  *   role               string   "manager" | "worker" | "auto" (default "worker";
  *                               auto: ask the local dockerd's swarm info)
- *   docker_socket      string   dockerd's socket for role = auto (/var/run/docker.sock)
+ *   docker_socket      string   dockerd's socket for role = auto and, when given or with
+ *                               role = auto, the start-up check of this host's mount
+ *                               ids against its containers (/var/run/docker.sock)
  *   docker_wait_s      int      role = auto: how long vfiled waits for dockerd to
  *                               answer as a swarm node at start (300)
  *   backend            string   REQUIRED: a module name ("etcd", "consul") or a path
@@ -63,6 +65,7 @@ struct vf_conf {
 	int node_id_set; /* node_id came from the file (else: host name) */
 	enum vf_conf_role role;
 	char *docker_socket;
+	int docker_socket_set; /* given in the file (else the default) */
 	int docker_wait_s;
 	char *backend;      /* as written */
 	char *backend_name; /* the group name: "etcd" for "etcd" or "/x/etcd.so" */

@@ -64,7 +64,12 @@ struct vfd {
 	const sigset_t *sigs; /* taken with sigtimedwait while starting */
 	int stop_sig;         /* SIGTERM/SIGINT taken while starting */
 	int refused;          /* a manager whose export_root is not the cluster's */
-	int ready;            /* __atomic: the store is reached, requests are served */
+	/* role = auto: the role thread makes the volume-manager duties follow the
+	 * swarm role (d->manager: the role applied, __atomic) */
+	pthread_t rthr;
+	int rthr_started, rstop; /* rstop under mmu, mcv wakes it */
+	char role_why[512];      /* the last promotion refused: logged once */
+	int ready;               /* __atomic: the store is reached, requests are served */
 	pthread_mutex_t phase_mu;
 	char phase[512]; /* what the daemon waits for while !ready: the Err answered */
 
@@ -131,6 +136,12 @@ static void vfd_phase(struct vfd *d, const char *fmt, ...)
 static int vfd_ready(struct vfd *d)
 {
 	return __atomic_load_n(&d->ready, __ATOMIC_ACQUIRE);
+}
+
+/* The volume-manager role applied now (role = auto: it follows the swarm). */
+static int vfd_is_manager(struct vfd *d)
+{
+	return __atomic_load_n(&d->manager, __ATOMIC_ACQUIRE);
 }
 
 /* ---- file-server calls, counted ---- */
@@ -318,10 +329,10 @@ static int vfd_swarm_role(struct vfd *d, int live, struct vf_err *err)
 		pthread_mutex_lock(&d->mmu);
 		if (d->live_manager != (ctl != NULL && YAJL_IS_TRUE(ctl)))
 			vf_log(VF_LOG_INFO,
-			       "role = auto: the swarm made this node a %s: the embedded store's "
-			       "membership follows now; the volume manager role (watchers, file "
-			       "servers) at the next vfiled restart",
-			       ctl != NULL && YAJL_IS_TRUE(ctl) ? "manager" : "worker");
+			       "role = auto: the swarm made this node a %s: the volume manager "
+			       "duties (watchers, reconciler, file servers)%s follow",
+			       ctl != NULL && YAJL_IS_TRUE(ctl) ? "manager" : "worker",
+			       c->embedded.enabled ? " and the embedded store's membership" : "");
 		d->live_manager = ctl != NULL && YAJL_IS_TRUE(ctl);
 		pthread_mutex_unlock(&d->mmu);
 		rc = VF_OK;
@@ -1069,7 +1080,7 @@ static int vfd_status(struct vfd *d, yajl_gen g, struct vf_err *err)
 	vf_jgen_str(g, "Node");
 	vf_jgen_str(g, d->node_id);
 	vf_jgen_str(g, "Role");
-	vf_jgen_str(g, d->manager ? "manager" : "worker");
+	vf_jgen_str(g, vfd_is_manager(d) ? "manager" : "worker");
 	vf_jgen_str(g, "Backend");
 	vf_jgen_str(g, d->conf->backend);
 	vf_jgen_str(g, "Lease");
@@ -1080,7 +1091,8 @@ static int vfd_status(struct vfd *d, yajl_gen g, struct vf_err *err)
 	vf_jgen_int(g, st.watchers);
 	vf_jgen_str(g, "Servers");
 	yajl_gen_array_open(g);
-	if (d->manager && d->fs->running && vf_volume_list(d->ctx, &vols, &n, err) == VF_OK) {
+	if (vfd_is_manager(d) && d->fs->running &&
+	    vf_volume_list(d->ctx, &vols, &n, err) == VF_OK) {
 		for (size_t i = 0; i < n; i++)
 			if (d->fs->running(d->fs_arg, vols[i].name) == 1)
 				vf_jgen_str(g, vols[i].name);
@@ -1399,8 +1411,11 @@ static int vfd_check_config(struct vfd *d)
 	return 0;
 }
 
+static void vfd_role_stop(struct vfd *d);
+
 static void vfd_teardown(struct vfd *d)
 {
+	vfd_role_stop(d); /* no promotion or demotion while stopping */
 	if (d->srv) {
 		int left = vf_plugin_server_drain(d->srv, d->conf->op_timeout_ms + 1000);
 
@@ -1546,8 +1561,9 @@ static int vfd_wait_docker(struct vfd *d, struct vf_err *err)
 }
 
 /* A manager's export_root must hold the cluster's marker (cluster_int.h); the first
- * manager writes it. Store errors are retried like the store wait. */
-static int vfd_cluster(struct vfd *d, struct vf_err *err)
+ * manager writes it. Store errors are retried like the store wait, unless once
+ * (a promotion at runtime: the role thread tries again at its next period). */
+static int vfd_cluster(struct vfd *d, int once, struct vf_err *err)
 {
 	struct vf_conf *c = d->conf;
 	char root[4096], *id = NULL;
@@ -1568,6 +1584,8 @@ static int vfd_cluster(struct vfd *d, struct vf_err *err)
 			free(id);
 			return VF_OK;
 		}
+		if (once)
+			return rc;
 		if (rc != VF_EUNAVAIL && rc != VF_EUNCERTAIN) {
 			d->refused = rc == VF_EINVAL;
 			return rc;
@@ -1578,6 +1596,219 @@ static int vfd_cluster(struct vfd *d, struct vf_err *err)
 		if (vfd_pause(d, tries < 10 ? 500 : 2000))
 			return vf_err_set(err, VF_EINVAL, "stopped by a signal while starting");
 	}
+}
+
+/* ---- role = auto: the volume-manager duties follow the swarm role ---- */
+
+/* One step: start the manager side on a promotion (export_root's marker first:
+ * refused, this host stays a worker and says why once), stop it on a demotion
+ * (its servers are served again by another manager; this host's mounts stay). */
+static void vfd_role_apply(struct vfd *d, int want)
+{
+	struct vf_err err = {0};
+	int rc;
+
+	if (want == vfd_is_manager(d))
+		return;
+	if (!want) {
+		vf_log(VF_LOG_WARN,
+		       "role = auto: node %s demoted to a swarm worker: stopping the volume "
+		       "manager duties and this node's file servers (another manager takes "
+		       "them over)",
+		       d->node_id);
+		vf_ctx_stop_manager(d->ctx);
+		__atomic_store_n(&d->manager, 0, __ATOMIC_RELEASE);
+		d->role_why[0] = '\0';
+		vf_log(VF_LOG_INFO, "role = auto: node %s is a worker", d->node_id);
+		return;
+	}
+	if ((rc = vfd_cluster(d, 1, &err)) == VF_OK)
+		rc = vf_ctx_start_manager(d->ctx, &err);
+	if (rc != VF_OK) {
+		if (strcmp(err.msg, d->role_why) != 0)
+			vf_log(rc == VF_EUNAVAIL || rc == VF_EUNCERTAIN ? VF_LOG_WARN : VF_LOG_ERR,
+			       "role = auto: node %s promoted to a swarm manager, but it cannot "
+			       "take the volume manager duties: %s: it stays a worker (tried "
+			       "again every %d ms)",
+			       d->node_id, err.msg, VFD_MEMBER_PERIOD_MS);
+		snprintf(d->role_why, sizeof(d->role_why), "%s", err.msg);
+		return;
+	}
+	__atomic_store_n(&d->manager, 1, __ATOMIC_RELEASE);
+	d->role_why[0] = '\0';
+	vf_log(VF_LOG_INFO,
+	       "role = auto: node %s promoted to a swarm manager: volume manager duties "
+	       "started",
+	       d->node_id);
+}
+
+/* Every VFD_MEMBER_PERIOD_MS: the swarm role (read by the membership thread when
+ * the embedded cluster runs, else asked here), then vfd_role_apply. */
+static void *vfd_role_thread(void *arg)
+{
+	struct vfd *d = arg;
+
+	for (;;) {
+		struct timespec until;
+		int want = -1;
+
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += VFD_MEMBER_PERIOD_MS / 1000;
+		until.tv_nsec += (long)(VFD_MEMBER_PERIOD_MS % 1000) * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_mutex_lock(&d->mmu);
+		while (!d->rstop)
+			if (pthread_cond_timedwait(&d->mcv, &d->mmu, &until) == ETIMEDOUT)
+				break;
+		if (d->rstop) {
+			pthread_mutex_unlock(&d->mmu);
+			break;
+		}
+		if (d->mthr_started)
+			want = d->live_manager;
+		pthread_mutex_unlock(&d->mmu);
+		if (want < 0) {
+			struct vf_err err = {0};
+
+			if (vfd_swarm_role(d, 1, &err) != VF_OK) {
+				vf_log(VF_LOG_DEBUG, "role = auto: %s (role kept)", err.msg);
+				continue;
+			}
+			pthread_mutex_lock(&d->mmu);
+			want = d->live_manager;
+			pthread_mutex_unlock(&d->mmu);
+		}
+		vfd_role_apply(d, want);
+	}
+	return NULL;
+}
+
+static void vfd_role_stop(struct vfd *d)
+{
+	if (!d->rthr_started)
+		return;
+	pthread_mutex_lock(&d->mmu);
+	d->rstop = 1;
+	pthread_cond_broadcast(&d->mcv);
+	pthread_mutex_unlock(&d->mmu);
+	pthread_join(d->rthr, NULL);
+	d->rthr_started = 0;
+}
+
+/* ---- on start: this host's mount ids against dockerd's containers ---- */
+
+struct vfd_used {
+	char **v; /* volume names some live container mounts (sorted) */
+	size_t n;
+};
+
+static int vfd_used_has(void *arg, const char *vol)
+{
+	struct vfd_used *u = arg;
+	const char *key = vol;
+
+	return bsearch(&key, u->v, u->n, sizeof(char *), vfd_cmp_str) != NULL;
+}
+
+/* GET /containers/json?all=1: the volumes that containers in state created,
+ * running, paused or restarting mount. A mount counts by its volume name
+ * whatever driver Docker names (a same-named volume of another driver keeps
+ * this host's ids: the safe side). */
+static int vfd_containers_used(struct vfd *d, struct vfd_used *u, struct vf_err *err)
+{
+	struct vf_conf *c = d->conf;
+	struct vf_buf body = {0};
+	yajl_val t = NULL;
+	long status = 0;
+	CURL *h = curl_easy_init();
+	CURLcode cc;
+	int rc = VF_OK;
+
+	if (h == NULL)
+		return vf_err_set(err, VF_ENOMEM, "out of memory");
+	curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, c->docker_socket);
+	curl_easy_setopt(h, CURLOPT_URL, "http://localhost/containers/json?all=1");
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)c->request_timeout_ms);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, vfd_sink);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
+	cc = curl_easy_perform(h);
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(h);
+	if (cc != CURLE_OK) {
+		rc = vf_err_set(err, VF_EUNAVAIL, "cannot ask dockerd at %s: %s", c->docker_socket,
+		                curl_easy_strerror(cc));
+		goto out;
+	}
+	if (status != 200 || body.data == NULL ||
+	    vf_json_parse(body.data, body.len, &t, NULL) != VF_OK || !YAJL_IS_ARRAY(t)) {
+		rc = vf_err_set(err, VF_EPROTO,
+		                "dockerd at %s answered GET /containers/json with HTTP %ld and "
+		                "no container list",
+		                c->docker_socket, status);
+		goto out;
+	}
+	for (size_t i = 0; i < t->u.array.len; i++) {
+		yajl_val ct = t->u.array.values[i];
+		const char *st = vf_json_str(vf_json_get(ct, "State", NULL));
+		yajl_val mounts = vf_json_get(ct, "Mounts", NULL);
+
+		if (st == NULL || !(strcmp(st, "created") == 0 || strcmp(st, "running") == 0 ||
+		                    strcmp(st, "paused") == 0 || strcmp(st, "restarting") == 0))
+			continue;
+		if (mounts == NULL || !YAJL_IS_ARRAY(mounts))
+			continue;
+		for (size_t j = 0; j < mounts->u.array.len; j++) {
+			const char *name =
+			        vf_json_str(vf_json_get(mounts->u.array.values[j], "Name", NULL));
+			char **x;
+
+			if (name == NULL || name[0] == '\0')
+				continue;
+			if ((x = realloc(u->v, (u->n + 1) * sizeof(char *))) == NULL ||
+			    (x[u->n] = strdup(name)) == NULL) {
+				if (x)
+					u->v = x;
+				rc = vf_err_set(err, VF_ENOMEM, "out of memory");
+				goto out;
+			}
+			u->v = x;
+			u->n++;
+		}
+	}
+	qsort(u->v, u->n, sizeof(char *), vfd_cmp_str);
+out:
+	yajl_tree_free(t);
+	vf_buf_free(&body);
+	return rc;
+}
+
+/* With role = auto or docker_socket given: the mount ids this host holds for a
+ * volume no live container uses are released (the mounts reconcile of
+ * vf_ctx_new ran first). dockerd not reached: skipped (info). */
+static void vfd_containers_reconcile(struct vfd *d)
+{
+	struct vfd_used u = {0};
+	struct vf_err err = {0};
+	size_t released = 0;
+
+	if (d->conf->role != VF_ROLE_AUTO && !d->conf->docker_socket_set)
+		return;
+	if (vfd_containers_used(d, &u, &err) != VF_OK) {
+		vf_log(VF_LOG_INFO, "start-up check of mount ids against containers skipped: %s",
+		       err.msg);
+	} else if (vf_vol_release_unused(d->ctx, vfd_used_has, &u, &released, &err) != VF_OK) {
+		vf_log(VF_LOG_WARN, "start-up check of mount ids against containers: %s", err.msg);
+	} else {
+		vf_log(VF_LOG_INFO,
+		       "start-up check against dockerd's containers: %zu volume(s) in use, %zu "
+		       "mount id(s) of unused volumes released",
+		       u.n, released);
+	}
+	vf_strv_free(u.v, u.n);
 }
 
 /* Open everything; retries the store until it answers or a signal. */
@@ -1650,10 +1881,22 @@ static int vfd_start(struct vfd *d, struct vf_err *err)
 	}
 	if (rc != VF_OK)
 		return rc;
-	if (d->manager && (rc = vfd_cluster(d, err)) != VF_OK)
+	vfd_containers_reconcile(d);
+	if (d->manager && (rc = vfd_cluster(d, 0, err)) != VF_OK)
 		return rc;
 	if (d->manager && (rc = vf_ctx_start_manager(d->ctx, err)) != VF_OK)
 		return rc;
+	if (c->role == VF_ROLE_AUTO) {
+		pthread_mutex_lock(&d->mmu);
+		if (!d->mthr_started)
+			d->live_manager = d->manager; /* else the membership thread's */
+		pthread_mutex_unlock(&d->mmu);
+		if (pthread_create(&d->rthr, NULL, vfd_role_thread, d) == 0)
+			d->rthr_started = 1;
+		else
+			vf_log(VF_LOG_ERR, "role = auto: cannot start the role thread: the "
+			                   "volume manager role stays as it is until restart");
+	}
 	__atomic_store_n(&d->ready, 1, __ATOMIC_RELEASE);
 	vfd_notify("STATUS=serving");
 	vf_log(VF_LOG_INFO, "node %s (%s): %s, backend %s, serving %s", d->node_id,

@@ -1012,13 +1012,28 @@ static void *ctx_lease_thread(void *arg)
 		}
 		if (ctx->stopping)
 			break;
+		int renew = ctx->lease_renew;
+
+		ctx->lease_renew = 0;
 		pthread_mutex_unlock(&ctx->mu);
-		vf_log(VF_LOG_ERR,
-		       "node %s: LEASE %s LOST: stopping manager duties and this node's file "
-		       "servers, granting a new lease",
-		       ctx->node_id, ctx->lease_id);
-		if (ctx->mgr)
-			vf_mgr_lease_lost(ctx);
+		if (renew)
+			vf_log(VF_LOG_INFO,
+			       "node %s: dropping lease %s (manager duties stopped: the server "
+			       "records bound to it go with it), granting a new lease",
+			       ctx->node_id, ctx->lease_id);
+		else
+			vf_log(VF_LOG_ERR,
+			       "node %s: LEASE %s LOST: stopping manager duties and this node's "
+			       "file servers, granting a new lease",
+			       ctx->node_id, ctx->lease_id);
+		/* a manager being started or stopped meanwhile (mgr_mu busy): its
+		 * stop stops the servers; a new one is not suspended and its
+		 * records under the old lease go with it */
+		if (pthread_mutex_trylock(&ctx->mgr_mu) == 0) {
+			if (ctx->mgr)
+				vf_mgr_lease_lost(ctx);
+			pthread_mutex_unlock(&ctx->mgr_mu);
+		}
 		pthread_rwlock_wrlock(&ctx->lease_rw);
 		old = ctx->lease;
 		ctx->lease = NULL;
@@ -1047,8 +1062,10 @@ static void *ctx_lease_thread(void *arg)
 		if (old)
 			vf_log(VF_LOG_WARN, "node %s: new lease %s granted", ctx->node_id,
 			       ctx->lease_id);
+		pthread_mutex_lock(&ctx->mgr_mu);
 		if (ctx->mgr && old)
 			vf_mgr_lease_back(ctx);
+		pthread_mutex_unlock(&ctx->mgr_mu);
 		pthread_mutex_lock(&ctx->mu);
 	}
 	pthread_mutex_unlock(&ctx->mu);
@@ -1096,6 +1113,7 @@ int vf_ctx_new(struct vf_kv *kv, const struct vf_ctx_cfg *cfg, struct vf_ctx **c
 	ctx->fs_arg = cfg->fs_arg;
 	pthread_rwlock_init(&ctx->lease_rw, NULL);
 	pthread_mutex_init(&ctx->mu, NULL);
+	pthread_mutex_init(&ctx->mgr_mu, NULL);
 	pthread_cond_init(&ctx->cv, NULL);
 	pthread_cond_init(&ctx->local_cv, NULL);
 	pthread_cond_init(&ctx->conv_cv, NULL);
@@ -1131,9 +1149,59 @@ int vf_ctx_start_manager(struct vf_ctx *ctx, struct vf_err *err)
 	if (ctx->fs == NULL || ctx->fs->start == NULL || ctx->fs->stop == NULL)
 		return vf_err_set(err, VF_EINVAL, "node %s: a manager needs file-server start/stop",
 		                  ctx->node_id);
+	int rc = VF_OK, promoted = 0;
+
+	pthread_mutex_lock(&ctx->mgr_mu);
 	if (ctx->mgr)
-		return VF_OK;
-	return vf_mgr_start(ctx, err);
+		goto out;
+	if (!ctx->manager) {
+		promoted = 1;
+		/* a promotion: node/<node> says so from now (vfilectl nodes) */
+		struct vf_kv_lease *lease = vf_ctx_lease_get(ctx);
+		struct vf_err e = {0};
+
+		ctx->manager = 1;
+		if (lease && vf_node_announce(ctx, lease, &e) != VF_OK)
+			vf_log(VF_LOG_WARN, "node %s: cannot record the manager role: %s",
+			       ctx->node_id, e.msg);
+		vf_ctx_lease_put(ctx);
+	}
+	rc = vf_mgr_start(ctx, err);
+	if (rc != VF_OK && promoted) {
+		struct vf_kv_lease *lease = vf_ctx_lease_get(ctx);
+
+		ctx->manager = 0;
+		if (lease)
+			(void)vf_node_announce(ctx, lease, NULL);
+		vf_ctx_lease_put(ctx);
+	}
+out:
+	pthread_mutex_unlock(&ctx->mgr_mu);
+	return rc;
+}
+
+void vf_ctx_stop_manager(struct vf_ctx *ctx)
+{
+	int was;
+
+	pthread_mutex_lock(&ctx->mgr_mu);
+	was = ctx->mgr != NULL || ctx->manager;
+	if (ctx->mgr)
+		vf_mgr_stop(ctx); /* watchers, workers, reconciler, then every server */
+	ctx->manager = 0;
+	pthread_mutex_unlock(&ctx->mgr_mu);
+	if (!was)
+		return;
+	/* server/<vol> (and the claims) are bound to the lease: drop it, the lease
+	 * thread grants a new one (node/<node> then says worker). The other
+	 * managers see those volumes Mounted without a server and restart them. */
+	pthread_mutex_lock(&ctx->mu);
+	if (!ctx->stopping) {
+		ctx->lease_renew = 1;
+		ctx->lease_lost = 1;
+		pthread_cond_broadcast(&ctx->cv);
+	}
+	pthread_mutex_unlock(&ctx->mu);
 }
 
 void vf_ctx_free(struct vf_ctx **ctxp)
@@ -1142,8 +1210,10 @@ void vf_ctx_free(struct vf_ctx **ctxp)
 
 	if (ctx == NULL)
 		return;
+	pthread_mutex_lock(&ctx->mgr_mu);
 	if (ctx->mgr)
 		vf_mgr_stop(ctx);
+	pthread_mutex_unlock(&ctx->mgr_mu);
 	pthread_mutex_lock(&ctx->mu);
 	ctx->stopping = 1;
 	pthread_cond_broadcast(&ctx->cv);
@@ -1174,6 +1244,7 @@ void vf_ctx_free(struct vf_ctx **ctxp)
 	vol_memo_free(ctx);
 	pthread_rwlock_destroy(&ctx->lease_rw);
 	pthread_mutex_destroy(&ctx->mu);
+	pthread_mutex_destroy(&ctx->mgr_mu);
 	pthread_cond_destroy(&ctx->cv);
 	pthread_cond_destroy(&ctx->local_cv);
 	pthread_cond_destroy(&ctx->conv_cv);
@@ -2350,6 +2421,63 @@ static void vol_sweep_mounts(struct vf_ctx *ctx, int periodic)
 		}
 		closedir(d);
 	}
+}
+
+int vf_vol_release_unused(struct vf_ctx *ctx, int (*in_use)(void *arg, const char *vol), void *arg,
+                          size_t *released_r, struct vf_err *err)
+{
+	struct vf_kv_list l = {0};
+	char pre[512], tail[256];
+	size_t plen, tlen;
+	int rc;
+
+	*released_r = 0;
+	snprintf(pre, sizeof(pre), "%sclient/", ctx->prefix);
+	plen = strlen(pre);
+	tlen = (size_t)snprintf(tail, sizeof(tail), "/%s", ctx->node_id);
+	if ((rc = ctx->kv->ops->list(ctx->kv, pre, &l, err)) != VF_OK)
+		return vf_err_prefix(err, "node %s: cannot list %s", ctx->node_id, pre);
+	for (size_t i = 0; i < l.count; i++) {
+		const char *k = l.items[i].key;
+		size_t kl = strlen(k);
+		char vol[VF_VOLUME_NAME_MAX + 1];
+		struct vf_kv_result r = {0};
+		struct vol_ids ids = {0};
+
+		if (kl <= plen + tlen || strcmp(k + kl - tlen, tail) != 0 ||
+		    kl - plen - tlen > VF_VOLUME_NAME_MAX)
+			continue;
+		snprintf(vol, sizeof(vol), "%.*s", (int)(kl - plen - tlen), k + plen);
+		if (!vf_volume_name_valid(vol) || in_use(arg, vol) != 0)
+			continue;
+		r.found = 1;
+		r.pair = l.items[i];
+		if (vol_ids_parse(vol, &r, &ids) != VF_OK) {
+			vol_ids_free(&ids);
+			continue;
+		}
+		for (size_t j = 0; j < ids.n; j++) {
+			struct vf_err e = {0};
+
+			/* the normal unmount path: gref exact, the last id unmounts */
+			if (vf_volume_unmount(ctx, vol, ids.v[j], &e) == VF_OK) {
+				vf_log(VF_LOG_WARN,
+				       "volume %s: no container of dockerd uses it: mount id %s of "
+				       "%s released",
+				       vol, ids.v[j], ctx->node_id);
+				(*released_r)++;
+			} else {
+				vf_log(VF_LOG_ERR,
+				       "volume %s: no container of dockerd uses it, but mount id "
+				       "%s "
+				       "of %s could not be released: %s",
+				       vol, ids.v[j], ctx->node_id, e.msg);
+			}
+		}
+		vol_ids_free(&ids);
+	}
+	vf_kv_list_clear(&l);
+	return VF_OK;
 }
 
 static void vol_converge_startup(struct vf_ctx *ctx)

@@ -88,8 +88,11 @@ struct vf_ctx {
 	struct vol_memo *memo;
 	unsigned long memo_tick;
 
-	/* manager side (manager.c) */
+	/* manager side (manager.c); mgr_mu serialises its start and stop (a
+	 * runtime promotion or demotion) with the lease thread's calls into it */
 	struct mgr *mgr;
+	pthread_mutex_t mgr_mu;
+	int lease_renew; /* under mu: the lease is dropped on purpose (a demotion) */
 
 	/* host convergence (volume.c): mount ids whose release the store has
 	 * not taken yet, retried by conv_thr (under mu; conv_cv wakes it) */
@@ -191,6 +194,14 @@ int vf_node_announce(struct vf_ctx *ctx, struct vf_kv_lease *lease, struct vf_er
 struct node_gone;
 void vf_node_auto_evict(struct vf_ctx *ctx, struct node_gone **gone);
 void vf_node_gone_free(struct node_gone **gone);
+
+/* On start, with dockerd's view (vfiled): every mount id this host holds for a
+ * volume for which in_use(arg, vol) is 0 (no container uses it) is released
+ * through the unmount path (gref stays exact; the last one unmounts locally).
+ * in_use < 0: unknown, kept. The count of ids released in *released_r. A store
+ * error listing the client records is returned (nothing released). */
+int vf_vol_release_unused(struct vf_ctx *ctx, int (*in_use)(void *arg, const char *vol), void *arg,
+                          size_t *released_r, struct vf_err *err);
 
 /* manager.c */
 int vf_mgr_start(struct vf_ctx *ctx, struct vf_err *err);

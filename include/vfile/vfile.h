@@ -71,8 +71,14 @@ struct vf_ctx;
  * the caller and must outlive the context. */
 int vf_ctx_new(struct vf_kv *kv, const struct vf_ctx_cfg *cfg, struct vf_ctx **ctx_r,
                struct vf_err *err);
-/* Managers: start the trigger watchers and the reconciler. */
+/* Managers: start the trigger watchers and the reconciler. Also a worker's
+ * promotion at runtime: node/<node> then names it a manager. */
 int vf_ctx_start_manager(struct vf_ctx *ctx, struct vf_err *err);
+/* A demotion at runtime: stop the watchers, reconciler and every file server of
+ * this process, then drop the lease (a new one is granted at once) so that the
+ * server records bound to it go and the other managers restart those volumes
+ * within their reconcile period. This host's mounts and client ids stay. */
+void vf_ctx_stop_manager(struct vf_ctx *ctx);
 /* Stop watchers, revoke the lease, free. */
 void vf_ctx_free(struct vf_ctx **ctx);
 

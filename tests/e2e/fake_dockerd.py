@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """A stand-in for dockerd's API in the end-to-end tests: serves GET /info (and
 /_ping) on each unix socket given as SOCKET=JSONFILE, answering with the file's
-current content, so a test changes a node's swarm role by rewriting its file."""
+current content, so a test changes a node's swarm role by rewriting its file.
+GET /containers/json answers with JSONFILE.containers (a list of containers as
+dockerd gives them: State, Mounts[].Name, Mounts[].Driver) when that file exists,
+else 404 (a dockerd that lists no containers to vfiled)."""
 import http.server
 import os
 import socketserver
@@ -21,6 +24,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 code = 200
             except OSError as e:
                 body, code = ('{"message":"%s"}' % e).encode(), 500
+        elif path.endswith("/containers/json"):
+            try:
+                with open(self.server.info_file + ".containers", "rb") as f:
+                    body = f.read()
+                code = 200
+            except OSError:
+                body, code = b'{"message":"page not found"}', 404
         elif path.endswith("/_ping"):
             body, code = b"OK", 200
         else:

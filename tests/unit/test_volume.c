@@ -662,6 +662,161 @@ static int drop_batch_fp(const char *name, const char *vol, void *arg)
 	return __atomic_fetch_add(n, 1, __ATOMIC_SEQ_CST) == 0; /* the first only */
 }
 
+/* node/<name> in the store names role ("manager"/"worker"). */
+static int tc_node_role_is(struct tcluster *tc, const char *name, const char *role)
+{
+	char k[300], want[64];
+	char *v;
+	int r;
+
+	snprintf(k, sizeof(k), "vfile/node/%s", name);
+	snprintf(want, sizeof(want), "\"role\":\"%s\"", role);
+	v = memkv_value(tc->st, k);
+	r = v && strstr(v, want) != NULL;
+	free(v);
+	return r;
+}
+
+/* v served by node `who` (testfs and server/v), one server, consistent. */
+static int tc_served_by(struct tcluster *tc, const char *vol, const char *who)
+{
+	char k[300], cur[64];
+	char *sv;
+	int r;
+
+	snprintf(k, sizeof(k), "vfile/server/%s", vol);
+	sv = memkv_value(tc->st, k);
+	r = sv && strncmp(sv, who, strlen(who)) == 0 && sv[strlen(who)] == ' ' &&
+	    testfs_nservers(tc->fs, vol) == 1 &&
+	    strcmp(testfs_server(tc->fs, vol, cur, sizeof(cur)), who) == 0 &&
+	    tc_state_is(tc, vol, "Mounted") && tc_consistent(tc, vol);
+	free(sv);
+	return r;
+}
+
+static int tc_wait_served_by(struct tcluster *tc, const char *vol, const char *who)
+{
+	for (int64_t end = vf_now_ms() + TC_WAIT_MS; vf_now_ms() < end;) {
+		if (tc_served_by(tc, vol, who))
+			return 1;
+		tc_sleep_ms(20);
+	}
+	return 0;
+}
+
+/* A manager demoted at runtime (vf_ctx_stop_manager): its servers stop at once,
+ * its lease is dropped and another manager serves its volumes; the hosts' mounts
+ * and ids stay. Promoted again (vf_ctx_start_manager), it serves volumes again. */
+static void test_demote_promote(void)
+{
+	struct tcluster tc;
+	struct vf_ctx_status st;
+	struct vf_err e = {0};
+	char who[64], lease0[64];
+	int m1, m2, h, s, o;
+
+	tc_init(&tc);
+	m1 = tc_add(&tc, "m1", 1);
+	m2 = tc_add(&tc, "m2", 1);
+	h = tc_add(&tc, "h1", 0);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h].ctx, "v", NULL, 0, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h].ctx, "v", "c1", NULL, &e), VF_OK);
+	CU_ASSERT_FATAL(tc_settled(&tc, "v", TC_WAIT_MS));
+	testfs_server(tc.fs, "v", who, sizeof(who));
+	s = strcmp(who, "m1") == 0 ? m1 : m2;
+	o = s == m1 ? m2 : m1;
+	CU_ASSERT(tc_node_role_is(&tc, tc.n[s].name, "manager"));
+	vf_ctx_status(tc.n[s].ctx, &st);
+	snprintf(lease0, sizeof(lease0), "%s", st.lease_id);
+
+	vf_ctx_stop_manager(tc.n[s].ctx);
+	/* its own server is stopped before the call returns */
+	CU_ASSERT_EQUAL(testfs_nservers(tc.fs, "v"), 0);
+	vf_ctx_status(tc.n[s].ctx, &st);
+	CU_ASSERT_EQUAL(st.manager, 0);
+	CU_ASSERT_EQUAL(st.servers, 0);
+	CU_ASSERT(tc_wait_served_by(&tc, "v", tc.n[o].name));
+	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "v"), 1);
+	CU_ASSERT(testfs_mounted(tc.fs, "v", "h1"));
+	vf_ctx_status(tc.n[s].ctx, &st);
+	CU_ASSERT_STRING_NOT_EQUAL(st.lease_id, lease0); /* dropped, a new one */
+	CU_ASSERT(tc_node_role_is(&tc, tc.n[s].name, "worker"));
+
+	/* promoted again; then the other one is demoted: v comes back */
+	CU_ASSERT_EQUAL_FATAL(vf_ctx_start_manager(tc.n[s].ctx, &e), VF_OK);
+	vf_ctx_status(tc.n[s].ctx, &st);
+	CU_ASSERT_EQUAL(st.manager, 1);
+	CU_ASSERT(tc_node_role_is(&tc, tc.n[s].name, "manager"));
+	vf_ctx_stop_manager(tc.n[o].ctx);
+	CU_ASSERT(tc_wait_served_by(&tc, "v", tc.n[s].name));
+
+	/* a worker's stop is a no-op: its lease stays */
+	vf_ctx_status(tc.n[h].ctx, &st);
+	snprintf(lease0, sizeof(lease0), "%s", st.lease_id);
+	vf_ctx_stop_manager(tc.n[h].ctx);
+	vf_ctx_status(tc.n[h].ctx, &st);
+	CU_ASSERT_STRING_EQUAL(st.lease_id, lease0);
+
+	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h].ctx, "v", "c1", &e), VF_OK);
+	CU_ASSERT(tc_settled(&tc, "v", TC_WAIT_MS));
+	CU_ASSERT_EQUAL(testfs_violations(tc.fs), 0);
+	tc_free(&tc);
+}
+
+static int used_only_b(void *arg, const char *vol)
+{
+	(void)arg;
+	return strcmp(vol, "b") == 0;
+}
+
+/* Start-up check against the containers (vf_vol_release_unused): every id of a
+ * volume no container uses is released through the unmount path (gref exact,
+ * unmounted), those of a used volume are kept, other hosts' ids untouched. */
+static void test_release_unused(void)
+{
+	struct tcluster tc;
+	struct vf_err e = {0};
+	size_t n = 99;
+	int h1, h2;
+
+	tc_init(&tc);
+	(void)tc_add(&tc, "m1", 1);
+	h1 = tc_add(&tc, "h1", 0);
+	h2 = tc_add(&tc, "h2", 0);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h1].ctx, "a", NULL, 0, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h1].ctx, "b", NULL, 0, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h1].ctx, "a", "x1", NULL, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h1].ctx, "a", "x2", NULL, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h1].ctx, "b", "y1", NULL, &e), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h2].ctx, "a", "z1", NULL, &e), VF_OK);
+	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "a"), 2);
+
+	CU_ASSERT_EQUAL(vf_vol_release_unused(tc.n[h1].ctx, used_only_b, NULL, &n, &e), VF_OK);
+	CU_ASSERT_EQUAL(n, 2);                        /* x1, x2 */
+	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "a"), 1); /* h2's stays */
+	CU_ASSERT(!testfs_mounted(tc.fs, "a", "h1"));
+	CU_ASSERT(testfs_mounted(tc.fs, "a", "h2"));
+	CU_ASSERT(tc_consistent(&tc, "a"));
+	CU_ASSERT_EQUAL(tc_num(&tc, "gref", "b"), 1);
+	CU_ASSERT(testfs_mounted(tc.fs, "b", "h1"));
+	CU_ASSERT_PTR_NULL(memkv_value(tc.st, "vfile/client/a/h1"));
+	/* again: nothing left to release */
+	CU_ASSERT_EQUAL(vf_vol_release_unused(tc.n[h1].ctx, used_only_b, NULL, &n, &e), VF_OK);
+	CU_ASSERT_EQUAL(n, 0);
+	/* the store down: an error, nothing released */
+	memkv_shim_fail(tc.n[h1].shim, MEMKV_LIST, 1, MEMKV_FAULT_UNAVAIL, 0);
+	CU_ASSERT_NOT_EQUAL(vf_vol_release_unused(tc.n[h1].ctx, used_only_b, NULL, &n, &e), VF_OK);
+	CU_ASSERT_EQUAL(n, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "h1"));
+	memkv_shim_clear(tc.n[h1].shim);
+
+	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h1].ctx, "b", "y1", &e), VF_OK);
+	CU_ASSERT_EQUAL(vf_volume_unmount(tc.n[h2].ctx, "a", "z1", &e), VF_OK);
+	CU_ASSERT(tc_settled(&tc, "a", TC_WAIT_MS));
+	CU_ASSERT(tc_settled(&tc, "b", TC_WAIT_MS));
+	tc_free(&tc);
+}
+
 static void test_restart_batch_dropped(void)
 {
 	struct tcluster tc;
@@ -1668,6 +1823,8 @@ void vf_test_register(void)
 	VF_ADD_TEST(s, test_serving_manager_lease_lost);
 	VF_ADD_TEST(s, test_restart_batched);
 	VF_ADD_TEST(s, test_restart_batch_dropped);
+	VF_ADD_TEST(s, test_demote_promote);
+	VF_ADD_TEST(s, test_release_unused);
 	VF_ADD_TEST(s, test_concurrent_memkv);
 	VF_ADD_TEST(s, test_reconcile_missed_trigger);
 	VF_ADD_TEST(s, test_lock_left_by_lost_answer);
