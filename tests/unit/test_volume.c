@@ -699,7 +699,7 @@ static int tc_wait_served_by(struct tcluster *tc, const char *vol, const char *w
 	for (int64_t end = vf_now_ms() + TC_WAIT_MS; vf_now_ms() < end;) {
 		if (tc_served_by(tc, vol, who))
 			return 1;
-		tc_sleep_ms(20);
+		vf_test_sleep_ms(20);
 	}
 	return 0;
 }
