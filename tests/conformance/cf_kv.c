@@ -356,8 +356,9 @@ static void test_keys(void)
 
 void cf_register_kv(CU_pSuite s)
 {
-	CF_ADD(s, test_kv_basic, NULL);
-	CF_ADD(s, test_cas, NULL);
+	CF_ADD(s, test_kv_basic, CF_NEEDS(del));
+	CF_ADD(s, test_cas, CF_NEEDS(cas_del));
 	CF_ADD(s, test_put_lease_binding, NULL);
-	CF_ADD(s, test_keys, NULL);
+	CF_ADD(s, test_keys,
+	       CF_EITHER(CF_NEEDS(del), CF_EITHER(CF_NEEDS(cas_del), CF_NEEDS(lock_many))));
 }

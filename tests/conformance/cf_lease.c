@@ -193,6 +193,6 @@ static void test_lease_lost_unreachable(void)
 void cf_register_lease(CU_pSuite s)
 {
 	CF_ADD(s, test_lease_revoke, NULL);
-	CF_ADD(s, test_lease_expiry_keepalive, NULL);
+	CF_ADD(s, test_lease_expiry_keepalive, CF_NEEDS(lease_keepalive));
 	CF_ADD(s, test_lease_lost_unreachable, cf_no_server());
 }

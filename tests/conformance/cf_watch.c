@@ -551,11 +551,11 @@ static void test_watch_past_head(void)
 
 void cf_register_watch(CU_pSuite s)
 {
-	CF_ADD(s, test_watch_order, NULL);
+	CF_ADD(s, test_watch_order, CF_NEEDS(del));
 	CF_ADD(s, test_watch_compact,
-	       (cf_ops->caps & VF_KV_CAP_COMPACT) ? NULL
+	       (cf_ops->caps & VF_KV_CAP_COMPACT) ? CF_NEEDS(compact)
 	                                          : "no VF_KV_CAP_COMPACT: nothing to compact");
-	CF_ADD(s, test_watch_cut, cf_no_server());
-	CF_ADD(s, test_watch_resume, cf_no_server());
+	CF_ADD(s, test_watch_cut, CF_EITHER(cf_no_server(), CF_NEEDS(del)));
+	CF_ADD(s, test_watch_resume, CF_EITHER(cf_no_server(), CF_NEEDS(del)));
 	CF_ADD(s, test_watch_past_head, NULL);
 }

@@ -121,6 +121,10 @@ const char *cf_no_server(void);
 /* Add fn to the suite, or register it inactive when why is not NULL. Honours
  * $VFILE_CONFORMANCE_CASES (a comma-separated list of case names). */
 void cf_add(CU_pSuite s, const char *name, CU_TestFunc fn, const char *why);
+/* Why a case using the OPTIONAL slot cannot run (the slot is NULL), or NULL. */
+#define CF_NEEDS(slot) (cf_ops->slot ? NULL : "the OPTIONAL slot " #slot " is NULL")
+/* The first of two reasons that is not NULL. */
+#define CF_EITHER(a, b) ((a) ? (a) : (b))
 #define CF_ADD(s, fn, why) cf_add((s), #fn, (fn), (why))
 void cf_register_kv(CU_pSuite s);
 void cf_register_txn(CU_pSuite s);
