@@ -13,11 +13,11 @@
 # of /usr/share/doc (exit status shown). Then the cold mount latency: Mount of a
 # volume no host holds (the server start included) to mounted, p50/p90.
 #
-# Usage: bench/dataplane.sh [--quick]   (run by `make bench`; needs root, etcd,
+# Usage: bench/dataplane.sh [--quick] [vfbench flags, ignored]   (run by `make bench`; needs root, etcd,
 # sshd, sshfs and FUSE, else it prints why and exits 0: the section is skipped).
 # Output: a table on stdout, and "FIGURE name=value" lines for doc/performance.md.
 QUICK=
-[ "${1:-}" = --quick ] && QUICK=1
+for a in "$@"; do [ "$a" = --quick ] && QUICK=1; done
 skip() {
 	echo "data plane: SKIPPED: $*"
 	exit 0
