@@ -7,7 +7,8 @@
 #     (a bind mount of the export directory, no ssh: fileserver.local_bind), and
 #   - another host: a second vfiled (a worker) on the same machine, which mounts the
 #     volume with sshfs through `vfilectl proxy`.
-# Operations: sequential write (dd, fdatasync), sequential read (dd; page cache
+# Local and serving-host figures are the median of 3 alternating runs (1 in quick
+# mode); the other host's are one run. Operations: sequential write (dd, fdatasync), sequential read (dd; page cache
 # dropped first when /proc/sys/vm/drop_caches is writable, so both sides read the
 # disk), create N x 4 KiB files, `ls -l` of them, delete them, `tar -x` of a tarball
 # of /usr/share/doc (exit status shown). Then the cold mount latency: Mount of a
@@ -24,7 +25,7 @@ skip() {
 }
 [ "$(id -u)" = 0 ] || skip "needs root (sshd chroot, mounts)"
 command -v etcd >/dev/null || skip "etcd not installed"
-export CI=  # sftp.sh: a missing tool is a skip here (exit 77), not a failure
+export CI="" # sftp.sh: a missing tool is a skip here (exit 77), not a failure
 top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
 top_builddir=${top_builddir:-$top_srcdir}
 BACKEND=etcd
@@ -35,11 +36,11 @@ E2E_LIBDIR="$top_srcdir/tests/e2e"
 trap 'e2e_cleanup' EXIT
 
 if [ -n "${COLD_ONLY:-}" ]; then
-	SEQ_MIB=1 NFILES=2 MOUNTS=${MOUNTS:-6} TARDIRS=1
+	SEQ_MIB=1 NFILES=2 MOUNTS=${MOUNTS:-6} TARDIRS=1 REPS=1
 elif [ -n "$QUICK" ]; then
-	SEQ_MIB=32 NFILES=200 MOUNTS=3 TARDIRS=40
+	SEQ_MIB=32 NFILES=200 MOUNTS=3 TARDIRS=40 REPS=1
 else
-	SEQ_MIB=512 NFILES=2000 MOUNTS=20 TARDIRS=
+	SEQ_MIB=512 NFILES=2000 MOUNTS=20 TARDIRS= REPS=3
 fi
 
 r1=$(free_range) || skip "no free block of ports"
@@ -85,20 +86,20 @@ EOF
 ops() {
 	local d=$1 l=$2
 	timed dd if=/dev/zero of="$d/seq" bs=1M count="$SEQ_MIB" conv=fdatasync
-	eval "FIG_write_$l=\$(awk -v t=$T -v m=$SEQ_MIB 'BEGIN { printf \"%.1f\", m / t }')"
+	awk -v t=$T -v m=$SEQ_MIB 'BEGIN { printf "%.1f\n", m / t }' >>"$E2E_DIR/fig.write.$l"
 	drop_caches
 	timed dd if="$d/seq" of=/dev/null bs=1M
-	eval "FIG_read_$l=\$(awk -v t=$T -v m=$SEQ_MIB 'BEGIN { printf \"%.1f\", m / t }')"
+	awk -v t=$T -v m=$SEQ_MIB 'BEGIN { printf "%.1f\n", m / t }' >>"$E2E_DIR/fig.read.$l"
 	rm -f "$d/seq"
 	timed mkfiles "$d/many" "$NFILES"
-	eval "FIG_create_$l=\$(awk -v t=$T -v n=$NFILES 'BEGIN { printf \"%.0f\", n / t }')"
+	awk -v t=$T -v n=$NFILES 'BEGIN { printf "%.0f\n", n / t }' >>"$E2E_DIR/fig.create.$l"
 	timed ls -l "$d/many"
-	eval "FIG_ls_$l=\$(awk -v t=$T -v n=$NFILES 'BEGIN { printf \"%.0f\", n / t }')"
+	awk -v t=$T -v n=$NFILES 'BEGIN { printf "%.0f\n", n / t }' >>"$E2E_DIR/fig.ls.$l"
 	timed rm -rf "$d/many"
-	eval "FIG_delete_$l=\$(awk -v t=$T -v n=$NFILES 'BEGIN { printf \"%.0f\", n / t }')"
+	awk -v t=$T -v n=$NFILES 'BEGIN { printf "%.0f\n", n / t }' >>"$E2E_DIR/fig.delete.$l"
 	mkdir "$d/tar"
 	timed tar -C "$d/tar" -xf "$TARBALL"
-	eval "FIG_tar_$l=\$(awk -v t=$T -v n=$TARFILES 'BEGIN { printf \"%.0f\", n / t }')"
+	awk -v t=$T -v n=$TARFILES 'BEGIN { printf "%.0f\n", n / t }' >>"$E2E_DIR/fig.tar.$l"
 	eval "TAR_RC_$l=$RC"
 	rm -rf "$d/tar"
 }
@@ -117,9 +118,17 @@ echo "data plane: $(nproc) cores, $(awk -F': ' '/model name/ { print $2; exit }'
 	"export_root on $(df -T "$EXPORT" | awk 'NR == 2 { print $2 }'), $(sshfs -V 2>&1 | awk '/SSHFS/ { print $3 }') sshfs,"\
 	"$(ssh -V 2>&1 | cut -d, -f1); seq ${SEQ_MIB} MiB, $NFILES files, tar ${TARMIB} MiB / $TARFILES entries"
 echo "data plane: serving host mounts with $(kind "$mp_srv"), other host with $(kind "$mp_oth")"
-ops "$LOCAL" local
-ops "$mp_srv" srv
+# local and the serving host (the same filesystem) alternate REPS times, and each
+# figure is the median: one sample of either is at the mercy of the machine's load
+for _ in $(seq "$REPS"); do
+	ops "$LOCAL" local
+	ops "$mp_srv" srv
+done
 ops "$mp_oth" oth
+median() { sort -n "$1" | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+for op in write read create ls delete tar; do
+	for l in local srv oth; do eval "FIG_${op}_$l=\$(median \"\$E2E_DIR/fig.$op.$l\")"; done
+done
 
 row() { # row OP UNIT
 	local op=$1 unit=$2 lv sv ov
