@@ -29,6 +29,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
@@ -822,6 +823,36 @@ static int sftp_seal(const char *vol, const char *mountpoint, int on)
 	return was;
 }
 
+/* Does addr:port accept a TCP connection within timeout_ms? (the server an info
+ * document names: see sftp_mount) */
+static int sftp_probe(const char *addr, int port, int timeout_ms)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST};
+	struct addrinfo *ai = NULL;
+	char ps[16];
+	int fd, ok = 0;
+
+	snprintf(ps, sizeof(ps), "%d", port);
+	if (getaddrinfo(addr, ps, &hints, &ai) != 0)
+		return 0;
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd >= 0) {
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+			ok = 1;
+		} else if (errno == EINPROGRESS) {
+			struct pollfd p = {.fd = fd, .events = POLLOUT};
+			int e = 0;
+			socklen_t el = sizeof(e);
+
+			ok = poll(&p, 1, timeout_ms) == 1 &&
+			     getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) == 0 && e == 0;
+		}
+		close(fd);
+	}
+	freeaddrinfo(ai);
+	return ok;
+}
+
 /* Does this sshfs know -o no_contain_symlinks? (asked once: sshfs -h) */
 static int sftp_sshfs_contains(struct sftp_fs *fs)
 {
@@ -969,6 +1000,18 @@ static int sftp_mount(void *arg, const char *vol, const char *info_json, const c
 	}
 	if (fs->ctl_socket && (rc = sftp_check_exec("vfilectl", fs->vfilectl, err)) != VF_OK)
 		goto out;
+	if (fs->ctl_socket && port > 0 && !sftp_probe(addr, port, 3000)) {
+		/* Through the proxy a mount would wait (up to mount_timeout_ms) for a
+		 * live server: right for a reconnect, wrong for a first mount made with
+		 * an info document that names a server already stopped (the volume
+		 * layer's one-txn first mount tries the info it remembers, and takes
+		 * the locked way, which starts a server, only when this fails). */
+		rc = vf_err_set(err, VF_EUNAVAIL,
+		                "volume %s: the server %s:%d named by its info does not accept "
+		                "connections (stopped or moved)",
+		                vol, addr, port);
+		goto out;
+	}
 	if (fs->ctl_socket) {
 		/* through the proxy: it finds the live server (and follows it) */
 		snprintf(o_proxy, sizeof(o_proxy), "ProxyCommand=%s -s %s proxy %s --wait-ms %d",
