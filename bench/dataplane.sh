@@ -52,6 +52,7 @@ now_ns() { date +%s%N; }
 # timed CMD...: run it, its wall time in seconds (3 decimals) in T, its status in RC
 timed() {
 	local t0 t1
+	sync # the previous operation's write-back is not charged to this one
 	t0=$(now_ns)
 	"$@" >/dev/null 2>>"$E2E_DIR/ops.err"
 	RC=$?
