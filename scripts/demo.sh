@@ -6,8 +6,9 @@
 #   - "host2": a second vfiled (role worker) on the same store;
 # each with its own config file, plugin socket, mount root and state dir, on free
 # loopback ports. Then: create a volume with vfilectl, mount it on both hosts, write a
-# file through one host's mountpoint and read it through the other's (sshfs to the
-# per-volume sftp server that vfile started), show `vfilectl inspect`, unmount both,
+# file through one host's mountpoint and read it through the other's (host2 through
+# sshfs to the per-volume sftp server that vfile started; manager1, which serves the
+# volume, through a bind mount of the export directory), show `vfilectl inspect`, unmount both,
 # show the server stopped, remove the volume, and clean everything up.
 # Run as root on Debian bookworm.
 #   VFILE_SKIP_DEPS=1      do not run scripts/install-deps.sh

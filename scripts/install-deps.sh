@@ -11,7 +11,7 @@ PKGS=(build-essential autoconf automake libtool pkg-config
 	libcurl4-openssl-dev libyajl-dev libconfig-dev libcunit1-dev libmicrohttpd-dev libssl-dev
 	etcd-server etcd-client valgrind clang clang-format spin openssl curl ca-certificates
 	openssh-server openssh-client sshfs fuse3 busybox-static procps iproute2 docker.io python3 util-linux libsystemd-dev libclang-rt-14-dev debhelper lintian dpkg-dev
-	systemd)
+	systemd rsync git)
 CONSUL_DEB=consul_1.8.7+dfsg1-2+b3_amd64.deb
 CONSUL_SHA256=e4e888bba104daba1d9161f49bfc52649a7e4efd45b1a7ead5bc54f2cb9c89d9
 here=$(cd "$(dirname "$0")/.." && pwd)

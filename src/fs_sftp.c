@@ -29,6 +29,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
@@ -40,6 +41,7 @@
 #include <dirent.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -74,6 +76,9 @@ struct sftp_fs {
 	int port_lo, port_hi, port_next;
 	int start_timeout_ms, mount_timeout_ms, stop_timeout_ms;
 	int chroot;
+	int local_bind;       /* a host that serves the volume mounts it with a bind mount */
+	int tuned;            /* the sshfs/ssh performance options (sshfs_tuning) */
+	int nocontain;        /* this sshfs knows no_contain_symlinks: 1 yes, 0 no, -1 not asked */
 	char *vfilectl;       /* for the ProxyCommand */
 	char *ctl_socket;     /* vfiled's socket: mounts go through the proxy; NULL direct */
 	int failover_wait_ms; /* the proxy's wait for a live server */
@@ -467,7 +472,8 @@ static int sftp_write_config(struct sftp_fs *fs, const char *vol, const char *ru
 	                  "AllowAgentForwarding no\nGatewayPorts no\nX11Forwarding no\n"
 	                  "PermitTTY no\nPermitTunnel no\nPermitUserRC no\n"
 	                  "PermitUserEnvironment no\nPrintMotd no\nPrintLastLog no\n"
-	                  "ClientAliveInterval 15\nClientAliveCountMax 3\nLogLevel INFO\n");
+	                  "ClientAliveInterval 15\nClientAliveCountMax 3\nLogLevel INFO\n"
+	                  "Compression no\nUseDNS no\n");
 	vf_buf_printf(&b, "Subsystem sftp internal-sftp\n");
 	if (fs->chroot)
 		vf_buf_printf(&b, "ChrootDirectory %s/%s\nForceCommand internal-sftp -d /data\n",
@@ -775,8 +781,8 @@ static int sftp_spawn_one(struct sftp_fs *fs, struct sftp_srv *s, const char *ru
 		}
 		if (vf_now_ms() >= deadline)
 			break;
-		struct timespec ts = {0, 20 * 1000 * 1000};
-		nanosleep(&ts, NULL); /* poll the port with a deadline */
+		struct timespec ts = {0, 5 * 1000 * 1000};
+		nanosleep(&ts, NULL); /* poll the port with a deadline (a cold mount waits) */
 	}
 	vf_fs_kill_wait(pid, 1000);
 	sftp_logfwd_end(logthr, 1000);
@@ -983,6 +989,143 @@ static int sftp_seal(const char *vol, const char *mountpoint, int on)
 	return was;
 }
 
+/* Does addr:port accept a TCP connection within timeout_ms? (the server an info
+ * document names: see sftp_mount) */
+static int sftp_probe(const char *addr, int port, int timeout_ms)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST};
+	struct addrinfo *ai = NULL;
+	char ps[16];
+	int fd, ok = 0;
+
+	snprintf(ps, sizeof(ps), "%d", port);
+	if (getaddrinfo(addr, ps, &hints, &ai) != 0)
+		return 0;
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd >= 0) {
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+			ok = 1;
+		} else if (errno == EINPROGRESS) {
+			struct pollfd p = {.fd = fd, .events = POLLOUT};
+			int e = 0;
+			socklen_t el = sizeof(e);
+
+			ok = poll(&p, 1, timeout_ms) == 1 &&
+			     getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) == 0 && e == 0;
+		}
+		close(fd);
+	}
+	freeaddrinfo(ai);
+	return ok;
+}
+
+/* Does this sshfs know -o no_contain_symlinks? (asked once: sshfs -h) */
+static int sftp_sshfs_contains(struct sftp_fs *fs)
+{
+	const char *argv[] = {fs->sshfs, "-h", NULL};
+	char *out = NULL, *errout = NULL;
+	int status, yes;
+
+	pthread_mutex_lock(&fs->mu);
+	yes = fs->nocontain;
+	pthread_mutex_unlock(&fs->mu);
+	if (yes >= 0)
+		return yes;
+	yes = 0;
+	if (vf_fs_run(argv, NULL, fs->mount_timeout_ms, &status, &out, &errout, NULL) == VF_OK)
+		yes = (out && strstr(out, "no_contain_symlinks")) ||
+		      (errout && strstr(errout, "no_contain_symlinks"));
+	free(out);
+	free(errout);
+	pthread_mutex_lock(&fs->mu);
+	fs->nocontain = yes;
+	pthread_mutex_unlock(&fs->mu);
+	return yes;
+}
+
+/* Does this driver serve vol right now, at the address info names? (the host that
+ * serves a volume uses its export directory directly: sftp_mount_bind) */
+static int sftp_serves(struct sftp_fs *fs, const char *vol, const char *addr, int port)
+{
+	int yes = 0;
+
+	if (strcmp(addr, fs->advertise_addr) != 0)
+		return 0;
+	pthread_mutex_lock(&fs->mu);
+	for (struct sftp_srv *s = fs->srvs; s && !yes; s = s->next)
+		yes = strcmp(s->vol, vol) == 0 && s->pid > 0 && s->port == port &&
+		      kill(s->pid, 0) == 0;
+	pthread_mutex_unlock(&fs->mu);
+	return yes;
+}
+
+/* The filesystem type of the mount at path ("fuse.sshfs", "ext4", ...), or "". */
+static void sftp_mount_type(const char *path, char *buf, size_t size)
+{
+	char want[PATH_MAX], *line = NULL;
+	size_t cap = 0;
+	FILE *f;
+
+	buf[0] = '\0';
+	if (realpath(path, want) == NULL)
+		snprintf(want, sizeof(want), "%s", path);
+	if ((f = fopen("/proc/self/mountinfo", "re")) == NULL)
+		return;
+	/* ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPER */
+	while (getline(&line, &cap, f) > 0) {
+		char *save = NULL, *tok = strtok_r(line, " ", &save), *mp = NULL;
+		int i = 1;
+
+		for (; tok && i < 5; i++)
+			tok = strtok_r(NULL, " ", &save);
+		mp = tok;
+		while (tok && strcmp(tok, "-") != 0)
+			tok = strtok_r(NULL, " ", &save);
+		if (mp == NULL || tok == NULL || (tok = strtok_r(NULL, " ", &save)) == NULL)
+			continue;
+		/* the last mount on the path wins (mounts stack) */
+		if (strcmp(mp, want) == 0 || strcmp(mp, path) == 0)
+			snprintf(buf, size, "%s", tok);
+	}
+	free(line);
+	fclose(f);
+}
+
+/* The serving host's mount: a bind mount of <export_root>/<vol>/data, no ssh. The
+ * data is the very storage the sshd serves to the other hosts (and, export_root
+ * being shared storage, the storage any later server of the volume serves), so it
+ * stays right when the server moves to another manager or this vfiled dies: see
+ * doc/fileserver.md, "The serving host". */
+static int sftp_mount_bind(struct sftp_fs *fs, const char *vol, const char *info_json,
+                           const char *mountpoint, struct vf_err *err)
+{
+	char data[PATH_MAX];
+	char *mode = vf_fs_info_opt(info_json, "mode");
+	int ro = mode && strcmp(mode, "ro") == 0, rc, sealed;
+
+	free(mode);
+	if ((rc = sftp_path(data, sizeof(data), err, "%s/%s/data", fs->export_root, vol)) != VF_OK)
+		return rc;
+	sealed = sftp_seal(vol, mountpoint, 1);
+	if (mount(data, mountpoint, NULL, MS_BIND, NULL) != 0) {
+		rc = vf_err_set(err, VF_EINVAL, "volume %s: bind mount of %s at %s: %s", vol, data,
+		                mountpoint, strerror(errno));
+	} else if (ro &&
+	           mount(NULL, mountpoint, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) != 0) {
+		rc = vf_err_set(err, VF_EINVAL, "volume %s: read-only remount of %s: %s", vol,
+		                mountpoint, strerror(errno));
+		umount2(mountpoint, MNT_DETACH);
+	}
+	if (rc != VF_OK) {
+		if (sealed == 0)
+			sftp_seal(vol, mountpoint, 0);
+		return rc;
+	}
+	vf_log(VF_LOG_INFO, "volume %s: this host serves it: bind mount of %s at %s%s", vol, data,
+	       mountpoint, ro ? " (read-only)" : "");
+	return VF_OK;
+}
+
 static int sftp_mount(void *arg, const char *vol, const char *info_json, const char *mountpoint,
                       struct vf_err *err)
 {
@@ -1017,8 +1160,24 @@ static int sftp_mount(void *arg, const char *vol, const char *info_json, const c
 		vf_err_prefix(err, "volume %s", vol);
 		goto out;
 	}
+	if (fs->local_bind && sftp_serves(fs, vol, addr, port)) {
+		rc = sftp_mount_bind(fs, vol, info_json, mountpoint, err);
+		goto out;
+	}
 	if (fs->ctl_socket && (rc = sftp_check_exec("vfilectl", fs->vfilectl, err)) != VF_OK)
 		goto out;
+	if (fs->ctl_socket && port > 0 && !sftp_probe(addr, port, 3000)) {
+		/* Through the proxy a mount would wait (up to mount_timeout_ms) for a
+		 * live server: right for a reconnect, wrong for a first mount made with
+		 * an info document that names a server already stopped (the volume
+		 * layer's one-txn first mount tries the info it remembers, and takes
+		 * the locked way, which starts a server, only when this fails). */
+		rc = vf_err_set(err, VF_EUNAVAIL,
+		                "volume %s: the server %s:%d named by its info does not accept "
+		                "connections (stopped or moved)",
+		                vol, addr, port);
+		goto out;
+	}
 	if (fs->ctl_socket) {
 		/* through the proxy: it finds the live server (and follows it) */
 		snprintf(o_proxy, sizeof(o_proxy), "ProxyCommand=%s -s %s proxy %s --wait-ms %d",
@@ -1065,7 +1224,7 @@ static int sftp_mount(void *arg, const char *vol, const char *info_json, const c
 	snprintf(o_port, sizeof(o_port), "port=%d", port);
 	snprintf(o_id, sizeof(o_id), "IdentityFile=%s", fs->private_key);
 	snprintf(o_kh, sizeof(o_kh), "UserKnownHostsFile=%s", kh);
-	argv = calloc(40 + 2 * fs->nsshfs_opts, sizeof(char *));
+	argv = calloc(60 + 2 * fs->nsshfs_opts, sizeof(char *));
 	if (argv == NULL) {
 		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
 		goto out;
@@ -1097,6 +1256,31 @@ static int sftp_mount(void *arg, const char *vol, const char *info_json, const c
 			argv[k++] = "-o";
 			argv[k++] = opts[i];
 		}
+	/* sshfs_tuning (doc/performance.md, "Data plane"): a cipher with AES-NI first
+	 * (chacha20 where it lacks), the classic curve25519 key exchange (the default
+	 * sntrup761 hybrid costs ~70 ms per connection, paid by every cold mount and
+	 * reconnect), no compression, 4 connections (one ssh is bound to one core),
+	 * and sshfs' attribute/name cache bounded to 1 s (its default, 20 s, would let
+	 * a host see another host's changes 20 s late: doc/fileserver.md,
+	 * "Consistency"). Commas inside a value are escaped for sshfs' -o parser. */
+	static const char *const tuned[] = {
+	        "Ciphers=aes128-gcm@openssh.com\\,chacha20-poly1305@openssh.com",
+	        "KexAlgorithms=curve25519-sha256\\,curve25519-sha256@libssh.org\\,"
+	        "sntrup761x25519-sha512@openssh.com",
+	        "Compression=no", "max_conns=4", "dcache_timeout=1"};
+	if (sftp_sshfs_contains(fs)) {
+		/* Debian's sshfs 3.7.3-1.2 (CVE-2026-47187) answers EPERM for every
+		 * symlink whose target is absolute or holds "..": against a malicious
+		 * server. Ours is authenticated by the cluster host key, and such
+		 * links are ordinary POSIX (../lib/x, tar's delayed links): serve them
+		 * as a local filesystem would (doc/fileserver.md, "POSIX behaviour"). */
+		argv[k++] = "-o";
+		argv[k++] = "no_contain_symlinks";
+	}
+	for (size_t i = 0; fs->tuned && i < sizeof(tuned) / sizeof(tuned[0]); i++) {
+		argv[k++] = "-o";
+		argv[k++] = tuned[i];
+	}
 	for (size_t i = 0; i < fs->nsshfs_opts; i++) {
 		argv[k++] = "-o";
 		argv[k++] = fs->sshfs_opts[i];
@@ -1143,6 +1327,17 @@ static int sftp_unmount(void *arg, const char *vol, const char *mountpoint, stru
 
 	if (!vf_fs_is_mounted(mountpoint))
 		return VF_OK;
+	sftp_mount_type(mountpoint, line, sizeof(line));
+	if (line[0] && strncmp(line, "fuse", 4) != 0) {
+		/* the serving host's bind mount (sftp_mount_bind) */
+		if (umount2(mountpoint, 0) != 0 && vf_fs_is_mounted(mountpoint))
+			return vf_err_set(err, errno == EBUSY ? VF_EBUSY : VF_EINVAL,
+			                  "volume %s: unmount %s: %s", vol, mountpoint,
+			                  strerror(errno));
+		sftp_seal(vol, mountpoint, 0);
+		vf_log(VF_LOG_INFO, "volume %s: unmounted %s (bind mount)", vol, mountpoint);
+		return VF_OK;
+	}
 	rc = vf_fs_run(argv, NULL, fs->mount_timeout_ms, &status, NULL, &errout, err);
 	if (rc != VF_OK) {
 		vf_err_prefix(err, "volume %s: unmount %s", vol, mountpoint);
@@ -1284,6 +1479,8 @@ static int sftp_open(const config_setting_t *grp, const char *state_dir, void **
 	                                    "stop_timeout_ms",
 	                                    "vfilectl",
 	                                    "failover_wait_ms",
+	                                    "local_bind",
+	                                    "sshfs_tuning",
 	                                    NULL};
 	struct sftp_fs *fs;
 	struct passwd *pw;
@@ -1297,6 +1494,7 @@ static int sftp_open(const config_setting_t *grp, const char *state_dir, void **
 		return vf_err_set(err, VF_ENOMEM, "out of memory");
 	fs->base.drv = &fs_sftp_driver;
 	fs->guard_r = fs->guard_w = -1;
+	fs->nocontain = -1;
 	pthread_mutex_init(&fs->mu, NULL);
 	pthread_cond_init(&fs->cond, NULL);
 	if ((fs->state_dir = strdup(state_dir)) == NULL) {
@@ -1339,6 +1537,8 @@ static int sftp_open(const config_setting_t *grp, const char *state_dir, void **
 	    (rc = vf_cfg_strv(grp, "sshfs_options", NULL, &fs->sshfs_opts, &fs->nsshfs_opts,
 	                      err)) ||
 	    (rc = vf_cfg_bool(grp, "chroot", 1, &fs->chroot, err)) ||
+	    (rc = vf_cfg_bool(grp, "local_bind", 1, &fs->local_bind, err)) ||
+	    (rc = vf_cfg_bool(grp, "sshfs_tuning", 1, &fs->tuned, err)) ||
 	    (rc = vf_cfg_int(grp, "start_timeout_ms", 10000, &fs->start_timeout_ms, err)) ||
 	    (rc = vf_cfg_int(grp, "mount_timeout_ms", 20000, &fs->mount_timeout_ms, err)) ||
 	    (rc = vf_cfg_int(grp, "stop_timeout_ms", 5000, &fs->stop_timeout_ms, err)) ||

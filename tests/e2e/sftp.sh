@@ -3,7 +3,7 @@
 # BACKEND set): needs root, sshd, sshfs and FUSE; starts the store; makes an
 # export_root outside /tmp, a cluster key pair and host key; defines helpers and
 # write_sftp_conf NAME ROLE PORTS.
-. "$(dirname "$0")/lib.sh"
+. "${E2E_LIBDIR:-$(dirname "$0")}/lib.sh"
 
 [ "$(id -u)" = 0 ] || e2e_unavailable "needs root (sshd chroot, sshfs mounts)"
 for prog in /usr/sbin/sshd sshfs ssh-keygen fusermount3; do

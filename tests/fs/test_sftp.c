@@ -527,7 +527,8 @@ static int suite_init(void)
 	         "fileserver = {\n driver = \"sftp\";\n export_root = \"%s\";\n"
 	         " listen_addr = \"127.0.0.1\";\n port_range = \"21000-21999\";\n"
 	         " private_key = \"%s\";\n public_key = \"%s\";\n host_key = \"%s\";\n"
-	         " start_timeout_ms = 10000;\n mount_timeout_ms = 15000;\n};\n",
+	         " start_timeout_ms = 10000;\n mount_timeout_ms = 15000;\n"
+	         " local_bind = false;\n};\n",
 	         export, key, pub, hostkey);
 	config_init(&cfg);
 	if (config_read_string(&cfg, text) != CONFIG_TRUE)
@@ -556,6 +557,81 @@ static int suite_clean(void)
 	return 0;
 }
 
+/* The serving host's mount (local_bind, the default): a bind mount of the export
+ * directory, no sshfs; a driver that does not serve the volume mounts with sshfs. */
+static void test_local_bind(void)
+{
+	char text[4 * PATH_MAX], state2[PATH_MAX + 16], pub[PATH_MAX + 40], hostkey[PATH_MAX + 40];
+	char *addr = NULL, info[512], path[PATH_MAX + 64], *data;
+	const struct vf_fs_ops *ops2 = NULL;
+	struct vf_err err = {0};
+	struct stat st, sd;
+	void *arg2 = NULL;
+	config_t c2;
+	int port = 0;
+
+	snprintf(state2, sizeof(state2), "%s/state2", tmp);
+	snprintf(pub, sizeof(pub), "%s.pub", key);
+	snprintf(hostkey, sizeof(hostkey), "%s/host_key", tmp);
+	snprintf(text, sizeof(text),
+	         "fileserver = {\n driver = \"sftp\";\n export_root = \"%s\";\n"
+	         " listen_addr = \"127.0.0.1\";\n port_range = \"22000-22999\";\n"
+	         " private_key = \"%s\";\n public_key = \"%s\";\n host_key = \"%s\";\n};\n",
+	         export, key, pub, hostkey);
+	config_init(&c2);
+	CU_ASSERT_FATAL(config_read_string(&c2, text) == CONFIG_TRUE);
+	CU_ASSERT_EQUAL_FATAL(
+	        vf_fs_open(config_lookup(&c2, "fileserver"), state2, &ops2, &arg2, &err), VF_OK);
+	CU_ASSERT_EQUAL_FATAL(ops2->start(arg2, "vol3", "{\"name\":\"vol3\"}", &addr, &port, &err),
+	                      VF_OK);
+	snprintf(info, sizeof(info), "{\"name\":\"vol3\",\"server\":{\"addr\":\"%s\",\"port\":%d}}",
+	         addr, port);
+	/* the serving driver: a bind mount of <export>/vol3/data */
+	CU_ASSERT_EQUAL_FATAL(ops2->mount(arg2, "vol3", info, mnt[0], &err), VF_OK);
+	snprintf(path, sizeof(path), "%s/vol3/data", export);
+	CU_ASSERT(stat(mnt[0], &st) == 0 && stat(path, &sd) == 0 && st.st_dev == sd.st_dev &&
+	          st.st_ino == sd.st_ino);
+	/* the driver that does not serve it (the suite's: local_bind = false, and it
+	 * runs no server for vol3): sshfs, and both see one volume */
+	CU_ASSERT_EQUAL(ops->mount(fsarg, "vol3", info, mnt[1], &err), VF_OK);
+	CU_ASSERT(stat(mnt[1], &st) == 0 && st.st_dev != sd.st_dev);
+	snprintf(path, sizeof(path), "%s/from-bind", mnt[0]);
+	put(path, "bind");
+	snprintf(path, sizeof(path), "%s/from-bind", mnt[1]);
+	data = slurp(path);
+	CU_ASSERT(data && strcmp(data, "bind") == 0);
+	free(data);
+	/* absolute and ".." symlinks read back on the sshfs host (no_contain_symlinks) */
+	snprintf(path, sizeof(path), "%s/up", mnt[0]);
+	CU_ASSERT_EQUAL(symlink("../data/from-bind", path), 0);
+	snprintf(path, sizeof(path), "%s/up", mnt[1]);
+	char lnk[64] = "";
+	CU_ASSERT(readlink(path, lnk, sizeof(lnk) - 1) == 17 &&
+	          strcmp(lnk, "../data/from-bind") == 0);
+	CU_ASSERT_EQUAL(ops->unmount(fsarg, "vol3", mnt[1], &err), VF_OK);
+	CU_ASSERT_EQUAL(ops2->unmount(arg2, "vol3", mnt[0], &err), VF_OK);
+	CU_ASSERT_EQUAL(vf_fs_is_mounted(mnt[0]), 0);
+	/* mode=ro: a read-only bind mount */
+	snprintf(info, sizeof(info),
+	         "{\"name\":\"vol3\",\"options\":{\"mode\":\"ro\"},\"server\":{\"addr\":\"%s\","
+	         "\"port\":%d}}",
+	         addr, port);
+	CU_ASSERT_EQUAL_FATAL(ops2->mount(arg2, "vol3", info, mnt[0], &err), VF_OK);
+	snprintf(path, sizeof(path), "%s/nope", mnt[0]);
+	errno = 0;
+	CU_ASSERT(open(path, O_WRONLY | O_CREAT, 0644) < 0 && errno == EROFS);
+	CU_ASSERT_EQUAL(ops2->unmount(arg2, "vol3", mnt[0], &err), VF_OK);
+	/* once the server is stopped, the same driver mounts with sshfs like any host
+	 * (here it fails: nothing listens), never a bind mount of a volume it does
+	 * not serve */
+	CU_ASSERT_EQUAL(ops2->stop(arg2, "vol3", "{}", &err), VF_OK);
+	CU_ASSERT_NOT_EQUAL(ops2->mount(arg2, "vol3", info, mnt[0], &err), VF_OK);
+	CU_ASSERT_EQUAL(vf_fs_is_mounted(mnt[0]), 0);
+	free(addr);
+	vf_fs_close(arg2);
+	config_destroy(&c2);
+}
+
 void vf_test_register(void)
 {
 	CU_pSuite s = CU_add_suite("sftp", suite_init, suite_clean);
@@ -569,4 +645,5 @@ void vf_test_register(void)
 	VF_ADD_TEST(s, test_jail);
 	VF_ADD_TEST(s, test_guard_sweep);
 	VF_ADD_TEST(s, test_stop_unmount);
+	VF_ADD_TEST(s, test_local_bind);
 }
