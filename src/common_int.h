@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <pthread.h>
+#include <time.h>
 #include <curl/curl.h>
 #include <yajl/yajl_tree.h>
 #include <yajl/yajl_gen.h>
@@ -61,6 +62,8 @@ int vf_json_parse(const char *text, size_t len, yajl_val *tree_r, struct vf_err 
 void vf_jgen_str(yajl_gen g, const char *s);
 void vf_jgen_strn(yajl_gen g, const char *s, size_t n);
 void vf_jgen_int(yajl_gen g, long long v);
+/* A parsed (or built) tree as is; a value of no known type as null. */
+void vf_jgen_tree(yajl_gen g, yajl_val v);
 /* Take the generator's output as a malloc'ed string. */
 int vf_jgen_finish(yajl_gen g, char **out_r, size_t *len_r, struct vf_err *err);
 
@@ -187,6 +190,9 @@ int vf_kv_key_check(const char *key, enum vf_key_kind kind, const char *what, st
 int vf_kv_txn_keys_check(const struct vf_kv_cmp *cmps, size_t ncmp, const struct vf_kv_op *ops,
                          size_t nops, struct vf_err *err);
 
+/* The pair of key in l (a listing sorted by key, as kv.h requires), or NULL. */
+const struct vf_kv_pair *vf_kv_list_find(const struct vf_kv_list *l, const char *key);
+
 /* ---- process ---- */
 /* Daemon-wide malloc tuning, once at start (vfiled, and the benchmark's
  * manager): at most 2 glibc arenas (M_ARENA_MAX) unless MALLOC_ARENA_MAX is
@@ -196,5 +202,20 @@ void vf_malloc_tune(void);
 
 /* ---- time ---- */
 int64_t vf_now_ms(void); /* CLOCK_MONOTONIC in ms */
+
+/* ---- timed waits ----
+ * Every condition variable waited on with a bound is initialised by
+ * vf_cond_init, which puts its timed waits on CLOCK_MONOTONIC (the clock of
+ * vf_now_ms), and waited on with vf_cond_wait_until or vf_cond_wait_ms: a
+ * wall-clock step (NTP, an operator's date -s) neither stretches nor cuts a wait. */
+void vf_cond_init(pthread_cond_t *cv);
+/* The absolute CLOCK_MONOTONIC time of deadline_ms (a vf_now_ms value). */
+void vf_deadline_ts(int64_t deadline_ms, struct timespec *ts);
+/* Wait on cv (mu held, cv from vf_cond_init) until signalled or until vf_now_ms
+ * reaches deadline_ms. Returns 0 when woken (maybe spuriously: re-check the
+ * condition) or ETIMEDOUT. */
+int vf_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t deadline_ms);
+/* The same for at most ms from now (ms <= 0: no wait, ETIMEDOUT). */
+int vf_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t ms);
 
 #endif /* VFILE_COMMON_INT_H */

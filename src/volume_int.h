@@ -104,7 +104,6 @@ struct vf_ctx {
 void vf_vol_key(const struct vf_ctx *ctx, char *buf, size_t size, int family, const char *vol);
 /* Parse a decimal counter value (absent/empty is 0). */
 int64_t vf_vol_num(const struct vf_kv_result *r);
-const struct vf_kv_pair *vf_vol_list_find(const struct vf_kv_list *l, const char *key);
 /* Take/release the process-local mutex of lock which ("gref", "state") of vol:
  * one process never asks twice at once for one store lock (its threads share
  * one lease). try: do not wait, return 0 if busy. Returns 1 when entered. */
