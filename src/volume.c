@@ -1219,7 +1219,9 @@ static int vol_probe(struct vf_ctx *ctx, const char *vol, const char *path)
 {
 	if (vol_probe_hook)
 		return vol_probe_hook(ctx->fs_arg, vol, path);
-	return vf_fs_probe_mounted(ctx->fs, path);
+	if (ctx->fs && ctx->fs->mounted)
+		return ctx->fs->mounted(ctx->fs_arg, vol, path);
+	return -1;
 }
 
 /* Is vol mounted here? The mount table when the driver can tell (it survives a

@@ -167,8 +167,8 @@ void vf_vol_server_value(struct vf_ctx *ctx, char *buf, size_t size);
 #define VOL_CONV_SWEEP_MS 30000
 void vf_vol_sweep_period_set(int ms);
 /* Is vol mounted at path on this host? 1 yes, 0 no, -1 cannot tell (a driver
- * that mounts nothing). NULL (default): the driver's answer
- * (vf_fs_probe_mounted). Set by tests and test drivers, before vf_ctx_new. */
+ * that mounts nothing). NULL (default): the driver's answer (its vf_fs_ops
+ * mounted slot). Set by tests and test drivers, before vf_ctx_new. */
 typedef int (*vf_vol_probe_fn)(void *fs_arg, const char *vol, const char *path);
 void vf_vol_mount_probe_set(vf_vol_probe_fn fn);
 /* Mount ids of this process whose release is still to be retried (tests). */
