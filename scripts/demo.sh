@@ -59,7 +59,7 @@ cd "$build"
 if [ ! -f Makefile ] || [ "$(sed -n 's/^abs_srcdir = //p' Makefile)" != "$here" ]; then
 	"$here/configure" -q || die "configure in $build"
 fi
-make -j"$(nproc)" >/dev/null || die "make in $build"
+make -j"$(nproc)" all tests/selfcheck >/dev/null || die "make in $build"
 VFILED=$build/vfiled
 VFILECTL=$build/vfilectl
 echo "built vfiled, vfilectl and the backend modules in $build ($(elapsed))"

@@ -1194,6 +1194,35 @@ static int consul_cmps_reguess(struct consul_kv *ck, const struct vf_kv_cmp *cmp
 	return rc;
 }
 
+/* Run a txn whose compares came from consul_cmps_ops; while it rolls back only
+ * on check-index guesses (consul_cmps_reguess), re-read those keys and run it
+ * again. Returns VF_OK, CONSUL_ROLLED_BACK with the failures in *errs_r (the
+ * caller frees them), or an error. */
+static int consul_txn_run_reguess(struct consul_kv *ck, const struct vf_kv_cmp *cmps, size_t ncmp,
+                                  struct consul_txn_op *ops, size_t nops, const int *is_read,
+                                  struct consul_bind *binds, int *guessed, struct vf_kv_result *res,
+                                  int64_t *rev_r, struct consul_txn_error **errs_r, size_t *nerrs_r,
+                                  struct vf_err *err)
+{
+	for (;;) {
+		int rc, rg;
+
+		rc = consul_txn_run(ck, ops, nops, is_read, binds, res, rev_r, errs_r, nerrs_r,
+		                    err);
+		if (rc != CONSUL_ROLLED_BACK)
+			return rc;
+		rg = consul_cmps_reguess(ck, cmps, ncmp, ops, nops, is_read, guessed, *errs_r,
+		                         *nerrs_r, err);
+		if (rg == CONSUL_ROLLED_BACK)
+			return rc;
+		free(*errs_r);
+		*errs_r = NULL;
+		*nerrs_r = 0;
+		if (rg != VF_OK)
+			return rg;
+	}
+}
+
 static int consul_txn(struct vf_kv *kv, const struct vf_kv_cmp *cmps, size_t ncmp,
                       const struct vf_kv_op *vops, size_t nops, struct vf_kv_txn_result *res_r,
                       struct vf_err *err)
@@ -1290,24 +1319,8 @@ static int consul_txn(struct vf_kv *kv, const struct vf_kv_cmp *cmps, size_t ncm
 	if (rc != VF_OK)
 		goto out;
 	consul_choose_read_verbs(ops, n, is_read);
-	for (;;) {
-		int rg;
-
-		rc = consul_txn_run(ck, ops, n, is_read, binds, res, &rev, &errs, &nerrs, err);
-		if (rc != CONSUL_ROLLED_BACK)
-			break;
-		rg = consul_cmps_reguess(ck, cmps, ncmp, ops, n, is_read, guessed, errs, nerrs,
-		                         err);
-		if (rg == CONSUL_ROLLED_BACK)
-			break;
-		free(errs);
-		errs = NULL;
-		nerrs = 0;
-		if (rg != VF_OK) {
-			rc = rg;
-			goto out;
-		}
-	}
+	rc = consul_txn_run_reguess(ck, cmps, ncmp, ops, n, is_read, binds, guessed, res, &rev,
+	                            &errs, &nerrs, err);
 	if (rc == CONSUL_ROLLED_BACK) {
 		rc = consul_txn_fail_rc(ops, errs, nerrs, err);
 		goto out;
@@ -1595,15 +1608,7 @@ static void *consul_keepalive_main(void *arg)
 				next = l->next_ms;
 		}
 		if (due == NULL) {
-			struct timespec ts;
-
-			clock_gettime(CLOCK_MONOTONIC, &ts);
-			int64_t wait = next - now;
-			ts.tv_sec += wait / 1000;
-			ts.tv_nsec += (wait % 1000) * 1000000;
-			if (ts.tv_nsec >= 1000000000)
-				ts.tv_sec++, ts.tv_nsec -= 1000000000;
-			pthread_cond_timedwait(&ck->cv, &ck->mu, &ts);
+			vf_cond_wait_until(&ck->cv, &ck->mu, next);
 			continue;
 		}
 		due->busy = 1;
@@ -2132,24 +2137,8 @@ static int consul_lock_many(struct vf_kv *kv, struct vf_kv_lease *lease, const c
 		                                       .value = ck->holder,
 		                                       .value_len = strlen(ck->holder),
 		                                       .session = lks[i]->sid};
-	for (;;) {
-		int rg;
-
-		rc = consul_txn_run(ck, ops, nops, is_read, NULL, res, &rev, &errs, &nerrs, err);
-		if (rc != CONSUL_ROLLED_BACK)
-			break;
-		rg = consul_cmps_reguess(ck, cmps, ncmp, ops, nops, is_read, guessed, errs, nerrs,
-		                         err);
-		if (rg == CONSUL_ROLLED_BACK)
-			break;
-		free(errs);
-		errs = NULL;
-		nerrs = 0;
-		if (rg != VF_OK) {
-			rc = rg;
-			goto out;
-		}
-	}
+	rc = consul_txn_run_reguess(ck, cmps, ncmp, ops, nops, is_read, NULL, guessed, res, &rev,
+	                            &errs, &nerrs, err);
 	if (rc == CONSUL_ROLLED_BACK) {
 		const struct consul_txn_error *busy = NULL;
 		int other = 0;
@@ -2248,17 +2237,12 @@ static int consul_unlock(struct vf_kv *kv, struct vf_kv_lock **lock, struct vf_e
 /* Wait up to ms, or until the watch is cancelled. Returns non-zero if cancelled. */
 static int consul_watch_pause(struct consul_watch *w, int64_t ms)
 {
-	struct timespec ts;
+	int64_t until = vf_now_ms() + ms;
 	int cancelled;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000)
-		ts.tv_sec++, ts.tv_nsec -= 1000000000;
 	pthread_mutex_lock(&w->mu);
 	if (!w->cancel)
-		pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+		vf_cond_wait_until(&w->cv, &w->mu, until);
 	cancelled = w->cancel;
 	pthread_mutex_unlock(&w->mu);
 	return cancelled;
@@ -2468,13 +2452,7 @@ static int consul_watch_start(struct vf_kv *kv, const char *prefix, int64_t afte
 	w->fn = fn;
 	w->arg = arg;
 	pthread_mutex_init(&w->mu, NULL);
-	{
-		pthread_condattr_t ca;
-		pthread_condattr_init(&ca);
-		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-		pthread_cond_init(&w->cv, &ca);
-		pthread_condattr_destroy(&ca);
-	}
+	vf_cond_init(&w->cv);
 	/* The baseline listing: events are what changes after it. Consul has no
 	 * history: if the prefix already moved past after_rev, the caller re-lists. */
 	rc = consul_list_ex(ck, prefix, 0, 0, NULL, NULL, CONSUL_VALUES_NONE, &w->last, err);
@@ -2661,14 +2639,8 @@ static int consul_open(const config_setting_t *cfg, struct vf_kv **kv_r, struct 
 	gethostname(host, sizeof(host) - 1);
 	snprintf(ck->holder, sizeof(ck->holder), "%s:%ld", host, (long)getpid());
 	pthread_mutex_init(&ck->mu, NULL);
-	{
-		pthread_condattr_t ca;
-		pthread_condattr_init(&ca);
-		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-		pthread_cond_init(&ck->cv, &ca);
-		pthread_cond_init(&ck->lock_cv, &ca);
-		pthread_condattr_destroy(&ca);
-	}
+	vf_cond_init(&ck->cv);
+	vf_cond_init(&ck->lock_cv);
 	ck->base.ops = vf_backend_entry();
 	ck->base.max_txn_ops = CONSUL_TXN_OPS_ADVERTISED;
 	ck->base.min_lease_ttl_s = CONSUL_MIN_TTL_S;

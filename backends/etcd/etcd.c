@@ -408,7 +408,6 @@ static void etcd_free(struct etcd_kv *ek)
 static int etcd_open(const config_setting_t *cfg, struct vf_kv **kv_r, struct vf_err *err)
 {
 	struct vf_http_cfg hc = {0};
-	pthread_condattr_t ca;
 	struct etcd_kv *ek;
 	int timeout = 0, ctimeout = 0, rc;
 
@@ -420,10 +419,7 @@ static int etcd_open(const config_setting_t *cfg, struct vf_kv **kv_r, struct vf
 	pthread_mutex_init(&ek->ep_mu, NULL);
 	pthread_mutex_init(&ek->mu, NULL);
 	pthread_mutex_init(&ek->pw_mu, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* waits use vf_now_ms() */
-	pthread_cond_init(&ek->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	vf_cond_init(&ek->cond);
 	/* Where the config is silent, etcdctl's environment (ETCDCTL_*) applies. */
 	if ((rc = vf_cfg_known(cfg, etcd_known, err)) != VF_OK ||
 	    (rc = etcd_cfg_positive(cfg, "timeout_ms", 5000, &timeout, err)) != VF_OK ||

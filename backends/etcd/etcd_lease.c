@@ -26,11 +26,7 @@ int64_t etcd_lease_id(const struct vf_kv_lease *lease)
 /* Wait on ek->cond (ek->mu held) until the monotonic time deadline_ms. */
 static void lease_wait_until(struct etcd_kv *ek, int64_t deadline_ms)
 {
-	struct timespec ts;
-
-	ts.tv_sec = deadline_ms / 1000;
-	ts.tv_nsec = (deadline_ms % 1000) * 1000000L;
-	pthread_cond_timedwait(&ek->cond, &ek->mu, &ts);
+	vf_cond_wait_until(&ek->cond, &ek->mu, deadline_ms);
 }
 
 /* One renewal of lease id; *ttl_r gets the TTL granted. */

@@ -346,7 +346,6 @@ static void lock_pw_free(struct etcd_kv *ek, struct lock_pw *pw)
 static struct lock_pw *lock_pw_get(struct etcd_kv *ek, const char *prefix, int64_t after_rev)
 {
 	struct lock_pw *pw, *lru = NULL, **lrup = NULL, *evict = NULL;
-	pthread_condattr_t ca;
 	int count = 0;
 
 	pthread_mutex_lock(&ek->pw_mu);
@@ -379,10 +378,7 @@ static struct lock_pw *lock_pw_get(struct etcd_kv *ek, const char *prefix, int64
 		return NULL;
 	}
 	pthread_mutex_init(&pw->mu, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&pw->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	vf_cond_init(&pw->cond);
 	pw->refs = 1;
 	pw->used = vf_now_ms();
 	pw->lost = after_rev; /* it sees what comes after after_rev, not before */
@@ -482,7 +478,6 @@ static int lock_wait_pred(struct etcd_kv *ek, const char *prefix, const char *ke
 		if (done)
 			break;
 		int64_t now = vf_now_ms(), until = now + LOCK_PW_RECHECK_MS;
-		struct timespec ts;
 
 		if (deadline_ms >= 0 && now >= deadline_ms) {
 			rc = vf_err_set(err, VF_ETIMEDOUT, "wait for %s: timed out", key);
@@ -494,14 +489,7 @@ static int lock_wait_pred(struct etcd_kv *ek, const char *prefix, const char *ke
 			until = deadline_ms;
 		if (slice_end < until)
 			until = slice_end;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += (until - now) / 1000;
-		ts.tv_nsec += (long)((until - now) % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&pw->cond, &pw->mu, &ts);
+		vf_cond_wait_until(&pw->cond, &pw->mu, until);
 	}
 	pthread_mutex_unlock(&pw->mu);
 	lock_pw_put(ek, pw);

@@ -163,11 +163,10 @@ static size_t watch_data(const char *p, size_t n, void *arg)
 static void watch_sleep(struct etcd_watch *w, int ms)
 {
 	int64_t until = vf_now_ms() + ms;
-	struct timespec ts = {until / 1000, (until % 1000) * 1000000L};
 
 	pthread_mutex_lock(&w->mu);
 	while (!w->cancel && vf_now_ms() < until)
-		if (pthread_cond_timedwait(&w->cond, &w->mu, &ts) != 0)
+		if (vf_cond_wait_until(&w->cond, &w->mu, until) != 0)
 			break;
 	pthread_mutex_unlock(&w->mu);
 }
@@ -323,7 +322,6 @@ int etcd_watch_start(struct vf_kv *kv, const char *prefix, int64_t after_rev, vf
 {
 	struct etcd_kv *ek = (struct etcd_kv *)kv;
 	struct etcd_watch *w;
-	pthread_condattr_t ca;
 	int rc;
 
 	*watch_r = NULL;
@@ -335,10 +333,7 @@ int etcd_watch_start(struct vf_kv *kv, const char *prefix, int64_t after_rev, vf
 	if (w == NULL)
 		return vf_err_set(err, VF_ENOMEM, "out of memory");
 	pthread_mutex_init(&w->mu, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&w->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	vf_cond_init(&w->cond);
 	w->ek = ek;
 	w->fn = fn;
 	w->arg = arg;

@@ -49,6 +49,10 @@ struct vf_fs_ops {
 	             struct vf_err *err);
 	/* Host: unmount mountpoint (not mounted is fine). */
 	int (*unmount)(void *arg, const char *vol, const char *mountpoint, struct vf_err *err);
+	/* Host (optional): is vol mounted at mountpoint? 1 yes, 0 no, -1 cannot tell.
+	 * NULL: cannot tell (a driver that mounts nothing). The volume manager asks
+	 * when it checks its local mounts against the system's. */
+	int (*mounted)(void *arg, const char *vol, const char *mountpoint);
 };
 
 struct vf_ctx_cfg {

@@ -1,9 +1,12 @@
 /* Unit tests of the shared helpers: base64, JSON accessors, errors, config. */
 #include <config.h>
 
+#include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/stat.h>
 
@@ -194,6 +197,66 @@ static void test_log_journal_priorities(void)
 	vf_log_set_level(lvl);
 }
 
+/* vf_deadline_ts reads the deadline on CLOCK_MONOTONIC (the clock of vf_now_ms),
+ * not on the wall clock: a deadline 5 s ahead is 5 s past CLOCK_MONOTONIC's now,
+ * decades away from CLOCK_REALTIME's. Negative deadlines clamp to 0. */
+static void test_deadline_ts(void)
+{
+	struct timespec mono, wall, ts;
+	int64_t now = vf_now_ms(), ts_ms, mono_ms, wall_ms;
+
+	vf_deadline_ts(now + 5000, &ts);
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	clock_gettime(CLOCK_REALTIME, &wall);
+	ts_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	mono_ms = (int64_t)mono.tv_sec * 1000 + mono.tv_nsec / 1000000;
+	wall_ms = (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
+	CU_ASSERT(ts.tv_nsec >= 0 && ts.tv_nsec < 1000000000L);
+	/* now was read before mono: ts - mono <= 5000, and more than 0 unless
+	 * this thread was descheduled for 5 s between the two reads */
+	CU_ASSERT(ts_ms - mono_ms <= 5000);
+	CU_ASSERT(ts_ms - mono_ms > 0);
+	CU_ASSERT(wall_ms - ts_ms > 86400000LL || ts_ms - wall_ms > 86400000LL);
+	vf_deadline_ts(1999, &ts);
+	CU_ASSERT_EQUAL(ts.tv_sec, 1);
+	CU_ASSERT_EQUAL(ts.tv_nsec, 999000000L);
+	vf_deadline_ts(-5, &ts);
+	CU_ASSERT_EQUAL(ts.tv_sec, 0);
+	CU_ASSERT_EQUAL(ts.tv_nsec, 0);
+}
+
+/* A condition variable from vf_cond_init times out on the clock the deadline
+ * was computed on: not before the bound (a REALTIME condvar would take the
+ * monotonic deadline as decades past and return at once), and it does time out
+ * (a wait it never ends would hang: the suite's watchdog bounds that). */
+static void test_cond_wait_monotonic(void)
+{
+	pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	pthread_cond_t cv;
+	int64_t t0, deadline;
+	int rc = 0;
+
+	vf_cond_init(&cv);
+	pthread_mutex_lock(&mu);
+	t0 = vf_now_ms();
+	deadline = t0 + 200;
+	/* wake-ups before the deadline (spurious ones are allowed) loop */
+	while (vf_now_ms() < deadline && (rc = vf_cond_wait_until(&cv, &mu, deadline)) == 0)
+		;
+	CU_ASSERT_EQUAL(rc, ETIMEDOUT);
+	CU_ASSERT(vf_now_ms() - t0 >= 200);
+	/* the relative form: same bound from now; no wait at all for ms <= 0 */
+	t0 = vf_now_ms();
+	while ((rc = vf_cond_wait_ms(&cv, &mu, 150 - (vf_now_ms() - t0))) == 0)
+		;
+	CU_ASSERT_EQUAL(rc, ETIMEDOUT);
+	CU_ASSERT(vf_now_ms() - t0 >= 150);
+	CU_ASSERT_EQUAL(vf_cond_wait_ms(&cv, &mu, 0), ETIMEDOUT);
+	CU_ASSERT_EQUAL(vf_cond_wait_until(&cv, &mu, vf_now_ms() - 1000), ETIMEDOUT);
+	pthread_mutex_unlock(&mu);
+	pthread_cond_destroy(&cv);
+}
+
 void vf_test_register_util(void);
 void vf_test_register_util(void)
 {
@@ -206,4 +269,6 @@ void vf_test_register_util(void)
 	VF_ADD_TEST(s, test_err_oneline);
 	VF_ADD_TEST(s, test_cfg_types);
 	VF_ADD_TEST(s, test_log_journal_priorities);
+	VF_ADD_TEST(s, test_deadline_ts);
+	VF_ADD_TEST(s, test_cond_wait_monotonic);
 }

@@ -505,31 +505,6 @@ static int ctl_body(const struct ctl_args *a, char **body_r)
 
 /* ---- output ---- */
 
-static void ctl_gen_tree(yajl_gen g, yajl_val v)
-{
-	if (v == NULL || YAJL_IS_NULL(v)) {
-		yajl_gen_null(g);
-	} else if (YAJL_IS_STRING(v)) {
-		vf_jgen_str(g, v->u.string);
-	} else if (YAJL_IS_NUMBER(v)) {
-		yajl_gen_number(g, v->u.number.r, strlen(v->u.number.r));
-	} else if (YAJL_IS_TRUE(v) || YAJL_IS_FALSE(v)) {
-		yajl_gen_bool(g, YAJL_IS_TRUE(v));
-	} else if (YAJL_IS_OBJECT(v)) {
-		yajl_gen_map_open(g);
-		for (size_t i = 0; i < v->u.object.len; i++) {
-			vf_jgen_str(g, v->u.object.keys[i]);
-			ctl_gen_tree(g, v->u.object.values[i]);
-		}
-		yajl_gen_map_close(g);
-	} else if (YAJL_IS_ARRAY(v)) {
-		yajl_gen_array_open(g);
-		for (size_t i = 0; i < v->u.array.len; i++)
-			ctl_gen_tree(g, v->u.array.values[i]);
-		yajl_gen_array_close(g);
-	}
-}
-
 /* v as JSON text (pretty or compact); malloc'ed. */
 static char *ctl_json(yajl_val v, int pretty)
 {
@@ -544,7 +519,7 @@ static char *ctl_json(yajl_val v, int pretty)
 		yajl_gen_config(g, yajl_gen_beautify, 1);
 		yajl_gen_config(g, yajl_gen_indent_string, "  ");
 	}
-	ctl_gen_tree(g, v);
+	vf_jgen_tree(g, v);
 	rc = vf_jgen_finish(g, &out, &len, NULL);
 	yajl_gen_free(g);
 	if (rc != VF_OK)

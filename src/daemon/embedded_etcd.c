@@ -191,19 +191,12 @@ static int eetcd_spawn(struct vfd_etcd *ee, struct vf_err *err)
 /* Wait on the condition for ms unless stopping; returns stopping. */
 static int eetcd_pause(struct vfd_etcd *ee, int ms)
 {
-	struct timespec until;
+	int64_t until = vf_now_ms() + ms;
 	int stop;
 
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += ms / 1000;
-	until.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&ee->mu);
 	while (!ee->stopping)
-		if (pthread_cond_timedwait(&ee->cv, &ee->mu, &until) == ETIMEDOUT)
+		if (vf_cond_wait_until(&ee->cv, &ee->mu, until) == ETIMEDOUT)
 			break;
 	stop = ee->stopping;
 	pthread_mutex_unlock(&ee->mu);
@@ -295,7 +288,7 @@ int vfd_etcd_start(const struct vf_conf_embedded *e, const char *name, const cha
 	if (ee == NULL)
 		return vf_err_set(err, VF_ENOMEM, "out of memory");
 	pthread_mutex_init(&ee->mu, NULL);
-	pthread_cond_init(&ee->cv, NULL);
+	vf_cond_init(&ee->cv);
 	ee->binary = strdup(e->binary);
 	ee->data_dir = strdup(e->data_dir);
 	ee->client_url = strdup(e->client_url);
@@ -473,17 +466,8 @@ void vfd_etcd_stop(struct vfd_etcd **eep)
 	if (ee->thr_started) {
 		until = vf_now_ms() + 10000;
 		pthread_mutex_lock(&ee->mu);
-		while (ee->pid > 0 && vf_now_ms() < until) {
-			struct timespec ts;
-
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += 100000000L;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
-			pthread_cond_timedwait(&ee->cv, &ee->mu, &ts);
-		}
+		while (ee->pid > 0 && vf_now_ms() < until)
+			vf_cond_wait_ms(&ee->cv, &ee->mu, 100);
 		pid = ee->pid;
 		pthread_mutex_unlock(&ee->mu);
 		if (pid > 0) {

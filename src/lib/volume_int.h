@@ -111,7 +111,6 @@ struct vf_ctx {
 void vf_vol_key(const struct vf_ctx *ctx, char *buf, size_t size, int family, const char *vol);
 /* Parse a decimal counter value (absent/empty is 0). */
 int64_t vf_vol_num(const struct vf_kv_result *r);
-const struct vf_kv_pair *vf_vol_list_find(const struct vf_kv_list *l, const char *key);
 /* Take/release the process-local mutex of lock which ("gref", "state") of vol:
  * one process never asks twice at once for one store lock (its threads share
  * one lease). try: do not wait, return 0 if busy. Returns 1 when entered. */
@@ -175,8 +174,8 @@ void vf_vol_server_value(struct vf_ctx *ctx, char *buf, size_t size);
 #define VOL_CONV_SWEEP_MS 30000
 void vf_vol_sweep_period_set(int ms);
 /* Is vol mounted at path on this host? 1 yes, 0 no, -1 cannot tell (a driver
- * that mounts nothing). NULL (default): the driver's answer
- * (vf_fs_probe_mounted). Set by tests and test drivers, before vf_ctx_new. */
+ * that mounts nothing). NULL (default): the driver's answer (its vf_fs_ops
+ * mounted slot). Set by tests and test drivers, before vf_ctx_new. */
 typedef int (*vf_vol_probe_fn)(void *fs_arg, const char *vol, const char *path);
 void vf_vol_mount_probe_set(vf_vol_probe_fn fn);
 /* Mount ids of this process whose release is still to be retried (tests). */

@@ -1518,7 +1518,7 @@ static void mgr_queue_restarts(struct mgr *m, struct mgr_rcand *c, size_t n, uin
 		const struct vf_kv_pair *p;
 
 		snprintf(k, sizeof(k), "%s%s", pre, c[i].vol);
-		p = vf_vol_list_find(&info, k);
+		p = vf_kv_list_find(&info, k);
 		mgr_batch_add(m, &batch, c[i].vol, c[i].state_rev, p ? p->value : NULL);
 	}
 	mgr_batch_flush(m, &batch);
@@ -1639,7 +1639,7 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 			if (x == L_CLIENT)
 				continue;
 			snprintf(k, sizeof(k), "%s%s", pre[x], vol);
-			f[x] = vf_vol_list_find(&l[x], k);
+			f[x] = vf_kv_list_find(&l[x], k);
 			if (x == L_SERVER || x == L_SCLAIM || x == L_PCLAIM)
 				f[x] = mgr_live_rec(ctx, f[x], mine);
 		}
@@ -1709,7 +1709,7 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 		 * live manager serves the volume: stop it */
 		snprintf(k, sizeof(k), "%s%s", pre[L_SERVER], vol);
 		{
-			const struct vf_kv_pair *raw = vf_vol_list_find(&l[L_SERVER], k);
+			const struct vf_kv_pair *raw = vf_kv_list_find(&l[L_SERVER], k);
 
 			if (raw && !mgr_names_node(ctx, raw->value) && ctx->fs->running &&
 			    !mgr_serves(m, vol) && ctx->fs->running(ctx->fs_arg, vol))
@@ -1738,9 +1738,9 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 				const struct vf_kv_pair *p, *st;
 
 				snprintf(k, sizeof(k), "%s%s", pre[L_SERVER], x->key);
-				p = vf_vol_list_find(&l[L_SERVER], k);
+				p = vf_kv_list_find(&l[L_SERVER], k);
 				snprintf(k, sizeof(k), "%s%s", pre[L_STATE], x->key);
-				st = vf_vol_list_find(&l[L_STATE], k);
+				st = vf_kv_list_find(&l[L_STATE], k);
 				if (p == NULL || strcmp(p->value, mine) != 0 || st == NULL ||
 				    strcmp(st->value, "Mounted") != 0)
 					snprintf(chk[nchk++], MGR_NAME, "%s", x->key);
@@ -1766,16 +1766,7 @@ static void *mgr_reconciler(void *arg)
 	pthread_mutex_lock(&m->mu);
 	while (!m->stop) {
 		if (!m->rec_req) {
-			struct timespec ts;
-
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += ctx->reconcile_ms / 1000;
-			ts.tv_nsec += (long)(ctx->reconcile_ms % 1000) * 1000000L;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
-			pthread_cond_timedwait(&m->rec_cv, &m->mu, &ts);
+			vf_cond_wait_ms(&m->rec_cv, &m->mu, ctx->reconcile_ms);
 			if (m->stop)
 				break;
 		}
@@ -1829,8 +1820,8 @@ int vf_mgr_start(struct vf_ctx *ctx, struct vf_err *err)
 	m->ctx = ctx;
 	pthread_mutex_init(&m->mu, NULL);
 	pthread_mutex_init(&m->pass_mu, NULL);
-	pthread_cond_init(&m->job_cv, NULL);
-	pthread_cond_init(&m->rec_cv, NULL);
+	vf_cond_init(&m->job_cv);
+	vf_cond_init(&m->rec_cv);
 	m->rec_req = 1; /* the first pass runs at once */
 	pthread_mutex_lock(&ctx->mu);
 	ctx->mgr = m;

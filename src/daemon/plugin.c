@@ -752,7 +752,6 @@ static void *guard_main(void *arg)
 	pthread_mutex_lock(&g->mu);
 	while (!g->stop) {
 		int64_t now = vf_now_ms(), next = now + g->cfg.request_ms;
-		struct timespec ts;
 
 		for (struct guard_conn *c = g->head; c; c = c->next) {
 			if (c->busy || c->closed)
@@ -765,14 +764,7 @@ static void *guard_main(void *arg)
 				next = c->deadline;
 			}
 		}
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += (next - now) / 1000;
-		ts.tv_nsec += ((next - now) % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&g->cond, &g->mu, &ts);
+		vf_cond_wait_until(&g->cond, &g->mu, next);
 	}
 	pthread_mutex_unlock(&g->mu);
 	return NULL;
@@ -782,7 +774,6 @@ int vf_http_guard_new(const struct vf_http_guard_cfg *cfg, struct vf_http_guard 
                       struct vf_err *err)
 {
 	struct vf_http_guard *g = calloc(1, sizeof(*g));
-	pthread_condattr_t ca;
 
 	*g_r = NULL;
 	if (g == NULL)
@@ -794,10 +785,7 @@ int vf_http_guard_new(const struct vf_http_guard_cfg *cfg, struct vf_http_guard 
 		g->cfg.what = "http";
 	g->last_log = INT64_MIN / 2;
 	pthread_mutex_init(&g->mu, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&g->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	vf_cond_init(&g->cond);
 	if (pthread_create(&g->thr, NULL, guard_main, g) != 0) {
 		pthread_mutex_destroy(&g->mu);
 		pthread_cond_destroy(&g->cond);
@@ -1394,7 +1382,7 @@ int vf_plugin_server_start(const struct vf_plugin_server_cfg *cfg, struct vf_plu
 	srv->cfg.socket_group = NULL; /* only used while creating the socket */
 	srv->listen_fd = -1;
 	pthread_mutex_init(&srv->mu, NULL);
-	pthread_cond_init(&srv->cond, NULL);
+	vf_cond_init(&srv->cond);
 	struct vf_http_guard_cfg gc = {
 	        .request_ms = cfg->request_timeout_ms > 0 ? cfg->request_timeout_ms
 	                                                  : VF_PLUGIN_REQUEST_MS,
@@ -1459,7 +1447,7 @@ int vf_plugin_server_inflight(struct vf_plugin_server *srv)
 
 int vf_plugin_server_drain(struct vf_plugin_server *srv, int timeout_ms)
 {
-	struct timespec until;
+	int64_t until;
 	int n;
 
 	if (!srv->quiesced && srv->mhd) {
@@ -1471,16 +1459,10 @@ int vf_plugin_server_drain(struct vf_plugin_server *srv, int timeout_ms)
 		if (!srv->activated) /* systemd keeps an activated socket open */
 			unlink(srv->socket_path);
 	}
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += timeout_ms / 1000;
-	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	until = vf_now_ms() + timeout_ms;
 	pthread_mutex_lock(&srv->mu);
 	while (srv->inflight > 0)
-		if (pthread_cond_timedwait(&srv->cond, &srv->mu, &until) == ETIMEDOUT)
+		if (vf_cond_wait_until(&srv->cond, &srv->mu, until) == ETIMEDOUT)
 			break;
 	n = srv->inflight;
 	pthread_mutex_unlock(&srv->mu);

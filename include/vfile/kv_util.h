@@ -1,22 +1,36 @@
 /*
- * Private helpers of libvfile shared by the library and the backend modules
- * (which link libvfile): errors, logging, a growable buffer, base64, JSON
- * accessors over yajl trees, and an HTTP client over libcurl with endpoint
- * failover and the unavailable/uncertain split.
+ * vfile/kv_util.h: the backend-support tier of libvfile, for the in-tree
+ * backends (etcd.so, consul.so) and for a third-party backend module: errors,
+ * logging, a growable buffer, base64, JSON over yajl trees, an HTTP client
+ * over libcurl with endpoint failover and the unavailable/uncertain split,
+ * config reads (libconfig) and secrets, key checks (kv.h "Keys"), the
+ * monotonic clock and timed waits on it.
+ *
+ * A module links libvfile (pkg-config libvfile) and so shares the one copy of
+ * the process-wide state behind these helpers (log level and target, curl's
+ * global init) with the host. Every symbol declared here is exported by
+ * libvfile.so (checked by tests/unit/exports.test); nothing else a module may
+ * use is. The ABI of this tier follows the library's version (-version-info).
  */
-#ifndef VFILE_COMMON_INT_H
-#define VFILE_COMMON_INT_H
+#ifndef VFILE_KV_UTIL_H
+#define VFILE_KV_UTIL_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
-#include <pthread.h>
-#include <curl/curl.h>
-#include <yajl/yajl_tree.h>
+#include <time.h>
 #include <yajl/yajl_gen.h>
+#include <yajl/yajl_tree.h>
 
-#include "vfile/kv.h"
+#include <vfile/kv.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#ifndef VF_PRINTF
 #define VF_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#endif
 
 /* ---- errors ---- */
 /* Set err (may be NULL) to code and a one-line message; returns code. */
@@ -61,6 +75,8 @@ int vf_json_parse(const char *text, size_t len, yajl_val *tree_r, struct vf_err 
 void vf_jgen_str(yajl_gen g, const char *s);
 void vf_jgen_strn(yajl_gen g, const char *s, size_t n);
 void vf_jgen_int(yajl_gen g, long long v);
+/* A parsed (or built) tree as is; a value of no known type as null. */
+void vf_jgen_tree(yajl_gen g, yajl_val v);
 /* Take the generator's output as a malloc'ed string. */
 int vf_jgen_finish(yajl_gen g, char **out_r, size_t *len_r, struct vf_err *err);
 
@@ -187,14 +203,29 @@ int vf_kv_key_check(const char *key, enum vf_key_kind kind, const char *what, st
 int vf_kv_txn_keys_check(const struct vf_kv_cmp *cmps, size_t ncmp, const struct vf_kv_op *ops,
                          size_t nops, struct vf_err *err);
 
-/* ---- process ---- */
-/* Daemon-wide malloc tuning, once at start (vfiled, and the benchmark's
- * manager): at most 2 glibc arenas (M_ARENA_MAX) unless MALLOC_ARENA_MAX is
- * set. A manager runs ~40 threads that mostly wait on the store; with an arena
- * each, memory one thread frees stays reserved in its arena. */
-void vf_malloc_tune(void);
+/* The pair of key in l (a listing sorted by key, as kv.h requires), or NULL. */
+const struct vf_kv_pair *vf_kv_list_find(const struct vf_kv_list *l, const char *key);
 
 /* ---- time ---- */
 int64_t vf_now_ms(void); /* CLOCK_MONOTONIC in ms */
 
-#endif /* VFILE_COMMON_INT_H */
+/* ---- timed waits ----
+ * Every condition variable waited on with a bound is initialised by
+ * vf_cond_init, which puts its timed waits on CLOCK_MONOTONIC (the clock of
+ * vf_now_ms), and waited on with vf_cond_wait_until or vf_cond_wait_ms: a
+ * wall-clock step (NTP, an operator's date -s) neither stretches nor cuts a wait. */
+void vf_cond_init(pthread_cond_t *cv);
+/* The absolute CLOCK_MONOTONIC time of deadline_ms (a vf_now_ms value). */
+void vf_deadline_ts(int64_t deadline_ms, struct timespec *ts);
+/* Wait on cv (mu held, cv from vf_cond_init) until signalled or until vf_now_ms
+ * reaches deadline_ms. Returns 0 when woken (maybe spuriously: re-check the
+ * condition) or ETIMEDOUT. */
+int vf_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t deadline_ms);
+/* The same for at most ms from now (ms <= 0: no wait, ETIMEDOUT). */
+int vf_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t ms);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VFILE_KV_UTIL_H */

@@ -85,9 +85,9 @@ const char *vf_fs_last_line(const char *text, char *buf, size_t size);
 
 /* 1 if a filesystem is mounted exactly at path (per /proc/self/mountinfo), else 0. */
 int vf_fs_is_mounted(const char *path);
-/* Is path mounted, as the driver ops mounts? 1 yes, 0 no, -1 the driver cannot
- * tell (it mounts nothing, e.g. "none", or is not one of ours). */
-int vf_fs_probe_mounted(const struct vf_fs_ops *ops, const char *path);
+/* The vf_fs_ops mounted slot of a driver that mounts a filesystem at the
+ * mountpoint (sftp, hooks): vf_fs_is_mounted(mountpoint). */
+int vf_fs_mounted(void *arg, const char *vol, const char *mountpoint);
 /* Wait until vf_fs_is_mounted(path) == want, up to timeout_ms. VF_OK or VF_ETIMEDOUT. */
 int vf_fs_wait_mounted(const char *path, int want, int timeout_ms);
 

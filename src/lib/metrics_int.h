@@ -13,6 +13,8 @@
 #ifndef VFILE_METRICS_INT_H
 #define VFILE_METRICS_INT_H
 
+#include <sys/socket.h>
+
 #include "vfile/kv.h"
 
 enum vf_metric {
@@ -110,5 +112,9 @@ void vf_metrics_server_stop(struct vf_metrics_server **srv);
 /* Parse "HOST:PORT" as vf_metrics_server_start does (no I/O): VF_OK or VF_EINVAL
  * naming what is wrong. */
 int vf_metrics_listen_valid(const char *listen, struct vf_err *err);
+/* The same into a socket address (metrics_addr.c). */
+struct sockaddr_storage;
+int vf_metrics_addr_parse(const char *listen, struct sockaddr_storage *ss, socklen_t *len_r,
+                          struct vf_err *err);
 
 #endif /* VFILE_METRICS_INT_H */

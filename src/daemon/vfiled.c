@@ -792,19 +792,12 @@ static int vfd_member_step(struct vfd *d)
 /* Wait ms on the membership condition unless stopping; returns mstop. */
 static int vfd_member_pause(struct vfd *d, int ms)
 {
-	struct timespec until;
+	int64_t until = vf_now_ms() + ms;
 	int stop;
 
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += ms / 1000;
-	until.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&d->mmu);
 	while (!d->mstop)
-		if (pthread_cond_timedwait(&d->mcv, &d->mmu, &until) == ETIMEDOUT)
+		if (vf_cond_wait_until(&d->mcv, &d->mmu, until) == ETIMEDOUT)
 			break;
 	stop = d->mstop;
 	pthread_mutex_unlock(&d->mmu);
@@ -957,36 +950,6 @@ static int vfd_mounted_here(struct vfd *d, const struct vf_volume *v)
 	return 0;
 }
 
-/* Emit a parsed JSON value as is. */
-static void vfd_gen_tree(yajl_gen g, yajl_val v)
-{
-	if (v == NULL || YAJL_IS_NULL(v)) {
-		yajl_gen_null(g);
-	} else if (YAJL_IS_STRING(v)) {
-		vf_jgen_str(g, v->u.string);
-	} else if (YAJL_IS_INTEGER(v)) {
-		vf_jgen_int(g, YAJL_GET_INTEGER(v));
-	} else if (YAJL_IS_NUMBER(v)) {
-		yajl_gen_number(g, v->u.number.r, strlen(v->u.number.r));
-	} else if (YAJL_IS_TRUE(v) || YAJL_IS_FALSE(v)) {
-		yajl_gen_bool(g, YAJL_IS_TRUE(v));
-	} else if (YAJL_IS_OBJECT(v)) {
-		yajl_gen_map_open(g);
-		for (size_t i = 0; i < v->u.object.len; i++) {
-			vf_jgen_str(g, v->u.object.keys[i]);
-			vfd_gen_tree(g, v->u.object.values[i]);
-		}
-		yajl_gen_map_close(g);
-	} else if (YAJL_IS_ARRAY(v)) {
-		yajl_gen_array_open(g);
-		for (size_t i = 0; i < v->u.array.len; i++)
-			vfd_gen_tree(g, v->u.array.values[i]);
-		yajl_gen_array_close(g);
-	} else {
-		yajl_gen_null(g);
-	}
-}
-
 /* The server that info names, when it is live: the volume is Mounted and
  * server/<vol> names the same node (the key ends with its manager's lease). A
  * Ready volume, or one whose manager died and is not yet served again, has none:
@@ -1051,7 +1014,7 @@ static void vfd_gen_volume(struct vfd *d, yajl_gen g, const struct vf_volume *v,
 				yajl_gen_map_open(g);
 				for (size_t i = 0; i < server->u.object.len; i++) {
 					vf_jgen_str(g, server->u.object.keys[i]);
-					vfd_gen_tree(g, server->u.object.values[i]);
+					vf_jgen_tree(g, server->u.object.values[i]);
 				}
 				vf_jgen_str(g, "lease");
 				vf_jgen_str(g, lease);
@@ -1059,7 +1022,7 @@ static void vfd_gen_volume(struct vfd *d, yajl_gen g, const struct vf_volume *v,
 			}
 			if (opts) {
 				vf_jgen_str(g, "options");
-				vfd_gen_tree(g, opts);
+				vf_jgen_tree(g, opts);
 			}
 		}
 		yajl_gen_map_close(g);
@@ -1955,7 +1918,7 @@ int main(int argc, char **argv)
 		host[0] = '\0';
 	host[sizeof(host) - 1] = '\0';
 	pthread_mutex_init(&d.mmu, NULL);
-	pthread_cond_init(&d.mcv, NULL);
+	vf_cond_init(&d.mcv);
 	d.node_id = strdup(d.conf->node_id);
 	d.node_addr = strdup(host);
 	d.manager = d.conf->role == VF_ROLE_MANAGER;

@@ -206,6 +206,58 @@ int64_t vf_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Binary search of a listing (sorted by key, as kv.h requires of list). */
+const struct vf_kv_pair *vf_kv_list_find(const struct vf_kv_list *l, const char *key)
+{
+	size_t lo = 0, hi = l->count;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = strcmp(l->items[mid].key, key);
+
+		if (c == 0)
+			return &l->items[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+void vf_cond_init(pthread_cond_t *cv)
+{
+	pthread_condattr_t ca;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(cv, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
+void vf_deadline_ts(int64_t deadline_ms, struct timespec *ts)
+{
+	if (deadline_ms < 0)
+		deadline_ms = 0;
+	ts->tv_sec = (time_t)(deadline_ms / 1000);
+	ts->tv_nsec = (long)(deadline_ms % 1000) * 1000000L;
+}
+
+int vf_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t deadline_ms)
+{
+	struct timespec ts;
+
+	vf_deadline_ts(deadline_ms, &ts);
+	return pthread_cond_timedwait(cv, mu, &ts);
+}
+
+int vf_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t ms)
+{
+	if (ms <= 0)
+		return ETIMEDOUT;
+	return vf_cond_wait_until(cv, mu, vf_now_ms() + ms);
+}
+
 void vf_malloc_tune(void)
 {
 	if (getenv("MALLOC_ARENA_MAX") == NULL)

@@ -779,17 +779,8 @@ unsigned vf_ctx_lease_gen(struct vf_ctx *ctx)
 void vf_ctx_lease_wait(struct vf_ctx *ctx, unsigned gen, int64_t deadline)
 {
 	pthread_mutex_lock(&ctx->mu);
-	while (ctx->lease_gen == gen && !ctx->stopping && vf_now_ms() < deadline) {
-		struct timespec ts;
-
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 100000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&ctx->cv, &ctx->mu, &ts);
-	}
+	while (ctx->lease_gen == gen && !ctx->stopping && vf_now_ms() < deadline)
+		vf_cond_wait_ms(&ctx->cv, &ctx->mu, 100);
 	pthread_mutex_unlock(&ctx->mu);
 }
 
@@ -989,7 +980,6 @@ static void *ctx_lease_thread(void *arg)
 		struct vf_kv_lease *old;
 
 		while (!ctx->lease_lost && !ctx->stopping) {
-			struct timespec ts;
 
 			if (ctx->dirty == NULL) {
 				pthread_cond_wait(&ctx->cv, &ctx->mu);
@@ -1002,13 +992,7 @@ static void *ctx_lease_thread(void *arg)
 			pthread_mutex_lock(&ctx->mu);
 			if (ctx->dirty == NULL || ctx->lease_lost || ctx->stopping)
 				continue;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += 500000000L;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
-			pthread_cond_timedwait(&ctx->cv, &ctx->mu, &ts);
+			vf_cond_wait_ms(&ctx->cv, &ctx->mu, 500);
 		}
 		if (ctx->stopping)
 			break;
@@ -1114,9 +1098,9 @@ int vf_ctx_new(struct vf_kv *kv, const struct vf_ctx_cfg *cfg, struct vf_ctx **c
 	pthread_rwlock_init(&ctx->lease_rw, NULL);
 	pthread_mutex_init(&ctx->mu, NULL);
 	pthread_mutex_init(&ctx->mgr_mu, NULL);
-	pthread_cond_init(&ctx->cv, NULL);
-	pthread_cond_init(&ctx->local_cv, NULL);
-	pthread_cond_init(&ctx->conv_cv, NULL);
+	vf_cond_init(&ctx->cv);
+	vf_cond_init(&ctx->local_cv);
+	vf_cond_init(&ctx->conv_cv);
 	if (!ctx->node_id || !ctx->node_addr || !ctx->prefix || !ctx->mount_root) {
 		rc = vf_err_set(err, VF_ENOMEM, "volume manager: out of memory");
 		goto fail;
@@ -1306,7 +1290,9 @@ static int vol_probe(struct vf_ctx *ctx, const char *vol, const char *path)
 {
 	if (vol_probe_hook)
 		return vol_probe_hook(ctx->fs_arg, vol, path);
-	return vf_fs_probe_mounted(ctx->fs, path);
+	if (ctx->fs && ctx->fs->mounted)
+		return ctx->fs->mounted(ctx->fs_arg, vol, path);
+	return -1;
 }
 
 /* Is vol mounted here? The mount table when the driver can tell (it survives a
@@ -1392,7 +1378,7 @@ static int vol_wait_mounted(struct vf_ctx *ctx, const char *vol, char keys[R_N][
 	vf_vol_key(ctx, kmark, sizeof(kmark), VK_START_MARKER, vol);
 	vf_vol_key(ctx, kclaim, sizeof(kclaim), VK_START_CLAIM, vol);
 	pthread_mutex_init(&w.mu, NULL);
-	pthread_cond_init(&w.cv, NULL);
+	vf_cond_init(&w.cv);
 	rc = ctx->kv->ops->watch_start(ctx->kv, keys[R_STATE], after_rev, vol_wait_cb, &w, &watch,
 	                               err);
 	if (rc == VF_OK) {
@@ -1456,18 +1442,10 @@ static int vol_wait_mounted(struct vf_ctx *ctx, const char *vol, char keys[R_N][
 		}
 		pthread_mutex_lock(&w.mu);
 		if (!w.changed) {
-			struct timespec ts;
 			int64_t step =
 			        left < 1000 ? left : 1000; /* also re-reads after a lost store */
 
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += step / 1000;
-			ts.tv_nsec += (long)(step % 1000) * 1000000L;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
-			pthread_cond_timedwait(&w.cv, &w.mu, &ts);
+			vf_cond_wait_ms(&w.cv, &w.mu, step);
 		}
 		pthread_mutex_unlock(&w.mu);
 	}
@@ -2509,17 +2487,7 @@ static void *ctx_converge_thread(void *arg)
 				seq = p->seq;
 			}
 		if (due > now) {
-			struct timespec ts;
-			int64_t ms = due - now;
-
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += ms / 1000;
-			ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
-			pthread_cond_timedwait(&ctx->conv_cv, &ctx->mu, &ts);
+			vf_cond_wait_until(&ctx->conv_cv, &ctx->mu, due);
 			continue;
 		}
 		pthread_mutex_unlock(&ctx->mu);
@@ -2862,25 +2830,6 @@ out:
 	return rc;
 }
 
-/* Binary search of a listing (backends return it sorted by key). */
-const struct vf_kv_pair *vf_vol_list_find(const struct vf_kv_list *l, const char *key)
-{
-	size_t lo = 0, hi = l->count;
-
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		int c = strcmp(l->items[mid].key, key);
-
-		if (c == 0)
-			return &l->items[mid];
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
-}
-
 int vf_volume_list(struct vf_ctx *ctx, struct vf_volume **vols_r, size_t *n_r, struct vf_err *err)
 {
 	static const int fam[] = {VK_STATE, VK_GREF, VK_INFO};
@@ -2915,9 +2864,9 @@ int vf_volume_list(struct vf_ctx *ctx, struct vf_volume **vols_r, size_t *n_r, s
 		if (!vf_volume_name_valid(name))
 			continue;
 		snprintf(k, sizeof(k), "%s%s", pre[1], name);
-		g = vf_vol_list_find(&l[1], k);
+		g = vf_kv_list_find(&l[1], k);
 		snprintf(k, sizeof(k), "%s%s", pre[2], name);
-		inf = vf_vol_list_find(&l[2], k);
+		inf = vf_kv_list_find(&l[2], k);
 		rc = vol_fill(&v[n], name, l[0].items[i].value, g ? g->value : NULL,
 		              inf ? inf->value : NULL);
 		snprintf(k, sizeof(k), "%s%s/", pre[3], name);

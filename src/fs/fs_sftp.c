@@ -1363,6 +1363,7 @@ static const struct vf_fs_ops sftp_ops = {
         .running = sftp_running,
         .mount = sftp_mount,
         .unmount = sftp_unmount,
+        .mounted = vf_fs_mounted,
 };
 
 /* ---- open/close ---- */

@@ -316,28 +316,6 @@ out:
 	return rc;
 }
 
-static const struct vf_kv_pair *mig_lookup(const struct vf_kv_list *l, const char *key)
-{
-	size_t lo = 0, hi = l->count;
-
-	/* lists are sorted by key; fall back to a scan if a backend did not */
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(l->items[mid].key, key);
-
-		if (c == 0)
-			return &l->items[mid];
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	for (size_t i = 0; i < l->count; i++)
-		if (strcmp(l->items[i].key, key) == 0)
-			return &l->items[i];
-	return NULL;
-}
-
 /* Re-read the target and compare every copied key. */
 static int mig_verify(struct vf_kv *dst, const struct vf_kv_list *sl, const char *sp,
                       const char *dp, const struct mig_plan *p, size_t *nkeys_r, struct vf_err *err)
@@ -363,7 +341,7 @@ static int mig_verify(struct vf_kv *dst, const struct vf_kv_list *sl, const char
 				rc = vf_err_set(err, VF_ENOMEM, "out of memory");
 				break;
 			}
-			d = mig_lookup(&dl, dk);
+			d = vf_kv_list_find(&dl, dk);
 			if (d == NULL)
 				rc = vf_err_set(err, VF_EPROTO,
 				                "verify: volume %s: %s is missing on the target",

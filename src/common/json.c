@@ -85,6 +85,35 @@ void vf_jgen_int(yajl_gen g, long long v)
 	yajl_gen_integer(g, v);
 }
 
+void vf_jgen_tree(yajl_gen g, yajl_val v)
+{
+	if (v == NULL || YAJL_IS_NULL(v)) {
+		yajl_gen_null(g);
+	} else if (YAJL_IS_STRING(v)) {
+		vf_jgen_str(g, v->u.string);
+	} else if (YAJL_IS_INTEGER(v)) {
+		vf_jgen_int(g, YAJL_GET_INTEGER(v));
+	} else if (YAJL_IS_NUMBER(v)) {
+		yajl_gen_number(g, v->u.number.r, strlen(v->u.number.r));
+	} else if (YAJL_IS_TRUE(v) || YAJL_IS_FALSE(v)) {
+		yajl_gen_bool(g, YAJL_IS_TRUE(v));
+	} else if (YAJL_IS_OBJECT(v)) {
+		yajl_gen_map_open(g);
+		for (size_t i = 0; i < v->u.object.len; i++) {
+			vf_jgen_str(g, v->u.object.keys[i]);
+			vf_jgen_tree(g, v->u.object.values[i]);
+		}
+		yajl_gen_map_close(g);
+	} else if (YAJL_IS_ARRAY(v)) {
+		yajl_gen_array_open(g);
+		for (size_t i = 0; i < v->u.array.len; i++)
+			vf_jgen_tree(g, v->u.array.values[i]);
+		yajl_gen_array_close(g);
+	} else {
+		yajl_gen_null(g);
+	}
+}
+
 int vf_jgen_finish(yajl_gen g, char **out_r, size_t *len_r, struct vf_err *err)
 {
 	const unsigned char *buf;

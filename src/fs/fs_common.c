@@ -344,11 +344,9 @@ int vf_fs_is_mounted(const char *path)
 	return found;
 }
 
-int vf_fs_probe_mounted(const struct vf_fs_ops *ops, const char *path)
+int vf_fs_mounted(void *arg, const char *vol, const char *mountpoint)
 {
-	if (ops != NULL && (ops == fs_sftp_driver.ops || ops == fs_hooks_driver.ops))
-		return vf_fs_is_mounted(path);
-	return -1;
+	return vf_fs_is_mounted(mountpoint);
 }
 
 int vf_fs_wait_mounted(const char *path, int want, int timeout_ms)

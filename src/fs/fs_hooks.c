@@ -296,6 +296,7 @@ static const struct vf_fs_ops hooks_ops = {
         .running = hooks_running,
         .mount = hooks_mount,
         .unmount = hooks_unmount,
+        .mounted = vf_fs_mounted,
 };
 
 static void hooks_close(void *arg)
