@@ -1807,6 +1807,13 @@ static void mgr_free(struct mgr *m)
 	free(m);
 }
 
+static const struct vf_mgr_hooks mgr_hooks = {
+        .lease_lost = vf_mgr_lease_lost,
+        .lease_back = vf_mgr_lease_back,
+        .status = vf_mgr_status,
+        .stop = vf_mgr_stop,
+};
+
 int vf_mgr_start(struct vf_ctx *ctx, struct vf_err *err)
 {
 	static const int fams[3] = {VK_START_TRIGGER, VK_STOP_TRIGGER, VK_SERVER};
@@ -1822,6 +1829,7 @@ int vf_mgr_start(struct vf_ctx *ctx, struct vf_err *err)
 	vf_cond_init(&m->rec_cv);
 	m->rec_req = 1; /* the first pass runs at once */
 	pthread_mutex_lock(&ctx->mu);
+	ctx->mgr_hooks = &mgr_hooks;
 	ctx->mgr = m;
 	pthread_mutex_unlock(&ctx->mu);
 	for (int i = 0; i < 3; i++) {
@@ -1951,4 +1959,14 @@ void vf_mgr_lease_back(struct vf_ctx *ctx)
 	m->rec_req = 1;
 	pthread_cond_broadcast(&m->rec_cv);
 	pthread_mutex_unlock(&m->mu);
+}
+
+int vf_ctx_start_manager(struct vf_ctx *ctx, struct vf_err *err)
+{
+	if (ctx->fs == NULL || ctx->fs->start == NULL || ctx->fs->stop == NULL)
+		return vf_err_set(err, VF_EINVAL, "node %s: a manager needs file-server start/stop",
+		                  ctx->node_id);
+	if (ctx->mgr)
+		return VF_OK;
+	return vf_mgr_start(ctx, err);
 }
