@@ -1809,6 +1809,13 @@ static void mgr_free(struct mgr *m)
 	free(m);
 }
 
+static const struct vf_mgr_hooks mgr_hooks = {
+        .lease_lost = vf_mgr_lease_lost,
+        .lease_back = vf_mgr_lease_back,
+        .status = vf_mgr_status,
+        .stop = vf_mgr_stop,
+};
+
 int vf_mgr_start(struct vf_ctx *ctx, struct vf_err *err)
 {
 	static const int fams[3] = {VK_START_TRIGGER, VK_STOP_TRIGGER, VK_SERVER};
@@ -1824,6 +1831,7 @@ int vf_mgr_start(struct vf_ctx *ctx, struct vf_err *err)
 	vf_cond_init(&m->rec_cv);
 	m->rec_req = 1; /* the first pass runs at once */
 	pthread_mutex_lock(&ctx->mu);
+	ctx->mgr_hooks = &mgr_hooks;
 	ctx->mgr = m;
 	pthread_mutex_unlock(&ctx->mu);
 	for (int i = 0; i < 3; i++) {
@@ -1953,4 +1961,64 @@ void vf_mgr_lease_back(struct vf_ctx *ctx)
 	m->rec_req = 1;
 	pthread_cond_broadcast(&m->rec_cv);
 	pthread_mutex_unlock(&m->mu);
+}
+
+int vf_ctx_start_manager(struct vf_ctx *ctx, struct vf_err *err)
+{
+	if (ctx->fs == NULL || ctx->fs->start == NULL || ctx->fs->stop == NULL)
+		return vf_err_set(err, VF_EINVAL, "node %s: a manager needs file-server start/stop",
+		                  ctx->node_id);
+	int rc = VF_OK, promoted = 0;
+
+	pthread_mutex_lock(&ctx->mgr_mu);
+	if (ctx->mgr)
+		goto out;
+	if (!ctx->manager) {
+		promoted = 1;
+		/* a promotion: node/<node> says so from now (vfilectl nodes) */
+		struct vf_kv_lease *lease = vf_ctx_lease_get(ctx);
+		struct vf_err e = {0};
+
+		ctx->manager = 1;
+		if (lease && vf_node_announce(ctx, lease, &e) != VF_OK)
+			vf_log(VF_LOG_WARN, "node %s: cannot record the manager role: %s",
+			       ctx->node_id, e.msg);
+		vf_ctx_lease_put(ctx);
+	}
+	rc = vf_mgr_start(ctx, err);
+	if (rc != VF_OK && promoted) {
+		struct vf_kv_lease *lease = vf_ctx_lease_get(ctx);
+
+		ctx->manager = 0;
+		if (lease)
+			(void)vf_node_announce(ctx, lease, NULL);
+		vf_ctx_lease_put(ctx);
+	}
+out:
+	pthread_mutex_unlock(&ctx->mgr_mu);
+	return rc;
+}
+
+void vf_ctx_stop_manager(struct vf_ctx *ctx)
+{
+	int was;
+
+	pthread_mutex_lock(&ctx->mgr_mu);
+	was = ctx->mgr != NULL || ctx->manager;
+	if (ctx->mgr)
+		vf_mgr_stop(ctx); /* watchers, workers, reconciler, then every server */
+	ctx->manager = 0;
+	pthread_mutex_unlock(&ctx->mgr_mu);
+	if (!was)
+		return;
+	/* server/<vol> (and the claims) are bound to the lease: drop it, the lease
+	 * thread grants a new one (node/<node> then says worker). The other
+	 * managers see those volumes Mounted without a server and restart them. */
+	pthread_mutex_lock(&ctx->mu);
+	if (!ctx->stopping) {
+		ctx->lease_renew = 1;
+		ctx->lease_lost = 1;
+		pthread_cond_broadcast(&ctx->cv);
+	}
+	pthread_mutex_unlock(&ctx->mu);
 }

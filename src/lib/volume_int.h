@@ -48,8 +48,30 @@ extern const char *const vf_vol_family[VK_NKEYS];
 
 /* One small table entry per volume busy in this process (serialises the
  * process's own operations on one volume: one lease must not ask twice for
- * one lock). */
-struct vol_local;
+ * one lock). context.c */
+struct vol_local {
+	char name[VF_VOLUME_NAME_MAX + 16];
+	int refs, busy;
+	struct vol_local *next;
+};
+
+/* A store lock this process's lease may hold without knowing it (context.c). */
+struct vol_dirty {
+	char which[8];
+	char vol[VF_VOLUME_NAME_MAX + 1];
+	char lease_id[64];
+	struct vol_dirty *next;
+};
+
+/* What the manager side does for the process context (context.c calls them,
+ * manager.c installs them with ctx->mgr; called only while ctx->mgr is set). */
+struct vf_mgr_hooks {
+	void (*lease_lost)(struct vf_ctx *ctx); /* stop every server, no store access */
+	void (*lease_back)(struct vf_ctx *ctx); /* new lease: resume and reconcile */
+	/* open watches and served volumes (caller holds ctx->mu) */
+	void (*status)(struct vf_ctx *ctx, int *watchers_r, int *servers_r);
+	void (*stop)(struct vf_ctx *ctx);
+};
 
 struct vf_ctx {
 	struct vf_kv *kv;
@@ -88,9 +110,11 @@ struct vf_ctx {
 	struct vol_memo *memo;
 	unsigned long memo_tick;
 
-	/* manager side (manager.c); mgr_mu serialises its start and stop (a
-	 * runtime promotion or demotion) with the lease thread's calls into it */
+	/* manager side (manager.c), and its hooks (set with mgr); mgr_mu
+	 * serialises its start and stop (a runtime promotion or demotion) with
+	 * the lease thread's calls into it */
 	struct mgr *mgr;
+	const struct vf_mgr_hooks *mgr_hooks;
 	pthread_mutex_t mgr_mu;
 	int lease_renew; /* under mu: the lease is dropped on purpose (a demotion) */
 
@@ -111,6 +135,13 @@ struct vf_ctx {
 void vf_vol_key(const struct vf_ctx *ctx, char *buf, size_t size, int family, const char *vol);
 /* Parse a decimal counter value (absent/empty is 0). */
 int64_t vf_vol_num(const struct vf_kv_result *r);
+/* Lock name "<prefix>lock/<which>/<vol>" of lock which ("gref", "state") of vol. */
+void vf_vol_lock_name(const struct vf_ctx *ctx, char *buf, size_t size, const char *which,
+                      const char *vol);
+/* The process context (context.c): grant the lease (and announce the node);
+ * the lease thread (vf_ctx_new starts it). */
+int vf_ctx_grant(struct vf_ctx *ctx, struct vf_err *err);
+void *vf_ctx_lease_thread(void *arg);
 /* Take/release the process-local mutex of lock which ("gref", "state") of vol:
  * one process never asks twice at once for one store lock (its threads share
  * one lease). try: do not wait, return 0 if busy. Returns 1 when entered. */
