@@ -1,4 +1,5 @@
-/* Private to the volume manager (src/volume.c, src/manager.c) and its tests. */
+/* Private to the volume manager (src/lib: volume.c and the files split from it,
+ * context.c, manager.c, node.c) and its tests. */
 #ifndef VFILE_VOLUME_INT_H
 #define VFILE_VOLUME_INT_H
 
@@ -189,7 +190,67 @@ int vf_vol_info_with_server(const char *vol, const char *info, const char *node,
 /* Value of server/<vol> written by this process under its current lease. */
 void vf_vol_server_value(struct vf_ctx *ctx, char *buf, size_t size);
 
-/* ---- host convergence (volume.c) ----
+/* ---- shared by the host-side files (volume.c, keys.c, memo.c, converge.c,
+ * admin.c): not for other callers ---- */
+/* Bounds on mount ids (doc/reliability.md, "Input bounds"): every mount rewrites
+ * client/<vol>/<node>, so its size is bounded by both. */
+#define VOL_ID_MAX 64   /* bytes; Docker's ids are 64 hex digits (= VF_PLUGIN_ID_MAX) */
+#define VOL_IDS_MAX 256 /* ids of one host on one volume */
+struct vol_ids {
+	char **v;
+	size_t n;
+};
+
+#define VOL_MEMO_N 64
+#define VOL_MEMO_ID 128
+struct vol_memo {
+	char vol[VF_VOLUME_NAME_MAX + 1];
+	int valid;  /* the versions below are this host's last view */
+	int missed; /* the last guess failed: wait for a quiet locked op */
+	int64_t state_rev, gref, gref_rev, client_rev, info_rev, server_rev;
+	char id[VOL_MEMO_ID]; /* the host's one mount id when client_rev != 0 */
+	char *info;           /* the info value (what a local mount needs) */
+	unsigned long used;
+};
+
+/* keys.c (names, options, keys, JSON documents) */
+int vol_check_name(const char *name, struct vf_err *err);
+int vol_check_opts(const char *name, const struct vf_opt *opts, size_t n, struct vf_err *err);
+void vol_client_key(const struct vf_ctx *ctx, char *buf, size_t size, const char *vol,
+                    const char *node);
+int vol_client_rewrite(struct vf_ctx *ctx, struct vf_kv_lock *lk, const char *key, int64_t mod_rev,
+                       const char *cval, struct vf_err *err);
+int vol_client_value(struct vf_ctx *ctx, const struct vol_ids *ids, const char *add,
+                     const char *skip, char **out_r, struct vf_err *err);
+int vol_ids_find(const struct vol_ids *ids, const char *id);
+void vol_ids_free(struct vol_ids *ids);
+int vol_ids_parse(const char *vol, const struct vf_kv_result *r, struct vol_ids *ids);
+int vol_info_gen(const char *vol, const struct vf_opt *opts, size_t nopts, yajl_val optv,
+                 const char *node, const char *addr, int port, char **out_r, struct vf_err *err);
+int vol_res_is(const struct vf_kv_result *r, const char *s);
+/* memo.c (lock elision memo) */
+void vol_memo_drop(struct vf_ctx *ctx, const char *vol, int missed);
+void vol_memo_free(struct vf_ctx *ctx);
+int vol_memo_get(struct vf_ctx *ctx, const char *vol, struct vol_memo *m_r);
+void vol_memo_put(struct vf_ctx *ctx, const struct vol_memo *nm, int64_t seen_gref_rev);
+void vol_memo_unmounted(struct vf_ctx *ctx, const char *vol, int64_t g, int64_t gref_rev,
+                        int64_t seen_gref_rev);
+/* converge.c (host convergence) */
+void *ctx_converge_thread(void *arg);
+int vol_conv_retryable(int rc);
+void vol_converge_startup(struct vf_ctx *ctx);
+void vol_pend_add(struct vf_ctx *ctx, const char *vol, const char *id, int local_done);
+int vol_pend_cancel(struct vf_ctx *ctx, const char *vol, const char *id);
+void vol_pend_free(struct vf_ctx *ctx);
+/* volume.c (local mounts, mount and unmount) */
+int vol_fs_unmount(struct vf_ctx *ctx, const char *vol, const char *path, struct vf_err *err);
+int vol_local_mounted(struct vf_ctx *ctx, const char *vol);
+void vol_local_set(struct vf_ctx *ctx, const char *vol, int on);
+int vol_probe(struct vf_ctx *ctx, const char *vol, const char *path);
+int vol_unmount_once(struct vf_ctx *ctx, const char *name, const char *mount_id, const char *path,
+                     int64_t deadline, int *unmounted, int *local_err, struct vf_err *err);
+
+/* ---- host convergence (converge.c) ----
  * A host converges its client records to its real mounts by itself: an unmount
  * whose store part failed (store unreachable, outcome unknown, a lost fence)
  * is answered with success once the local unmount is done or still to do, and
