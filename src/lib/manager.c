@@ -2,9 +2,10 @@
  * The volume manager, manager side: one prefix watch per family and process
  * (start_trigger/, stop_trigger/, server/), a small worker pool that runs the
  * handlers of different volumes in parallel and those of one volume one at a
- * time, and a level-triggered reconciler (at start, after every RESYNC and
- * every reconcile_ms) that lists each family once per pass and finishes what
- * was left undone. The key semantics and write order are in src/volume.c.
+ * time, and a level-triggered reconciler (reconcile.c: at start, after every
+ * RESYNC and every reconcile_ms) that lists each family once per pass and
+ * finishes what was left undone. The key semantics and write order are in
+ * volume.c.
  */
 #include <config.h>
 
@@ -14,150 +15,10 @@
 #include <time.h>
 
 #include "metrics_int.h"
-#include "volume_int.h"
+#include "mgr_int.h"
 
-/* Workers: handlers spend nearly all their time waiting for the store (a
- * restart is a lock request and a txn), so many run at once; one volume's
- * jobs still run one at a time. */
-#define MGR_WORKERS 32
-#define MGR_NAME (VF_VOLUME_NAME_MAX + 1)
-
-/* ---- a small string-keyed hash (chained, grows x2): the served set, the
- * queued-job set and the idle notes stay O(1) per volume at 10,000 volumes ---- */
-struct mgr_hnode {
-	struct mgr_hnode *next;
-	void *val;
-	char key[];
-};
-struct mgr_hash {
-	struct mgr_hnode **b;
-	size_t nb, n;
-};
-
-static size_t mgr_hfn(const char *s)
-{
-	size_t h = 1469598103934665603ULL;
-
-	while (*s)
-		h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
-	return h;
-}
-
-static struct mgr_hnode *mgr_hget(const struct mgr_hash *h, const char *key)
-{
-	if (h->nb == 0)
-		return NULL;
-	for (struct mgr_hnode *x = h->b[mgr_hfn(key) & (h->nb - 1)]; x; x = x->next)
-		if (strcmp(x->key, key) == 0)
-			return x;
-	return NULL;
-}
-
-/* The node of key, added (val NULL) if absent; NULL when out of memory. */
-static struct mgr_hnode *mgr_hput(struct mgr_hash *h, const char *key)
-{
-	struct mgr_hnode *x = mgr_hget(h, key);
-	size_t len = strlen(key), i;
-
-	if (x)
-		return x;
-	if (h->n >= h->nb) {
-		size_t nb = h->nb ? h->nb * 2 : 64;
-		struct mgr_hnode **b = calloc(nb, sizeof(*b));
-
-		if (b == NULL)
-			return NULL;
-		for (i = 0; i < h->nb; i++)
-			while (h->b[i]) {
-				struct mgr_hnode *y = h->b[i];
-
-				h->b[i] = y->next;
-				y->next = b[mgr_hfn(y->key) & (nb - 1)];
-				b[mgr_hfn(y->key) & (nb - 1)] = y;
-			}
-		free(h->b);
-		h->b = b;
-		h->nb = nb;
-	}
-	if ((x = calloc(1, sizeof(*x) + len + 1)) == NULL)
-		return NULL;
-	memcpy(x->key, key, len + 1);
-	i = mgr_hfn(key) & (h->nb - 1);
-	x->next = h->b[i];
-	h->b[i] = x;
-	h->n++;
-	return x;
-}
-
-/* Remove key; returns its val (the caller frees it). */
-static void *mgr_hdel(struct mgr_hash *h, const char *key)
-{
-	struct mgr_hnode **pp, *x;
-	void *v;
-
-	if (h->nb == 0)
-		return NULL;
-	for (pp = &h->b[mgr_hfn(key) & (h->nb - 1)]; (x = *pp) != NULL; pp = &x->next)
-		if (strcmp(x->key, key) == 0) {
-			*pp = x->next;
-			v = x->val;
-			free(x);
-			h->n--;
-			return v;
-		}
-	return NULL;
-}
-
-static void mgr_hfree(struct mgr_hash *h, int free_vals)
-{
-	for (size_t i = 0; i < h->nb; i++)
-		while (h->b[i]) {
-			struct mgr_hnode *x = h->b[i];
-
-			h->b[i] = x->next;
-			if (free_vals)
-				free(x->val);
-			free(x);
-		}
-	free(h->b);
-	memset(h, 0, sizeof(*h));
-}
-
-/* Any key of h (NULL if empty). */
-static const char *mgr_hany(const struct mgr_hash *h)
-{
-	for (size_t i = 0; i < h->nb && h->n; i++)
-		if (h->b[i])
-			return h->b[i]->key;
-	return NULL;
-}
-
-enum mgr_job_kind {
-	JOB_START = 0,
-	JOB_STOP,
-	JOB_CHECK,
-	JOB_RESTART,
-	JOB_IDLE,
-	JOB_ORPHAN,
-	JOB_RESTART_BATCH
-};
 static const char *const mgr_job_names[] = {"start",     "stop",        "check",        "restart",
                                             "idle-stop", "orphan-stop", "restart-batch"};
-
-/* Restarts found by one reconcile pass go out in batches (when the backend has
- * lock_many): one request takes the state locks of up to MGR_BATCH_MAX volumes,
- * one reads their info, one txn records every server and releases the locks. A
- * batch is what K single restarts would do at one instant; anything unusual
- * (a lock held, a compare failed) sends its volumes back as single restarts. */
-#define MGR_BATCH_MAX 32
-enum { BATCH_SKIP = 0, BATCH_MINE, BATCH_BACK };
-struct mgr_batch {
-	size_t n;
-	unsigned char claim[MGR_BATCH_MAX]; /* BATCH_*: set when a worker takes it */
-	char vol[MGR_BATCH_MAX][MGR_NAME];
-	int64_t state_rev[MGR_BATCH_MAX]; /* state/<vol> (Mounted) as listed */
-	char *info[MGR_BATCH_MAX];        /* info/<vol> as listed after it (NULL: absent) */
-};
 
 static void mgr_batch_free(struct mgr_batch *b)
 {
@@ -166,50 +27,13 @@ static void mgr_batch_free(struct mgr_batch *b)
 	free(b);
 }
 
-struct mgr_job {
-	char vol[MGR_NAME];
-	int kind;
-	struct mgr_batch *batch; /* JOB_RESTART_BATCH */
-	struct mgr_job *next;
-};
-
-struct mgr_idle {
-	char vol[MGR_NAME];
-	int64_t state_rev, gref_rev, server_rev;
-	int seen; /* pass number it was last seen idle */
-};
-
-struct mgr {
-	struct vf_ctx *ctx;
-	pthread_mutex_t mu, pass_mu; /* pass_mu: one reconcile pass at a time */
-	pthread_cond_t job_cv, rec_cv;
-	struct mgr_job *head, *tail;
-	char busy[MGR_WORKERS][MGR_NAME];
-	pthread_t workers[MGR_WORKERS];
-	int nworkers;
-	pthread_t rec_thr;
-	int rec_started;
-	struct vf_kv_watch *watches[3];
-	struct mgr_watch_arg *wargs[3];
-	int stop, suspended, rec_req, pass;
-	struct mgr_hash served; /* volumes this process serves */
-	struct mgr_hash queued; /* "<kind>/<vol>" of jobs queued, not started */
-	struct mgr_hash idle;   /* vol -> struct mgr_idle */
-	struct mgr_hash bbusy;  /* volumes of the restart batches running now */
-	/* vol -> (uintptr_t) done_seq when a job on it last ended: a reconcile
-	 * pass that listed before that sees the volume as it was, and leaves its
-	 * restart to the next pass (which lists again) */
-	struct mgr_hash settled;
-	uintptr_t done_seq;
-};
-
 /* ---- served set ---- */
-static int mgr_serves(struct mgr *m, const char *vol)
+int mgr_serves(struct mgr *m, const char *vol)
 {
 	int r;
 
 	pthread_mutex_lock(&m->mu);
-	r = mgr_hget(&m->served, vol) != NULL;
+	r = vf_strmap_get(&m->served, vol) != NULL;
 	pthread_mutex_unlock(&m->mu);
 	return r;
 }
@@ -218,9 +42,9 @@ static void mgr_served_set(struct mgr *m, const char *vol, int on)
 {
 	pthread_mutex_lock(&m->mu);
 	if (on)
-		mgr_hput(&m->served, vol);
+		vf_strmap_put(&m->served, vol);
 	else
-		mgr_hdel(&m->served, vol);
+		vf_strmap_del(&m->served, vol);
 	vf_metrics_gauge_set(VF_G_SERVERS, (int64_t)m->served.n);
 	pthread_mutex_unlock(&m->mu);
 }
@@ -231,7 +55,7 @@ static int mgr_served_any(struct mgr *m, char *vol)
 	const char *k;
 
 	pthread_mutex_lock(&m->mu);
-	k = mgr_hany(&m->served);
+	k = vf_strmap_any(&m->served);
 	if (k)
 		snprintf(vol, MGR_NAME, "%s", k);
 	pthread_mutex_unlock(&m->mu);
@@ -251,32 +75,32 @@ static void mgr_fs_stop(struct mgr *m, const char *vol, const char *why)
 }
 
 /* ---- job queue ---- */
-static void mgr_enqueue(struct mgr *m, const char *vol, int kind)
+void mgr_enqueue(struct mgr *m, const char *vol, int kind)
 {
 	struct mgr_job *j;
 
 	if (!vf_volume_name_valid(vol))
 		return;
 	char qk[MGR_NAME + 16];
-	struct mgr_hnode *q;
+	struct vf_strmap_node *q;
 
 	snprintf(qk, sizeof(qk), "%d/%s", kind, vol);
 	pthread_mutex_lock(&m->mu);
 	if (m->stop)
 		goto out;
-	q = mgr_hput(&m->queued, qk);
+	q = vf_strmap_put(&m->queued, qk);
 	if (q && q->val == (void *)1)
 		goto out; /* already queued and not started: it will read fresh state */
 	j = calloc(1, sizeof(*j));
 	if (j == NULL || q == NULL) {
 		free(j);
 		if (q)
-			mgr_hdel(&m->queued, qk);
+			vf_strmap_del(&m->queued, qk);
 		vf_log(VF_LOG_ERR, "volume %s: out of memory queueing a %s job", vol,
 		       mgr_job_names[kind]);
 		goto out;
 	}
-	q->val = (void *)1; /* a marker, not freed (mgr_hdel hands it back) */
+	q->val = (void *)1; /* a marker, not freed (vf_strmap_del hands it back) */
 	snprintf(j->vol, sizeof(j->vol), "%s", vol);
 	j->kind = kind;
 	if (m->tail)
@@ -291,7 +115,7 @@ out:
 
 /* Volumes per restart batch: lock_many takes n names + 2n compares, the record
  * txn n compares + 4n ops; 0 when the backend cannot lock many at once. */
-static size_t mgr_batch_size(const struct vf_ctx *ctx)
+size_t mgr_batch_size(const struct vf_ctx *ctx)
 {
 	size_t k = ctx->kv->max_txn_ops / 5;
 
@@ -301,7 +125,7 @@ static size_t mgr_batch_size(const struct vf_ctx *ctx)
 }
 
 /* Queue the batch *bp (a single restart when it holds one volume). */
-static void mgr_batch_flush(struct mgr *m, struct mgr_batch **bp)
+void mgr_batch_flush(struct mgr *m, struct mgr_batch **bp)
 {
 	struct mgr_batch *b = *bp;
 	struct mgr_job *j;
@@ -324,10 +148,10 @@ static void mgr_batch_flush(struct mgr *m, struct mgr_batch **bp)
 		snprintf(j->vol, sizeof(j->vol), "%s", b->vol[0]);
 		for (size_t i = 0; i < b->n; i++) {
 			char qk[MGR_NAME + 16];
-			struct mgr_hnode *q;
+			struct vf_strmap_node *q;
 
 			snprintf(qk, sizeof(qk), "%d/%s", JOB_RESTART, b->vol[i]);
-			if ((q = mgr_hput(&m->queued, qk)) != NULL)
+			if ((q = vf_strmap_put(&m->queued, qk)) != NULL)
 				q->val = (void *)1;
 		}
 		if (m->tail)
@@ -347,8 +171,8 @@ static void mgr_batch_flush(struct mgr *m, struct mgr_batch **bp)
 
 /* Add a restart of vol (state/<vol> Mounted at state_rev, info as listed) to
  * the batch *bp, queueing it when full. */
-static void mgr_batch_add(struct mgr *m, struct mgr_batch **bp, const char *vol, int64_t state_rev,
-                          const char *info)
+void mgr_batch_add(struct mgr *m, struct mgr_batch **bp, const char *vol, int64_t state_rev,
+                   const char *info)
 {
 	size_t max = mgr_batch_size(m->ctx);
 	char qk[MGR_NAME + 16], *icopy = NULL;
@@ -356,7 +180,7 @@ static void mgr_batch_add(struct mgr *m, struct mgr_batch **bp, const char *vol,
 
 	snprintf(qk, sizeof(qk), "%d/%s", JOB_RESTART, vol);
 	pthread_mutex_lock(&m->mu);
-	queued = mgr_hget(&m->queued, qk) != NULL || mgr_hget(&m->bbusy, vol) != NULL;
+	queued = vf_strmap_get(&m->queued, qk) != NULL || vf_strmap_get(&m->bbusy, vol) != NULL;
 	pthread_mutex_unlock(&m->mu);
 	if (queued)
 		return; /* its job will read fresh state, or a batch restarts it now */
@@ -382,18 +206,18 @@ static void mgr_batch_claim(struct mgr *m, struct mgr_batch *b, size_t i)
 	int busy = 0;
 
 	b->claim[i] = BATCH_SKIP;
-	if (mgr_hget(&m->bbusy, b->vol[i]))
+	if (vf_strmap_get(&m->bbusy, b->vol[i]))
 		return; /* another batch restarts it right now */
 	for (int w = 0; w < m->nworkers && !busy; w++)
 		busy = strcmp(m->busy[w], b->vol[i]) == 0;
-	b->claim[i] = busy || mgr_hput(&m->bbusy, b->vol[i]) == NULL ? BATCH_BACK : BATCH_MINE;
+	b->claim[i] = busy || vf_strmap_put(&m->bbusy, b->vol[i]) == NULL ? BATCH_BACK : BATCH_MINE;
 }
 
 /* A job on vol ended: passes that listed before now skip its restart. Caller
  * holds mu. */
 static void mgr_settled(struct mgr *m, const char *vol)
 {
-	struct mgr_hnode *x = mgr_hput(&m->settled, vol);
+	struct vf_strmap_node *x = vf_strmap_put(&m->settled, vol);
 
 	if (x)
 		x->val = (void *)++m->done_seq;
@@ -410,19 +234,19 @@ static struct mgr_job *mgr_take(struct mgr *m, int self)
 
 		for (int i = 0; i < m->nworkers && !busy && j->batch == NULL; i++)
 			busy = i != self && strcmp(m->busy[i], j->vol) == 0;
-		if (busy || (j->batch == NULL && mgr_hget(&m->bbusy, j->vol)))
+		if (busy || (j->batch == NULL && vf_strmap_get(&m->bbusy, j->vol)))
 			continue;
 		*pp = j->next;
 		if (m->tail == j)
 			m->tail = prev;
 		for (size_t b = 0; j->batch && b < j->batch->n; b++) {
 			snprintf(qk, sizeof(qk), "%d/%s", JOB_RESTART, j->batch->vol[b]);
-			mgr_hdel(&m->queued, qk);
+			vf_strmap_del(&m->queued, qk);
 			mgr_batch_claim(m, j->batch, b);
 		}
 		if (j->batch == NULL) {
 			snprintf(qk, sizeof(qk), "%d/%s", j->kind, j->vol);
-			mgr_hdel(&m->queued, qk);
+			vf_strmap_del(&m->queued, qk);
 		}
 		return j;
 	}
@@ -437,7 +261,7 @@ enum { C_TRIG = 0, C_MARK, C_CLAIM, C_SERVER, C_N };
  * servers then), so the record is dead even while the store still keeps the
  * old lease alive (a revoke that did not reach it: the keys stay until its
  * TTL runs out). cur is "<node> <current lease>". */
-static int mgr_stale_mine(const struct vf_ctx *ctx, const char *value, const char *cur)
+int mgr_stale_mine(const struct vf_ctx *ctx, const char *value, const char *cur)
 {
 	size_t nl = strlen(ctx->node_id), cl = strlen(cur);
 
@@ -1063,7 +887,7 @@ static void mgr_do_check(struct mgr *m, const char *vol, struct vf_kv_lease *lea
 }
 
 /* Does server value v name this node (under any lease)? */
-static int mgr_names_node(const struct vf_ctx *ctx, const char *v)
+int mgr_names_node(const struct vf_ctx *ctx, const char *v)
 {
 	size_t nl = strlen(ctx->node_id);
 
@@ -1151,7 +975,7 @@ static void mgr_batch_release(struct mgr *m, const struct mgr_batch *b)
 	pthread_mutex_lock(&m->mu);
 	for (size_t i = 0; i < b->n; i++)
 		if (b->claim[i] == BATCH_MINE) {
-			mgr_hdel(&m->bbusy, b->vol[i]);
+			vf_strmap_del(&m->bbusy, b->vol[i]);
 			mgr_settled(m, b->vol[i]);
 		}
 	pthread_cond_broadcast(&m->job_cv);
@@ -1359,434 +1183,6 @@ static int mgr_watch_cb(const struct vf_kv_event *ev, void *arg)
 	return 0;
 }
 
-/* ---- reconciler ---- */
-static int64_t mgr_num(const struct vf_kv_pair *p)
-{
-	return p && p->value ? strtoll(p->value, NULL, 10) : 0;
-}
-
-static int mgr_pending(const struct vf_kv_pair *t, const struct vf_kv_pair *mk,
-                       const struct vf_kv_pair *claim, const char *mine)
-{
-	if (mgr_num(t) > mgr_num(mk))
-		return 1;
-	if (claim && strncmp(claim->value, mine, strlen(mine)) == 0 &&
-	    claim->value[strlen(mine)] == ' ')
-		return 1;                              /* our own claim left unfinished */
-	return mk && mgr_num(mk) > 0 && claim == NULL; /* orphaned claim */
-}
-
-/* The record p unless it is ours of an earlier lease (then: as if absent). */
-static const struct vf_kv_pair *mgr_live_rec(const struct vf_ctx *ctx, const struct vf_kv_pair *p,
-                                             const char *mine)
-{
-	return p && mgr_stale_mine(ctx, p->value, mine) ? NULL : p;
-}
-
-static int mgr_live_claim(const struct vf_kv_pair *claim)
-{
-	return claim && strncmp(claim->value, "done ", 5) != 0;
-}
-
-static void mgr_idle_note(struct mgr *m, const char *vol, const struct vf_kv_pair *s,
-                          const struct vf_kv_pair *g, const struct vf_kv_pair *srv)
-{
-	int64_t sr = s->mod_rev, gr = g ? g->mod_rev : 0, vr = srv->mod_rev;
-	struct mgr_hnode *n = mgr_hput(&m->idle, vol);
-	struct mgr_idle *x;
-
-	if (n == NULL)
-		return;
-	if ((x = n->val) == NULL) {
-		if ((x = n->val = calloc(1, sizeof(*x))) == NULL) {
-			mgr_hdel(&m->idle, vol);
-			return;
-		}
-		snprintf(x->vol, MGR_NAME, "%s", vol);
-	} else if (x->seen == m->pass - 1 && x->state_rev == sr && x->gref_rev == gr &&
-	           x->server_rev == vr) {
-		mgr_enqueue(m, vol, JOB_IDLE);
-	}
-	x->state_rev = sr;
-	x->gref_rev = gr;
-	x->server_rev = vr;
-	x->seen = m->pass;
-}
-
-/* Drop the idle notes of volumes not seen idle in this pass. */
-static void mgr_idle_prune(struct mgr *m)
-{
-	for (size_t i = 0; i < m->idle.nb; i++) {
-		struct mgr_hnode **pp = &m->idle.b[i], *x;
-
-		while ((x = *pp) != NULL) {
-			if (((struct mgr_idle *)x->val)->seen != m->pass) {
-				*pp = x->next;
-				free(x->val);
-				free(x);
-				m->idle.n--;
-			} else {
-				pp = &x->next;
-			}
-		}
-	}
-}
-
-enum {
-	L_STATE = 0,
-	L_GREF,
-	L_CLIENT,
-	L_STRIG,
-	L_SMARK,
-	L_SCLAIM,
-	L_PTRIG,
-	L_PMARK,
-	L_PCLAIM,
-	L_SERVER,
-	L_N
-};
-static const int mgr_lfam[L_N] = {VK_STATE,         VK_GREF,         -1,
-                                  VK_START_TRIGGER, VK_START_MARKER, VK_START_CLAIM,
-                                  VK_STOP_TRIGGER,  VK_STOP_MARKER,  VK_STOP_CLAIM,
-                                  VK_SERVER};
-
-/* One list of a reconcile pass, on its own thread: the lists of a pass go out
- * together (each is its own snapshot either way; every action a pass queues is
- * re-validated under a lock or a compare). */
-struct mgr_lister {
-	struct vf_kv *kv;
-	const char *prefix;
-	struct vf_kv_list *l;
-	struct vf_err err;
-	int rc;
-};
-
-static void *mgr_lister_run(void *arg)
-{
-	struct mgr_lister *a = arg;
-
-	a->rc = a->kv->ops->list(a->kv, a->prefix, a->l, &a->err);
-	return NULL;
-}
-
-struct mgr_rcand {
-	const char *vol;
-	int64_t state_rev;
-};
-
-/* Queue the restarts a pass found: batched (with info/ listed once, after the
- * states) when the backend can, else one job each. */
-static void mgr_queue_restarts(struct mgr *m, struct mgr_rcand *c, size_t n, uintptr_t seq0)
-{
-	struct vf_ctx *ctx = m->ctx;
-	struct vf_kv_list info = {0};
-	struct mgr_batch *batch = NULL;
-	struct vf_err e = {0};
-	char pre[512];
-
-	/* a job that ended on a volume since this pass listed it may have
-	 * restarted it already: the next pass sees */
-	pthread_mutex_lock(&m->mu);
-	for (size_t i = 0; i < n;) {
-		const struct mgr_hnode *x = mgr_hget(&m->settled, c[i].vol);
-
-		if (x && (uintptr_t)x->val > seq0)
-			c[i] = c[--n];
-		else
-			i++;
-	}
-	/* no later pass listed before seq0 (passes run one at a time) */
-	for (size_t b = 0; b < m->settled.nb; b++)
-		for (struct mgr_hnode *x = m->settled.b[b], *nx; x; x = nx) {
-			nx = x->next;
-			if ((uintptr_t)x->val <= seq0)
-				mgr_hdel(&m->settled, x->key);
-		}
-	pthread_mutex_unlock(&m->mu);
-	snprintf(pre, sizeof(pre), "%s%s/", ctx->prefix, vf_vol_family[VK_INFO]);
-	if (n < 2 || mgr_batch_size(ctx) == 0 ||
-	    ctx->kv->ops->list(ctx->kv, pre, &info, &e) != VF_OK) {
-		if (n >= 2 && mgr_batch_size(ctx))
-			vf_log(VF_LOG_WARN, "reconcile: cannot list %s: %s (restarting one by one)",
-			       pre, e.msg);
-		for (size_t i = 0; i < n; i++)
-			mgr_enqueue(m, c[i].vol, JOB_RESTART);
-		return;
-	}
-	for (size_t i = 0; i < n; i++) {
-		char k[1024];
-		const struct vf_kv_pair *p;
-
-		snprintf(k, sizeof(k), "%s%s", pre, c[i].vol);
-		p = vf_kv_list_find(&info, k);
-		mgr_batch_add(m, &batch, c[i].vol, c[i].state_rev, p ? p->value : NULL);
-	}
-	mgr_batch_flush(m, &batch);
-	vf_kv_list_clear(&info);
-}
-
-/* The lists of a pass come from different revisions (one request per family):
- * a mount or unmount committing between the gref/ and the client/ lists makes
- * a consistent volume look inconsistent. Re-read vol alone: gref (its
- * version), its client keys, gref again. gref and the client keys change in
- * the same txn (gref == number of client keys), so when gref's version did not
- * move across the listing, the listing is of that same state. 1: inconsistent
- * (*gref_r, *n_r as re-read); 0: consistent or changed meanwhile (the next
- * pass looks again); < 0: a store error (not judged). */
-static int mgr_recheck_clients(struct vf_ctx *ctx, const char *vol, int64_t *gref_r, size_t *n_r)
-{
-	char kg[512], cpre[512];
-	struct vf_kv_pair g1 = {0}, g2 = {0};
-	struct vf_kv_list cl = {0};
-	int rc, r1, r2, r = 0;
-
-	vf_vol_key(ctx, kg, sizeof(kg), VK_GREF, vol);
-	snprintf(cpre, sizeof(cpre), "%sclient/%s/", ctx->prefix, vol);
-	r1 = ctx->kv->ops->get(ctx->kv, kg, &g1, NULL);
-	rc = ctx->kv->ops->list(ctx->kv, cpre, &cl, NULL);
-	r2 = ctx->kv->ops->get(ctx->kv, kg, &g2, NULL);
-	if ((r1 != VF_OK && r1 != VF_ENOTFOUND) || rc != VF_OK ||
-	    (r2 != VF_OK && r2 != VF_ENOTFOUND)) {
-		r = -1;
-	} else if (r1 == r2 && (r1 == VF_ENOTFOUND || g1.mod_rev == g2.mod_rev)) {
-		int64_t g = r1 == VF_OK ? mgr_num(&g1) : 0;
-
-		/* a removed volume (gref absent, no clients) is consistent */
-		if (g != (int64_t)cl.count) {
-			*gref_r = g;
-			*n_r = cl.count;
-			r = 1;
-		}
-	}
-	vf_kv_pair_clear(&g1);
-	vf_kv_pair_clear(&g2);
-	vf_kv_list_clear(&cl);
-	return r;
-}
-
-int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
-{
-	struct mgr *m = ctx->mgr;
-	struct vf_kv_list l[L_N];
-	struct mgr_lister la[L_N];
-	pthread_t lt[L_N];
-	int lstarted[L_N] = {0};
-	struct mgr_rcand *rc_c = NULL;
-	size_t rc_n = 0, rc_cap = 0;
-	char pre[L_N][512], mine[200];
-	int64_t t0;
-	uintptr_t seq0;
-	int rc = VF_OK;
-
-	if (m == NULL)
-		return vf_err_set(err, VF_EINVAL, "node %s is not a manager", ctx->node_id);
-	memset(l, 0, sizeof(l));
-	pthread_mutex_lock(&m->pass_mu);
-	for (int i = 0; i < L_N; i++)
-		snprintf(pre[i], 512, "%s%s/", ctx->prefix,
-		         mgr_lfam[i] < 0 ? "client" : vf_vol_family[mgr_lfam[i]]);
-	pthread_mutex_lock(&m->mu);
-	seq0 = m->done_seq;
-	pthread_mutex_unlock(&m->mu);
-	/* one list per family per pass, all at once */
-	t0 = vf_now_ms();
-	for (int i = 0; i < L_N; i++) {
-		la[i] = (struct mgr_lister){.kv = ctx->kv, .prefix = pre[i], .l = &l[i]};
-		lstarted[i] = i > 0 && pthread_create(&lt[i], NULL, mgr_lister_run, &la[i]) == 0;
-		if (!lstarted[i])
-			mgr_lister_run(&la[i]);
-	}
-	for (int i = 0; i < L_N; i++) {
-		if (lstarted[i])
-			pthread_join(lt[i], NULL);
-		if (la[i].rc != VF_OK && rc == VF_OK) {
-			rc = la[i].rc;
-			*err = la[i].err;
-			vf_err_prefix(err, "reconcile: cannot list %s", pre[i]);
-		}
-	}
-	if (rc != VF_OK)
-		goto out;
-	vf_log(VF_LOG_DEBUG, "reconcile: %zu volumes listed in %" PRId64 " ms", l[L_STATE].count,
-	       vf_now_ms() - t0);
-	pthread_rwlock_rdlock(&ctx->lease_rw);
-	snprintf(mine, sizeof(mine), "%s %s", ctx->node_id, ctx->lease_id);
-	pthread_rwlock_unlock(&ctx->lease_rw);
-	m->pass++;
-	vf_metrics_inc(VF_M_RECONCILE_RUNS);
-	vf_metrics_gauge_set(VF_G_LAST_RECONCILE, (int64_t)time(NULL));
-	{
-		int64_t nm = 0, nv = 0;
-
-		for (size_t i = 0; i < l[L_STATE].count; i++)
-			if (vf_volume_name_valid(l[L_STATE].items[i].key + strlen(pre[L_STATE]))) {
-				nv++;
-				nm += strcmp(l[L_STATE].items[i].value, "Mounted") == 0;
-			}
-		vf_metrics_gauge_set(VF_G_VOLUMES_MOUNTED, nm);
-		vf_metrics_gauge_set(VF_G_VOLUMES_READY, nv - nm);
-	}
-	for (size_t i = 0; i < l[L_STATE].count; i++) {
-		const struct vf_kv_pair *s = &l[L_STATE].items[i], *f[L_N];
-		const char *vol = s->key + strlen(pre[L_STATE]);
-		char k[1024];
-		size_t nclients = 0, lo = 0, hi = l[L_CLIENT].count;
-
-		if (!vf_volume_name_valid(vol))
-			continue;
-		for (int x = 1; x < L_N; x++) {
-			f[x] = NULL;
-			if (x == L_CLIENT)
-				continue;
-			snprintf(k, sizeof(k), "%s%s", pre[x], vol);
-			f[x] = vf_kv_list_find(&l[x], k);
-			if (x == L_SERVER || x == L_SCLAIM || x == L_PCLAIM)
-				f[x] = mgr_live_rec(ctx, f[x], mine);
-		}
-		snprintf(k, sizeof(k), "%s%s/", pre[L_CLIENT], vol);
-		while (lo < hi) {
-			size_t mid = (lo + hi) / 2;
-
-			if (strcmp(l[L_CLIENT].items[mid].key, k) < 0)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		for (; lo < l[L_CLIENT].count &&
-		       strncmp(l[L_CLIENT].items[lo].key, k, strlen(k)) == 0;
-		     lo++)
-			nclients++;
-		int64_t gref = mgr_num(f[L_GREF]);
-		int mounted = strcmp(s->value, "Mounted") == 0;
-		int start_p = mgr_pending(f[L_STRIG], f[L_SMARK], f[L_SCLAIM], mine);
-		int stop_p = mgr_pending(f[L_PTRIG], f[L_PMARK], f[L_PCLAIM], mine);
-
-		if (gref != (int64_t)nclients &&
-		    mgr_recheck_clients(ctx, vol, &gref, &nclients) == 1) {
-			vf_failpoint_hit("mgr.inconsistent", vol);
-			vf_log(VF_LOG_ERR,
-			       "volume %s: INCONSISTENT: gref is %" PRId64 " but %zu client(s) "
-			       "are listed",
-			       vol, gref, nclients);
-		}
-		if (start_p)
-			mgr_enqueue(m, vol, JOB_START);
-		if (stop_p)
-			mgr_enqueue(m, vol, JOB_STOP);
-		if (mounted && f[L_SERVER] == NULL && !mgr_live_claim(f[L_SCLAIM]) &&
-		    (gref > 0 || nclients > 0)) {
-			vf_log(VF_LOG_WARN,
-			       "volume %s: Mounted but its server's lease is gone: "
-			       "restarting it",
-			       vol);
-			if (rc_n == rc_cap) {
-				size_t nc = rc_cap ? 2 * rc_cap : 64;
-				struct mgr_rcand *x = realloc(rc_c, nc * sizeof(*x));
-
-				if (x) {
-					rc_c = x;
-					rc_cap = nc;
-				}
-			}
-			if (rc_n < rc_cap)
-				rc_c[rc_n++] = (struct mgr_rcand){vol, s->mod_rev};
-			else
-				mgr_enqueue(m, vol, JOB_RESTART);
-		} else if (f[L_SERVER] && strcmp(f[L_SERVER]->value, mine) == 0 &&
-		           !mgr_serves(m, vol) && !mgr_live_claim(f[L_SCLAIM]) &&
-		           !mgr_live_claim(f[L_PCLAIM])) {
-			/* server/ names this process, which serves nothing for it: the
-			 * restart (under the state lock) starts it again or, not
-			 * Mounted, deletes the key */
-			mgr_enqueue(m, vol, JOB_RESTART);
-		} else if (mounted && f[L_SERVER] == NULL && !start_p && !stop_p &&
-		           !mgr_live_claim(f[L_SCLAIM]) && !mgr_live_claim(f[L_PCLAIM])) {
-			/* nobody mounts it and nobody serves it: no restart, a stop
-			 * (unless a host holds the gref lock: a cold mount under way) */
-			mgr_enqueue(m, vol, JOB_IDLE);
-		}
-		/* a server left running here by a daemon that crashed, while another
-		 * live manager serves the volume: stop it */
-		snprintf(k, sizeof(k), "%s%s", pre[L_SERVER], vol);
-		{
-			const struct vf_kv_pair *raw = vf_kv_list_find(&l[L_SERVER], k);
-
-			if (raw && !mgr_names_node(ctx, raw->value) && ctx->fs->running &&
-			    !mgr_serves(m, vol) && ctx->fs->running(ctx->fs_arg, vol))
-				mgr_enqueue(m, vol, JOB_ORPHAN);
-		}
-		if (mounted && f[L_SERVER] && gref == 0 && nclients == 0 && !start_p && !stop_p &&
-		    !mgr_live_claim(f[L_SCLAIM]) && !mgr_live_claim(f[L_PCLAIM]))
-			mgr_idle_note(m, vol, s, f[L_GREF], f[L_SERVER]);
-	}
-	mgr_queue_restarts(m, rc_c, rc_n, seq0);
-	if (rc_n)
-		vf_log(VF_LOG_DEBUG, "reconcile: %zu restarts queued after %" PRId64 " ms", rc_n,
-		       vf_now_ms() - t0);
-	mgr_idle_prune(m);
-	/* servers this process runs that the store does not assign to it */
-	{
-		char(*chk)[MGR_NAME] = NULL;
-		size_t nchk = 0;
-
-		pthread_mutex_lock(&m->mu);
-		if (m->served.n)
-			chk = calloc(m->served.n, sizeof(*chk));
-		for (size_t b = 0; chk && b < m->served.nb; b++)
-			for (struct mgr_hnode *x = m->served.b[b]; x; x = x->next) {
-				char k[1024];
-				const struct vf_kv_pair *p, *st;
-
-				snprintf(k, sizeof(k), "%s%s", pre[L_SERVER], x->key);
-				p = vf_kv_list_find(&l[L_SERVER], k);
-				snprintf(k, sizeof(k), "%s%s", pre[L_STATE], x->key);
-				st = vf_kv_list_find(&l[L_STATE], k);
-				if (p == NULL || strcmp(p->value, mine) != 0 || st == NULL ||
-				    strcmp(st->value, "Mounted") != 0)
-					snprintf(chk[nchk++], MGR_NAME, "%s", x->key);
-			}
-		pthread_mutex_unlock(&m->mu);
-		for (size_t i = 0; i < nchk; i++)
-			mgr_enqueue(m, chk[i], JOB_CHECK);
-		free(chk);
-	}
-out:
-	pthread_mutex_unlock(&m->pass_mu);
-	for (int i = 0; i < L_N; i++)
-		vf_kv_list_clear(&l[i]);
-	free(rc_c);
-	return rc;
-}
-
-static void *mgr_reconciler(void *arg)
-{
-	struct mgr *m = arg;
-	struct vf_ctx *ctx = m->ctx;
-
-	pthread_mutex_lock(&m->mu);
-	while (!m->stop) {
-		if (!m->rec_req) {
-			vf_cond_wait_ms(&m->rec_cv, &m->mu, ctx->reconcile_ms);
-			if (m->stop)
-				break;
-		}
-		m->rec_req = 0;
-		if (m->suspended)
-			continue;
-		pthread_mutex_unlock(&m->mu);
-		struct vf_err e = {0};
-
-		if (vf_mgr_reconcile_now(ctx, &e) != VF_OK)
-			vf_log(VF_LOG_WARN, "node %s: %s", ctx->node_id, e.msg);
-		else
-			vf_node_auto_evict(ctx, &ctx->gone);
-		vf_failpoint_hit("mgr.reconcile_done", "");
-		pthread_mutex_lock(&m->mu);
-	}
-	pthread_mutex_unlock(&m->mu);
-	return NULL;
-}
-
 /* ---- lifecycle ---- */
 static void mgr_free(struct mgr *m)
 {
@@ -1797,11 +1193,11 @@ static void mgr_free(struct mgr *m)
 		mgr_batch_free(j->batch);
 		free(j);
 	}
-	mgr_hfree(&m->served, 0);
-	mgr_hfree(&m->queued, 0);
-	mgr_hfree(&m->idle, 1);
-	mgr_hfree(&m->bbusy, 0);
-	mgr_hfree(&m->settled, 0);
+	vf_strmap_free(&m->served, 0);
+	vf_strmap_free(&m->queued, 0);
+	vf_strmap_free(&m->idle, 1);
+	vf_strmap_free(&m->bbusy, 0);
+	vf_strmap_free(&m->settled, 0);
 	pthread_mutex_destroy(&m->pass_mu);
 	pthread_mutex_destroy(&m->mu);
 	pthread_cond_destroy(&m->job_cv);

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 
 #include "test_int.h"
 #include "common_int.h"
+#include "strmap.h"
 
 static void test_b64_roundtrip(void)
 {
@@ -257,6 +259,46 @@ static void test_cond_wait_monotonic(void)
 	pthread_cond_destroy(&cv);
 }
 
+/* The string map: every key put is found with its value, a deleted one is
+ * gone, growth past the first table keeps them all, free empties it. */
+static void test_strmap(void)
+{
+	struct vf_strmap m = {0};
+	char k[32];
+	int ok = 1;
+
+	CU_ASSERT_PTR_NULL(vf_strmap_any(&m));
+	CU_ASSERT_PTR_NULL(vf_strmap_get(&m, "x"));
+	for (int i = 0; i < 1000; i++) {
+		struct vf_strmap_node *x;
+
+		snprintf(k, sizeof(k), "vol-%d", i);
+		x = vf_strmap_put(&m, k);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(x);
+		x->val = (void *)(uintptr_t)(i + 1);
+	}
+	CU_ASSERT_EQUAL(m.n, 1000);
+	CU_ASSERT_PTR_EQUAL(vf_strmap_put(&m, "vol-7"), vf_strmap_get(&m, "vol-7"));
+	CU_ASSERT_EQUAL(m.n, 1000);
+	for (int i = 0; i < 1000; i++) {
+		struct vf_strmap_node *x;
+
+		snprintf(k, sizeof(k), "vol-%d", i);
+		x = vf_strmap_get(&m, k);
+		if (x == NULL || x->val != (void *)(uintptr_t)(i + 1))
+			ok = 0;
+	}
+	CU_ASSERT(ok);
+	CU_ASSERT_PTR_EQUAL(vf_strmap_del(&m, "vol-5"), (void *)(uintptr_t)6);
+	CU_ASSERT_PTR_NULL(vf_strmap_get(&m, "vol-5"));
+	CU_ASSERT_PTR_NULL(vf_strmap_del(&m, "vol-5"));
+	CU_ASSERT_EQUAL(m.n, 999);
+	CU_ASSERT_PTR_NOT_NULL(vf_strmap_any(&m));
+	vf_strmap_free(&m, 0);
+	CU_ASSERT_EQUAL(m.n, 0);
+	CU_ASSERT_PTR_NULL(vf_strmap_any(&m));
+}
+
 void vf_test_register_util(void);
 void vf_test_register_util(void)
 {
@@ -271,4 +313,5 @@ void vf_test_register_util(void)
 	VF_ADD_TEST(s, test_log_journal_priorities);
 	VF_ADD_TEST(s, test_deadline_ts);
 	VF_ADD_TEST(s, test_cond_wait_monotonic);
+	VF_ADD_TEST(s, test_strmap);
 }
