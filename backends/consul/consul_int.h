@@ -150,4 +150,189 @@ int consul_list_diff(const struct vf_kv_list *old_l, const struct vf_kv_list *ne
  * when the index went backwards (history gone: the caller emits RESYNC). */
 int64_t consul_next_index(int64_t prev, int64_t got, int *reset_r);
 
+/* ---- the driver's own state and the functions its files share (consul.c,
+ * consul_txn.c, consul_session.c, consul_lock.c, consul_watch.c) ---- */
+
+/* consul_txn_run and friends: the txn rolled back (failures in errs). */
+#define CONSUL_ROLLED_BACK 1
+
+/* ---- the lease binding of a put (kv.h: "Lease binding of a key") ----
+ *
+ * Consul's "set" keeps the session that holds the key, and "lock" by another
+ * session fails. So each put of a txn is sent as one of (K the key, v the
+ * value, D the delete session of the put's lease, S the session holding K):
+ *   no lease:  FREE    [check-session K "", set K v]
+ *              ABSENT  [check-not-exists K, set K v] (the guard left out when a
+ *                      compare of the caller already requires K absent)
+ *              HELD    [unlock K S v]  (clears the session, keeps CreateIndex)
+ *   lease:     LOCK    [lock K D v]    (absent, free or already D's)
+ *              REBIND  [unlock K S v, lock K D v]
+ * A guess that the store refutes only rolls the txn back; the answer tells the
+ * right mode (check-session names the session that holds the key; a failed
+ * lock is followed by one read of K's session) and the txn is sent again, so
+ * the binding changes in the same atomic request as the value. */
+enum consul_bmode { CB_FREE = 1, CB_ABSENT, CB_HELD, CB_LOCK, CB_REBIND };
+struct consul_bind {
+	int put;         /* op is a caller's put (else sent as is) */
+	const char *sid; /* the lease's delete session, NULL: no lease */
+	enum consul_bmode mode;
+	int noguard; /* ABSENT without the guard */
+	char held[64];
+};
+#define CONSUL_BIND_TRIES 8
+
+#define CONSUL_DEFAULT_ADDR "http://127.0.0.1:8500"
+#define CONSUL_SESSION_NODE "vfile-sessions" /* default consul.session_node */
+#define CONSUL_TXN_RETRIES 8                 /* get <-> check-not-exists conversions per call */
+
+#define CONSUL_SEEN_N 64          /* remembered (key, ModifyIndex, value) facts */
+#define CONSUL_SEEN_MAX_VALUE 256 /* longer values are not remembered */
+
+struct consul_held; /* a lock name held by this handle (in-process exclusion) */
+
+/* "key had value at ModifyIndex mod_rev": true for good once read (an index is
+ * the raft index of one write), so VALUE_EQ can become check-index without a
+ * read when the value was seen; a stale guess only fails the check-index. */
+struct consul_seen {
+	char *key;
+	char *value;
+	size_t value_len;
+	int64_t mod_rev;
+	int sid_known; /* this handle wrote it: sid is the session holding it ("": none) */
+	char sid[64];
+};
+
+struct consul_kv {
+	struct vf_kv base;
+	struct vf_http *http;
+	char *token_hdr; /* "X-Consul-Token: ..." (never logged) or NULL */
+	const char *hdrs[2];
+	int consistent;
+	int lock_delay_ms;
+	int session_ttl_s;
+	int watch_wait_s;
+	long timeout_ms;
+	char holder[128];   /* value written into lock keys: host:pid */
+	char *session_node; /* catalog node sessions are bound to, NULL: the agent's */
+
+	pthread_mutex_t mu;
+	pthread_cond_t cv;      /* keep-alive thread wake-up, lease busy flags */
+	pthread_cond_t lock_cv; /* in-process lock hand-off */
+	struct consul_lease *leases;
+	struct consul_held *held;
+	struct consul_seen seen[CONSUL_SEEN_N]; /* under mu; a ring */
+	size_t seen_next;
+	pthread_t ka_thread;
+	int ka_started;
+	int ka_stop;
+	unsigned long seq;
+	int verified; /* an endpoint answered /v1/status/leader as Consul does (under mu) */
+	int snode;    /* session_node (under mu): 0 not registered yet, 1 registered,
+	               * -1 refused (ACL): sessions go to the agent's node */
+};
+
+struct consul_lease {
+	struct vf_kv_lease base; /* base.id = the release session */
+	char del_id[64];         /* the delete session, "" until first needed */
+	unsigned int flags;
+	vf_kv_lease_lost_fn lost;
+	void *arg;
+	int64_t next_ms;      /* next renewal (monotonic ms) */
+	int64_t confirmed_ms; /* start of the last renewal (or grant) the store confirmed */
+	int busy;             /* the keep-alive thread renews it or runs its lost callback */
+	int revoked;          /* revoked from its own lost callback: freed after it */
+	int gone;             /* found gone: lost reported */
+	struct consul_lease *next;
+};
+
+struct consul_lock {
+	struct vf_kv_lock base; /* base.key = the lock name = the Consul key */
+	char sid[64];
+	int released; /* by a VF_OP_UNLOCK in a txn */
+};
+
+struct consul_held {
+	char *name;
+	char sid[64];
+	struct consul_held *next;
+};
+
+struct consul_watch {
+	struct consul_kv *ck;
+	char *prefix;
+	vf_kv_watch_fn fn;
+	void *arg;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	volatile int cancel;
+	int resync_first;
+	int64_t check_head; /* > 0: RESYNC first unless the KV head reached it */
+	struct vf_kv_list last;
+	int64_t index;
+};
+
+/* consul.c */
+int consul_get(struct vf_kv *kv, const char *key, struct vf_kv_pair *pair_r, struct vf_err *err);
+int consul_http(struct consul_kv *ck, const char *method, const char *path, const char *body,
+                size_t body_len, int idempotent, long timeout_ms, volatile int *cancel,
+                struct vf_http_resp *resp, struct vf_err *err);
+int consul_kv_path(struct vf_buf *b, const char *key, const char *query);
+int consul_list_ex(struct consul_kv *ck, const char *prefix, int64_t index, long wait_ms,
+                   volatile int *cancel, const struct vf_kv_list *old, enum consul_values values,
+                   struct vf_kv_list *list_r, struct vf_err *err);
+int consul_not_consul(const struct vf_http_resp *resp, struct vf_err *err);
+struct consul_kv *consul_of(struct vf_kv *kv);
+void consul_seen_forget(struct consul_kv *ck, const char *key);
+int consul_seen_has(struct consul_kv *ck, const char *key);
+int64_t consul_seen_index(struct consul_kv *ck, const char *key, const char *value,
+                          size_t value_len);
+int consul_seen_sid(struct consul_kv *ck, const char *key, char *sid, size_t size);
+void consul_seen_txn(struct consul_kv *ck, const struct consul_txn_op *ops, size_t nops,
+                     const struct vf_kv_result *res);
+
+/* consul_txn.c */
+void consul_bind_hint(struct consul_kv *ck, struct consul_bind *b, const char *key);
+int consul_cmps_ops(struct consul_kv *ck, const struct vf_kv_cmp *cmps, size_t ncmp,
+                    struct consul_txn_op *ops, int *guessed, char **lkeys, struct vf_err *err);
+char *consul_lock_key(const char *name);
+int consul_txn(struct vf_kv *kv, const struct vf_kv_cmp *cmps, size_t ncmp,
+               const struct vf_kv_op *vops, size_t nops, struct vf_kv_txn_result *res_r,
+               struct vf_err *err);
+int consul_txn_fail_rc(const struct consul_txn_op *ops, const struct consul_txn_error *e, size_t n,
+                       struct vf_err *err);
+int consul_txn_run(struct consul_kv *ck, struct consul_txn_op *ops, size_t nops, const int *is_read,
+                   struct consul_bind *binds, struct vf_kv_result *res, int64_t *rev_r,
+                   struct consul_txn_error **errs_r, size_t *nerrs_r, struct vf_err *err);
+int consul_txn_run_reguess(struct consul_kv *ck, const struct vf_kv_cmp *cmps, size_t ncmp,
+                           struct consul_txn_op *ops, size_t nops, const int *is_read,
+                           struct consul_bind *binds, int *guessed, struct vf_kv_result *res,
+                           int64_t *rev_r, struct consul_txn_error **errs_r, size_t *nerrs_r,
+                           struct vf_err *err);
+int consul_txn_simple(struct consul_kv *ck, struct consul_txn_op *ops, size_t nops,
+                      struct consul_bind *binds, struct vf_kv_result *res,
+                      struct consul_txn_error **errs_r, size_t *nerrs_r, struct vf_err *err);
+
+/* consul_session.c */
+int consul_lease_del_session(struct consul_kv *ck, struct consul_lease *cl, char *sid,
+                             struct vf_err *err);
+int consul_lease_grant(struct vf_kv *kv, int ttl_s, unsigned int flags, vf_kv_lease_lost_fn lost,
+                       void *arg, struct vf_kv_lease **lease_r, struct vf_err *err);
+int consul_lease_keepalive(struct vf_kv *kv, struct vf_kv_lease *lease, struct vf_err *err);
+int consul_lease_revoke(struct vf_kv *kv, struct vf_kv_lease **lease, struct vf_err *err);
+
+/* consul_lock.c */
+int consul_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *name, int timeout_ms,
+                const char *const *reads, size_t nreads, struct vf_kv_result *reads_r,
+                struct vf_kv_lock **lock_r, struct vf_err *err);
+int consul_lock_many(struct vf_kv *kv, struct vf_kv_lease *lease, const char *const *names,
+                     size_t n, const struct vf_kv_cmp *cmps, size_t ncmp,
+                     struct vf_kv_lock **locks_r, struct vf_err *err);
+int consul_unlock(struct vf_kv *kv, struct vf_kv_lock **lock, struct vf_err *err);
+
+/* consul_watch.c */
+int consul_watch_start(struct vf_kv *kv, const char *prefix, int64_t after_rev, vf_kv_watch_fn fn,
+                       void *arg, struct vf_kv_watch **watch_r, struct vf_err *err);
+void consul_watch_stop(struct vf_kv *kv, struct vf_kv_watch **watch);
+
 #endif /* VFILE_CONSUL_INT_H */
