@@ -2,8 +2,8 @@
  * protocol.pml -- Promela model of the vfile volume protocol.
  * Explained in doc/protocol.md; run with `make model-check`.
  *
- * It follows the write order documented at the top of src/volume.c (mount,
- * unmount, remove) and src/manager.c (claims, start, stop, check, restart,
+ * It follows the write order documented at the top of src/lib/volume.c (mount,
+ * unmount, remove) and src/lib/manager.c (claims, start, stop, check, restart,
  * idle-stop, lease loss).  One volume; NH hosts mount and unmount it; NM
  * managers run the watchers/reconciler and the file servers; one remover; a
  * fault injector crashes managers and expires leases.
@@ -28,7 +28,7 @@
  *                       (the sftp driver leaves it for a restarted daemon to adopt,
  *                       which the model does not restart).  Default: the manager
  *                       host dies with its servers.
- *   STOP_CLAIM_RACE     src/manager.c before ee56f8d: mgr_do_stop did not re-check
+ *   STOP_CLAIM_RACE     src/lib/manager.c before ee56f8d: mgr_do_stop did not re-check
  *                       server/ under the state lock (it read server/ only
  *                       before the stop claim): spin finds two servers.  The
  *                       default model is the code as it is (the re-check).

@@ -8,7 +8,7 @@
 set -euo pipefail
 
 PKGS=(build-essential autoconf automake libtool pkg-config
-	libcurl4-openssl-dev libyajl-dev libconfig-dev libcunit1-dev libmicrohttpd-dev libssl-dev
+	libcurl4-openssl-dev libyajl-dev libconfig-dev libcunit1-dev libmicrohttpd-dev
 	etcd-server etcd-client valgrind clang clang-format spin openssl curl ca-certificates
 	openssh-server openssh-client sshfs fuse3 busybox-static procps iproute2 docker.io python3 util-linux libsystemd-dev libclang-rt-14-dev debhelper lintian dpkg-dev
 	systemd rsync git)

@@ -6,7 +6,7 @@
 #ifndef VFILE_CONSUL_INT_H
 #define VFILE_CONSUL_INT_H
 
-#include "common_int.h"
+#include "vfile/kv_util.h"
 
 #define CONSUL_MAX_TXN_OPS 64 /* Consul up to 1.13 (128 from 1.14) */
 /* What a caller may put in one txn (kv->max_txn_ops): a put may need two Consul

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <curl/curl.h>
 
 #include "etcd_int.h"
 

@@ -9,7 +9,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
-#include "common_int.h"
+#include "vfile/kv_util.h"
 
 #define ETCD_MAX_TXN_OPS 128 /* etcd --max-txn-ops default */
 #define ETCD_MIN_LEASE_TTL 2 /* ceil(1.5 x default election timeout) */

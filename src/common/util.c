@@ -1,4 +1,5 @@
-/* Errors, buffers, base64 and time: small helpers shared across libvfile. */
+/* Errors, buffers, base64 (RFC 4648, padded; no libcrypto) and time: small
+ * helpers shared across libvfile. */
 #include <config.h>
 
 #include <errno.h>
@@ -6,7 +7,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
-#include <openssl/evp.h>
 
 #include "common_int.h"
 
@@ -149,21 +149,52 @@ void vf_buf_free(struct vf_buf *b)
 	b->len = b->cap = 0;
 }
 
+static const char b64_abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
 char *vf_b64_encode(const void *data, size_t len)
 {
-	char *out = malloc(4 * ((len + 2) / 3) + 1);
+	const unsigned char *p = data;
+	char *out = malloc(4 * ((len + 2) / 3) + 1), *o = out;
 
 	if (out == NULL)
 		return NULL;
-	EVP_EncodeBlock((unsigned char *)out, data, (int)len);
+	for (size_t i = 0; i < len; i += 3) {
+		uint32_t v = (uint32_t)p[i] << 16;
+		size_t left = len - i;
+
+		if (left > 1)
+			v |= (uint32_t)p[i + 1] << 8;
+		if (left > 2)
+			v |= p[i + 2];
+		*o++ = b64_abc[(v >> 18) & 63];
+		*o++ = b64_abc[(v >> 12) & 63];
+		*o++ = left > 1 ? b64_abc[(v >> 6) & 63] : '=';
+		*o++ = left > 2 ? b64_abc[v & 63] : '=';
+	}
+	*o = '\0';
 	return out;
+}
+
+/* The value of base64 digit c, or -1. */
+static int b64_val(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
 }
 
 int vf_b64_decode(const char *in, char **out_r, size_t *len_r)
 {
-	size_t n = strlen(in), pad = 0;
+	size_t n = strlen(in), m = 0;
 	char *out;
-	int m;
 
 	*out_r = NULL;
 	*len_r = 0;
@@ -172,21 +203,32 @@ int vf_b64_decode(const char *in, char **out_r, size_t *len_r)
 	out = malloc(3 * (n / 4) + 1);
 	if (out == NULL)
 		return VF_ENOMEM;
-	m = n ? EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)in, (int)n) : 0;
-	if (m < 0) {
-		free(out);
-		return VF_EPROTO;
+	for (size_t i = 0; i < n; i += 4) {
+		int last = i + 4 == n, d[4];
+		uint32_t v = 0;
+
+		/* padding only at the end: "xx==" or "xxx=" */
+		for (int k = 0; k < 4; k++) {
+			d[k] = b64_val((unsigned char)in[i + k]);
+			if (d[k] < 0 &&
+			    !(last && in[i + k] == '=' && k >= 2 && (k == 3 || in[i + 3] == '=')))
+				goto bad;
+		}
+		for (int k = 0; k < 4; k++)
+			v = (v << 6) | (uint32_t)(d[k] < 0 ? 0 : d[k]);
+		out[m++] = (char)(v >> 16);
+		if (d[2] >= 0)
+			out[m++] = (char)(v >> 8);
+		if (d[3] >= 0)
+			out[m++] = (char)v;
 	}
-	/* EVP_DecodeBlock counts the padding as zero bytes: take them off. */
-	if (n >= 1 && in[n - 1] == '=')
-		pad++;
-	if (n >= 2 && in[n - 2] == '=')
-		pad++;
-	m -= (int)pad;
 	out[m] = '\0';
 	*out_r = out;
-	*len_r = (size_t)m;
+	*len_r = m;
 	return VF_OK;
+bad:
+	free(out);
+	return VF_EPROTO;
 }
 
 void vf_strv_free(char **v, size_t n)

@@ -1,7 +1,7 @@
 /* vfilectl: the admin CLI. Talks to the local vfiled over its plugin socket (the
  * Docker volume plugin endpoints plus /VFile.Status and /VFile.KVDump), prints
  * tables for people and the daemon's JSON (pretty) with --json. migrate talks to
- * the stores directly (src/migrate.c). */
+ * the stores directly (src/ctl/migrate.c). */
 #include <config.h>
 
 #include <errno.h>

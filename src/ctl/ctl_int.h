@@ -65,7 +65,7 @@ int ctl_parse(int argc, char *const *argv, struct ctl_args *a, char *msg, size_t
 const char *ctl_cmd_name(enum ctl_cmd cmd);
 void ctl_usage(FILE *f, enum ctl_cmd cmd);
 
-/* vfilectl migrate (src/migrate.c): copy every volume from the store of
+/* vfilectl migrate (src/ctl/migrate.c): copy every volume from the store of
  * src_file to the store of dst_file, then verify; returns the exit code. */
 struct ctl_migrate_opts {
 	int force, overwrite, json;
@@ -82,7 +82,7 @@ int ctl_migrate_kv(struct vf_kv *src, const char *src_prefix, struct vf_kv *dst,
 int ctl_call(const char *sock, const char *endpoint, const char *body, long timeout_s,
              yajl_val *resp_r, FILE *errf);
 
-/* vfilectl proxy (src/ctl_proxy.c): relay stdin/stdout to vol's live file server,
+/* vfilectl proxy (src/ctl/ctl_proxy.c): relay stdin/stdout to vol's live file server,
  * waiting up to wait_ms for one; returns the exit code. */
 int ctl_proxy(const char *sock, const char *vol, long wait_ms, long check_ms, FILE *errf);
 /* vfilectl init: write the cluster marker of the config's export_root (and the

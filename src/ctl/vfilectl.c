@@ -1,4 +1,4 @@
-/* vfilectl: the admin CLI of vfile (see src/ctl.c and `vfilectl --help`). */
+/* vfilectl: the admin CLI of vfile (see src/ctl/ctl.c and `vfilectl --help`). */
 #include <config.h>
 
 #include <stdio.h>

@@ -1,6 +1,6 @@
 /*
  * The embedded cluster's membership calls, through the etcd v3 JSON gateway of
- * any member that answers (src/http.c: failover across the client URLs given):
+ * any member that answers (src/common/http.c: failover across the client URLs given):
  * POST /v3/cluster/member/list, /add (isLearner), /promote, /remove; and
  * GET /health of each member on its own client URL.
  */

@@ -19,7 +19,7 @@
  *   of client keys. A compare that failed (the host came back, an unmount or
  *   mount landed) reads again, within op_timeout. A host that comes back after
  *   its eviction finds no id of its own: its start-up check and sweep unmount
- *   what it still has mounted (src/volume.c).
+ *   what it still has mounted (src/lib/volume.c).
  * ---- automatic eviction (managers, evict_after_s > 0) ----
  * After each reconcile pass: list node/ and client/; a host with client keys and
  * no node key is noted with the time this manager first saw it so; once that is

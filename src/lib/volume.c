@@ -104,7 +104,7 @@
  *   when server/ names this node or is absent.
  * restart (reconciler: Mounted, server/ absent, no live start claim, a host
  *   counted): the start above without a claim, doing nothing unless still Mounted.
- *   Batched when the backend has lock_many (src/manager.c): the volumes one pass
+ *   Batched when the backend has lock_many (src/lib/manager.c): the volumes one pass
  *   finds go K at a time (K = max_txn_ops / 5): lock_many(their state locks,
  *   [VERSION_EQ state as listed, ABSENT server] each: all or nothing); their
  *   info as listed (info/ is listed once, after state/: info is only written

@@ -127,7 +127,7 @@ struct vf_ctx {
 	pthread_t conv_thr;
 	int conv_started, conv_startup; /* conv_startup: the start-up check to redo */
 
-	/* automatic eviction (src/node.c): hosts seen without a lease, by the
+	/* automatic eviction (src/lib/node.c): hosts seen without a lease, by the
 	 * manager's reconciler thread only */
 	struct node_gone *gone;
 };
@@ -275,7 +275,7 @@ size_t vf_vol_pending_count(struct vf_ctx *ctx);
 /* Is the release of mount id `id` of vol still to be retried? (tests) */
 int vf_vol_pending_has(struct vf_ctx *ctx, const char *vol, const char *id);
 
-/* ---- hosts (src/node.c) ---- */
+/* ---- hosts (src/lib/node.c) ---- */
 /* Key "<prefix>node/<node>" into buf. */
 void vf_node_key(const struct vf_ctx *ctx, char *buf, size_t size, const char *node);
 /* Put node/<this node> with lease (role, address, start time, lease id). */

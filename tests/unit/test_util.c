@@ -48,6 +48,36 @@ static void test_b64_known(void)
 	CU_ASSERT_EQUAL(vf_b64_decode("abc", &dec, &n), VF_EPROTO);
 	CU_ASSERT_PTR_NULL(dec);
 	CU_ASSERT_EQUAL(vf_b64_decode("@@@@", &dec, &n), VF_EPROTO);
+	/* padding only at the end, at most two, never before a digit */
+	CU_ASSERT_EQUAL(vf_b64_decode("dj==djE=", &dec, &n), VF_EPROTO);
+	CU_ASSERT_EQUAL(vf_b64_decode("d===", &dec, &n), VF_EPROTO);
+	CU_ASSERT_EQUAL(vf_b64_decode("dj=E", &dec, &n), VF_EPROTO);
+	CU_ASSERT_EQUAL(vf_b64_decode("dj E", &dec, &n), VF_EPROTO);
+	CU_ASSERT_EQUAL(vf_b64_decode("", &dec, &n), VF_OK);
+	CU_ASSERT_EQUAL(n, 0);
+	free(dec);
+	/* every byte value, every length mod 3, against RFC 4648's test vectors */
+	const char *rfc[][2] = {{"f", "Zg=="},         {"fo", "Zm8="},
+	                        {"foo", "Zm9v"},       {"foob", "Zm9vYg=="},
+	                        {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"}};
+	for (size_t i = 0; i < 6; i++) {
+		enc = vf_b64_encode(rfc[i][0], strlen(rfc[i][0]));
+		CU_ASSERT_STRING_EQUAL(enc, rfc[i][1]);
+		free(enc);
+	}
+	unsigned char all[256];
+	for (int i = 0; i < 256; i++)
+		all[i] = (unsigned char)i;
+	enc = vf_b64_encode(all, sizeof(all));
+	CU_ASSERT_EQUAL(vf_b64_decode(enc, &dec, &n), VF_OK);
+	CU_ASSERT_EQUAL(n, sizeof(all));
+	CU_ASSERT(memcmp(dec, all, sizeof(all)) == 0);
+	/* the alphabet is the standard one: 0xfb 0xff -> "+/8=" */
+	free(enc);
+	free(dec);
+	enc = vf_b64_encode("\xfb\xff", 2);
+	CU_ASSERT_STRING_EQUAL(enc, "+/8=");
+	free(enc);
 }
 
 static void test_json_int64(void)
