@@ -1612,19 +1612,13 @@ static void *vfd_role_thread(void *arg)
 	struct vfd *d = arg;
 
 	for (;;) {
-		struct timespec until;
+		int64_t until = vf_now_ms() + VFD_MEMBER_PERIOD_MS;
 		int want = -1;
 
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += VFD_MEMBER_PERIOD_MS / 1000;
-		until.tv_nsec += (long)(VFD_MEMBER_PERIOD_MS % 1000) * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
+		/* mcv is a vf_cond_init condvar: its waits are on the monotonic clock */
 		pthread_mutex_lock(&d->mmu);
 		while (!d->rstop)
-			if (pthread_cond_timedwait(&d->mcv, &d->mmu, &until) == ETIMEDOUT)
+			if (vf_cond_wait_until(&d->mcv, &d->mmu, until) == ETIMEDOUT)
 				break;
 		if (d->rstop) {
 			pthread_mutex_unlock(&d->mmu);

@@ -588,24 +588,25 @@ struct sftp_logfwd {
 
 /* Forwarders running (any driver instance): sftp_close waits for them. */
 static pthread_mutex_t sftp_logfwd_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t sftp_logfwd_cv = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t sftp_logfwd_cv;
+static pthread_once_t sftp_logfwd_once = PTHREAD_ONCE_INIT;
 static int sftp_logfwd_n;
+
+/* sftp_logfwd_cv waits on the monotonic clock (vf_cond_init) */
+static void sftp_logfwd_cv_init(void)
+{
+	vf_cond_init(&sftp_logfwd_cv);
+}
 
 /* Wait (up to ms) until no forwarder runs (their sshd are stopped). */
 static void sftp_logfwd_drain(int ms)
 {
-	struct timespec ts;
+	int64_t until = vf_now_ms() + ms;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	pthread_once(&sftp_logfwd_once, sftp_logfwd_cv_init);
 	pthread_mutex_lock(&sftp_logfwd_mu);
 	while (sftp_logfwd_n > 0)
-		if (pthread_cond_timedwait(&sftp_logfwd_cv, &sftp_logfwd_mu, &ts) == ETIMEDOUT)
+		if (vf_cond_wait_until(&sftp_logfwd_cv, &sftp_logfwd_mu, until) == ETIMEDOUT)
 			break;
 	pthread_mutex_unlock(&sftp_logfwd_mu);
 }
@@ -701,6 +702,7 @@ static int sftp_logfwd_start(const char *vol, const char *logp, int *wfd_r, pthr
 		                  strerror(errno));
 	}
 	f->rfd = fds[0];
+	pthread_once(&sftp_logfwd_once, sftp_logfwd_cv_init); /* before any forwarder */
 	pthread_mutex_lock(&sftp_logfwd_mu);
 	sftp_logfwd_n++;
 	pthread_mutex_unlock(&sftp_logfwd_mu);

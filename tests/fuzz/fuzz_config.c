@@ -1,5 +1,5 @@
 /*
- * libFuzzer target: the config loader (src/config.c) on a memory buffer, and
+ * libFuzzer target: the config loader (src/conf/config.c) on a memory buffer, and
  * every few inputs through a temporary file (vf_conf_load + vf_conf_check_perms).
  * Inputs with @include are skipped: the loader would read other files.
  */

@@ -1,4 +1,4 @@
-/* Unit tests of the cluster marker (src/cluster.c) over memkv: the first manager
+/* Unit tests of the cluster marker (src/conf/cluster.c) over memkv: the first manager
  * founds the cluster, later ones need the marker, init writes it, another
  * cluster's marker is refused. */
 #include <config.h>

@@ -1,4 +1,4 @@
-/* Unit tests of the vfile.conf loader (src/config.c) over tests/data/conf. */
+/* Unit tests of the vfile.conf loader (src/conf/config.c) over tests/data/conf. */
 #include <config.h>
 
 #include <stdio.h>

@@ -1,4 +1,4 @@
-/* The embedded cluster's decisions (src/embedded_cluster.c): member lists parsed
+/* The embedded cluster's decisions (src/daemon/embedded_cluster.c): member lists parsed
  * from etcd's JSON, the odd target, and what a host's member does next in each
  * situation (no I/O). */
 #include <config.h>

@@ -1,5 +1,5 @@
 /*
- * Unit tests of the HTTP client's failover (src/http.c) against scripted local
+ * Unit tests of the HTTP client's failover (src/common/http.c) against scripted local
  * servers (tests/harness: vf_fake_*): members that hang, answer late, drop the
  * connection after reading the request, answer 503, or die mid-stream. They pin
  * "nothing sent" (VF_EUNAVAIL) against "sent, no answer" (VF_EUNCERTAIN for

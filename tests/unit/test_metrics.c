@@ -1,4 +1,4 @@
-/* Unit tests of src/metrics.c: counters, histograms, the exposition text, the
+/* Unit tests of src/lib/metrics.c: counters, histograms, the exposition text, the
  * counting store shim (over a fake backend) and the HTTP listener. */
 #include <config.h>
 

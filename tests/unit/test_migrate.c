@@ -1,4 +1,4 @@
-/* Unit tests of vfilectl migrate (src/migrate.c) between two in-process stores
+/* Unit tests of vfilectl migrate (src/ctl/migrate.c) between two in-process stores
  * (memkv): what is copied and what is not, the prefix rewrite, transactions
  * within a small max_txn_ops, the Mounted and existing-volume refusals. */
 #include <config.h>
