@@ -189,7 +189,16 @@ static int vfd_mfs_unmount(void *arg, const char *vol, const char *mountpoint, s
 	return d->fs->unmount(d->fs_arg, vol, mountpoint, err);
 }
 
-/* The driver's vtable with start/stop counted (NULL slots stay NULL). */
+static int vfd_mfs_mounted(void *arg, const char *vol, const char *mountpoint)
+{
+	struct vfd *d = arg;
+
+	return d->fs->mounted(d->fs_arg, vol, mountpoint);
+}
+
+/* The driver's vtable with start/stop counted (NULL slots stay NULL). Every slot
+ * the driver has is forwarded: without mounted, the volume layer could not read
+ * the system's mount table and would trust its memory, empty after a restart. */
 static void vfd_mfs_init(struct vfd *d)
 {
 	d->mfs.start = d->fs->start ? vfd_mfs_start : NULL;
@@ -197,6 +206,7 @@ static void vfd_mfs_init(struct vfd *d)
 	d->mfs.running = d->fs->running ? vfd_mfs_running : NULL;
 	d->mfs.mount = d->fs->mount ? vfd_mfs_mount : NULL;
 	d->mfs.unmount = d->fs->unmount ? vfd_mfs_unmount : NULL;
+	d->mfs.mounted = d->fs->mounted ? vfd_mfs_mounted : NULL;
 }
 
 static void vfd_usage(FILE *f)
