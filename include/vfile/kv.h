@@ -10,9 +10,9 @@
  *    matches the ABI of the vfile it is loaded into exactly, neither older nor
  *    newer; rebuild it against this header. VF_KV_ABI_VERSION is bumped on any
  *    change to a struct here or to the meaning of a slot; slots are only appended.
- *  - Slots are REQUIRED (the loader refuses a module without name/open/close; vfile
- *    calls the others without a NULL check) or OPTIONAL (NULL: vfile does without,
- *    or the caller gets VF_ENOTSUP). Below: [REQUIRED] / [OPTIONAL] on each slot.
+ *  - Slots are REQUIRED (the loader refuses a module that leaves one NULL, naming
+ *    it: vfile calls them without a NULL check) or OPTIONAL (NULL: vfile does
+ *    without, or the caller gets VF_ENOTSUP). Below: [REQUIRED] / [OPTIONAL].
  *  - Every slot taking struct vf_err *err accepts err == NULL (no message wanted);
  *    the return value is always the enum vf_status code.
  *  - Results (_r) are malloc'ed by the backend; the caller frees them with the

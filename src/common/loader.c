@@ -68,10 +68,36 @@ int vf_backend_load(const char *name, const char *dir, struct vf_backend **be_r,
 		        path.data, ops ? ops->abi_version : 0u, (unsigned)VF_KV_ABI_VERSION);
 		goto out;
 	}
-	if (ops->open == NULL || ops->close == NULL || ops->name == NULL) {
-		rc = vf_err_set(err, VF_EABI, "backend %s lacks a name, open or close", path.data);
+	if (ops->name == NULL) {
+		rc = vf_err_set(err, VF_EABI, "backend %s lacks a name", path.data);
 		goto out;
 	}
+	/* every [REQUIRED] slot of kv.h: vfile calls them without a NULL check */
+	const struct {
+		const char *slot;
+		int missing;
+	} req[] = {
+	        {"open", ops->open == NULL},
+	        {"close", ops->close == NULL},
+	        {"get", ops->get == NULL},
+	        {"list", ops->list == NULL},
+	        {"put", ops->put == NULL},
+	        {"cas", ops->cas == NULL},
+	        {"txn", ops->txn == NULL},
+	        {"lease_grant", ops->lease_grant == NULL},
+	        {"lease_revoke", ops->lease_revoke == NULL},
+	        {"lock", ops->lock == NULL},
+	        {"unlock", ops->unlock == NULL},
+	        {"watch_start", ops->watch_start == NULL},
+	        {"watch_stop", ops->watch_stop == NULL},
+	};
+	for (size_t i = 0; i < sizeof(req) / sizeof(req[0]); i++)
+		if (req[i].missing) {
+			rc = vf_err_set(err, VF_EABI,
+			                "backend %s (%s) lacks the required slot %s (kv.h)",
+			                path.data, ops->name, req[i].slot);
+			goto out;
+		}
 	if (ops->global_init && (rc = ops->global_init(err)) != VF_OK) {
 		vf_err_prefix(err, "backend %s", path.data);
 		goto out;

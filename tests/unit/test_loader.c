@@ -32,6 +32,18 @@ static void test_load_good(void)
 	CU_ASSERT_PTR_NULL(be);
 }
 
+/* kv.h's [REQUIRED] slots: a module leaving one NULL is refused, naming it */
+static void test_load_lacks_slot(void)
+{
+	struct vf_backend *be = NULL;
+	struct vf_err err = {0};
+
+	CU_ASSERT_EQUAL(vf_backend_load("no_watch_stop", mod_dir, &be, &err), VF_EABI);
+	CU_ASSERT_PTR_NULL(be);
+	CU_ASSERT(strstr(err.msg, "no_watch_stop.so") != NULL);
+	CU_ASSERT(strstr(err.msg, "required slot watch_stop") != NULL);
+}
+
 static void test_load_bad_abi(void)
 {
 	struct vf_backend *be = NULL;
@@ -92,6 +104,7 @@ void vf_test_register(void)
 	s = CU_add_suite("loader", loader_init, NULL);
 	VF_ADD_TEST(s, test_load_good);
 	VF_ADD_TEST(s, test_load_bad_abi);
+	VF_ADD_TEST(s, test_load_lacks_slot);
 	VF_ADD_TEST(s, test_load_no_entry);
 	VF_ADD_TEST(s, test_load_unloadable);
 }
