@@ -1109,11 +1109,13 @@ static int sftp_mount_bind(struct sftp_fs *fs, const char *vol, const char *info
 	if ((rc = sftp_path(data, sizeof(data), err, "%s/%s/data", fs->export_root, vol)) != VF_OK)
 		return rc;
 	sealed = sftp_seal(vol, mountpoint, 1);
-	if (mount(data, mountpoint, NULL, MS_BIND, NULL) != 0) {
+	/* the type (and a remount's source) are ignored for a bind mount; "none", not
+	 * NULL, so that memory checkers need not know that */
+	if (mount(data, mountpoint, "none", MS_BIND, NULL) != 0) {
 		rc = vf_err_set(err, VF_EINVAL, "volume %s: bind mount of %s at %s: %s", vol, data,
 		                mountpoint, strerror(errno));
 	} else if (ro &&
-	           mount(NULL, mountpoint, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) != 0) {
+	           mount("none", mountpoint, "none", MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) != 0) {
 		rc = vf_err_set(err, VF_EINVAL, "volume %s: read-only remount of %s: %s", vol,
 		                mountpoint, strerror(errno));
 		umount2(mountpoint, MNT_DETACH);
