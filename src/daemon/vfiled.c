@@ -1677,7 +1677,7 @@ static int vfd_used_has(void *arg, const char *vol)
 	struct vfd_used *u = arg;
 	const char *key = vol;
 
-	return bsearch(&key, u->v, u->n, sizeof(char *), vfd_cmp_str) != NULL;
+	return u->n > 0 && bsearch(&key, u->v, u->n, sizeof(char *), vfd_cmp_str) != NULL;
 }
 
 /* GET /containers/json?all=1: the volumes that containers in state created,
@@ -1746,7 +1746,8 @@ static int vfd_containers_used(struct vfd *d, struct vfd_used *u, struct vf_err 
 			u->n++;
 		}
 	}
-	qsort(u->v, u->n, sizeof(char *), vfd_cmp_str);
+	if (u->n > 1) /* u->v is NULL when no container mounts anything */
+		qsort(u->v, u->n, sizeof(char *), vfd_cmp_str);
 out:
 	yajl_tree_free(t);
 	vf_buf_free(&body);
