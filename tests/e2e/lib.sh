@@ -40,6 +40,7 @@ e2e_cleanup() {
 	for d in "$E2E_DIR"/*/mnt/*; do [ -d "$d" ] && chattr -i "$d" 2>/dev/null; done
 	if [ "${E2E_KEEP:-}" = "" ]; then rm -rf "$E2E_DIR"; else e2e_log "kept $E2E_DIR"; fi
 	eval "$E2E_ON_EXIT_LATE"
+	e2e_release_ports
 }
 trap e2e_cleanup EXIT
 trap 'exit 1' INT TERM
@@ -68,22 +69,50 @@ e2e_finish() {
 	[ "$E2E_FAILS" = 0 ]
 }
 
-# A TCP port no socket uses, below the kernel's ephemeral range (so an outgoing
-# connection cannot take it between now and the bind) and below 49152 (docker's
-# data path port refuses higher ones).
-free_port() {
-	local p lo hi
+# A loopback port for a test server, from the registry every test process on the
+# machine shares (tests/harness/harness.c, vf_srv_free_port, says why): one file per
+# port handed out, naming the pid of the test that owns it, taken under flock. The
+# port stays ours until this script exits (e2e_cleanup gives it back), so a server
+# we kill and restart finds it again and no suite beside us is given it. Drawn
+# below the kernel's ephemeral range (an outgoing connection cannot take it between
+# now and the bind) and below 49152 (docker's data path port refuses higher ones);
+# nothing may use it over TCP or UDP (Consul's serf ports are both).
+E2E_PORT_DIR=${VF_TEST_PORT_DIR:-/tmp/vfile-test-ports}
+free_port() { free_ports 1; }
+# free_ports N: N consecutive such ports, printed as "LO" (N = 1) or "LO-HI".
+free_ports() {
+	local n=$1 p lo hi holder i
+	mkdir -p "$E2E_PORT_DIR" 2>/dev/null && chmod 1777 "$E2E_PORT_DIR" 2>/dev/null
 	read -r lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || lo=32768
 	hi=$((lo < 49152 ? lo : 49152))
-	for _ in $(seq 200); do
-		p=$((20000 + RANDOM % (hi - 20000)))
-		if [ -z "$(ss -Htan "sport = :$p" 2>/dev/null)" ] &&
-			! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return 0
-		fi
+	(
+		flock -w 60 9 || exit 1
+		for _ in $(seq 1000); do
+			p=$((20000 + (RANDOM * 32768 + RANDOM) % (hi - 20000 - n)))
+			for i in $(seq "$p" $((p + n - 1))); do
+				holder=
+				[ -e "$E2E_PORT_DIR/$i" ] && read -r holder <"$E2E_PORT_DIR/$i" 2>/dev/null
+				[ -n "$holder" ] && kill -0 "$holder" 2>/dev/null && continue 2
+				[ -z "$(ss -Htuan "sport = :$i" 2>/dev/null)" ] || continue 2
+				(exec 3<>"/dev/tcp/127.0.0.1/$i") 2>/dev/null && continue 2
+			done
+			for i in $(seq "$p" $((p + n - 1))); do
+				echo $$ >"$E2E_PORT_DIR/$i" || exit 1
+			done
+			if [ "$n" = 1 ]; then echo "$p"; else echo "$p-$((p + n - 1))"; fi
+			exit 0
+		done
+		exit 1
+	) 9>>"$E2E_PORT_DIR/.lock"
+}
+# Give back the ports this script took (at exit).
+e2e_release_ports() {
+	local f holder
+	for f in "$E2E_PORT_DIR"/[0-9]*; do
+		[ -e "$f" ] || continue
+		read -r holder <"$f" 2>/dev/null
+		[ "$holder" = "$$" ] && rm -f "$f"
 	done
-	return 1
 }
 
 # Run "$@" in its own process group in the background; records the pid in E2E_LAST.

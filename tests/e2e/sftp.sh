@@ -46,27 +46,9 @@ sshd_of() {
 }
 not_running() { ! kill -0 "$1" 2>/dev/null; }
 
-# A block of 20 loopback ports for one manager's sftp servers: below the kernel's
-# ephemeral range (an outgoing connection may hold such a port at any time), and no
-# socket in any state on them now.
-free_range() {
-	local lo i busy eph_lo n
-	read -r eph_lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || eph_lo=32768
-	n=$((eph_lo - 20000 - 20))
-	[ "$n" -ge 1000 ] || n=29000
-	for _ in $(seq 200); do
-		lo=$((20000 + RANDOM % n))
-		busy=
-		for i in $(seq 0 19); do
-			if ss -Htan "sport = :$((lo + i))" 2>/dev/null | grep -q .; then
-				busy=1
-				break
-			fi
-		done
-		[ -n "$busy" ] || { echo "$lo-$((lo + 19))"; return 0; }
-	done
-	return 1
-}
+# A block of 20 loopback ports for one manager's sftp servers, from the port
+# registry (lib.sh, free_ports): no other suite is given them while we run.
+free_range() { free_ports 20; }
 # write_sftp_conf NAME ROLE PORTS: write_conf's file with an sftp fileserver group
 # (plus the lines of $E2E_SFTP_EXTRA in it).
 write_sftp_conf() {

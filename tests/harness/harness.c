@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -163,22 +164,132 @@ static void srv_rmrf(const char *dir)
 
 /* ---- small helpers ---- */
 
-int vf_srv_free_port(void)
+/*
+ * Ports for test servers come from one registry shared by every test process on
+ * the machine (the C suites here, the shell suites through tests/e2e/lib.sh's
+ * free_port): a directory holding one file per port handed out, naming the pid of
+ * the test that owns it, taken under flock. A port stays with its test until that
+ * test exits, so a member a test kills and restarts finds its port again, and no
+ * other suite running beside it (make -j2 check) is given it meanwhile. Ports are
+ * drawn below the kernel's ephemeral range (and below 49152, docker's limit for
+ * data path ports): an outgoing connection can never take one between the pick
+ * and the bind.
+ */
+#define SRV_PORT_LO 20000
+
+static const char *srv_port_dir(void)
+{
+	const char *d = getenv("VF_TEST_PORT_DIR");
+
+	return d && *d ? d : "/tmp/vfile-test-ports";
+}
+
+/* Is the reservation file for port held by a live test process? */
+static int srv_port_held(const char *dir, int port)
+{
+	char path[512], buf[32];
+	ssize_t n;
+	long pid;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%d", dir, port);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	pid = strtol(buf, NULL, 10);
+	return pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
+}
+
+/* Can a socket of type bind 127.0.0.1:port now (nothing bound, listening or in
+ * TIME_WAIT on it)? */
+static int srv_port_bindable(int type, int port)
 {
 	struct sockaddr_in a;
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	int port = -1;
+	int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0), ok;
 
 	if (fd < 0)
-		return -1;
+		return 0;
 	memset(&a, 0, sizeof(a));
 	a.sin_family = AF_INET;
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-		port = ntohs(a.sin_port);
+	a.sin_port = htons((uint16_t)port);
+	ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
 	close(fd);
+	return ok;
+}
+
+static int srv_ports_mine[256];
+static int srv_nports_mine;
+static pid_t srv_ports_owner;
+
+static void srv_ports_release(void)
+{
+	char path[512];
+
+	if (getpid() != srv_ports_owner) /* a forked child exiting: not its ports */
+		return;
+	for (int i = 0; i < srv_nports_mine; i++) {
+		snprintf(path, sizeof(path), "%s/%d", srv_port_dir(), srv_ports_mine[i]);
+		unlink(path);
+	}
+	srv_nports_mine = 0;
+}
+
+int vf_srv_free_port(void)
+{
+	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	static unsigned seed;
+	static int registered;
+	const char *dir = srv_port_dir();
+	char path[512], pid[32];
+	int lo = 32768, hi, lock, port = -1;
+	FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+
+	if (f) {
+		if (fscanf(f, "%d", &lo) != 1)
+			lo = 32768;
+		fclose(f);
+	}
+	hi = lo < 49152 ? lo : 49152;
+	if (hi - SRV_PORT_LO < 1000)
+		return -1;
+	pthread_mutex_lock(&mu);
+	if (seed == 0)
+		seed = (unsigned)getpid() ^ (unsigned)srv_now_ms() ^ (unsigned)time(NULL) << 8;
+	if (!registered) {
+		srv_ports_owner = getpid();
+		atexit(srv_ports_release);
+		registered = 1;
+	}
+	(void)mkdir(dir, 01777);
+	snprintf(path, sizeof(path), "%s/.lock", dir);
+	if ((lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666)) < 0 || flock(lock, LOCK_EX) != 0)
+		goto out;
+	for (int tries = 0; tries < 1000 && port < 0; tries++) {
+		int p = SRV_PORT_LO + (int)(rand_r(&seed) % (unsigned)(hi - SRV_PORT_LO));
+		int fd;
+
+		if (srv_port_held(dir, p) || !srv_port_bindable(SOCK_STREAM, p) ||
+		    !srv_port_bindable(SOCK_DGRAM, p))
+			continue;
+		snprintf(path, sizeof(path), "%s/%d", dir, p);
+		snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+		if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666)) < 0)
+			break;
+		if (write(fd, pid, strlen(pid)) == (ssize_t)strlen(pid))
+			port = p;
+		close(fd);
+	}
+	if (port > 0 && srv_nports_mine < (int)(sizeof(srv_ports_mine) / sizeof(int)))
+		srv_ports_mine[srv_nports_mine++] = port;
+out:
+	if (lock >= 0)
+		close(lock); /* drops the flock */
+	pthread_mutex_unlock(&mu);
 	return port;
 }
 
@@ -996,6 +1107,14 @@ int vf_srv_start(int kind, const struct vf_srv_opts *opts, struct vf_srv **srv_r
 			srv_member_stop(srv, i, SIGKILL);
 		if (attempt == 1 || strstr(why, "in use") == NULL)
 			goto fail;
+		/* The next try is a new cluster on new ports: a member that got to write
+		 * its data would keep the old cluster's id and refuse the others. */
+		for (int i = 0; i < srv->nmembers; i++) {
+			char data[sizeof(srv->dir) + 64];
+
+			snprintf(data, sizeof(data), "%s/%s.data", srv->dir, srv->m[i].name);
+			srv_rmrf(data);
+		}
 	}
 	if (srv->opts.auth) {
 		int rc = kind == VF_SRV_ETCD ? srv_etcd_auth(srv, why, whylen)
