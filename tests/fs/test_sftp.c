@@ -20,7 +20,9 @@
 #include "test_int.h"
 #include "common_int.h"
 #include "fs_int.h"
+#include "harness/harness.h"
 
+static int port_lo, port_lo2; /* the drivers' port_range: LO..LO+19 */
 static char tmp[PATH_MAX];    /* keys, state, mountpoints */
 static char export[PATH_MAX]; /* the export root: root-owned path (not under /tmp) */
 static char mnt[3][PATH_MAX + 16];
@@ -123,7 +125,7 @@ static void test_start(void)
 	if (err.msg[0])
 		fprintf(stderr, "\n  %s\n", err.msg);
 	CU_ASSERT_STRING_EQUAL(srv_addr, "127.0.0.1");
-	CU_ASSERT(srv_port >= 21000 && srv_port <= 21999);
+	CU_ASSERT(srv_port >= port_lo && srv_port < port_lo + 20);
 	CU_ASSERT_EQUAL(ops->running(fsarg, "vol1"), 1);
 	/* starting again answers the same server */
 	CU_ASSERT_EQUAL(ops->start(fsarg, "vol1", "{}", &addr, &port, &err), VF_OK);
@@ -492,6 +494,9 @@ static int suite_init(void)
 	    (!have("fusermount3") && !have("fusermount")))
 		vf_test_unavailable("sshd, sshfs, ssh, sftp, ssh-keygen or /dev/fuse missing "
 		                    "(apt-get install openssh-server sshfs fuse3)");
+	/* two blocks of 20 ports for the two drivers' sshd (harness.h: the registry) */
+	if ((port_lo = vf_srv_free_ports(20)) < 0 || (port_lo2 = vf_srv_free_ports(20)) < 0)
+		vf_test_unavailable("no free block of 20 loopback ports");
 	snprintf(tmp, sizeof(tmp), "/tmp/vfile-sftp.XXXXXX");
 	if (mkdtemp(tmp) == NULL)
 		return -1;
@@ -525,11 +530,11 @@ static int suite_init(void)
 	snprintf(pub, sizeof(pub), "%s.pub", key);
 	snprintf(text, sizeof(text),
 	         "fileserver = {\n driver = \"sftp\";\n export_root = \"%s\";\n"
-	         " listen_addr = \"127.0.0.1\";\n port_range = \"21000-21999\";\n"
+	         " listen_addr = \"127.0.0.1\";\n port_range = \"%d-%d\";\n"
 	         " private_key = \"%s\";\n public_key = \"%s\";\n host_key = \"%s\";\n"
 	         " start_timeout_ms = 10000;\n mount_timeout_ms = 15000;\n"
 	         " local_bind = false;\n};\n",
-	         export, key, pub, hostkey);
+	         export, port_lo, port_lo + 19, key, pub, hostkey);
 	config_init(&cfg);
 	if (config_read_string(&cfg, text) != CONFIG_TRUE)
 		return -1;
@@ -575,9 +580,9 @@ static void test_local_bind(void)
 	snprintf(hostkey, sizeof(hostkey), "%s/host_key", tmp);
 	snprintf(text, sizeof(text),
 	         "fileserver = {\n driver = \"sftp\";\n export_root = \"%s\";\n"
-	         " listen_addr = \"127.0.0.1\";\n port_range = \"22000-22999\";\n"
+	         " listen_addr = \"127.0.0.1\";\n port_range = \"%d-%d\";\n"
 	         " private_key = \"%s\";\n public_key = \"%s\";\n host_key = \"%s\";\n};\n",
-	         export, key, pub, hostkey);
+	         export, port_lo2, port_lo2 + 19, key, pub, hostkey);
 	config_init(&c2);
 	CU_ASSERT_FATAL(config_read_string(&c2, text) == CONFIG_TRUE);
 	CU_ASSERT_EQUAL_FATAL(

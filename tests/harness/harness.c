@@ -222,7 +222,7 @@ static int srv_port_bindable(int type, int port)
 	return ok;
 }
 
-static int srv_ports_mine[256];
+static int srv_ports_mine[1024];
 static int srv_nports_mine;
 static pid_t srv_ports_owner;
 
@@ -241,6 +241,11 @@ static void srv_ports_release(void)
 
 int vf_srv_free_port(void)
 {
+	return vf_srv_free_ports(1);
+}
+
+int vf_srv_free_ports(int n)
+{
 	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 	static unsigned seed;
 	static int registered;
@@ -254,8 +259,8 @@ int vf_srv_free_port(void)
 			lo = 32768;
 		fclose(f);
 	}
-	hi = lo < 49152 ? lo : 49152;
-	if (hi - SRV_PORT_LO < 1000)
+	hi = (lo < 49152 ? lo : 49152) - n;
+	if (n < 1 || hi - SRV_PORT_LO < 1000)
 		return -1;
 	pthread_mutex_lock(&mu);
 	if (seed == 0)
@@ -267,25 +272,35 @@ int vf_srv_free_port(void)
 	}
 	(void)mkdir(dir, 01777);
 	snprintf(path, sizeof(path), "%s/.lock", dir);
-	if ((lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666)) < 0 || flock(lock, LOCK_EX) != 0)
+	lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+	if (lock < 0 || flock(lock, LOCK_EX) != 0)
 		goto out;
 	for (int tries = 0; tries < 1000 && port < 0; tries++) {
-		int p = SRV_PORT_LO + (int)(rand_r(&seed) % (unsigned)(hi - SRV_PORT_LO));
-		int fd;
+		int p = SRV_PORT_LO + (int)(rand_r(&seed) % (unsigned)(hi - SRV_PORT_LO)), i;
 
-		if (srv_port_held(dir, p) || !srv_port_bindable(SOCK_STREAM, p) ||
-		    !srv_port_bindable(SOCK_DGRAM, p))
+		for (i = p; i < p + n; i++)
+			if (srv_port_held(dir, i) || !srv_port_bindable(SOCK_STREAM, i) ||
+			    !srv_port_bindable(SOCK_DGRAM, i))
+				break;
+		if (i < p + n)
 			continue;
-		snprintf(path, sizeof(path), "%s/%d", dir, p);
 		snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
-		if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666)) < 0)
-			break;
-		if (write(fd, pid, strlen(pid)) == (ssize_t)strlen(pid))
-			port = p;
-		close(fd);
+		for (i = p; i < p + n; i++) {
+			int fd;
+
+			snprintf(path, sizeof(path), "%s/%d", dir, i);
+			if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666)) < 0)
+				goto out;
+			if (write(fd, pid, strlen(pid)) != (ssize_t)strlen(pid)) {
+				close(fd);
+				goto out;
+			}
+			close(fd);
+			if (srv_nports_mine < (int)(sizeof(srv_ports_mine) / sizeof(int)))
+				srv_ports_mine[srv_nports_mine++] = i;
+		}
+		port = p;
 	}
-	if (port > 0 && srv_nports_mine < (int)(sizeof(srv_ports_mine) / sizeof(int)))
-		srv_ports_mine[srv_nports_mine++] = port;
 out:
 	if (lock >= 0)
 		close(lock); /* drops the flock */

@@ -156,8 +156,11 @@ void vf_proxy_block_from(struct vf_proxy *p, const char *from);
 int vf_proxy_accepted(struct vf_proxy *p);
 void vf_proxy_stop(struct vf_proxy **p);
 
-/* A free loopback TCP port, or -1. */
+/* A loopback port no other test on this machine is given while this process runs
+ * (a registry shared with tests/e2e/lib.sh, below the ephemeral range; free over
+ * TCP and UDP now), or -1. vf_srv_free_ports: the first of n consecutive ones. */
 int vf_srv_free_port(void);
+int vf_srv_free_ports(int n);
 
 /* Pause (SIGSTOP, waiting until every thread stopped) / resume one member. */
 int vf_srv_member_pause(struct vf_srv *srv, int i);
