@@ -3,7 +3,8 @@
  * get and list (admin.c), names, options, keys and documents (keys.c), the lock
  * elision memo (memo.c), host convergence (converge.c), failpoints
  * (failpoint.c), over the process context, lease and lock layer (context.c).
- * The manager side (trigger watchers, handlers, reconciler) is manager.c.
+ * The manager side (trigger watchers, handlers, reconciler) is manager.c,
+ * handlers.c and reconcile.c.
  *
  * ---- Keys (under cfg->prefix, default "vfile/"), for doc/protocol.pml ----
  *  state/<vol>          "Ready" | "Mounted"; written only under lock/state/<vol>
@@ -104,7 +105,7 @@
  *   when server/ names this node or is absent.
  * restart (reconciler: Mounted, server/ absent, no live start claim, a host
  *   counted): the start above without a claim, doing nothing unless still Mounted.
- *   Batched when the backend has lock_many (src/lib/manager.c): the volumes one pass
+ *   Batched when the backend has lock_many (src/lib/handlers.c): the volumes one pass
  *   finds go K at a time (K = max_txn_ops / 5): lock_many(their state locks,
  *   [VERSION_EQ state as listed, ABSENT server] each: all or nothing); their
  *   info as listed (info/ is listed once, after state/: info is only written
