@@ -247,13 +247,16 @@ static int plugin_decode_opts(yajl_val opts, const char *path, const char *const
 			vf_buf_free(&list);
 			return VF_EINVAL;
 		}
+		char ekey[160]; /* the key as an error text may show it */
+
+		vf_plugin_escape(ekey, sizeof(ekey), key, 40);
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(req->opt_strs[2 * j], key) == 0)
 				return vf_err_set(err, VF_EINVAL, "%s: option '%s' given twice",
-				                  path, key);
+				                  path, ekey);
 		if (!YAJL_IS_STRING(v))
 			return vf_err_set(err, VF_EINVAL, "%s: option '%s' must be a string", path,
-			                  key);
+			                  ekey);
 		if ((rc = plugin_opt_check(path, key, v->u.string, &total, err)) != VF_OK)
 			return rc;
 		req->opt_strs[2 * i] = strdup(key);
