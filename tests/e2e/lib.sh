@@ -210,6 +210,9 @@ vfiled_ready() {
 # start_vfiled NAME: runs vfiled -c NAME.conf, waits until it has reached its store.
 start_vfiled() {
 	local name=$1
+	# as under systemd: no login shell in its environment, so ssh runs a
+	# ProxyCommand with /bin/sh, not the caller's (slower) bash
+	local -x SHELL=/bin/sh
 	mkdir -p "$E2E_DIR/$name"
 	spawn "$E2E_DIR/$name.log" "$VFILED" -c "$E2E_DIR/$name.conf"
 	eval "PID_$name=$E2E_LAST"
