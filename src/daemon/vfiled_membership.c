@@ -45,7 +45,6 @@ static int vfd_embedded_endpoints(struct vfd *d, struct vf_err *err)
 {
 	struct vf_conf *c = d->conf;
 	config_setting_t *g = config_lookup(&c->cfg, "etcd"), *ep, *s;
-	size_t added = 0;
 
 	if (g == NULL)
 		g = config_setting_add(config_root_setting(&c->cfg), "etcd", CONFIG_TYPE_GROUP);
@@ -63,7 +62,6 @@ static int vfd_embedded_endpoints(struct vfd *d, struct vf_err *err)
 		if (s == NULL ||
 		    config_setting_set_string(s, c->embedded.client_url) != CONFIG_TRUE)
 			return vf_err_set(err, VF_ENOMEM, "out of memory");
-		added++;
 	}
 	for (size_t i = 0; i < d->nseeds; i++) {
 		if (d->manager && strcmp(d->seeds[i], c->embedded.client_url) == 0)
@@ -71,14 +69,12 @@ static int vfd_embedded_endpoints(struct vfd *d, struct vf_err *err)
 		s = config_setting_add(ep, NULL, CONFIG_TYPE_STRING);
 		if (s == NULL || config_setting_set_string(s, d->seeds[i]) != CONFIG_TRUE)
 			return vf_err_set(err, VF_ENOMEM, "out of memory");
-		added++;
 	}
 	s = config_setting_add(g, "endpoints_file", CONFIG_TYPE_STRING);
 	if (s == NULL || config_setting_set_string(s, d->ep_file) != CONFIG_TRUE)
 		return vf_err_set(err, VF_ENOMEM, "out of memory");
 	if (strcmp(c->backend_name, "etcd") == 0)
 		c->backend_group = g;
-	(void)added;
 	return VF_OK;
 }
 
