@@ -3,8 +3,8 @@
  * Explained in doc/protocol.md; run with `make model-check`.
  *
  * It follows the write order documented at the top of src/lib/volume.c (mount,
- * unmount, remove) and src/lib/manager.c (claims, start, stop, check, restart,
- * idle-stop, lease loss).  One volume; NH hosts mount and unmount it; NM
+ * unmount, remove) and src/lib/manager.c with src/lib/handlers.c (claims, start,
+ * stop, check, restart, idle-stop, lease loss).  One volume; NH hosts mount and unmount it; NM
  * managers run the watchers/reconciler and the file servers; one remover; a
  * fault injector crashes managers and expires leases.
  *

@@ -554,14 +554,189 @@ static int consul_cfg_range(const config_setting_t *cfg, const char *name, int v
 	                  where, name, v, lo, hi, why ? ": " : "", why ? why : "");
 }
 
+/* What consul_open reads from its config group before the handle takes it. */
+struct consul_cfg {
+	struct vf_http_cfg hc;
+	char *token, *consistency, *addr, *snode;
+	int timeout_ms, connect_ms;
+};
+
+/* Read the settings (and the consul CLI's environment where the config is
+ * silent) into c and ck. */
+static int consul_cfg_read(const config_setting_t *cfg, struct consul_kv *ck, struct consul_cfg *c,
+                           struct vf_err *err)
+{
+	const char *env_addr = getenv("CONSUL_HTTP_ADDR");
+	int rc;
+
+	if (env_addr && *env_addr && strstr(env_addr, "://") == NULL) {
+		const char *ssl = getenv("CONSUL_HTTP_SSL");
+		int tls = ssl && (strcmp(ssl, "true") == 0 || strcmp(ssl, "1") == 0);
+
+		if (asprintf(&c->addr, "%s://%s", tls ? "https" : "http", env_addr) < 0) {
+			c->addr = NULL;
+			return vf_err_set(err, VF_ENOMEM, "out of memory");
+		}
+	}
+	if ((rc = vf_cfg_strv(cfg, "endpoints",
+	                      c->addr                   ? c->addr
+	                      : (env_addr && *env_addr) ? env_addr
+	                                                : CONSUL_DEFAULT_ADDR,
+	                      &c->hc.endpoints, &c->hc.nendpoints, err)) != VF_OK ||
+	    /* token, token_file, the credential consul-token, then the consul CLI's
+	     * environment; the same for TLS where the config is silent */
+	    (rc = vf_cfg_secret(cfg, "consul", "token", "consul-token", "CONSUL_HTTP_TOKEN",
+	                        "CONSUL_HTTP_TOKEN_FILE", &c->token, err)) != VF_OK ||
+	    (rc = vf_cfg_int(cfg, "timeout_ms", 5000, &c->timeout_ms, err)) != VF_OK ||
+	    (rc = vf_cfg_int(cfg, "connect_timeout_ms", 2000, &c->connect_ms, err)) != VF_OK ||
+	    (rc = vf_cfg_str(cfg, "cacert", vf_env("CONSUL_CACERT"), &c->hc.cacert, err)) !=
+	            VF_OK ||
+	    (rc = vf_cfg_str(cfg, "cert", vf_env("CONSUL_CLIENT_CERT"), &c->hc.cert, err)) !=
+	            VF_OK ||
+	    (rc = vf_cfg_str(cfg, "key", vf_env("CONSUL_CLIENT_KEY"), &c->hc.key, err)) != VF_OK ||
+	    (rc = vf_cfg_str(cfg, "consistency", "default", &c->consistency, err)) != VF_OK ||
+	    (rc = vf_cfg_int(cfg, "lock_delay_ms", 0, &ck->lock_delay_ms, err)) != VF_OK ||
+	    (rc = vf_cfg_int(cfg, "session_ttl_s", 0, &ck->session_ttl_s, err)) != VF_OK ||
+	    (rc = vf_cfg_int(cfg, "watch_wait_s", 60, &ck->watch_wait_s, err)) != VF_OK ||
+	    (rc = vf_cfg_str(cfg, "session_node", CONSUL_SESSION_NODE, &c->snode, err)) != VF_OK)
+		return rc;
+	return VF_OK;
+}
+
+/* consul.session_node: a node name ("": the agent's node), kept in ck unless "". */
+static int consul_cfg_session_node(const config_setting_t *cfg, struct consul_kv *ck,
+                                   struct consul_cfg *c, struct vf_err *err)
+{
+	const char *snode = c->snode;
+
+	if (snode && (strlen(snode) > 100 ||
+	              strspn(snode, "abcdefghijklmnopqrstuvwxyz"
+	                            "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != strlen(snode))) {
+		char where[256] = "";
+
+		vf_cfg_where(cfg ? config_setting_get_member(cfg, "session_node") : NULL, where,
+		             sizeof(where));
+		return vf_err_set(
+		        err, VF_EINVAL,
+		        "%ssetting 'consul.session_node': \"%.100s\" is not a node name "
+		        "(letters, digits, '-', '_', '.'; at most 100; \"\": the agent's node)",
+		        where, snode);
+	}
+	if (snode && *snode) {
+		ck->session_node = c->snode;
+		c->snode = NULL;
+	}
+	return VF_OK;
+}
+
+/* consul.consistency: "default" or "consistent" (reads with ?consistent). */
+static int consul_cfg_consistency(const config_setting_t *cfg, struct consul_kv *ck,
+                                  const char *consistency, struct vf_err *err)
+{
+	char where[256] = "";
+
+	if (strcmp(consistency, "default") == 0) {
+		ck->consistent = 0;
+		return VF_OK;
+	}
+	if (strcmp(consistency, "consistent") == 0) {
+		ck->consistent = 1;
+		return VF_OK;
+	}
+	vf_cfg_where(config_setting_get_member(cfg, "consistency"), where, sizeof(where));
+	return vf_err_set(err, VF_EINVAL,
+	                  "%ssetting 'consul.consistency' must be \"default\" or "
+	                  "\"consistent\", not \"%s\"",
+	                  where, consistency);
+}
+
+/* consul.endpoints: http:// or https:// URLs. */
+static int consul_cfg_endpoints(const config_setting_t *cfg, const struct vf_http_cfg *hc,
+                                struct vf_err *err)
+{
+	for (size_t i = 0; i < hc->nendpoints; i++)
+		if (strncmp(hc->endpoints[i], "http://", 7) &&
+		    strncmp(hc->endpoints[i], "https://", 8)) {
+			char where[256] = "";
+
+			vf_cfg_where(cfg ? config_setting_get_member(cfg, "endpoints") : NULL,
+			             where, sizeof(where));
+			return vf_err_set(err, VF_EINVAL,
+			                  "%ssetting 'consul.endpoints': '%s' is not an http:// or "
+			                  "https:// URL",
+			                  where, hc->endpoints[i]);
+		}
+	return VF_OK;
+}
+
+/* Refuse settings out of their ranges or not of their forms. */
+static int consul_cfg_check(const config_setting_t *cfg, struct consul_kv *ck, struct consul_cfg *c,
+                            struct vf_err *err)
+{
+	int rc;
+
+	if ((rc = consul_cfg_session_node(cfg, ck, c, err)) != VF_OK)
+		return rc;
+	if ((rc = consul_cfg_range(cfg, "timeout_ms", c->timeout_ms, 1, 3600000, NULL, err)) ||
+	    (rc = consul_cfg_range(cfg, "connect_timeout_ms", c->connect_ms, 1, 3600000, NULL,
+	                           err)) ||
+	    (rc = consul_cfg_range(cfg, "lock_delay_ms", ck->lock_delay_ms, 0, 60000,
+	                           "Consul's LockDelay is at most 60 s", err)) ||
+	    (rc = consul_cfg_range(cfg, "watch_wait_s", ck->watch_wait_s, 1, 300,
+	                           "blocking queries wait at most 5 minutes", err)))
+		return rc;
+	if (ck->session_ttl_s != 0 &&
+	    (rc = consul_cfg_range(cfg, "session_ttl_s", ck->session_ttl_s, CONSUL_MIN_TTL_S,
+	                           CONSUL_MAX_TTL_S, "Consul's minimum session TTL is 10 s", err)))
+		return rc;
+	if ((rc = consul_cfg_consistency(cfg, ck, c->consistency, err)) != VF_OK)
+		return rc;
+	return consul_cfg_endpoints(cfg, &c->hc, err);
+}
+
+/* The HTTP client and the token header of ck. */
+static int consul_open_http(struct consul_kv *ck, struct consul_cfg *c, struct vf_err *err)
+{
+	int rc;
+
+	c->hc.timeout_ms = c->timeout_ms;
+	c->hc.connect_timeout_ms = c->connect_ms;
+	ck->timeout_ms = c->timeout_ms;
+	rc = vf_http_new(&c->hc, &ck->http, err);
+	if (rc != VF_OK)
+		return rc;
+	if (c->token && *c->token) {
+		if (asprintf(&ck->token_hdr, "X-Consul-Token: %s", c->token) < 0) {
+			ck->token_hdr = NULL;
+			return vf_err_set(err, VF_ENOMEM, "out of memory");
+		}
+		ck->hdrs[0] = ck->token_hdr;
+	}
+	return VF_OK;
+}
+
+/* Free what consul_open read and the handle did not take (the token wiped). */
+static void consul_cfg_free(struct consul_cfg *c)
+{
+	free(c->snode);
+	if (c->token) {
+		memset(c->token, 0, strlen(c->token));
+		free(c->token);
+	}
+	free(c->consistency);
+	free(c->addr);
+	vf_strv_free(c->hc.endpoints, c->hc.nendpoints);
+	free(c->hc.cacert);
+	free(c->hc.cert);
+	free(c->hc.key);
+}
+
 static int consul_open(const config_setting_t *cfg, struct vf_kv **kv_r, struct vf_err *err)
 {
 	struct consul_kv *ck = NULL;
-	struct vf_http_cfg hc = {0};
-	char *token = NULL, *consistency = NULL, *addr = NULL, *snode = NULL;
-	const char *env_addr = getenv("CONSUL_HTTP_ADDR");
-	int timeout_ms, connect_ms, rc;
+	struct consul_cfg c = {0};
 	char host[64] = "host";
+	int rc;
 
 	*kv_r = NULL;
 	rc = vf_cfg_known(cfg, consul_known, err);
@@ -570,106 +745,13 @@ static int consul_open(const config_setting_t *cfg, struct vf_kv **kv_r, struct 
 	ck = calloc(1, sizeof(*ck));
 	if (ck == NULL)
 		return vf_err_set(err, VF_ENOMEM, "out of memory");
-	if (env_addr && *env_addr && strstr(env_addr, "://") == NULL) {
-		const char *ssl = getenv("CONSUL_HTTP_SSL");
-		int tls = ssl && (strcmp(ssl, "true") == 0 || strcmp(ssl, "1") == 0);
-
-		if (asprintf(&addr, "%s://%s", tls ? "https" : "http", env_addr) < 0) {
-			addr = NULL;
-			rc = vf_err_set(err, VF_ENOMEM, "out of memory");
-			goto fail;
-		}
-	}
-	if ((rc = vf_cfg_strv(cfg, "endpoints",
-	                      addr                      ? addr
-	                      : (env_addr && *env_addr) ? env_addr
-	                                                : CONSUL_DEFAULT_ADDR,
-	                      &hc.endpoints, &hc.nendpoints, err)) != VF_OK ||
-	    /* token, token_file, the credential consul-token, then the consul CLI's
-	     * environment; the same for TLS where the config is silent */
-	    (rc = vf_cfg_secret(cfg, "consul", "token", "consul-token", "CONSUL_HTTP_TOKEN",
-	                        "CONSUL_HTTP_TOKEN_FILE", &token, err)) != VF_OK ||
-	    (rc = vf_cfg_int(cfg, "timeout_ms", 5000, &timeout_ms, err)) != VF_OK ||
-	    (rc = vf_cfg_int(cfg, "connect_timeout_ms", 2000, &connect_ms, err)) != VF_OK ||
-	    (rc = vf_cfg_str(cfg, "cacert", vf_env("CONSUL_CACERT"), &hc.cacert, err)) != VF_OK ||
-	    (rc = vf_cfg_str(cfg, "cert", vf_env("CONSUL_CLIENT_CERT"), &hc.cert, err)) != VF_OK ||
-	    (rc = vf_cfg_str(cfg, "key", vf_env("CONSUL_CLIENT_KEY"), &hc.key, err)) != VF_OK ||
-	    (rc = vf_cfg_str(cfg, "consistency", "default", &consistency, err)) != VF_OK ||
-	    (rc = vf_cfg_int(cfg, "lock_delay_ms", 0, &ck->lock_delay_ms, err)) != VF_OK ||
-	    (rc = vf_cfg_int(cfg, "session_ttl_s", 0, &ck->session_ttl_s, err)) != VF_OK ||
-	    (rc = vf_cfg_int(cfg, "watch_wait_s", 60, &ck->watch_wait_s, err)) != VF_OK ||
-	    (rc = vf_cfg_str(cfg, "session_node", CONSUL_SESSION_NODE, &snode, err)) != VF_OK)
-		goto fail;
-	if (snode && (strlen(snode) > 100 ||
-	              strspn(snode, "abcdefghijklmnopqrstuvwxyz"
-	                            "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != strlen(snode))) {
-		char where[256] = "";
-
-		vf_cfg_where(cfg ? config_setting_get_member(cfg, "session_node") : NULL, where,
-		             sizeof(where));
-		rc = vf_err_set(
-		        err, VF_EINVAL,
-		        "%ssetting 'consul.session_node': \"%.100s\" is not a node name "
-		        "(letters, digits, '-', '_', '.'; at most 100; \"\": the agent's node)",
-		        where, snode);
-		goto fail;
-	}
-	if (snode && *snode) {
-		ck->session_node = snode;
-		snode = NULL;
-	}
-	if ((rc = consul_cfg_range(cfg, "timeout_ms", timeout_ms, 1, 3600000, NULL, err)) ||
-	    (rc = consul_cfg_range(cfg, "connect_timeout_ms", connect_ms, 1, 3600000, NULL, err)) ||
-	    (rc = consul_cfg_range(cfg, "lock_delay_ms", ck->lock_delay_ms, 0, 60000,
-	                           "Consul's LockDelay is at most 60 s", err)) ||
-	    (rc = consul_cfg_range(cfg, "watch_wait_s", ck->watch_wait_s, 1, 300,
-	                           "blocking queries wait at most 5 minutes", err)))
-		goto fail;
-	if (ck->session_ttl_s != 0 &&
-	    (rc = consul_cfg_range(cfg, "session_ttl_s", ck->session_ttl_s, CONSUL_MIN_TTL_S,
-	                           CONSUL_MAX_TTL_S, "Consul's minimum session TTL is 10 s", err)))
-		goto fail;
-	if (strcmp(consistency, "default") == 0) {
-		ck->consistent = 0;
-	} else if (strcmp(consistency, "consistent") == 0) {
-		ck->consistent = 1;
-	} else {
-		char where[256] = "";
-
-		vf_cfg_where(config_setting_get_member(cfg, "consistency"), where, sizeof(where));
-		rc = vf_err_set(err, VF_EINVAL,
-		                "%ssetting 'consul.consistency' must be \"default\" or "
-		                "\"consistent\", not \"%s\"",
-		                where, consistency);
-		goto fail;
-	}
-	for (size_t i = 0; i < hc.nendpoints; i++)
-		if (strncmp(hc.endpoints[i], "http://", 7) &&
-		    strncmp(hc.endpoints[i], "https://", 8)) {
-			char where[256] = "";
-
-			vf_cfg_where(cfg ? config_setting_get_member(cfg, "endpoints") : NULL,
-			             where, sizeof(where));
-			rc = vf_err_set(err, VF_EINVAL,
-			                "%ssetting 'consul.endpoints': '%s' is not an http:// or "
-			                "https:// URL",
-			                where, hc.endpoints[i]);
-			goto fail;
-		}
-	hc.timeout_ms = timeout_ms;
-	hc.connect_timeout_ms = connect_ms;
-	ck->timeout_ms = timeout_ms;
-	rc = vf_http_new(&hc, &ck->http, err);
+	rc = consul_cfg_read(cfg, ck, &c, err);
+	if (rc == VF_OK)
+		rc = consul_cfg_check(cfg, ck, &c, err);
+	if (rc == VF_OK)
+		rc = consul_open_http(ck, &c, err);
 	if (rc != VF_OK)
 		goto fail;
-	if (token && *token) {
-		if (asprintf(&ck->token_hdr, "X-Consul-Token: %s", token) < 0) {
-			ck->token_hdr = NULL;
-			rc = vf_err_set(err, VF_ENOMEM, "out of memory");
-			goto fail;
-		}
-		ck->hdrs[0] = ck->token_hdr;
-	}
 	gethostname(host, sizeof(host) - 1);
 	snprintf(ck->holder, sizeof(ck->holder), "%s:%ld", host, (long)getpid());
 	pthread_mutex_init(&ck->mu, NULL);
@@ -682,24 +764,12 @@ static int consul_open(const config_setting_t *cfg, struct vf_kv **kv_r, struct 
 	rc = VF_OK;
 	goto out;
 fail:
-	if (ck) {
-		vf_http_free(&ck->http);
-		free(ck->token_hdr);
-		free(ck->session_node);
-		free(ck);
-	}
+	vf_http_free(&ck->http);
+	free(ck->token_hdr);
+	free(ck->session_node);
+	free(ck);
 out:
-	free(snode);
-	if (token) {
-		memset(token, 0, strlen(token));
-		free(token);
-	}
-	free(consistency);
-	free(addr);
-	vf_strv_free(hc.endpoints, hc.nendpoints);
-	free(hc.cacert);
-	free(hc.cert);
-	free(hc.key);
+	consul_cfg_free(&c);
 	return rc;
 }
 

@@ -289,6 +289,88 @@ out:
 	return rc;
 }
 
+/* lock_many()'s arguments: a lease, names and locks_r, the compares, all in one
+ * txn. */
+static int consul_lock_many_check(const struct vf_kv_lease *lease, const char *const *names,
+                                  size_t n, const struct vf_kv_cmp *cmps, size_t ncmp,
+                                  struct vf_kv_lock *const *locks_r, struct vf_err *err)
+{
+	int rc;
+
+	if (lease == NULL || (n && (names == NULL || locks_r == NULL)) || (ncmp && cmps == NULL))
+		return vf_err_set(err, VF_EINVAL,
+		                  "lock_many: a lease, names and locks are required");
+	for (size_t i = 0; i < n; i++)
+		if ((rc = vf_kv_key_check(names[i], VF_KEY_LOCK, "lock_many", err)) != VF_OK)
+			return rc;
+	if ((rc = vf_kv_txn_keys_check(cmps, ncmp, NULL, 0, err)) != VF_OK)
+		return rc;
+	if (ncmp + n > CONSUL_TXN_OPS_ADVERTISED)
+		return vf_err_set(err, VF_ELIMIT,
+		                  "lock_many %s: %zu names and %zu compares exceed the txn "
+		                  "limit of %d",
+		                  n ? names[0] : "", n, ncmp, CONSUL_TXN_OPS_ADVERTISED);
+	return VF_OK;
+}
+
+/* A handle for each name (its lock key, the lease's session), each taken in this
+ * process (which also catches a name listed twice): lks[0..*taken_r) are. */
+static int consul_lock_many_take(struct consul_kv *ck, const struct vf_kv_lease *lease,
+                                 const char *const *names, size_t n, struct consul_lock **lks,
+                                 size_t *taken_r, struct vf_err *err)
+{
+	int rc = VF_OK;
+
+	for (size_t i = 0; i < n && rc == VF_OK; i++) {
+		lks[i] = calloc(1, sizeof(*lks[i]));
+		if (lks[i] == NULL || (lks[i]->base.key = consul_lock_key(names[i])) == NULL) {
+			rc = vf_err_set(err, VF_ENOMEM, "out of memory");
+			break;
+		}
+		snprintf(lks[i]->sid, sizeof(lks[i]->sid), "%s", lease->id);
+	}
+	for (; *taken_r < n && rc == VF_OK; (*taken_r)++) {
+		rc = consul_held_take(ck, lks[*taken_r]->base.key, lease->id, names[*taken_r], err);
+		if (rc != VF_OK)
+			break;
+	}
+	return rc;
+}
+
+/* The txn rolled back: a lock held by another session or in its lock-delay is
+ * VF_EBUSY (unless the lease is gone, or Consul refused the txn), else the
+ * failure as any txn's. */
+static int consul_lock_many_refused(const struct consul_txn_op *ops, size_t ncmp, size_t nops,
+                                    const struct consul_txn_error *errs, size_t nerrs,
+                                    const char *const *names, size_t n,
+                                    const struct vf_kv_lease *lease, struct vf_err *err)
+{
+	const struct consul_txn_error *busy = NULL;
+	int other = 0, rc;
+
+	for (size_t i = 0; i < nerrs; i++) {
+		if (errs[i].kind == CONSUL_FAIL_BAD_SESSION || errs[i].kind == CONSUL_FAIL_DENIED ||
+		    errs[i].kind == CONSUL_FAIL_OTHER)
+			other = 1;
+		else if ((errs[i].kind == CONSUL_FAIL_LOCK_HELD ||
+		          errs[i].kind == CONSUL_FAIL_LOCK_DELAY) &&
+		         errs[i].op_index >= ncmp && errs[i].op_index < nops && busy == NULL)
+			busy = &errs[i];
+	}
+	if (busy && !other)
+		return vf_err_set(err, VF_EBUSY,
+		                  busy->kind == CONSUL_FAIL_LOCK_DELAY
+		                          ? "lock %s is held (Consul's lock-delay after its "
+		                            "holder's session ended)"
+		                          : "lock %s is held by another lease",
+		                  names[busy->op_index - ncmp]);
+	rc = consul_txn_fail_rc(ops, errs, nerrs, err);
+	if (rc == VF_ELEASE)
+		vf_err_set(err, VF_ELEASE, "lock_many %s: lease %s is gone",
+		           n ? names[0] : ops[0].key, lease->id);
+	return rc;
+}
+
 /*
  * Try-lock n names in one txn: [the caller's compares..., lock N1 .. lock Nn by
  * the lease's release session]. Consul evaluates every op of a txn and lists
@@ -315,19 +397,9 @@ int consul_lock_many(struct vf_kv *kv, struct vf_kv_lease *lease, const char *co
 
 	for (size_t i = 0; i < n && locks_r; i++)
 		locks_r[i] = NULL;
-	if (lease == NULL || (n && (names == NULL || locks_r == NULL)) || (ncmp && cmps == NULL))
-		return vf_err_set(err, VF_EINVAL,
-		                  "lock_many: a lease, names and locks are required");
-	for (size_t i = 0; i < n; i++)
-		if ((rc = vf_kv_key_check(names[i], VF_KEY_LOCK, "lock_many", err)) != VF_OK)
-			return rc;
-	if ((rc = vf_kv_txn_keys_check(cmps, ncmp, NULL, 0, err)) != VF_OK)
+	rc = consul_lock_many_check(lease, names, n, cmps, ncmp, locks_r, err);
+	if (rc != VF_OK)
 		return rc;
-	if (nops > CONSUL_TXN_OPS_ADVERTISED)
-		return vf_err_set(err, VF_ELIMIT,
-		                  "lock_many %s: %zu names and %zu compares exceed the txn "
-		                  "limit of %d",
-		                  n ? names[0] : "", n, ncmp, CONSUL_TXN_OPS_ADVERTISED);
 	if (nops == 0)
 		return VF_OK;
 	ops = calloc(nops, sizeof(*ops));
@@ -340,20 +412,7 @@ int consul_lock_many(struct vf_kv *kv, struct vf_kv_lease *lease, const char *co
 		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
 		goto out;
 	}
-	for (size_t i = 0; i < n && rc == VF_OK; i++) {
-		lks[i] = calloc(1, sizeof(*lks[i]));
-		if (lks[i] == NULL || (lks[i]->base.key = consul_lock_key(names[i])) == NULL) {
-			rc = vf_err_set(err, VF_ENOMEM, "out of memory");
-			break;
-		}
-		snprintf(lks[i]->sid, sizeof(lks[i]->sid), "%s", lease->id);
-	}
-	/* In-process exclusion (also catches a name listed twice). */
-	for (; taken < n && rc == VF_OK; taken++) {
-		rc = consul_held_take(ck, lks[taken]->base.key, lease->id, names[taken], err);
-		if (rc != VF_OK)
-			break;
-	}
+	rc = consul_lock_many_take(ck, lease, names, n, lks, &taken, err);
 	if (rc == VF_OK)
 		rc = consul_cmps_ops(ck, cmps, ncmp, ops, guessed, lkeys, err);
 	if (rc != VF_OK)
@@ -367,32 +426,7 @@ int consul_lock_many(struct vf_kv *kv, struct vf_kv_lease *lease, const char *co
 	rc = consul_txn_run_reguess(ck, cmps, ncmp, ops, nops, is_read, NULL, guessed, res, &rev,
 	                            &errs, &nerrs, err);
 	if (rc == CONSUL_ROLLED_BACK) {
-		const struct consul_txn_error *busy = NULL;
-		int other = 0;
-
-		for (size_t i = 0; i < nerrs; i++) {
-			if (errs[i].kind == CONSUL_FAIL_BAD_SESSION ||
-			    errs[i].kind == CONSUL_FAIL_DENIED || errs[i].kind == CONSUL_FAIL_OTHER)
-				other = 1;
-			else if ((errs[i].kind == CONSUL_FAIL_LOCK_HELD ||
-			          errs[i].kind == CONSUL_FAIL_LOCK_DELAY) &&
-			         errs[i].op_index >= ncmp && errs[i].op_index < nops &&
-			         busy == NULL)
-				busy = &errs[i];
-		}
-		if (busy && !other) {
-			rc = vf_err_set(err, VF_EBUSY,
-			                busy->kind == CONSUL_FAIL_LOCK_DELAY
-			                        ? "lock %s is held (Consul's lock-delay after its "
-			                          "holder's session ended)"
-			                        : "lock %s is held by another lease",
-			                names[busy->op_index - ncmp]);
-		} else {
-			rc = consul_txn_fail_rc(ops, errs, nerrs, err);
-			if (rc == VF_ELEASE)
-				vf_err_set(err, VF_ELEASE, "lock_many %s: lease %s is gone",
-				           n ? names[0] : ops[0].key, lease->id);
-		}
+		rc = consul_lock_many_refused(ops, ncmp, nops, errs, nerrs, names, n, lease, err);
 		goto out;
 	}
 	if (rc != VF_OK)

@@ -127,6 +127,151 @@ static int consul_what_session(const char *what, char *sid, size_t size)
 	return 1;
 }
 
+/* One attempt of consul_txn_send on the wire: the caller's ops with the guards
+ * of their bound puts. */
+struct consul_wire {
+	struct consul_txn_op *w;   /* 2 * nops + 1 of them */
+	struct vf_kv_result *wres; /* their results, as many */
+	size_t *owner;             /* w[j] is for the caller's op owner[j] */
+	size_t *back;              /* the caller's op i is sent as w[back[i]] */
+	size_t nw;
+};
+
+/* The guard that the guess of bound put op's mode needs before it (FREE: no
+ * session; ABSENT: no key, unless a compare says so; REBIND: released from the
+ * holder): 1 and *g, else 0. */
+static int consul_bind_guard(const struct consul_bind *b, const struct consul_txn_op *op,
+                             struct consul_txn_op *g)
+{
+	if (b->put && b->mode == CB_FREE)
+		*g = (struct consul_txn_op){
+		        .verb = CONSUL_CHECK_SESSION, .key = op->key, .session = ""};
+	else if (b->put && b->mode == CB_ABSENT && !b->noguard)
+		*g = (struct consul_txn_op){.verb = CONSUL_CHECK_NOT_EXISTS, .key = op->key};
+	else if (b->put && b->mode == CB_REBIND)
+		*g = (struct consul_txn_op){.verb = CONSUL_UNLOCK,
+		                            .key = op->key,
+		                            .value = op->value,
+		                            .value_len = op->value_len,
+		                            .session = b->held};
+	else
+		return 0;
+	return 1;
+}
+
+/* op as sent for its binding b: a bound put is an unlock from the holder (HELD),
+ * a lock by its lease's session, or a set; any other op as it is. */
+static struct consul_txn_op consul_bind_put(const struct consul_bind *b,
+                                            const struct consul_txn_op *op)
+{
+	struct consul_txn_op fin = *op;
+
+	if (b->put && b->mode == CB_HELD) {
+		fin.verb = CONSUL_UNLOCK;
+		fin.session = b->held;
+	} else if (b->put && b->sid) {
+		fin.verb = CONSUL_LOCK;
+		fin.session = b->sid;
+	} else if (b->put) {
+		fin.verb = CONSUL_SET;
+		fin.session = NULL;
+	}
+	return fin;
+}
+
+/* Fill wi for the binds' current guesses: each op, after its guard if any. */
+static void consul_wire_expand(struct consul_wire *wi, const struct consul_txn_op *ops, size_t nops,
+                               const struct consul_bind *binds)
+{
+	size_t nw = 0;
+
+	for (size_t i = 0; i < nops; i++) {
+		if (consul_bind_guard(&binds[i], &ops[i], &wi->w[nw]))
+			wi->owner[nw++] = i;
+		wi->back[i] = nw;
+		wi->owner[nw] = i;
+		wi->w[nw++] = consul_bind_put(&binds[i], &ops[i]);
+	}
+	wi->nw = nw;
+}
+
+/* The attempt rolled back: for each failure that refutes a put's guess (at its
+ * guard or at the put), take the mode the answer tells (a failed lock: one read
+ * of the key's session). *resend_r = 1 when every failure was such a refuted
+ * guess. VF_OK, or that read's error. */
+static int consul_wire_reguess(struct consul_kv *ck, const struct consul_wire *wi,
+                               const struct consul_txn_op *ops, size_t nops,
+                               struct consul_bind *binds, const struct consul_txn_error *werrs,
+                               size_t nwerrs, int *resend_r, struct vf_err *err)
+{
+	int again = 0, foreign = 0, rc;
+
+	*resend_r = 0;
+	for (size_t k = 0; k < nwerrs; k++) {
+		const struct consul_txn_error *e = &werrs[k];
+		size_t i = e->op_index < wi->nw ? wi->owner[e->op_index] : nops;
+		struct consul_bind *b = i < nops ? &binds[i] : NULL;
+		int fin = i < nops && wi->back[i] == e->op_index;
+		char sid[64];
+
+		if (b == NULL || !b->put) {
+			foreign = 1;
+		} else if (!fin && b->mode == CB_FREE) {
+			if (strstr(e->what, "doesn't exist"))
+				b->mode = CB_ABSENT, again = 1;
+			else if (consul_what_session(e->what, sid, sizeof(sid)))
+				snprintf(b->held, sizeof(b->held), "%s", sid),
+				        b->mode = b->sid ? CB_REBIND : CB_HELD, again = 1;
+			else
+				foreign = 1;
+		} else if (!fin && b->mode == CB_ABSENT && e->kind == CONSUL_FAIL_COMPARE) {
+			b->mode = CB_FREE, again = 1;
+		} else if ((b->mode == CB_HELD || (!fin && b->mode == CB_REBIND)) &&
+		           e->kind == CONSUL_FAIL_NOT_HELD) {
+			b->mode = b->sid ? CB_LOCK : CB_FREE, again = 1;
+		} else if (fin && b->sid && e->kind == CONSUL_FAIL_LOCK_HELD) {
+			rc = consul_key_session(ck, ops[i].key, sid, sizeof(sid), err);
+			if (rc != VF_OK)
+				return rc;
+			if (sid[0] && strcmp(sid, b->sid) != 0) {
+				snprintf(b->held, sizeof(b->held), "%s", sid);
+				b->mode = CB_REBIND;
+			} else {
+				b->mode = CB_LOCK;
+			}
+			again = 1;
+		} else {
+			foreign = 1;
+		}
+	}
+	*resend_r = !foreign && again;
+	return VF_OK;
+}
+
+/* A real failure: keep the errors at the caller's ops, moved to their indexes
+ * (the caller's own ops fail the same way whatever the guards said), or the
+ * first one if only guards failed, and not as guessed. Returns how many. */
+static size_t consul_wire_errors(const struct consul_wire *wi, const struct consul_bind *binds,
+                                 size_t nops, struct consul_txn_error *werrs, size_t nwerrs)
+{
+	size_t nkeep = 0;
+
+	for (size_t k = 0; k < nwerrs; k++) {
+		size_t i = werrs[k].op_index < wi->nw ? wi->owner[werrs[k].op_index] : nops;
+
+		if (i < nops && binds[i].put && wi->back[i] != werrs[k].op_index)
+			continue; /* a guard */
+		werrs[nkeep] = werrs[k];
+		werrs[nkeep].op_index = i < nops ? i : 0;
+		nkeep++;
+	}
+	if (nkeep == 0) { /* only guards failed, and not as guessed */
+		werrs[0].op_index = wi->owner[werrs[0].op_index];
+		nkeep = 1;
+	}
+	return nkeep;
+}
+
 /* Send ops (binds may be NULL: as they are), expanding bound puts as above and
  * resending while only the guesses of their modes failed. Results and errors
  * are reported at the caller's op indexes. */
@@ -134,27 +279,25 @@ static int consul_txn_send(struct consul_kv *ck, const struct consul_txn_op *ops
                            struct consul_bind *binds, struct vf_kv_result *res, int64_t *rev_r,
                            struct consul_txn_error **errs_r, size_t *nerrs_r, struct vf_err *err)
 {
-	struct consul_txn_op *w = NULL;
-	struct vf_kv_result *wres = NULL;
-	size_t *owner = NULL, *back = NULL, nw = 0;
+	struct consul_wire wi = {0};
 	int rc = VF_OK;
 
 	if (binds == NULL)
 		return consul_txn_send_wire(ck, ops, nops, res, rev_r, errs_r, nerrs_r, err);
 	*errs_r = NULL;
 	*nerrs_r = 0;
-	w = calloc(2 * nops + 1, sizeof(*w));
-	wres = calloc(2 * nops + 1, sizeof(*wres));
-	owner = calloc(2 * nops + 1, sizeof(*owner));
-	back = calloc(nops + 1, sizeof(*back));
-	if (!w || !wres || !owner || !back) {
+	wi.w = calloc(2 * nops + 1, sizeof(*wi.w));
+	wi.wres = calloc(2 * nops + 1, sizeof(*wi.wres));
+	wi.owner = calloc(2 * nops + 1, sizeof(*wi.owner));
+	wi.back = calloc(nops + 1, sizeof(*wi.back));
+	if (!wi.w || !wi.wres || !wi.owner || !wi.back) {
 		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
 		goto out;
 	}
 	for (int attempt = 0;; attempt++) {
 		struct consul_txn_error *werrs = NULL;
-		size_t nwerrs = 0, nkeep = 0;
-		int again = 0, foreign = 0;
+		size_t nwerrs = 0;
+		int again = 0;
 
 		if (attempt == CONSUL_BIND_TRIES) {
 			rc = vf_err_set(err, VF_ECONFLICT,
@@ -162,133 +305,50 @@ static int consul_txn_send(struct consul_kv *ck, const struct consul_txn_op *ops
 			                nops ? ops[0].key : "txn");
 			goto out;
 		}
-		nw = 0;
-		for (size_t i = 0; i < nops; i++) {
-			struct consul_bind *b = &binds[i];
-			struct consul_txn_op fin = ops[i];
-
-			if (b->put && b->mode == CB_FREE)
-				owner[nw] = i,
-				w[nw++] = (struct consul_txn_op){.verb = CONSUL_CHECK_SESSION,
-				                                 .key = ops[i].key,
-				                                 .session = ""};
-			else if (b->put && b->mode == CB_ABSENT && !b->noguard)
-				owner[nw] = i,
-				w[nw++] = (struct consul_txn_op){.verb = CONSUL_CHECK_NOT_EXISTS,
-				                                 .key = ops[i].key};
-			else if (b->put && b->mode == CB_REBIND)
-				owner[nw] = i,
-				w[nw++] = (struct consul_txn_op){.verb = CONSUL_UNLOCK,
-				                                 .key = ops[i].key,
-				                                 .value = ops[i].value,
-				                                 .value_len = ops[i].value_len,
-				                                 .session = b->held};
-			if (b->put && b->mode == CB_HELD) {
-				fin.verb = CONSUL_UNLOCK;
-				fin.session = b->held;
-			} else if (b->put && b->sid) {
-				fin.verb = CONSUL_LOCK;
-				fin.session = b->sid;
-			} else if (b->put) {
-				fin.verb = CONSUL_SET;
-				fin.session = NULL;
-			}
-			back[i] = nw;
-			owner[nw] = i;
-			w[nw++] = fin;
-		}
-		if (nw > CONSUL_MAX_TXN_OPS) {
+		consul_wire_expand(&wi, ops, nops, binds);
+		if (wi.nw > CONSUL_MAX_TXN_OPS) {
 			rc = vf_err_set(
 			        err, VF_ELIMIT,
 			        "txn %s: %zu ops with the guards of its puts exceed Consul's "
 			        "limit of %d",
-			        nops ? ops[0].key : "", nw, CONSUL_MAX_TXN_OPS);
+			        nops ? ops[0].key : "", wi.nw, CONSUL_MAX_TXN_OPS);
 			goto out;
 		}
-		memset(wres, 0, (2 * nops + 1) * sizeof(*wres));
-		rc = consul_txn_send_wire(ck, w, nw, wres, rev_r, &werrs, &nwerrs, err);
+		memset(wi.wres, 0, (2 * nops + 1) * sizeof(*wi.wres));
+		rc = consul_txn_send_wire(ck, wi.w, wi.nw, wi.wres, rev_r, &werrs, &nwerrs, err);
 		if (rc == VF_OK) {
 			for (size_t i = 0; i < nops; i++) {
-				res[i] = wres[back[i]];
-				memset(&wres[back[i]], 0, sizeof(wres[0]));
+				res[i] = wi.wres[wi.back[i]];
+				memset(&wi.wres[wi.back[i]], 0, sizeof(wi.wres[0]));
 			}
-			vf_kv_results_clear(wres, nw);
+			vf_kv_results_clear(wi.wres, wi.nw);
 			goto out;
 		}
 		if (rc != CONSUL_ROLLED_BACK)
 			goto out;
 		/* Which failures are wrong guesses of a put's mode? */
-		for (size_t k = 0; k < nwerrs; k++) {
-			struct consul_txn_error *e = &werrs[k];
-			size_t i = e->op_index < nw ? owner[e->op_index] : nops;
-			struct consul_bind *b = i < nops ? &binds[i] : NULL;
-			int fin = i < nops && back[i] == e->op_index;
-			char sid[64];
-
-			if (b == NULL || !b->put) {
-				foreign = 1;
-			} else if (!fin && b->mode == CB_FREE) {
-				if (strstr(e->what, "doesn't exist"))
-					b->mode = CB_ABSENT, again = 1;
-				else if (consul_what_session(e->what, sid, sizeof(sid)))
-					snprintf(b->held, sizeof(b->held), "%s", sid),
-					        b->mode = b->sid ? CB_REBIND : CB_HELD, again = 1;
-				else
-					foreign = 1;
-			} else if (!fin && b->mode == CB_ABSENT && e->kind == CONSUL_FAIL_COMPARE) {
-				b->mode = CB_FREE, again = 1;
-			} else if ((b->mode == CB_HELD || (!fin && b->mode == CB_REBIND)) &&
-			           e->kind == CONSUL_FAIL_NOT_HELD) {
-				b->mode = b->sid ? CB_LOCK : CB_FREE, again = 1;
-			} else if (fin && b->sid && e->kind == CONSUL_FAIL_LOCK_HELD) {
-				rc = consul_key_session(ck, ops[i].key, sid, sizeof(sid), err);
-				if (rc != VF_OK) {
-					free(werrs);
-					goto out;
-				}
-				if (sid[0] && strcmp(sid, b->sid) != 0) {
-					snprintf(b->held, sizeof(b->held), "%s", sid);
-					b->mode = CB_REBIND;
-				} else {
-					b->mode = CB_LOCK;
-				}
-				again = 1;
-			} else {
-				foreign = 1;
-			}
+		rc = consul_wire_reguess(ck, &wi, ops, nops, binds, werrs, nwerrs, &again, err);
+		if (rc != VF_OK) {
+			free(werrs);
+			goto out;
 		}
-		if (!foreign && again) {
+		if (again) {
 			vf_log(VF_LOG_DEBUG,
 			       "consul: txn %s: a put's binding was guessed wrong (%s): resent",
 			       ops[0].key, werrs[0].what);
 			free(werrs);
 			continue;
 		}
-		/* A real failure: report it at the caller's op indexes (the caller's own
-		 * ops fail the same way whatever the guards said). */
-		for (size_t k = 0; k < nwerrs; k++) {
-			size_t i = werrs[k].op_index < nw ? owner[werrs[k].op_index] : nops;
-
-			if (i < nops && binds[i].put && back[i] != werrs[k].op_index)
-				continue; /* a guard */
-			werrs[nkeep] = werrs[k];
-			werrs[nkeep].op_index = i < nops ? i : 0;
-			nkeep++;
-		}
-		if (nkeep == 0) { /* only guards failed, and not as guessed */
-			werrs[0].op_index = owner[werrs[0].op_index];
-			nkeep = 1;
-		}
+		*nerrs_r = consul_wire_errors(&wi, binds, nops, werrs, nwerrs);
 		*errs_r = werrs;
-		*nerrs_r = nkeep;
 		rc = CONSUL_ROLLED_BACK;
 		goto out;
 	}
 out:
-	free(w);
-	free(wres);
-	free(owner);
-	free(back);
+	free(wi.w);
+	free(wi.wres);
+	free(wi.owner);
+	free(wi.back);
 	return rc;
 }
 
@@ -580,6 +640,102 @@ int consul_txn_run_reguess(struct consul_kv *ck, const struct vf_kv_cmp *cmps, s
 	}
 }
 
+/* A caller's put vops[i] as op: a set, or a lock by its lease's delete session
+ * (copied to sid), and b, the first guess of its binding (see "the lease binding
+ * of a put" in consul_int.h). */
+static int consul_put_op(struct consul_kv *ck, const struct vf_kv_cmp *cmps, size_t ncmp,
+                         const struct vf_kv_op *vops, size_t i, struct consul_txn_op *op,
+                         struct consul_bind *b, char *sid, struct vf_err *err)
+{
+	const struct vf_kv_op *o = &vops[i];
+	int rc = VF_OK;
+
+	op->verb = o->lease ? CONSUL_LOCK : CONSUL_SET;
+	op->value = o->value;
+	op->value_len = o->value_len;
+	if (o->lease) {
+		rc = consul_lease_del_session(ck, (struct consul_lease *)o->lease, sid, err);
+		op->session = sid;
+	}
+	*b = (struct consul_bind){
+	        .put = 1, .sid = o->lease ? sid : NULL, .mode = o->lease ? CB_LOCK : CB_FREE};
+	if (!o->lease && consul_txn_put_absent(cmps, ncmp, vops, i)) {
+		b->mode = CB_ABSENT;
+		b->noguard = 1;
+	} else if (!o->lease && o->key && !consul_seen_has(ck, o->key)) {
+		b->mode = CB_ABSENT;
+	}
+	if (o->key)
+		consul_bind_hint(ck, b, o->key);
+	return rc;
+}
+
+/* Translate the caller's ops into ops[0..nops) (the txn's, after its compares):
+ * puts (consul_put_op: binds, sids), deletes, reads (is_read) and unlocks. */
+static int consul_vops_ops(struct consul_kv *ck, const struct vf_kv_cmp *cmps, size_t ncmp,
+                           const struct vf_kv_op *vops, size_t nops, struct consul_txn_op *ops,
+                           struct consul_bind *binds, int *is_read, char (*sids)[64],
+                           struct vf_err *err)
+{
+	int rc = VF_OK;
+
+	for (size_t i = 0; i < nops && rc == VF_OK; i++) {
+		const struct vf_kv_op *o = &vops[i];
+		struct consul_txn_op *op = &ops[i];
+		const struct consul_lock *lk = (const struct consul_lock *)o->lock;
+
+		op->key = o->key;
+		switch (o->kind) {
+		case VF_OP_PUT:
+			rc = consul_put_op(ck, cmps, ncmp, vops, i, op, &binds[i], sids[i], err);
+			break;
+		case VF_OP_DELETE:
+			op->verb = CONSUL_DELETE;
+			break;
+		case VF_OP_GET:
+			is_read[i] = 1;
+			break;
+		case VF_OP_UNLOCK:
+			if (lk == NULL) {
+				rc = vf_err_set(err, VF_EINVAL, "txn: unlock without a lock");
+				break;
+			}
+			op->verb = CONSUL_UNLOCK;
+			op->key = lk->base.key;
+			op->session = lk->sid;
+			op->value = ck->holder;
+			op->value_len = strlen(ck->holder);
+			break;
+		default:
+			rc = vf_err_set(err, VF_EINVAL, "txn: unknown op kind %d", o->kind);
+		}
+		if (rc == VF_OK && op->key == NULL)
+			rc = vf_err_set(err, VF_EINVAL, "txn: op %zu without a key", i);
+	}
+	return rc;
+}
+
+/* Move the results of the caller's ops (res, after the compares') to res_r:
+ * reads and puts keep theirs, the other ops report nothing found. */
+static int consul_txn_results(const struct vf_kv_op *vops, size_t nops, struct vf_kv_result *res,
+                              int64_t rev, struct vf_kv_txn_result *res_r, struct vf_err *err)
+{
+	res_r->results = calloc(nops ? nops : 1, sizeof(*res_r->results));
+	if (res_r->results == NULL)
+		return vf_err_set(err, VF_ENOMEM, "out of memory");
+	for (size_t i = 0; i < nops; i++) {
+		res_r->results[i] = res[i];
+		memset(&res[i], 0, sizeof(res[0]));
+		if (vops[i].kind != VF_OP_GET && vops[i].kind != VF_OP_PUT) {
+			vf_kv_pair_clear(&res_r->results[i].pair);
+			res_r->results[i].found = 0;
+		}
+	}
+	res_r->count = nops;
+	res_r->revision = rev;
+	return VF_OK;
+}
+
 int consul_txn(struct vf_kv *kv, const struct vf_kv_cmp *cmps, size_t ncmp,
                const struct vf_kv_op *vops, size_t nops, struct vf_kv_txn_result *res_r,
                struct vf_err *err)
@@ -621,58 +777,9 @@ int consul_txn(struct vf_kv *kv, const struct vf_kv_cmp *cmps, size_t ncmp,
 		goto out;
 	}
 	rc = consul_cmps_ops(ck, cmps, ncmp, ops, guessed, lkeys, err);
-	for (size_t i = 0; i < nops && rc == VF_OK; i++) {
-		const struct vf_kv_op *o = &vops[i];
-		struct consul_txn_op *op = &ops[ncmp + i];
-		const struct consul_lock *lk = (const struct consul_lock *)o->lock;
-
-		op->key = o->key;
-		switch (o->kind) {
-		case VF_OP_PUT:
-			op->verb = o->lease ? CONSUL_LOCK : CONSUL_SET;
-			op->value = o->value;
-			op->value_len = o->value_len;
-			if (o->lease) {
-				rc = consul_lease_del_session(ck, (struct consul_lease *)o->lease,
-				                              sids[ncmp + i], err);
-				op->session = sids[ncmp + i];
-			}
-			binds[ncmp + i] =
-			        (struct consul_bind){.put = 1,
-			                             .sid = o->lease ? sids[ncmp + i] : NULL,
-			                             .mode = o->lease ? CB_LOCK : CB_FREE};
-			if (!o->lease && consul_txn_put_absent(cmps, ncmp, vops, i)) {
-				binds[ncmp + i].mode = CB_ABSENT;
-				binds[ncmp + i].noguard = 1;
-			} else if (!o->lease && o->key && !consul_seen_has(ck, o->key)) {
-				binds[ncmp + i].mode = CB_ABSENT;
-			}
-			if (o->key)
-				consul_bind_hint(ck, &binds[ncmp + i], o->key);
-			break;
-		case VF_OP_DELETE:
-			op->verb = CONSUL_DELETE;
-			break;
-		case VF_OP_GET:
-			is_read[ncmp + i] = 1;
-			break;
-		case VF_OP_UNLOCK:
-			if (lk == NULL) {
-				rc = vf_err_set(err, VF_EINVAL, "txn: unlock without a lock");
-				break;
-			}
-			op->verb = CONSUL_UNLOCK;
-			op->key = lk->base.key;
-			op->session = lk->sid;
-			op->value = ck->holder;
-			op->value_len = strlen(ck->holder);
-			break;
-		default:
-			rc = vf_err_set(err, VF_EINVAL, "txn: unknown op kind %d", o->kind);
-		}
-		if (rc == VF_OK && op->key == NULL)
-			rc = vf_err_set(err, VF_EINVAL, "txn: op %zu without a key", i);
-	}
+	if (rc == VF_OK)
+		rc = consul_vops_ops(ck, cmps, ncmp, vops, nops, ops + ncmp, binds + ncmp,
+		                     is_read + ncmp, sids + ncmp, err);
 	if (rc != VF_OK)
 		goto out;
 	consul_choose_read_verbs(ops, n, is_read);
@@ -688,23 +795,8 @@ int consul_txn(struct vf_kv *kv, const struct vf_kv_cmp *cmps, size_t ncmp,
 	for (size_t i = 0; i < nops; i++)
 		if (vops[i].kind == VF_OP_UNLOCK)
 			((struct consul_lock *)vops[i].lock)->released = 1;
-	if (res_r) {
-		res_r->results = calloc(nops ? nops : 1, sizeof(*res_r->results));
-		if (res_r->results == NULL) {
-			rc = vf_err_set(err, VF_ENOMEM, "out of memory");
-			goto out;
-		}
-		for (size_t i = 0; i < nops; i++) {
-			res_r->results[i] = res[ncmp + i];
-			memset(&res[ncmp + i], 0, sizeof(res[0]));
-			if (vops[i].kind != VF_OP_GET && vops[i].kind != VF_OP_PUT) {
-				vf_kv_pair_clear(&res_r->results[i].pair);
-				res_r->results[i].found = 0;
-			}
-		}
-		res_r->count = nops;
-		res_r->revision = rev;
-	}
+	if (res_r)
+		rc = consul_txn_results(vops, nops, res + ncmp, rev, res_r, err);
 out:
 	if (res)
 		vf_kv_results_clear(res, n);

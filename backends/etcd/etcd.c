@@ -1,8 +1,8 @@
 /*
  * etcd 3.4 backend over the JSON gateway: handle, configuration, auth, the unary
  * RPC helper and the KV slots (get, list, put, cas, del, cas_del, txn, compact).
- * Leases, locks and watches live in etcd_lease.c, etcd_lock.c and etcd_watch.c;
- * JSON building and parsing in etcd_json.c.
+ * Leases, locks and watches live in etcd_lease.c, etcd_lock.c (lock_many in
+ * etcd_lock_many.c) and etcd_watch.c; JSON building and parsing in etcd_json.c.
  */
 #include <config.h>
 

@@ -101,9 +101,10 @@ int etcd_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *name, int
               const char *const *reads, size_t nreads, struct vf_kv_result *reads_r,
               struct vf_kv_lock **lock_r, struct vf_err *err);
 int etcd_unlock(struct vf_kv *kv, struct vf_kv_lock **lock, struct vf_err *err);
-int etcd_lock_many(struct vf_kv *kv, struct vf_kv_lease *lease, const char *const *names, size_t n,
-                   const struct vf_kv_cmp *cmps, size_t ncmp, struct vf_kv_lock **locks_r,
-                   struct vf_err *err);
+/* Note waiter key key as held or awaited by this handle: VF_EBUSY if it is already
+ * (locks are not re-entrant), VF_ENOMEM. etcd_lock_unclaim forgets it. */
+int etcd_lock_claim(struct etcd_kv *ek, const char *key);
+void etcd_lock_unclaim(struct etcd_kv *ek, const char *key);
 void etcd_lock_shutdown(struct etcd_kv *ek); /* close(): forget the waiter keys */
 /* Waiter keys whose release failed (store unreachable) are deleted later by the
  * keep-alive thread, so that a key nobody waits on never becomes the owner. With
@@ -118,6 +119,11 @@ void etcd_lock_pw_shutdown(struct etcd_kv *ek); /* close(), before the watches g
  * when the caller should look again, VF_ETIMEDOUT, or a store error. */
 int etcd_wait_delete(struct etcd_kv *ek, const char *key, int64_t create_rev, int64_t after_rev,
                      int64_t deadline_ms, struct vf_err *err);
+
+/* etcd_lock_many.c */
+int etcd_lock_many(struct vf_kv *kv, struct vf_kv_lease *lease, const char *const *names, size_t n,
+                   const struct vf_kv_cmp *cmps, size_t ncmp, struct vf_kv_lock **locks_r,
+                   struct vf_err *err);
 
 /* etcd_watch.c */
 int etcd_watch_start(struct vf_kv *kv, const char *prefix, int64_t after_rev, vf_kv_watch_fn fn,

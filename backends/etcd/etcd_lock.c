@@ -19,12 +19,7 @@
  * one lock need a lease each). A waiter key found in the store that this handle
  * does not know (left by an attempt whose answer was lost) is adopted.
  *
- * lock_many takes n names in one txn: per name "no key under N/" (a VERSION == 0
- * compare over the prefix range), plus the caller's compares; on success every
- * waiter key is put in that txn, so all share its revision as create_revision and
- * fence, and each is then an ordinary lock (unlock, VF_OP_UNLOCK, waiters queue
- * behind it). On failure the same request reads the first key under each N/:
- * one there is VF_EBUSY, none is VF_ECONFLICT.
+ * lock_many (n names in one txn) is in etcd_lock_many.c.
  */
 #include <config.h>
 
@@ -507,7 +502,7 @@ struct etcd_lockkey {
 	struct etcd_lockkey *next;
 };
 
-static int lock_claim(struct etcd_kv *ek, const char *key)
+int etcd_lock_claim(struct etcd_kv *ek, const char *key)
 {
 	struct etcd_lockkey *k;
 	int rc = VF_OK;
@@ -529,7 +524,7 @@ static int lock_claim(struct etcd_kv *ek, const char *key)
 	return rc;
 }
 
-static void lock_unclaim(struct etcd_kv *ek, const char *key)
+void etcd_lock_unclaim(struct etcd_kv *ek, const char *key)
 {
 	pthread_mutex_lock(&ek->mu);
 	for (struct etcd_lockkey **p = &ek->lock_keys; *p; p = &(*p)->next)
@@ -720,23 +715,40 @@ static void lock_sleep_ms(int64_t ms)
 		;
 }
 
-int etcd_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *name, int timeout_ms,
-              const char *const *reads, size_t nreads, struct vf_kv_result *reads_r,
-              struct vf_kv_lock **lock_r, struct vf_err *err)
+/* Sleep *backoff_ms, then double it (at most 2 s) for the next retry. */
+static void lock_backoff(int64_t *backoff_ms)
 {
-	struct etcd_kv *ek = (struct etcd_kv *)kv;
-	struct etcd_lock *lk = NULL;
-	struct vf_buf prefix = {0}, waiter = {0};
-	struct vf_kv_pair me = {0}, owner = {0};
-	char what[300], *body = NULL;
-	size_t len;
-	yajl_val tree = NULL;
-	int64_t deadline = timeout_ms > 0 ? vf_now_ms() + timeout_ms : -1;
-	int rc, ours = 0, waited = 0, claimed = 0, first = 1;
+	lock_sleep_ms(*backoff_ms);
+	*backoff_ms = *backoff_ms * 2 > 2000 ? 2000 : *backoff_ms * 2;
+}
 
-	*lock_r = NULL;
-	if (nreads && reads_r)
-		memset(reads_r, 0, nreads * sizeof(*reads_r));
+/* One lock() call: what its steps share. */
+struct lock_try {
+	struct etcd_kv *ek;
+	struct vf_kv_lease *lease;
+	const char *const *reads;
+	size_t nreads;
+	int timeout_ms;
+	int64_t deadline;        /* < 0: none */
+	struct vf_buf prefix;    /* "N/.lock/" */
+	struct vf_buf waiter;    /* "N/.lock/<lease>" */
+	struct vf_kv_pair me;    /* our waiter key: its create_revision is the fence */
+	struct vf_kv_pair owner; /* the first waiter when we enqueued */
+	char what[300];
+	char *body;
+	size_t len;
+	yajl_val tree; /* the last answer */
+	int first;     /* our key's index in the acquisition's answer (0: adopted) */
+	int ours;      /* our waiter key is queued: give it back if we fail */
+};
+
+/* lock()'s arguments: a lease, a name, and reads that fit in its txn. */
+static int lock_args_check(const struct vf_kv *kv, const struct vf_kv_lease *lease,
+                           const char *name, const char *const *reads, size_t nreads,
+                           const struct vf_kv_result *reads_r, struct vf_err *err)
+{
+	int rc;
+
 	if (lease == NULL || name == NULL || *name == '\0' || (nreads && (!reads || !reads_r)))
 		return vf_err_set(err, VF_EINVAL, "lock %s: needs a lease and a name",
 		                  name ? name : "(null)");
@@ -748,154 +760,239 @@ int etcd_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *name, int
 	for (size_t i = 0; i < nreads; i++)
 		if ((rc = vf_kv_key_check(reads[i], VF_KEY, "lock read", err)) != VF_OK)
 			return rc;
-	snprintf(what, sizeof(what), "lock %s", name);
-	if (vf_buf_printf(&prefix, "%s" ETCD_LOCK_SEG, name) != VF_OK ||
-	    vf_buf_printf(&waiter, "%s" ETCD_LOCK_SEG "%s", name, lease->id) != VF_OK) {
+	return VF_OK;
+}
+
+/* One round trip: enqueue (if not there yet), read our key, the owner, the reads. */
+static int lock_enqueue(struct lock_try *t, struct vf_err *err)
+{
+	int rc;
+
+	rc = etcd_build_lock_acquire(t->waiter.data, t->prefix.data, etcd_lease_id(t->lease),
+	                             t->reads, t->nreads, &t->body, &t->len, err);
+	if (rc == VF_OK)
+		rc = etcd_rpc(t->ek, "/v3/kv/txn", t->body, t->len, 0, 0, &t->tree, t->what, err);
+	/* The answer was lost: our waiter key may be queued. A retry adopts it; if
+	 * none comes, it must not own the lock for nobody: give it back (any fence). */
+	if (rc == VF_EUNCERTAIN)
+		lock_giveback_later(t->ek, t->waiter.data, 0, err ? err->msg : "outcome unknown");
+	if (rc != VF_OK)
+		return rc;
+	/* Success: we enqueued. Failure: our waiter key was already there, left by an
+	 * attempt that failed half-way (an uncertain write): adopt it. */
+	t->first = etcd_txn_succeeded(t->tree) ? 1 : 0;
+	t->ours = 1;
+	if (etcd_parse_first(etcd_txn_resp(t->tree, t->first, "response_range"), &t->me, err) !=
+	            VF_OK ||
+	    etcd_parse_first(etcd_txn_resp(t->tree, t->first + 1, "response_range"), &t->owner,
+	                     err) != VF_OK)
+		return vf_err_set(err, VF_EPROTO, "%s: etcd did not return the waiter keys",
+		                  t->what);
+	if (!t->first)
+		vf_log(VF_LOG_INFO,
+		       "etcd: %s: adopting the waiter key %s left by an earlier attempt", t->what,
+		       t->waiter.data);
+	return VF_OK;
+}
+
+/* One snapshot: still queued? a predecessor? and the reads, which are the state
+ * under the fence when there is no predecessor. */
+static int lock_check(struct lock_try *t, struct vf_err *err)
+{
+	int rc;
+
+	yajl_tree_free(t->tree);
+	t->tree = NULL;
+	free(t->body);
+	rc = etcd_build_lock_check(t->waiter.data, t->prefix.data, t->me.create_rev, t->reads,
+	                           t->nreads, &t->body, &t->len, err);
+	if (rc == VF_OK)
+		rc = etcd_rpc(t->ek, "/v3/kv/txn", t->body, t->len, 1, 0, &t->tree, t->what, err);
+	if (rc == VF_OK)
+		rc = etcd_header_revision(t->tree) > 0
+		             ? VF_OK
+		             : vf_err_set(err, VF_EPROTO, "%s: no revision", t->what);
+	return rc;
+}
+
+/* lock_check, its store errors retried until the deadline (waiting forever: until
+ * the store has been unreachable for the lease's TTL, which it cannot survive).
+ * *backoff_ms is the next pause, back to 100 ms once the store answered. */
+static int lock_look(struct lock_try *t, int64_t *backoff_ms, struct vf_err *err)
+{
+	int64_t failing_since = 0;
+
+	for (;;) {
+		int rc = lock_check(t, err);
+		int64_t now;
+
+		if (rc == VF_OK)
+			*backoff_ms = 100;
+		if (rc == VF_OK || !lock_transient(rc))
+			return rc;
+		now = vf_now_ms();
+		if (failing_since == 0)
+			failing_since = now;
+		if ((t->deadline >= 0 && now + *backoff_ms >= t->deadline) ||
+		    (t->deadline < 0 && now - failing_since > t->lease->ttl_s * 1000LL)) {
+			if (t->deadline >= 0)
+				rc = vf_err_set(err, VF_ETIMEDOUT, "%s: timed out after %d ms (%s)",
+				                t->what, t->timeout_ms, err ? err->msg : "");
+			return rc;
+		}
+		vf_log(VF_LOG_DEBUG, "etcd: %s: retrying: %s", t->what, err ? err->msg : "");
+		lock_backoff(backoff_ms);
+	}
+}
+
+/* Is our waiter key in the check's answer the one we queued? If not, our lease
+ * ended: VF_ELEASE, and nothing of ours is left to give back. */
+static int lock_still_queued(struct lock_try *t, struct vf_err *err)
+{
+	struct vf_kv_pair self = {0};
+	int same = etcd_parse_first(etcd_txn_resp(t->tree, 0, "response_range"), &self, NULL) ==
+	                   VF_OK &&
+	           self.create_rev == t->me.create_rev;
+
+	vf_kv_pair_clear(&self);
+	if (same)
+		return VF_OK;
+	t->ours = 0;
+	return vf_err_set(err, VF_ELEASE, "%s: our waiter key vanished (lease %s ended)", t->what,
+	                  t->lease->id);
+}
+
+/* The waiters ahead of us in the check's answer (a check without reads), if it
+ * lists all of them and there is one: 1, ahead_r filled (the caller clears it). */
+static int lock_ahead(yajl_val tree, struct vf_kv_list *ahead_r)
+{
+	yajl_val ar = etcd_txn_resp(tree, 2, "response_range");
+	yajl_val more = vf_json_get(ar, "more", NULL);
+
+	return ar && !(more && YAJL_IS_TRUE(more)) &&
+	       etcd_parse_range(ar, tree, ahead_r, NULL) == VF_OK && ahead_r->count > 0;
+}
+
+/* We are not the owner: wait for our predecessor to go, then look again (it may
+ * have had one), until none is left. Store errors are retried (lock_look). On
+ * VF_OK, t->tree is the answer that made us the owner. */
+static int lock_wait_turn(struct lock_try *t, struct vf_err *err)
+{
+	int64_t backoff = 100;
+
+	for (;;) {
+		struct vf_kv_pair pred = {0};
+		struct vf_kv_list ahead = {0};
+		int gone = 0, have_ahead = 0, rc;
+
+		rc = lock_look(t, &backoff, err);
+		if (rc == VF_OK)
+			rc = lock_still_queued(t, err);
+		if (rc != VF_OK)
+			return rc;
+		if (etcd_parse_first(etcd_txn_resp(t->tree, 1, "response_range"), &pred, NULL) !=
+		    VF_OK)
+			return VF_OK; /* no predecessor: we own it */
+		/* Without reads to take under the fence, the waiters ahead of us (all of
+		 * them, when there are few) are enough: once every one went, nobody is
+		 * before us (later waiters have larger create revisions) and the lock is
+		 * ours without another look (a lease that ended meanwhile still fails
+		 * every fenced write). */
+		if (t->nreads == 0)
+			have_ahead = lock_ahead(t->tree, &ahead);
+		rc = lock_wait_pred(t->ek, t->prefix.data, pred.key, pred.create_rev,
+		                    have_ahead ? &ahead : NULL, t->waiter.data,
+		                    etcd_header_revision(t->tree), t->deadline, &gone, err);
+		vf_kv_pair_clear(&pred);
+		vf_kv_list_clear(&ahead);
+		if (rc == VF_OK && gone && have_ahead)
+			return VF_OK;
+		if (rc == VF_ETIMEDOUT)
+			vf_err_set(err, rc, "%s: timed out after %d ms", t->what, t->timeout_ms);
+		if (rc != VF_OK && !lock_transient(rc))
+			return rc;
+		/* Deleted, or the stream failed: look again (errors retried there). */
+		if (rc != VF_OK)
+			lock_backoff(&backoff);
+	}
+}
+
+/* The end of a lock() call, taken or not: give our place back if we still have
+ * it (if that fails, the lease would drop it, but only when it ends: meanwhile
+ * it would own the lock once the waiters ahead went), and free the rest. */
+static void lock_try_end(struct lock_try *t, int claimed)
+{
+	if (t->ours && t->me.create_rev) {
+		struct vf_err gerr = {0};
+		int grc = lock_fenced_delete(t->ek, t->waiter.data, t->me.create_rev, &gerr);
+
+		if (grc != VF_OK && grc != VF_ECONFLICT)
+			lock_giveback_later(t->ek, t->waiter.data, t->me.create_rev, gerr.msg);
+	}
+	if (claimed)
+		etcd_lock_unclaim(t->ek, t->waiter.data);
+	vf_kv_pair_clear(&t->me);
+	vf_kv_pair_clear(&t->owner);
+	yajl_tree_free(t->tree);
+	free(t->body);
+	vf_buf_free(&t->prefix);
+	vf_buf_free(&t->waiter);
+}
+
+int etcd_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *name, int timeout_ms,
+              const char *const *reads, size_t nreads, struct vf_kv_result *reads_r,
+              struct vf_kv_lock **lock_r, struct vf_err *err)
+{
+	struct etcd_kv *ek = (struct etcd_kv *)kv;
+	struct etcd_lock *lk = NULL;
+	struct lock_try t = {.ek = ek,
+	                     .lease = lease,
+	                     .reads = reads,
+	                     .nreads = nreads,
+	                     .timeout_ms = timeout_ms,
+	                     .deadline = timeout_ms > 0 ? vf_now_ms() + timeout_ms : -1,
+	                     .first = 1};
+	int rc, waited = 0, claimed = 0;
+
+	*lock_r = NULL;
+	if (nreads && reads_r)
+		memset(reads_r, 0, nreads * sizeof(*reads_r));
+	rc = lock_args_check(kv, lease, name, reads, nreads, reads_r, err);
+	if (rc != VF_OK)
+		return rc;
+	snprintf(t.what, sizeof(t.what), "lock %s", name);
+	if (vf_buf_printf(&t.prefix, "%s" ETCD_LOCK_SEG, name) != VF_OK ||
+	    vf_buf_printf(&t.waiter, "%s" ETCD_LOCK_SEG "%s", name, lease->id) != VF_OK) {
 		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
 		goto out;
 	}
-	lock_giveback_cancel(ek, waiter.data);
-	rc = lock_claim(ek, waiter.data);
+	lock_giveback_cancel(ek, t.waiter.data);
+	rc = etcd_lock_claim(ek, t.waiter.data);
 	if (rc != VF_OK) {
 		vf_err_set(
 		        err, rc,
 		        "%s: already held or awaited through lease %s (locks are not re-entrant)",
-		        what, lease->id);
+		        t.what, lease->id);
 		goto out;
 	}
 	claimed = 1;
-
-	/* One round trip: enqueue (if not there yet), read our key, the owner, the reads. */
-	rc = etcd_build_lock_acquire(waiter.data, prefix.data, etcd_lease_id(lease), reads, nreads,
-	                             &body, &len, err);
-	if (rc == VF_OK)
-		rc = etcd_rpc(ek, "/v3/kv/txn", body, len, 0, 0, &tree, what, err);
-	/* The answer was lost: our waiter key may be queued. A retry adopts it; if
-	 * none comes, it must not own the lock for nobody: give it back (any fence). */
-	if (rc == VF_EUNCERTAIN)
-		lock_giveback_later(ek, waiter.data, 0, err ? err->msg : "outcome unknown");
+	rc = lock_enqueue(&t, err);
 	if (rc != VF_OK)
 		goto out;
-	/* Success: we enqueued. Failure: our waiter key was already there, left by an
-	 * attempt that failed half-way (an uncertain write): adopt it. */
-	first = etcd_txn_succeeded(tree) ? 1 : 0;
-	ours = 1;
-	if (etcd_parse_first(etcd_txn_resp(tree, first, "response_range"), &me, err) != VF_OK ||
-	    etcd_parse_first(etcd_txn_resp(tree, first + 1, "response_range"), &owner, err) !=
-	            VF_OK) {
-		rc = vf_err_set(err, VF_EPROTO, "%s: etcd did not return the waiter keys", what);
-		goto out;
-	}
-	if (!first)
-		vf_log(VF_LOG_INFO,
-		       "etcd: %s: adopting the waiter key %s left by an earlier attempt", what,
-		       waiter.data);
-	if (owner.create_rev != me.create_rev) {
-		int64_t rev = etcd_header_revision(tree);
-
+	if (t.owner.create_rev != t.me.create_rev) {
 		if (timeout_ms == 0) {
-			rc = vf_err_set(err, VF_EBUSY, "%s: held by %s", what, owner.key);
+			rc = vf_err_set(err, VF_EBUSY, "%s: held by %s", t.what, t.owner.key);
 			goto out;
 		}
-		/* Wait for our predecessor to go, then look again (it may have had one).
-		 * Store errors are retried until the deadline (waiting forever: until the
-		 * store has been unreachable for the lease's TTL, which it cannot survive). */
-		int64_t backoff = 100, failing_since = 0;
-
-		for (;;) {
-			struct vf_kv_pair pred = {0}, self = {0};
-			struct vf_kv_list ahead = {0};
-			int gone = 0, have_ahead = 0;
-
-			yajl_tree_free(tree);
-			tree = NULL;
-			free(body);
-			/* One snapshot: still queued? a predecessor? and the reads, which
-			 * are the state under the fence when there is no predecessor. */
-			rc = etcd_build_lock_check(waiter.data, prefix.data, me.create_rev, reads,
-			                           nreads, &body, &len, err);
-			if (rc == VF_OK)
-				rc = etcd_rpc(ek, "/v3/kv/txn", body, len, 1, 0, &tree, what, err);
-			if (rc == VF_OK)
-				rc = etcd_header_revision(tree) > 0
-				             ? VF_OK
-				             : vf_err_set(err, VF_EPROTO, "%s: no revision", what);
-			if (rc != VF_OK && lock_transient(rc)) {
-				int64_t now = vf_now_ms();
-
-				if (failing_since == 0)
-					failing_since = now;
-				if ((deadline >= 0 && now + backoff >= deadline) ||
-				    (deadline < 0 && now - failing_since > lease->ttl_s * 1000LL)) {
-					if (deadline >= 0)
-						rc = vf_err_set(err, VF_ETIMEDOUT,
-						                "%s: timed out after %d ms (%s)",
-						                what, timeout_ms,
-						                err ? err->msg : "");
-					goto out;
-				}
-				vf_log(VF_LOG_DEBUG, "etcd: %s: retrying: %s", what,
-				       err ? err->msg : "");
-				lock_sleep_ms(backoff);
-				backoff = backoff * 2 > 2000 ? 2000 : backoff * 2;
-				continue;
-			}
-			if (rc != VF_OK)
-				goto out;
-			failing_since = 0;
-			backoff = 100;
-			rev = etcd_header_revision(tree);
-			if (etcd_parse_first(etcd_txn_resp(tree, 0, "response_range"), &self,
-			                     NULL) != VF_OK ||
-			    self.create_rev != me.create_rev) {
-				vf_kv_pair_clear(&self);
-				ours = 0;
-				rc = vf_err_set(err, VF_ELEASE,
-				                "%s: our waiter key vanished (lease %s ended)",
-				                what, lease->id);
-				goto out;
-			}
-			vf_kv_pair_clear(&self);
-			if (etcd_parse_first(etcd_txn_resp(tree, 1, "response_range"), &pred,
-			                     NULL) != VF_OK)
-				break; /* no predecessor: we own it */
-			/* Without reads to take under the fence, the waiters ahead of us
-			 * (all of them, when there are few) are enough: once every one
-			 * went, nobody is before us (later waiters have larger create
-			 * revisions) and the lock is ours without another look (a lease
-			 * that ended meanwhile still fails every fenced write). */
-			if (nreads == 0) {
-				yajl_val ar = etcd_txn_resp(tree, 2, "response_range");
-				yajl_val more = vf_json_get(ar, "more", NULL);
-
-				if (ar && !(more && YAJL_IS_TRUE(more)) &&
-				    etcd_parse_range(ar, tree, &ahead, NULL) == VF_OK &&
-				    ahead.count > 0)
-					have_ahead = 1;
-			}
-			rc = lock_wait_pred(ek, prefix.data, pred.key, pred.create_rev,
-			                    have_ahead ? &ahead : NULL, waiter.data, rev, deadline,
-			                    &gone, err);
-			vf_kv_pair_clear(&pred);
-			vf_kv_list_clear(&ahead);
-			if (rc == VF_OK && gone && have_ahead)
-				break;
-			if (rc == VF_ETIMEDOUT)
-				vf_err_set(err, rc, "%s: timed out after %d ms", what, timeout_ms);
-			if (rc != VF_OK && !lock_transient(rc))
-				goto out;
-			/* Deleted, or the stream failed: look again (errors retried above). */
-			if (rc != VF_OK) {
-				lock_sleep_ms(backoff);
-				backoff = backoff * 2 > 2000 ? 2000 : backoff * 2;
-			}
-		}
+		rc = lock_wait_turn(&t, err);
+		if (rc != VF_OK)
+			goto out;
 		waited = 1;
 	}
 	/* The reads came with the answer that made us the owner: the acquisition or,
 	 * after waiting, the last check (same snapshot as "no predecessor"). */
 	if (nreads)
-		rc = lock_fill_reads(tree, waited ? 2 : first + 2, nreads, reads_r, err);
+		rc = lock_fill_reads(t.tree, waited ? 2 : t.first + 2, nreads, reads_r, err);
 	if (rc != VF_OK)
 		goto out;
 	lk = calloc(1, sizeof(*lk));
@@ -903,32 +1000,16 @@ int etcd_lock(struct vf_kv *kv, struct vf_kv_lease *lease, const char *name, int
 		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
 		goto out;
 	}
-	lk->base.key = waiter.data;
-	lk->base.fence = me.create_rev;
-	waiter.data = NULL;
+	lk->base.key = t.waiter.data;
+	lk->base.fence = t.me.create_rev;
+	t.waiter.data = NULL;
 	*lock_r = &lk->base;
-	ours = 0;
+	t.ours = 0;
 	claimed = 0; /* until unlock() */
 out:
-	/* Give our place back. If that fails, the lease would drop it, but only when
-	 * it ends: meanwhile it would own the lock once the waiters ahead went. */
-	if (ours && me.create_rev) {
-		struct vf_err gerr = {0};
-		int grc = lock_fenced_delete(ek, waiter.data, me.create_rev, &gerr);
-
-		if (grc != VF_OK && grc != VF_ECONFLICT)
-			lock_giveback_later(ek, waiter.data, me.create_rev, gerr.msg);
-	}
-	if (claimed)
-		lock_unclaim(ek, waiter.data);
+	lock_try_end(&t, claimed);
 	if (rc != VF_OK && nreads && reads_r)
 		vf_kv_results_clear(reads_r, nreads);
-	vf_kv_pair_clear(&me);
-	vf_kv_pair_clear(&owner);
-	yajl_tree_free(tree);
-	free(body);
-	vf_buf_free(&prefix);
-	vf_buf_free(&waiter);
 	return rc;
 }
 
@@ -950,143 +1031,8 @@ int etcd_unlock(struct vf_kv *kv, struct vf_kv_lock **lock, struct vf_err *err)
 			lock_giveback_later(ek, lk->base.key, lk->base.fence,
 			                    err ? err->msg : vf_strerror(rc));
 	}
-	lock_unclaim(ek, lk->base.key);
+	etcd_lock_unclaim(ek, lk->base.key);
 	free(lk->base.key);
 	free(lk);
-	return rc;
-}
-
-/* ---- lock_many ---- */
-
-/* Free the n strings of v and v. */
-static void lock_strv_free(char **v, size_t n)
-{
-	for (size_t i = 0; v && i < n; i++)
-		free(v[i]);
-	free(v);
-}
-
-int etcd_lock_many(struct vf_kv *kv, struct vf_kv_lease *lease, const char *const *names, size_t n,
-                   const struct vf_kv_cmp *cmps, size_t ncmp, struct vf_kv_lock **locks_r,
-                   struct vf_err *err)
-{
-	struct etcd_kv *ek = (struct etcd_kv *)kv;
-	struct etcd_lock **lks = NULL;
-	char **waiters = NULL, **prefixes = NULL, what[300], *body = NULL;
-	size_t len, claimed = 0;
-	yajl_val tree = NULL, a;
-	int64_t rev;
-	int rc = VF_OK;
-
-	if (locks_r && n)
-		memset(locks_r, 0, n * sizeof(*locks_r));
-	if (lease == NULL || names == NULL || n == 0 || locks_r == NULL || (ncmp && cmps == NULL))
-		return vf_err_set(err, VF_EINVAL, "lock_many: needs a lease and at least one name");
-	for (size_t i = 0; i < n; i++)
-		if ((rc = vf_kv_key_check(names[i], VF_KEY_LOCK, "lock_many", err)) != VF_OK)
-			return rc;
-	if ((rc = vf_kv_txn_keys_check(cmps, ncmp, NULL, 0, err)) != VF_OK)
-		return rc;
-	snprintf(what, sizeof(what), "lock_many %s%s", names[0] ? names[0] : "(null)",
-	         n > 1 ? " and others" : "");
-	if (n + ncmp > kv->max_txn_ops)
-		return vf_err_set(err, VF_ELIMIT,
-		                  "%s: %zu names + %zu compares exceed etcd's txn limit of %u",
-		                  what, n, ncmp, kv->max_txn_ops);
-	for (size_t i = 0; i < n; i++) {
-		if (names[i] == NULL || *names[i] == '\0')
-			return vf_err_set(err, VF_EINVAL, "%s: name %zu is empty", what, i);
-		for (size_t j = 0; j < i; j++)
-			if (strcmp(names[i], names[j]) == 0)
-				return vf_err_set(err, VF_EINVAL, "%s: %s is named twice", what,
-				                  names[i]);
-	}
-	waiters = calloc(n, sizeof(*waiters));
-	prefixes = calloc(n, sizeof(*prefixes));
-	lks = calloc(n, sizeof(*lks));
-	if (waiters == NULL || prefixes == NULL || lks == NULL) {
-		rc = vf_err_set(err, VF_ENOMEM, "out of memory");
-		goto out;
-	}
-	/* Everything that can run out of memory is allocated before the request. */
-	for (size_t i = 0; i < n; i++) {
-		struct vf_buf w = {0}, p = {0};
-
-		if (vf_buf_printf(&w, "%s" ETCD_LOCK_SEG "%s", names[i], lease->id) != VF_OK ||
-		    vf_buf_printf(&p, "%s" ETCD_LOCK_SEG, names[i]) != VF_OK ||
-		    (lks[i] = calloc(1, sizeof(*lks[i]))) == NULL) {
-			vf_buf_free(&w);
-			vf_buf_free(&p);
-			rc = vf_err_set(err, VF_ENOMEM, "out of memory");
-			goto out;
-		}
-		waiters[i] = w.data;
-		prefixes[i] = p.data;
-	}
-	for (; claimed < n; claimed++) {
-		rc = lock_claim(ek, waiters[claimed]);
-		if (rc != VF_OK) {
-			vf_err_set(err, rc,
-			           "%s: %s already held or awaited through lease %s (locks are not "
-			           "re-entrant)",
-			           what, names[claimed], lease->id);
-			goto out;
-		}
-	}
-
-	/* One round trip: every lock prefix empty and every compare true, then enqueue
-	 * (and so own) all; else read the first key under each prefix to say why. */
-	rc = etcd_build_lock_many((const char *const *)waiters, (const char *const *)prefixes, n,
-	                          etcd_lease_id(lease), cmps, ncmp, kv->max_txn_ops, &body, &len,
-	                          err);
-	if (rc == VF_OK)
-		rc = etcd_rpc(ek, "/v3/kv/txn", body, len, 0, 0, &tree, what, err);
-	if (rc != VF_OK)
-		goto out;
-	if (!etcd_txn_succeeded(tree)) {
-		a = vf_json_get(tree, "responses", NULL);
-		if (a == NULL || !YAJL_IS_ARRAY(a) || a->u.array.len != n) {
-			rc = vf_err_set(err, VF_EPROTO, "%s: etcd did not return the lock owners",
-			                what);
-			goto out;
-		}
-		for (size_t i = 0; i < n; i++) {
-			struct vf_kv_pair holder;
-
-			if (etcd_parse_first(etcd_txn_resp(tree, i, "response_range"), &holder,
-			                     NULL) != VF_OK)
-				continue;
-			rc = vf_err_set(err, VF_EBUSY, "%s: %s is held or awaited (%s)", what,
-			                names[i], holder.key);
-			vf_kv_pair_clear(&holder);
-			goto out;
-		}
-		rc = vf_err_set(err, VF_ECONFLICT, "%s: a compare failed, no lock was taken", what);
-		goto out;
-	}
-	/* Every waiter key was created by this txn: its revision is each lock's fence. */
-	rev = etcd_header_revision(tree);
-	if (rev <= 0) {
-		rc = vf_err_set(err, VF_EPROTO, "%s: etcd sent no revision for the locks", what);
-		goto out; /* the keys stay under the lease, as after a lost answer */
-	}
-	for (size_t i = 0; i < n; i++) {
-		lks[i]->base.key = waiters[i];
-		lks[i]->base.fence = rev;
-		waiters[i] = NULL;
-		locks_r[i] = &lks[i]->base;
-		lks[i] = NULL;
-	}
-	claimed = 0; /* until unlock() */
-out:
-	for (size_t i = 0; i < claimed; i++)
-		lock_unclaim(ek, waiters[i]);
-	for (size_t i = 0; lks && i < n; i++)
-		free(lks[i]);
-	free(lks);
-	lock_strv_free(waiters, n);
-	lock_strv_free(prefixes, n);
-	yajl_tree_free(tree);
-	free(body);
 	return rc;
 }

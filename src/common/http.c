@@ -505,234 +505,356 @@ void vf_http_demote(struct vf_http *h, int ep)
 	pthread_mutex_unlock(&h->mu);
 }
 
-int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_resp *resp,
-               struct vf_err *err)
-{
-	struct curl_slist *hdrs = NULL;
+/* One request across its tries (vf_http_do). */
+struct http_call {
+	struct vf_http *h;
+	const struct vf_http_req *req;
+	struct vf_http_resp *resp;
+	struct vf_err *err;
+	struct http_eps *eps; /* the endpoint list the request started with */
+	CURL *c;
+	struct curl_slist *hdrs;
+	long budget;      /* the timeout of the whole request, ms (0: none) */
+	int64_t deadline; /* ... as a point in time (0: none) */
+	int split;        /* the budget is shared between endpoints */
+	size_t tried;     /* endpoints asked so far */
+	int rc;           /* the outcome so far */
+	struct http_xfer x;
 	char curl_msg[CURL_ERROR_SIZE];
-	struct http_xfer x = {req, resp, 0, 0, 0, 0, h, 0, 0, 0, NULL};
-	struct http_eps *eps = http_eps_get(h);
-	size_t n = eps->n, tried = 0, *order;
-	long budget = req->timeout_ms ? req->timeout_ms : h->cfg.timeout_ms;
-	int64_t t0 = http_now_ms(), deadline = budget > 0 ? t0 + budget : 0;
+};
+
+/* One try: an endpoint and the limits it is asked under. */
+struct http_try {
+	size_t i;     /* its place in the order of endpoints */
+	size_t ep;    /* the endpoint */
+	long timeout; /* CURLOPT_TIMEOUT_MS (0: none) */
+	long ctimeout;
+	long share; /* a stream's wait for its first byte (0: not bounded) */
+	struct vf_buf url;
+};
+
+/* What the outcome of a try leads to. */
+enum http_then {
+	HTTP_UNDECIDED, /* not the case a classifying step looks for */
+	HTTP_STOP,      /* the request is over: call->rc is its result */
+	HTTP_NEXT,      /* ask the next endpoint (call->rc: this one's error) */
+};
+
+static void http_call_init(struct http_call *k, struct vf_http *h, const struct vf_http_req *req,
+                           struct vf_http_resp *resp, struct vf_err *err)
+{
+	memset(k, 0, sizeof(*k));
+	k->h = h;
+	k->req = req;
+	k->resp = resp;
+	k->err = err;
+	k->eps = http_eps_get(h);
+	k->budget = req->timeout_ms ? req->timeout_ms : h->cfg.timeout_ms;
+	k->deadline = k->budget > 0 ? http_now_ms() + k->budget : 0;
 	/* Share the budget between endpoints only for reads expected to answer within
 	 * the store's timeout (not long polls, whose answer may come at the end). A
 	 * streamed read that asked for it (a Consul listing) is not cut once its data
 	 * flows: its share bounds the wait for its first byte, the budget the rest. */
-	int split = req->idempotent && (req->on_data == NULL || req->stream_split) && budget > 0 &&
-	            budget <= h->cfg.timeout_ms;
-	int rc = VF_EUNAVAIL, timed_out = 0;
-	CURL *c;
+	k->split = req->idempotent && (req->on_data == NULL || req->stream_split) &&
+	           k->budget > 0 && k->budget <= h->cfg.timeout_ms;
+	k->rc = VF_EUNAVAIL;
+	k->x.req = req;
+	k->x.resp = resp;
+	k->x.h = h;
+}
 
-	memset(resp, 0, sizeof(*resp));
-	resp->endpoint = -1;
-	order = calloc(n, sizeof(*order));
-	c = order ? http_take(h) : NULL;
-	if (c == NULL) {
-		free(order);
-		http_eps_put(h, eps);
-		return vf_err_set(err, VF_ENOMEM, "could not create an HTTP handle");
-	}
+/* The headers of every try: the caller's, a JSON content type for a body, and
+ * no "Expect: 100-continue". */
+static struct curl_slist *http_headers(const struct vf_http_req *req)
+{
+	struct curl_slist *hdrs = NULL;
+
 	for (const char *const *p = req->headers; p && *p; p++)
 		hdrs = curl_slist_append(hdrs, *p);
 	if (req->body)
 		hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
-	hdrs = curl_slist_append(hdrs, "Expect:");
-	http_order(h, eps, order);
+	return curl_slist_append(hdrs, "Expect:");
+}
 
-	vf_err_set(err, VF_EUNAVAIL, "no endpoint tried");
+/* The limits of try t from what is left of the deadline (see the top of the
+ * file); 0 if too little is left to start it. */
+static int http_try_limits(struct http_call *k, struct http_try *t)
+{
+	size_t n = k->eps->n;
+	int64_t left;
+
+	t->timeout = k->budget;
+	t->ctimeout = k->h->cfg.connect_timeout_ms;
+	t->share = 0;
+	if (k->deadline == 0)
+		return 1;
+	left = k->deadline - http_now_ms();
+	if (left <= 0 || (k->tried > 0 && left < HTTP_MIN_TRY_MS))
+		return 0;
+	t->timeout = k->split ? (long)(left / (int64_t)(n - t->i)) : (long)left;
+	if (t->timeout < HTTP_MIN_TRY_MS)
+		t->timeout = left < HTTP_MIN_TRY_MS ? (long)left : HTTP_MIN_TRY_MS;
+	if (t->ctimeout > t->timeout)
+		t->ctimeout = t->timeout;
+	k->x.first_by = 0;
+	if (k->split && k->req->on_data && t->i + 1 < n) {
+		t->share = t->timeout;
+		k->x.first_by = http_now_ms() + t->share;
+		t->timeout = (long)left;
+	}
+	return 1;
+}
+
+/* Set up the handle for try t, from a clean state (the answer of an earlier try
+ * dropped). */
+static void http_try_setopt(struct http_call *k, struct http_try *t)
+{
+	const struct vf_http_req *req = k->req;
+	CURL *c = k->c;
+
+	k->resp->endpoint = (int)t->ep;
+	curl_easy_reset(c);
+	vf_buf_free(&k->resp->body);
+	free(k->resp->header);
+	k->resp->header = NULL;
+	k->resp->status = 0;
+	k->x.got_data = 0;
+	curl_easy_setopt(c, CURLOPT_URL, t->url.data);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	/* HTTP/1.1 even where TLS could negotiate HTTP/2: a request whose
+	 * sending failed was then never processed (see http_failed). */
+	curl_easy_setopt(c, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req->method);
+	if (strcmp(req->method, "GET") == 0)
+		curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+	else {
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, req->body ? req->body : "");
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
+		                 (curl_off_t)(req->body ? req->body_len : 0));
+	}
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, k->hdrs);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, t->ctimeout);
+	if (t->timeout > 0)
+		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, t->timeout);
+	curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(c, CURLOPT_TCP_KEEPIDLE, 10L);
+	curl_easy_setopt(c, CURLOPT_TCP_KEEPINTVL, 5L);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, http_write);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &k->x);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, http_header);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, &k->x);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, k->curl_msg);
+	if (req->cancel || k->x.first_by || req->leave_if_demoted) {
+		curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+		curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, http_progress);
+		curl_easy_setopt(c, CURLOPT_XFERINFODATA, &k->x);
+	}
+	http_tls_opts(k->h, c);
+}
+
+/* An answer came, with any HTTP status. */
+static enum http_then http_answered(struct http_call *k, struct http_try *t)
+{
+	const struct vf_http_req *req = k->req;
+	struct vf_http_resp *resp = k->resp;
+
+	curl_easy_getinfo(k->c, CURLINFO_RESPONSE_CODE, &resp->status);
+	/* An answer from a member that cannot serve (the caller says:
+	 * no leader, overloaded...): ask the next one while there is one. */
+	if (req->failover && req->on_data == NULL && t->i + 1 < k->eps->n &&
+	    req->failover(resp->status, resp->body.data, resp->body.len, req->idempotent)) {
+		http_mark(k->h, k->eps, t->ep, 0);
+		k->rc = vf_err_set(k->err, VF_EUNAVAIL, "%s %s: HTTP %ld: %.120s", req->method,
+		                   t->url.data, resp->status,
+		                   resp->body.data ? resp->body.data : "");
+		if (k->err)
+			k->err->http_status = resp->status;
+		return HTTP_NEXT;
+	}
+	http_mark(k->h, k->eps, t->ep, 1);
+	k->rc = VF_OK;
+	return HTTP_STOP;
+}
+
+/* The transfer was cut on this side: out of memory, or aborted by a callback. */
+static enum http_then http_aborted(struct http_call *k, struct http_try *t, CURLcode cc)
+{
+	const struct vf_http_req *req = k->req;
+
+	if (k->x.oom) {
+		k->rc = vf_err_set(k->err, VF_ENOMEM, "out of memory reading %s", t->url.data);
+		return HTTP_STOP;
+	}
+	if (cc == CURLE_ABORTED_BY_CALLBACK && k->x.demoted) {
+		/* a read that waits (a long poll): its member was found hanging or
+		 * refusing by another request meanwhile; ask the next one */
+		k->rc = vf_err_set(k->err, VF_EUNAVAIL,
+		                   "%s %s: left: the endpoint failed another request", req->method,
+		                   t->url.data);
+		return HTTP_NEXT;
+	}
+	if (cc == CURLE_ABORTED_BY_CALLBACK && k->x.first_late) {
+		/* a read: nothing changed, the next endpoint may answer */
+		http_mark(k->h, k->eps, t->ep, 0);
+		k->rc = vf_err_set(k->err, VF_EUNAVAIL, "%s %s: no answer within %ld ms",
+		                   req->method, t->url.data, t->share);
+		return HTTP_NEXT;
+	}
+	if (cc == CURLE_ABORTED_BY_CALLBACK || cc == CURLE_WRITE_ERROR) {
+		k->rc = vf_err_set(k->err, VF_EUNCERTAIN, "%s %s: cancelled", req->method,
+		                   t->url.data);
+		return HTTP_STOP;
+	}
+	return HTTP_UNDECIDED;
+}
+
+/* TLS 1.3: the server checks the client certificate after the client's side of
+ * the handshake; its refusal arrives as an alert on the first read, or as a close
+ * that fails the first write. Either way the request was never processed: an auth
+ * error, not an uncertain outcome. The alert names it; otherwise ask the server
+ * (http_tls_refused). Writes "why". */
+static int http_tls13_refused(struct http_call *k, struct http_try *t, CURLcode cc, char *why,
+                              size_t why_size)
+{
+	const char *msg = k->curl_msg;
+	long tls_budget = k->h->cfg.connect_timeout_ms;
+
+	if (!http_tls_failed_early(k->c, cc, k->eps->v[t->ep]))
+		return 0;
+	if (strstr(msg, "alert") && (strstr(msg, "certificate") || strstr(msg, "unknown ca"))) {
+		snprintf(why, why_size, "%s", msg);
+		return 1;
+	}
+	if (t->timeout > 0 && t->timeout < tls_budget)
+		tls_budget = t->timeout;
+	return http_tls_refused(k->h, k->eps->v[t->ep], tls_budget, why, why_size);
+}
+
+/* The TLS handshake failed on the certificates: another endpoint may have a good
+ * one. */
+static enum http_then http_tls_auth(struct http_call *k, struct http_try *t, CURLcode cc)
+{
+	char why[CURL_ERROR_SIZE];
+
+	if (cc == CURLE_SSL_CACERT || cc == CURLE_PEER_FAILED_VERIFICATION ||
+	    cc == CURLE_SSL_CERTPROBLEM || cc == CURLE_SSL_CONNECT_ERROR) {
+		k->rc = vf_err_set(k->err, VF_EAUTH, "%s: TLS: %s", t->url.data,
+		                   k->curl_msg[0] ? k->curl_msg : curl_easy_strerror(cc));
+		return HTTP_NEXT;
+	}
+	if (http_tls13_refused(k, t, cc, why, sizeof(why))) {
+		k->rc = vf_err_set(k->err, VF_EAUTH,
+		                   "%s: TLS: the server refused the client certificate (%s)",
+		                   t->url.data, why);
+		return HTTP_NEXT;
+	}
+	return HTTP_UNDECIDED;
+}
+
+/* No answer: a write that may have left is uncertain; anything else did not
+ * reach the store. */
+static enum http_then http_failed(struct http_call *k, struct http_try *t, CURLcode cc)
+{
+	const struct vf_http_req *req = k->req;
+	const char *msg = k->curl_msg;
+
+	if (http_was_sent(k->c) && !req->idempotent) {
+		k->rc = vf_err_set(k->err, VF_EUNCERTAIN, "%s %s: no answer (%s): outcome unknown",
+		                   req->method, t->url.data, msg[0] ? msg : curl_easy_strerror(cc));
+		return HTTP_STOP;
+	}
+	/* curl keeps the first message of a transfer, which may be a side note
+	 * ("getpeername() failed ..."): name the error itself too. */
+	k->rc = vf_err_set(k->err, VF_EUNAVAIL, "%s %s: %s%s%s%s", req->method, t->url.data,
+	                   curl_easy_strerror(cc), msg[0] ? " (" : "", msg, msg[0] ? ")" : "");
+	/* A stream that delivered data is not replayed on the next endpoint:
+	 * its caller resumes from what it saw and drops the partial data. */
+	return k->x.got_data ? HTTP_STOP : HTTP_NEXT;
+}
+
+/* Classify the outcome of try t: its result in k->rc, and whether to go on. */
+static enum http_then http_outcome(struct http_call *k, struct http_try *t, CURLcode cc)
+{
+	enum http_then then;
+
+	if (cc == CURLE_OK)
+		return http_answered(k, t);
+	if ((then = http_aborted(k, t, cc)) != HTTP_UNDECIDED)
+		return then;
+	http_mark(k->h, k->eps, t->ep, 0);
+	if ((then = http_tls_auth(k, t, cc)) != HTTP_UNDECIDED)
+		return then;
+	return http_failed(k, t, cc);
+}
+
+/* Ask the endpoints in order until one answers, the deadline passes, or an
+ * outcome ends the request. */
+static void http_tries(struct http_call *k, const size_t *order)
+{
+	size_t n = k->eps->n;
+	int timed_out = 0;
+
+	vf_err_set(k->err, VF_EUNAVAIL, "no endpoint tried");
 	for (size_t i = 0; i < n; i++) {
-		size_t ep = order[i];
-		struct vf_buf url = {0};
-		long timeout = budget, ctimeout = h->cfg.connect_timeout_ms, share = 0;
-		CURLcode cc;
+		struct http_try t = {.i = i, .ep = order[i]};
+		enum http_then then;
 
-		if (deadline) {
-			int64_t left = deadline - http_now_ms();
-
-			if (left <= 0 || (tried > 0 && left < HTTP_MIN_TRY_MS)) {
-				timed_out = 1;
-				break;
-			}
-			timeout = split ? (long)(left / (int64_t)(n - i)) : (long)left;
-			if (timeout < HTTP_MIN_TRY_MS)
-				timeout = left < HTTP_MIN_TRY_MS ? (long)left : HTTP_MIN_TRY_MS;
-			if (ctimeout > timeout)
-				ctimeout = timeout;
-			x.first_by = 0;
-			if (split && req->on_data && i + 1 < n) {
-				share = timeout;
-				x.first_by = http_now_ms() + share;
-				timeout = (long)left;
-			}
-		}
-		x.first_late = 0;
-		x.demoted = 0;
-		x.ep = ep;
-		x.eps = eps;
-		x.started = http_now_ms();
-		if (vf_buf_printf(&url, "%s%s", eps->v[ep], req->path) != VF_OK) {
-			rc = vf_err_set(err, VF_ENOMEM, "out of memory");
+		if (!http_try_limits(k, &t)) {
+			timed_out = 1;
 			break;
 		}
-		tried++;
-		resp->endpoint = (int)ep;
-		curl_easy_reset(c);
-		vf_buf_free(&resp->body);
-		free(resp->header);
-		resp->header = NULL;
-		resp->status = 0;
-		x.got_data = 0;
-		curl_easy_setopt(c, CURLOPT_URL, url.data);
-		curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-		/* HTTP/1.1 even where TLS could negotiate HTTP/2: a request whose
-		 * sending failed was then never processed (see vf_http_do). */
-		curl_easy_setopt(c, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req->method);
-		if (strcmp(req->method, "GET") == 0)
-			curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
-		else {
-			curl_easy_setopt(c, CURLOPT_POSTFIELDS, req->body ? req->body : "");
-			curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
-			                 (curl_off_t)(req->body ? req->body_len : 0));
-		}
-		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-		curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, ctimeout);
-		if (timeout > 0)
-			curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout);
-		curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
-		curl_easy_setopt(c, CURLOPT_TCP_KEEPIDLE, 10L);
-		curl_easy_setopt(c, CURLOPT_TCP_KEEPINTVL, 5L);
-		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, http_write);
-		curl_easy_setopt(c, CURLOPT_WRITEDATA, &x);
-		curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, http_header);
-		curl_easy_setopt(c, CURLOPT_HEADERDATA, &x);
-		curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curl_msg);
-		if (req->cancel || x.first_by || req->leave_if_demoted) {
-			curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-			curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, http_progress);
-			curl_easy_setopt(c, CURLOPT_XFERINFODATA, &x);
-		}
-		http_tls_opts(h, c);
-		curl_msg[0] = '\0';
-		cc = http_perform(c, req, &x);
-		if (cc == CURLE_OK) {
-			curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
-			/* An answer from a member that cannot serve (the caller says:
-			 * no leader, overloaded...): ask the next one while there is one. */
-			if (req->failover && req->on_data == NULL && i + 1 < n &&
-			    req->failover(resp->status, resp->body.data, resp->body.len,
-			                  req->idempotent)) {
-				http_mark(h, eps, ep, 0);
-				rc = vf_err_set(err, VF_EUNAVAIL, "%s %s: HTTP %ld: %.120s",
-				                req->method, url.data, resp->status,
-				                resp->body.data ? resp->body.data : "");
-				if (err)
-					err->http_status = resp->status;
-				vf_buf_free(&url);
-				continue;
-			}
-			http_mark(h, eps, ep, 1);
-			rc = VF_OK;
-			vf_buf_free(&url);
+		k->x.first_late = 0;
+		k->x.demoted = 0;
+		k->x.ep = t.ep;
+		k->x.eps = k->eps;
+		k->x.started = http_now_ms();
+		if (vf_buf_printf(&t.url, "%s%s", k->eps->v[t.ep], k->req->path) != VF_OK) {
+			k->rc = vf_err_set(k->err, VF_ENOMEM, "out of memory");
+			vf_buf_free(&t.url);
 			break;
 		}
-		if (x.oom) {
-			rc = vf_err_set(err, VF_ENOMEM, "out of memory reading %s", url.data);
-			vf_buf_free(&url);
-			break;
-		}
-		if (cc == CURLE_ABORTED_BY_CALLBACK && x.demoted) {
-			/* a read that waits (a long poll): its member was found hanging or
-			 * refusing by another request meanwhile; ask the next one */
-			rc = vf_err_set(err, VF_EUNAVAIL,
-			                "%s %s: left: the endpoint failed another request",
-			                req->method, url.data);
-			vf_buf_free(&url);
-			continue;
-		}
-		if (cc == CURLE_ABORTED_BY_CALLBACK && x.first_late) {
-			/* a read: nothing changed, the next endpoint may answer */
-			http_mark(h, eps, ep, 0);
-			rc = vf_err_set(err, VF_EUNAVAIL, "%s %s: no answer within %ld ms",
-			                req->method, url.data, share);
-			vf_buf_free(&url);
-			continue;
-		}
-		if (cc == CURLE_ABORTED_BY_CALLBACK || cc == CURLE_WRITE_ERROR) {
-			rc = vf_err_set(err, VF_EUNCERTAIN, "%s %s: cancelled", req->method,
-			                url.data);
-			vf_buf_free(&url);
-			break;
-		}
-		http_mark(h, eps, ep, 0);
-		if (cc == CURLE_SSL_CACERT || cc == CURLE_PEER_FAILED_VERIFICATION ||
-		    cc == CURLE_SSL_CERTPROBLEM || cc == CURLE_SSL_CONNECT_ERROR) {
-			rc = vf_err_set(err, VF_EAUTH, "%s: TLS: %s", url.data,
-			                curl_msg[0] ? curl_msg : curl_easy_strerror(cc));
-			vf_buf_free(&url);
-			continue; /* another endpoint may have a good certificate */
-		}
-		/* TLS 1.3: the server checks the client certificate after the client's
-		 * side of the handshake; its refusal arrives as an alert on the first
-		 * read, or as a close that fails the first write. Either way the
-		 * request was never processed: an auth error, not an uncertain
-		 * outcome. The alert names it; otherwise ask the server (above). */
-		if (http_tls_failed_early(c, cc, eps->v[ep])) {
-			char why[CURL_ERROR_SIZE];
-			long tls_budget = h->cfg.connect_timeout_ms;
-			int refused =
-			        strstr(curl_msg, "alert") &&
-			        (strstr(curl_msg, "certificate") || strstr(curl_msg, "unknown ca"));
-
-			if (timeout > 0 && timeout < tls_budget)
-				tls_budget = timeout;
-			if (refused)
-				snprintf(why, sizeof(why), "%s", curl_msg);
-			else
-				refused = http_tls_refused(h, eps->v[ep], tls_budget, why,
-				                           sizeof(why));
-			if (refused) {
-				rc = vf_err_set(
-				        err, VF_EAUTH,
-				        "%s: TLS: the server refused the client certificate "
-				        "(%s)",
-				        url.data, why);
-				vf_buf_free(&url);
-				continue;
-			}
-		}
-		if (http_was_sent(c) && !req->idempotent) {
-			rc = vf_err_set(err, VF_EUNCERTAIN,
-			                "%s %s: no answer (%s): outcome unknown", req->method,
-			                url.data, curl_msg[0] ? curl_msg : curl_easy_strerror(cc));
-			vf_buf_free(&url);
-			break;
-		}
-		/* curl keeps the first message of a transfer, which may be a side note
-		 * ("getpeername() failed ..."): name the error itself too. */
-		rc = vf_err_set(err, VF_EUNAVAIL, "%s %s: %s%s%s%s", req->method, url.data,
-		                curl_easy_strerror(cc), curl_msg[0] ? " (" : "", curl_msg,
-		                curl_msg[0] ? ")" : "");
-		vf_buf_free(&url);
-		/* A stream that delivered data is not replayed on the next endpoint:
-		 * its caller resumes from what it saw and drops the partial data. */
-		if (x.got_data)
+		k->tried++;
+		http_try_setopt(k, &t);
+		k->curl_msg[0] = '\0';
+		then = http_outcome(k, &t, http_perform(k->c, k->req, &k->x));
+		vf_buf_free(&t.url);
+		if (then == HTTP_STOP)
 			break;
 	}
-	if (rc != VF_OK && timed_out && err && tried < n)
-		vf_err_prefix(err, "no answer within %ld ms (%zu of %zu endpoints tried)", budget,
-		              tried, n);
-	curl_slist_free_all(hdrs);
-	http_give(h, c);
+	if (k->rc != VF_OK && timed_out && k->err && k->tried < n)
+		vf_err_prefix(k->err, "no answer within %ld ms (%zu of %zu endpoints tried)",
+		              k->budget, k->tried, n);
+}
+
+int vf_http_do(struct vf_http *h, const struct vf_http_req *req, struct vf_http_resp *resp,
+               struct vf_err *err)
+{
+	struct http_call k;
+	size_t *order;
+
+	http_call_init(&k, h, req, resp, err);
+	memset(resp, 0, sizeof(*resp));
+	resp->endpoint = -1;
+	order = calloc(k.eps->n, sizeof(*order));
+	k.c = order ? http_take(h) : NULL;
+	if (k.c == NULL) {
+		free(order);
+		http_eps_put(h, k.eps);
+		return vf_err_set(err, VF_ENOMEM, "could not create an HTTP handle");
+	}
+	k.hdrs = http_headers(req);
+	http_order(h, k.eps, order);
+	http_tries(&k, order);
+	curl_slist_free_all(k.hdrs);
+	http_give(h, k.c);
 	free(order);
-	http_eps_put(h, eps);
-	if (rc != VF_OK) {
+	http_eps_put(h, k.eps);
+	if (k.rc != VF_OK) {
 		vf_buf_free(&resp->body);
 		free(resp->header);
 		resp->header = NULL;
 	}
-	return rc;
+	return k.rc;
 }
 
 void vf_http_resp_free(struct vf_http_resp *resp)

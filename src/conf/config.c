@@ -290,18 +290,13 @@ static int conf_has_secret(const config_setting_t *g)
 	return 0;
 }
 
-static int conf_validate(struct vf_conf *c, struct vf_err *err)
+/* backend: required; the backend groups, the one the driver reads, and whether
+ * any of them holds a secret. */
+static int conf_backend(struct vf_conf *c, const config_setting_t *root, struct vf_err *err)
 {
-	config_setting_t *root = config_root_setting(&c->cfg);
-	static const char *const roles[] = {"manager", "worker", "auto", NULL};
-	static const char *const targets[] = {"stderr", "syslog", NULL};
-	char *role = NULL, *level = NULL, host[256];
+	config_setting_t *g;
 	int rc;
 
-	rc = conf_fix_err(c, vf_cfg_known(root, conf_known_top, err), err);
-	if (rc != VF_OK)
-		return rc;
-	/* backend: required, and its group. */
 	rc = conf_fix_err(c, vf_cfg_str(root, "backend", NULL, &c->backend, err), err);
 	if (rc != VF_OK)
 		return rc;
@@ -315,7 +310,6 @@ static int conf_validate(struct vf_conf *c, struct vf_err *err)
 		                "must not be empty", err);
 	if ((c->backend_name = conf_backend_name(c->backend)) == NULL)
 		return vf_err_set(err, VF_ENOMEM, "out of memory");
-	config_setting_t *g;
 	if ((rc = conf_group(c, "etcd", &g, err)) != VF_OK)
 		return rc;
 	if ((rc = conf_group(c, "consul", &g, err)) != VF_OK)
@@ -328,8 +322,16 @@ static int conf_validate(struct vf_conf *c, struct vf_err *err)
 	c->has_secret = conf_has_secret(config_lookup(&c->cfg, "etcd")) ||
 	                conf_has_secret(config_lookup(&c->cfg, "consul")) ||
 	                conf_has_secret(c->backend_group);
+	return VF_OK;
+}
 
-	/* node identity and role */
+/* node identity (node_id, else the host name) and role */
+static int conf_identity(struct vf_conf *c, const config_setting_t *root, struct vf_err *err)
+{
+	static const char *const roles[] = {"manager", "worker", "auto", NULL};
+	char *role = NULL, host[256];
+	int rc;
+
 	rc = conf_fix_err(c, vf_cfg_str(root, "node_id", NULL, &c->node_id, err), err);
 	if (rc != VF_OK)
 		return rc;
@@ -351,8 +353,12 @@ static int conf_validate(struct vf_conf *c, struct vf_err *err)
 	          : strcmp(role, "auto") == 0  ? VF_ROLE_AUTO
 	                                       : VF_ROLE_WORKER;
 	free(role);
+	return VF_OK;
+}
 
-	/* paths */
+/* paths and sockets */
+static int conf_paths(struct vf_conf *c, const config_setting_t *root, struct vf_err *err)
+{
 	struct {
 		const char *name;
 		const char *def;
@@ -366,6 +372,8 @@ static int conf_validate(struct vf_conf *c, struct vf_err *err)
 	        {"mount_root", "/var/lib/vfile/mounts", &c->mount_root},
 	        {"state_dir", "/var/lib/vfile", &c->state_dir},
 	};
+	int rc;
+
 	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
 		rc = conf_fix_err(c, vf_cfg_str(root, strs[i].name, strs[i].def, strs[i].out, err),
 		                  err);
@@ -376,10 +384,13 @@ static int conf_validate(struct vf_conf *c, struct vf_err *err)
 			                strs[i].name, "must not be empty", err);
 	}
 	c->docker_socket_set = config_setting_get_member(root, "docker_socket") != NULL;
-	if ((rc = conf_socket_mode(c, root, err)) != VF_OK)
-		return rc;
+	return conf_socket_mode(c, root, err);
+}
 
-	/* timeouts */
+static int conf_timeouts(struct vf_conf *c, const config_setting_t *root, struct vf_err *err)
+{
+	int rc;
+
 	if ((rc = conf_positive(c, root, "lease_ttl_s", 10, &c->lease_ttl_s, err)) != VF_OK ||
 	    (rc = conf_positive(c, root, "op_timeout_ms", 30000, &c->op_timeout_ms, err)) !=
 	            VF_OK ||
@@ -397,33 +408,62 @@ static int conf_validate(struct vf_conf *c, struct vf_err *err)
 		return conf_bad(c, config_setting_get_member(root, "evict_after_s"),
 		                "evict_after_s", "must be 0 (off) or at least twice lease_ttl_s",
 		                err);
+	return VF_OK;
+}
 
-	/* logging */
+static int conf_logging(struct vf_conf *c, const config_setting_t *root, struct vf_err *err)
+{
+	static const char *const targets[] = {"stderr", "syslog", NULL};
+	char *level = NULL;
+	int rc;
+
 	if ((rc = conf_word(c, root, "log_level", "info", conf_level_names, &level, err)) != VF_OK)
 		return rc;
 	c->log_level = vf_conf_log_level(level);
 	free(level);
-	if ((rc = conf_word(c, root, "log_target", "stderr", targets, &c->log_target, err)) !=
-	    VF_OK)
-		return rc;
+	return conf_word(c, root, "log_target", "stderr", targets, &c->log_target, err);
+}
 
-	/* metrics: optional "HOST:PORT" */
+/* metrics: optional "HOST:PORT" */
+static int conf_metrics(struct vf_conf *c, const config_setting_t *root, struct vf_err *err)
+{
+	struct vf_err me = {0};
+	int rc;
+
 	rc = conf_fix_err(c, vf_cfg_str(root, "metrics_listen", NULL, &c->metrics_listen, err),
 	                  err);
 	if (rc != VF_OK)
 		return rc;
-	if (c->metrics_listen) {
-		struct vf_err me = {0};
+	if (c->metrics_listen && vf_metrics_listen_valid(c->metrics_listen, &me) != VF_OK)
+		return conf_bad(c, config_setting_get_member(root, "metrics_listen"),
+		                "metrics_listen",
+		                "must be \"HOST:PORT\" (an IPv4 address, "
+		                "or [IPv6]:PORT), e.g. \"127.0.0.1:9105\"",
+		                err);
+	return VF_OK;
+}
 
-		if (vf_metrics_listen_valid(c->metrics_listen, &me) != VF_OK)
-			return conf_bad(c, config_setting_get_member(root, "metrics_listen"),
-			                "metrics_listen",
-			                "must be \"HOST:PORT\" (an IPv4 address, "
-			                "or [IPv6]:PORT), e.g. \"127.0.0.1:9105\"",
-			                err);
-	}
+static int conf_validate(struct vf_conf *c, struct vf_err *err)
+{
+	config_setting_t *root = config_root_setting(&c->cfg);
+	int rc;
 
-	return conf_embedded(c, err);
+	rc = conf_fix_err(c, vf_cfg_known(root, conf_known_top, err), err);
+	if (rc == VF_OK)
+		rc = conf_backend(c, root, err);
+	if (rc == VF_OK)
+		rc = conf_identity(c, root, err);
+	if (rc == VF_OK)
+		rc = conf_paths(c, root, err);
+	if (rc == VF_OK)
+		rc = conf_timeouts(c, root, err);
+	if (rc == VF_OK)
+		rc = conf_logging(c, root, err);
+	if (rc == VF_OK)
+		rc = conf_metrics(c, root, err);
+	if (rc == VF_OK)
+		rc = conf_embedded(c, err);
+	return rc;
 }
 
 static int conf_parse(struct vf_conf *c, const char *text, struct vf_err *err)

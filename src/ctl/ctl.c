@@ -211,145 +211,179 @@ static int ctl_check_opt(const struct ctl_args *a, const char *kv, char *msg, si
 	return CTL_EXIT_OK;
 }
 
-int ctl_parse(int argc, char *const *argv, struct ctl_args *a, char *msg, size_t msgsize)
+/* What an option step returns for an argument it does not know. */
+#define CTL_OPT_NOT_MINE (-1)
+
+/* A global option (-h, --version, -j, -s, -c, -t) at argv[*i]: CTL_EXIT_OK,
+ * CTL_EXIT_USAGE with the reason in msg, or CTL_OPT_NOT_MINE. */
+static int ctl_global_opt(int argc, char *const *argv, int *i, struct ctl_args *a, char *msg,
+                          size_t msgsize)
 {
-	const struct ctl_cmd_info *ci = NULL;
-	int only_args = 0, rc;
+	const char *arg = argv[*i], *val = NULL;
+	int rc;
 
-	memset(a, 0, sizeof(*a));
-	msg[0] = '\0';
-	for (int i = 1; i < argc; i++) {
-		const char *arg = argv[i], *val = NULL;
-
-		if (!only_args && strcmp(arg, "--") == 0) {
-			only_args = 1;
-			continue;
-		}
-		if (!only_args && arg[0] == '-' && arg[1] != '\0') {
-			if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
-				a->help = 1;
-				continue;
-			}
-			if (strcmp(arg, "--version") == 0) {
-				a->version = 1;
-				continue;
-			}
-			if (strcmp(arg, "-j") == 0 || strcmp(arg, "--json") == 0) {
-				a->json = 1;
-				continue;
-			}
-			if ((rc = ctl_opt_value(argc, argv, &i, "-s", "--socket", &val)) != 0) {
-				if (rc < 0 || val[0] == '\0')
-					return ctl_bad(msg, msgsize, "%s needs a socket path", arg);
-				a->socket = val;
-				continue;
-			}
-			if ((rc = ctl_opt_value(argc, argv, &i, "-c", "--config", &val)) != 0) {
-				if (rc < 0 || val[0] == '\0')
-					return ctl_bad(msg, msgsize, "%s needs a config file", arg);
-				a->config = val;
-				continue;
-			}
-			if ((rc = ctl_opt_value(argc, argv, &i, "-t", "--timeout", &val)) != 0) {
-				char *end;
-
-				if (rc < 0)
-					return ctl_bad(msg, msgsize, "%s needs a number of seconds",
-					               arg);
-				a->timeout_s = strtol(val, &end, 10);
-				if (*end || a->timeout_s <= 0 || a->timeout_s > 86400)
-					return ctl_bad(msg, msgsize,
-					               "invalid --timeout '%s': seconds, 1-86400",
-					               val);
-				continue;
-			}
-			if (ci && ci->cmd == CTL_CREATE &&
-			    (rc = ctl_opt_value(argc, argv, &i, "-o", "--opt", &val)) != 0) {
-				if (rc < 0)
-					return ctl_bad(msg, msgsize, "%s needs KEY=VALUE", arg);
-				if ((rc = ctl_check_opt(a, val, msg, msgsize)) != CTL_EXIT_OK)
-					return rc;
-				a->opts[a->nopts++] = val;
-				continue;
-			}
-			if (ci && ci->cmd == CTL_MIGRATE &&
-			    (rc = ctl_opt_value(argc, argv, &i, NULL, "--to", &val)) != 0) {
-				if (rc < 0 || val[0] == '\0')
-					return ctl_bad(msg, msgsize, "--to needs a config file");
-				a->to = val;
-				continue;
-			}
-			if (ci && ci->cmd == CTL_MIGRATE && strcmp(arg, "--force") == 0) {
-				a->force = 1;
-				continue;
-			}
-			if (ci && ci->cmd == CTL_MIGRATE && strcmp(arg, "--overwrite") == 0) {
-				a->overwrite = 1;
-				continue;
-			}
-			if (ci && ci->cmd == CTL_EVICT && strcmp(arg, "--force") == 0) {
-				a->evict_force = 1;
-				continue;
-			}
-			if (ci && ci->cmd == CTL_PROXY) {
-				static const char *const names[] = {"--wait-ms", "--check-ms"};
-				long *dst[] = {&a->wait_ms, &a->check_ms};
-				int k = -1;
-
-				for (int j = 0; j < 2 && k < 0; j++)
-					if ((rc = ctl_opt_value(argc, argv, &i, NULL, names[j],
-					                        &val)) != 0)
-						k = j;
-				if (k >= 0) {
-					char *end;
-
-					if (rc < 0)
-						return ctl_bad(msg, msgsize,
-						               "%s needs milliseconds", arg);
-					*dst[k] = strtol(val, &end, 10);
-					if (*end || end == val || *dst[k] <= 0 ||
-					    *dst[k] > 86400000L)
-						return ctl_bad(
-						        msg, msgsize,
-						        "invalid %s '%s': milliseconds, 1-86400000",
-						        names[k], val);
-					continue;
-				}
-			}
-			if (ci && (ci->cmd == CTL_MOUNT || ci->cmd == CTL_UNMOUNT) &&
-			    (rc = ctl_opt_value(argc, argv, &i, NULL, "--id", &val)) != 0) {
-				if (rc < 0 || val[0] == '\0')
-					return ctl_bad(msg, msgsize, "--id needs a value");
-				a->id = val;
-				continue;
-			}
-			if (ci)
-				return ctl_bad(msg, msgsize, "unknown option '%s' for %s", arg,
-				               ci->name);
-			return ctl_bad(msg, msgsize, "unknown option '%s'", arg);
-		}
-		if (ci == NULL) {
-			if (strcmp(arg, "help") == 0) {
-				a->help = 1;
-				continue;
-			}
-			for (size_t k = 0; k < CTL_NCMDS && ci == NULL; k++)
-				if (strcmp(arg, ctl_cmds[k].name) == 0 ||
-				    (ctl_cmds[k].alias && strcmp(arg, ctl_cmds[k].alias) == 0))
-					ci = &ctl_cmds[k];
-			if (ci == NULL)
-				return ctl_bad(msg, msgsize, "unknown command '%s'", arg);
-			a->cmd = ci->cmd;
-			continue;
-		}
-		if (ci->cmd == CTL_EVICT && a->node == NULL) {
-			a->node = arg;
-			continue;
-		}
-		if ((!ci->takes_name && ci->cmd != CTL_EVICT) || a->name)
-			return ctl_bad(msg, msgsize, "%s: unexpected argument '%s'", ci->name, arg);
-		a->name = arg;
+	if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+		a->help = 1;
+		return CTL_EXIT_OK;
 	}
+	if (strcmp(arg, "--version") == 0) {
+		a->version = 1;
+		return CTL_EXIT_OK;
+	}
+	if (strcmp(arg, "-j") == 0 || strcmp(arg, "--json") == 0) {
+		a->json = 1;
+		return CTL_EXIT_OK;
+	}
+	if ((rc = ctl_opt_value(argc, argv, i, "-s", "--socket", &val)) != 0) {
+		if (rc < 0 || val[0] == '\0')
+			return ctl_bad(msg, msgsize, "%s needs a socket path", arg);
+		a->socket = val;
+		return CTL_EXIT_OK;
+	}
+	if ((rc = ctl_opt_value(argc, argv, i, "-c", "--config", &val)) != 0) {
+		if (rc < 0 || val[0] == '\0')
+			return ctl_bad(msg, msgsize, "%s needs a config file", arg);
+		a->config = val;
+		return CTL_EXIT_OK;
+	}
+	if ((rc = ctl_opt_value(argc, argv, i, "-t", "--timeout", &val)) != 0) {
+		char *end;
+
+		if (rc < 0)
+			return ctl_bad(msg, msgsize, "%s needs a number of seconds", arg);
+		a->timeout_s = strtol(val, &end, 10);
+		if (*end || a->timeout_s <= 0 || a->timeout_s > 86400)
+			return ctl_bad(msg, msgsize, "invalid --timeout '%s': seconds, 1-86400",
+			               val);
+		return CTL_EXIT_OK;
+	}
+	return CTL_OPT_NOT_MINE;
+}
+
+/* proxy's --wait-ms and --check-ms: as ctl_global_opt. */
+static int ctl_proxy_opt(int argc, char *const *argv, int *i, struct ctl_args *a, char *msg,
+                         size_t msgsize)
+{
+	static const char *const names[] = {"--wait-ms", "--check-ms"};
+	long *dst[] = {&a->wait_ms, &a->check_ms};
+	const char *arg = argv[*i], *val = NULL;
+	char *end;
+	int k = -1, rc = 0;
+
+	for (int j = 0; j < 2 && k < 0; j++)
+		if ((rc = ctl_opt_value(argc, argv, i, NULL, names[j], &val)) != 0)
+			k = j;
+	if (k < 0)
+		return CTL_OPT_NOT_MINE;
+	if (rc < 0)
+		return ctl_bad(msg, msgsize, "%s needs milliseconds", arg);
+	*dst[k] = strtol(val, &end, 10);
+	if (*end || end == val || *dst[k] <= 0 || *dst[k] > 86400000L)
+		return ctl_bad(msg, msgsize, "invalid %s '%s': milliseconds, 1-86400000", names[k],
+		               val);
+	return CTL_EXIT_OK;
+}
+
+/* An option of command ci (create -o, migrate --to/--force/--overwrite, evict
+ * --force, proxy's, mount/unmount --id): as ctl_global_opt. */
+static int ctl_cmd_opt(int argc, char *const *argv, int *i, const struct ctl_cmd_info *ci,
+                       struct ctl_args *a, char *msg, size_t msgsize)
+{
+	const char *arg = argv[*i], *val = NULL;
+	int rc;
+
+	if (ci->cmd == CTL_CREATE &&
+	    (rc = ctl_opt_value(argc, argv, i, "-o", "--opt", &val)) != 0) {
+		if (rc < 0)
+			return ctl_bad(msg, msgsize, "%s needs KEY=VALUE", arg);
+		if ((rc = ctl_check_opt(a, val, msg, msgsize)) != CTL_EXIT_OK)
+			return rc;
+		a->opts[a->nopts++] = val;
+		return CTL_EXIT_OK;
+	}
+	if (ci->cmd == CTL_MIGRATE &&
+	    (rc = ctl_opt_value(argc, argv, i, NULL, "--to", &val)) != 0) {
+		if (rc < 0 || val[0] == '\0')
+			return ctl_bad(msg, msgsize, "--to needs a config file");
+		a->to = val;
+		return CTL_EXIT_OK;
+	}
+	if (ci->cmd == CTL_MIGRATE && strcmp(arg, "--force") == 0) {
+		a->force = 1;
+		return CTL_EXIT_OK;
+	}
+	if (ci->cmd == CTL_MIGRATE && strcmp(arg, "--overwrite") == 0) {
+		a->overwrite = 1;
+		return CTL_EXIT_OK;
+	}
+	if (ci->cmd == CTL_EVICT && strcmp(arg, "--force") == 0) {
+		a->evict_force = 1;
+		return CTL_EXIT_OK;
+	}
+	if (ci->cmd == CTL_PROXY &&
+	    (rc = ctl_proxy_opt(argc, argv, i, a, msg, msgsize)) != CTL_OPT_NOT_MINE)
+		return rc;
+	if ((ci->cmd == CTL_MOUNT || ci->cmd == CTL_UNMOUNT) &&
+	    (rc = ctl_opt_value(argc, argv, i, NULL, "--id", &val)) != 0) {
+		if (rc < 0 || val[0] == '\0')
+			return ctl_bad(msg, msgsize, "--id needs a value");
+		a->id = val;
+		return CTL_EXIT_OK;
+	}
+	return CTL_OPT_NOT_MINE;
+}
+
+/* The option at argv[*i] (ci: the command so far, NULL before it). */
+static int ctl_option(int argc, char *const *argv, int *i, const struct ctl_cmd_info *ci,
+                      struct ctl_args *a, char *msg, size_t msgsize)
+{
+	const char *arg = argv[*i];
+	int rc;
+
+	if ((rc = ctl_global_opt(argc, argv, i, a, msg, msgsize)) != CTL_OPT_NOT_MINE)
+		return rc;
+	if (ci && (rc = ctl_cmd_opt(argc, argv, i, ci, a, msg, msgsize)) != CTL_OPT_NOT_MINE)
+		return rc;
+	if (ci)
+		return ctl_bad(msg, msgsize, "unknown option '%s' for %s", arg, ci->name);
+	return ctl_bad(msg, msgsize, "unknown option '%s'", arg);
+}
+
+/* A word that is not an option: the command (or "help") first, then its
+ * arguments (evict's NODE, a volume NAME). */
+static int ctl_word(const char *arg, const struct ctl_cmd_info **ci_r, struct ctl_args *a,
+                    char *msg, size_t msgsize)
+{
+	const struct ctl_cmd_info *ci = *ci_r;
+
+	if (ci == NULL) {
+		if (strcmp(arg, "help") == 0) {
+			a->help = 1;
+			return CTL_EXIT_OK;
+		}
+		for (size_t k = 0; k < CTL_NCMDS && ci == NULL; k++)
+			if (strcmp(arg, ctl_cmds[k].name) == 0 ||
+			    (ctl_cmds[k].alias && strcmp(arg, ctl_cmds[k].alias) == 0))
+				ci = &ctl_cmds[k];
+		if (ci == NULL)
+			return ctl_bad(msg, msgsize, "unknown command '%s'", arg);
+		a->cmd = ci->cmd;
+		*ci_r = ci;
+		return CTL_EXIT_OK;
+	}
+	if (ci->cmd == CTL_EVICT && a->node == NULL) {
+		a->node = arg;
+		return CTL_EXIT_OK;
+	}
+	if ((!ci->takes_name && ci->cmd != CTL_EVICT) || a->name)
+		return ctl_bad(msg, msgsize, "%s: unexpected argument '%s'", ci->name, arg);
+	a->name = arg;
+	return CTL_EXIT_OK;
+}
+
+/* After the last argument: what is missing or conflicts, and the defaults. */
+static int ctl_finish(const struct ctl_cmd_info *ci, struct ctl_args *a, char *msg, size_t msgsize)
+{
 	if (a->socket && a->config)
 		return ctl_bad(msg, msgsize, "give -s SOCKET or -c CONFIG, not both");
 	if (a->help || a->version)
@@ -378,6 +412,30 @@ int ctl_parse(int argc, char *const *argv, struct ctl_args *a, char *msg, size_t
 	if (ci->cmd == CTL_PROXY && a->check_ms == 0)
 		a->check_ms = CTL_PROXY_CHECK_MS;
 	return CTL_EXIT_OK;
+}
+
+int ctl_parse(int argc, char *const *argv, struct ctl_args *a, char *msg, size_t msgsize)
+{
+	const struct ctl_cmd_info *ci = NULL;
+	int only_args = 0, rc;
+
+	memset(a, 0, sizeof(*a));
+	msg[0] = '\0';
+	for (int i = 1; i < argc; i++) {
+		const char *arg = argv[i];
+
+		if (!only_args && strcmp(arg, "--") == 0) {
+			only_args = 1;
+			continue;
+		}
+		if (!only_args && arg[0] == '-' && arg[1] != '\0')
+			rc = ctl_option(argc, argv, &i, ci, a, msg, msgsize);
+		else
+			rc = ctl_word(arg, &ci, a, msg, msgsize);
+		if (rc != CTL_EXIT_OK)
+			return rc;
+	}
+	return ctl_finish(ci, a, msg, msgsize);
 }
 
 /* ---- talking to vfiled ---- */

@@ -1,6 +1,8 @@
 /*
- * The Docker volume plugin protocol: a pure request decoder (bytes -> struct) and
- * an HTTP/1.1 server over a unix socket (libmicrohttpd).
+ * The Docker volume plugin protocol: a pure request decoder (bytes -> struct:
+ * plugin_decode.c, with the strict JSON check and the escaping of client bytes in
+ * plugin_json.c) and an HTTP/1.1 server over a unix socket (plugin.c,
+ * libmicrohttpd), whose connections the guard of http_guard.c bounds.
  *
  * Endpoints (POST, JSON bodies; every answer is HTTP 200 with a JSON object whose
  * "Err" is "" on success or a one-line message; an unknown path is HTTP 404 with
@@ -27,6 +29,7 @@
 #include <stddef.h>
 #include <microhttpd.h>
 #include <yajl/yajl_gen.h>
+#include <yajl/yajl_tree.h>
 
 #include "vfile/vfile.h"
 
@@ -157,6 +160,12 @@ void vf_http_guard_counts(struct vf_http_guard *g, unsigned long *reaped_r,
 /* Escape for logs and Err: printable ASCII as is, '\\' doubled, any other byte as
  * \xHH; at most max_src bytes of src, then "..."; never cuts an escape. */
 void vf_plugin_escape(char *dst, size_t size, const char *src, size_t max_src);
+
+/* Between the plugin files (plugin_json.c): check body strictly (strict JSON, UTF-8,
+ * \u escapes, nesting), then build its tree; VF_EINVAL with a message starting
+ * with path if it is not. */
+int vf_plugin_parse(const char *path, const char *body, size_t len, yajl_val *root_r,
+                    struct vf_err *err);
 
 /* Tests only: called right after bind(2) with the socket path. */
 extern void (*vf_plugin_test_after_bind)(const char *path);

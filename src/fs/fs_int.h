@@ -29,7 +29,7 @@
 int vf_fs_open(const config_setting_t *fileserver_group, const char *state_dir,
                const struct vf_fs_ops **ops_r, void **arg_r, struct vf_err *err);
 /* Free the driver (arg may be NULL). The sftp driver's servers end with it (and
- * with the process, whatever way it ends: see fs_sftp.c). */
+ * with the process, whatever way it ends: see fs_sftp_guard.c). */
 void vf_fs_close(void *arg);
 /* The daemon that owns state_dir, at its start: stop the servers an earlier run
  * left behind (sftp; a no-op for the other drivers). */

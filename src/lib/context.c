@@ -1,9 +1,10 @@
 /* The process context of the volume manager: the process-local serialisation
  * of one volume's operations, the process lease (granted, kept, re-granted by
  * the lease thread) and the store lock layer with its sweep of locks left held
- * by requests whose answer was lost. Both sides use it: the host side
- * (volume.c) and the manager side (manager.c), which installs its hooks
- * (ctx->mgr_hooks: lease lost/back, status, stop) when it starts. */
+ * by requests whose answer was lost; vf_ctx_new and vf_ctx_free, which start
+ * and stop its threads. Both sides use it: the host side (volume.c) and the
+ * manager side (manager.c), which installs its hooks (ctx->mgr_hooks: lease
+ * lost/back, status, stop) when it starts. */
 #include <config.h>
 
 #include <errno.h>
@@ -14,6 +15,127 @@
 
 #include "metrics_int.h"
 #include "volume_int.h"
+
+/* ---- the context: made and freed ---- */
+int vf_ctx_new(struct vf_kv *kv, const struct vf_ctx_cfg *cfg, struct vf_ctx **ctx_r,
+               struct vf_err *err)
+{
+	struct vf_ctx *ctx;
+	int rc;
+
+	*ctx_r = NULL;
+	if (kv == NULL || cfg == NULL || cfg->node_id == NULL || cfg->node_id[0] == '\0' ||
+	    strchr(cfg->node_id, '/'))
+		return vf_err_set(err, VF_EINVAL,
+		                  "volume manager: a node_id without '/' is needed");
+	if (kv->ops->lock == NULL || kv->ops->txn == NULL || kv->ops->lease_grant == NULL ||
+	    kv->ops->watch_start == NULL || kv->ops->list == NULL || kv->ops->get == NULL)
+		return vf_err_set(err, VF_ENOTSUP,
+		                  "volume manager: backend %s lacks locks, txn, leases, watch or "
+		                  "list",
+		                  kv->ops->name);
+	ctx = calloc(1, sizeof(*ctx));
+	if (ctx == NULL)
+		return vf_err_set(err, VF_ENOMEM, "volume manager: out of memory");
+	ctx->kv = kv;
+	ctx->node_id = strdup(cfg->node_id);
+	ctx->node_addr = strdup(cfg->node_addr ? cfg->node_addr : "");
+	ctx->prefix = strdup(cfg->prefix && cfg->prefix[0] ? cfg->prefix : "vfile/");
+	ctx->mount_root = strdup(cfg->mount_root ? cfg->mount_root : "/var/lib/vfile/mounts");
+	ctx->manager = cfg->manager;
+	ctx->lease_ttl_s = cfg->lease_ttl_s > 0 ? cfg->lease_ttl_s : 10;
+	if (ctx->lease_ttl_s < kv->min_lease_ttl_s)
+		ctx->lease_ttl_s = kv->min_lease_ttl_s;
+	ctx->op_timeout_ms = cfg->op_timeout_ms > 0 ? cfg->op_timeout_ms : 30000;
+	ctx->reconcile_ms = cfg->reconcile_ms > 0 ? cfg->reconcile_ms : 5000;
+	ctx->evict_after_s = cfg->evict_after_s > 0 ? cfg->evict_after_s : 0;
+	ctx->started_s = (int64_t)time(NULL);
+	ctx->fs = cfg->fs;
+	ctx->fs_arg = cfg->fs_arg;
+	pthread_rwlock_init(&ctx->lease_rw, NULL);
+	pthread_mutex_init(&ctx->mu, NULL);
+	pthread_mutex_init(&ctx->mgr_mu, NULL);
+	vf_cond_init(&ctx->cv);
+	vf_cond_init(&ctx->local_cv);
+	vf_cond_init(&ctx->conv_cv);
+	if (!ctx->node_id || !ctx->node_addr || !ctx->prefix || !ctx->mount_root) {
+		rc = vf_err_set(err, VF_ENOMEM, "volume manager: out of memory");
+		goto fail;
+	}
+	rc = vf_ctx_grant(ctx, err);
+	if (rc != VF_OK)
+		goto fail;
+	if (pthread_create(&ctx->lease_thr, NULL, vf_ctx_lease_thread, ctx) != 0) {
+		rc = vf_err_set(err, VF_ENOMEM, "volume manager: cannot start the lease thread");
+		goto fail;
+	}
+	ctx->lease_thr_started = 1;
+	/* this host's records against its real mounts, then the thread that
+	 * retries releases the store did not take */
+	vol_converge_startup(ctx);
+	if (pthread_create(&ctx->conv_thr, NULL, ctx_converge_thread, ctx) != 0) {
+		rc = vf_err_set(err, VF_ENOMEM, "volume manager: cannot start the converge thread");
+		goto fail;
+	}
+	ctx->conv_started = 1;
+	*ctx_r = ctx;
+	return VF_OK;
+fail:
+	vf_ctx_free(&ctx);
+	return rc;
+}
+
+void vf_ctx_free(struct vf_ctx **ctxp)
+{
+	struct vf_ctx *ctx = *ctxp;
+
+	if (ctx == NULL)
+		return;
+	pthread_mutex_lock(&ctx->mgr_mu);
+	if (ctx->mgr)
+		ctx->mgr_hooks->stop(ctx);
+	pthread_mutex_unlock(&ctx->mgr_mu);
+	pthread_mutex_lock(&ctx->mu);
+	ctx->stopping = 1;
+	pthread_cond_broadcast(&ctx->cv);
+	pthread_cond_broadcast(&ctx->conv_cv);
+	pthread_mutex_unlock(&ctx->mu);
+	if (ctx->conv_started)
+		pthread_join(ctx->conv_thr, NULL);
+	if (ctx->lease_thr_started)
+		pthread_join(ctx->lease_thr, NULL);
+	if (ctx->lease)
+		ctx->kv->ops->lease_revoke(ctx->kv, &ctx->lease, NULL);
+	vf_metrics_gauge_set(VF_G_LEASE_HELD, 0);
+	while (ctx->locals) {
+		struct vol_local *l = ctx->locals;
+
+		ctx->locals = l->next;
+		free(l);
+	}
+	while (ctx->dirty) {
+		struct vol_dirty *d = ctx->dirty;
+
+		ctx->dirty = d->next;
+		free(d);
+	}
+	vol_pend_free(ctx);
+	vf_node_gone_free(&ctx->gone);
+	vf_strv_free(ctx->mounted, ctx->nmounted);
+	vol_memo_free(ctx);
+	pthread_rwlock_destroy(&ctx->lease_rw);
+	pthread_mutex_destroy(&ctx->mu);
+	pthread_mutex_destroy(&ctx->mgr_mu);
+	pthread_cond_destroy(&ctx->cv);
+	pthread_cond_destroy(&ctx->local_cv);
+	pthread_cond_destroy(&ctx->conv_cv);
+	free(ctx->node_id);
+	free(ctx->node_addr);
+	free(ctx->prefix);
+	free(ctx->mount_root);
+	free(ctx);
+	*ctxp = NULL;
+}
 
 int vf_vol_local_enter(struct vf_ctx *ctx, const char *which, const char *vol, int try)
 {

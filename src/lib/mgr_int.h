@@ -1,5 +1,6 @@
 /* Private to the manager side of the volume manager (manager.c: watches,
- * worker pool and handlers; reconcile.c: the reconciler). */
+ * worker pool, job queue and claims; handlers.c: what each job does;
+ * reconcile.c: the reconciler). */
 #ifndef VFILE_MGR_INT_H
 #define VFILE_MGR_INT_H
 
@@ -82,9 +83,20 @@ void mgr_batch_add(struct mgr *m, struct mgr_batch **bp, const char *vol, int64_
 void mgr_batch_flush(struct mgr *m, struct mgr_batch **bp);
 size_t mgr_batch_size(const struct vf_ctx *ctx);
 void mgr_enqueue(struct mgr *m, const char *vol, int kind);
-int mgr_names_node(const struct vf_ctx *ctx, const char *v);
 int mgr_serves(struct mgr *m, const char *vol);
 int mgr_stale_mine(const struct vf_ctx *ctx, const char *value, const char *cur);
+void mgr_fs_stop(struct mgr *m, const char *vol, const char *why);
+void mgr_served_set(struct mgr *m, const char *vol, int on);
+
+/* handlers.c (each run by a worker; see there) */
+int mgr_do_start(struct mgr *m, const char *vol, struct vf_kv_lease *lease, int restart);
+void mgr_do_restart_batch(struct mgr *m, const char *const *vols, const int64_t *revs,
+                          char *const *infos, size_t n, struct vf_kv_lease *lease, int *back_r);
+int mgr_do_stop(struct mgr *m, const char *vol, struct vf_kv_lease *lease);
+void mgr_do_check(struct mgr *m, const char *vol, struct vf_kv_lease *lease);
+void mgr_do_orphan(struct mgr *m, const char *vol);
+int mgr_names_node(const struct vf_ctx *ctx, const char *v);
+void mgr_do_idle(struct mgr *m, const char *vol, struct vf_kv_lease *lease);
 
 /* reconcile.c */
 void *mgr_reconciler(void *arg);

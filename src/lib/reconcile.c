@@ -216,34 +216,25 @@ static int mgr_recheck_clients(struct vf_ctx *ctx, const char *vol, int64_t *gre
 	return r;
 }
 
-int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
-{
-	struct mgr *m = ctx->mgr;
+/* One reconcile pass: its lists (one per family, pre[i] their prefixes), this
+ * process's server value, and the restarts it found. */
+struct mgr_pass {
 	struct vf_kv_list l[L_N];
+	char pre[L_N][512], mine[200];
+	struct mgr_rcand *c;
+	size_t n, cap;
+};
+
+/* One list per family per pass, all at once (on threads). */
+static int mgr_pass_list(struct vf_ctx *ctx, struct mgr_pass *p, struct vf_err *err)
+{
 	struct mgr_lister la[L_N];
 	pthread_t lt[L_N];
 	int lstarted[L_N] = {0};
-	struct mgr_rcand *rc_c = NULL;
-	size_t rc_n = 0, rc_cap = 0;
-	char pre[L_N][512], mine[200];
-	int64_t t0;
-	uintptr_t seq0;
 	int rc = VF_OK;
 
-	if (m == NULL)
-		return vf_err_set(err, VF_EINVAL, "node %s is not a manager", ctx->node_id);
-	memset(l, 0, sizeof(l));
-	pthread_mutex_lock(&m->pass_mu);
-	for (int i = 0; i < L_N; i++)
-		snprintf(pre[i], 512, "%s%s/", ctx->prefix,
-		         mgr_lfam[i] < 0 ? "client" : vf_vol_family[mgr_lfam[i]]);
-	pthread_mutex_lock(&m->mu);
-	seq0 = m->done_seq;
-	pthread_mutex_unlock(&m->mu);
-	/* one list per family per pass, all at once */
-	t0 = vf_now_ms();
 	for (int i = 0; i < L_N; i++) {
-		la[i] = (struct mgr_lister){.kv = ctx->kv, .prefix = pre[i], .l = &l[i]};
+		la[i] = (struct mgr_lister){.kv = ctx->kv, .prefix = p->pre[i], .l = &p->l[i]};
 		lstarted[i] = i > 0 && pthread_create(&lt[i], NULL, mgr_lister_run, &la[i]) == 0;
 		if (!lstarted[i])
 			mgr_lister_run(&la[i]);
@@ -254,159 +245,221 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 		if (la[i].rc != VF_OK && rc == VF_OK) {
 			rc = la[i].rc;
 			*err = la[i].err;
-			vf_err_prefix(err, "reconcile: cannot list %s", pre[i]);
+			vf_err_prefix(err, "reconcile: cannot list %s", p->pre[i]);
 		}
 	}
+	return rc;
+}
+
+/* The volume gauges (Mounted and Ready) from the state/ list. */
+static void mgr_pass_gauges(const struct mgr_pass *p)
+{
+	int64_t nm = 0, nv = 0;
+
+	for (size_t i = 0; i < p->l[L_STATE].count; i++)
+		if (vf_volume_name_valid(p->l[L_STATE].items[i].key + strlen(p->pre[L_STATE]))) {
+			nv++;
+			nm += strcmp(p->l[L_STATE].items[i].value, "Mounted") == 0;
+		}
+	vf_metrics_gauge_set(VF_G_VOLUMES_MOUNTED, nm);
+	vf_metrics_gauge_set(VF_G_VOLUMES_READY, nv - nm);
+}
+
+/* The records of vol in each list but client/ (f[L_STATE] and f[L_CLIENT] are
+ * left out); server and claims of an earlier lease of ours count as absent. */
+static void mgr_pass_find(const struct vf_ctx *ctx, const struct mgr_pass *p, const char *vol,
+                          const struct vf_kv_pair *f[L_N])
+{
+	char k[1024];
+
+	for (int x = 1; x < L_N; x++) {
+		f[x] = NULL;
+		if (x == L_CLIENT)
+			continue;
+		snprintf(k, sizeof(k), "%s%s", p->pre[x], vol);
+		f[x] = vf_kv_list_find(&p->l[x], k);
+		if (x == L_SERVER || x == L_SCLAIM || x == L_PCLAIM)
+			f[x] = mgr_live_rec(ctx, f[x], p->mine);
+	}
+}
+
+/* The number of client/<vol>/ keys listed (the list is sorted). */
+static size_t mgr_pass_clients(const struct mgr_pass *p, const char *vol)
+{
+	const struct vf_kv_list *cl = &p->l[L_CLIENT];
+	char k[1024];
+	size_t nclients = 0, lo = 0, hi = cl->count;
+
+	snprintf(k, sizeof(k), "%s%s/", p->pre[L_CLIENT], vol);
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (strcmp(cl->items[mid].key, k) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < cl->count && strncmp(cl->items[lo].key, k, strlen(k)) == 0; lo++)
+		nclients++;
+	return nclients;
+}
+
+/* Note a restart of vol (state/<vol> listed at state_rev) for the end of the
+ * pass; queued at once when the list of them cannot grow. */
+static void mgr_pass_restart(struct mgr *m, struct mgr_pass *p, const char *vol, int64_t state_rev)
+{
+	if (p->n == p->cap) {
+		size_t nc = p->cap ? 2 * p->cap : 64;
+		struct mgr_rcand *x = realloc(p->c, nc * sizeof(*x));
+
+		if (x) {
+			p->c = x;
+			p->cap = nc;
+		}
+	}
+	if (p->n < p->cap)
+		p->c[p->n++] = (struct mgr_rcand){vol, state_rev};
+	else
+		mgr_enqueue(m, vol, JOB_RESTART);
+}
+
+/* What the pass finds for one volume (s: its state/ record): pending starts
+ * and stops, a restart, an idle volume, a server left by a crashed daemon. */
+static void mgr_pass_volume(struct mgr *m, struct mgr_pass *p, const struct vf_kv_pair *s)
+{
+	struct vf_ctx *ctx = m->ctx;
+	const struct vf_kv_pair *f[L_N];
+	const char *vol = s->key + strlen(p->pre[L_STATE]), *mine = p->mine;
+	char k[1024];
+	size_t nclients;
+
+	if (!vf_volume_name_valid(vol))
+		return;
+	mgr_pass_find(ctx, p, vol, f);
+	nclients = mgr_pass_clients(p, vol);
+	int64_t gref = mgr_num(f[L_GREF]);
+	int mounted = strcmp(s->value, "Mounted") == 0;
+	int start_p = mgr_pending(f[L_STRIG], f[L_SMARK], f[L_SCLAIM], mine);
+	int stop_p = mgr_pending(f[L_PTRIG], f[L_PMARK], f[L_PCLAIM], mine);
+
+	if (gref != (int64_t)nclients && mgr_recheck_clients(ctx, vol, &gref, &nclients) == 1) {
+		vf_failpoint_hit("mgr.inconsistent", vol);
+		vf_log(VF_LOG_ERR,
+		       "volume %s: INCONSISTENT: gref is %" PRId64 " but %zu client(s) "
+		       "are listed",
+		       vol, gref, nclients);
+	}
+	if (start_p)
+		mgr_enqueue(m, vol, JOB_START);
+	if (stop_p)
+		mgr_enqueue(m, vol, JOB_STOP);
+	if (mounted && f[L_SERVER] == NULL && !mgr_live_claim(f[L_SCLAIM]) &&
+	    (gref > 0 || nclients > 0)) {
+		vf_log(VF_LOG_WARN,
+		       "volume %s: Mounted but its server's lease is gone: "
+		       "restarting it",
+		       vol);
+		mgr_pass_restart(m, p, vol, s->mod_rev);
+	} else if (f[L_SERVER] && strcmp(f[L_SERVER]->value, mine) == 0 && !mgr_serves(m, vol) &&
+	           !mgr_live_claim(f[L_SCLAIM]) && !mgr_live_claim(f[L_PCLAIM])) {
+		/* server/ names this process, which serves nothing for it: the
+		 * restart (under the state lock) starts it again or, not
+		 * Mounted, deletes the key */
+		mgr_enqueue(m, vol, JOB_RESTART);
+	} else if (mounted && f[L_SERVER] == NULL && !start_p && !stop_p &&
+	           !mgr_live_claim(f[L_SCLAIM]) && !mgr_live_claim(f[L_PCLAIM])) {
+		/* nobody mounts it and nobody serves it: no restart, a stop
+		 * (unless a host holds the gref lock: a cold mount under way) */
+		mgr_enqueue(m, vol, JOB_IDLE);
+	}
+	/* a server left running here by a daemon that crashed, while another
+	 * live manager serves the volume: stop it */
+	snprintf(k, sizeof(k), "%s%s", p->pre[L_SERVER], vol);
+	{
+		const struct vf_kv_pair *raw = vf_kv_list_find(&p->l[L_SERVER], k);
+
+		if (raw && !mgr_names_node(ctx, raw->value) && ctx->fs->running &&
+		    !mgr_serves(m, vol) && ctx->fs->running(ctx->fs_arg, vol))
+			mgr_enqueue(m, vol, JOB_ORPHAN);
+	}
+	if (mounted && f[L_SERVER] && gref == 0 && nclients == 0 && !start_p && !stop_p &&
+	    !mgr_live_claim(f[L_SCLAIM]) && !mgr_live_claim(f[L_PCLAIM]))
+		mgr_idle_note(m, vol, s, f[L_GREF], f[L_SERVER]);
+}
+
+/* Servers this process runs that the store does not assign to it (server/
+ * not ours, or the state absent or not Mounted, as listed): a check each. */
+static void mgr_pass_check_served(struct mgr *m, const struct mgr_pass *p)
+{
+	char(*chk)[MGR_NAME] = NULL;
+	size_t nchk = 0;
+
+	pthread_mutex_lock(&m->mu);
+	if (m->served.n)
+		chk = calloc(m->served.n, sizeof(*chk));
+	for (size_t b = 0; chk && b < m->served.nb; b++)
+		for (struct vf_strmap_node *x = m->served.b[b]; x; x = x->next) {
+			char k[1024];
+			const struct vf_kv_pair *sp, *st;
+
+			snprintf(k, sizeof(k), "%s%s", p->pre[L_SERVER], x->key);
+			sp = vf_kv_list_find(&p->l[L_SERVER], k);
+			snprintf(k, sizeof(k), "%s%s", p->pre[L_STATE], x->key);
+			st = vf_kv_list_find(&p->l[L_STATE], k);
+			if (sp == NULL || strcmp(sp->value, p->mine) != 0 || st == NULL ||
+			    strcmp(st->value, "Mounted") != 0)
+				snprintf(chk[nchk++], MGR_NAME, "%s", x->key);
+		}
+	pthread_mutex_unlock(&m->mu);
+	for (size_t i = 0; i < nchk; i++)
+		mgr_enqueue(m, chk[i], JOB_CHECK);
+	free(chk);
+}
+
+int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
+{
+	struct mgr *m = ctx->mgr;
+	struct mgr_pass p;
+	int64_t t0;
+	uintptr_t seq0;
+	int rc;
+
+	if (m == NULL)
+		return vf_err_set(err, VF_EINVAL, "node %s is not a manager", ctx->node_id);
+	memset(&p, 0, sizeof(p));
+	pthread_mutex_lock(&m->pass_mu);
+	for (int i = 0; i < L_N; i++)
+		snprintf(p.pre[i], 512, "%s%s/", ctx->prefix,
+		         mgr_lfam[i] < 0 ? "client" : vf_vol_family[mgr_lfam[i]]);
+	pthread_mutex_lock(&m->mu);
+	seq0 = m->done_seq;
+	pthread_mutex_unlock(&m->mu);
+	t0 = vf_now_ms();
+	rc = mgr_pass_list(ctx, &p, err);
 	if (rc != VF_OK)
 		goto out;
-	vf_log(VF_LOG_DEBUG, "reconcile: %zu volumes listed in %" PRId64 " ms", l[L_STATE].count,
+	vf_log(VF_LOG_DEBUG, "reconcile: %zu volumes listed in %" PRId64 " ms", p.l[L_STATE].count,
 	       vf_now_ms() - t0);
 	pthread_rwlock_rdlock(&ctx->lease_rw);
-	snprintf(mine, sizeof(mine), "%s %s", ctx->node_id, ctx->lease_id);
+	snprintf(p.mine, sizeof(p.mine), "%s %s", ctx->node_id, ctx->lease_id);
 	pthread_rwlock_unlock(&ctx->lease_rw);
 	m->pass++;
 	vf_metrics_inc(VF_M_RECONCILE_RUNS);
 	vf_metrics_gauge_set(VF_G_LAST_RECONCILE, (int64_t)time(NULL));
-	{
-		int64_t nm = 0, nv = 0;
-
-		for (size_t i = 0; i < l[L_STATE].count; i++)
-			if (vf_volume_name_valid(l[L_STATE].items[i].key + strlen(pre[L_STATE]))) {
-				nv++;
-				nm += strcmp(l[L_STATE].items[i].value, "Mounted") == 0;
-			}
-		vf_metrics_gauge_set(VF_G_VOLUMES_MOUNTED, nm);
-		vf_metrics_gauge_set(VF_G_VOLUMES_READY, nv - nm);
-	}
-	for (size_t i = 0; i < l[L_STATE].count; i++) {
-		const struct vf_kv_pair *s = &l[L_STATE].items[i], *f[L_N];
-		const char *vol = s->key + strlen(pre[L_STATE]);
-		char k[1024];
-		size_t nclients = 0, lo = 0, hi = l[L_CLIENT].count;
-
-		if (!vf_volume_name_valid(vol))
-			continue;
-		for (int x = 1; x < L_N; x++) {
-			f[x] = NULL;
-			if (x == L_CLIENT)
-				continue;
-			snprintf(k, sizeof(k), "%s%s", pre[x], vol);
-			f[x] = vf_kv_list_find(&l[x], k);
-			if (x == L_SERVER || x == L_SCLAIM || x == L_PCLAIM)
-				f[x] = mgr_live_rec(ctx, f[x], mine);
-		}
-		snprintf(k, sizeof(k), "%s%s/", pre[L_CLIENT], vol);
-		while (lo < hi) {
-			size_t mid = (lo + hi) / 2;
-
-			if (strcmp(l[L_CLIENT].items[mid].key, k) < 0)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		for (; lo < l[L_CLIENT].count &&
-		       strncmp(l[L_CLIENT].items[lo].key, k, strlen(k)) == 0;
-		     lo++)
-			nclients++;
-		int64_t gref = mgr_num(f[L_GREF]);
-		int mounted = strcmp(s->value, "Mounted") == 0;
-		int start_p = mgr_pending(f[L_STRIG], f[L_SMARK], f[L_SCLAIM], mine);
-		int stop_p = mgr_pending(f[L_PTRIG], f[L_PMARK], f[L_PCLAIM], mine);
-
-		if (gref != (int64_t)nclients &&
-		    mgr_recheck_clients(ctx, vol, &gref, &nclients) == 1) {
-			vf_failpoint_hit("mgr.inconsistent", vol);
-			vf_log(VF_LOG_ERR,
-			       "volume %s: INCONSISTENT: gref is %" PRId64 " but %zu client(s) "
-			       "are listed",
-			       vol, gref, nclients);
-		}
-		if (start_p)
-			mgr_enqueue(m, vol, JOB_START);
-		if (stop_p)
-			mgr_enqueue(m, vol, JOB_STOP);
-		if (mounted && f[L_SERVER] == NULL && !mgr_live_claim(f[L_SCLAIM]) &&
-		    (gref > 0 || nclients > 0)) {
-			vf_log(VF_LOG_WARN,
-			       "volume %s: Mounted but its server's lease is gone: "
-			       "restarting it",
-			       vol);
-			if (rc_n == rc_cap) {
-				size_t nc = rc_cap ? 2 * rc_cap : 64;
-				struct mgr_rcand *x = realloc(rc_c, nc * sizeof(*x));
-
-				if (x) {
-					rc_c = x;
-					rc_cap = nc;
-				}
-			}
-			if (rc_n < rc_cap)
-				rc_c[rc_n++] = (struct mgr_rcand){vol, s->mod_rev};
-			else
-				mgr_enqueue(m, vol, JOB_RESTART);
-		} else if (f[L_SERVER] && strcmp(f[L_SERVER]->value, mine) == 0 &&
-		           !mgr_serves(m, vol) && !mgr_live_claim(f[L_SCLAIM]) &&
-		           !mgr_live_claim(f[L_PCLAIM])) {
-			/* server/ names this process, which serves nothing for it: the
-			 * restart (under the state lock) starts it again or, not
-			 * Mounted, deletes the key */
-			mgr_enqueue(m, vol, JOB_RESTART);
-		} else if (mounted && f[L_SERVER] == NULL && !start_p && !stop_p &&
-		           !mgr_live_claim(f[L_SCLAIM]) && !mgr_live_claim(f[L_PCLAIM])) {
-			/* nobody mounts it and nobody serves it: no restart, a stop
-			 * (unless a host holds the gref lock: a cold mount under way) */
-			mgr_enqueue(m, vol, JOB_IDLE);
-		}
-		/* a server left running here by a daemon that crashed, while another
-		 * live manager serves the volume: stop it */
-		snprintf(k, sizeof(k), "%s%s", pre[L_SERVER], vol);
-		{
-			const struct vf_kv_pair *raw = vf_kv_list_find(&l[L_SERVER], k);
-
-			if (raw && !mgr_names_node(ctx, raw->value) && ctx->fs->running &&
-			    !mgr_serves(m, vol) && ctx->fs->running(ctx->fs_arg, vol))
-				mgr_enqueue(m, vol, JOB_ORPHAN);
-		}
-		if (mounted && f[L_SERVER] && gref == 0 && nclients == 0 && !start_p && !stop_p &&
-		    !mgr_live_claim(f[L_SCLAIM]) && !mgr_live_claim(f[L_PCLAIM]))
-			mgr_idle_note(m, vol, s, f[L_GREF], f[L_SERVER]);
-	}
-	mgr_queue_restarts(m, rc_c, rc_n, seq0);
-	if (rc_n)
-		vf_log(VF_LOG_DEBUG, "reconcile: %zu restarts queued after %" PRId64 " ms", rc_n,
+	mgr_pass_gauges(&p);
+	for (size_t i = 0; i < p.l[L_STATE].count; i++)
+		mgr_pass_volume(m, &p, &p.l[L_STATE].items[i]);
+	mgr_queue_restarts(m, p.c, p.n, seq0);
+	if (p.n)
+		vf_log(VF_LOG_DEBUG, "reconcile: %zu restarts queued after %" PRId64 " ms", p.n,
 		       vf_now_ms() - t0);
 	mgr_idle_prune(m);
-	/* servers this process runs that the store does not assign to it */
-	{
-		char(*chk)[MGR_NAME] = NULL;
-		size_t nchk = 0;
-
-		pthread_mutex_lock(&m->mu);
-		if (m->served.n)
-			chk = calloc(m->served.n, sizeof(*chk));
-		for (size_t b = 0; chk && b < m->served.nb; b++)
-			for (struct vf_strmap_node *x = m->served.b[b]; x; x = x->next) {
-				char k[1024];
-				const struct vf_kv_pair *p, *st;
-
-				snprintf(k, sizeof(k), "%s%s", pre[L_SERVER], x->key);
-				p = vf_kv_list_find(&l[L_SERVER], k);
-				snprintf(k, sizeof(k), "%s%s", pre[L_STATE], x->key);
-				st = vf_kv_list_find(&l[L_STATE], k);
-				if (p == NULL || strcmp(p->value, mine) != 0 || st == NULL ||
-				    strcmp(st->value, "Mounted") != 0)
-					snprintf(chk[nchk++], MGR_NAME, "%s", x->key);
-			}
-		pthread_mutex_unlock(&m->mu);
-		for (size_t i = 0; i < nchk; i++)
-			mgr_enqueue(m, chk[i], JOB_CHECK);
-		free(chk);
-	}
+	mgr_pass_check_served(m, &p);
 out:
 	pthread_mutex_unlock(&m->pass_mu);
 	for (int i = 0; i < L_N; i++)
-		vf_kv_list_clear(&l[i]);
-	free(rc_c);
+		vf_kv_list_clear(&p.l[i]);
+	free(p.c);
 	return rc;
 }
 

@@ -3,7 +3,8 @@
  * get and list (admin.c), names, options, keys and documents (keys.c), the lock
  * elision memo (memo.c), host convergence (converge.c), failpoints
  * (failpoint.c), over the process context, lease and lock layer (context.c).
- * The manager side (trigger watchers, handlers, reconciler) is manager.c.
+ * The manager side (trigger watchers, handlers, reconciler) is manager.c,
+ * handlers.c and reconcile.c.
  *
  * ---- Keys (under cfg->prefix, default "vfile/"), for doc/protocol.pml ----
  *  state/<vol>          "Ready" | "Mounted"; written only under lock/state/<vol>
@@ -104,7 +105,7 @@
  *   when server/ names this node or is absent.
  * restart (reconciler: Mounted, server/ absent, no live start claim, a host
  *   counted): the start above without a claim, doing nothing unless still Mounted.
- *   Batched when the backend has lock_many (src/lib/manager.c): the volumes one pass
+ *   Batched when the backend has lock_many (src/lib/handlers.c): the volumes one pass
  *   finds go K at a time (K = max_txn_ops / 5): lock_many(their state locks,
  *   [VERSION_EQ state as listed, ABSENT server] each: all or nothing); their
  *   info as listed (info/ is listed once, after state/: info is only written
@@ -155,126 +156,6 @@
 const char *const vf_vol_family[VK_NKEYS] = {
         "state",        "gref",        "info",        "start_trigger", "stop_trigger",
         "start_marker", "stop_marker", "start_claim", "stop_claim",    "server"};
-
-int vf_ctx_new(struct vf_kv *kv, const struct vf_ctx_cfg *cfg, struct vf_ctx **ctx_r,
-               struct vf_err *err)
-{
-	struct vf_ctx *ctx;
-	int rc;
-
-	*ctx_r = NULL;
-	if (kv == NULL || cfg == NULL || cfg->node_id == NULL || cfg->node_id[0] == '\0' ||
-	    strchr(cfg->node_id, '/'))
-		return vf_err_set(err, VF_EINVAL,
-		                  "volume manager: a node_id without '/' is needed");
-	if (kv->ops->lock == NULL || kv->ops->txn == NULL || kv->ops->lease_grant == NULL ||
-	    kv->ops->watch_start == NULL || kv->ops->list == NULL || kv->ops->get == NULL)
-		return vf_err_set(err, VF_ENOTSUP,
-		                  "volume manager: backend %s lacks locks, txn, leases, watch or "
-		                  "list",
-		                  kv->ops->name);
-	ctx = calloc(1, sizeof(*ctx));
-	if (ctx == NULL)
-		return vf_err_set(err, VF_ENOMEM, "volume manager: out of memory");
-	ctx->kv = kv;
-	ctx->node_id = strdup(cfg->node_id);
-	ctx->node_addr = strdup(cfg->node_addr ? cfg->node_addr : "");
-	ctx->prefix = strdup(cfg->prefix && cfg->prefix[0] ? cfg->prefix : "vfile/");
-	ctx->mount_root = strdup(cfg->mount_root ? cfg->mount_root : "/var/lib/vfile/mounts");
-	ctx->manager = cfg->manager;
-	ctx->lease_ttl_s = cfg->lease_ttl_s > 0 ? cfg->lease_ttl_s : 10;
-	if (ctx->lease_ttl_s < kv->min_lease_ttl_s)
-		ctx->lease_ttl_s = kv->min_lease_ttl_s;
-	ctx->op_timeout_ms = cfg->op_timeout_ms > 0 ? cfg->op_timeout_ms : 30000;
-	ctx->reconcile_ms = cfg->reconcile_ms > 0 ? cfg->reconcile_ms : 5000;
-	ctx->evict_after_s = cfg->evict_after_s > 0 ? cfg->evict_after_s : 0;
-	ctx->started_s = (int64_t)time(NULL);
-	ctx->fs = cfg->fs;
-	ctx->fs_arg = cfg->fs_arg;
-	pthread_rwlock_init(&ctx->lease_rw, NULL);
-	pthread_mutex_init(&ctx->mu, NULL);
-	pthread_mutex_init(&ctx->mgr_mu, NULL);
-	vf_cond_init(&ctx->cv);
-	vf_cond_init(&ctx->local_cv);
-	vf_cond_init(&ctx->conv_cv);
-	if (!ctx->node_id || !ctx->node_addr || !ctx->prefix || !ctx->mount_root) {
-		rc = vf_err_set(err, VF_ENOMEM, "volume manager: out of memory");
-		goto fail;
-	}
-	rc = vf_ctx_grant(ctx, err);
-	if (rc != VF_OK)
-		goto fail;
-	if (pthread_create(&ctx->lease_thr, NULL, vf_ctx_lease_thread, ctx) != 0) {
-		rc = vf_err_set(err, VF_ENOMEM, "volume manager: cannot start the lease thread");
-		goto fail;
-	}
-	ctx->lease_thr_started = 1;
-	/* this host's records against its real mounts, then the thread that
-	 * retries releases the store did not take */
-	vol_converge_startup(ctx);
-	if (pthread_create(&ctx->conv_thr, NULL, ctx_converge_thread, ctx) != 0) {
-		rc = vf_err_set(err, VF_ENOMEM, "volume manager: cannot start the converge thread");
-		goto fail;
-	}
-	ctx->conv_started = 1;
-	*ctx_r = ctx;
-	return VF_OK;
-fail:
-	vf_ctx_free(&ctx);
-	return rc;
-}
-
-void vf_ctx_free(struct vf_ctx **ctxp)
-{
-	struct vf_ctx *ctx = *ctxp;
-
-	if (ctx == NULL)
-		return;
-	pthread_mutex_lock(&ctx->mgr_mu);
-	if (ctx->mgr)
-		ctx->mgr_hooks->stop(ctx);
-	pthread_mutex_unlock(&ctx->mgr_mu);
-	pthread_mutex_lock(&ctx->mu);
-	ctx->stopping = 1;
-	pthread_cond_broadcast(&ctx->cv);
-	pthread_cond_broadcast(&ctx->conv_cv);
-	pthread_mutex_unlock(&ctx->mu);
-	if (ctx->conv_started)
-		pthread_join(ctx->conv_thr, NULL);
-	if (ctx->lease_thr_started)
-		pthread_join(ctx->lease_thr, NULL);
-	if (ctx->lease)
-		ctx->kv->ops->lease_revoke(ctx->kv, &ctx->lease, NULL);
-	vf_metrics_gauge_set(VF_G_LEASE_HELD, 0);
-	while (ctx->locals) {
-		struct vol_local *l = ctx->locals;
-
-		ctx->locals = l->next;
-		free(l);
-	}
-	while (ctx->dirty) {
-		struct vol_dirty *d = ctx->dirty;
-
-		ctx->dirty = d->next;
-		free(d);
-	}
-	vol_pend_free(ctx);
-	vf_node_gone_free(&ctx->gone);
-	vf_strv_free(ctx->mounted, ctx->nmounted);
-	vol_memo_free(ctx);
-	pthread_rwlock_destroy(&ctx->lease_rw);
-	pthread_mutex_destroy(&ctx->mu);
-	pthread_mutex_destroy(&ctx->mgr_mu);
-	pthread_cond_destroy(&ctx->cv);
-	pthread_cond_destroy(&ctx->local_cv);
-	pthread_cond_destroy(&ctx->conv_cv);
-	free(ctx->node_id);
-	free(ctx->node_addr);
-	free(ctx->prefix);
-	free(ctx->mount_root);
-	free(ctx);
-	*ctxp = NULL;
-}
 
 /* ---- locally mounted volumes ---- */
 int vol_local_mounted(struct vf_ctx *ctx, const char *vol)
@@ -652,124 +533,97 @@ out:
 	return rc;
 }
 
-static int vol_mount_once(struct vf_ctx *ctx, const char *vol, const char *id, const char *path,
-                          int64_t deadline, int *retry_r, struct vf_err *err)
+/* This host already holds the global reference (ids: its mount ids): make
+ * sure its mount answers, then add id to its client key (under the gref lock
+ * lk), unless it is there already. */
+static int vol_mount_add_id(struct vf_ctx *ctx, const char *vol, const char *id, const char *path,
+                            struct vf_kv_lock *lk, char keys[R_N][512],
+                            const struct vf_kv_result *rr, const struct vol_ids *ids,
+                            struct vf_err *err)
+{
+	char *cval = NULL;
+	int rc;
+
+	/* this host already holds the global reference: its mount must also
+	 * answer (a dead FUSE mount is in the table but fails with ENOTCONN;
+	 * the driver's mount drops and remounts it) */
+	if (!vol_mounted_here(ctx, vol, path) || !vol_mount_answers(path)) {
+		rc = vol_fs_mount(ctx, vol, rr[R_INFO].pair.value, path, err);
+		if (rc != VF_OK)
+			return rc;
+	}
+	if (vol_ids_find(ids, id) >= 0)
+		return VF_OK; /* this id is already counted */
+	if (ids->n >= VOL_IDS_MAX)
+		return vf_err_set(err, VF_ELIMIT,
+		                  "volume %s: this host already holds %zu mount ids (limit %d): "
+		                  "unmount some first",
+		                  vol, ids->n, VOL_IDS_MAX);
+	rc = vol_client_value(ctx, ids, id, NULL, &cval, err);
+	if (rc != VF_OK)
+		return rc;
+	vol_memo_drop(ctx, vol, 0);
+	rc = vol_client_rewrite(ctx, lk, keys[R_CLIENT], rr[R_CLIENT].pair.mod_rev, cval, err);
+	if (rc == VF_EUNCERTAIN) {
+		int has = 0;
+
+		if (vol_client_has(ctx, vol, keys[R_CLIENT], id, &has) == VF_OK && has)
+			rc = VF_OK;
+	}
+	if (rc != VF_OK)
+		vf_err_prefix(err, "volume %s: cannot add mount id %s", vol, id);
+	free(cval);
+	return rc;
+}
+
+/* Cold: not Mounted with a server. Bump start_trigger (under the gref lock
+ * lk) and wait until the volume is Mounted with a server (rr then holds fresh
+ * reads); on time-out bump stop_trigger too. */
+static int vol_mount_cold(struct vf_ctx *ctx, const char *vol, struct vf_kv_lock *lk,
+                          char keys[R_N][512], struct vf_kv_result *rr, int64_t deadline,
+                          int *retry_r, struct vf_err *err)
 {
 	struct vf_kv *kv = ctx->kv;
-	struct vf_kv_lease *lease = vf_ctx_lease_get(ctx);
-	char keys[R_N][512], gval[32];
-	const char *reads[R_N];
-	struct vf_kv_result rr[R_N];
-	struct vf_kv_lock *lk = NULL;
+	int64_t rev = 0;
+	int rc;
+
+	rc = vol_bump(ctx, lk, keys[R_TRIG], &rr[R_TRIG], &rev, err);
+	if (rc != VF_OK) {
+		vf_err_prefix(err, "volume %s: cannot bump %s", vol, keys[R_TRIG]);
+		return rc;
+	}
+	rc = vol_wait_mounted(ctx, vol, keys, rev, vf_vol_num(&rr[R_TRIG]) + 1, deadline, rr,
+	                      retry_r, err);
+	if (rc == VF_ETIMEDOUT) {
+		/* a server that comes up late must not run forever */
+		struct vf_kv_result st = {0};
+		char sk[512];
+
+		vf_vol_key(ctx, sk, sizeof(sk), VK_STOP_TRIGGER, vol);
+		if (kv->ops->get(kv, sk, &st.pair, NULL) == VF_OK)
+			st.found = 1;
+		vol_bump(ctx, lk, sk, &st, NULL, NULL);
+		vf_kv_results_clear(&st, 1);
+	}
+	return rc;
+}
+
+/* The final txn of a locked mount, after the local mount: gref+1 and the
+ * client key with id, guarded by the gref lock lk and the versions read; an
+ * uncertain outcome read back. VF_OK: counted (the local mount stays). */
+static int vol_mount_count(struct vf_ctx *ctx, const char *vol, const char *id,
+                           struct vf_kv_lock *lk, char keys[R_N][512],
+                           const struct vf_kv_result *rr, const struct vol_ids *ids, int *retry_r,
+                           struct vf_err *err)
+{
+	struct vf_kv *kv = ctx->kv;
 	struct vf_kv_txn_result tr = {0};
-	struct vol_ids ids = {0};
-	char *cval = NULL;
-	int rc, mounted_here = 0;
+	char gval[32], *cval = NULL;
+	int rc;
 
-	memset(rr, 0, sizeof(rr));
-	*retry_r = 0;
-	vf_vol_key(ctx, keys[R_STATE], 512, VK_STATE, vol);
-	vf_vol_key(ctx, keys[R_GREF], 512, VK_GREF, vol);
-	vol_client_key(ctx, keys[R_CLIENT], 512, vol, ctx->node_id);
-	vf_vol_key(ctx, keys[R_INFO], 512, VK_INFO, vol);
-	vf_vol_key(ctx, keys[R_TRIG], 512, VK_START_TRIGGER, vol);
-	vf_vol_key(ctx, keys[R_SERVER], 512, VK_SERVER, vol);
-	for (int i = 0; i < R_N; i++)
-		reads[i] = keys[i];
-	rc = vol_mount_elided(ctx, vol, id, path, keys, err);
-	if (rc != VOL_LOCKED)
-		goto out;
-	rc = vf_vol_lock(ctx, lease, "gref", vol, (int)vol_left(deadline), reads, R_N, rr, &lk,
-	                 err);
-	if (rc != VF_OK) {
-		vf_err_prefix(err, "volume %s: cannot take the gref lock", vol);
-		goto out;
-	}
-	if (!rr[R_STATE].found) {
-		rc = vf_err_set(err, VF_ENOTFOUND, "volume %s does not exist", vol);
-		goto out;
-	}
-	rc = vol_ids_parse(vol, &rr[R_CLIENT], &ids);
+	rc = vol_client_value(ctx, ids, id, NULL, &cval, err);
 	if (rc != VF_OK)
-		goto out;
-	if (ids.n > 0) {
-		/* this host already holds the global reference: its mount must also
-		 * answer (a dead FUSE mount is in the table but fails with ENOTCONN;
-		 * the driver's mount drops and remounts it) */
-		if (!vol_mounted_here(ctx, vol, path) || !vol_mount_answers(path)) {
-			rc = vol_fs_mount(ctx, vol, rr[R_INFO].pair.value, path, err);
-			if (rc != VF_OK)
-				goto out;
-		}
-		if (vol_ids_find(&ids, id) >= 0)
-			goto out; /* this id is already counted */
-		if (ids.n >= VOL_IDS_MAX) {
-			rc = vf_err_set(
-			        err, VF_ELIMIT,
-			        "volume %s: this host already holds %zu mount ids (limit %d): "
-			        "unmount some first",
-			        vol, ids.n, VOL_IDS_MAX);
-			goto out;
-		}
-		rc = vol_client_value(ctx, &ids, id, NULL, &cval, err);
-		if (rc != VF_OK)
-			goto out;
-		vol_memo_drop(ctx, vol, 0);
-		rc = vol_client_rewrite(ctx, lk, keys[R_CLIENT], rr[R_CLIENT].pair.mod_rev, cval,
-		                        err);
-		if (rc == VF_EUNCERTAIN) {
-			int has = 0;
-
-			if (vol_client_has(ctx, vol, keys[R_CLIENT], id, &has) == VF_OK && has)
-				rc = VF_OK;
-		}
-		if (rc != VF_OK)
-			vf_err_prefix(err, "volume %s: cannot add mount id %s", vol, id);
-		goto out;
-	}
-	if (!vol_res_is(&rr[R_STATE], "Mounted") || !rr[R_SERVER].found) {
-		int64_t rev = 0;
-
-		rc = vol_bump(ctx, lk, keys[R_TRIG], &rr[R_TRIG], &rev, err);
-		if (rc != VF_OK) {
-			vf_err_prefix(err, "volume %s: cannot bump %s", vol, keys[R_TRIG]);
-			goto out;
-		}
-		rc = vol_wait_mounted(ctx, vol, keys, rev, vf_vol_num(&rr[R_TRIG]) + 1, deadline,
-		                      rr, retry_r, err);
-		if (rc == VF_ETIMEDOUT) {
-			/* a server that comes up late must not run forever */
-			struct vf_kv_result st = {0};
-			char sk[512];
-
-			vf_vol_key(ctx, sk, sizeof(sk), VK_STOP_TRIGGER, vol);
-			if (kv->ops->get(kv, sk, &st.pair, NULL) == VF_OK)
-				st.found = 1;
-			vol_bump(ctx, lk, sk, &st, NULL, NULL);
-			vf_kv_results_clear(&st, 1);
-		}
-		if (rc != VF_OK)
-			goto out;
-	}
-	rc = vol_fs_mount(ctx, vol, rr[R_INFO].pair.value, path, err);
-	if (rc != VF_OK) {
-		/* a stop may have taken the server away since the read: then go again */
-		struct vf_kv_pair p = {0};
-
-		if (kv->ops->get(kv, keys[R_SERVER], &p, NULL) != VF_OK ||
-		    strcmp(p.value, rr[R_SERVER].pair.value) != 0)
-			*retry_r = 1;
-		vf_kv_pair_clear(&p);
-		goto out;
-	}
-	mounted_here = 1;
-	if (vf_failpoint_hit("vol.mount_before_txn", vol)) {
-		rc = vf_err_set(err, VF_EUNAVAIL, "volume %s: failpoint vol.mount_before_txn", vol);
-		goto out;
-	}
-	rc = vol_client_value(ctx, &ids, id, NULL, &cval, err);
-	if (rc != VF_OK)
-		goto out;
+		return rc;
 	snprintf(gval, sizeof(gval), "%" PRId64, vf_vol_num(&rr[R_GREF]) + 1);
 	{
 		/* state and server/ by the versions read (Mounted, with a server):
@@ -817,15 +671,84 @@ static int vol_mount_once(struct vf_ctx *ctx, const char *vol, const char *id, c
 	} else if (rc == VF_EUNCERTAIN) {
 		int has = 0;
 
-		if (vol_client_has(ctx, vol, keys[R_CLIENT], id, &has) == VF_OK && has) {
+		if (vol_client_has(ctx, vol, keys[R_CLIENT], id, &has) == VF_OK && has)
 			rc = VF_OK;
-			mounted_here = 0;
-		}
 	}
+	if (rc != VF_OK)
+		vf_err_prefix(err, "volume %s: cannot take the global reference", vol);
+	free(cval);
+	return rc;
+}
+
+/* One try of a mount: the elided way, else under the gref lock (another id of
+ * this host, or cold then warm: the local mount and the final txn, the local
+ * mount undone when not counted). *retry_r: go again. */
+static int vol_mount_once(struct vf_ctx *ctx, const char *vol, const char *id, const char *path,
+                          int64_t deadline, int *retry_r, struct vf_err *err)
+{
+	struct vf_kv *kv = ctx->kv;
+	struct vf_kv_lease *lease = vf_ctx_lease_get(ctx);
+	char keys[R_N][512];
+	const char *reads[R_N];
+	struct vf_kv_result rr[R_N];
+	struct vf_kv_lock *lk = NULL;
+	struct vol_ids ids = {0};
+	int rc, mounted_here = 0;
+
+	memset(rr, 0, sizeof(rr));
+	*retry_r = 0;
+	vf_vol_key(ctx, keys[R_STATE], 512, VK_STATE, vol);
+	vf_vol_key(ctx, keys[R_GREF], 512, VK_GREF, vol);
+	vol_client_key(ctx, keys[R_CLIENT], 512, vol, ctx->node_id);
+	vf_vol_key(ctx, keys[R_INFO], 512, VK_INFO, vol);
+	vf_vol_key(ctx, keys[R_TRIG], 512, VK_START_TRIGGER, vol);
+	vf_vol_key(ctx, keys[R_SERVER], 512, VK_SERVER, vol);
+	for (int i = 0; i < R_N; i++)
+		reads[i] = keys[i];
+	rc = vol_mount_elided(ctx, vol, id, path, keys, err);
+	if (rc != VOL_LOCKED)
+		goto out;
+	rc = vf_vol_lock(ctx, lease, "gref", vol, (int)vol_left(deadline), reads, R_N, rr, &lk,
+	                 err);
+	if (rc != VF_OK) {
+		vf_err_prefix(err, "volume %s: cannot take the gref lock", vol);
+		goto out;
+	}
+	if (!rr[R_STATE].found) {
+		rc = vf_err_set(err, VF_ENOTFOUND, "volume %s does not exist", vol);
+		goto out;
+	}
+	rc = vol_ids_parse(vol, &rr[R_CLIENT], &ids);
+	if (rc != VF_OK)
+		goto out;
+	if (ids.n > 0) {
+		rc = vol_mount_add_id(ctx, vol, id, path, lk, keys, rr, &ids, err);
+		goto out;
+	}
+	if (!vol_res_is(&rr[R_STATE], "Mounted") || !rr[R_SERVER].found) {
+		rc = vol_mount_cold(ctx, vol, lk, keys, rr, deadline, retry_r, err);
+		if (rc != VF_OK)
+			goto out;
+	}
+	rc = vol_fs_mount(ctx, vol, rr[R_INFO].pair.value, path, err);
+	if (rc != VF_OK) {
+		/* a stop may have taken the server away since the read: then go again */
+		struct vf_kv_pair p = {0};
+
+		if (kv->ops->get(kv, keys[R_SERVER], &p, NULL) != VF_OK ||
+		    strcmp(p.value, rr[R_SERVER].pair.value) != 0)
+			*retry_r = 1;
+		vf_kv_pair_clear(&p);
+		goto out;
+	}
+	mounted_here = 1;
+	if (vf_failpoint_hit("vol.mount_before_txn", vol)) {
+		rc = vf_err_set(err, VF_EUNAVAIL, "volume %s: failpoint vol.mount_before_txn", vol);
+		goto out;
+	}
+	rc = vol_mount_count(ctx, vol, id, lk, keys, rr, &ids, retry_r, err);
 	if (rc == VF_OK)
 		mounted_here = 0;
-	else
-		vf_err_prefix(err, "volume %s: cannot take the global reference", vol);
 out:
 	if (mounted_here) {
 		struct vf_err e2 = {0};
@@ -838,7 +761,6 @@ out:
 		vf_ctx_lease_gone(ctx, lease); /* a fenced txn found the lease gone */
 	vf_kv_results_clear(rr, R_N);
 	vol_ids_free(&ids);
-	free(cval);
 	vf_ctx_lease_put(ctx);
 	return rc;
 }
@@ -955,86 +877,65 @@ static int vol_unmount_elided(struct vf_ctx *ctx, const char *name, const char *
 	return rc;
 }
 
-int vol_unmount_once(struct vf_ctx *ctx, const char *name, const char *mount_id, const char *path,
-                     int64_t deadline, int *unmounted, int *local_err, struct vf_err *err)
+/* mount_id is not counted (a repeated unmount, or one whose answer was lost).
+ * With no id of this host counted (ids) no local mount may stay: decided from
+ * the mount table, not from this process's memory (a restarted daemon has
+ * none; a mount left by a crash mid-mount is real). */
+static int vol_unmount_uncounted(struct vf_ctx *ctx, const char *name, const char *mount_id,
+                                 const char *path, const struct vol_ids *ids, int *unmounted,
+                                 int *local_err, struct vf_err *err)
 {
-	struct vf_kv *kv = ctx->kv;
-	struct vf_kv_lease *lease = vf_ctx_lease_get(ctx);
-	char keys[U_N][512], gval[32], tval[32];
-	const char *reads[U_N];
-	struct vf_kv_result rr[U_N];
-	struct vf_kv_lock *lk = NULL;
-	struct vf_kv_txn_result tr = {0};
-	struct vol_ids ids = {0};
+	int rc = VF_OK;
+
+	vf_log(VF_LOG_INFO, "volume %s: mount id %s is not mounted on %s", name, mount_id,
+	       ctx->node_id);
+	if (ids->n == 0 && !*unmounted &&
+	    (vol_local_mounted(ctx, name) || vol_probe(ctx, name, path) != 0)) {
+		rc = vol_fs_unmount(ctx, name, path, err);
+		*local_err = rc != VF_OK;
+	}
+	return rc;
+}
+
+/* Other ids of this host stay: drop mount_id from its client key (under the
+ * gref lock lk); an uncertain outcome read back. */
+static int vol_unmount_drop_id(struct vf_ctx *ctx, const char *name, const char *mount_id,
+                               struct vf_kv_lock *lk, char keys[U_N][512],
+                               const struct vf_kv_result *rr, const struct vol_ids *ids,
+                               struct vf_err *err)
+{
 	char *cval = NULL;
 	int rc;
 
-	memset(rr, 0, sizeof(rr));
-	vf_vol_key(ctx, keys[U_STATE], 512, VK_STATE, name);
-	vf_vol_key(ctx, keys[U_GREF], 512, VK_GREF, name);
-	vol_client_key(ctx, keys[U_CLIENT], 512, name, ctx->node_id);
-	vf_vol_key(ctx, keys[U_TRIG], 512, VK_STOP_TRIGGER, name);
-	for (int i = 0; i < U_N; i++)
-		reads[i] = keys[i];
-	rc = vol_unmount_elided(ctx, name, mount_id, path, keys, unmounted, local_err, err);
-	if (rc != VOL_LOCKED)
-		goto out;
-	rc = vf_vol_lock(ctx, lease, "gref", name, (int)vol_left(deadline), reads, U_N, rr, &lk,
-	                 err);
-	if (rc != VF_OK) {
-		vf_err_prefix(err, "volume %s: cannot take the gref lock", name);
-		goto out;
-	}
-	rc = vol_ids_parse(name, &rr[U_CLIENT], &ids);
+	rc = vol_client_value(ctx, ids, NULL, mount_id, &cval, err);
 	if (rc != VF_OK)
-		goto out;
-	if (vol_ids_find(&ids, mount_id) < 0) {
-		/* not counted (a repeated unmount, or one whose answer was lost) */
-		vf_log(VF_LOG_INFO, "volume %s: mount id %s is not mounted on %s", name, mount_id,
-		       ctx->node_id);
-		/* no id of this host counted: no local mount may stay. Decided from
-		 * the mount table, not from this process's memory (a restarted
-		 * daemon has none; a mount left by a crash mid-mount is real) */
-		if (ids.n == 0 && !*unmounted &&
-		    (vol_local_mounted(ctx, name) || vol_probe(ctx, name, path) != 0)) {
-			rc = vol_fs_unmount(ctx, name, path, err);
-			*local_err = rc != VF_OK;
-		}
-		goto out;
-	}
-	if (ids.n > 1) {
-		rc = vol_client_value(ctx, &ids, NULL, mount_id, &cval, err);
-		if (rc != VF_OK)
-			goto out;
-		vol_memo_drop(ctx, name, 0);
-		rc = vol_client_rewrite(ctx, lk, keys[U_CLIENT], rr[U_CLIENT].pair.mod_rev, cval,
-		                        err);
-		if (rc == VF_EUNCERTAIN) {
-			int has = 1;
+		return rc;
+	vol_memo_drop(ctx, name, 0);
+	rc = vol_client_rewrite(ctx, lk, keys[U_CLIENT], rr[U_CLIENT].pair.mod_rev, cval, err);
+	if (rc == VF_EUNCERTAIN) {
+		int has = 1;
 
-			if (vol_client_has(ctx, name, keys[U_CLIENT], mount_id, &has) == VF_OK &&
-			    !has)
-				rc = VF_OK;
-		}
-		if (rc != VF_OK)
-			vf_err_prefix(err, "volume %s: cannot drop mount id %s", name, mount_id);
-		goto out;
+		if (vol_client_has(ctx, name, keys[U_CLIENT], mount_id, &has) == VF_OK && !has)
+			rc = VF_OK;
 	}
-	/* the last id on this host: unmount (unless a try that lost its lease
-	 * did already), drop the global reference */
-	if (!*unmounted) {
-		rc = vol_fs_unmount(ctx, name, path, err);
-		if (rc != VF_OK) {
-			*local_err = 1;
-			goto out;
-		}
-		*unmounted = 1;
-	}
-	if (vf_failpoint_hit("vol.unmount_before_txn", name)) {
-		rc = vf_err_set(err, VF_EUNAVAIL, "volume %s: failpoint vol.unmount_before_txn",
-		                name);
-		goto out;
-	}
+	if (rc != VF_OK)
+		vf_err_prefix(err, "volume %s: cannot drop mount id %s", name, mount_id);
+	free(cval);
+	return rc;
+}
+
+/* The last id of this host, unmounted locally: one txn under the gref lock
+ * lk puts gref-1, deletes the client key and, when gref reaches 0, bumps
+ * stop_trigger (fenced by the versions read); an uncertain outcome read
+ * back. */
+static int vol_unmount_release(struct vf_ctx *ctx, const char *name, const char *mount_id,
+                               struct vf_kv_lock *lk, char keys[U_N][512],
+                               const struct vf_kv_result *rr, struct vf_err *err)
+{
+	struct vf_kv *kv = ctx->kv;
+	struct vf_kv_txn_result tr = {0};
+	char gval[32], tval[32];
+	int rc;
 	int64_t g = vf_vol_num(&rr[U_GREF]) - 1;
 
 	if (g < 0) {
@@ -1088,6 +989,68 @@ int vol_unmount_once(struct vf_ctx *ctx, const char *name, const char *mount_id,
 		              "volume %s: unmounted locally but cannot drop the global "
 		              "reference",
 		              name);
+	return rc;
+}
+
+/* One try of an unmount: the elided way, else under the gref lock (not
+ * counted, another id left, or the last id: local unmount, then the release).
+ * *unmounted: the local unmount is done (kept across tries); *local_err: it
+ * failed. */
+int vol_unmount_once(struct vf_ctx *ctx, const char *name, const char *mount_id, const char *path,
+                     int64_t deadline, int *unmounted, int *local_err, struct vf_err *err)
+{
+	struct vf_kv_lease *lease = vf_ctx_lease_get(ctx);
+	char keys[U_N][512];
+	const char *reads[U_N];
+	struct vf_kv_result rr[U_N];
+	struct vf_kv_lock *lk = NULL;
+	struct vol_ids ids = {0};
+	int rc;
+
+	memset(rr, 0, sizeof(rr));
+	vf_vol_key(ctx, keys[U_STATE], 512, VK_STATE, name);
+	vf_vol_key(ctx, keys[U_GREF], 512, VK_GREF, name);
+	vol_client_key(ctx, keys[U_CLIENT], 512, name, ctx->node_id);
+	vf_vol_key(ctx, keys[U_TRIG], 512, VK_STOP_TRIGGER, name);
+	for (int i = 0; i < U_N; i++)
+		reads[i] = keys[i];
+	rc = vol_unmount_elided(ctx, name, mount_id, path, keys, unmounted, local_err, err);
+	if (rc != VOL_LOCKED)
+		goto out;
+	rc = vf_vol_lock(ctx, lease, "gref", name, (int)vol_left(deadline), reads, U_N, rr, &lk,
+	                 err);
+	if (rc != VF_OK) {
+		vf_err_prefix(err, "volume %s: cannot take the gref lock", name);
+		goto out;
+	}
+	rc = vol_ids_parse(name, &rr[U_CLIENT], &ids);
+	if (rc != VF_OK)
+		goto out;
+	if (vol_ids_find(&ids, mount_id) < 0) {
+		rc = vol_unmount_uncounted(ctx, name, mount_id, path, &ids, unmounted, local_err,
+		                           err);
+		goto out;
+	}
+	if (ids.n > 1) {
+		rc = vol_unmount_drop_id(ctx, name, mount_id, lk, keys, rr, &ids, err);
+		goto out;
+	}
+	/* the last id on this host: unmount (unless a try that lost its lease
+	 * did already), drop the global reference */
+	if (!*unmounted) {
+		rc = vol_fs_unmount(ctx, name, path, err);
+		if (rc != VF_OK) {
+			*local_err = 1;
+			goto out;
+		}
+		*unmounted = 1;
+	}
+	if (vf_failpoint_hit("vol.unmount_before_txn", name)) {
+		rc = vf_err_set(err, VF_EUNAVAIL, "volume %s: failpoint vol.unmount_before_txn",
+		                name);
+		goto out;
+	}
+	rc = vol_unmount_release(ctx, name, mount_id, lk, keys, rr, err);
 out:
 	vf_vol_unlock(ctx, lease, "gref", name, &lk);
 	if (rc == VF_ELEASE && lease)
@@ -1095,7 +1058,6 @@ out:
 	vf_ctx_lease_put(ctx);
 	vf_kv_results_clear(rr, U_N);
 	vol_ids_free(&ids);
-	free(cval);
 	return rc;
 }
 

@@ -1,5 +1,6 @@
 /*
- * libFuzzer target: the Docker plugin-protocol request decoder (src/daemon/plugin.c).
+ * libFuzzer target: the Docker plugin-protocol request decoder
+ * (src/daemon/plugin_decode.c, src/daemon/plugin_json.c).
  * Input: a path selector byte, then the request body. Every decoded request must
  * carry a valid volume name and options within their bounds, every string in it
  * UTF-8; every error a one-line message of printable ASCII (#19: nothing a client
