@@ -20,6 +20,29 @@
 /* ---- handlers ---- */
 enum { S_STATE = 0, S_GREF, S_INFO, S_SERVER, S_N };
 
+/* Take vol's state lock for a start or stop (what), reading its state, gref, info
+ * and server/ keys with it: keys[] and rr[] are indexed by S_*. Logs a failure. */
+static int mgr_state_lock(struct vf_ctx *ctx, struct vf_kv_lease *lease, const char *vol,
+                          const char *what, char keys[S_N][512], struct vf_kv_result rr[S_N],
+                          struct vf_kv_lock **lk, struct vf_err *e)
+{
+	const char *reads[S_N];
+	int rc;
+
+	memset(rr, 0, S_N * sizeof(rr[0]));
+	vf_vol_key(ctx, keys[S_STATE], 512, VK_STATE, vol);
+	vf_vol_key(ctx, keys[S_GREF], 512, VK_GREF, vol);
+	vf_vol_key(ctx, keys[S_INFO], 512, VK_INFO, vol);
+	vf_vol_key(ctx, keys[S_SERVER], 512, VK_SERVER, vol);
+	for (int i = 0; i < S_N; i++)
+		reads[i] = keys[i];
+	rc = vf_vol_lock(ctx, lease, "state", vol, ctx->op_timeout_ms, reads, S_N, rr, lk, e);
+	if (rc != VF_OK)
+		vf_log(VF_LOG_ERR, "volume %s: %s: cannot take the state lock: %s", vol, what,
+		       e->msg);
+	return rc;
+}
+
 /* Is server/<vol> (key) now sval? Settles an uncertain record txn: asks until
  * the store answers (a failed read is no answer: taking it for "not recorded"
  * stopped a server the store names, with nothing to repair it). Gives up only
@@ -104,25 +127,14 @@ int mgr_do_start(struct mgr *m, const char *vol, struct vf_kv_lease *lease, int 
 {
 	struct vf_ctx *ctx = m->ctx;
 	char keys[S_N][512], sval[200];
-	const char *reads[S_N];
 	struct vf_kv_result rr[S_N];
 	struct vf_kv_lock *lk = NULL;
 	struct vf_err e = {0};
 	char *addr = NULL, *info = NULL;
 	int port = 0, rc, started = 0;
 
-	memset(rr, 0, sizeof(rr));
-	vf_vol_key(ctx, keys[S_STATE], 512, VK_STATE, vol);
-	vf_vol_key(ctx, keys[S_GREF], 512, VK_GREF, vol);
-	vf_vol_key(ctx, keys[S_INFO], 512, VK_INFO, vol);
-	vf_vol_key(ctx, keys[S_SERVER], 512, VK_SERVER, vol);
-	for (int i = 0; i < S_N; i++)
-		reads[i] = keys[i];
-	rc = vf_vol_lock(ctx, lease, "state", vol, ctx->op_timeout_ms, reads, S_N, rr, &lk, &e);
-	if (rc != VF_OK) {
-		vf_log(VF_LOG_ERR, "volume %s: start: cannot take the state lock: %s", vol, e.msg);
+	if ((rc = mgr_state_lock(ctx, lease, vol, "start", keys, rr, &lk, &e)) != VF_OK)
 		goto out;
-	}
 	if (!rr[S_STATE].found) {
 		vf_log(VF_LOG_INFO, "volume %s: start: the volume was removed", vol);
 		goto out;
@@ -438,25 +450,14 @@ int mgr_do_stop(struct mgr *m, const char *vol, struct vf_kv_lease *lease)
 	struct vf_ctx *ctx = m->ctx;
 	struct vf_kv *kv = ctx->kv;
 	char keys[S_N][512], mine[200];
-	const char *reads[S_N];
 	struct vf_kv_result rr[S_N];
 	struct vf_kv_lock *lk = NULL;
 	struct vf_err e = {0};
 	int rc, served_here;
 
-	memset(rr, 0, sizeof(rr));
-	vf_vol_key(ctx, keys[S_STATE], 512, VK_STATE, vol);
-	vf_vol_key(ctx, keys[S_GREF], 512, VK_GREF, vol);
-	vf_vol_key(ctx, keys[S_INFO], 512, VK_INFO, vol);
-	vf_vol_key(ctx, keys[S_SERVER], 512, VK_SERVER, vol);
-	for (int i = 0; i < S_N; i++)
-		reads[i] = keys[i];
 	snprintf(mine, sizeof(mine), "%s %s", ctx->node_id, lease->id);
-	rc = vf_vol_lock(ctx, lease, "state", vol, ctx->op_timeout_ms, reads, S_N, rr, &lk, &e);
-	if (rc != VF_OK) {
-		vf_log(VF_LOG_ERR, "volume %s: stop: cannot take the state lock: %s", vol, e.msg);
+	if ((rc = mgr_state_lock(ctx, lease, vol, "stop", keys, rr, &lk, &e)) != VF_OK)
 		goto out;
-	}
 	served_here = rr[S_SERVER].found && strcmp(rr[S_SERVER].pair.value, mine) == 0;
 	if (!rr[S_STATE].found || strcmp(rr[S_STATE].pair.value, "Mounted") != 0) {
 		/* removed (and maybe created again) while we served it */
