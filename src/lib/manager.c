@@ -776,6 +776,7 @@ void vf_mgr_lease_lost(struct vf_ctx *ctx)
 		return;
 	pthread_mutex_lock(&m->mu);
 	m->suspended = 1;
+	m->lease_epoch++;
 	pthread_mutex_unlock(&m->mu);
 	{
 		char vol[MGR_NAME];
@@ -796,6 +797,7 @@ void vf_mgr_lease_back(struct vf_ctx *ctx)
 	m->rec_req = 1;
 	pthread_cond_broadcast(&m->rec_cv);
 	pthread_mutex_unlock(&m->mu);
+	vf_failpoint_hit("mgr.lease_back", "");
 }
 
 int vf_ctx_start_manager(struct vf_ctx *ctx, struct vf_err *err)

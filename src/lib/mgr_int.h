@@ -75,6 +75,9 @@ struct mgr {
 	 * restart to the next pass (which lists again) */
 	struct vf_strmap settled;
 	uintptr_t done_seq;
+	/* bumped by each lease loss: a pass that began under an earlier lease
+	 * saw a served set and server records that are gone (mgr_pass_stale) */
+	unsigned long lease_epoch;
 };
 
 /* manager.c */

@@ -223,7 +223,24 @@ struct mgr_pass {
 	char pre[L_N][512], mine[200];
 	struct mgr_rcand *c;
 	size_t n, cap;
+	unsigned long epoch; /* m->lease_epoch before the lists were taken */
 };
+
+/* Has this process lost its lease since pass p began (or is it without one)?
+ * Then p's lists predate the loss and its served set was emptied meanwhile: a
+ * volume it lists as served by us is not one we stopped serving by mistake, and
+ * its restarts are left to the pass that the lease's return asks for (which
+ * batches them). Call it after reading mgr_serves: the loss bumps the epoch
+ * before it stops the servers. */
+static int mgr_pass_stale(struct mgr *m, const struct mgr_pass *p)
+{
+	int r;
+
+	pthread_mutex_lock(&m->mu);
+	r = m->suspended || m->lease_epoch != p->epoch;
+	pthread_mutex_unlock(&m->mu);
+	return r;
+}
 
 /* One list per family per pass, all at once (on threads). */
 static int mgr_pass_list(struct vf_ctx *ctx, struct mgr_pass *p, struct vf_err *err)
@@ -361,7 +378,8 @@ static void mgr_pass_volume(struct mgr *m, struct mgr_pass *p, const struct vf_k
 		       vol);
 		mgr_pass_restart(m, p, vol, s->mod_rev);
 	} else if (f[L_SERVER] && strcmp(f[L_SERVER]->value, mine) == 0 && !mgr_serves(m, vol) &&
-	           !mgr_live_claim(f[L_SCLAIM]) && !mgr_live_claim(f[L_PCLAIM])) {
+	           !mgr_live_claim(f[L_SCLAIM]) && !mgr_live_claim(f[L_PCLAIM]) &&
+	           !mgr_pass_stale(m, p)) {
 		/* server/ names this process, which serves nothing for it: the
 		 * restart (under the state lock) starts it again or, not
 		 * Mounted, deletes the key */
@@ -433,6 +451,7 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 		         mgr_lfam[i] < 0 ? "client" : vf_vol_family[mgr_lfam[i]]);
 	pthread_mutex_lock(&m->mu);
 	seq0 = m->done_seq;
+	p.epoch = m->lease_epoch;
 	pthread_mutex_unlock(&m->mu);
 	t0 = vf_now_ms();
 	rc = mgr_pass_list(ctx, &p, err);
@@ -443,12 +462,20 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 	pthread_rwlock_rdlock(&ctx->lease_rw);
 	snprintf(p.mine, sizeof(p.mine), "%s %s", ctx->node_id, ctx->lease_id);
 	pthread_rwlock_unlock(&ctx->lease_rw);
+	vf_failpoint_hit("mgr.pass_listed", "");
 	m->pass++;
 	vf_metrics_inc(VF_M_RECONCILE_RUNS);
 	vf_metrics_gauge_set(VF_G_LAST_RECONCILE, (int64_t)time(NULL));
 	mgr_pass_gauges(&p);
 	for (size_t i = 0; i < p.l[L_STATE].count; i++)
 		mgr_pass_volume(m, &p, &p.l[L_STATE].items[i]);
+	if (p.n && mgr_pass_stale(m, &p)) {
+		vf_log(VF_LOG_DEBUG,
+		       "reconcile: the lease was lost during the pass: its %zu restarts are "
+		       "left to the next pass",
+		       p.n);
+		p.n = 0;
+	}
 	mgr_queue_restarts(m, p.c, p.n, seq0);
 	if (p.n)
 		vf_log(VF_LOG_DEBUG, "reconcile: %zu restarts queued after %" PRId64 " ms", p.n,

@@ -25,6 +25,10 @@ int vf_failpoint_hit(const char *name, const char *vol);
  *    return value is ignored)
  *  mgr.reconcile_done: a pass of the reconciler thread has finished (vol "";
  *    the return value is ignored)
+ *  mgr.pass_listed: a reconcile pass has its lists and this process's server
+ *    value, before it looks at any volume (vol ""; the return value is
+ *    ignored)
+ *  mgr.lease_back: the manager resumed under a new lease (vol ""; ignored)
  *  mgr.before_start_txn: the server is up, state not yet Mounted
  *  vol.mount_before_txn: host mounted locally, the gref+1 txn not yet sent
  *  mgr.inconsistent: the reconciler is about to log gref != client count
