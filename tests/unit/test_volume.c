@@ -559,6 +559,36 @@ static int rb_claim_done(struct tcluster *tc, const char *vol)
 	return ok;
 }
 
+/* n volumes "<pfx>NN" created and mounted on host h, each started by the
+ * manager; returns once every start claim is closed (else the lease's end
+ * makes a claim look orphaned and a start job races the restarts), with the
+ * lease of their server record in lease (64 bytes). */
+static void rb_setup(struct tcluster *tc, int h, const char *pfx, char (*vol)[16], int n,
+                     char *lease)
+{
+	struct vf_err e = {0};
+	char k[64], node[64], *sv;
+	int done = 0;
+
+	for (int i = 0; i < n; i++) {
+		snprintf(vol[i], 16, "%s%02d", pfx, i);
+		CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc->n[h].ctx, vol[i], NULL, 0, &e), VF_OK);
+		CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc->n[h].ctx, vol[i], "c1", NULL, &e), VF_OK);
+	}
+	snprintf(k, sizeof(k), "vfile/server/%s", vol[0]);
+	sv = memkv_value(tc->st, k);
+	CU_ASSERT_FATAL(sv != NULL && sscanf(sv, "%63s %63s", node, lease) == 2);
+	free(sv);
+	for (int64_t end = vf_now_ms() + TC_WAIT_MS; vf_now_ms() < end && done < n;) {
+		done = 0;
+		for (int i = 0; i < n; i++)
+			done += rb_claim_done(tc, vol[i]);
+		if (done < n)
+			vf_test_sleep_ms(10);
+	}
+	CU_ASSERT_EQUAL_FATAL(done, n);
+}
+
 static void test_restart_batched(void)
 {
 	struct tcluster tc;
@@ -566,7 +596,7 @@ static void test_restart_batched(void)
 	struct vf_kv *okv = NULL;
 	struct vf_kv_lease *ol = NULL;
 	struct vf_kv_lock *olk = NULL;
-	char vol[RB_N][16], *sv, lease[64] = "", node[64];
+	char vol[RB_N][16], *sv, lease[64] = "";
 	int h, m, served = 0;
 	unsigned nmany, nlock;
 	int64_t t0;
@@ -574,25 +604,7 @@ static void test_restart_batched(void)
 	tc_init(&tc);
 	m = tc_add(&tc, "m1", 1);
 	h = tc_add(&tc, "h1", 0);
-	for (int i = 0; i < RB_N; i++) {
-		snprintf(vol[i], sizeof(vol[i]), "b%02d", i);
-		CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h].ctx, vol[i], NULL, 0, &e), VF_OK);
-		CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h].ctx, vol[i], "c1", NULL, &e), VF_OK);
-	}
-	sv = memkv_value(tc.st, "vfile/server/b00");
-	CU_ASSERT_FATAL(sv != NULL && sscanf(sv, "%63s %63s", node, lease) == 2);
-	free(sv);
-	/* the manager idle: every start claim closed (else its lease's end makes
-	 * the claim look orphaned and a start job races the batches) */
-	for (int64_t end = vf_now_ms() + TC_WAIT_MS; vf_now_ms() < end && served < RB_N;) {
-		served = 0;
-		for (int i = 0; i < RB_N; i++)
-			served += rb_claim_done(&tc, vol[i]);
-		if (served < RB_N)
-			vf_test_sleep_ms(10);
-	}
-	CU_ASSERT_EQUAL_FATAL(served, RB_N);
-	served = 0;
+	rb_setup(&tc, h, "b", vol, RB_N, lease);
 	/* another node holds the state lock of b07 */
 	CU_ASSERT_EQUAL_FATAL(memkv_open(tc.st, &okv, &e), VF_OK);
 	CU_ASSERT_EQUAL_FATAL(okv->ops->lease_grant(okv, 5, 0, NULL, NULL, &ol, &e), VF_OK);
@@ -697,8 +709,7 @@ static void test_restart_stale_pass(void)
 {
 	struct tcluster tc;
 	struct stale_pass sp = {0};
-	struct vf_err e = {0};
-	char vol[SP_N][16], *sv, node[64];
+	char vol[SP_N][16];
 	int h, m, n = 0;
 	unsigned nmany, nlock;
 
@@ -706,22 +717,7 @@ static void test_restart_stale_pass(void)
 	sp.tc = &tc;
 	m = tc_add(&tc, "m1", 1);
 	h = tc_add(&tc, "h1", 0);
-	for (int i = 0; i < SP_N; i++) {
-		snprintf(vol[i], sizeof(vol[i]), "s%02d", i);
-		CU_ASSERT_EQUAL_FATAL(vf_volume_create(tc.n[h].ctx, vol[i], NULL, 0, &e), VF_OK);
-		CU_ASSERT_EQUAL_FATAL(vf_volume_mount(tc.n[h].ctx, vol[i], "c1", NULL, &e), VF_OK);
-	}
-	sv = memkv_value(tc.st, "vfile/server/s00");
-	CU_ASSERT_FATAL(sv != NULL && sscanf(sv, "%63s %63s", node, sp.lease) == 2);
-	free(sv);
-	for (int64_t end = vf_now_ms() + TC_WAIT_MS; vf_now_ms() < end && n < SP_N;) {
-		n = 0;
-		for (int i = 0; i < SP_N; i++)
-			n += rb_claim_done(&tc, vol[i]);
-		if (n < SP_N)
-			vf_test_sleep_ms(10);
-	}
-	CU_ASSERT_EQUAL_FATAL(n, SP_N);
+	rb_setup(&tc, h, "s", vol, SP_N, sp.lease);
 	memkv_shim_reset(tc.n[m].shim);
 	vf_failpoint_set("mgr.lease_back", stale_back_fp, &sp);
 	vf_failpoint_set("mgr.pass_listed", stale_listed_fp, &sp);
