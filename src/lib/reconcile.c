@@ -224,6 +224,7 @@ struct mgr_pass {
 	struct mgr_rcand *c;
 	size_t n, cap;
 	unsigned long epoch; /* m->lease_epoch before the lists were taken */
+	uintptr_t seq0;      /* m->done_seq then */
 };
 
 /* Has this process lost its lease since pass p began (or is it without one)?
@@ -238,6 +239,27 @@ static int mgr_pass_stale(struct mgr *m, const struct mgr_pass *p)
 
 	pthread_mutex_lock(&m->mu);
 	r = m->suspended || m->lease_epoch != p->epoch;
+	pthread_mutex_unlock(&m->mu);
+	return r;
+}
+
+/* Has vol changed under pass p: the lease lost (as above), or a job on vol
+ * running now (alone or in a batch) or ended since p began? p's lists then show
+ * vol as it was (a check job that found server/<vol> gone stops the server
+ * while the pass still lists the record as ours); the next pass lists again.
+ * Call it after reading mgr_serves: a job unserves a volume while it runs, and
+ * its end (settled) and the clearing of its busy mark happen under one lock. */
+static int mgr_pass_vol_stale(struct mgr *m, const struct mgr_pass *p, const char *vol)
+{
+	const struct vf_strmap_node *x;
+	int r;
+
+	pthread_mutex_lock(&m->mu);
+	r = m->suspended || m->lease_epoch != p->epoch || vf_strmap_get(&m->bbusy, vol) != NULL;
+	for (int w = 0; w < m->nworkers && !r; w++)
+		r = strcmp(m->busy[w], vol) == 0;
+	if (!r && (x = vf_strmap_get(&m->settled, vol)) != NULL)
+		r = (uintptr_t)x->val > p->seq0;
 	pthread_mutex_unlock(&m->mu);
 	return r;
 }
@@ -379,7 +401,7 @@ static void mgr_pass_volume(struct mgr *m, struct mgr_pass *p, const struct vf_k
 		mgr_pass_restart(m, p, vol, s->mod_rev);
 	} else if (f[L_SERVER] && strcmp(f[L_SERVER]->value, mine) == 0 && !mgr_serves(m, vol) &&
 	           !mgr_live_claim(f[L_SCLAIM]) && !mgr_live_claim(f[L_PCLAIM]) &&
-	           !mgr_pass_stale(m, p)) {
+	           !mgr_pass_vol_stale(m, p, vol)) {
 		/* server/ names this process, which serves nothing for it: the
 		 * restart (under the state lock) starts it again or, not
 		 * Mounted, deletes the key */
@@ -450,7 +472,7 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 		snprintf(p.pre[i], 512, "%s%s/", ctx->prefix,
 		         mgr_lfam[i] < 0 ? "client" : vf_vol_family[mgr_lfam[i]]);
 	pthread_mutex_lock(&m->mu);
-	seq0 = m->done_seq;
+	seq0 = p.seq0 = m->done_seq;
 	p.epoch = m->lease_epoch;
 	pthread_mutex_unlock(&m->mu);
 	t0 = vf_now_ms();
