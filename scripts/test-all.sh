@@ -6,6 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
 start=$(date +%s)
+# This run's own files (summary, demo and distcheck logs, the sanitizer build), in
+# the tree: two checkouts testing on one machine at once must not share them.
+run=${VFILE_TEST_RUN_DIR:-$top/.test-run}
+mkdir -p "$run"
 step() { printf '\n==== %s (%ss)\n' "$*" $(($(date +%s) - start)); }
 
 step "dependencies"
@@ -36,7 +40,7 @@ summary() {
 	echo
 	echo "total: $passed passed, $failed failed"
 }
-summary | tee /tmp/vfile-test-summary.txt
+summary | tee "$run/summary.txt"
 if [ "$status" != 0 ]; then
 	tail -150 test-suite.log 2>/dev/null || true
 	echo "make check failed; what failed:"
@@ -48,9 +52,9 @@ fi
 # steps find everything done): two hosts share a volume through a file server
 # vfile started on demand.
 step "the main job (scripts/demo.sh)"
-VFILE_SKIP_DEPS=1 bash scripts/demo.sh >/tmp/vfile-demo.log 2>&1 ||
-	{ tail -40 /tmp/vfile-demo.log; echo "scripts/demo.sh failed"; exit 1; }
-tail -4 /tmp/vfile-demo.log
+VFILE_SKIP_DEPS=1 bash scripts/demo.sh >"$run/demo.log" 2>&1 ||
+	{ tail -40 "$run/demo.log"; echo "scripts/demo.sh failed"; exit 1; }
+tail -4 "$run/demo.log"
 
 for target in valgrind model-check fuzz-smoke; do
 	if make -n "$target" >/dev/null 2>&1; then
@@ -61,7 +65,7 @@ done
 
 if [ -f scripts/test-sanitizers.sh ]; then
 	step "sanitizers (ASan + UBSan build, make check)"
-	bash scripts/test-sanitizers.sh
+	bash scripts/test-sanitizers.sh "${SAN_BUILD_DIR:-$run/san}"
 fi
 
 if make -n check-secrets >/dev/null 2>&1; then
@@ -80,10 +84,10 @@ if make -n deb-test >/dev/null 2>&1; then
 fi
 
 step "make distcheck (unit suites only: the server suites ran above)"
-make distcheck TESTS="$(make -s print-unit-tests)" >/tmp/vfile-distcheck.log 2>&1 ||
-	{ tail -60 /tmp/vfile-distcheck.log; exit 1; }
-grep -E '^=+$|archives ready|vfile-.*tar.gz' /tmp/vfile-distcheck.log | head -5
+make distcheck TESTS="$(make -s print-unit-tests)" >"$run/distcheck.log" 2>&1 ||
+	{ tail -60 "$run/distcheck.log"; exit 1; }
+grep -E '^=+$|archives ready|vfile-.*tar.gz' "$run/distcheck.log" | head -5
 
 step "done"
 echo "test-all: every suite passed; make check tally:"
-tail -1 /tmp/vfile-test-summary.txt
+tail -1 "$run/summary.txt"
