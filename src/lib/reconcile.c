@@ -227,38 +227,27 @@ struct mgr_pass {
 	uintptr_t seq0;      /* m->done_seq then */
 };
 
-/* Has this process lost its lease since pass p began (or is it without one)?
- * Then p's lists predate the loss and its served set was emptied meanwhile: a
- * volume it lists as served by us is not one we stopped serving by mistake, and
- * its restarts are left to the pass that the lease's return asks for (which
- * batches them). Call it after reading mgr_serves: the loss bumps the epoch
- * before it stops the servers. */
-static int mgr_pass_stale(struct mgr *m, const struct mgr_pass *p)
-{
-	int r;
-
-	pthread_mutex_lock(&m->mu);
-	r = m->suspended || m->lease_epoch != p->epoch;
-	pthread_mutex_unlock(&m->mu);
-	return r;
-}
-
-/* Has vol changed under pass p: the lease lost (as above), or a job on vol
- * running now (alone or in a batch) or ended since p began? p's lists then show
- * vol as it was (a check job that found server/<vol> gone stops the server
+/* Is pass p stale, for vol or (vol NULL) as a whole? As a whole: this process
+ * lost its lease since p began (or is without one), so p's lists predate the
+ * loss and its served set was emptied meanwhile; its restarts are left to the
+ * pass that the lease's return asks for (which batches them). For vol, also: a
+ * job on vol runs now (alone or in a batch) or ended since p began, so p's lists
+ * show vol as it was (a check job that found server/<vol> gone stops the server
  * while the pass still lists the record as ours); the next pass lists again.
- * Call it after reading mgr_serves: a job unserves a volume while it runs, and
- * its end (settled) and the clearing of its busy mark happen under one lock. */
-static int mgr_pass_vol_stale(struct mgr *m, const struct mgr_pass *p, const char *vol)
+ * Call it after reading mgr_serves: the loss bumps the epoch before it stops
+ * the servers, and a job's end (settled) and the clearing of its busy mark
+ * happen under the lock taken here. */
+static int mgr_pass_stale(struct mgr *m, const struct mgr_pass *p, const char *vol)
 {
 	const struct vf_strmap_node *x;
 	int r;
 
 	pthread_mutex_lock(&m->mu);
-	r = m->suspended || m->lease_epoch != p->epoch || vf_strmap_get(&m->bbusy, vol) != NULL;
-	for (int w = 0; w < m->nworkers && !r; w++)
+	r = m->suspended || m->lease_epoch != p->epoch ||
+	    (vol && vf_strmap_get(&m->bbusy, vol) != NULL);
+	for (int w = 0; vol && w < m->nworkers && !r; w++)
 		r = strcmp(m->busy[w], vol) == 0;
-	if (!r && (x = vf_strmap_get(&m->settled, vol)) != NULL)
+	if (vol && !r && (x = vf_strmap_get(&m->settled, vol)) != NULL)
 		r = (uintptr_t)x->val > p->seq0;
 	pthread_mutex_unlock(&m->mu);
 	return r;
@@ -401,7 +390,7 @@ static void mgr_pass_volume(struct mgr *m, struct mgr_pass *p, const struct vf_k
 		mgr_pass_restart(m, p, vol, s->mod_rev);
 	} else if (f[L_SERVER] && strcmp(f[L_SERVER]->value, mine) == 0 && !mgr_serves(m, vol) &&
 	           !mgr_live_claim(f[L_SCLAIM]) && !mgr_live_claim(f[L_PCLAIM]) &&
-	           !mgr_pass_vol_stale(m, p, vol)) {
+	           !mgr_pass_stale(m, p, vol)) {
 		/* server/ names this process, which serves nothing for it: the
 		 * restart (under the state lock) starts it again or, not
 		 * Mounted, deletes the key */
@@ -461,7 +450,6 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 	struct mgr *m = ctx->mgr;
 	struct mgr_pass p;
 	int64_t t0;
-	uintptr_t seq0;
 	int rc;
 
 	if (m == NULL)
@@ -472,7 +460,7 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 		snprintf(p.pre[i], 512, "%s%s/", ctx->prefix,
 		         mgr_lfam[i] < 0 ? "client" : vf_vol_family[mgr_lfam[i]]);
 	pthread_mutex_lock(&m->mu);
-	seq0 = p.seq0 = m->done_seq;
+	p.seq0 = m->done_seq;
 	p.epoch = m->lease_epoch;
 	pthread_mutex_unlock(&m->mu);
 	t0 = vf_now_ms();
@@ -491,14 +479,14 @@ int vf_mgr_reconcile_now(struct vf_ctx *ctx, struct vf_err *err)
 	mgr_pass_gauges(&p);
 	for (size_t i = 0; i < p.l[L_STATE].count; i++)
 		mgr_pass_volume(m, &p, &p.l[L_STATE].items[i]);
-	if (p.n && mgr_pass_stale(m, &p)) {
+	if (p.n && mgr_pass_stale(m, &p, NULL)) {
 		vf_log(VF_LOG_DEBUG,
 		       "reconcile: the lease was lost during the pass: its %zu restarts are "
 		       "left to the next pass",
 		       p.n);
 		p.n = 0;
 	}
-	mgr_queue_restarts(m, p.c, p.n, seq0);
+	mgr_queue_restarts(m, p.c, p.n, p.seq0);
 	if (p.n)
 		vf_log(VF_LOG_DEBUG, "reconcile: %zu restarts queued after %" PRId64 " ms", p.n,
 		       vf_now_ms() - t0);
